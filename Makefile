@@ -1,0 +1,43 @@
+# The README's two commands: `make run` and `make test`. Everything else is a helper.
+JOBS ?= $(shell nproc)
+MODEL ?= models/tiny-v2-lite
+ARGS ?=
+
+.PHONY: deps run build test test-asan bench goldens format clean
+
+deps:
+	scripts/install_deps.sh
+
+build: deps
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS)
+
+# Builds and runs the service on the bundled default model (Ctrl-C stops it).
+run: build
+	build/release/server/mla-server --model_dir=$(MODEL) $(ARGS)
+
+# Builds everything (warnings are errors, CUDA compiled when nvcc is present) and runs
+# every test; GPU tests skip cleanly without a device.
+test: deps
+	cmake --preset ci
+	cmake --build --preset ci -j $(JOBS)
+	ctest --preset ci -j $(JOBS)
+
+test-asan: deps
+	cmake --preset asan
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan -j $(JOBS)
+
+bench: deps
+	cmake --preset bench
+	cmake --build --preset bench -j $(JOBS)
+
+# Regenerates the committed golden outputs with Hugging Face transformers (needs PyPI).
+goldens:
+	tools/reference/make_goldens.sh
+
+format:
+	git ls-files '*.cc' '*.h' '*.cu' '*.cuh' | xargs clang-format -i
+
+clean:
+	rm -rf build

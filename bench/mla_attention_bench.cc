@@ -1,0 +1,159 @@
+// Decode (one query row) of the paged absorbed MLA attention at DeepSeek shapes, against
+// a roofline measured in the same run. Usage: mla_attention_bench [--threads=N]
+//
+// Each call reads the whole latent cache of one sequence: (L + R)·2 = 1,152 bytes per
+// cached token, shared by all heads, and does 2·(L+R) + 2·L = 2,176 FLOPs per head and
+// token. Successive calls use disjoint blocks of a 151 MB cache pool, so the cache comes
+// from DRAM as it does when 60 layers take turns, not from L3.
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/roofline.h"
+#include "engine/backend/cpu/mla_attention.h"
+#include "engine/backend/cpu/mla_attention_reference.h"
+#include "engine/backend/cpu/thread_pool.h"
+
+namespace mla::bench {
+namespace {
+
+constexpr int kLatent = 512;
+constexpr int kRope = 64;
+constexpr int kWidth = kLatent + kRope;
+constexpr int kBlockSize = 64;
+constexpr int kMaxContext = 131072;
+constexpr int kPoolBlocks = kMaxContext / kBlockSize;
+constexpr double kFlopsPerHeadToken = 2.0 * kWidth + 2.0 * kLatent;
+constexpr double kBytesPerToken = kWidth * 2.0;
+
+struct Bench {
+  std::vector<bf16_t> cache;
+  std::vector<int32_t> blocks;  // a shuffled permutation of the pool
+  cpu::ThreadPool* pool;
+  cpu::MlaAttentionWorkspace workspace;
+};
+
+// One decode call over `context` keys, using the blocks of region `region`.
+absl::Status Decode(Bench& b, int heads, int context, int region, const float* q,
+                    float* out, float* lse, bool reference) {
+  const int32_t seq_len = context;
+  const int32_t pos0 = context - 1;
+  const int32_t cu[2] = {0, 1};
+  cpu::MlaAttentionParams p;
+  p.batch = 1;
+  p.num_heads = heads;
+  p.kv_lora_rank = kLatent;
+  p.rope_dim = kRope;
+  p.block_size = kBlockSize;
+  p.num_blocks = kPoolBlocks;
+  p.max_blocks_per_seq = context / kBlockSize;
+  p.softmax_scale = 1.0f / std::sqrt(192.0f);
+  p.kv_cache = b.cache.data();
+  p.block_table = b.blocks.data() + static_cast<size_t>(region) * p.max_blocks_per_seq;
+  p.seq_lens = &seq_len;
+  p.q_pos0 = &pos0;
+  p.cu_seqlens_q = cu;
+  p.q = q;
+  p.out = out;
+  p.lse = lse;
+  return reference ? cpu::MlaAttentionReference(p) : cpu::MlaAttention(p, b.pool, &b.workspace);
+}
+
+std::vector<float> RandomVector(size_t n, float amplitude, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-amplitude, amplitude);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Checks the optimised kernel against the reference on one shape before timing.
+bool CheckAgainstReference(Bench& b) {
+  const int heads = 16;
+  const int context = 4096;
+  const std::vector<float> q = RandomVector(heads * kWidth, 3.0f, 1);
+  std::vector<float> out(heads * kLatent), lse(heads), ref_out(out.size()), ref_lse(heads);
+  if (!Decode(b, heads, context, 0, q.data(), out.data(), lse.data(), false).ok() ||
+      !Decode(b, heads, context, 0, q.data(), ref_out.data(), ref_lse.data(), true).ok()) {
+    return false;
+  }
+  double worst = 0;
+  for (int h = 0; h < heads; ++h) {
+    double diff = 0, norm = 0;
+    for (int d = 0; d < kLatent; ++d) {
+      const double e = out[h * kLatent + d] - ref_out[h * kLatent + d];
+      diff += e * e;
+      norm += double{ref_out[h * kLatent + d]} * ref_out[h * kLatent + d];
+    }
+    worst = std::max(worst, std::sqrt(diff / norm));
+    worst = std::max(worst, std::fabs(double{lse[h]} - ref_lse[h]) /
+                                std::max(1.0, std::fabs(double{ref_lse[h]})));
+  }
+  std::printf("check vs reference (16 heads, 4096 keys): worst relative error %.2e %s\n\n",
+              worst, worst < 1e-5 ? "ok" : "FAILED");
+  return worst < 1e-5;
+}
+
+int Run(int threads) {
+  cpu::ThreadPool pool(threads);
+  const Roofline roofline = MeasureRoofline(pool);
+  PrintMachine(roofline, pool.num_threads());
+
+  Bench b;
+  b.pool = &pool;
+  b.cache.resize(static_cast<size_t>(kPoolBlocks) * kBlockSize * kWidth);
+  uint32_t state = 12345;
+  for (bf16_t& v : b.cache) {  // xorshift: values in [-1, 1), fast to fill 151 MB
+    state ^= state << 13;
+    state ^= state >> 17;
+    state ^= state << 5;
+    v = FloatToBf16(static_cast<float>(state) * (2.0f / 4294967296.0f) - 1.0f);
+  }
+  b.blocks.resize(kPoolBlocks);
+  std::iota(b.blocks.begin(), b.blocks.end(), 0);
+  std::shuffle(b.blocks.begin(), b.blocks.end(), std::mt19937(7));
+  if (!CheckAgainstReference(b)) return 1;
+
+  std::printf("%5s %7s %9s %9s %8s %10s %12s %9s\n", "heads", "context", "ms/call",
+              "GFLOP/s", "GB/s", "FLOP/byte", "bound GF/s", "of bound");
+  for (int heads : {1, 16, 128}) {
+    const std::vector<float> q = RandomVector(heads * kWidth, 3.0f, heads);
+    std::vector<float> out(heads * kLatent), lse(heads);
+    for (int context : {4096, 32768, 131072}) {
+      const int regions = kMaxContext / context;
+      int call = 0;
+      const double seconds = TimePerCall(
+          [&] {
+            const absl::Status s = Decode(b, heads, context, call++ % regions, q.data(),
+                                          out.data(), lse.data(), false);
+            if (!s.ok()) std::abort();
+          },
+          3, 2000, 1.0);
+      const double flops = kFlopsPerHeadToken * heads * context;
+      const double bytes = kBytesPerToken * context;
+      const double intensity = flops / bytes;
+      const double bound = std::min(roofline.read_gbps * intensity, roofline.peak_gflops);
+      const double gflops = flops / seconds / 1e9;
+      std::printf("%5d %7d %9.3f %9.1f %8.1f %10.1f %12.1f %8.0f%%\n", heads, context,
+                  seconds * 1e3, gflops, bytes / seconds / 1e9, intensity, bound,
+                  100.0 * gflops / bound);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace mla::bench
+
+int main(int argc, char** argv) {
+  int threads = 0;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--threads=", 10) == 0) threads = std::atoi(argv[i] + 10);
+  }
+  return mla::bench::Run(threads);
+}

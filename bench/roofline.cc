@@ -1,0 +1,138 @@
+#include "bench/roofline.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_features.h"
+#include "engine/common/tensor.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MLA_BENCH_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+namespace mla::bench {
+namespace {
+
+constexpr size_t kBandwidthBytes = size_t{512} << 20;  // 16× the largest L3 seen here
+constexpr int64_t kFmaIterations = 100'000'000;
+
+float SumScalar(const float* p, int64_t n) {
+  float s[8] = {};
+  for (int64_t i = 0; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) s[k] += p[i + k];
+  }
+  return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+
+#ifdef MLA_BENCH_AVX2
+MLA_BENCH_AVX2 float SumAvx2(const float* p, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i + 32 <= n; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+}
+
+// 12 independent chains: FMA latency (4-5 cycles) × 2 FMA pipes needs at least 10.
+MLA_BENCH_AVX2 float FmaAvx2(int64_t iters, float seed) {
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(seed + i);
+  const __m256 m = _mm256_set1_ps(0.999999f);
+  const __m256 c = _mm256_set1_ps(1e-6f);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
+  }
+  __m256 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
+  alignas(32) float out[8];
+  _mm256_store_ps(out, s);
+  return out[0];
+}
+#endif
+
+double ReadBandwidth(cpu::ThreadPool& pool, bool avx2) {
+  AlignedBuffer buffer(kBandwidthBytes);
+  const int64_t n = kBandwidthBytes / sizeof(float);
+  float* data = buffer.as<float>();
+  // First touch from the threads that will read (matters on NUMA machines).
+  pool.ParallelFor(n, [&](int64_t b, int64_t e) { std::fill(data + b, data + e, 1.0f); });
+  std::vector<float> sink(pool.num_threads());
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const double start = Now();
+    pool.ParallelFor(pool.num_threads(), [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t lo = n * t / pool.num_threads() / 32 * 32;
+        const int64_t hi = n * (t + 1) / pool.num_threads() / 32 * 32;
+#ifdef MLA_BENCH_AVX2
+        sink[t] = avx2 ? SumAvx2(data + lo, hi - lo) : SumScalar(data + lo, hi - lo);
+#else
+        sink[t] = SumScalar(data + lo, hi - lo);
+#endif
+      }
+    });
+    best = std::max(best, kBandwidthBytes / (Now() - start) / 1e9);
+  }
+  if (sink[0] < 0) std::printf("#");  // keep the sums alive
+  return best;
+}
+
+double FmaPeak(cpu::ThreadPool& pool, bool avx2) {
+#ifdef MLA_BENCH_AVX2
+  if (!avx2) return 0;
+  std::vector<float> sink(pool.num_threads());
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const double start = Now();
+    pool.ParallelFor(pool.num_threads(), [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) sink[t] = FmaAvx2(kFmaIterations / 10, 1.0f + t);
+    });
+    const double flops = 2.0 * 8 * 12 * (kFmaIterations / 10) * pool.num_threads();
+    best = std::max(best, flops / (Now() - start) / 1e9);
+  }
+  if (sink[0] < 0) std::printf("#");
+  return best;
+#else
+  return 0;
+#endif
+}
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      return colon == std::string::npos ? line : line.substr(colon + 2);
+    }
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+Roofline MeasureRoofline(cpu::ThreadPool& pool) {
+  const bool avx2 = cpu::ActiveIsa() == cpu::CpuIsa::kAvx2;
+  Roofline r;
+  r.isa = std::string(cpu::CpuIsaName(cpu::ActiveIsa()));
+  r.read_gbps = ReadBandwidth(pool, avx2);
+  r.peak_gflops = FmaPeak(pool, avx2);
+  return r;
+}
+
+void PrintMachine(const Roofline& r, int threads) {
+  std::printf("cpu: %s, %d threads, kernels: %s\n", CpuModel().c_str(), threads, r.isa.c_str());
+  std::printf("roofline: read bandwidth %.1f GB/s, FMA peak %.1f GFLOP/s (best of runs)\n\n",
+              r.read_gbps, r.peak_gflops);
+}
+
+}  // namespace mla::bench

@@ -1,0 +1,32 @@
+// y = x · Wᵀ for the linear layers: W is [out, in] (Hugging Face's layout), bf16 or f32,
+// accumulated in fp32.
+#ifndef MLA_ENGINE_BACKEND_CPU_GEMM_H_
+#define MLA_ENGINE_BACKEND_CPU_GEMM_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/common/tensor.h"
+
+namespace mla::cpu {
+
+// y[i, r] = Σ_c x[i, c] · w[r, c] for 0 <= i < n, 0 <= r < w.rows.
+//   x: [n, w.cols] fp32, rows x_stride floats apart (x_stride >= w.cols)
+//   y: [n, w.rows] fp32, rows y_stride floats apart (y_stride >= w.rows); overwritten
+//   w: dtype kBF16 or kF32; must not alias y.
+// n == 1 (decode) streams each weight row once, rows split over the pool's threads: it is
+// bound by memory bandwidth. Larger n packs 16-row weight panels (converted to fp32 once)
+// and reuses them from L1 across all tokens: bound by the FMA units. `pool` may be null
+// (single-threaded). Preconditions are the caller's: see CheckGemmArgs.
+void Gemm(const float* x, int64_t x_stride, int64_t n, const MatrixView& w, float* y,
+          int64_t y_stride, ThreadPool* pool);
+
+// The checks Gemm relies on, for callers that take shapes from outside (INVALID_ARGUMENT
+// naming the problem).
+absl::Status CheckGemmArgs(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
+                           const float* y, int64_t y_stride);
+
+}  // namespace mla::cpu
+
+#endif  // MLA_ENGINE_BACKEND_CPU_GEMM_H_

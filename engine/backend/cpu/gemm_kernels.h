@@ -1,0 +1,26 @@
+// Per-instruction-set GEMM bodies behind Gemm (gemm.h). Internal to the CPU backend.
+#ifndef MLA_ENGINE_BACKEND_CPU_GEMM_KERNELS_H_
+#define MLA_ENGINE_BACKEND_CPU_GEMM_KERNELS_H_
+
+#include <cstdint>
+
+#include "engine/common/tensor.h"
+
+namespace mla::cpu::internal {
+
+// Weight rows handled together by the packed GEMM; Gemm splits work on multiples of it.
+inline constexpr int64_t kGemmPanelRows = 16;
+
+// Computes y[i, r] for tokens [0, n) and weight rows [r_begin, r_end); same layouts as
+// Gemm. Each variant is self-contained (no allocation beyond its stack).
+using GemmRowsFn = void (*)(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
+                            int64_t r_begin, int64_t r_end, float* y, int64_t y_stride);
+
+void GemmRowsScalar(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
+                    int64_t r_begin, int64_t r_end, float* y, int64_t y_stride);
+// Null on targets without the AVX2 variant.
+GemmRowsFn GemmRowsAvx2Fn();
+
+}  // namespace mla::cpu::internal
+
+#endif  // MLA_ENGINE_BACKEND_CPU_GEMM_KERNELS_H_

@@ -1,0 +1,290 @@
+// Driver of the CPU MLA attention: validation, planning (mla_split_plan.h), the loop over
+// key blocks of each work item, and the split-KV combine. The arithmetic lives in the
+// per-instruction-set kernels (mla_attention_kernels.h).
+//
+// Per work item and key block of kMlaKeyBlock keys: gather the keys' cache rows through
+// the block table, convert them to fp32 once, then run every query vector (row, head) of
+// the item over them, kMlaTileVectors at a time. With many heads each converted key is
+// reused h_q times from L2, which makes the loop compute-bound; with one head it streams
+// the cache once, which makes it bandwidth-bound.
+#include "engine/backend/cpu/mla_attention.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "engine/backend/cpu/cpu_features.h"
+#include "engine/backend/cpu/mla_attention_kernels.h"
+
+namespace mla::cpu {
+namespace {
+
+using internal::kMlaKeyBlock;
+using internal::kMlaTileVectors;
+using internal::MlaKernelOps;
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+const MlaKernelOps& SelectOps() {
+  if (ActiveIsa() == CpuIsa::kAvx2) {
+    if (const MlaKernelOps* ops = internal::MlaKernelOpsAvx2()) return *ops;
+  }
+  return internal::MlaKernelOpsScalar();
+}
+
+absl::Status Invalid(const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat("MlaAttention: ", message));
+}
+
+absl::Status ValidateSequence(const MlaAttentionParams& p, int64_t j) {
+  const int64_t n_q = p.cu_seqlens_q[j + 1] - p.cu_seqlens_q[j];
+  const int64_t seq_len = p.seq_lens[j];
+  const int64_t pos0 = p.q_pos0[j];
+  if (n_q < 0) return Invalid(absl::StrCat("cu_seqlens_q decreases at sequence ", j));
+  if (seq_len < 0 || pos0 < 0) {
+    return Invalid(absl::StrCat("sequence ", j, ": negative seq_len ", seq_len,
+                                " or q_pos0 ", pos0));
+  }
+  if (pos0 + n_q > seq_len) {
+    return Invalid(absl::StrCat("sequence ", j, ": query rows reach position ", pos0 + n_q,
+                                " beyond seq_len ", seq_len));
+  }
+  const int64_t blocks = (seq_len + p.block_size - 1) / p.block_size;
+  if (blocks > p.max_blocks_per_seq) {
+    return Invalid(absl::StrCat("sequence ", j, ": seq_len ", seq_len, " needs ", blocks,
+                                " blocks, block table holds ", p.max_blocks_per_seq));
+  }
+  const int32_t* table = p.block_table + j * p.max_blocks_per_seq;
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (table[b] < 0 || table[b] >= p.num_blocks) {
+      return Invalid(absl::StrCat("sequence ", j, ": block id ", table[b], " at index ", b,
+                                  " outside [0, ", p.num_blocks, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The running output, max and sum of one item become its result: out = o / l and
+// lse = m + log l (no visible key: out = 0, lse = -inf).
+void FinalizeItem(int64_t nqv, int64_t latent, const float* m, const float* l, float* out,
+                  float* lse) {
+  for (int64_t v = 0; v < nqv; ++v) {
+    float* o = out + v * latent;
+    if (l[v] > 0.0f) {
+      const float inv = 1.0f / l[v];
+      for (int64_t d = 0; d < latent; ++d) o[d] *= inv;
+      lse[v] = m[v] + std::log(l[v]);
+    } else {
+      std::fill(o, o + latent, 0.0f);
+      lse[v] = kNegInf;
+    }
+  }
+}
+
+struct ItemRunner {
+  const MlaAttentionParams& p;
+  const MlaKernelOps& ops;
+  int64_t width;  // L + R
+  int64_t ldk;    // converted key row stride
+
+  // Runs one item into out [rows, H, L] and lse [rows, H]. scratch: see SlotFloats.
+  void Run(const MlaWorkItem& item, float* out, float* lse, float* scratch) const {
+    const int64_t heads = p.num_heads;
+    const int64_t latent = p.kv_lora_rank;
+    const int64_t j = item.seq;
+    const int64_t pos0 = p.q_pos0[j];
+    const int64_t nqv = static_cast<int64_t>(item.row_end - item.row_begin) * heads;
+    const float* q = p.q + (p.cu_seqlens_q[j] + item.row_begin) * heads * width;
+    const int32_t* table = p.block_table + j * p.max_blocks_per_seq;
+    float* keys = scratch;
+    float* scores = keys + kMlaKeyBlock * ldk;
+    float* m = scores + kMlaTileVectors * kMlaKeyBlock;
+    float* l = m + nqv;
+    std::fill(out, out + nqv * latent, 0.0f);
+    std::fill(m, m + nqv, kNegInf);
+    std::fill(l, l + nqv, 0.0f);
+
+    const bf16_t* rows[kMlaKeyBlock];
+    int nvalid[kMlaTileVectors];
+    internal::MlaTileArgs args;
+    args.ldk = ldk;
+    args.keys = keys;
+    args.nvalid = nvalid;
+    args.latent = static_cast<int>(latent);
+    args.width = static_cast<int>(width);
+    args.scale = p.softmax_scale;
+    args.scores = scores;
+    for (int64_t kb = item.key_begin; kb < item.key_end; kb += kMlaKeyBlock) {
+      const int nk = static_cast<int>(std::min<int64_t>(kMlaKeyBlock, item.key_end - kb));
+      // Rows before first_row end before key kb and see nothing of this block.
+      const int64_t first_row = std::max<int64_t>(item.row_begin, kb - pos0);
+      if (first_row >= item.row_end) continue;
+      for (int k = 0; k < nk; ++k) {
+        const int64_t t = kb + k;
+        const int64_t slot = int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size;
+        rows[k] = p.kv_cache + slot * width;
+      }
+      ops.convert_keys(rows, nk, static_cast<int>(width), ldk, keys);
+      args.nk = nk;
+      for (int64_t v = (first_row - item.row_begin) * heads; v < nqv; v += kMlaTileVectors) {
+        args.nqv = static_cast<int>(std::min<int64_t>(kMlaTileVectors, nqv - v));
+        for (int t = 0; t < args.nqv; ++t) {
+          const int64_t row = item.row_begin + (v + t) / heads;
+          nvalid[t] = static_cast<int>(std::clamp<int64_t>(pos0 + row + 1 - kb, 0, nk));
+        }
+        args.q = q + v * width;
+        args.m = m + v;
+        args.l = l + v;
+        args.o = out + v * latent;
+        ops.attend_tile(args);
+      }
+    }
+    FinalizeItem(nqv, latent, m, l, out, lse);
+  }
+};
+
+// Merges the splits of one (row, head): lse = log Σ_s exp(lse_s), out = Σ_s
+// exp(lse_s - lse)·out_s, computed relative to the largest lse_s so nothing overflows.
+void CombineVector(int num_splits, int64_t split_stride_out, int64_t split_stride_lse,
+                   int64_t latent, const float* part_out, const float* part_lse, float* out,
+                   float* lse) {
+  float max_lse = kNegInf;
+  for (int s = 0; s < num_splits; ++s) max_lse = std::max(max_lse, part_lse[s * split_stride_lse]);
+  float sum = 0.0f;
+  for (int s = 0; s < num_splits; ++s) sum += std::exp(part_lse[s * split_stride_lse] - max_lse);
+  const float total = max_lse + std::log(sum);
+  *lse = total;
+  std::fill(out, out + latent, 0.0f);
+  for (int s = 0; s < num_splits; ++s) {
+    const float w = std::exp(part_lse[s * split_stride_lse] - total);
+    if (w == 0.0f) continue;  // an empty split: its output is zero, skip the pass
+    const float* o = part_out + s * split_stride_out;
+    for (int64_t d = 0; d < latent; ++d) out[d] += w * o[d];
+  }
+}
+
+void CombineRows(const MlaAttentionParams& p, const MlaSplitPlan& plan,
+                 const float* part_out, const float* part_lse, int64_t begin, int64_t end) {
+  const int64_t heads = p.num_heads;
+  const int64_t latent = p.kv_lora_rank;
+  int64_t offset = 0;  // flat row index of the current group's first row
+  for (const MlaCombineGroup& g : plan.combines) {
+    const int64_t rows = g.row_end - g.row_begin;
+    for (int64_t r = std::max(begin - offset, int64_t{0}); r < rows && offset + r < end; ++r) {
+      const int64_t out_row = p.cu_seqlens_q[g.seq] + g.row_begin + r;
+      const int64_t part_row = g.partial_row + r;
+      for (int64_t h = 0; h < heads; ++h) {
+        CombineVector(g.num_splits, rows * heads * latent, rows * heads, latent,
+                      part_out + (part_row * heads + h) * latent,
+                      part_lse + part_row * heads + h,
+                      p.out + (out_row * heads + h) * latent, p.lse + out_row * heads + h);
+      }
+    }
+    offset += rows;
+    if (offset >= end) break;
+  }
+}
+
+}  // namespace
+
+void MlaAttentionWorkspace::Reserve(AlignedBuffer& buffer, size_t bytes) {
+  if (buffer.size() < bytes) buffer = AlignedBuffer(bytes);
+}
+
+absl::Status ValidateMlaAttentionParams(const MlaAttentionParams& p) {
+  if (p.batch < 0) return Invalid(absl::StrCat("batch ", p.batch, " < 0"));
+  if (p.num_heads < 1 || p.kv_lora_rank < 1 || p.rope_dim < 0 || p.block_size < 1) {
+    return Invalid(absl::StrCat("bad dims: heads ", p.num_heads, ", L ", p.kv_lora_rank,
+                                ", R ", p.rope_dim, ", block_size ", p.block_size));
+  }
+  if (p.num_blocks < 0 || p.max_blocks_per_seq < 0) {
+    return Invalid("negative num_blocks or max_blocks_per_seq");
+  }
+  if (!std::isfinite(p.softmax_scale)) return Invalid("softmax_scale is not finite");
+  if (p.batch == 0) return absl::OkStatus();
+  if (p.cu_seqlens_q == nullptr || p.seq_lens == nullptr || p.q_pos0 == nullptr) {
+    return Invalid("null cu_seqlens_q, seq_lens or q_pos0");
+  }
+  if (p.cu_seqlens_q[0] != 0) return Invalid("cu_seqlens_q[0] != 0");
+  if (p.max_blocks_per_seq > 0 && p.block_table == nullptr) return Invalid("null block_table");
+  for (int64_t j = 0; j < p.batch; ++j) {
+    const absl::Status status = ValidateSequence(p, j);
+    if (!status.ok()) return status;
+  }
+  if (p.cu_seqlens_q[p.batch] > 0 &&
+      (p.q == nullptr || p.out == nullptr || p.lse == nullptr || p.kv_cache == nullptr)) {
+    return Invalid("null q, out, lse or kv_cache");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MlaAttention(const MlaAttentionParams& p, ThreadPool* pool,
+                          MlaAttentionWorkspace* workspace,
+                          const MlaAttentionOptions& options) {
+  const absl::Status valid = ValidateMlaAttentionParams(p);
+  if (!valid.ok()) return valid;
+  if (p.batch == 0 || p.cu_seqlens_q[p.batch] == 0) return absl::OkStatus();
+  MlaAttentionWorkspace local;
+  MlaAttentionWorkspace& ws = workspace != nullptr ? *workspace : local;
+
+  ws.seqs_.resize(p.batch);
+  for (int64_t j = 0; j < p.batch; ++j) {
+    ws.seqs_[j] = MlaSeqWork{p.cu_seqlens_q[j + 1] - p.cu_seqlens_q[j], p.q_pos0[j]};
+  }
+  const int threads = pool == nullptr ? 1 : pool->num_threads();
+  MlaSplitOptions split;
+  split.num_workers = threads;
+  split.items_per_worker = options.items_per_worker;
+  split.split_kv = options.split_kv;
+  split.min_keys_per_split = options.min_keys_per_split;
+  split.key_align = kMlaKeyBlock;
+  PlanMlaSplits(ws.seqs_, split, &ws.plan_);
+  const MlaSplitPlan& plan = ws.plan_;
+
+  const int64_t heads = p.num_heads;
+  const int64_t latent = p.kv_lora_rank;
+  const int64_t width = p.kv_lora_rank + p.rope_dim;
+  const ItemRunner runner{p, SelectOps(), width, internal::MlaKeyStride(width)};
+  // Per slot: converted keys, tile scores, then m and l of the largest item.
+  const int64_t slot_floats = (kMlaKeyBlock * runner.ldk + kMlaTileVectors * kMlaKeyBlock +
+                               2 * plan.max_item_rows * heads + 15) / 16 * 16;
+  const int64_t num_items = static_cast<int64_t>(plan.items.size());
+  const int64_t slots = std::min<int64_t>(threads, num_items);
+  MlaAttentionWorkspace::Reserve(ws.scratch_, slots * slot_floats * sizeof(float));
+  MlaAttentionWorkspace::Reserve(ws.partial_out_,
+                                 plan.num_partial_rows * heads * latent * sizeof(float));
+  MlaAttentionWorkspace::Reserve(ws.partial_lse_, plan.num_partial_rows * heads * sizeof(float));
+  float* part_out = ws.partial_out_.as<float>();
+  float* part_lse = ws.partial_lse_.as<float>();
+
+  std::atomic<int64_t> next{0};
+  auto work = [&](int64_t slot_begin, int64_t slot_end) {
+    for (int64_t slot = slot_begin; slot < slot_end; ++slot) {
+      float* scratch = ws.scratch_.as<float>() + slot * slot_floats;
+      for (int64_t i = next.fetch_add(1); i < num_items; i = next.fetch_add(1)) {
+        const MlaWorkItem& item = plan.items[i];
+        const int64_t row = item.partial_row >= 0
+                                ? item.partial_row
+                                : p.cu_seqlens_q[item.seq] + item.row_begin;
+        float* out = (item.partial_row >= 0 ? part_out : p.out) + row * heads * latent;
+        float* lse = (item.partial_row >= 0 ? part_lse : p.lse) + row * heads;
+        runner.Run(item, out, lse, scratch);
+      }
+    }
+  };
+  auto combine = [&](int64_t begin, int64_t end) {
+    CombineRows(p, plan, part_out, part_lse, begin, end);
+  };
+  if (pool == nullptr || slots <= 1) {
+    work(0, 1);
+    combine(0, plan.combine_rows);
+  } else {
+    pool->ParallelFor(slots, work);
+    if (plan.combine_rows > 0) pool->ParallelFor(plan.combine_rows, combine);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mla::cpu

@@ -1,0 +1,188 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "engine/common/log.h"
+#include "engine/common/status_macros.h"
+#include "engine/sampling/sampler.h"
+#include "engine/sequence.h"
+
+namespace mla {
+namespace {
+
+constexpr int kMaxLogprobs = 20;
+
+std::string WeightDtypeName(const ModelWeights& w) {
+  return w.dtype == DType::kBF16 ? "bf16" : "f32";
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  auto pool = std::make_unique<cpu::ThreadPool>(options.threads);
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<DeepseekModel> model,
+                       DeepseekModel::Load(options.model_dir, pool.get()));
+  const ModelConfig& c = model->config();
+  CacheLayoutConfig lc;
+  lc.latent_dim = c.kv_lora_rank;
+  lc.rope_dim = c.qk_rope_head_dim;
+  lc.block_size = options.block_size;
+  lc.num_layers = c.num_hidden_layers;
+  MLA_ASSIGN_OR_RETURN(CacheLayout layout, CacheLayout::Create(lc));
+  MLA_ASSIGN_OR_RETURN(LatentCache cache,
+                       LatentCache::CreateWithBudget(layout, options.kv_cache_bytes));
+  EngineInfo info;
+  info.config = c;
+  info.model_name =
+      std::filesystem::path(options.model_dir).lexically_normal().filename().string();
+  if (info.model_name.empty()) {
+    info.model_name = std::filesystem::path(options.model_dir).lexically_normal()
+                          .parent_path().filename().string();
+  }
+  info.device = options.device_description;
+  info.weight_dtype = WeightDtypeName(model->weights());
+  info.cache_dtype = CacheDTypeName(layout.dtype());
+  info.kv_block_size = layout.block_size();
+  info.kv_num_blocks = cache.num_blocks();
+  info.kv_bytes_per_token = layout.bytes_per_token();
+  info.mha_bytes_per_token = EquivalentMhaBytesPerToken(
+      {c.num_hidden_layers, c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim,
+       c.v_head_dim, 2});
+  info.max_context = std::min<int64_t>(c.max_position_embeddings,
+                                       int64_t{cache.num_blocks()} * layout.block_size());
+  LogInfo("KV cache: ", cache.num_blocks(), " blocks of ", layout.block_size(), " tokens, ",
+          layout.bytes_per_token(), " bytes/token (MHA would need ", info.mha_bytes_per_token,
+          "), ", cache.bytes() >> 20, " MiB");
+  return std::unique_ptr<Engine>(new Engine(options, std::move(pool), std::move(model),
+                                            std::move(cache), std::move(info)));
+}
+
+Engine::Engine(const EngineOptions& options, std::unique_ptr<cpu::ThreadPool> pool,
+               std::unique_ptr<DeepseekModel> model, LatentCache cache, EngineInfo info)
+    : options_(options),
+      pool_(std::move(pool)),
+      model_(std::move(model)),
+      cache_(std::move(cache)),
+      blocks_(cache_.num_blocks()),
+      info_(std::move(info)) {
+  loop_ = std::thread([this] { Loop(); });
+}
+
+Engine::~Engine() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  loop_.join();
+  // The loop has exited: finish whatever is left so every caller sees an end.
+  std::deque<std::unique_ptr<Sequence>> waiting;
+  {
+    absl::MutexLock lock(&mu_);
+    waiting.swap(waiting_);
+  }
+  for (auto& seq : running_) Finish(*seq, FinishReason::kAbort, "the engine is shutting down");
+  for (auto& seq : waiting) Finish(*seq, FinishReason::kAbort, "the engine is shutting down");
+}
+
+absl::Status Engine::Validate(const GenerationRequest& r) const {
+  const ModelConfig& c = info_.config;
+  if (r.prompt.empty()) return absl::InvalidArgumentError("prompt: must not be empty");
+  for (size_t i = 0; i < r.prompt.size(); ++i) {
+    if (r.prompt[i] < 0 || r.prompt[i] >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt.token_ids[", i, "]: ", r.prompt[i],
+                                                     " is outside the vocabulary [0, ",
+                                                     c.vocab_size, ")"));
+    }
+  }
+  MLA_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling));
+  if (r.max_tokens < 0) return absl::InvalidArgumentError("sampling.max_tokens: must be >= 0");
+  const int64_t prompt = static_cast<int64_t>(r.prompt.size());
+  if (prompt + std::max(r.max_tokens, 1) > info_.max_context) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", prompt, " tokens) + max_tokens (", std::max(r.max_tokens, 1),
+        ") exceeds the maximum context of ", info_.max_context, " tokens"));
+  }
+  if (r.logprobs < 0 || r.logprobs > kMaxLogprobs) {
+    return absl::InvalidArgumentError(absl::StrCat("logprobs: must be in [0, ", kMaxLogprobs, "]"));
+  }
+  if (r.prompt_logprobs < -1 || r.prompt_logprobs > kMaxLogprobs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt_logprobs: must be -1 (off) or in [0, ", kMaxLogprobs, "]"));
+  }
+  for (int32_t t : r.stop_token_ids) {
+    if (t < 0 || t >= c.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampling.stop_token_ids: ", t, " is outside the vocabulary"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCallback on_output) {
+  MLA_RETURN_IF_ERROR(Validate(request));
+  const int64_t prompt = static_cast<int64_t>(request.prompt.size());
+  const int64_t room = info_.max_context - prompt;
+  const int64_t max_new = request.max_tokens == 0 ? room : std::min<int64_t>(request.max_tokens, room);
+  absl::MutexLock lock(&mu_);
+  if (stop_) return absl::UnavailableError("the engine is shutting down");
+  if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the waiting queue is full (", options_.max_waiting, " requests); retry later"));
+  }
+  if (request.request_id.empty()) request.request_id = absl::StrCat("req-", ++next_id_);
+  if (live_.contains(request.request_id)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request_id '", request.request_id, "' is already live"));
+  }
+  if (!request.has_seed) request.sampling.seed = absl::ToUnixNanos(absl::Now()) ^ (next_id_ << 32);
+  auto seq = std::make_unique<Sequence>(std::move(request), std::move(on_output),
+                                        cache_.layout().block_size(), absl::Now());
+  seq->max_total = prompt + max_new;
+  const std::string id = seq->request.request_id;
+  live_[id] = false;
+  waiting_.push_back(std::move(seq));
+  return id;
+}
+
+bool Engine::Abort(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = live_.find(request_id);
+  if (it == live_.end()) return false;
+  it->second = true;
+  return true;
+}
+
+EngineLoad Engine::GetLoad() const {
+  EngineLoad load;
+  {
+    absl::MutexLock lock(&mu_);
+    load.waiting = static_cast<int32_t>(waiting_.size());
+  }
+  load.running = running_count_.load();
+  load.blocks_total = cache_.num_blocks();
+  load.blocks_used = blocks_used_.load();
+  load.blocks_free = load.blocks_total - load.blocks_used;
+  const int64_t block_bytes = cache_.layout().bytes_per_block();
+  load.bytes_total = load.blocks_total * block_bytes;
+  load.bytes_used = load.blocks_used * block_bytes;
+  return load;
+}
+
+void Engine::Loop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stop_ || !waiting_.empty() || !running_.empty();
+      };
+      mu_.Await(absl::Condition(&has_work));
+      if (stop_) return;
+    }
+    Step();
+  }
+}
+
+}  // namespace mla

@@ -1,0 +1,101 @@
+// The engine: owns the model, the latent KV cache and one loop thread that batches the
+// live requests into forward steps and streams their tokens to callbacks.
+#ifndef MLA_ENGINE_ENGINE_H_
+#define MLA_ENGINE_ENGINE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/engine_info.h"
+#include "engine/kv_cache/block_pool.h"
+#include "engine/kv_cache/latent_cache.h"
+#include "engine/model/deepseek_model.h"
+#include "engine/request.h"
+
+namespace mla {
+
+struct EngineOptions {
+  std::string model_dir;
+  int64_t kv_cache_bytes = int64_t{1} << 30;  // Latent cache budget, all layers.
+  int block_size = 64;                        // Tokens per cache block.
+  int64_t max_batch_tokens = 512;             // Tokens per forward step (prefill chunking).
+  int max_running = 64;                       // Sequences in a step.
+  int max_waiting = 1024;                     // Queued requests before RESOURCE_EXHAUSTED.
+  int threads = 0;                            // CPU threads; 0 = all cores.
+  std::string device_description = "cpu";
+};
+
+struct EngineLoad {
+  int32_t running = 0;
+  int32_t waiting = 0;
+  int64_t blocks_total = 0;
+  int64_t blocks_used = 0;
+  int64_t blocks_free = 0;
+  int64_t bytes_total = 0;
+  int64_t bytes_used = 0;
+};
+
+struct Sequence;
+
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  ~Engine();  // Aborts live requests (their callbacks see kAbort) and joins the loop.
+
+  // Validates and queues a request. Errors: INVALID_ARGUMENT naming the field,
+  // ALREADY_EXISTS for a live request_id, RESOURCE_EXHAUSTED when it could never fit in
+  // the cache or the waiting queue is full. On success `on_output` will be called until
+  // an output with finished = true. Returns the request id (assigned when empty).
+  absl::StatusOr<std::string> Submit(GenerationRequest request, OutputCallback on_output);
+  // Aborts a live request at the next step boundary; false when no live request has the id.
+  bool Abort(const std::string& request_id);
+
+  EngineLoad GetLoad() const;
+  const EngineInfo& info() const { return info_; }
+
+ private:
+  Engine(const EngineOptions& options, std::unique_ptr<cpu::ThreadPool> pool,
+         std::unique_ptr<DeepseekModel> model, LatentCache cache, EngineInfo info);
+  absl::Status Validate(const GenerationRequest& r) const;
+  void Loop();
+  bool Step();  // One forward step; false when there was nothing to do.
+  void AdmitWaiting();
+  void ApplyAborts();
+  void ProcessStep(std::vector<Sequence*>& batch, const std::vector<float>& logits);
+  // Ends a sequence: streams its last output (`out` plus finish data), frees its blocks.
+  void Finish(Sequence& seq, FinishReason reason, std::string error = "",
+              GenerationOutput out = GenerationOutput());
+  void PublishLoad();
+
+  const EngineOptions options_;
+  std::unique_ptr<cpu::ThreadPool> pool_;
+  std::unique_ptr<DeepseekModel> model_;
+  LatentCache cache_;
+  BlockPool blocks_;
+  EngineInfo info_;
+
+  mutable absl::Mutex mu_;
+  std::deque<std::unique_ptr<Sequence>> waiting_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, bool> live_ ABSL_GUARDED_BY(mu_);  // id -> abort requested
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::vector<std::unique_ptr<Sequence>> running_;  // Loop thread only.
+  std::atomic<int32_t> running_count_{0};
+  std::atomic<int64_t> blocks_used_{0};
+  std::thread loop_;
+};
+
+}  // namespace mla
+
+#endif  // MLA_ENGINE_ENGINE_H_

@@ -1,0 +1,27 @@
+// What the engine serves: the model geometry plus how it is served (device, cache).
+#ifndef MLA_ENGINE_ENGINE_INFO_H_
+#define MLA_ENGINE_ENGINE_INFO_H_
+
+#include <cstdint>
+#include <string>
+
+#include "engine/model/config.h"
+
+namespace mla {
+
+struct EngineInfo {
+  ModelConfig config;
+  std::string model_name;      // Base name of the model directory.
+  std::string device = "cpu";  // "cpu" or "cuda:N (name)".
+  std::string weight_dtype;    // "bf16" or "f32".
+  std::string cache_dtype = "bf16";
+  int kv_block_size = 0;       // Tokens per cache block.
+  int64_t kv_num_blocks = 0;
+  int64_t kv_bytes_per_token = 0;   // Latent cache, all layers.
+  int64_t mha_bytes_per_token = 0;  // The equivalent plain multi-head K/V cache.
+  int64_t max_context = 0;          // Longest prompt + generation accepted.
+};
+
+}  // namespace mla
+
+#endif  // MLA_ENGINE_ENGINE_INFO_H_

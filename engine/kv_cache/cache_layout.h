@@ -1,0 +1,95 @@
+// The element layout of the latent KV cache, kept behind one descriptor so that kernels,
+// the memory budget arithmetic and the metrics never hard-code "576 values x 2 bytes".
+//
+// One token of one layer occupies a fixed-size slot:
+//   kBF16:    [latent L × bf16][k_pe R × bf16]                          (L + R) · 2 bytes
+//   kFp8E4M3: [latent L × fp8 e4m3][L/128 × fp32 scales][k_pe R × bf16] L + L/32 + 2R bytes
+// Per layer the storage is [num_blocks, block_size, slot]; a block holds block_size
+// consecutive tokens of one sequence in every layer.
+#ifndef MLA_ENGINE_KV_CACHE_CACHE_LAYOUT_H_
+#define MLA_ENGINE_KV_CACHE_CACHE_LAYOUT_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+
+namespace mla {
+
+// How one cached token is stored.
+enum class CacheDType {
+  kBF16,
+  // FlashMLA's FP8 layout: 512 + 16 + 128 = 656 bytes per token and layer for DeepSeek.
+  // The layout arithmetic is implemented; storage and kernels are not yet.
+  kFp8E4M3,
+};
+
+const char* CacheDTypeName(CacheDType dtype);
+
+inline constexpr int kDefaultBlockSize = 64;  // FlashMLA's block size.
+// Latent values covered by one fp32 scale in the FP8 layout.
+inline constexpr int kFp8ScaleGroup = 128;
+
+struct CacheLayoutConfig {
+  CacheDType dtype = CacheDType::kBF16;
+  int latent_dim = 0;                  // L = kv_lora_rank (512 for DeepSeek).
+  int rope_dim = 0;                    // R = qk_rope_head_dim (64 for DeepSeek).
+  int block_size = kDefaultBlockSize;  // Tokens per block.
+  int num_layers = 0;  // Layers that own a cache (V3: 61; the MTP layer is not counted).
+};
+
+class CacheLayout {
+ public:
+  // Checks the shape: positive dims and layers, block_size in [1, 65536], and for FP8 a
+  // latent_dim that is a multiple of kFp8ScaleGroup.
+  static absl::StatusOr<CacheLayout> Create(const CacheLayoutConfig& config);
+
+  CacheDType dtype() const { return config_.dtype; }
+  int latent_dim() const { return config_.latent_dim; }
+  int rope_dim() const { return config_.rope_dim; }
+  int block_size() const { return config_.block_size; }
+  int num_layers() const { return config_.num_layers; }
+  const CacheLayoutConfig& config() const { return config_; }
+
+  // Byte offsets inside one token's slot. scale_bytes() is 0 for kBF16, where
+  // scale_offset() == rope_offset().
+  int64_t latent_offset() const { return 0; }
+  int64_t scale_offset() const { return scale_offset_; }
+  int64_t scale_bytes() const { return rope_offset_ - scale_offset_; }
+  int64_t rope_offset() const { return rope_offset_; }
+
+  // Sizes. "token" = one token in one layer unless the name says otherwise.
+  int64_t bytes_per_token_per_layer() const { return token_bytes_; }
+  int64_t bytes_per_token() const { return token_bytes_ * config_.num_layers; }
+  int64_t bytes_per_block_per_layer() const { return token_bytes_ * config_.block_size; }
+  int64_t bytes_per_block() const { return bytes_per_block_per_layer() * config_.num_layers; }
+
+  // Blocks needed to hold `num_tokens` tokens (ceil; 0 for 0).
+  int64_t BlocksForTokens(int64_t num_tokens) const {
+    return (num_tokens + config_.block_size - 1) / config_.block_size;
+  }
+
+ private:
+  CacheLayout() = default;
+
+  CacheLayoutConfig config_;
+  int64_t token_bytes_ = 0;
+  int64_t scale_offset_ = 0;
+  int64_t rope_offset_ = 0;
+};
+
+// The attention shape a plain multi-head cache would store, for reporting how much MLA
+// saves: layers × heads × (k_nope + k_rope + v) × dtype_bytes per token.
+struct MhaCacheShape {
+  int num_layers = 0;
+  int num_heads = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;
+  int v_head_dim = 0;
+  int dtype_bytes = 2;
+};
+
+int64_t EquivalentMhaBytesPerToken(const MhaCacheShape& shape);
+
+}  // namespace mla
+
+#endif  // MLA_ENGINE_KV_CACHE_CACHE_LAYOUT_H_

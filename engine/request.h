@@ -1,0 +1,60 @@
+// What callers hand the engine and what it streams back. Plain data, no gRPC.
+#ifndef MLA_ENGINE_REQUEST_H_
+#define MLA_ENGINE_REQUEST_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/sampling/logprobs.h"
+#include "engine/sampling/sampling_params.h"
+
+namespace mla {
+
+struct GenerationRequest {
+  std::string request_id;  // Unique among live requests; the engine assigns one if empty.
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  bool has_seed = false;   // false: the engine picks sampling.seed.
+  int32_t max_tokens = 0;  // 0: up to the model's context.
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  int32_t logprobs = 0;          // Top alternatives per generated token; 0 = off.
+  int32_t prompt_logprobs = -1;  // -1 = off; >= 0 top alternatives per prompt token.
+  int32_t priority = 0;
+  std::string cache_salt;
+};
+
+enum class FinishReason { kNone, kStop, kLength, kStopSequence, kAbort };
+
+// A token's logprob with its most likely alternatives.
+struct TokenLogprobs {
+  int32_t token_id = 0;
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;
+};
+
+// One message of a request's output stream.
+struct GenerationOutput {
+  std::string request_id;
+  std::vector<int32_t> tokens;                   // New tokens since the last output.
+  std::vector<TokenLogprobs> logprobs;           // One per token when logprobs > 0.
+  std::vector<TokenLogprobs> prompt_logprobs;    // Once, with the first output.
+  bool finished = false;
+  FinishReason reason = FinishReason::kNone;
+  std::string error;  // Set when the engine failed the request (reason kAbort).
+  int32_t prompt_tokens = 0;
+  int32_t cached_prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+  double queue_seconds = 0.0;
+  double time_to_first_token_seconds = 0.0;
+  double total_seconds = 0.0;
+};
+
+// Receives a request's outputs on the engine thread, in order; must not block.
+using OutputCallback = std::function<void(GenerationOutput)>;
+
+}  // namespace mla
+
+#endif  // MLA_ENGINE_REQUEST_H_

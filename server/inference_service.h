@@ -1,0 +1,49 @@
+// The mla.v1.Inference gRPC service (callback API). It validates requests, converts
+// between proto messages and engine types, and never blocks inside a reaction.
+#ifndef MLA_SERVER_INFERENCE_SERVICE_H_
+#define MLA_SERVER_INFERENCE_SERVICE_H_
+
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/engine_info.h"
+#include "mla/v1/inference.grpc.pb.h"
+
+namespace mla {
+
+class InferenceService final : public v1::Inference::CallbackService {
+ public:
+  InferenceService() = default;
+
+  // Called once the model is loaded; until then every RPC answers UNAVAILABLE.
+  void SetReady(std::shared_ptr<const EngineInfo> info);
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* ctx,
+                                  const v1::AbortRequest* request,
+                                  v1::AbortResponse* response) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx,
+                                     const v1::TokenizeRequest* request,
+                                     v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* ctx,
+                                       const v1::DetokenizeRequest* request,
+                                       v1::DetokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* ctx,
+                                         const v1::GetModelInfoRequest* request,
+                                         v1::ModelInfo* response) override;
+  grpc::ServerUnaryReactor* GetLoad(grpc::CallbackServerContext* ctx,
+                                    const v1::GetLoadRequest* request,
+                                    v1::Load* response) override;
+
+ private:
+  std::shared_ptr<const EngineInfo> info() const;
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const EngineInfo> info_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace mla
+
+#endif  // MLA_SERVER_INFERENCE_SERVICE_H_

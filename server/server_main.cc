@@ -1,0 +1,126 @@
+// mla-server: loads a DeepSeek-style MLA model directory and serves mla.v1.Inference,
+// grpc.health.v1.Health and server reflection over gRPC.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "engine/backend/cuda/device.h"
+#include "engine/common/log.h"
+#include "engine/model/config.h"
+#include "server/inference_service.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "gRPC listen address host:port (port 0 picks a free port; see --port_file)");
+ABSL_FLAG(std::string, model_dir, "models/tiny-v2-lite",
+          "Hugging Face model directory: config.json, *.safetensors, optional tokenizer.json");
+ABSL_FLAG(std::string, device, "auto", "cpu, cuda or auto (cuda when a device is usable)");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the bound gRPC port is written to this file once the server listens");
+ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest request message accepted, in bytes");
+
+namespace mla {
+namespace {
+
+int Fail(const absl::Status& status) {
+  LogError(status.message());
+  return 1;
+}
+
+// Blocks SIGINT/SIGTERM in every thread (threads inherit the mask) so that the main
+// thread alone receives them through sigwait, outside any signal-handler context.
+sigset_t BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+absl::StatusOr<std::shared_ptr<EngineInfo>> LoadModel(const std::string& model_dir,
+                                                      const DeviceChoice& device) {
+  auto config = LoadModelConfig(model_dir);
+  if (!config.ok()) return config.status();
+  auto info = std::make_shared<EngineInfo>();
+  info->config = *config;
+  info->model_name = std::filesystem::path(model_dir).lexically_normal().filename().string();
+  if (info->model_name.empty()) {
+    info->model_name = std::filesystem::path(model_dir).lexically_normal().parent_path().filename();
+  }
+  info->device = device.description;
+  info->weight_dtype = config->torch_dtype == "float32" ? "f32" : "bf16";
+  info->max_context = config->max_position_embeddings;
+  return info;
+}
+
+int Run() {
+  const sigset_t signals = BlockShutdownSignals();
+  LogLevel level;
+  if (!ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    return Fail(absl::InvalidArgumentError("--log_level must be debug, info, warning or error"));
+  }
+  SetLogLevel(level);
+
+  auto device = ChooseDevice(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) return Fail(device.status());
+  LogInfo("device: ", device->description, " (", device->reason, ")");
+
+  InferenceService service;
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot listen on --listen=", absl::GetFlag(FLAGS_listen))));
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus(false);  // NOT_SERVING until the model is loaded.
+  LogInfo("listening on port ", port);
+  if (const std::string file = absl::GetFlag(FLAGS_port_file); !file.empty()) {
+    std::ofstream(file) << port << "\n";
+  }
+
+  auto info = LoadModel(absl::GetFlag(FLAGS_model_dir), *device);
+  if (!info.ok()) {
+    server->Shutdown();
+    return Fail(info.status());
+  }
+  service.SetReady(*info);
+  health->SetServingStatus(true);
+  LogInfo("serving model ", (*info)->model_name, " (", (*info)->config.architecture, ")");
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  LogInfo("received signal ", sig, ", shutting down");
+  health->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+  LogInfo("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace mla
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("mla-server --model_dir=DIR [--listen=HOST:PORT] [--device=auto]");
+  absl::ParseCommandLine(argc, argv);
+  return mla::Run();
+}

@@ -1,0 +1,149 @@
+#include "engine/backend/cpu/gemm.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_features.h"
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/common/tensor.h"
+#include "gtest/gtest.h"
+
+namespace mla::cpu {
+namespace {
+
+constexpr float kSentinel = 1234.5f;
+
+Matrix RandomMatrix(int64_t rows, int64_t cols, DType dtype, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  Matrix m = Matrix::Allocate(rows, cols, dtype);
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (dtype == DType::kBF16) {
+      m.bf16()[i] = FloatToBf16(dist(rng));
+    } else {
+      m.f32()[i] = dist(rng);
+    }
+  }
+  return m;
+}
+
+// Runs Gemm on strided x / y and checks every output against a double reference.
+//
+// Tolerance: the reference uses the same (bf16-rounded) weights in double, so the only
+// error is fp32 rounding. Each product x·w carries a relative error <= u = 2^-24 and a
+// sum of k terms in any order adds at most (k-1)·u·Σ|terms| (Higham, Accuracy and
+// Stability, §3.1), so |y - ref| <= (cols + 1)·u·Σ_c |x_c||w_c|. A wrong index or a
+// missed term is off by a whole |x·w| term, ~ Σ|x||w| / cols, far above this bound.
+void CheckGemm(int64_t n, int64_t rows, int64_t cols, DType dtype, ThreadPool* pool,
+               std::mt19937& rng) {
+  SCOPED_TRACE(testing::Message() << "n=" << n << " rows=" << rows << " cols=" << cols
+                                  << " dtype=" << DTypeName(dtype));
+  const Matrix w = RandomMatrix(rows, cols, dtype, rng);
+  const int64_t x_stride = cols + 3;
+  const int64_t y_stride = rows + 5;
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  std::vector<float> x(n * x_stride);
+  for (float& v : x) v = dist(rng);
+  std::vector<float> y(n * y_stride, kSentinel);
+  Gemm(x.data(), x_stride, n, w.View(), y.data(), y_stride, pool);
+  const double u = std::ldexp(1.0, -24);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double ref = 0;
+      double abs_sum = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double p = static_cast<double>(x[i * x_stride + c]) * w.At(r, c);
+        ref += p;
+        abs_sum += std::fabs(p);
+      }
+      const double tol = (cols + 1) * u * abs_sum + 1e-30;
+      ASSERT_NEAR(y[i * y_stride + r], ref, tol) << "i=" << i << " r=" << r;
+    }
+    for (int64_t r = rows; r < y_stride; ++r) {
+      ASSERT_EQ(y[i * y_stride + r], kSentinel) << "wrote past the row end, i=" << i;
+    }
+  }
+}
+
+class GemmIsaTest : public testing::TestWithParam<CpuIsa> {
+ protected:
+  void SetUp() override {
+    if (!IsaSupported(GetParam())) GTEST_SKIP() << "CPU lacks " << CpuIsaName(GetParam());
+  }
+};
+
+TEST_P(GemmIsaTest, MatchesReferenceOnOddShapes) {
+  ScopedIsaOverride isa(GetParam());
+  std::mt19937 rng(42);
+  const int64_t sizes[] = {1, 3, 17, 63, 65, 513};
+  for (DType dtype : {DType::kBF16, DType::kF32}) {
+    for (int64_t n : {1, 2, 5, 64}) {
+      for (int64_t rows : sizes) {
+        for (int64_t cols : sizes) {
+          if (n == 64 && rows * cols > 65 * 513) continue;  // Keep the runtime small.
+          CheckGemm(n, rows, cols, dtype, nullptr, rng);
+        }
+      }
+    }
+  }
+}
+
+TEST_P(GemmIsaTest, ParallelSplitsMatchReference) {
+  ScopedIsaOverride isa(GetParam());
+  std::mt19937 rng(7);
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    for (DType dtype : {DType::kBF16, DType::kF32}) {
+      CheckGemm(1, 513, 300, dtype, &pool, rng);   // GEMV split over row tiles
+      CheckGemm(3, 200, 129, dtype, &pool, rng);
+      CheckGemm(70, 130, 257, dtype, &pool, rng);  // packed, K split across 2 panels
+      CheckGemm(200, 17, 65, dtype, &pool, rng);   // few rows: also split over tokens
+    }
+  }
+}
+
+TEST_P(GemmIsaTest, ZeroColumnsGiveZeros) {
+  ScopedIsaOverride isa(GetParam());
+  for (int64_t n : {1, 8}) {
+    Matrix w = Matrix::Allocate(5, 0, DType::kBF16);
+    std::vector<float> x(n, 1.0f);
+    std::vector<float> y(n * 5, kSentinel);
+    Gemm(x.data(), 0, n, w.View(), y.data(), 5, nullptr);
+    for (float v : y) EXPECT_EQ(v, 0.0f);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, GemmIsaTest, testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2),
+                         [](const testing::TestParamInfo<CpuIsa>& info) {
+                           return std::string(CpuIsaName(info.param));
+                         });
+
+TEST(GemmTest, RowsViewComputesASliceOfTheRows) {
+  std::mt19937 rng(3);
+  const Matrix w = RandomMatrix(40, 33, DType::kBF16, rng);
+  std::vector<float> x(2 * 33);
+  for (float& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng);
+  std::vector<float> full(2 * 40);
+  std::vector<float> part(2 * 10);
+  Gemm(x.data(), 33, 2, w.View(), full.data(), 40, nullptr);
+  Gemm(x.data(), 33, 2, w.RowsView(17, 27), part.data(), 10, nullptr);
+  for (int i = 0; i < 2; ++i) {
+    for (int r = 0; r < 10; ++r) EXPECT_EQ(part[i * 10 + r], full[i * 40 + 17 + r]);
+  }
+}
+
+TEST(GemmTest, CheckGemmArgsRejectsBadShapes) {
+  Matrix w = Matrix::Allocate(4, 8, DType::kBF16);
+  std::vector<float> x(16), y(16);
+  EXPECT_TRUE(CheckGemmArgs(x.data(), 8, 2, w.View(), y.data(), 4).ok());
+  EXPECT_FALSE(CheckGemmArgs(x.data(), 7, 2, w.View(), y.data(), 4).ok());
+  EXPECT_FALSE(CheckGemmArgs(x.data(), 8, 2, w.View(), y.data(), 3).ok());
+  EXPECT_FALSE(CheckGemmArgs(x.data(), 8, -1, w.View(), y.data(), 4).ok());
+  EXPECT_FALSE(CheckGemmArgs(nullptr, 8, 2, w.View(), y.data(), 4).ok());
+  MatrixView f16 = w.View();
+  f16.dtype = DType::kF16;
+  EXPECT_FALSE(CheckGemmArgs(x.data(), 8, 2, f16, y.data(), 4).ok());
+}
+
+}  // namespace
+}  // namespace mla::cpu

@@ -1,0 +1,103 @@
+#include "engine/kv_cache/cache_layout.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/kv_cache/latent_cache.h"
+
+namespace mla {
+namespace {
+
+CacheLayoutConfig V3Config(CacheDType dtype = CacheDType::kBF16) {
+  return CacheLayoutConfig{
+      .dtype = dtype, .latent_dim = 512, .rope_dim = 64, .block_size = 64, .num_layers = 61};
+}
+
+TEST(CacheLayoutTest, DeepSeekV3Bf16Sizes) {
+  absl::StatusOr<CacheLayout> layout = CacheLayout::Create(V3Config());
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->bytes_per_token_per_layer(), 576 * 2);
+  EXPECT_EQ(layout->bytes_per_token(), 70'272);  // 61 x 576 x 2
+  EXPECT_EQ(layout->bytes_per_block_per_layer(), 64 * 1152);
+  EXPECT_EQ(layout->bytes_per_block(), 64 * 70'272);
+  EXPECT_EQ(layout->latent_offset(), 0);
+  EXPECT_EQ(layout->rope_offset(), 1024);
+  EXPECT_EQ(layout->scale_bytes(), 0);
+  // A 128K-token sequence: 8.6 GiB.
+  EXPECT_NEAR(static_cast<double>(layout->bytes_per_token()) * 131072 / (1 << 30), 8.58, 0.01);
+}
+
+TEST(CacheLayoutTest, Fp8LayoutIs656BytesPerTokenAndLayer) {
+  absl::StatusOr<CacheLayout> layout = CacheLayout::Create(V3Config(CacheDType::kFp8E4M3));
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->bytes_per_token_per_layer(), 656);
+  EXPECT_EQ(layout->scale_offset(), 512);
+  EXPECT_EQ(layout->scale_bytes(), 16);
+  EXPECT_EQ(layout->rope_offset(), 528);
+  EXPECT_EQ(layout->bytes_per_token(), 61 * 656);
+  // Storage for it does not exist yet, and says so.
+  EXPECT_EQ(LatentCache::CreateWithBlocks(*layout, 1).status().code(),
+            absl::StatusCode::kUnimplemented);
+}
+
+TEST(CacheLayoutTest, RejectsBadShapes) {
+  CacheLayoutConfig c = V3Config();
+  c.block_size = 0;
+  EXPECT_FALSE(CacheLayout::Create(c).ok());
+  c = V3Config();
+  c.num_layers = 0;
+  EXPECT_FALSE(CacheLayout::Create(c).ok());
+  c = V3Config();
+  c.latent_dim = -1;
+  EXPECT_FALSE(CacheLayout::Create(c).ok());
+  c = V3Config(CacheDType::kFp8E4M3);
+  c.latent_dim = 200;  // Not a multiple of the 128-value scale group.
+  EXPECT_FALSE(CacheLayout::Create(c).ok());
+  c.dtype = CacheDType::kBF16;
+  EXPECT_TRUE(CacheLayout::Create(c).ok());
+}
+
+TEST(CacheLayoutTest, BlocksForTokens) {
+  CacheLayoutConfig c = V3Config();
+  c.block_size = 16;
+  absl::StatusOr<CacheLayout> layout = CacheLayout::Create(c);
+  ASSERT_TRUE(layout.ok());
+  EXPECT_EQ(layout->BlocksForTokens(0), 0);
+  EXPECT_EQ(layout->BlocksForTokens(1), 1);
+  EXPECT_EQ(layout->BlocksForTokens(16), 1);
+  EXPECT_EQ(layout->BlocksForTokens(17), 2);
+}
+
+TEST(CacheLayoutTest, EquivalentMhaBytesForV3) {
+  const int64_t mha = EquivalentMhaBytesPerToken(MhaCacheShape{.num_layers = 61,
+                                                               .num_heads = 128,
+                                                               .qk_nope_head_dim = 128,
+                                                               .qk_rope_head_dim = 64,
+                                                               .v_head_dim = 128,
+                                                               .dtype_bytes = 2});
+  EXPECT_EQ(mha, int64_t{61} * 128 * (128 + 64 + 128) * 2);
+  EXPECT_EQ(mha, 4'997'120);
+  // About 71x the latent cache.
+  EXPECT_NEAR(static_cast<double>(mha) / 70'272, 71.1, 0.05);
+}
+
+TEST(CacheLayoutTest, BudgetToBlockCount) {
+  absl::StatusOr<CacheLayout> layout = CacheLayout::Create(V3Config());
+  ASSERT_TRUE(layout.ok());
+  const int64_t per_block = 64 * 70'272;  // 4,497,408 bytes.
+  absl::StatusOr<int32_t> blocks = LatentCache::BlocksForBudget(*layout, int64_t{8} << 30);
+  ASSERT_TRUE(blocks.ok()) << blocks.status();
+  EXPECT_EQ(*blocks, (int64_t{8} << 30) / per_block);
+  EXPECT_EQ(*blocks, 1909);
+  EXPECT_EQ(*LatentCache::BlocksForBudget(*layout, per_block), 1);
+  EXPECT_EQ(*LatentCache::BlocksForBudget(*layout, 3 * per_block - 1), 2);
+
+  absl::StatusOr<int32_t> too_small = LatentCache::BlocksForBudget(*layout, per_block - 1);
+  ASSERT_FALSE(too_small.ok());
+  EXPECT_EQ(too_small.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_small.status().message().find("4497408"), std::string::npos) << too_small.status();
+  EXPECT_FALSE(LatentCache::BlocksForBudget(*layout, 0).ok());
+  EXPECT_FALSE(LatentCache::BlocksForBudget(*layout, -5).ok());
+}
+
+}  // namespace
+}  // namespace mla
