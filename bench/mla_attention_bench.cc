@@ -5,6 +5,9 @@
 // cached token, shared by all heads, and does 2·(L+R) + 2·L = 2,176 FLOPs per head and
 // token. Successive calls use disjoint blocks of a 151 MB cache pool, so the cache comes
 // from DRAM as it does when 60 layers take turns, not from L3.
+//
+// Flags: --threads=N (default: all), --heads=1,16,128 and --contexts=4096,32768,131072
+// select the shapes.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -99,7 +102,17 @@ bool CheckAgainstReference(Bench& b) {
   return worst < 1e-5;
 }
 
-int Run(int threads) {
+std::vector<int> ParseList(const char* text) {
+  std::vector<int> values;
+  for (const char* p = text; *p != '\0';) {
+    values.push_back(std::atoi(p));
+    while (*p != '\0' && *p != ',') ++p;
+    if (*p == ',') ++p;
+  }
+  return values;
+}
+
+int Run(int threads, const std::vector<int>& head_counts, const std::vector<int>& contexts) {
   cpu::ThreadPool pool(threads);
   const Roofline roofline = MeasureRoofline(pool);
   PrintMachine(roofline, pool.num_threads());
@@ -121,10 +134,15 @@ int Run(int threads) {
 
   std::printf("%5s %7s %9s %9s %8s %10s %12s %9s\n", "heads", "context", "ms/call",
               "GFLOP/s", "GB/s", "FLOP/byte", "bound GF/s", "of bound");
-  for (int heads : {1, 16, 128}) {
+  for (int heads : head_counts) {
     const std::vector<float> q = RandomVector(heads * kWidth, 3.0f, heads);
     std::vector<float> out(heads * kLatent), lse(heads);
-    for (int context : {4096, 32768, 131072}) {
+    for (int context : contexts) {
+      if (context <= 0 || context > kMaxContext || context % kBlockSize != 0) {
+        std::printf("skipping context %d: want a multiple of %d up to %d\n", context,
+                    kBlockSize, kMaxContext);
+        continue;
+      }
       const int regions = kMaxContext / context;
       int call = 0;
       const double seconds = TimePerCall(
@@ -152,8 +170,20 @@ int Run(int threads) {
 
 int main(int argc, char** argv) {
   int threads = 0;
+  std::vector<int> heads = {1, 16, 128};
+  std::vector<int> contexts = {4096, 32768, 131072};
   for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--threads=", 10) == 0) threads = std::atoi(argv[i] + 10);
+    if (std::strncmp(argv[i], "--threads=", 10) == 0) {
+      threads = std::atoi(argv[i] + 10);
+    } else if (std::strncmp(argv[i], "--heads=", 8) == 0) {
+      heads = mla::bench::ParseList(argv[i] + 8);
+    } else if (std::strncmp(argv[i], "--contexts=", 11) == 0) {
+      contexts = mla::bench::ParseList(argv[i] + 11);
+    } else {
+      std::fprintf(stderr, "usage: %s [--threads=N] [--heads=1,16,128] "
+                           "[--contexts=4096,32768,131072]\n", argv[0]);
+      return 2;
+    }
   }
-  return mla::bench::Run(threads);
+  return mla::bench::Run(threads, heads, contexts);
 }

@@ -99,11 +99,18 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
   }
   MLA_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling));
   if (r.max_tokens < 0) return absl::InvalidArgumentError("sampling.max_tokens: must be >= 0");
-  const int64_t prompt = static_cast<int64_t>(r.prompt.size());
-  if (prompt + std::max(r.max_tokens, 1) > info_.max_context) {
+  const int64_t total = static_cast<int64_t>(r.prompt.size()) + std::max(r.max_tokens, 1);
+  if (total > c.max_position_embeddings) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "prompt (", prompt, " tokens) + max_tokens (", std::max(r.max_tokens, 1),
-        ") exceeds the maximum context of ", info_.max_context, " tokens"));
+        "prompt (", r.prompt.size(), " tokens) + max_tokens (", std::max(r.max_tokens, 1),
+        ") exceeds the model's context of ", c.max_position_embeddings, " tokens"));
+  }
+  const int64_t capacity = int64_t{cache_.num_blocks()} * cache_.layout().block_size();
+  if (total > capacity) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "prompt (", r.prompt.size(), " tokens) + max_tokens (", std::max(r.max_tokens, 1),
+        ") can never fit in the KV cache of ", capacity, " tokens (", cache_.num_blocks(),
+        " blocks of ", cache_.layout().block_size(), "); raise --kv_cache_mib"));
   }
   if (r.logprobs < 0 || r.logprobs > kMaxLogprobs) {
     return absl::InvalidArgumentError(absl::StrCat("logprobs: must be in [0, ", kMaxLogprobs, "]"));

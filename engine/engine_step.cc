@@ -182,6 +182,8 @@ void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
   if (absl::Status s = seq.table.Release(blocks_); !s.ok()) {
     LogError("releasing the blocks of ", seq.request.request_id, ": ", s.message());
   }
+  // Published before the callback, so that a caller who saw the end sees the blocks back.
+  blocks_used_.store(blocks_.num_used());
   {
     absl::MutexLock lock(&mu_);
     live_.erase(seq.request.request_id);

@@ -1,5 +1,6 @@
 #include "server/inference_service.h"
 
+#include "server/generate_reactor.h"
 #include "server/proto_convert.h"
 
 namespace mla {
@@ -24,62 +25,68 @@ class ErrorWriter final : public grpc::ServerWriteReactor<v1::GenerateResponse> 
 
 }  // namespace
 
-void InferenceService::SetReady(std::shared_ptr<const EngineInfo> info) {
+void InferenceService::SetReady(std::shared_ptr<Engine> engine) {
   absl::MutexLock lock(&mu_);
-  info_ = std::move(info);
+  engine_ = std::move(engine);
 }
 
-std::shared_ptr<const EngineInfo> InferenceService::info() const {
+std::shared_ptr<Engine> InferenceService::engine() const {
   absl::MutexLock lock(&mu_);
-  return info_;
+  return engine_;
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
-  if (!info()) return new ErrorWriter(kLoading);
-  return new ErrorWriter(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                      "Generate is not implemented yet: the engine is not built"));
+  std::shared_ptr<Engine> e = engine();
+  if (!e) return new ErrorWriter(kLoading);
+  return new GenerateReactor(e.get(), *request);
 }
 
 grpc::ServerUnaryReactor* InferenceService::Abort(grpc::CallbackServerContext* ctx,
                                                   const v1::AbortRequest* request,
                                                   v1::AbortResponse* response) {
-  if (!info()) return Finish(ctx, kLoading);
-  return Finish(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                  "request_id '" + request->request_id() + "' is not live"));
+  std::shared_ptr<Engine> e = engine();
+  if (!e) return Finish(ctx, kLoading);
+  if (request->request_id().empty()) {
+    return Finish(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                    "request_id: must not be empty"));
+  }
+  if (!e->Abort(request->request_id())) {
+    return Finish(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                    "request_id '" + request->request_id() + "' is not live"));
+  }
+  return Finish(ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* ctx,
                                                      const v1::TokenizeRequest* request,
                                                      v1::TokenizeResponse* response) {
-  if (!info()) return Finish(ctx, kLoading);
+  if (!engine()) return Finish(ctx, kLoading);
   return Finish(ctx, kNoTokenizer);
 }
 
 grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerContext* ctx,
                                                        const v1::DetokenizeRequest* request,
                                                        v1::DetokenizeResponse* response) {
-  if (!info()) return Finish(ctx, kLoading);
+  if (!engine()) return Finish(ctx, kLoading);
   return Finish(ctx, kNoTokenizer);
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* ctx,
                                                          const v1::GetModelInfoRequest* request,
                                                          v1::ModelInfo* response) {
-  std::shared_ptr<const EngineInfo> i = info();
-  if (!i) return Finish(ctx, kLoading);
-  FillModelInfo(*i, response);
+  std::shared_ptr<Engine> e = engine();
+  if (!e) return Finish(ctx, kLoading);
+  FillModelInfo(e->info(), response);
   return Finish(ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetLoad(grpc::CallbackServerContext* ctx,
                                                     const v1::GetLoadRequest* request,
                                                     v1::Load* response) {
-  std::shared_ptr<const EngineInfo> i = info();
-  if (!i) return Finish(ctx, kLoading);
-  response->set_kv_blocks_total(i->kv_num_blocks);
-  response->set_kv_blocks_free(i->kv_num_blocks);
-  response->set_kv_bytes_total(i->kv_num_blocks * i->kv_block_size * i->kv_bytes_per_token);
+  std::shared_ptr<Engine> e = engine();
+  if (!e) return Finish(ctx, kLoading);
+  FillLoad(e->GetLoad(), response);
   return Finish(ctx, grpc::Status::OK);
 }
 

@@ -7,7 +7,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "engine/engine_info.h"
+#include "engine/engine.h"
 #include "mla/v1/inference.grpc.pb.h"
 
 namespace mla {
@@ -17,7 +17,7 @@ class InferenceService final : public v1::Inference::CallbackService {
   InferenceService() = default;
 
   // Called once the model is loaded; until then every RPC answers UNAVAILABLE.
-  void SetReady(std::shared_ptr<const EngineInfo> info);
+  void SetReady(std::shared_ptr<Engine> engine);
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) override;
@@ -38,10 +38,10 @@ class InferenceService final : public v1::Inference::CallbackService {
                                     v1::Load* response) override;
 
  private:
-  std::shared_ptr<const EngineInfo> info() const;
+  std::shared_ptr<Engine> engine() const;
 
   mutable absl::Mutex mu_;
-  std::shared_ptr<const EngineInfo> info_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Engine> engine_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mla

@@ -1,5 +1,7 @@
 #include "server/proto_convert.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace mla {
 
 void FillModelInfo(const EngineInfo& info, v1::ModelInfo* out) {
@@ -27,6 +29,113 @@ void FillModelInfo(const EngineInfo& info, v1::ModelInfo* out) {
   out->set_n_routed_experts(c.n_routed_experts);
   out->set_num_experts_per_tok(c.num_experts_per_tok);
   out->set_n_shared_experts(c.n_shared_experts);
+}
+
+}  // namespace mla
+
+namespace mla {
+namespace {
+
+constexpr size_t kMaxRequestIdBytes = 128;
+constexpr size_t kMaxCacheSaltBytes = 256;
+
+absl::Status Invalid(absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+void FillLogprobs(const TokenLogprobs& in, v1::TokenLogprob* out) {
+  out->set_token_id(in.token_id);
+  out->set_logprob(in.logprob);
+  for (const TokenLogprob& t : in.top) {
+    out->add_top_token_ids(t.token_id);
+    out->add_top_logprobs(t.logprob);
+  }
+}
+
+v1::FinishReason ToProto(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStopSequence: return v1::FINISH_REASON_STOP_SEQUENCE;
+    case FinishReason::kAbort: return v1::FINISH_REASON_ABORT;
+    case FinishReason::kNone: break;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+}  // namespace
+
+void FillLoad(const EngineLoad& load, v1::Load* out) {
+  out->set_num_requests_running(load.running);
+  out->set_num_requests_waiting(load.waiting);
+  out->set_kv_blocks_total(load.blocks_total);
+  out->set_kv_blocks_used(load.blocks_used);
+  out->set_kv_blocks_free(load.blocks_free);
+  out->set_kv_bytes_total(load.bytes_total);
+  out->set_kv_bytes_used(load.bytes_used);
+}
+
+absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& request) {
+  GenerationRequest r;
+  if (request.request_id().size() > kMaxRequestIdBytes) {
+    return Invalid("request_id", absl::StrCat("longer than ", kMaxRequestIdBytes, " bytes"));
+  }
+  if (request.cache_salt().size() > kMaxCacheSaltBytes) {
+    return Invalid("cache_salt", absl::StrCat("longer than ", kMaxCacheSaltBytes, " bytes"));
+  }
+  r.request_id = request.request_id();
+  r.cache_salt = request.cache_salt();
+  r.priority = request.priority();
+  switch (request.prompt_case()) {
+    case v1::GenerateRequest::kTokenIds:
+      r.prompt.assign(request.token_ids().ids().begin(), request.token_ids().ids().end());
+      if (r.prompt.empty()) return Invalid("token_ids", "must not be empty");
+      break;
+    case v1::GenerateRequest::kText:
+    case v1::GenerateRequest::kMessages:
+      return absl::FailedPreconditionError(
+          "text and chat prompts need a tokenizer, and this server has none loaded: send "
+          "token_ids");
+    case v1::GenerateRequest::PROMPT_NOT_SET:
+      return Invalid("prompt", "set one of token_ids, text or messages");
+  }
+  const v1::SamplingParams& s = request.sampling();
+  r.sampling.temperature = s.temperature();
+  r.sampling.top_k = s.top_k();
+  r.sampling.top_p = s.top_p() == 0.0f ? 1.0f : s.top_p();
+  r.sampling.min_p = s.min_p();
+  r.sampling.seed = s.seed();
+  r.has_seed = s.has_seed();
+  if (s.max_tokens() < 0) return Invalid("sampling.max_tokens", "must be >= 0");
+  r.max_tokens = s.max_tokens();
+  r.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
+  if (!s.stop().empty()) {
+    return absl::FailedPreconditionError(
+        "sampling.stop: stop strings need a tokenizer, and this server has none loaded");
+  }
+  r.ignore_eos = s.ignore_eos();
+  r.logprobs = request.logprobs();
+  r.prompt_logprobs = request.prompt_logprobs();
+  return r;
+}
+
+v1::GenerateResponse ToGenerateResponse(const GenerationOutput& o) {
+  v1::GenerateResponse m;
+  m.set_request_id(o.request_id);
+  for (int32_t t : o.tokens) m.add_token_ids(t);
+  for (const TokenLogprobs& l : o.logprobs) FillLogprobs(l, m.add_logprobs());
+  for (const TokenLogprobs& l : o.prompt_logprobs) FillLogprobs(l, m.add_prompt_logprobs());
+  if (o.finished) {
+    v1::Finished* f = m.mutable_finished();
+    f->set_reason(ToProto(o.reason));
+    f->mutable_usage()->set_prompt_tokens(o.prompt_tokens);
+    f->mutable_usage()->set_cached_prompt_tokens(o.cached_prompt_tokens);
+    f->mutable_usage()->set_completion_tokens(o.completion_tokens);
+    f->mutable_timings()->set_queue_seconds(o.queue_seconds);
+    f->mutable_timings()->set_time_to_first_token_seconds(o.time_to_first_token_seconds);
+    f->mutable_timings()->set_total_seconds(o.total_seconds);
+  }
+  return m;
 }
 
 }  // namespace mla

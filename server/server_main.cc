@@ -15,9 +15,10 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "engine/backend/cuda/device.h"
 #include "engine/common/log.h"
-#include "engine/model/config.h"
+#include "engine/engine.h"
 #include "server/inference_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -29,6 +30,14 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound gRPC port is written to this file once the server listens");
 ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest request message accepted, in bytes");
+ABSL_FLAG(int64_t, kv_cache_mib, 1024,
+          "Latent KV cache budget in MiB (all layers); the block count follows from it");
+ABSL_FLAG(int, block_size, 64, "Tokens per KV cache block");
+ABSL_FLAG(int64_t, max_batch_tokens, 512,
+          "Tokens per engine step; long prompts are prefilled in chunks of this size");
+ABSL_FLAG(int, max_running, 64, "Most sequences batched in one engine step");
+ABSL_FLAG(int, max_waiting, 1024, "Queued requests beyond which Generate is refused");
+ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
 
 namespace mla {
 namespace {
@@ -47,22 +56,6 @@ sigset_t BlockShutdownSignals() {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return set;
-}
-
-absl::StatusOr<std::shared_ptr<EngineInfo>> LoadModel(const std::string& model_dir,
-                                                      const DeviceChoice& device) {
-  auto config = LoadModelConfig(model_dir);
-  if (!config.ok()) return config.status();
-  auto info = std::make_shared<EngineInfo>();
-  info->config = *config;
-  info->model_name = std::filesystem::path(model_dir).lexically_normal().filename().string();
-  if (info->model_name.empty()) {
-    info->model_name = std::filesystem::path(model_dir).lexically_normal().parent_path().filename();
-  }
-  info->device = device.description;
-  info->weight_dtype = config->torch_dtype == "float32" ? "f32" : "bf16";
-  info->max_context = config->max_position_embeddings;
-  return info;
 }
 
 int Run() {
@@ -97,14 +90,30 @@ int Run() {
     std::ofstream(file) << port << "\n";
   }
 
-  auto info = LoadModel(absl::GetFlag(FLAGS_model_dir), *device);
-  if (!info.ok()) {
-    server->Shutdown();
-    return Fail(info.status());
+  if (device->cuda) {
+    LogWarning("the CUDA backend's kernels are not built yet: the engine runs on the CPU");
   }
-  service.SetReady(*info);
+  EngineOptions options;
+  options.model_dir = absl::GetFlag(FLAGS_model_dir);
+  options.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_mib) << 20;
+  options.block_size = absl::GetFlag(FLAGS_block_size);
+  options.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  options.max_running = absl::GetFlag(FLAGS_max_running);
+  options.max_waiting = absl::GetFlag(FLAGS_max_waiting);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.device_description = "cpu";
+  const absl::Time load_start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(options);
+  if (!engine.ok()) {
+    server->Shutdown();
+    return Fail(engine.status());
+  }
+  std::shared_ptr<Engine> shared_engine = std::move(*engine);
+  service.SetReady(shared_engine);
   health->SetServingStatus(true);
-  LogInfo("serving model ", (*info)->model_name, " (", (*info)->config.architecture, ")");
+  const EngineInfo& info = shared_engine->info();
+  LogInfo("serving model ", info.model_name, " (", info.config.architecture, ", ",
+          info.weight_dtype, ") loaded in ", absl::FormatDuration(absl::Now() - load_start));
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "client/mla_client.h"
 #include "engine/model/config.h"
@@ -36,7 +37,8 @@ TEST(ServerIntegrationTest, HealthAndModelInfo) {
   ASSERT_TRUE(server.ok()) << server.status();
   ClientOptions options;
   options.target = (*server)->target();
-  MlaClient client(options);
+  auto client_owner = std::make_unique<MlaClient>(options);
+  MlaClient& client = *client_owner;
   auto health = WaitServing(client);
   ASSERT_TRUE(health.ok()) << health.status();
   EXPECT_EQ(*health, grpc::health::v1::HealthCheckResponse::SERVING) << (*server)->Log();
@@ -55,7 +57,138 @@ TEST(ServerIntegrationTest, HealthAndModelInfo) {
   EXPECT_EQ(info->qk_rope_head_dim(), config->qk_rope_head_dim);
   EXPECT_EQ(info->vocab_size(), config->vocab_size);
   EXPECT_EQ(info->device(), "cpu");
+  EXPECT_GT(info->kv_num_blocks(), 0);
+  EXPECT_EQ(info->kv_block_size(), 64);
+  // Latent cache: layers x (kv_lora_rank + rope) x 2 bytes; MHA: layers x heads x (nope +
+  // rope + v) x 2 bytes.
+  const int64_t layers = config->num_hidden_layers;
+  EXPECT_EQ(info->kv_bytes_per_token(),
+            layers * (config->kv_lora_rank + config->qk_rope_head_dim) * 2);
+  EXPECT_EQ(info->mha_bytes_per_token(),
+            layers * config->num_attention_heads *
+                (config->qk_nope_head_dim + config->qk_rope_head_dim + config->v_head_dim) * 2);
+  client_owner.reset();  // An open channel would hold the shutdown's grace period.
   EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
+}
+
+class GenerateOverGrpcTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu",
+                                        "--kv_cache_mib=16", "--threads=2"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ClientOptions options;
+    options.target = server_->target();
+    client_ = std::make_unique<MlaClient>(options);
+    ASSERT_TRUE(WaitServing(*client_).ok());
+  }
+  void TearDown() override {
+    client_.reset();
+    if (server_) EXPECT_EQ(server_->Stop(SIGTERM, 20), 0) << server_->Log();
+  }
+  v1::GenerateRequest Request(std::vector<int> prompt, int max_tokens) {
+    v1::GenerateRequest r;
+    for (int t : prompt) r.mutable_token_ids()->add_ids(t);
+    r.mutable_sampling()->set_max_tokens(max_tokens);
+    r.mutable_sampling()->set_ignore_eos(true);
+    r.set_prompt_logprobs(-1);
+    return r;
+  }
+  int64_t BlocksUsed() {
+    auto load = client_->GetLoad();
+    EXPECT_TRUE(load.ok()) << load.status();
+    return load.ok() ? load->kv_blocks_used() : -1;
+  }
+
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<MlaClient> client_;
+};
+
+TEST_F(GenerateOverGrpcTest, StreamsGreedyTokensThenFinish) {
+  std::vector<int> tokens;
+  v1::Finished finished;
+  int messages = 0;
+  v1::GenerateRequest r = Request({5, 6, 7, 8}, 12);
+  r.set_logprobs(2);
+  absl::Status s = client_->Generate(r, [&](const v1::GenerateResponse& m) {
+    ++messages;
+    tokens.insert(tokens.end(), m.token_ids().begin(), m.token_ids().end());
+    EXPECT_EQ(m.logprobs_size(), m.token_ids_size());
+    if (m.has_finished()) finished = m.finished();
+    return true;
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(tokens.size(), 12u);
+  EXPECT_GT(messages, 1);  // Streamed, not sent at the end.
+  EXPECT_EQ(finished.reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(finished.usage().prompt_tokens(), 4);
+  EXPECT_EQ(finished.usage().completion_tokens(), 12);
+  EXPECT_GT(finished.timings().total_seconds(), 0.0);
+  // Greedy is deterministic: the same request gives the same tokens.
+  std::vector<int> again;
+  ASSERT_TRUE(client_->Generate(r, [&](const v1::GenerateResponse& m) {
+    again.insert(again.end(), m.token_ids().begin(), m.token_ids().end());
+    return true;
+  }).ok());
+  EXPECT_EQ(again, tokens);
+  EXPECT_EQ(BlocksUsed(), 0);
+}
+
+TEST_F(GenerateOverGrpcTest, InvalidRequestsGetInvalidArgumentNamingTheField) {
+  auto call = [&](const v1::GenerateRequest& r) {
+    return client_->Generate(r, [](const v1::GenerateResponse&) { return true; });
+  };
+  v1::GenerateRequest empty;
+  absl::Status s = call(empty);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("prompt"));
+  s = call(Request({1, 100000}, 4));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("token_ids[1]"));
+  v1::GenerateRequest hot = Request({1, 2}, 4);
+  hot.mutable_sampling()->set_temperature(-2);
+  EXPECT_THAT(call(hot).message(), HasSubstr("temperature"));
+  v1::GenerateRequest text;
+  text.set_text("hello");
+  EXPECT_EQ(call(text).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(client_->Abort("nope").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(GenerateOverGrpcTest, CancelledStreamAbortsAndFreesBlocks) {
+  int seen = 0;
+  absl::Status s = client_->Generate(Request({1, 2, 3}, 20000), [&](const v1::GenerateResponse&) {
+    return ++seen < 3;  // Cancel after three messages.
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled);
+  for (int i = 0; i < 200 && BlocksUsed() != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(BlocksUsed(), 0);
+}
+
+TEST_F(GenerateOverGrpcTest, AbortFromAnotherConnection) {
+  v1::GenerateRequest r = Request({1, 2, 3}, 20000);
+  r.set_request_id("long-one");
+  v1::Finished finished;
+  std::thread aborter;
+  absl::Status s = client_->Generate(r, [&](const v1::GenerateResponse& m) {
+    if (!aborter.joinable()) {
+      aborter = std::thread([this] {
+        ClientOptions o;
+        o.target = server_->target();
+        MlaClient other(o);
+        EXPECT_TRUE(other.Abort("long-one").ok());
+      });
+    }
+    if (m.has_finished()) finished = m.finished();
+    return true;
+  });
+  aborter.join();
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(finished.reason(), v1::FINISH_REASON_ABORT);
+  EXPECT_LT(finished.usage().completion_tokens(), 20000);
+  EXPECT_EQ(BlocksUsed(), 0);
 }
 
 TEST(ServerIntegrationTest, MissingModelFailsWithClearError) {

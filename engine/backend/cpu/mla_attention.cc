@@ -83,11 +83,20 @@ void FinalizeItem(int64_t nqv, int64_t latent, const float* m, const float* l, f
   }
 }
 
+// nvalid[t] = keys of block [kb, kb + nk) that query vector v + t of the item sees.
+void SetVisibleKeys(const MlaWorkItem& item, int64_t heads, int64_t pos0, int64_t kb, int nk,
+                    int64_t v, int count, int* nvalid) {
+  for (int t = 0; t < count; ++t) {
+    const int64_t row = item.row_begin + (v + t) / heads;
+    nvalid[t] = static_cast<int>(std::clamp<int64_t>(pos0 + row + 1 - kb, 0, nk));
+  }
+}
+
 struct ItemRunner {
   const MlaAttentionParams& p;
   const MlaKernelOps& ops;
-  int64_t width;  // L + R
-  int64_t ldk;    // converted key row stride
+  int64_t width;        // L + R
+  int64_t block_floats;  // converted key block, ops.block_floats(width, L)
 
   // Runs one item into out [rows, H, L] and lse [rows, H]. scratch: see SlotFloats.
   void Run(const MlaWorkItem& item, float* out, float* lse, float* scratch) const {
@@ -98,10 +107,13 @@ struct ItemRunner {
     const int64_t nqv = static_cast<int64_t>(item.row_end - item.row_begin) * heads;
     const float* q = p.q + (p.cu_seqlens_q[j] + item.row_begin) * heads * width;
     const int32_t* table = p.block_table + j * p.max_blocks_per_seq;
-    float* keys = scratch;
-    float* scores = keys + kMlaKeyBlock * ldk;
-    float* m = scores + kMlaTileVectors * kMlaKeyBlock;
+    float* block = scratch;
+    float* scores = block + block_floats;
+    float* q_scratch = scores + kMlaTileVectors * kMlaKeyBlock;
+    float* m = q_scratch + internal::kMlaDirectVectors * width;
     float* l = m + nqv;
+    const bool direct = ops.attend_rows != nullptr && nqv <= internal::kMlaDirectVectors &&
+                        latent % 16 == 0 && width % 16 == 0;
     std::fill(out, out + nqv * latent, 0.0f);
     std::fill(m, m + nqv, kNegInf);
     std::fill(l, l + nqv, 0.0f);
@@ -109,13 +121,13 @@ struct ItemRunner {
     const bf16_t* rows[kMlaKeyBlock];
     int nvalid[kMlaTileVectors];
     internal::MlaTileArgs args;
-    args.ldk = ldk;
-    args.keys = keys;
+    args.block = block;
     args.nvalid = nvalid;
     args.latent = static_cast<int>(latent);
     args.width = static_cast<int>(width);
     args.scale = p.softmax_scale;
     args.scores = scores;
+    args.q_scratch = q_scratch;
     for (int64_t kb = item.key_begin; kb < item.key_end; kb += kMlaKeyBlock) {
       const int nk = static_cast<int>(std::min<int64_t>(kMlaKeyBlock, item.key_end - kb));
       // Rows before first_row end before key kb and see nothing of this block.
@@ -126,14 +138,22 @@ struct ItemRunner {
         const int64_t slot = int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size;
         rows[k] = p.kv_cache + slot * width;
       }
-      ops.convert_keys(rows, nk, static_cast<int>(width), ldk, keys);
       args.nk = nk;
+      if (direct) {
+        args.rows = rows;
+        args.nqv = static_cast<int>(nqv);
+        SetVisibleKeys(item, heads, pos0, kb, nk, 0, args.nqv, nvalid);
+        args.q = q;
+        args.m = m;
+        args.l = l;
+        args.o = out;
+        ops.attend_rows(args);
+        continue;
+      }
+      ops.convert_keys(rows, nk, static_cast<int>(width), static_cast<int>(latent), block);
       for (int64_t v = (first_row - item.row_begin) * heads; v < nqv; v += kMlaTileVectors) {
         args.nqv = static_cast<int>(std::min<int64_t>(kMlaTileVectors, nqv - v));
-        for (int t = 0; t < args.nqv; ++t) {
-          const int64_t row = item.row_begin + (v + t) / heads;
-          nvalid[t] = static_cast<int>(std::clamp<int64_t>(pos0 + row + 1 - kb, 0, nk));
-        }
+        SetVisibleKeys(item, heads, pos0, kb, nk, v, args.nqv, nvalid);
         args.q = q + v * width;
         args.m = m + v;
         args.l = l + v;
@@ -246,9 +266,13 @@ absl::Status MlaAttention(const MlaAttentionParams& p, ThreadPool* pool,
   const int64_t heads = p.num_heads;
   const int64_t latent = p.kv_lora_rank;
   const int64_t width = p.kv_lora_rank + p.rope_dim;
-  const ItemRunner runner{p, SelectOps(), width, internal::MlaKeyStride(width)};
-  // Per slot: converted keys, tile scores, then m and l of the largest item.
-  const int64_t slot_floats = (kMlaKeyBlock * runner.ldk + kMlaTileVectors * kMlaKeyBlock +
+  const MlaKernelOps& ops = SelectOps();
+  const ItemRunner runner{p, ops, width,
+                          ops.block_floats(static_cast<int>(width), static_cast<int>(latent))};
+  // Per slot: converted key block, tile scores, direct-path queries, then m and l of the
+  // largest item.
+  const int64_t slot_floats = (runner.block_floats + kMlaTileVectors * kMlaKeyBlock +
+                               internal::kMlaDirectVectors * width +
                                2 * plan.max_item_rows * heads + 15) / 16 * 16;
   const int64_t num_items = static_cast<int64_t>(plan.items.size());
   const int64_t slots = std::min<int64_t>(threads, num_items);

@@ -1,7 +1,12 @@
 // Per-instruction-set inner loops of MlaAttention (mla_attention.h). Internal to the CPU
-// backend. The driver in mla_attention.cc converts one block of keys to fp32 at a time and
-// hands it, a few query vectors (heads × rows) at a time, to AttendTile, so that every
-// key is loaded and converted once per work item and then reused by all heads.
+// backend. Two ways through a block of keys:
+//  - converted (any number of query vectors): the driver in mla_attention.cc converts
+//    the block to fp32 once (convert_keys) and hands it, a few query vectors (heads ×
+//    rows) at a time, to attend_tile, so that every key is loaded and converted once
+//    per work item and then reused by all heads. Compute-bound with many heads.
+//  - direct (few query vectors, optional): attend_rows reads the bf16 cache rows
+//    themselves and converts in registers. With one head the converted copy would cost
+//    more than the arithmetic; this way the loop keeps up with memory.
 #ifndef MLA_ENGINE_BACKEND_CPU_MLA_ATTENTION_KERNELS_H_
 #define MLA_ENGINE_BACKEND_CPU_MLA_ATTENTION_KERNELS_H_
 
@@ -16,19 +21,19 @@ namespace mla::cpu::internal {
 inline constexpr int kMlaKeyBlock = 48;
 // Query vectors (head, row pairs) per AttendTile call.
 inline constexpr int kMlaTileVectors = 4;
-
-// Row stride of the converted keys: L + R rounded up to whole 8-float vectors.
-inline int64_t MlaKeyStride(int64_t width) { return (width + 7) / 8 * 8; }
+// Items with at most this many query vectors take the direct path when available.
+inline constexpr int kMlaDirectVectors = 3;
 
 struct MlaTileArgs {
   const float* q = nullptr;  // [nqv, width], rows `width` apart
   int nqv = 0;               // 1 .. kMlaTileVectors
-  const float* keys = nullptr;  // [nk, ldk] fp32; columns [width, ldk) are zero
-  int64_t ldk = 0;
-  int nk = 0;                   // keys in the block, 1 .. kMlaKeyBlock
-  const int* nvalid = nullptr;  // [nqv] query vector t sees keys [0, nvalid[t])
-  int latent = 0;               // L: the value width (first L columns of each key)
-  int width = 0;                // L + R
+  const float* block = nullptr;  // converted path: the key block, in the variant's layout
+  const bf16_t* const* rows = nullptr;  // direct path: [nk] cache rows of `width` values
+  float* q_scratch = nullptr;           // direct path: scratch [kMlaDirectVectors, width]
+  int nk = 0;                    // keys in the block, 1 .. kMlaKeyBlock
+  const int* nvalid = nullptr;   // [nqv] query vector t sees keys [0, nvalid[t])
+  int latent = 0;                // L: the value width (first L columns of each key)
+  int width = 0;                 // L + R
   float scale = 0.0f;
   float* m = nullptr;       // [nqv] running max of the scores seen so far (-inf at first)
   float* l = nullptr;       // [nqv] running Σ exp(score - m)
@@ -37,11 +42,17 @@ struct MlaTileArgs {
 };
 
 struct MlaKernelOps {
-  // dst[k·ldk + d] = rows[k][d] as fp32 for k < nk, d < width; zero for d in [width, ldk).
-  void (*convert_keys)(const bf16_t* const* rows, int nk, int width, int64_t ldk,
-                       float* dst);
+  // Floats (a multiple of 16) of the converted block that convert_keys writes.
+  int64_t (*block_floats)(int width, int latent);
+  // Converts the bf16 cache rows rows[0 .. nk) (each `width` values, the first `latent`
+  // of them the latent c) to fp32 in `block` (64-byte aligned), laid out for attend_tile.
+  void (*convert_keys)(const bf16_t* const* rows, int nk, int width, int latent,
+                       float* block);
   // One online-softmax step of args.nqv query vectors over one converted key block.
   void (*attend_tile)(const MlaTileArgs& args);
+  // The same step for args.nqv <= kMlaDirectVectors query vectors straight from
+  // args.rows, when latent and width are multiples of 16. May be null.
+  void (*attend_rows)(const MlaTileArgs& args);
 };
 
 const MlaKernelOps& MlaKernelOpsScalar();

@@ -1,12 +1,16 @@
 // AVX2 + FMA MLA inner loops. Per call: up to 4 query vectors × one block of up to 48
-// converted keys.
-//   scores: dot products, a register tile of kH vectors × kK keys (12 accumulators for
-//     4 × 3), so each 8-float slice of a key is loaded once for kH vectors and each slice
-//     of a query once for kK keys; the 12 sums are reduced 4 at a time with hadd.
-//   softmax: vectorised over the block's keys (online update of m, l).
-//   output: o[t, :] += Σ_k p[t, k]·c_k as outer products, kH vectors × kDV 8-float
-//     columns in registers, the rescale by exp(m_old - m_new) folded into the load of o.
-// Widths that are not multiples of 8 (small test shapes) use masked loads and stores.
+// keys, converted to fp32 once per block (each cache value is written once):
+//   VP [ceil(L/16)][48][16]: the latent c in 16-column panels (zero past L),
+//   RP [48][ldr]: k_pe rows, ldr = R rounded up to 8 (zero padded).
+// scores: dot products over the panels and then the rope rows, a register tile of
+//   kH vectors × kK keys (12 accumulators for 4 × 3): each 8-float slice of a key is
+//   loaded once for kH vectors, each slice of a query once for kK keys; the sums are
+//   reduced 4 at a time. The kK keys of one panel are contiguous (kK·64 bytes).
+// output: o[t, :] += Σ_k p[t, k]·c_k as outer products, kH vectors × 16 columns in
+//   registers, 2 panel loads + kH broadcasts per 2·kH FMAs, each panel read
+//   contiguously; the rescale by exp(m_old - m_new) is folded into the load of o.
+// The softmax between the two is vectorised over the block's keys. Widths that are not
+// multiples of 8 or 16 (small test shapes) use masked loads and stores.
 #include "engine/backend/cpu/mla_attention_kernels.h"
 #include "engine/backend/cpu/simd_avx2.h"
 
@@ -32,42 +36,102 @@ MLA_TARGET_AVX2 inline __m256i LaneMask(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-MLA_TARGET_AVX2 void ConvertKeysAvx2(const bf16_t* const* rows, int nk, int width,
-                                     int64_t ldk, float* dst) {
+#define MLA_INLINE_AVX2 MLA_TARGET_AVX2 inline __attribute__((always_inline))
+
+constexpr int kPanel = 16;        // columns per VP panel
+constexpr int kPrefetchRows = 4;  // cache rows requested ahead while converting
+
+int64_t RopeStride(int rope) { return (rope + 7) / 8 * 8; }
+int64_t Panels(int latent) { return (latent + kPanel - 1) / kPanel; }
+// Floats of the panel part, which the rope rows follow.
+int64_t PanelFloats(int latent) { return Panels(latent) * kMlaKeyBlock * kPanel; }
+
+int64_t BlockFloatsAvx2(int width, int latent) {
+  return PanelFloats(latent) + kMlaKeyBlock * RopeStride(width - latent);
+}
+
+MLA_TARGET_AVX2 void ConvertKeysAvx2(const bf16_t* const* rows, int nk, int width, int latent,
+                                     float* block) {
+  const int rope = width - latent;
+  const int64_t ldr = RopeStride(rope);
+  float* ropes = block + PanelFloats(latent);
+  const int full_panels = latent / kPanel;
+  const int row_bytes = width * static_cast<int>(sizeof(bf16_t));
   for (int k = 0; k < nk; ++k) {
+    // With few heads this loop is what waits for DRAM: ask for a row a few ahead so that
+    // its lines are in flight while this one converts.
+    if (k + kPrefetchRows < nk) {
+      const char* ahead = reinterpret_cast<const char*>(rows[k + kPrefetchRows]);
+      for (int b = 0; b < row_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+    }
     const bf16_t* src = rows[k];
-    float* out = dst + k * ldk;
-    int d = 0;
-    for (; d + 8 <= width; d += 8) _mm256_store_ps(out + d, LoadBf16(src + d));
-    for (; d < width; ++d) out[d] = Bf16ToFloat(src[d]);
-    for (; d < ldk; ++d) out[d] = 0.0f;
+    for (int j = 0; j < full_panels; ++j) {
+      float* dst = block + (j * kMlaKeyBlock + k) * kPanel;
+      _mm256_store_ps(dst, LoadBf16(src + j * kPanel));
+      _mm256_store_ps(dst + 8, LoadBf16(src + j * kPanel + 8));
+    }
+    if (full_panels * kPanel < latent) {
+      float* dst = block + (full_panels * kMlaKeyBlock + k) * kPanel;
+      for (int c = 0; c < kPanel; ++c) {
+        const int col = full_panels * kPanel + c;
+        dst[c] = col < latent ? Bf16ToFloat(src[col]) : 0.0f;
+      }
+    }
+    float* rope_row = ropes + k * ldr;
+    int r = 0;
+    for (; r + 8 <= rope; r += 8) _mm256_store_ps(rope_row + r, LoadBf16(src + latent + r));
+    for (; r < rope; ++r) rope_row[r] = Bf16ToFloat(src[latent + r]);
+    for (; r < ldr; ++r) rope_row[r] = 0.0f;
+  }
+}
+
+// acc[h·kK + k] += q_h[0 .. 8) · key_k[0 .. 8) for the kK keys at `keys` (8-float slices
+// `stride` floats apart); the query slice is masked to `mask` when kMasked.
+template <int kH, int kK, bool kMasked>
+MLA_INLINE_AVX2 void DotStep(const float* q, int q_stride, const float* keys, int64_t stride,
+                             __m256i mask, __m256* acc) {
+  __m256 kv[kK];
+  for (int k = 0; k < kK; ++k) kv[k] = _mm256_load_ps(keys + k * stride);
+  for (int h = 0; h < kH; ++h) {
+    const __m256 qv = kMasked ? _mm256_maskload_ps(q + h * q_stride, mask)
+                              : _mm256_loadu_ps(q + h * q_stride);
+    for (int k = 0; k < kK; ++k) acc[h * kK + k] = _mm256_fmadd_ps(qv, kv[k], acc[h * kK + k]);
   }
 }
 
 // scores[h, k0 + k] = scale · q_h · key_{k0+k} for h < kH, k < kK.
 template <int kH, int kK>
-MLA_TARGET_AVX2 inline void ScoreTile(const MlaTileArgs& a, int k0) {
+MLA_INLINE_AVX2 void ScoreTile(const MlaTileArgs& a, int k0) {
   __m256 acc[kH * kK];
   for (int i = 0; i < kH * kK; ++i) acc[i] = _mm256_setzero_ps();
-  const float* keys = a.keys + k0 * a.ldk;
-  const int full = a.width & ~7;
-  for (int d = 0; d < full; d += 8) {
-    __m256 kv[kK];
-    for (int k = 0; k < kK; ++k) kv[k] = _mm256_load_ps(keys + k * a.ldk + d);
-    for (int h = 0; h < kH; ++h) {
-      const __m256 qv = _mm256_loadu_ps(a.q + h * a.width + d);
-      for (int k = 0; k < kK; ++k) acc[h * kK + k] = _mm256_fmadd_ps(qv, kv[k], acc[h * kK + k]);
-    }
+  const int latent = a.latent;
+  const int rope = a.width - latent;
+  const int width = a.width;
+  const __m256i all = _mm256_set1_epi32(-1);
+  // Latent: whole panels, then the zero-padded last one with the query masked to L.
+  const int full_panels = latent / kPanel;
+  // One 8-column half panel per step: two DotSteps per iteration make GCC run out of
+  // registers and reload the keys from memory for every FMA.
+  for (int half = 0; half < 2 * full_panels; ++half) {
+    const float* keys = a.block + ((half >> 1) * kMlaKeyBlock + k0) * kPanel + (half & 1) * 8;
+    DotStep<kH, kK, false>(a.q + half * 8, width, keys, kPanel, all, acc);
   }
-  if (full < a.width) {  // Key columns past width are zero; mask the query's tail.
-    const __m256i mask = LaneMask(a.width - full);
-    for (int h = 0; h < kH; ++h) {
-      const __m256 qv = _mm256_maskload_ps(a.q + h * a.width + full, mask);
-      for (int k = 0; k < kK; ++k) {
-        acc[h * kK + k] =
-            _mm256_fmadd_ps(qv, _mm256_load_ps(keys + k * a.ldk + full), acc[h * kK + k]);
-      }
-    }
+  if (full_panels * kPanel < latent) {
+    const int col = full_panels * kPanel;
+    const float* keys = a.block + (full_panels * kMlaKeyBlock + k0) * kPanel;
+    DotStep<kH, kK, true>(a.q + col, width, keys, kPanel, LaneMask(latent - col), acc);
+    DotStep<kH, kK, true>(a.q + col + 8, width, keys + 8, kPanel, LaneMask(latent - col - 8),
+                          acc);
+  }
+  // Rope: rows of ldr floats.
+  const int64_t ldr = RopeStride(rope);
+  const float* ropes = a.block + PanelFloats(latent) + k0 * ldr;
+  int r = 0;
+  for (; r + 8 <= rope; r += 8) {
+    DotStep<kH, kK, false>(a.q + latent + r, width, ropes + r, ldr, all, acc);
+  }
+  if (r < rope) {
+    DotStep<kH, kK, true>(a.q + latent + r, width, ropes + r, ldr, LaneMask(rope - r), acc);
   }
   constexpr int kSums = kH * kK;
   constexpr int kQuads = kSums / 4 * 4;
@@ -76,8 +140,9 @@ MLA_TARGET_AVX2 inline void ScoreTile(const MlaTileArgs& a, int k0) {
     _mm_store_ps(sums + i, HorizontalSum4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
   }
   for (int i = kQuads; i < kSums; ++i) sums[i] = HorizontalSum(acc[i]);
+  const float scale = a.scale;
   for (int h = 0; h < kH; ++h) {
-    for (int k = 0; k < kK; ++k) a.scores[h * kMlaKeyBlock + k0 + k] = sums[h * kK + k] * a.scale;
+    for (int k = 0; k < kK; ++k) a.scores[h * kMlaKeyBlock + k0 + k] = sums[h * kK + k] * scale;
   }
 }
 
@@ -120,33 +185,42 @@ MLA_TARGET_AVX2 float SoftmaxRow(const MlaTileArgs& a, int t, int nk) {
   return corr;
 }
 
-// o[h, d0 .. d0 + 8·kDV) = corr_h · o + Σ_k p[h, k] · value_k[d0 ..]; `mask` limits the
-// last (partial) vector of a width that is not a multiple of 8.
-template <int kH, int kDV, bool kMasked>
-MLA_TARGET_AVX2 inline void ValueTile(const MlaTileArgs& a, const float* corr, int nk,
-                                      int d0, __m256i mask) {
-  __m256 acc[kH][kDV];
+// o[h, 16·j0 .. 16·(j0 + kDT)) = corr_h · o + Σ_k p[h, k] · c_k over kDT panels. With
+// kMasked (one panel, the last of a latent width that is not a multiple of 16) only the
+// columns below `latent` are read and written.
+template <int kH, int kDT, bool kMasked>
+MLA_INLINE_AVX2 void ValueTile(const MlaTileArgs& a, const float* panels, const float* corr,
+                               int nk, int j0) {
+  constexpr int kV = 2 * kDT;
+  __m256i mask[2] = {_mm256_set1_epi32(-1), _mm256_set1_epi32(-1)};
+  if (kMasked) {
+    mask[0] = LaneMask(a.latent - j0 * kPanel);
+    mask[1] = LaneMask(a.latent - j0 * kPanel - 8);
+  }
+  __m256 acc[kH][kV];
   for (int h = 0; h < kH; ++h) {
     const __m256 c = _mm256_set1_ps(corr[h]);
-    for (int v = 0; v < kDV; ++v) {
-      float* o = a.o + h * a.latent + d0 + 8 * v;
-      acc[h][v] = _mm256_mul_ps(c, kMasked ? _mm256_maskload_ps(o, mask) : _mm256_loadu_ps(o));
+    for (int v = 0; v < kV; ++v) {
+      const float* o = a.o + h * a.latent + j0 * kPanel + 8 * v;
+      acc[h][v] = _mm256_mul_ps(c, kMasked ? _mm256_maskload_ps(o, mask[v]) : _mm256_loadu_ps(o));
     }
   }
-  const float* values = a.keys + d0;
+  const float* values = panels + j0 * kMlaKeyBlock * kPanel;
   for (int k = 0; k < nk; ++k) {
-    __m256 val[kDV];
-    for (int v = 0; v < kDV; ++v) val[v] = _mm256_load_ps(values + k * a.ldk + 8 * v);
+    __m256 val[kV];
+    for (int v = 0; v < kV; ++v) {
+      val[v] = _mm256_load_ps(values + ((v / 2) * kMlaKeyBlock + k) * kPanel + 8 * (v % 2));
+    }
     for (int h = 0; h < kH; ++h) {
       const __m256 pk = _mm256_broadcast_ss(a.scores + h * kMlaKeyBlock + k);
-      for (int v = 0; v < kDV; ++v) acc[h][v] = _mm256_fmadd_ps(pk, val[v], acc[h][v]);
+      for (int v = 0; v < kV; ++v) acc[h][v] = _mm256_fmadd_ps(pk, val[v], acc[h][v]);
     }
   }
   for (int h = 0; h < kH; ++h) {
-    for (int v = 0; v < kDV; ++v) {
-      float* o = a.o + h * a.latent + d0 + 8 * v;
+    for (int v = 0; v < kV; ++v) {
+      float* o = a.o + h * a.latent + j0 * kPanel + 8 * v;
       if (kMasked) {
-        _mm256_maskstore_ps(o, mask, acc[h][v]);
+        _mm256_maskstore_ps(o, mask[v], acc[h][v]);
       } else {
         _mm256_storeu_ps(o, acc[h][v]);
       }
@@ -156,13 +230,13 @@ MLA_TARGET_AVX2 inline void ValueTile(const MlaTileArgs& a, const float* corr, i
 
 template <int kH>
 MLA_TARGET_AVX2 void Values(const MlaTileArgs& a, const float* corr, int nk) {
-  constexpr int kDV = kH == 1 ? 8 : kH == 2 ? 4 : kH == 3 ? 3 : 2;
-  const int full = a.latent & ~7;
-  const __m256i all = _mm256_set1_epi32(-1);
-  int d0 = 0;
-  for (; d0 + 8 * kDV <= full; d0 += 8 * kDV) ValueTile<kH, kDV, false>(a, corr, nk, d0, all);
-  for (; d0 < full; d0 += 8) ValueTile<kH, 1, false>(a, corr, nk, d0, all);
-  if (full < a.latent) ValueTile<kH, 1, true>(a, corr, nk, full, LaneMask(a.latent - full));
+  constexpr int kDT = kH == 1 ? 4 : kH == 2 ? 2 : 1;
+  const float* panels = a.block;
+  const int full = a.latent / kPanel;
+  int j = 0;
+  for (; j + kDT <= full; j += kDT) ValueTile<kH, kDT, false>(a, panels, corr, nk, j);
+  for (; j < full; ++j) ValueTile<kH, 1, false>(a, panels, corr, nk, j);
+  if (full * kPanel < a.latent) ValueTile<kH, 1, true>(a, panels, corr, nk, full);
 }
 
 template <int kH>
@@ -185,7 +259,7 @@ MLA_TARGET_AVX2 void AttendTileAvx2(const MlaTileArgs& a) {
   }
 }
 
-constexpr MlaKernelOps kAvx2Ops = {ConvertKeysAvx2, AttendTileAvx2};
+constexpr MlaKernelOps kAvx2Ops = {BlockFloatsAvx2, ConvertKeysAvx2, AttendTileAvx2};
 
 }  // namespace
 

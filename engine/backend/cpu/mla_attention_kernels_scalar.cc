@@ -9,12 +9,15 @@
 namespace mla::cpu::internal {
 namespace {
 
-void ConvertKeysScalar(const bf16_t* const* rows, int nk, int width, int64_t ldk,
-                       float* dst) {
+// Block layout: keys row-major, [kMlaKeyBlock, width].
+int64_t BlockFloatsScalar(int width, int latent) {
+  return (int64_t{kMlaKeyBlock} * width + 15) / 16 * 16;
+}
+
+void ConvertKeysScalar(const bf16_t* const* rows, int nk, int width, int latent,
+                       float* block) {
   for (int k = 0; k < nk; ++k) {
-    float* out = dst + k * ldk;
-    for (int d = 0; d < width; ++d) out[d] = Bf16ToFloat(rows[k][d]);
-    std::fill(out + width, out + ldk, 0.0f);
+    for (int d = 0; d < width; ++d) block[k * width + d] = Bf16ToFloat(rows[k][d]);
   }
 }
 
@@ -27,7 +30,7 @@ void AttendTileScalar(const MlaTileArgs& a) {
     const int nv = a.nvalid[t];
     float block_max = kNegInf;
     for (int k = 0; k < nv; ++k) {
-      const float* key = a.keys + k * a.ldk;
+      const float* key = a.block + k * a.width;
       float s = 0.0f;
       for (int d = 0; d < a.width; ++d) s += q[d] * key[d];
       p[k] = s * a.scale;
@@ -52,13 +55,14 @@ void AttendTileScalar(const MlaTileArgs& a) {
     const float* p = a.scores + t * kMlaKeyBlock;
     for (int d = 0; d < a.latent; ++d) o[d] *= corr[t];
     for (int k = 0; k < a.nvalid[t]; ++k) {
-      const float* value = a.keys + k * a.ldk;
+      const float* value = a.block + k * a.width;
       for (int d = 0; d < a.latent; ++d) o[d] += p[k] * value[d];
     }
   }
 }
 
-constexpr MlaKernelOps kScalarOps = {ConvertKeysScalar, AttendTileScalar};
+constexpr MlaKernelOps kScalarOps = {BlockFloatsScalar, ConvertKeysScalar, AttendTileScalar,
+                                     nullptr};
 
 }  // namespace
 

@@ -217,8 +217,10 @@ TEST_P(GoldenTest, BatchOfAllPromptsMatchesReference) {
   }
 }
 
-TEST_P(GoldenTest, PlainFp32ReferenceWithinCacheRounding) {
-  if (GetParam() != "tiny-v2-lite") GTEST_SKIP() << "router margins too small: see the top";
+// Only for models whose router margins exceed the bf16 cache's rounding (see the top).
+class Fp32GoldenTest : public GoldenTest {};
+
+TEST_P(Fp32GoldenTest, PlainFp32ReferenceWithinCacheRounding) {
   for (const Golden& g : LoadGoldens(GetParam() + ".safetensors")) {
     BlockPool* bp;
     LatentCache cache = MakeCache(&bp);
@@ -237,6 +239,9 @@ INSTANTIATE_TEST_SUITE_P(TinyModels, GoldenTest, ::testing::Values("tiny-v2-lite
                            std::replace(n.begin(), n.end(), '-', '_');
                            return n;
                          });
+
+INSTANTIATE_TEST_SUITE_P(RobustRouter, Fp32GoldenTest, ::testing::Values("tiny-v2-lite"),
+                         [](const auto&) { return std::string("tiny_v2_lite"); });
 
 }  // namespace
 }  // namespace mla

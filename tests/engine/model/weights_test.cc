@@ -264,6 +264,7 @@ TEST(LoadModelWeightsTest, Fp8PartialBlocks) {
   c.q_lora_rank = 130;
   c.fp8_block_rows = 128;
   c.fp8_block_cols = 128;
+  c.vocab_size = 10500;  // embed_tokens [10500, 200] is large enough to dequantize on threads.
   const TensorMap t = MakeTensors(c, "F8_E4M3", 7);
   ASSERT_EQ(t.at("model.layers.0.self_attn.q_a_proj.weight_scale_inv").shape,
             (std::vector<int64_t>{2, 2}));
