@@ -2,6 +2,7 @@
 JOBS ?= $(shell nproc)
 MODEL ?= models/tiny-v2-lite
 ARGS ?=
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
 .PHONY: deps run build test test-asan bench goldens format clean
 
@@ -13,8 +14,12 @@ build: deps
 	cmake --build --preset release -j $(JOBS)
 
 # Builds and runs the service on the bundled default model (Ctrl-C stops it).
-run: build
+run: build models/tiny-v2-lite/config.json
 	build/release/server/mla-server --model_dir=$(MODEL) $(ARGS)
+
+# The default model is committed; this recreates it (same seed, same bytes) if removed.
+models/tiny-v2-lite/config.json:
+	$(PYTHON) tools/make_tiny_model.py --variant v2-lite --out models/tiny-v2-lite
 
 # Builds everything (warnings are errors, CUDA compiled when nvcc is present) and runs
 # every test; GPU tests skip cleanly without a device.

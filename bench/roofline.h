@@ -3,6 +3,7 @@
 #ifndef MLA_BENCH_ROOFLINE_H_
 #define MLA_BENCH_ROOFLINE_H_
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -27,19 +28,21 @@ inline double Now() {
 }
 
 // Runs fn() at least min_iters times and until min_seconds have passed (at most
-// max_iters times); returns seconds per call (the mean, after one warm-up call).
+// max_iters times), after one warm-up call; returns the fastest call's seconds. The
+// fastest, not the mean: on a shared machine other processes only ever add time, and the
+// roofline baselines are best-of too.
 template <typename Fn>
 double TimePerCall(Fn&& fn, int min_iters, int max_iters, double min_seconds) {
   fn();
   const double start = Now();
-  int iters = 0;
-  double elapsed = 0;
-  while (iters < max_iters && (iters < min_iters || elapsed < min_seconds)) {
+  double best = 1e30;
+  for (int iters = 0;
+       iters < max_iters && (iters < min_iters || Now() - start < min_seconds); ++iters) {
+    const double t0 = Now();
     fn();
-    ++iters;
-    elapsed = Now() - start;
+    best = std::min(best, Now() - t0);
   }
-  return elapsed / iters;
+  return best;
 }
 
 }  // namespace mla::bench

@@ -67,7 +67,6 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest() {
     s->set_has_seed(true);
   }
   request.set_logprobs(absl::GetFlag(FLAGS_logprobs));
-  request.set_prompt_logprobs(-1);
   return request;
 }
 

@@ -8,7 +8,7 @@
 #include "engine/common/log.h"
 #include "engine/common/status_macros.h"
 #include "engine/sampling/sampler.h"
-#include "engine/sequence.h"
+#include "engine/scheduler/sequence.h"
 
 namespace mla {
 namespace {
@@ -66,8 +66,16 @@ Engine::Engine(const EngineOptions& options, std::unique_ptr<cpu::ThreadPool> po
       pool_(std::move(pool)),
       model_(std::move(model)),
       cache_(std::move(cache)),
-      blocks_(cache_.num_blocks()),
-      info_(std::move(info)) {
+      info_(std::move(info)),
+      blocks_(BlockManagerConfig{cache_.num_blocks(), cache_.layout().block_size(),
+                                 cache_.layout().bytes_per_block(),
+                                 options.enable_prefix_caching}),
+      scheduler_({options.max_batch_tokens, options.max_running, options.starvation_steps},
+                 &blocks_) {
+  {
+    absl::MutexLock lock(&mu_);
+    load_.cache = blocks_.stats();
+  }
   loop_ = std::thread([this] { Loop(); });
 }
 
@@ -78,13 +86,15 @@ Engine::~Engine() {
   }
   loop_.join();
   // The loop has exited: finish whatever is left so every caller sees an end.
-  std::deque<std::unique_ptr<Sequence>> waiting;
-  {
-    absl::MutexLock lock(&mu_);
-    waiting.swap(waiting_);
+  TakeIncoming();
+  std::vector<std::string> ids;
+  for (const auto* list : {&scheduler_.running(), &scheduler_.waiting()}) {
+    for (const auto& seq : *list) ids.push_back(seq->request.request_id);
   }
-  for (auto& seq : running_) Finish(*seq, FinishReason::kAbort, "the engine is shutting down");
-  for (auto& seq : waiting) Finish(*seq, FinishReason::kAbort, "the engine is shutting down");
+  for (const std::string& id : ids) {
+    std::unique_ptr<Sequence> seq = scheduler_.Extract(id);
+    if (seq) Finish(*seq, FinishReason::kAbort, "the engine is shutting down");
+  }
 }
 
 absl::Status Engine::Validate(const GenerationRequest& r) const {
@@ -92,12 +102,14 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
   if (r.prompt.empty()) return absl::InvalidArgumentError("prompt: must not be empty");
   for (size_t i = 0; i < r.prompt.size(); ++i) {
     if (r.prompt[i] < 0 || r.prompt[i] >= c.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt.token_ids[", i, "]: ", r.prompt[i],
+      return absl::InvalidArgumentError(absl::StrCat("token_ids.ids[", i, "]: ", r.prompt[i],
                                                      " is outside the vocabulary [0, ",
                                                      c.vocab_size, ")"));
     }
   }
-  MLA_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling));
+  if (absl::Status s = ValidateSamplingParams(r.sampling); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.", s.message()));
+  }
   if (r.max_tokens < 0) return absl::InvalidArgumentError("sampling.max_tokens: must be >= 0");
   const int64_t total = static_cast<int64_t>(r.prompt.size()) + std::max(r.max_tokens, 1);
   if (total > c.max_position_embeddings) {
@@ -135,11 +147,18 @@ absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCall
   const int64_t max_new = request.max_tokens == 0 ? room : std::min<int64_t>(request.max_tokens, room);
   absl::MutexLock lock(&mu_);
   if (stop_) return absl::UnavailableError("the engine is shutting down");
-  if (static_cast<int>(waiting_.size()) >= options_.max_waiting) {
+  bool assigned = false;
+  const int waiting = static_cast<int>(live_.size()) - load_.running;
+  if (waiting >= options_.max_waiting) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "the waiting queue is full (", options_.max_waiting, " requests); retry later"));
+        "the waiting queue is full (", waiting, " requests, --max_waiting=",
+        options_.max_waiting, "); retry later"));
   }
-  if (request.request_id.empty()) request.request_id = absl::StrCat("req-", ++next_id_);
+  while (request.request_id.empty() || live_.contains(request.request_id)) {
+    if (!request.request_id.empty() && !assigned) break;  // A caller's duplicate: refused below.
+    request.request_id = absl::StrCat("req-", ++next_id_);
+    assigned = true;
+  }
   if (live_.contains(request.request_id)) {
     return absl::AlreadyExistsError(
         absl::StrCat("request_id '", request.request_id, "' is already live"));
@@ -150,7 +169,7 @@ absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCall
   seq->max_total = prompt + max_new;
   const std::string id = seq->request.request_id;
   live_[id] = false;
-  waiting_.push_back(std::move(seq));
+  incoming_.push_back(std::move(seq));
   return id;
 }
 
@@ -163,19 +182,8 @@ bool Engine::Abort(const std::string& request_id) {
 }
 
 EngineLoad Engine::GetLoad() const {
-  EngineLoad load;
-  {
-    absl::MutexLock lock(&mu_);
-    load.waiting = static_cast<int32_t>(waiting_.size());
-  }
-  load.running = running_count_.load();
-  load.blocks_total = cache_.num_blocks();
-  load.blocks_used = blocks_used_.load();
-  load.blocks_free = load.blocks_total - load.blocks_used;
-  const int64_t block_bytes = cache_.layout().bytes_per_block();
-  load.bytes_total = load.blocks_total * block_bytes;
-  load.bytes_used = load.blocks_used * block_bytes;
-  return load;
+  absl::MutexLock lock(&mu_);
+  return load_;
 }
 
 void Engine::Loop() {
@@ -183,7 +191,7 @@ void Engine::Loop() {
     {
       absl::MutexLock lock(&mu_);
       auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || !waiting_.empty() || !running_.empty();
+        return stop_ || !incoming_.empty() || !idle_;
       };
       mu_.Await(absl::Condition(&has_work));
       if (stop_) return;

@@ -17,10 +17,11 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/engine_info.h"
-#include "engine/kv_cache/block_pool.h"
+#include "engine/kv_cache/block_manager.h"
 #include "engine/kv_cache/latent_cache.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/request.h"
+#include "engine/scheduler/scheduler.h"
 
 namespace mla {
 
@@ -31,6 +32,8 @@ struct EngineOptions {
   int64_t max_batch_tokens = 512;             // Tokens per forward step (prefill chunking).
   int max_running = 64;                       // Sequences in a step.
   int max_waiting = 1024;                     // Queued requests before RESOURCE_EXHAUSTED.
+  bool enable_prefix_caching = true;          // Share cached prompt prefixes (per cache_salt).
+  int64_t starvation_steps = 256;             // Steps after which a waiting request jumps the queue.
   int threads = 0;                            // CPU threads; 0 = all cores.
   std::string device_description = "cpu";
 };
@@ -38,14 +41,8 @@ struct EngineOptions {
 struct EngineLoad {
   int32_t running = 0;
   int32_t waiting = 0;
-  int64_t blocks_total = 0;
-  int64_t blocks_used = 0;
-  int64_t blocks_free = 0;
-  int64_t bytes_total = 0;
-  int64_t bytes_used = 0;
+  CacheStats cache;  // Blocks, bytes, prefix-cache counters, evictions, preemptions.
 };
-
-struct Sequence;
 
 class Engine {
  public:
@@ -68,10 +65,12 @@ class Engine {
          std::unique_ptr<DeepseekModel> model, LatentCache cache, EngineInfo info);
   absl::Status Validate(const GenerationRequest& r) const;
   void Loop();
-  bool Step();  // One forward step; false when there was nothing to do.
-  void AdmitWaiting();
+  void Step();  // One scheduling + forward step.
+  void TakeIncoming();
+  CacheStats CacheStatsNow() const;  // Block manager's stats plus the scheduler's preemptions.
   void ApplyAborts();
-  void ProcessStep(std::vector<Sequence*>& batch, const std::vector<float>& logits);
+  void ProcessStep(const std::vector<ScheduledChunk>& batch, const std::vector<float>& logits);
+  void EmitToken(Sequence& seq, std::span<const float> logits);
   // Ends a sequence: streams its last output (`out` plus finish data), frees its blocks.
   void Finish(Sequence& seq, FinishReason reason, std::string error = "",
               GenerationOutput out = GenerationOutput());
@@ -81,18 +80,18 @@ class Engine {
   std::unique_ptr<cpu::ThreadPool> pool_;
   std::unique_ptr<DeepseekModel> model_;
   LatentCache cache_;
-  BlockPool blocks_;
   EngineInfo info_;
+  BlockManager blocks_;  // Loop thread only.
+  Scheduler scheduler_;  // Loop thread only.
 
   mutable absl::Mutex mu_;
-  std::deque<std::unique_ptr<Sequence>> waiting_ ABSL_GUARDED_BY(mu_);
+  // Submitted but not yet handed to the scheduler (Submit runs on gRPC threads).
+  std::deque<std::unique_ptr<Sequence>> incoming_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, bool> live_ ABSL_GUARDED_BY(mu_);  // id -> abort requested
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool idle_ ABSL_GUARDED_BY(mu_) = true;  // The scheduler holds no sequence.
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
-
-  std::vector<std::unique_ptr<Sequence>> running_;  // Loop thread only.
-  std::atomic<int32_t> running_count_{0};
-  std::atomic<int64_t> blocks_used_{0};
+  EngineLoad load_ ABSL_GUARDED_BY(mu_);  // Published after every step.
   std::thread loop_;
 };
 

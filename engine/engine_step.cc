@@ -1,5 +1,5 @@
-// The engine loop's step: admission, batch building, the forward pass, sampling and
-// streaming. Runs on the loop thread only.
+// The engine loop's step: hand new requests to the scheduler, apply aborts, run the
+// scheduled batch through the model, sample and stream. Runs on the loop thread only.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -7,7 +7,7 @@
 #include "engine/common/log.h"
 #include "engine/engine.h"
 #include "engine/sampling/sampler.h"
-#include "engine/sequence.h"
+#include "engine/scheduler/sequence.h"
 
 namespace mla {
 namespace {
@@ -31,137 +31,128 @@ bool Contains(const std::vector<int32_t>& v, int32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
+// Wants logits for every token of the chunk: prompt logprobs of positions not yet scored.
+bool WantsAllLogits(const Sequence& seq) {
+  return seq.request.prompt_logprobs >= 0 && seq.prompt_logprobs_upto < seq.prompt_len() - 1;
+}
+
 }  // namespace
 
-void Engine::ApplyAborts() {
-  std::vector<std::unique_ptr<Sequence>> aborted_waiting;
-  std::vector<Sequence*> aborted_running;
+CacheStats Engine::CacheStatsNow() const {
+  CacheStats stats = blocks_.stats();
+  stats.preemptions = scheduler_.num_preemptions();
+  return stats;
+}
+
+void Engine::TakeIncoming() {
+  std::deque<std::unique_ptr<Sequence>> incoming;
   {
     absl::MutexLock lock(&mu_);
-    for (auto it = waiting_.begin(); it != waiting_.end();) {
-      if (live_[(*it)->request.request_id]) {
-        aborted_waiting.push_back(std::move(*it));
-        it = waiting_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    for (auto& seq : running_) {
-      if (live_[seq->request.request_id]) aborted_running.push_back(seq.get());
-    }
+    incoming.swap(incoming_);
   }
-  for (auto& seq : aborted_waiting) Finish(*seq, FinishReason::kAbort);
-  for (Sequence* seq : aborted_running) Finish(*seq, FinishReason::kAbort);
+  for (auto& seq : incoming) scheduler_.Add(std::move(seq));
 }
 
-void Engine::AdmitWaiting() {
-  absl::MutexLock lock(&mu_);
-  while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
-    Sequence& seq = *waiting_.front();
-    // Reserve blocks for the whole generation so that a running sequence never runs out
-    // of cache mid-stream (preemption replaces this reservation later).
-    const int64_t need = seq.table.BlocksNeeded(seq.max_total);
-    if (!blocks_.CanAllocate(need)) break;  // FIFO: wait for blocks to come back.
-    if (absl::Status s = seq.table.Append(seq.max_total, blocks_); !s.ok()) break;
-    seq.scheduled = absl::Now();
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+void Engine::ApplyAborts() {
+  std::vector<std::string> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, aborted] : live_) {
+      if (aborted) ids.push_back(id);
+    }
   }
-  running_count_.store(static_cast<int32_t>(running_.size()));
-  blocks_used_.store(blocks_.num_used());
+  for (const std::string& id : ids) {
+    std::unique_ptr<Sequence> seq = scheduler_.Extract(id);
+    if (seq) Finish(*seq, FinishReason::kAbort);
+  }
 }
 
-bool Engine::Step() {
+void Engine::Step() {
+  TakeIncoming();
   ApplyAborts();
-  AdmitWaiting();
-  if (running_.empty()) return false;
-  // Decodes first (one token each), then prefill chunks within the token budget, so
-  // that a long prompt is prefilled in pieces between the other sequences' decodes.
-  int64_t budget = options_.max_batch_tokens;
-  std::vector<Sequence*> batch;
-  for (auto& seq : running_) {
-    if (seq->prefilling()) continue;
-    seq->chunk = 1;
-    budget -= 1;
-    batch.push_back(seq.get());
+  std::vector<ScheduledChunk> batch = scheduler_.Schedule();
+  if (!batch.empty()) {
+    std::vector<SequenceChunk> chunks;
+    for (const ScheduledChunk& c : batch) {
+      Sequence& seq = *c.seq;
+      chunks.push_back({std::span<const int32_t>(seq.tokens.data() + seq.num_computed, c.num_tokens),
+                        seq.num_computed, &seq.table, WantsAllLogits(seq)});
+    }
+    absl::StatusOr<std::vector<float>> logits = model_->Forward(chunks, cache_);
+    if (!logits.ok()) {
+      LogError("forward step failed: ", logits.status().message());
+      for (const ScheduledChunk& c : batch) {
+        Finish(*c.seq, FinishReason::kAbort, std::string(logits.status().message()));
+      }
+    } else {
+      ProcessStep(batch, *logits);
+    }
   }
-  for (auto& seq : running_) {
-    if (!seq->prefilling() || budget <= 0) continue;
-    seq->chunk = std::min(seq->prompt_len() - seq->num_computed, budget);
-    budget -= seq->chunk;
-    batch.push_back(seq.get());
-  }
-  std::vector<SequenceChunk> chunks;
-  for (Sequence* seq : batch) {
-    SequenceChunk c;
-    c.tokens = std::span<const int32_t>(seq->tokens.data() + seq->num_computed, seq->chunk);
-    c.start_pos = seq->num_computed;
-    c.table = &seq->table;
-    c.all_logits = seq->prefilling() && seq->request.prompt_logprobs >= 0;
-    chunks.push_back(c);
-  }
-  absl::StatusOr<std::vector<float>> logits = model_->Forward(chunks, cache_);
-  if (!logits.ok()) {
-    LogError("forward step failed: ", logits.status().message());
-    for (Sequence* seq : batch) Finish(*seq, FinishReason::kAbort, std::string(logits.status().message()));
-  } else {
-    ProcessStep(batch, *logits);
-  }
-  PublishLoad();
-  return true;
+  scheduler_.TakeDone();
+  absl::MutexLock lock(&mu_);
+  load_.running = scheduler_.num_running();
+  load_.waiting = scheduler_.num_waiting() + static_cast<int32_t>(incoming_.size());
+  load_.cache = CacheStatsNow();
+  idle_ = scheduler_.empty();
 }
 
-void Engine::ProcessStep(std::vector<Sequence*>& batch, const std::vector<float>& logits) {
+void Engine::ProcessStep(const std::vector<ScheduledChunk>& batch,
+                         const std::vector<float>& logits) {
   const int vocab = info_.config.vocab_size;
   int64_t row = 0;
-  for (Sequence* seq : batch) {
-    const bool all = seq->prefilling() && seq->request.prompt_logprobs >= 0;
-    const int64_t rows = all ? seq->chunk : 1;
+  for (const ScheduledChunk& c : batch) {
+    Sequence& seq = *c.seq;
+    const bool all = WantsAllLogits(seq);
+    const int64_t rows = all ? c.num_tokens : 1;
     if (all) {
       // Row j predicts the token after position num_computed + j.
       for (int64_t j = 0; j < rows; ++j) {
-        const int64_t next = seq->num_computed + j + 1;
-        if (next >= seq->prompt_len()) break;
-        seq->prompt_logprobs.push_back(
+        const int64_t next = seq.num_computed + j + 1;
+        if (next >= seq.prompt_len()) break;
+        if (next <= seq.prompt_logprobs_upto) continue;  // Scored before a preemption.
+        seq.prompt_logprobs.push_back(
             MakeLogprobs(std::span<const float>(logits.data() + (row + j) * vocab, vocab),
-                         seq->tokens[next], seq->request.prompt_logprobs));
+                         seq.tokens[next], seq.request.prompt_logprobs));
+        seq.prompt_logprobs_upto = next;
       }
     }
-    seq->num_computed += seq->chunk;
+    seq.num_computed += c.num_tokens;
+    blocks_.CommitFullBlocks(seq.table, seq.tokens, seq.num_computed, seq.request.cache_salt);
     const std::span<const float> last(logits.data() + (row + rows - 1) * vocab, vocab);
     row += rows;
-    if (seq->prefilling()) continue;
-    absl::StatusOr<int32_t> token = Sample(last, seq->request.sampling, seq->rng);
-    if (!token.ok()) {
-      Finish(*seq, FinishReason::kAbort, std::string(token.status().message()));
-      continue;
-    }
-    if (seq->first_token == absl::InfiniteFuture()) seq->first_token = absl::Now();
-    seq->tokens.push_back(*token);
-    GenerationOutput out;
-    out.request_id = seq->request.request_id;
-    out.tokens.push_back(*token);
-    if (seq->request.logprobs > 0) {
-      out.logprobs.push_back(MakeLogprobs(last, *token, seq->request.logprobs));
-    }
-    FinishReason reason = FinishReason::kNone;
-    if (!seq->request.ignore_eos && Contains(info_.config.eos_token_ids, *token)) {
-      reason = FinishReason::kStop;
-    } else if (Contains(seq->request.stop_token_ids, *token)) {
-      reason = FinishReason::kStop;
-    } else if (static_cast<int64_t>(seq->tokens.size()) >= seq->max_total) {
-      reason = FinishReason::kLength;
-    }
-    if (reason != FinishReason::kNone) {
-      Finish(*seq, reason, "", std::move(out));
-    } else {
-      if (!seq->first_output_sent) out.prompt_logprobs = std::move(seq->prompt_logprobs);
-      seq->first_output_sent = true;
-      seq->on_output(std::move(out));
-    }
+    if (seq.uncomputed() == 0) EmitToken(seq, last);
   }
-  // Drop the finished sequences (Finish released their blocks).
-  std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->done; });
+}
+
+void Engine::EmitToken(Sequence& seq, std::span<const float> logits) {
+  absl::StatusOr<int32_t> token = Sample(logits, seq.request.sampling, seq.rng);
+  if (!token.ok()) {
+    Finish(seq, FinishReason::kAbort, std::string(token.status().message()));
+    return;
+  }
+  if (seq.first_token == absl::InfiniteFuture()) seq.first_token = absl::Now();
+  seq.tokens.push_back(*token);
+  GenerationOutput out;
+  out.request_id = seq.request.request_id;
+  out.tokens.push_back(*token);
+  if (seq.request.logprobs > 0) {
+    out.logprobs.push_back(MakeLogprobs(logits, *token, seq.request.logprobs));
+  }
+  FinishReason reason = FinishReason::kNone;
+  if (!seq.request.ignore_eos && Contains(info_.config.eos_token_ids, *token)) {
+    reason = FinishReason::kStop;
+  } else if (Contains(seq.request.stop_token_ids, *token)) {
+    reason = FinishReason::kStop;
+  } else if (seq.num_tokens() >= seq.max_total) {
+    reason = FinishReason::kLength;
+  }
+  if (reason != FinishReason::kNone) {
+    Finish(seq, reason, "", std::move(out));
+    return;
+  }
+  if (!seq.first_output_sent) out.prompt_logprobs = std::move(seq.prompt_logprobs);
+  seq.first_output_sent = true;
+  seq.on_output(std::move(out));
 }
 
 void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
@@ -175,26 +166,21 @@ void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
   out.error = std::move(error);
   if (!seq.first_output_sent) out.prompt_logprobs = std::move(seq.prompt_logprobs);
   out.prompt_tokens = static_cast<int32_t>(seq.prompt_len());
+  out.cached_prompt_tokens = static_cast<int32_t>(seq.cached_prompt_tokens);
   out.completion_tokens = static_cast<int32_t>(std::max<int64_t>(seq.generated(), 0));
-  out.queue_seconds = Seconds(seq.arrival, seq.scheduled == absl::InfiniteFuture() ? now : seq.scheduled);
+  out.queue_seconds = Seconds(seq.arrival, std::min(seq.scheduled, now));
   out.time_to_first_token_seconds = Seconds(seq.arrival, seq.first_token);
   out.total_seconds = Seconds(seq.arrival, now);
-  if (absl::Status s = seq.table.Release(blocks_); !s.ok()) {
+  if (absl::Status s = blocks_.Release(seq.table); !s.ok()) {
     LogError("releasing the blocks of ", seq.request.request_id, ": ", s.message());
   }
-  // Published before the callback, so that a caller who saw the end sees the blocks back.
-  blocks_used_.store(blocks_.num_used());
   {
+    // Published before the callback, so that a caller who saw the end sees the blocks back.
     absl::MutexLock lock(&mu_);
     live_.erase(seq.request.request_id);
+    load_.cache = CacheStatsNow();
   }
   seq.on_output(std::move(out));
-}
-
-void Engine::PublishLoad() {
-  std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->done; });
-  running_count_.store(static_cast<int32_t>(running_.size()));
-  blocks_used_.store(blocks_.num_used());
 }
 
 }  // namespace mla

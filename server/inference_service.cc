@@ -14,7 +14,7 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx, const grpc::S
 
 const grpc::Status kLoading(grpc::StatusCode::UNAVAILABLE, "the model is still loading");
 const grpc::Status kNoTokenizer(grpc::StatusCode::FAILED_PRECONDITION,
-                                "the model directory has no tokenizer.json: send token ids");
+                                "no tokenizer is loaded for this model: send token ids");
 
 // Finishes a server stream with an error before any message was written.
 class ErrorWriter final : public grpc::ServerWriteReactor<v1::GenerateResponse> {

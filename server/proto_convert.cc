@@ -68,11 +68,12 @@ v1::FinishReason ToProto(FinishReason r) {
 void FillLoad(const EngineLoad& load, v1::Load* out) {
   out->set_num_requests_running(load.running);
   out->set_num_requests_waiting(load.waiting);
-  out->set_kv_blocks_total(load.blocks_total);
-  out->set_kv_blocks_used(load.blocks_used);
-  out->set_kv_blocks_free(load.blocks_free);
-  out->set_kv_bytes_total(load.bytes_total);
-  out->set_kv_bytes_used(load.bytes_used);
+  out->set_kv_blocks_total(load.cache.blocks_total);
+  out->set_kv_blocks_used(load.cache.blocks_used);
+  out->set_kv_blocks_free(load.cache.blocks_free);
+  out->set_kv_bytes_total(load.cache.bytes_total);
+  out->set_kv_bytes_used(load.cache.bytes_used);
+  out->set_kv_blocks_cached_free(load.cache.blocks_cached_free);
 }
 
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& request) {
@@ -115,7 +116,7 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   }
   r.ignore_eos = s.ignore_eos();
   r.logprobs = request.logprobs();
-  r.prompt_logprobs = request.prompt_logprobs();
+  r.prompt_logprobs = request.has_prompt_logprobs() ? request.prompt_logprobs() : -1;
   return r;
 }
 

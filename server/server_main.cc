@@ -19,6 +19,7 @@
 #include "engine/backend/cuda/device.h"
 #include "engine/common/log.h"
 #include "engine/engine.h"
+#include "grpc/health/v1/health.pb.h"
 #include "server/inference_service.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -70,6 +71,9 @@ int Run() {
   if (!device.ok()) return Fail(device.status());
   LogInfo("device: ", device->description, " (", device->reason, ")");
 
+  // Reference the health messages so that their descriptors are linked in and server
+  // reflection can describe grpc.health.v1.Health.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   InferenceService service;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -1,6 +1,7 @@
 // The blocks of one sequence: which pool blocks hold its tokens, in order, and how many
 // tokens it has. Token t lives in block block_ids()[t / block_size], slot t % block_size.
-// Plain state owned by the sequence; growth and release go through a BlockPool.
+// Plain state owned by the sequence; growth and release go through a BlockPool, or through
+// a BlockManager (which fills the table itself to share cached prefix blocks).
 #ifndef MLA_ENGINE_KV_CACHE_BLOCK_TABLE_H_
 #define MLA_ENGINE_KV_CACHE_BLOCK_TABLE_H_
 
@@ -52,6 +53,8 @@ class BlockTable {
   }
 
  private:
+  friend class BlockManager;
+
   int block_size_;
   int64_t num_tokens_ = 0;
   std::vector<int32_t> block_ids_;

@@ -85,14 +85,15 @@ class GenerateOverGrpcTest : public ::testing::Test {
   }
   void TearDown() override {
     client_.reset();
-    if (server_) EXPECT_EQ(server_->Stop(SIGTERM, 20), 0) << server_->Log();
+    if (server_) {
+      EXPECT_EQ(server_->Stop(SIGTERM, 20), 0) << server_->Log();
+    }
   }
   v1::GenerateRequest Request(std::vector<int> prompt, int max_tokens) {
     v1::GenerateRequest r;
     for (int t : prompt) r.mutable_token_ids()->add_ids(t);
     r.mutable_sampling()->set_max_tokens(max_tokens);
     r.mutable_sampling()->set_ignore_eos(true);
-    r.set_prompt_logprobs(-1);
     return r;
   }
   int64_t BlocksUsed() {
@@ -145,7 +146,7 @@ TEST_F(GenerateOverGrpcTest, InvalidRequestsGetInvalidArgumentNamingTheField) {
   EXPECT_THAT(s.message(), HasSubstr("prompt"));
   s = call(Request({1, 100000}, 4));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("token_ids[1]"));
+  EXPECT_THAT(s.message(), HasSubstr("token_ids.ids[1]"));
   v1::GenerateRequest hot = Request({1, 2}, 4);
   hot.mutable_sampling()->set_temperature(-2);
   EXPECT_THAT(call(hot).message(), HasSubstr("temperature"));

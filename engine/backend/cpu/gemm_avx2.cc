@@ -21,6 +21,7 @@ using avx2::LoadBf16;
 
 constexpr int64_t kKc = 256;     // Panel depth: 16 rows × 256 × 4 B = 16 KiB, half of L1.
 constexpr int kMicroTokens = 6;  // Register tile: 6 tokens × 16 rows.
+constexpr int64_t kTokenBlock = 32 * kMicroTokens;  // 192 × 256 × 4 B = 192 KiB of x
 constexpr int kPanel = static_cast<int>(kGemmPanelRows);
 
 MLA_TARGET_AVX2 inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
@@ -33,19 +34,26 @@ template <int kRows, int kTok, typename T>
 MLA_TARGET_AVX2 void DotTile(const float* x, int64_t x_stride, const T* w, int64_t w_stride,
                              int64_t cols, float* y, int64_t y_stride) {
   __m256 acc[kRows][kTok];
+  #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
+    #pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) acc[r][t] = _mm256_setzero_ps();
   }
   int64_t c = 0;
   for (; c + 8 <= cols; c += 8) {
     __m256 xv[kTok];
+    #pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) xv[t] = _mm256_loadu_ps(x + t * x_stride + c);
+    #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       const __m256 wv = Load8(w + r * w_stride + c);
+      #pragma GCC unroll 16
       for (int t = 0; t < kTok; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
+    #pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) {
       float s = HorizontalSum(acc[r][t]);
       for (int64_t k = c; k < cols; ++k) s += x[t * x_stride + k] * ToFloat(w[r * w_stride + k]);
@@ -94,38 +102,37 @@ MLA_TARGET_AVX2 void PackPanel(const T* w, int64_t w_stride, int64_t row0, int v
   }
 }
 
-// y[t, 0..valid) (+)= Σ_k x[t, k] · panel[k, 0..valid) for kTok tokens.
+// y[t, 0..valid) (+)= Σ_k x[t, k] · panel[k, 0..valid) for kTok tokens. The accumulators
+// go through a stack tile on the way out: indexing them in the branchy store loop would
+// make GCC keep them in memory inside the hot loop as well.
 template <int kTok>
 MLA_TARGET_AVX2 void MicroKernel(const float* x, int64_t x_stride, const float* panel,
                                  int64_t kc, float* y, int64_t y_stride, int valid,
                                  bool accumulate) {
   __m256 lo[kTok];
   __m256 hi[kTok];
+#pragma GCC unroll 8
   for (int t = 0; t < kTok; ++t) lo[t] = hi[t] = _mm256_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_load_ps(panel + k * kPanel);
     const __m256 b1 = _mm256_load_ps(panel + k * kPanel + 8);
+#pragma GCC unroll 8
     for (int t = 0; t < kTok; ++t) {
       const __m256 a = _mm256_broadcast_ss(x + t * x_stride + k);
       lo[t] = _mm256_fmadd_ps(a, b0, lo[t]);
       hi[t] = _mm256_fmadd_ps(a, b1, hi[t]);
     }
   }
+  alignas(32) float tile[kTok][kPanel];
+#pragma GCC unroll 8
+  for (int t = 0; t < kTok; ++t) {
+    _mm256_store_ps(tile[t], lo[t]);
+    _mm256_store_ps(tile[t] + 8, hi[t]);
+  }
+  #pragma GCC unroll 16
   for (int t = 0; t < kTok; ++t) {
     float* yt = y + t * y_stride;
-    if (valid == kPanel) {
-      if (accumulate) {
-        lo[t] = _mm256_add_ps(lo[t], _mm256_loadu_ps(yt));
-        hi[t] = _mm256_add_ps(hi[t], _mm256_loadu_ps(yt + 8));
-      }
-      _mm256_storeu_ps(yt, lo[t]);
-      _mm256_storeu_ps(yt + 8, hi[t]);
-    } else {
-      alignas(32) float tmp[kPanel];
-      _mm256_store_ps(tmp, lo[t]);
-      _mm256_store_ps(tmp + 8, hi[t]);
-      for (int j = 0; j < valid; ++j) yt[j] = accumulate ? yt[j] + tmp[j] : tmp[j];
-    }
+    for (int j = 0; j < valid; ++j) yt[j] = accumulate ? yt[j] + tile[t][j] : tile[t][j];
   }
 }
 
@@ -141,18 +148,23 @@ MLA_TARGET_AVX2 void PackedRows(const float* x, int64_t x_stride, int64_t n,
                                 int64_t y_stride) {
   alignas(64) float panel[kKc * kPanel];
   const T* base = static_cast<const T*>(w.data);
-  for (int64_t r0 = r_begin; r0 < r_end; r0 += kPanel) {
-    const int valid = static_cast<int>(std::min<int64_t>(kPanel, r_end - r0));
-    if (w.cols == 0) {
-      for (int64_t i = 0; i < n; ++i) std::fill_n(y + i * y_stride + r0, valid, 0.0f);
-    }
-    for (int64_t c0 = 0; c0 < w.cols; c0 += kKc) {
-      const int64_t kc = std::min(kKc, w.cols - c0);
-      PackPanel(base, w.row_stride, r0, valid, c0, kc, panel);
-      for (int64_t t0 = 0; t0 < n; t0 += kMicroTokens) {
-        const int nt = static_cast<int>(std::min<int64_t>(kMicroTokens, n - t0));
-        kMicro[nt](x + t0 * x_stride + c0, x_stride, panel, kc, y + t0 * y_stride + r0,
-                   y_stride, valid, c0 > 0);
+  // Token blocks keep the x slice a panel is applied to (kTokenBlock × kKc floats) in L2;
+  // each panel is packed once per token block.
+  for (int64_t b0 = 0; b0 < n; b0 += kTokenBlock) {
+    const int64_t b1 = std::min(n, b0 + kTokenBlock);
+    for (int64_t r0 = r_begin; r0 < r_end; r0 += kPanel) {
+      const int valid = static_cast<int>(std::min<int64_t>(kPanel, r_end - r0));
+      if (w.cols == 0) {
+        for (int64_t i = b0; i < b1; ++i) std::fill_n(y + i * y_stride + r0, valid, 0.0f);
+      }
+      for (int64_t c0 = 0; c0 < w.cols; c0 += kKc) {
+        const int64_t kc = std::min(kKc, w.cols - c0);
+        PackPanel(base, w.row_stride, r0, valid, c0, kc, panel);
+        for (int64_t t0 = b0; t0 < b1; t0 += kMicroTokens) {
+          const int nt = static_cast<int>(std::min<int64_t>(kMicroTokens, b1 - t0));
+          kMicro[nt](x + t0 * x_stride + c0, x_stride, panel, kc, y + t0 * y_stride + r0,
+                     y_stride, valid, c0 > 0);
+        }
       }
     }
   }

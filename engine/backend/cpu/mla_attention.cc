@@ -26,6 +26,7 @@ using internal::kMlaTileVectors;
 using internal::MlaKernelOps;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+static_assert(internal::kMlaDirectVectors <= kMlaTileVectors, "nvalid holds either");
 
 const MlaKernelOps& SelectOps() {
   if (ActiveIsa() == CpuIsa::kAvx2) {
@@ -92,76 +93,102 @@ void SetVisibleKeys(const MlaWorkItem& item, int64_t heads, int64_t pos0, int64_
   }
 }
 
+// Cache rows of keys [first, first + n) of the sequence with block table `table`
+// (walks block by block: no division per key).
+void GatherRows(const MlaAttentionParams& p, const int32_t* table, int64_t width,
+                int64_t first, int n, const bf16_t** rows) {
+  int64_t block = first / p.block_size;
+  int64_t offset = first % p.block_size;
+  for (int k = 0; k < n; ++block, offset = 0) {
+    const bf16_t* base = p.kv_cache + int64_t{table[block]} * p.block_size * width;
+    for (; offset < p.block_size && k < n; ++offset, ++k) rows[k] = base + offset * width;
+  }
+}
+
 struct ItemRunner {
   const MlaAttentionParams& p;
   const MlaKernelOps& ops;
-  int64_t width;        // L + R
+  int64_t width;         // L + R
   int64_t block_floats;  // converted key block, ops.block_floats(width, L)
 
-  // Runs one item into out [rows, H, L] and lse [rows, H]. scratch: see SlotFloats.
+  // Runs one item into out [rows, H, L] and lse [rows, H]. scratch: see MlaAttention.
   void Run(const MlaWorkItem& item, float* out, float* lse, float* scratch) const {
     const int64_t heads = p.num_heads;
     const int64_t latent = p.kv_lora_rank;
-    const int64_t j = item.seq;
-    const int64_t pos0 = p.q_pos0[j];
+    const int64_t pos0 = p.q_pos0[item.seq];
     const int64_t nqv = static_cast<int64_t>(item.row_end - item.row_begin) * heads;
-    const float* q = p.q + (p.cu_seqlens_q[j] + item.row_begin) * heads * width;
-    const int32_t* table = p.block_table + j * p.max_blocks_per_seq;
+    const int32_t* table = p.block_table + item.seq * p.max_blocks_per_seq;
     float* block = scratch;
     float* scores = block + block_floats;
     float* q_scratch = scores + kMlaTileVectors * kMlaKeyBlock;
     float* m = q_scratch + internal::kMlaDirectVectors * width;
     float* l = m + nqv;
-    const bool direct = ops.attend_rows != nullptr && nqv <= internal::kMlaDirectVectors &&
-                        latent % 16 == 0 && width % 16 == 0;
     std::fill(out, out + nqv * latent, 0.0f);
     std::fill(m, m + nqv, kNegInf);
     std::fill(l, l + nqv, 0.0f);
 
-    const bf16_t* rows[kMlaKeyBlock];
+    // This block's rows, then the next block's (the direct path prefetches those).
+    const bf16_t* rows[2 * kMlaKeyBlock];
     int nvalid[kMlaTileVectors];
     internal::MlaTileArgs args;
+    args.q = p.q + (p.cu_seqlens_q[item.seq] + item.row_begin) * heads * width;
     args.block = block;
+    args.rows = rows;
+    args.q_scratch = q_scratch;
     args.nvalid = nvalid;
     args.latent = static_cast<int>(latent);
     args.width = static_cast<int>(width);
     args.scale = p.softmax_scale;
+    args.m = m;
+    args.l = l;
+    args.o = out;
     args.scores = scores;
-    args.q_scratch = q_scratch;
+    const bool direct = ops.attend_rows != nullptr && nqv <= internal::kMlaDirectVectors &&
+                        latent % 16 == 0 && width % 16 == 0;
     for (int64_t kb = item.key_begin; kb < item.key_end; kb += kMlaKeyBlock) {
-      const int nk = static_cast<int>(std::min<int64_t>(kMlaKeyBlock, item.key_end - kb));
-      // Rows before first_row end before key kb and see nothing of this block.
-      const int64_t first_row = std::max<int64_t>(item.row_begin, kb - pos0);
-      if (first_row >= item.row_end) continue;
-      for (int k = 0; k < nk; ++k) {
-        const int64_t t = kb + k;
-        const int64_t slot = int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size;
-        rows[k] = p.kv_cache + slot * width;
-      }
-      args.nk = nk;
+      args.nk = static_cast<int>(std::min<int64_t>(kMlaKeyBlock, item.key_end - kb));
+      const int ahead = static_cast<int>(
+          std::min<int64_t>(kMlaKeyBlock, item.key_end - kb - args.nk));
+      GatherRows(p, table, width, kb, args.nk + ahead, rows);
+      args.rows_ahead = args.nk + ahead;
       if (direct) {
-        args.rows = rows;
         args.nqv = static_cast<int>(nqv);
-        SetVisibleKeys(item, heads, pos0, kb, nk, 0, args.nqv, nvalid);
-        args.q = q;
-        args.m = m;
-        args.l = l;
-        args.o = out;
+        SetVisibleKeys(item, heads, pos0, kb, args.nk, 0, args.nqv, nvalid);
         ops.attend_rows(args);
-        continue;
-      }
-      ops.convert_keys(rows, nk, static_cast<int>(width), static_cast<int>(latent), block);
-      for (int64_t v = (first_row - item.row_begin) * heads; v < nqv; v += kMlaTileVectors) {
-        args.nqv = static_cast<int>(std::min<int64_t>(kMlaTileVectors, nqv - v));
-        SetVisibleKeys(item, heads, pos0, kb, nk, v, args.nqv, nvalid);
-        args.q = q + v * width;
-        args.m = m + v;
-        args.l = l + v;
-        args.o = out + v * latent;
-        ops.attend_tile(args);
+      } else {
+        RunTiles(item, pos0, kb, nqv, args, block, nvalid);
       }
     }
     FinalizeItem(nqv, latent, m, l, out, lse);
+  }
+
+  // The converted path for one key block: convert once, then every query vector that
+  // sees any of it, kMlaTileVectors at a time. `item_args` describes the whole item.
+  void RunTiles(const MlaWorkItem& item, int64_t pos0, int64_t kb, int64_t nqv,
+                const internal::MlaTileArgs& item_args, float* block, int* nvalid) const {
+    const int64_t heads = p.num_heads;
+    // Rows before first_row end before key kb and see nothing of this block.
+    const int64_t first_row = std::max<int64_t>(item.row_begin, kb - pos0);
+    if (first_row >= item.row_end) return;
+    ops.convert_keys(item_args.rows, item_args.nk, item_args.width, item_args.latent, block);
+    // While the tiles compute, the kernel pulls the next block's rows into L2, a share per
+    // call, so that the next conversion does not wait for DRAM.
+    const int64_t v_first = (first_row - item.row_begin) * heads;
+    const int64_t num_calls = (nqv - v_first + kMlaTileVectors - 1) / kMlaTileVectors;
+    const int64_t row_lines = (width * static_cast<int64_t>(sizeof(bf16_t)) + 63) / 64;
+    const int64_t ahead_lines = (item_args.rows_ahead - item_args.nk) * row_lines;
+    internal::MlaTileArgs tile = item_args;
+    for (int64_t v = v_first, i = 0; v < nqv; v += kMlaTileVectors, ++i) {
+      tile.prefetch_begin = ahead_lines * i / num_calls;
+      tile.prefetch_end = ahead_lines * (i + 1) / num_calls;
+      tile.nqv = static_cast<int>(std::min<int64_t>(kMlaTileVectors, nqv - v));
+      SetVisibleKeys(item, heads, pos0, kb, item_args.nk, v, tile.nqv, nvalid);
+      tile.q = item_args.q + v * width;
+      tile.m = item_args.m + v;
+      tile.l = item_args.l + v;
+      tile.o = item_args.o + v * item_args.latent;
+      ops.attend_tile(tile);
+    }
   }
 };
 

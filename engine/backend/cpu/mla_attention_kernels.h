@@ -19,8 +19,9 @@ namespace mla::cpu::internal {
 // Keys converted per step. 48 × 576 × 4 B = 108 KiB stays in L2 while every tile of
 // query vectors streams over it.
 inline constexpr int kMlaKeyBlock = 48;
-// Query vectors (head, row pairs) per AttendTile call.
-inline constexpr int kMlaTileVectors = 4;
+// Query vectors (head, row pairs) per attend_tile call (the AVX2 variant works on register
+// tiles of 4 inside it).
+inline constexpr int kMlaTileVectors = 16;
 // Items with at most this many query vectors take the direct path when available.
 inline constexpr int kMlaDirectVectors = 3;
 
@@ -28,7 +29,15 @@ struct MlaTileArgs {
   const float* q = nullptr;  // [nqv, width], rows `width` apart
   int nqv = 0;               // 1 .. kMlaTileVectors
   const float* block = nullptr;  // converted path: the key block, in the variant's layout
-  const bf16_t* const* rows = nullptr;  // direct path: [nk] cache rows of `width` values
+  // [rows_ahead] cache rows of `width` values: the block's nk, then (direct path) those
+  // of the keys that follow, to prefetch.
+  const bf16_t* const* rows = nullptr;
+  int rows_ahead = 0;
+  // Converted path: lines [prefetch_begin, prefetch_end) of rows[nk ..] (each row counted
+  // as ceil(2·width / 64) lines) to prefetch while computing, spread over the work so
+  // that no burst of prefetches fills the miss buffers.
+  int64_t prefetch_begin = 0;
+  int64_t prefetch_end = 0;
   float* q_scratch = nullptr;           // direct path: scratch [kMlaDirectVectors, width]
   int nk = 0;                    // keys in the block, 1 .. kMlaKeyBlock
   const int* nvalid = nullptr;   // [nqv] query vector t sees keys [0, nvalid[t])

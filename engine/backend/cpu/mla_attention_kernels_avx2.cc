@@ -40,6 +40,7 @@ MLA_TARGET_AVX2 inline __m256i LaneMask(int n) {
 
 constexpr int kPanel = 16;        // columns per VP panel
 constexpr int kPrefetchRows = 4;  // cache rows requested ahead while converting
+constexpr int kPrefetchKeys = 16;  // direct path: keys requested ahead of the scores
 
 int64_t RopeStride(int rope) { return (rope + 7) / 8 * 8; }
 int64_t Panels(int latent) { return (latent + kPanel - 1) / kPanel; }
@@ -72,6 +73,7 @@ MLA_TARGET_AVX2 void ConvertKeysAvx2(const bf16_t* const* rows, int nk, int widt
     }
     if (full_panels * kPanel < latent) {
       float* dst = block + (full_panels * kMlaKeyBlock + k) * kPanel;
+      #pragma GCC unroll 16
       for (int c = 0; c < kPanel; ++c) {
         const int col = full_panels * kPanel + c;
         dst[c] = col < latent ? Bf16ToFloat(src[col]) : 0.0f;
@@ -91,18 +93,22 @@ template <int kH, int kK, bool kMasked>
 MLA_INLINE_AVX2 void DotStep(const float* q, int q_stride, const float* keys, int64_t stride,
                              __m256i mask, __m256* acc) {
   __m256 kv[kK];
+  #pragma GCC unroll 16
   for (int k = 0; k < kK; ++k) kv[k] = _mm256_load_ps(keys + k * stride);
+  #pragma GCC unroll 16
   for (int h = 0; h < kH; ++h) {
     const __m256 qv = kMasked ? _mm256_maskload_ps(q + h * q_stride, mask)
                               : _mm256_loadu_ps(q + h * q_stride);
+    #pragma GCC unroll 16
     for (int k = 0; k < kK; ++k) acc[h * kK + k] = _mm256_fmadd_ps(qv, kv[k], acc[h * kK + k]);
   }
 }
 
 // scores[h, k0 + k] = scale · q_h · key_{k0+k} for h < kH, k < kK.
 template <int kH, int kK>
-MLA_INLINE_AVX2 void ScoreTile(const MlaTileArgs& a, int k0) {
+MLA_INLINE_AVX2 void ScoreTile(const MlaTileArgs& a, const float* q, float* scores, int k0) {
   __m256 acc[kH * kK];
+  #pragma GCC unroll 16
   for (int i = 0; i < kH * kK; ++i) acc[i] = _mm256_setzero_ps();
   const int latent = a.latent;
   const int rope = a.width - latent;
@@ -114,13 +120,13 @@ MLA_INLINE_AVX2 void ScoreTile(const MlaTileArgs& a, int k0) {
   // registers and reload the keys from memory for every FMA.
   for (int half = 0; half < 2 * full_panels; ++half) {
     const float* keys = a.block + ((half >> 1) * kMlaKeyBlock + k0) * kPanel + (half & 1) * 8;
-    DotStep<kH, kK, false>(a.q + half * 8, width, keys, kPanel, all, acc);
+    DotStep<kH, kK, false>(q + half * 8, width, keys, kPanel, all, acc);
   }
   if (full_panels * kPanel < latent) {
     const int col = full_panels * kPanel;
     const float* keys = a.block + (full_panels * kMlaKeyBlock + k0) * kPanel;
-    DotStep<kH, kK, true>(a.q + col, width, keys, kPanel, LaneMask(latent - col), acc);
-    DotStep<kH, kK, true>(a.q + col + 8, width, keys + 8, kPanel, LaneMask(latent - col - 8),
+    DotStep<kH, kK, true>(q + col, width, keys, kPanel, LaneMask(latent - col), acc);
+    DotStep<kH, kK, true>(q + col + 8, width, keys + 8, kPanel, LaneMask(latent - col - 8),
                           acc);
   }
   // Rope: rows of ldr floats.
@@ -128,30 +134,87 @@ MLA_INLINE_AVX2 void ScoreTile(const MlaTileArgs& a, int k0) {
   const float* ropes = a.block + PanelFloats(latent) + k0 * ldr;
   int r = 0;
   for (; r + 8 <= rope; r += 8) {
-    DotStep<kH, kK, false>(a.q + latent + r, width, ropes + r, ldr, all, acc);
+    DotStep<kH, kK, false>(q + latent + r, width, ropes + r, ldr, all, acc);
   }
   if (r < rope) {
-    DotStep<kH, kK, true>(a.q + latent + r, width, ropes + r, ldr, LaneMask(rope - r), acc);
+    DotStep<kH, kK, true>(q + latent + r, width, ropes + r, ldr, LaneMask(rope - r), acc);
   }
   constexpr int kSums = kH * kK;
   constexpr int kQuads = kSums / 4 * 4;
   alignas(16) float sums[kSums];
+  #pragma GCC unroll 16
   for (int i = 0; i < kQuads; i += 4) {
     _mm_store_ps(sums + i, HorizontalSum4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
   }
+  #pragma GCC unroll 16
   for (int i = kQuads; i < kSums; ++i) sums[i] = HorizontalSum(acc[i]);
   const float scale = a.scale;
+  #pragma GCC unroll 16
   for (int h = 0; h < kH; ++h) {
-    for (int k = 0; k < kK; ++k) a.scores[h * kMlaKeyBlock + k0 + k] = sums[h * kK + k] * scale;
+    #pragma GCC unroll 16
+    for (int k = 0; k < kK; ++k) scores[h * kMlaKeyBlock + k0 + k] = sums[h * kK + k] * scale;
   }
 }
 
+// Issues the prefetches of MlaTileArgs::prefetch_begin .. prefetch_end a few at a time.
+class LinePrefetcher {
+ public:
+  LinePrefetcher(const MlaTileArgs& a, int64_t steps)
+      : rows_(a.rows + a.nk),
+        row_lines_((a.width * 2 + 63) / 64),
+        row_(a.prefetch_begin / row_lines_),
+        line_(a.prefetch_begin % row_lines_),
+        left_(a.prefetch_end - a.prefetch_begin),
+        per_step_(steps > 0 ? (left_ + steps - 1) / steps : left_) {}
+
+  void Step() {
+    for (int64_t i = 0; i < per_step_ && left_ > 0; ++i, --left_) {
+      _mm_prefetch(reinterpret_cast<const char*>(rows_[row_]) + 64 * line_, _MM_HINT_T1);
+      if (++line_ == row_lines_) {
+        line_ = 0;
+        ++row_;
+      }
+    }
+  }
+
+ private:
+  const bf16_t* const* rows_;
+  int64_t row_lines_;
+  int64_t row_;
+  int64_t line_;
+  int64_t left_;
+  int64_t per_step_;
+};
+
+// Scores of kH vectors (one tile) over keys [0, nk). Tiles outside, keys inside: the
+// tile's queries stay in L1 while the keys stream from L2 (keys outside would keep the
+// keys in L1 instead, but then all the group's queries stream, which measured slower).
 template <int kH>
-MLA_TARGET_AVX2 void Scores(const MlaTileArgs& a, int nk) {
-  constexpr int kK = kH == 1 ? 8 : kH == 2 ? 4 : 3;
+MLA_TARGET_AVX2 void TileScores(const MlaTileArgs& a, const float* q, float* scores, int nk,
+                                LinePrefetcher& prefetcher) {
   int k0 = 0;
-  for (; k0 + kK <= nk; k0 += kK) ScoreTile<kH, kK>(a, k0);
-  for (; k0 < nk; ++k0) ScoreTile<kH, 1>(a, k0);
+  for (; k0 + 3 <= nk; k0 += 3) {
+    prefetcher.Step();
+    ScoreTile<kH, 3>(a, q, scores, k0);
+  }
+  for (; k0 < nk; ++k0) ScoreTile<kH, 1>(a, q, scores, k0);
+}
+
+MLA_TARGET_AVX2 void Scores(const MlaTileArgs& a, int nk) {
+  const int tiles = a.nqv / 4;
+  LinePrefetcher prefetcher(a, ((a.nqv + 3) / 4) * (nk / 3));
+  for (int t = 0; t < tiles; ++t) {
+    TileScores<4>(a, a.q + 4 * t * a.width, a.scores + 4 * t * kMlaKeyBlock, nk, prefetcher);
+  }
+  const float* q = a.q + 4 * tiles * a.width;
+  float* scores = a.scores + 4 * tiles * kMlaKeyBlock;
+  switch (a.nqv % 4) {
+    case 1: TileScores<1>(a, q, scores, nk, prefetcher); break;
+    case 2: TileScores<2>(a, q, scores, nk, prefetcher); break;
+    case 3: TileScores<3>(a, q, scores, nk, prefetcher); break;
+    default: break;
+  }
+  prefetcher.Step();  // whatever rounding left over (none when nk >= 3)
 }
 
 // Turns vector t's scores into probabilities relative to the new running max and
@@ -185,40 +248,47 @@ MLA_TARGET_AVX2 float SoftmaxRow(const MlaTileArgs& a, int t, int nk) {
   return corr;
 }
 
-// o[h, 16·j0 .. 16·(j0 + kDT)) = corr_h · o + Σ_k p[h, k] · c_k over kDT panels. With
-// kMasked (one panel, the last of a latent width that is not a multiple of 16) only the
+// o[h, 16·j .. 16·j + 16) = corr_h · o + Σ_k p[h, k] · c_k[16·j ..] for kH vectors. With
+// kMasked (the last panel of a latent width that is not a multiple of 16) only the
 // columns below `latent` are read and written.
-template <int kH, int kDT, bool kMasked>
+template <int kH, bool kMasked>
 MLA_INLINE_AVX2 void ValueTile(const MlaTileArgs& a, const float* panels, const float* corr,
-                               int nk, int j0) {
-  constexpr int kV = 2 * kDT;
+                               const float* scores, float* out, int nk, int j0) {
+  constexpr int kV = 2;
   __m256i mask[2] = {_mm256_set1_epi32(-1), _mm256_set1_epi32(-1)};
   if (kMasked) {
     mask[0] = LaneMask(a.latent - j0 * kPanel);
     mask[1] = LaneMask(a.latent - j0 * kPanel - 8);
   }
   __m256 acc[kH][kV];
+  #pragma GCC unroll 16
   for (int h = 0; h < kH; ++h) {
     const __m256 c = _mm256_set1_ps(corr[h]);
+    #pragma GCC unroll 16
     for (int v = 0; v < kV; ++v) {
-      const float* o = a.o + h * a.latent + j0 * kPanel + 8 * v;
+      const float* o = out + h * a.latent + j0 * kPanel + 8 * v;
       acc[h][v] = _mm256_mul_ps(c, kMasked ? _mm256_maskload_ps(o, mask[v]) : _mm256_loadu_ps(o));
     }
   }
   const float* values = panels + j0 * kMlaKeyBlock * kPanel;
   for (int k = 0; k < nk; ++k) {
     __m256 val[kV];
+    #pragma GCC unroll 16
     for (int v = 0; v < kV; ++v) {
-      val[v] = _mm256_load_ps(values + ((v / 2) * kMlaKeyBlock + k) * kPanel + 8 * (v % 2));
+      val[v] = _mm256_load_ps(values + k * kPanel + 8 * v);
     }
+    #pragma GCC unroll 16
     for (int h = 0; h < kH; ++h) {
-      const __m256 pk = _mm256_broadcast_ss(a.scores + h * kMlaKeyBlock + k);
+      const __m256 pk = _mm256_broadcast_ss(scores + h * kMlaKeyBlock + k);
+      #pragma GCC unroll 16
       for (int v = 0; v < kV; ++v) acc[h][v] = _mm256_fmadd_ps(pk, val[v], acc[h][v]);
     }
   }
+  #pragma GCC unroll 16
   for (int h = 0; h < kH; ++h) {
+    #pragma GCC unroll 16
     for (int v = 0; v < kV; ++v) {
-      float* o = a.o + h * a.latent + j0 * kPanel + 8 * v;
+      float* o = out + h * a.latent + j0 * kPanel + 8 * v;
       if (kMasked) {
         _mm256_maskstore_ps(o, mask[v], acc[h][v]);
       } else {
@@ -228,38 +298,196 @@ MLA_INLINE_AVX2 void ValueTile(const MlaTileArgs& a, const float* panels, const 
   }
 }
 
-template <int kH>
-MLA_TARGET_AVX2 void Values(const MlaTileArgs& a, const float* corr, int nk) {
-  constexpr int kDT = kH == 1 ? 4 : kH == 2 ? 2 : 1;
-  const float* panels = a.block;
-  const int full = a.latent / kPanel;
-  int j = 0;
-  for (; j + kDT <= full; j += kDT) ValueTile<kH, kDT, false>(a, panels, corr, nk, j);
-  for (; j < full; ++j) ValueTile<kH, 1, false>(a, panels, corr, nk, j);
-  if (full * kPanel < a.latent) ValueTile<kH, 1, true>(a, panels, corr, nk, full);
-}
-
-template <int kH>
-MLA_TARGET_AVX2 void AttendTileT(const MlaTileArgs& a) {
-  int nk = 0;  // Keys any vector of the tile sees: nothing past them is computed.
-  for (int t = 0; t < kH; ++t) nk = std::max(nk, a.nvalid[t]);
-  if (nk == 0) return;
-  Scores<kH>(a, nk);
-  float corr[kH];
-  for (int t = 0; t < kH; ++t) corr[t] = SoftmaxRow(a, t, nk);
-  Values<kH>(a, corr, nk);
-}
-
-MLA_TARGET_AVX2 void AttendTileAvx2(const MlaTileArgs& a) {
-  switch (a.nqv) {
-    case 1: return AttendTileT<1>(a);
-    case 2: return AttendTileT<2>(a);
-    case 3: return AttendTileT<3>(a);
-    default: return AttendTileT<4>(a);
+// One panel of output columns for all the group's vectors (tiles of 4 inside), so the
+// panel (nk × 64 bytes) is read from L2 once.
+template <bool kMasked>
+MLA_TARGET_AVX2 void ValuesForPanel(const MlaTileArgs& a, const float* corr, int nk, int j) {
+  const int tiles = a.nqv / 4;
+  for (int t = 0; t < tiles; ++t) {
+    ValueTile<4, kMasked>(a, a.block, corr + 4 * t, a.scores + 4 * t * kMlaKeyBlock,
+                             a.o + 4 * t * a.latent, nk, j);
+  }
+  const float* c = corr + 4 * tiles;
+  const float* scores = a.scores + 4 * tiles * kMlaKeyBlock;
+  float* out = a.o + 4 * tiles * a.latent;
+  switch (a.nqv % 4) {
+    case 1: return ValueTile<1, kMasked>(a, a.block, c, scores, out, nk, j);
+    case 2: return ValueTile<2, kMasked>(a, a.block, c, scores, out, nk, j);
+    case 3: return ValueTile<3, kMasked>(a, a.block, c, scores, out, nk, j);
+    default: return;
   }
 }
 
-constexpr MlaKernelOps kAvx2Ops = {BlockFloatsAvx2, ConvertKeysAvx2, AttendTileAvx2};
+MLA_TARGET_AVX2 void Values(const MlaTileArgs& a, const float* corr, int nk) {
+  const int full = a.latent / kPanel;
+  for (int j = 0; j < full; ++j) ValuesForPanel<false>(a, corr, nk, j);
+  if (full * kPanel < a.latent) ValuesForPanel<true>(a, corr, nk, full);
+}
+
+MLA_TARGET_AVX2 void AttendTileAvx2(const MlaTileArgs& a) {
+  int nk = 0;  // Keys any vector of the group sees: nothing past them is computed.
+  for (int t = 0; t < a.nqv; ++t) nk = std::max(nk, a.nvalid[t]);
+  if (nk == 0) return;
+  Scores(a, nk);
+  float corr[kMlaTileVectors];
+  for (int t = 0; t < a.nqv; ++t) corr[t] = SoftmaxRow(a, t, nk);
+  Values(a, corr, nk);
+}
+
+// ---- Direct path: bf16 cache rows, converted in registers. ----
+//
+// A 32-byte load holds 16 bf16 values; as eight 32-bit lanes, lane i holds columns 2i
+// (low half) and 2i + 1 (high half). Shifting left by 16 gives the even columns as fp32,
+// masking the low half off the odd ones: two instructions per 16 values, where widening
+// takes four. The columns come out as [8 even | 8 odd] per 16-column panel, so the
+// queries are put into that order once per call and the output accumulators are
+// shuffled in and out of it around the loop over the keys.
+
+MLA_INLINE_AVX2 void SplitPanel(const bf16_t* p, __m256* even, __m256* odd) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  *even = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+  *odd = _mm256_castsi256_ps(_mm256_and_si256(x, _mm256_set1_epi32(-65536)));
+}
+
+// 16 floats in column order -> [even | odd].
+MLA_INLINE_AVX2 void Deinterleave(const float* p, __m256* even, __m256* odd) {
+  const __m256 a = _mm256_loadu_ps(p);
+  const __m256 b = _mm256_loadu_ps(p + 8);
+  const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4..
+  const __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+// [even | odd] -> 16 floats in column order.
+MLA_INLINE_AVX2 void Interleave(__m256 even, __m256 odd, float* p) {
+  const __m256 lo = _mm256_unpacklo_ps(even, odd);  // e0 o0 e1 o1 | e4 o4 e5 o5
+  const __m256 hi = _mm256_unpackhi_ps(even, odd);  // e2 o2 e3 o3 | e6 o6 e7 o7
+  _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
+  _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+
+// scores[t, k0 + k] = scale · q_t · row_{k0+k}; qp holds the queries in panel order.
+// This is the loop that first touches each row, so it also prefetches the rows
+// kPrefetchKeys ahead (into the next block when there is one).
+template <int kQ, int kK>
+MLA_INLINE_AVX2 void RowScoreTile(const MlaTileArgs& a, const float* qp, int k0) {
+  __m256 acc[kQ * kK];
+  #pragma GCC unroll 16
+  for (int i = 0; i < kQ * kK; ++i) acc[i] = _mm256_setzero_ps();
+  const int width = a.width;
+  const int ahead = std::min(kK, a.rows_ahead - (k0 + kPrefetchKeys));
+  const bf16_t* const* next = a.rows + k0 + kPrefetchKeys;
+  for (int k = 0; k < ahead; ++k) {
+    const char* row = reinterpret_cast<const char*>(next[k]);
+    for (int b = 0; b < width * 2; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+  }
+  for (int c = 0; c < width; c += kPanel) {
+    #pragma GCC unroll 16
+    for (int k = 0; k < kK; ++k) {
+      __m256 even, odd;
+      SplitPanel(a.rows[k0 + k] + c, &even, &odd);
+      #pragma GCC unroll 16
+      for (int t = 0; t < kQ; ++t) {
+        acc[t * kK + k] = _mm256_fmadd_ps(_mm256_load_ps(qp + t * width + c), even, acc[t * kK + k]);
+        acc[t * kK + k] =
+            _mm256_fmadd_ps(_mm256_load_ps(qp + t * width + c + 8), odd, acc[t * kK + k]);
+      }
+    }
+  }
+  constexpr int kSums = kQ * kK;
+  constexpr int kQuads = kSums / 4 * 4;
+  alignas(16) float sums[kSums];
+  #pragma GCC unroll 16
+  for (int i = 0; i < kQuads; i += 4) {
+    _mm_store_ps(sums + i, HorizontalSum4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
+  }
+  #pragma GCC unroll 16
+  for (int i = kQuads; i < kSums; ++i) sums[i] = HorizontalSum(acc[i]);
+  #pragma GCC unroll 16
+  for (int t = 0; t < kQ; ++t) {
+    #pragma GCC unroll 16
+    for (int k = 0; k < kK; ++k) a.scores[t * kMlaKeyBlock + k0 + k] = sums[t * kK + k] * a.scale;
+  }
+}
+
+// o[t, c0 .. c0 + 16·kPC) = corr_t · o + Σ_k p[t, k] · row_k[c0 ..].
+template <int kQ, int kPC>
+MLA_INLINE_AVX2 void RowValueTile(const MlaTileArgs& a, const float* corr, int nk, int c0) {
+  __m256 acc[kQ][2 * kPC];
+  #pragma GCC unroll 16
+  for (int t = 0; t < kQ; ++t) {
+    const __m256 scale = _mm256_set1_ps(corr[t]);
+    #pragma GCC unroll 16
+    for (int c = 0; c < kPC; ++c) {
+      Deinterleave(a.o + t * a.latent + c0 + c * kPanel, &acc[t][2 * c], &acc[t][2 * c + 1]);
+      acc[t][2 * c] = _mm256_mul_ps(acc[t][2 * c], scale);
+      acc[t][2 * c + 1] = _mm256_mul_ps(acc[t][2 * c + 1], scale);
+    }
+  }
+  for (int k = 0; k < nk; ++k) {
+    __m256 p[kQ];
+    #pragma GCC unroll 16
+    for (int t = 0; t < kQ; ++t) p[t] = _mm256_broadcast_ss(a.scores + t * kMlaKeyBlock + k);
+    #pragma GCC unroll 16
+    for (int c = 0; c < kPC; ++c) {
+      __m256 even, odd;
+      SplitPanel(a.rows[k] + c0 + c * kPanel, &even, &odd);
+      #pragma GCC unroll 16
+      for (int t = 0; t < kQ; ++t) {
+        acc[t][2 * c] = _mm256_fmadd_ps(p[t], even, acc[t][2 * c]);
+        acc[t][2 * c + 1] = _mm256_fmadd_ps(p[t], odd, acc[t][2 * c + 1]);
+      }
+    }
+  }
+  #pragma GCC unroll 16
+  for (int t = 0; t < kQ; ++t) {
+    #pragma GCC unroll 16
+    for (int c = 0; c < kPC; ++c) {
+      Interleave(acc[t][2 * c], acc[t][2 * c + 1], a.o + t * a.latent + c0 + c * kPanel);
+    }
+  }
+}
+
+template <int kQ>
+MLA_TARGET_AVX2 void AttendRowsT(const MlaTileArgs& a) {
+  int nk = 0;
+  #pragma GCC unroll 16
+  for (int t = 0; t < kQ; ++t) nk = std::max(nk, a.nvalid[t]);
+  if (nk == 0) return;
+  float* qp = a.q_scratch;
+  #pragma GCC unroll 16
+  for (int t = 0; t < kQ; ++t) {
+    for (int c = 0; c < a.width; c += kPanel) {
+      __m256 even, odd;
+      Deinterleave(a.q + t * a.width + c, &even, &odd);
+      _mm256_store_ps(qp + t * a.width + c, even);
+      _mm256_store_ps(qp + t * a.width + c + 8, odd);
+    }
+  }
+  constexpr int kK = kQ == 1 ? 8 : 4;
+  int k0 = 0;
+  for (; k0 + kK <= nk; k0 += kK) RowScoreTile<kQ, kK>(a, qp, k0);
+  for (; k0 < nk; ++k0) RowScoreTile<kQ, 1>(a, qp, k0);
+  float corr[kQ];
+  #pragma GCC unroll 16
+  for (int t = 0; t < kQ; ++t) corr[t] = SoftmaxRow(a, t, nk);
+  constexpr int kPC = kQ == 1 ? 4 : kQ == 2 ? 2 : 1;  // panels per output tile
+  int c0 = 0;
+  for (; c0 + kPC * kPanel <= a.latent; c0 += kPC * kPanel) RowValueTile<kQ, kPC>(a, corr, nk, c0);
+  for (; c0 < a.latent; c0 += kPanel) RowValueTile<kQ, 1>(a, corr, nk, c0);
+}
+
+MLA_TARGET_AVX2 void AttendRowsAvx2(const MlaTileArgs& a) {
+  switch (a.nqv) {
+    case 1: return AttendRowsT<1>(a);
+    case 2: return AttendRowsT<2>(a);
+    default: return AttendRowsT<3>(a);
+  }
+}
+
+constexpr MlaKernelOps kAvx2Ops = {BlockFloatsAvx2, ConvertKeysAvx2, AttendTileAvx2,
+                                   AttendRowsAvx2};
 
 }  // namespace
 

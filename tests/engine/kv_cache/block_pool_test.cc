@@ -128,5 +128,63 @@ TEST(BlockPoolTest, AddRefOnFreeBlockIsCaught) {
   EXPECT_EQ(pool.num_free(), 2);
 }
 
+BlockMeta Identity(uint64_t hash) {
+  BlockMeta meta;
+  meta.has_hash = true;
+  meta.hash = hash;
+  return meta;
+}
+
+TEST(BlockPoolTest, BlocksWithIdentityBecomeCachedFreeAndAreEvictedLast) {
+  BlockPool pool(4);
+  std::vector<int32_t> a = *pool.Allocate(4);
+  ASSERT_TRUE(pool.SetMeta(1, Identity(11)).ok());
+  ASSERT_TRUE(pool.SetMeta(3, Identity(33)).ok());
+  ASSERT_TRUE(pool.Free(std::vector<int32_t>{3, 1, 0, 2}).ok());
+  EXPECT_EQ(pool.num_free(), 4);
+  EXPECT_EQ(pool.num_cached_free(), 2);
+  EXPECT_EQ(pool.num_used(), 0);
+  EXPECT_TRUE(pool.IsCachedFree(3));
+  EXPECT_FALSE(pool.IsCachedFree(0));
+  // Plain free blocks first (FIFO), then cached-free ones least recently freed first,
+  // each reported with the hash it loses.
+  std::vector<BlockPool::Evicted> evicted;
+  EXPECT_THAT(*pool.Allocate(3, &evicted), ElementsAre(0, 2, 3));
+  ASSERT_EQ(evicted.size(), 1u);
+  EXPECT_EQ(evicted[0].block, 3);
+  EXPECT_EQ(evicted[0].hash, 33u);
+  EXPECT_FALSE(pool.Meta(3).has_hash);
+  EXPECT_EQ(pool.num_cached_free(), 1);
+  EXPECT_TRUE(pool.Meta(1).has_hash);  // Still findable.
+}
+
+TEST(BlockPoolTest, AcquireTakesCachedFreeBlocksBackButNotPlainFreeOnes) {
+  BlockPool pool(3);
+  std::vector<int32_t> a = *pool.Allocate(3);
+  for (int32_t b : a) ASSERT_TRUE(pool.SetMeta(b, Identity(100 + b)).ok());
+  ASSERT_TRUE(pool.Free(a).ok());  // LRU order 0, 1, 2.
+  EXPECT_EQ(pool.num_cached_free(), 3);
+  // Listing a cached-free block twice takes it back with two references.
+  ASSERT_TRUE(pool.Acquire(std::vector<int32_t>{1, 1}).ok());
+  EXPECT_EQ(pool.RefCount(1), 2);
+  EXPECT_EQ(pool.num_cached_free(), 2);
+  // Removing from the middle keeps the list intact: 0 then 2 are evicted.
+  std::vector<BlockPool::Evicted> evicted;
+  EXPECT_THAT(*pool.Allocate(2, &evicted), ElementsAre(0, 2));
+  EXPECT_EQ(evicted.size(), 2u);
+  EXPECT_EQ(pool.num_free(), 0);
+  ASSERT_TRUE(pool.Free(std::vector<int32_t>{0}).ok());  // Plain free now.
+  EXPECT_EQ(pool.Acquire(std::vector<int32_t>{1, 0}).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(pool.RefCount(1), 2);  // Unchanged: checked before any change.
+  EXPECT_EQ(pool.Acquire(std::vector<int32_t>{7}).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(BlockPoolTest, SetMetaNeedsAnAllocatedBlock) {
+  BlockPool pool(2);
+  EXPECT_EQ(pool.SetMeta(0, Identity(1)).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(pool.SetMeta(2, Identity(1)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(pool.Meta(0).has_hash);
+}
+
 }  // namespace
 }  // namespace mla

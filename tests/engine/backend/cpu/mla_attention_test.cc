@@ -183,7 +183,8 @@ TEST_P(MlaAttentionIsaTest, DeepSeekShapeDecode) {
 }
 
 TEST_P(MlaAttentionIsaTest, SmallOddShapesWithSeveralQueryRows) {
-  for (auto [latent, rope] : {std::pair{32, 8}, std::pair{20, 6}}) {
+  // 32 + 16 takes the direct path for up to 3 query vectors (widths multiple of 16).
+  for (auto [latent, rope] : {std::pair{32, 8}, std::pair{20, 6}, std::pair{32, 16}}) {
     for (int heads : {1, 3, 16}) {
       for (int block_size : {16, 64}) {
         for (int n_q : {1, 2, 4}) {

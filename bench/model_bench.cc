@@ -1,0 +1,628 @@
+// End-to-end prefill and decode throughput of the CPU forward pass (DeepseekModel) on one
+// sequence, against the read bandwidth and FMA peak measured in the same run.
+//
+//   mla_model_bench --model_dir=DIR [--contexts=512,4096,16384] [--decode_tokens=32]
+//                   [--threads=0] [--prefill_chunk=512] [--json=FILE] [--breakdown]
+//
+// For each context N: a fresh paged cache sized for N + decode_tokens (block size 64), a
+// random prompt (fixed seed), prefill in chunks of --prefill_chunk tokens with logits for
+// the last token of each chunk only (what the engine's chunked prefill does), then
+// --decode_tokens greedy single-token steps starting at position N.
+//
+// Decode reads every active weight once per token (attention, dense MLP, router, shared
+// and top-k experts, lm_head) plus the latent cache of every layer, so bytes per token
+// divided by time per token is the bandwidth decode achieves; compare it to the roofline.
+//
+// --breakdown replays one prefill chunk (the middle one: attention cost grows linearly
+// with position, so it costs what the mean chunk costs) and one decode step with a timer
+// around each group of operations. It calls the same kernels with the model's weights and
+// shapes in the forward pass's order, on random activations; "other" is the measured step
+// time minus the timed groups (norms, RoPE, cache writes, residual adds, allocation).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
+#include "bench/roofline.h"
+#include "engine/backend/cpu/gemm.h"
+#include "engine/backend/cpu/thread_pool.h"
+#include "engine/common/status_macros.h"
+#include "engine/kv_cache/block_pool.h"
+#include "engine/kv_cache/latent_cache.h"
+#include "engine/model/deepseek_model.h"
+#include "engine/model/layer_ops.h"
+#include "engine/model/mla_attention_step.h"
+
+ABSL_FLAG(std::string, model_dir, "models/tiny-v2-lite", "Hugging Face model directory");
+ABSL_FLAG(std::vector<std::string>, contexts, std::vector<std::string>({"512", "4096", "16384"}),
+          "Prompt lengths to prefill, comma-separated");
+ABSL_FLAG(int, decode_tokens, 32, "Single-token decode steps after each prefill");
+ABSL_FLAG(int, threads, 0, "Threads of the pool, the caller included (0: all cores)");
+ABSL_FLAG(int, prefill_chunk, 512, "Tokens per prefill forward step");
+ABSL_FLAG(std::string, json, "", "Also write the results to this JSON file");
+ABSL_FLAG(bool, breakdown, false, "Time the groups of operations of one chunk and one step");
+ABSL_FLAG(bool, fill_cache, false,
+          "Skip prefill: fill the cache with random latents and time decode only");
+ABSL_FLAG(bool, roofline, true, "Measure read bandwidth and FMA peak first (a few seconds)");
+
+namespace mla::bench {
+namespace {
+
+constexpr int kBlockSize = 64;
+constexpr uint32_t kPromptSeed = 20240607;
+
+enum Phase {
+  kAttnProj,
+  kAbsorb,
+  kAttnKernel,
+  kOutProj,
+  kDenseMlp,
+  kMoeShared,
+  kMoeExperts,
+  kLmHead,
+  kNumPhases
+};
+constexpr const char* kPhaseNames[kNumPhases] = {"attention projections (q, kv_a)",
+                                                 "absorb q_nope * W_UK",
+                                                 "MLA attention kernel",
+                                                 "W_UV + o_proj",
+                                                 "dense MLP",
+                                                 "MoE router + shared experts",
+                                                 "MoE routed experts",
+                                                 "lm_head"};
+using PhaseTimes = std::array<double, kNumPhases>;
+
+int64_t Bytes(const Matrix& m) { return static_cast<int64_t>(m.data.size()); }
+int64_t Bytes(const MlpWeights& w) { return Bytes(w.gate) + Bytes(w.up) + Bytes(w.down); }
+
+// Weight bytes one decode token reads: everything but the experts a token does not use
+// and the embedding table (one row). Norm vectors are left out (a few KB).
+struct ActiveBytes {
+  int64_t attention = 0, dense_mlp = 0, moe_shared = 0, moe_routed = 0, lm_head = 0;
+  int64_t total() const { return attention + dense_mlp + moe_shared + moe_routed + lm_head; }
+};
+
+ActiveBytes CountActiveBytes(const ModelConfig& c, const ModelWeights& w) {
+  ActiveBytes b;
+  for (const LayerWeights& l : w.layers) {
+    const AttentionWeights& a = l.attn;
+    b.attention += Bytes(a.q_proj) + Bytes(a.q_a_proj) + Bytes(a.q_b_proj) +
+                   Bytes(a.kv_a_proj_with_mqa) + Bytes(a.kv_b_proj) + Bytes(a.o_proj);
+    if (!l.is_moe) {
+      b.dense_mlp += Bytes(l.mlp);
+      continue;
+    }
+    b.moe_shared += Bytes(l.moe.gate) + Bytes(l.moe.shared);
+    b.moe_routed += c.num_experts_per_tok * Bytes(l.moe.experts.front());
+  }
+  b.lm_head = Bytes(w.lm_head);
+  return b;
+}
+
+void PrintGeometry(const ModelConfig& c, const ModelWeights& w, const ActiveBytes& a) {
+  int dense = 0;
+  for (const LayerWeights& l : w.layers) dense += l.is_moe ? 0 : 1;
+  std::printf(
+      "model: %s, %d layers (%d dense, %d MoE), hidden %d, %d heads, q_lora %d, "
+      "kv_lora %d, nope/rope/v %d/%d/%d\n",
+      c.architecture.c_str(), c.num_hidden_layers, dense, c.num_hidden_layers - dense,
+      c.hidden_size, c.num_attention_heads, c.q_lora_rank, c.kv_lora_rank, c.qk_nope_head_dim,
+      c.qk_rope_head_dim, c.v_head_dim);
+  std::printf("mlp: dense %d, experts %d x %d, %d shared, top-%d; vocab %d\n", c.intermediate_size,
+              c.n_routed_experts, c.moe_intermediate_size, c.n_shared_experts,
+              c.num_experts_per_tok, c.vocab_size);
+  std::printf(
+      "weights: %s, %.3f GB stored; read per decode token %.1f MB (attention %.1f, "
+      "dense %.1f, router+shared %.1f, top-k experts %.1f, lm_head %.1f)\n",
+      DTypeName(w.dtype), w.bytes / 1e9, a.total() / 1e6, a.attention / 1e6, a.dense_mlp / 1e6,
+      a.moe_shared / 1e6, a.moe_routed / 1e6, a.lm_head / 1e6);
+}
+
+// Replays the forward pass's operations with a timer around each group (see the top).
+class ShadowForward {
+ public:
+  ShadowForward(const DeepseekModel& model, cpu::ThreadPool* pool)
+      : c_(model.config()),
+        w_(model.weights()),
+        pool_(pool),
+        scale_(static_cast<float>(SoftmaxScale(c_))) {
+    // The model keeps W_UK transposed per head ([L, nope]) in a private member; build the
+    // same copies so the absorb Gemm reads the same shapes and bytes.
+    const int nope = c_.qk_nope_head_dim, lat = c_.kv_lora_rank;
+    const int rows_per_head = nope + c_.v_head_dim;
+    for (const LayerWeights& l : w_.layers) {
+      const Matrix& kv_b = l.attn.kv_b_proj;
+      const size_t elem = DTypeSize(kv_b.dtype);
+      std::vector<Matrix> heads;
+      for (int h = 0; h < c_.num_attention_heads; ++h) {
+        Matrix t = Matrix::Allocate(lat, nope, kv_b.dtype);
+        for (int i = 0; i < nope; ++i) {
+          const std::byte* row =
+              kv_b.data.data() + (size_t{1} * (h * rows_per_head + i) * lat) * elem;
+          for (int j = 0; j < lat; ++j) {
+            std::memcpy(t.data.data() + (size_t{1} * j * nope + i) * elem, row + j * elem, elem);
+          }
+        }
+        heads.push_back(std::move(t));
+      }
+      w_uk_t_.push_back(std::move(heads));
+    }
+  }
+
+  // One step of `m` tokens at positions [start, start + m) of `table`, whose cache slots
+  // must be written; `logit_rows` rows go through lm_head. Adds seconds to `t`.
+  absl::Status Run(const LatentCache& cache, const BlockTable& table, int64_t start, int64_t m,
+                   int64_t logit_rows, PhaseTimes& t) {
+    Resize(m);
+    const ChunkRef ref{start, m, &table};
+    const AttentionBatch batch = MakeAttentionBatch({&ref, 1});
+    for (int l = 0; l < c_.num_hidden_layers; ++l) {
+      MLA_RETURN_IF_ERROR(Attention(l, cache, batch, m, t));
+      const LayerWeights& lw = w_.layers[l];
+      if (lw.is_moe) {
+        Moe(lw.moe, m, t);
+      } else {
+        Time(t[kDenseMlp], [&] { Mlp(lw.mlp, x_.data(), m, out_.data()); });
+      }
+    }
+    Time(t[kLmHead], [&] {
+      cpu::Gemm(x_.data(), c_.hidden_size, logit_rows, w_.lm_head.View(), logits_.data(),
+                c_.vocab_size, pool_);
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  template <typename Fn>
+  static void Time(double& acc, Fn&& fn) {
+    const double start = Now();
+    fn();
+    acc += Now() - start;
+  }
+
+  void Resize(int64_t m) {
+    const int64_t hidden = c_.hidden_size, heads = c_.num_attention_heads;
+    const int64_t wide = std::max<int64_t>(
+        c_.intermediate_size, c_.moe_intermediate_size * std::max(1, c_.n_shared_experts));
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    x_.resize(m * hidden);
+    for (float& v : x_) v = normal(rng);
+    out_.resize(m * hidden);
+    qa_.resize(m * std::max(1, c_.q_lora_rank));
+    q_.resize(m * heads * c_.qk_head_dim());
+    ckv_.resize(m * c_.latent_dim());
+    q_abs_.resize(m * heads * c_.latent_dim());
+    for (float& v : q_abs_) v = 0.05f * normal(rng);
+    o_lat_.resize(m * heads * c_.kv_lora_rank);
+    attn_.resize(m * heads * c_.v_head_dim);
+    gate_.resize(m * wide);
+    up_.resize(m * wide);
+    act_.resize(m * wide);
+    router_.resize(m * std::max(1, c_.n_routed_experts));
+    logits_.resize(m * static_cast<int64_t>(c_.vocab_size));
+  }
+
+  absl::Status Attention(int l, const LatentCache& cache, const AttentionBatch& batch, int64_t m,
+                         PhaseTimes& t) {
+    const AttentionWeights& a = w_.layers[l].attn;
+    const int64_t hidden = c_.hidden_size, heads = c_.num_attention_heads;
+    const int64_t nope = c_.qk_nope_head_dim, qk = c_.qk_head_dim(), lat = c_.kv_lora_rank;
+    const int64_t width = c_.latent_dim(), vdim = c_.v_head_dim;
+    Time(t[kAttnProj], [&] {
+      if (c_.q_lora_rank > 0) {
+        cpu::Gemm(x_.data(), hidden, m, a.q_a_proj.View(), qa_.data(), c_.q_lora_rank, pool_);
+        cpu::Gemm(qa_.data(), c_.q_lora_rank, m, a.q_b_proj.View(), q_.data(), heads * qk, pool_);
+      } else {
+        cpu::Gemm(x_.data(), hidden, m, a.q_proj.View(), q_.data(), heads * qk, pool_);
+      }
+      cpu::Gemm(x_.data(), hidden, m, a.kv_a_proj_with_mqa.View(), ckv_.data(), width, pool_);
+    });
+    Time(t[kAbsorb], [&] {
+      for (int64_t h = 0; h < heads; ++h) {
+        cpu::Gemm(q_.data() + h * qk, heads * qk, m, w_uk_t_[l][h].View(),
+                  q_abs_.data() + h * width, heads * width, pool_);
+      }
+    });
+    absl::Status status;
+    Time(t[kAttnKernel], [&] {
+      status = RunMlaAttention(batch, cache, l, static_cast<int>(heads), scale_, q_abs_.data(),
+                               o_lat_.data(), lse_, pool_, &attention_ws_);
+    });
+    MLA_RETURN_IF_ERROR(status);
+    Time(t[kOutProj], [&] {
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t first = h * (nope + vdim) + nope;
+        cpu::Gemm(o_lat_.data() + h * lat, heads * lat, m,
+                  a.kv_b_proj.RowsView(first, first + vdim), attn_.data() + h * vdim, heads * vdim,
+                  pool_);
+      }
+      cpu::Gemm(attn_.data(), heads * vdim, m, a.o_proj.View(), out_.data(), hidden, pool_);
+    });
+    return absl::OkStatus();
+  }
+
+  void Mlp(const MlpWeights& w, const float* x, int64_t n, float* out) {
+    const int64_t inter = w.gate.rows, hidden = c_.hidden_size;
+    cpu::Gemm(x, hidden, n, w.gate.View(), gate_.data(), inter, pool_);
+    cpu::Gemm(x, hidden, n, w.up.View(), up_.data(), inter, pool_);
+    SiluMul(gate_.data(), up_.data(), n, inter, inter, act_.data());
+    cpu::Gemm(act_.data(), inter, n, w.down.View(), out, hidden, pool_);
+  }
+
+  void Moe(const MoeWeights& w, int64_t m, PhaseTimes& t) {
+    const int64_t hidden = c_.hidden_size, experts = c_.n_routed_experts;
+    std::vector<std::vector<std::pair<int64_t, float>>> assigned(experts);
+    Time(t[kMoeShared], [&] {
+      cpu::Gemm(x_.data(), hidden, m, w.gate.View(), router_.data(), experts, pool_);
+      for (int64_t i = 0; i < m; ++i) {
+        const ExpertChoice choice = RouteToken(router_.data() + i * experts, c_, w.score_bias);
+        for (size_t k = 0; k < choice.experts.size(); ++k) {
+          assigned[choice.experts[k]].push_back({i, choice.weights[k]});
+        }
+      }
+      if (!w.shared.gate.empty()) Mlp(w.shared, x_.data(), m, out_.data());
+    });
+    Time(t[kMoeExperts], [&] {
+      for (int64_t e = 0; e < experts; ++e) {
+        const auto& rows = assigned[e];
+        if (rows.empty()) continue;
+        const int64_t n = static_cast<int64_t>(rows.size());
+        expert_in_.resize(n * hidden);
+        expert_out_.resize(n * hidden);
+        for (int64_t i = 0; i < n; ++i) {
+          std::memcpy(&expert_in_[i * hidden], &x_[rows[i].first * hidden], 4 * hidden);
+        }
+        Mlp(w.experts[e], expert_in_.data(), n, expert_out_.data());
+        for (int64_t i = 0; i < n; ++i) {
+          float* dst = &out_[rows[i].first * hidden];
+          for (int64_t j = 0; j < hidden; ++j)
+            dst[j] += rows[i].second * expert_out_[i * hidden + j];
+        }
+      }
+    });
+  }
+
+  const ModelConfig& c_;
+  const ModelWeights& w_;
+  cpu::ThreadPool* pool_;
+  float scale_;
+  std::vector<std::vector<Matrix>> w_uk_t_;
+  cpu::MlaAttentionWorkspace attention_ws_;
+  std::vector<float> x_, out_, qa_, q_, ckv_, q_abs_, o_lat_, attn_, lse_;
+  std::vector<float> gate_, up_, act_, router_, logits_, expert_in_, expert_out_;
+};
+
+struct ContextResult {
+  int64_t context = 0;
+  double prefill_s = 0, decode_s = 0;
+  // Process CPU time (user + system) over the same spans: on a shared machine the pool's
+  // threads may get less than their share, and every ParallelFor waits for the slowest.
+  double prefill_cpu_s = 0, decode_cpu_s = 0;
+  int64_t prefill_chunks = 0;
+  int decode_tokens = 0;
+  bool has_prefill() const { return prefill_s > 0; }
+  double prefill_tps() const { return has_prefill() ? context / prefill_s : 0; }
+  double decode_tps() const { return decode_tokens > 0 ? decode_tokens / decode_s : 0; }
+  // Breakdown (when asked): one mid-prompt chunk and one decode step, seconds.
+  bool has_breakdown = false;
+  PhaseTimes prefill_phases{}, decode_phases{};
+  int64_t breakdown_chunk = 0;
+};
+
+double CpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+int32_t Argmax(const std::vector<float>& v) {
+  return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// A cache and block table holding `tokens` positions of one sequence.
+struct SequenceCache {
+  std::unique_ptr<LatentCache> cache;
+  std::unique_ptr<BlockPool> pool;
+  std::unique_ptr<BlockTable> table;
+};
+
+absl::StatusOr<SequenceCache> MakeSequenceCache(const ModelConfig& c, int64_t tokens) {
+  MLA_ASSIGN_OR_RETURN(CacheLayout layout,
+                       CacheLayout::Create({CacheDType::kBF16, c.kv_lora_rank, c.qk_rope_head_dim,
+                                            kBlockSize, c.num_hidden_layers}));
+  const int32_t blocks = static_cast<int32_t>(layout.BlocksForTokens(tokens));
+  MLA_ASSIGN_OR_RETURN(LatentCache cache, LatentCache::CreateWithBlocks(layout, blocks));
+  SequenceCache s{std::make_unique<LatentCache>(std::move(cache)),
+                  std::make_unique<BlockPool>(blocks), std::make_unique<BlockTable>(kBlockSize)};
+  MLA_RETURN_IF_ERROR(s.table->Append(tokens, *s.pool));
+  return s;
+}
+
+// Prefills `prompt` in chunks; returns the logits of the last token.
+absl::StatusOr<std::vector<float>> Prefill(DeepseekModel& model, const std::vector<int32_t>& prompt,
+                                           int64_t chunk, SequenceCache& s, ContextResult& r) {
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  std::vector<float> logits;
+  const double start = Now(), cpu_start = CpuSeconds();
+  double last_report = start;
+  for (int64_t pos = 0; pos < n; pos += chunk, ++r.prefill_chunks) {
+    const int64_t m = std::min(chunk, n - pos);
+    const SequenceChunk step{std::span<const int32_t>(prompt.data() + pos, m), pos, s.table.get(),
+                             false};
+    MLA_ASSIGN_OR_RETURN(logits, model.Forward({&step, 1}, *s.cache));
+    if (Now() - last_report > 10.0) {
+      last_report = Now();
+      std::fprintf(stderr, "  prefill %lld/%lld tokens, %.1f s\n", static_cast<long long>(pos + m),
+                   static_cast<long long>(n), last_report - start);
+    }
+  }
+  r.prefill_s = Now() - start;
+  r.prefill_cpu_s = CpuSeconds() - cpu_start;
+  return logits;
+}
+
+// Writes random latents (RMS about 1, like the normalized c_kv) for positions [0, n):
+// decode timing does not depend on the values, so long contexts need no prefill.
+absl::Status FillCache(const ModelConfig& c, int64_t n, SequenceCache& s) {
+  constexpr int64_t kRows = 1024;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> rows(kRows * c.latent_dim());
+  for (float& v : rows) v = normal(rng);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    for (int64_t pos = 0; pos < n; pos += kRows) {
+      const int64_t m = std::min(kRows, n - pos);
+      MLA_RETURN_IF_ERROR(s.cache->WriteTokens(l, *s.table, pos, m, rows.data(), c.latent_dim(),
+                                               rows.data() + c.kv_lora_rank, c.latent_dim()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Greedy single-token steps at positions context, context + 1, ...
+absl::Status Decode(DeepseekModel& model, std::vector<float> logits, SequenceCache& s,
+                    ContextResult& r) {
+  const double start = Now(), cpu_start = CpuSeconds();
+  for (int i = 0; i < r.decode_tokens; ++i) {
+    const int32_t next = Argmax(logits);
+    const SequenceChunk step{std::span<const int32_t>(&next, 1), r.context + i, s.table.get(),
+                             false};
+    MLA_ASSIGN_OR_RETURN(logits, model.Forward({&step, 1}, *s.cache));
+  }
+  r.decode_s = Now() - start;
+  r.decode_cpu_s = CpuSeconds() - cpu_start;
+  return absl::OkStatus();
+}
+
+absl::Status RunBreakdown(ShadowForward& shadow, int64_t chunk, SequenceCache& s,
+                          ContextResult& r) {
+  r.has_breakdown = true;
+  r.breakdown_chunk = std::min(chunk, r.context);
+  const int64_t mid = (r.context / 2) / r.breakdown_chunk * r.breakdown_chunk;
+  const int64_t at = std::min(mid, r.context - r.breakdown_chunk);
+  MLA_RETURN_IF_ERROR(shadow.Run(*s.cache, *s.table, at, r.breakdown_chunk, 1, r.prefill_phases));
+  // One untimed step first: the attention workspace sizes itself on a new shape.
+  PhaseTimes warm{};
+  MLA_RETURN_IF_ERROR(shadow.Run(*s.cache, *s.table, r.context, 1, 1, warm));
+  constexpr int kDecodeReps = 8;
+  for (int i = 0; i < kDecodeReps; ++i) {
+    MLA_RETURN_IF_ERROR(shadow.Run(*s.cache, *s.table, r.context, 1, 1, r.decode_phases));
+  }
+  for (double& t : r.decode_phases) t /= kDecodeReps;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ContextResult> RunContext(DeepseekModel& model, int64_t context, int decode,
+                                         int64_t chunk, ShadowForward* shadow) {
+  const ModelConfig& c = model.config();
+  MLA_ASSIGN_OR_RETURN(SequenceCache s, MakeSequenceCache(c, context + decode));
+  std::mt19937 rng(kPromptSeed);
+  std::uniform_int_distribution<int32_t> token(0, c.vocab_size - 1);
+  std::vector<int32_t> prompt(context);
+  for (int32_t& t : prompt) t = token(rng);
+
+  ContextResult r;
+  r.context = context;
+  r.decode_tokens = decode;
+  std::vector<float> logits(c.vocab_size, 0.0f);
+  if (absl::GetFlag(FLAGS_fill_cache)) {
+    MLA_RETURN_IF_ERROR(FillCache(c, context, s));
+  } else {
+    MLA_ASSIGN_OR_RETURN(logits, Prefill(model, prompt, chunk, s, r));
+  }
+  std::fprintf(stderr, "  prefill %lld tokens: %.2f s; decoding %d tokens\n",
+               static_cast<long long>(context), r.prefill_s, decode);
+  MLA_RETURN_IF_ERROR(Decode(model, std::move(logits), s, r));
+  if (shadow != nullptr && decode > 0) MLA_RETURN_IF_ERROR(RunBreakdown(*shadow, chunk, s, r));
+  return r;
+}
+
+// What one token costs: the weights it reads (decode) and the FLOPs it does (prefill).
+struct Costs {
+  ActiveBytes active;
+  int64_t kv_bytes_per_token = 0;      // all layers
+  double linear_flops = 0;             // per token, every linear layer but lm_head
+  double lm_head_flops = 0;            // per logits row
+  double attention_flops_per_key = 0;  // per query token and visible key, all layers
+
+  Costs(const ModelConfig& c, const ModelWeights& w) : active(CountActiveBytes(c, w)) {
+    const double elem = static_cast<double>(DTypeSize(w.dtype));
+    kv_bytes_per_token = int64_t{2} * c.latent_dim() * c.num_hidden_layers;
+    linear_flops = 2.0 * (active.total() - active.lm_head) / elem;
+    lm_head_flops = 2.0 * active.lm_head / elem;
+    // Absorbed attention: a (L + R)-wide score and an L-wide weighted sum per head.
+    attention_flops_per_key =
+        2.0 * (c.latent_dim() + c.kv_lora_rank) * c.num_attention_heads * c.num_hidden_layers;
+  }
+  double PrefillFlops(const ContextResult& r) const {
+    const double n = static_cast<double>(r.context);
+    return n * linear_flops + r.prefill_chunks * lm_head_flops +
+           n * (n + 1) / 2 * attention_flops_per_key;
+  }
+};
+
+void PrintResults(const std::vector<ContextResult>& results, const Costs& costs, int threads) {
+  std::printf("%7s %9s %11s %9s %7s %10s %11s %12s %12s %7s\n", "context", "prefill s",
+              "prefill t/s", "GFLOP/s", "cpu%", "decode t/s", "decode ms/t", "weights GB/s",
+              "+cache GB/s", "cpu%");
+  for (const ContextResult& r : results) {
+    char prefill[64] = "        -           -         -       -";
+    if (r.has_prefill()) {
+      std::snprintf(prefill, sizeof(prefill), "%9.2f %11.1f %9.1f %6.0f%%", r.prefill_s,
+                    r.prefill_tps(), costs.PrefillFlops(r) / r.prefill_s / 1e9,
+                    100 * r.prefill_cpu_s / (r.prefill_s * threads));
+    }
+    // Decode steps run at positions context .. context + decode - 1.
+    const double kv = costs.kv_bytes_per_token * (r.context + (r.decode_tokens + 1) / 2.0);
+    const double tps = r.decode_tps();
+    std::printf("%7lld %s %10.2f %11.2f %12.1f %12.1f %6.0f%%\n", static_cast<long long>(r.context),
+                prefill, tps, tps > 0 ? 1e3 / tps : 0, costs.active.total() * tps / 1e9,
+                (costs.active.total() + kv) * tps / 1e9,
+                tps > 0 ? 100 * r.decode_cpu_s / (r.decode_s * threads) : 0);
+  }
+}
+
+void PrintBreakdown(const ContextResult& r) {
+  double pre_sum = 0, dec_sum = 0;
+  for (int p = 0; p < kNumPhases; ++p) {
+    pre_sum += r.prefill_phases[p];
+    dec_sum += r.decode_phases[p];
+  }
+  // Without a measured prefill (--fill_cache) shares are of the timed groups' sum.
+  const double chunk_s = r.has_prefill() ? r.prefill_s / r.prefill_chunks : pre_sum;
+  const double step_s = r.decode_s / r.decode_tokens;
+  std::printf(
+      "\nbreakdown at context %lld (ms per step; prefill: a %lld-token chunk in the "
+      "middle of the prompt, measured mean chunk %.1f ms; decode: measured %.2f ms)\n",
+      static_cast<long long>(r.context), static_cast<long long>(r.breakdown_chunk),
+      r.has_prefill() ? chunk_s * 1e3 : 0.0, step_s * 1e3);
+  std::printf("  %-34s %12s %7s %12s %7s\n", "phase", "prefill ms", "share", "decode ms", "share");
+  for (int p = 0; p < kNumPhases; ++p) {
+    std::printf("  %-34s %12.2f %6.1f%% %12.3f %6.1f%%\n", kPhaseNames[p],
+                r.prefill_phases[p] * 1e3, 100 * r.prefill_phases[p] / chunk_s,
+                r.decode_phases[p] * 1e3, 100 * r.decode_phases[p] / step_s);
+  }
+  std::printf("  %-34s %12.2f %6.1f%% %12.3f %6.1f%%\n", "other (measured - timed)",
+              (chunk_s - pre_sum) * 1e3, 100 * (chunk_s - pre_sum) / chunk_s,
+              (step_s - dec_sum) * 1e3, 100 * (step_s - dec_sum) / step_s);
+}
+
+void WriteJson(const std::string& path, const std::string& model_dir, int threads,
+               const Roofline& roof, const Costs& costs,
+               const std::vector<ContextResult>& results) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+    return;
+  }
+  std::fprintf(f,
+               "{\"model_dir\": \"%s\", \"threads\": %d, \"read_gbps\": %.2f, "
+               "\"peak_gflops\": %.1f, \"active_weight_bytes\": %lld, "
+               "\"kv_bytes_per_token\": %lld, \"results\": [",
+               model_dir.c_str(), threads, roof.read_gbps, roof.peak_gflops,
+               static_cast<long long>(costs.active.total()),
+               static_cast<long long>(costs.kv_bytes_per_token));
+  for (size_t i = 0; i < results.size(); ++i) {
+    const ContextResult& r = results[i];
+    std::fprintf(f,
+                 "%s\n  {\"context\": %lld, \"prefill_s\": %.4f, \"prefill_tok_s\": %.2f, "
+                 "\"prefill_gflop_s\": %.2f, \"prefill_cpu_s\": %.3f, \"decode_tokens\": %d, "
+                 "\"decode_s\": %.4f, \"decode_tok_s\": %.2f, \"decode_cpu_s\": %.3f",
+                 i ? "," : "", static_cast<long long>(r.context), r.prefill_s, r.prefill_tps(),
+                 r.has_prefill() ? costs.PrefillFlops(r) / r.prefill_s / 1e9 : 0, r.prefill_cpu_s,
+                 r.decode_tokens, r.decode_s, r.decode_tps(), r.decode_cpu_s);
+    if (r.has_breakdown) {
+      for (const auto& [name, phases] : {std::pair{"prefill_chunk_ms", &r.prefill_phases},
+                                         std::pair{"decode_step_ms", &r.decode_phases}}) {
+        std::fprintf(f, ", \"%s\": {", name);
+        for (int p = 0; p < kNumPhases; ++p) {
+          std::fprintf(f, "%s\"%s\": %.3f", p ? ", " : "", kPhaseNames[p], (*phases)[p] * 1e3);
+        }
+        std::fprintf(f, "}");
+      }
+    }
+    std::fprintf(f, "}");
+  }
+  std::fprintf(f, "\n]}\n");
+  std::fclose(f);
+}
+
+int Main() {
+  std::vector<int64_t> contexts;
+  for (const std::string& s : absl::GetFlag(FLAGS_contexts)) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(s, &v) || v <= 0) {
+      std::fprintf(stderr, "bad --contexts entry '%s'\n", s.c_str());
+      return 2;
+    }
+    contexts.push_back(v);
+  }
+  const int decode = std::max(0, absl::GetFlag(FLAGS_decode_tokens));
+  const int64_t chunk = std::max(1, absl::GetFlag(FLAGS_prefill_chunk));
+  cpu::ThreadPool pool(absl::GetFlag(FLAGS_threads));
+  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+
+  Roofline roof;
+  if (absl::GetFlag(FLAGS_roofline)) {
+    roof = MeasureRoofline(pool);
+    PrintMachine(roof, pool.num_threads());
+  }
+  const double load_start = Now();
+  auto model = DeepseekModel::Load(model_dir, &pool);
+  if (!model.ok()) {
+    std::fprintf(stderr, "loading %s: %s\n", model_dir.c_str(), model.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("%s: loaded in %.1f s\n", model_dir.c_str(), Now() - load_start);
+  const ModelConfig& c = (*model)->config();
+  const Costs costs(c, (*model)->weights());
+  PrintGeometry(c, (*model)->weights(), costs.active);
+  std::printf(
+      "latent cache: %lld bytes per token (all layers), block size %d; prefill chunk "
+      "%lld, %d decode tokens\n\n",
+      static_cast<long long>(costs.kv_bytes_per_token), kBlockSize, static_cast<long long>(chunk),
+      decode);
+
+  std::unique_ptr<ShadowForward> shadow;
+  if (absl::GetFlag(FLAGS_breakdown)) shadow = std::make_unique<ShadowForward>(**model, &pool);
+  std::vector<ContextResult> results;
+  for (int64_t n : contexts) {
+    std::fprintf(stderr, "context %lld:\n", static_cast<long long>(n));
+    auto r = RunContext(**model, n, decode, chunk, shadow.get());
+    if (!r.ok()) {
+      std::fprintf(stderr, "context %lld: %s\n", static_cast<long long>(n),
+                   r.status().ToString().c_str());
+      return 1;
+    }
+    results.push_back(*r);
+  }
+
+  PrintResults(results, costs, pool.num_threads());
+  for (const ContextResult& r : results) {
+    if (r.has_breakdown) PrintBreakdown(r);
+  }
+  const std::string json = absl::GetFlag(FLAGS_json);
+  if (!json.empty()) {
+    WriteJson(json, model_dir, pool.num_threads(), roof, costs, results);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace mla::bench
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return mla::bench::Main();
+}
