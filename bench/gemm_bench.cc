@@ -83,8 +83,8 @@ int Run(int threads, DType dtype) {
       const double gbps = bytes / seconds / 1e9;
       // n = 1 is bound by reading the weights, n > 1 (intensity >= 16 FLOP/byte) by FMAs.
       const double fraction = n == 1 ? gbps / roofline.read_gbps : gflops / roofline.peak_gflops;
-      std::printf("%-22s %5lld %9.3f %9.1f %8.1f %9.0f%%\n", shape.name,
-                  static_cast<long long>(n), seconds * 1e3, gflops, gbps, 100.0 * fraction);
+      std::printf("%-22s %5lld %9.3f %9.1f %8.1f %9.0f%%\n", shape.name, static_cast<long long>(n),
+                  seconds * 1e3, gflops, gbps, 100.0 * fraction);
     }
   }
   std::printf("\nbound: n = 1 read bandwidth %.1f GB/s, n > 1 FMA peak %.1f GFLOP/s\n",

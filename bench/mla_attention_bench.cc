@@ -43,8 +43,8 @@ struct Bench {
 };
 
 // One decode call over `context` keys, using the blocks of region `region`.
-absl::Status Decode(Bench& b, int heads, int context, int region, const float* q,
-                    float* out, float* lse, bool reference) {
+absl::Status Decode(Bench& b, int heads, int context, int region, const float* q, float* out,
+                    float* lse, bool reference) {
   const int32_t seq_len = context;
   const int32_t pos0 = context - 1;
   const int32_t cu[2] = {0, 1};
@@ -98,8 +98,8 @@ bool CheckAgainstReference(Bench& b) {
     worst = std::max(worst, std::fabs(double{lse[h]} - ref_lse[h]) /
                                 std::max(1.0, std::fabs(double{ref_lse[h]})));
   }
-  std::printf("check vs reference (16 heads, 4096 keys): worst relative error %.2e %s\n\n",
-              worst, worst < 1e-5 ? "ok" : "FAILED");
+  std::printf("check vs reference (16 heads, 4096 keys): worst relative error %.2e %s\n\n", worst,
+              worst < 1e-5 ? "ok" : "FAILED");
   return worst < 1e-5;
 }
 
@@ -134,23 +134,23 @@ int Run(int threads, const std::vector<int>& head_counts, const std::vector<int>
   std::shuffle(b.blocks.begin(), b.blocks.end(), std::mt19937(7));
   if (!CheckAgainstReference(b)) return 1;
 
-  std::printf("%5s %7s %9s %9s %8s %10s %12s %9s\n", "heads", "context", "ms/call",
-              "GFLOP/s", "GB/s", "FLOP/byte", "bound GF/s", "of bound");
+  std::printf("%5s %7s %9s %9s %8s %10s %12s %9s\n", "heads", "context", "ms/call", "GFLOP/s",
+              "GB/s", "FLOP/byte", "bound GF/s", "of bound");
   for (int heads : head_counts) {
     const std::vector<float> q = RandomVector(heads * kWidth, 3.0f, heads);
     std::vector<float> out(heads * kLatent), lse(heads);
     for (int context : contexts) {
       if (context <= 0 || context > kMaxContext || context % kBlockSize != 0) {
-        std::printf("skipping context %d: want a multiple of %d up to %d\n", context,
-                    kBlockSize, kMaxContext);
+        std::printf("skipping context %d: want a multiple of %d up to %d\n", context, kBlockSize,
+                    kMaxContext);
         continue;
       }
       const int regions = hot ? 1 : kMaxContext / context;
       int call = 0;
       const double seconds = TimePerCall(
           [&] {
-            const absl::Status s = Decode(b, heads, context, call++ % regions, q.data(),
-                                          out.data(), lse.data(), false);
+            const absl::Status s = Decode(b, heads, context, call++ % regions, q.data(), out.data(),
+                                          lse.data(), false);
             if (!s.ok()) std::abort();
           },
           3, 2000, 1.0);
@@ -185,8 +185,10 @@ int main(int argc, char** argv) {
     } else if (std::strncmp(argv[i], "--contexts=", 11) == 0) {
       contexts = mla::bench::ParseList(argv[i] + 11);
     } else {
-      std::fprintf(stderr, "usage: %s [--threads=N] [--heads=1,16,128] "
-                           "[--contexts=4096,32768,131072] [--hot]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--threads=N] [--heads=1,16,128] "
+                   "[--contexts=4096,32768,131072] [--hot]\n",
+                   argv[0]);
       return 2;
     }
   }

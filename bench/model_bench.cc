@@ -61,25 +61,13 @@ namespace {
 constexpr int kBlockSize = 64;
 constexpr uint32_t kPromptSeed = 20240607;
 
-enum Phase {
-  kAttnProj,
-  kAbsorb,
-  kAttnKernel,
-  kOutProj,
-  kDenseMlp,
-  kMoeShared,
-  kMoeExperts,
-  kLmHead,
-  kNumPhases
-};
-constexpr const char* kPhaseNames[kNumPhases] = {"attention projections (q, kv_a)",
-                                                 "absorb q_nope * W_UK",
-                                                 "MLA attention kernel",
-                                                 "W_UV + o_proj",
-                                                 "dense MLP",
-                                                 "MoE router + shared experts",
-                                                 "MoE routed experts",
-                                                 "lm_head"};
+// clang-format off
+enum Phase { kAttnProj, kAbsorb, kAttnKernel, kOutProj, kDenseMlp, kMoeShared, kMoeExperts,
+             kLmHead, kNumPhases };
+constexpr const char* kPhaseNames[kNumPhases] = {
+    "attention projections (q, kv_a)", "absorb q_nope * W_UK", "MLA attention kernel",
+    "W_UV + o_proj", "dense MLP", "MoE router + shared experts", "MoE routed experts", "lm_head"};
+// clang-format on
 using PhaseTimes = std::array<double, kNumPhases>;
 
 int64_t Bytes(const Matrix& m) { return static_cast<int64_t>(m.data.size()); }

@@ -45,12 +45,12 @@ MLA_BENCH_AVX2 float SumAvx2(const float* p, int64_t n) {
 // 12 independent chains: FMA latency (4-5 cycles) × 2 FMA pipes needs at least 10.
 MLA_BENCH_AVX2 float FmaAvx2(int64_t iters, float seed) {
   __m256 a[12];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(seed + i);
   const __m256 m = _mm256_set1_ps(0.999999f);
   const __m256 c = _mm256_set1_ps(1e-6f);
   for (int64_t it = 0; it < iters; ++it) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], m, c);
   }
   __m256 s = a[0];

@@ -23,8 +23,7 @@ void PrintMachine(const Roofline& roofline, int threads);
 
 // Seconds since an arbitrary epoch.
 inline double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Runs fn() at least min_iters times and until min_seconds have passed (at most
@@ -36,8 +35,8 @@ double TimePerCall(Fn&& fn, int min_iters, int max_iters, double min_seconds) {
   fn();
   const double start = Now();
   double best = 1e30;
-  for (int iters = 0;
-       iters < max_iters && (iters < min_iters || Now() - start < min_seconds); ++iters) {
+  for (int iters = 0; iters < max_iters && (iters < min_iters || Now() - start < min_seconds);
+       ++iters) {
     const double t0 = Now();
     fn();
     best = std::min(best, Now() - t0);

@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/engine_info.h"
+#include "engine/engine_observer.h"
 #include "engine/kv_cache/block_manager.h"
 #include "engine/kv_cache/latent_cache.h"
 #include "engine/model/deepseek_model.h"
@@ -36,6 +37,8 @@ struct EngineOptions {
   int64_t starvation_steps = 256;             // Steps after which a waiting request jumps the queue.
   int threads = 0;                            // CPU threads; 0 = all cores.
   std::string device_description = "cpu";
+  // Receives step and request statistics (metrics); may be null. Must outlive the engine.
+  EngineObserver* observer = nullptr;
 };
 
 struct EngineLoad {

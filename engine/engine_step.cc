@@ -68,9 +68,15 @@ void Engine::ApplyAborts() {
 }
 
 void Engine::Step() {
+  const absl::Time start = absl::Now();
   TakeIncoming();
   ApplyAborts();
   std::vector<ScheduledChunk> batch = scheduler_.Schedule();
+  StepStats step;
+  for (const ScheduledChunk& c : batch) {
+    (c.seq->prefilling() ? step.prefill_tokens : step.decode_tokens) += c.num_tokens;
+  }
+  step.num_sequences = static_cast<int>(batch.size());
   if (!batch.empty()) {
     std::vector<SequenceChunk> chunks;
     for (const ScheduledChunk& c : batch) {
@@ -89,6 +95,10 @@ void Engine::Step() {
     }
   }
   scheduler_.TakeDone();
+  if (options_.observer != nullptr && !batch.empty()) {
+    step.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    options_.observer->OnStep(step);
+  }
   absl::MutexLock lock(&mu_);
   load_.running = scheduler_.num_running();
   load_.waiting = scheduler_.num_waiting() + static_cast<int32_t>(incoming_.size());
@@ -130,7 +140,13 @@ void Engine::EmitToken(Sequence& seq, std::span<const float> logits) {
     Finish(seq, FinishReason::kAbort, std::string(token.status().message()));
     return;
   }
-  if (seq.first_token == absl::InfiniteFuture()) seq.first_token = absl::Now();
+  const absl::Time now = absl::Now();
+  if (seq.first_token == absl::InfiniteFuture()) {
+    seq.first_token = now;
+  } else if (options_.observer != nullptr) {
+    options_.observer->OnInterTokenLatency(absl::ToDoubleSeconds(now - seq.last_token));
+  }
+  seq.last_token = now;
   seq.tokens.push_back(*token);
   GenerationOutput out;
   out.request_id = seq.request.request_id;
@@ -173,6 +189,22 @@ void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
   out.total_seconds = Seconds(seq.arrival, now);
   if (absl::Status s = blocks_.Release(seq.table); !s.ok()) {
     LogError("releasing the blocks of ", seq.request.request_id, ": ", s.message());
+  }
+  if (options_.observer != nullptr) {
+    RequestStats r;
+    r.request_id = seq.request.request_id;
+    r.reason = reason;
+    r.failed = !out.error.empty();
+    r.prompt_tokens = out.prompt_tokens;
+    r.cached_prompt_tokens = out.cached_prompt_tokens;
+    r.completion_tokens = out.completion_tokens;
+    r.preemptions = seq.preemptions;
+    r.queue_seconds = out.queue_seconds;
+    r.ttft_seconds = out.time_to_first_token_seconds;
+    r.prefill_seconds = Seconds(seq.scheduled, seq.first_token);
+    r.decode_seconds = Seconds(seq.first_token, now);
+    r.e2e_seconds = out.total_seconds;
+    options_.observer->OnRequestFinished(r);
   }
   {
     // Published before the callback, so that a caller who saw the end sees the blocks back.

@@ -94,7 +94,7 @@ void Scheduler::AdmitWaiting(std::vector<ScheduledChunk>& batch, int64_t& budget
     if (seq.request.prompt_logprobs >= 0 && seq.prompt_logprobs_upto < seq.prompt_len() - 1) {
       match = match.first(1);
     }
-    if (!blocks_->CanAllocate(match, seq.num_tokens(), salt)) break;
+    // All or nothing: a refusal leaves the table and the pool unchanged.
     absl::StatusOr<int64_t> cached = blocks_->Allocate(seq.table, match, seq.num_tokens(), salt);
     if (!cached.ok()) break;
     seq.num_computed = *cached;

@@ -56,6 +56,7 @@ struct Sequence {
   absl::Time arrival;
   absl::Time scheduled = absl::InfiniteFuture();
   absl::Time first_token = absl::InfiniteFuture();
+  absl::Time last_token = absl::InfiniteFuture();
 };
 
 }  // namespace mla

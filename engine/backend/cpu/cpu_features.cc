@@ -20,8 +20,10 @@ CpuIsa Detect() {
 
 std::string_view CpuIsaName(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kScalar: return "scalar";
-    case CpuIsa::kAvx2: return "avx2";
+    case CpuIsa::kScalar:
+      return "scalar";
+    case CpuIsa::kAvx2:
+      return "avx2";
   }
   return "?";
 }
@@ -31,9 +33,7 @@ CpuIsa DetectedIsa() {
   return detected;
 }
 
-bool IsaSupported(CpuIsa isa) {
-  return isa == CpuIsa::kScalar || DetectedIsa() == CpuIsa::kAvx2;
-}
+bool IsaSupported(CpuIsa isa) { return isa == CpuIsa::kScalar || DetectedIsa() == CpuIsa::kAvx2; }
 
 CpuIsa ActiveIsa() {
   const int forced = g_override.load(std::memory_order_relaxed);

@@ -80,8 +80,8 @@ absl::Status CheckGemmArgs(const float* x, int64_t x_stride, int64_t n, const Ma
         absl::StrCat("Gemm: negative size n=", n, " rows=", w.rows, " cols=", w.cols));
   }
   if (w.row_stride < w.cols || x_stride < w.cols || y_stride < w.rows) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Gemm: stride too small (w ", w.row_stride, ", x ", x_stride, ", y ", y_stride, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("Gemm: stride too small (w ", w.row_stride,
+                                                   ", x ", x_stride, ", y ", y_stride, ")"));
   }
   if (n > 0 && w.rows > 0 && (x == nullptr || y == nullptr || w.data == nullptr)) {
     return absl::InvalidArgumentError("Gemm: null pointer");
@@ -105,8 +105,7 @@ void Gemm(const float* x, int64_t x_stride, int64_t n, const MatrixView& w, floa
   // the tokens so that every thread gets work.
   int64_t token_blocks = 1;
   if (tiles < 4 * threads && n >= 2 * kTokenBlock) {
-    token_blocks = std::min((n + kTokenBlock - 1) / kTokenBlock,
-                            (4 * threads + tiles - 1) / tiles);
+    token_blocks = std::min((n + kTokenBlock - 1) / kTokenBlock, (4 * threads + tiles - 1) / tiles);
   }
   if (token_blocks == 1) {
     pool->ParallelFor(tiles, [&](int64_t begin, int64_t end) {

@@ -34,26 +34,26 @@ template <int kRows, int kTok, typename T>
 MLA_TARGET_AVX2 void DotTile(const float* x, int64_t x_stride, const T* w, int64_t w_stride,
                              int64_t cols, float* y, int64_t y_stride) {
   __m256 acc[kRows][kTok];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) acc[r][t] = _mm256_setzero_ps();
   }
   int64_t c = 0;
   for (; c + 8 <= cols; c += 8) {
     __m256 xv[kTok];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) xv[t] = _mm256_loadu_ps(x + t * x_stride + c);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       const __m256 wv = Load8(w + r * w_stride + c);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int t = 0; t < kTok; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
     }
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) {
       float s = HorizontalSum(acc[r][t]);
       for (int64_t k = c; k < cols; ++k) s += x[t * x_stride + k] * ToFloat(w[r * w_stride + k]);
@@ -63,8 +63,8 @@ MLA_TARGET_AVX2 void DotTile(const float* x, int64_t x_stride, const T* w, int64
 }
 
 template <int kTok, typename T>
-MLA_TARGET_AVX2 void DotRows(const float* x, int64_t x_stride, const MatrixView& w,
-                             int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
+MLA_TARGET_AVX2 void DotRows(const float* x, int64_t x_stride, const MatrixView& w, int64_t r_begin,
+                             int64_t r_end, float* y, int64_t y_stride) {
   constexpr int kRows = kTok == 1 ? 8 : 4;
   const T* base = static_cast<const T*>(w.data);
   int64_t r = r_begin;
@@ -73,15 +73,14 @@ MLA_TARGET_AVX2 void DotRows(const float* x, int64_t x_stride, const MatrixView&
                          y_stride);
   }
   for (; r < r_end; ++r) {
-    DotTile<1, kTok>(x, x_stride, base + r * w.row_stride, w.row_stride, w.cols, y + r,
-                     y_stride);
+    DotTile<1, kTok>(x, x_stride, base + r * w.row_stride, w.row_stride, w.cols, y + r, y_stride);
   }
 }
 
 // panel[k * 16 + j] = w[row0 + j, col0 + k] as fp32 for k < kc; rows j >= valid are zero.
 template <typename T>
-MLA_TARGET_AVX2 void PackPanel(const T* w, int64_t w_stride, int64_t row0, int valid,
-                               int64_t col0, int64_t kc, float* panel) {
+MLA_TARGET_AVX2 void PackPanel(const T* w, int64_t w_stride, int64_t row0, int valid, int64_t col0,
+                               int64_t kc, float* panel) {
   for (int j0 = 0; j0 < kPanel; j0 += 8) {
     const int rows_here = std::clamp(valid - j0, 0, 8);
     const T* src = w + (row0 + j0) * w_stride + col0;
@@ -106,9 +105,8 @@ MLA_TARGET_AVX2 void PackPanel(const T* w, int64_t w_stride, int64_t row0, int v
 // go through a stack tile on the way out: indexing them in the branchy store loop would
 // make GCC keep them in memory inside the hot loop as well.
 template <int kTok>
-MLA_TARGET_AVX2 void MicroKernel(const float* x, int64_t x_stride, const float* panel,
-                                 int64_t kc, float* y, int64_t y_stride, int valid,
-                                 bool accumulate) {
+MLA_TARGET_AVX2 void MicroKernel(const float* x, int64_t x_stride, const float* panel, int64_t kc,
+                                 float* y, int64_t y_stride, int valid, bool accumulate) {
   __m256 lo[kTok];
   __m256 hi[kTok];
 #pragma GCC unroll 8
@@ -129,23 +127,21 @@ MLA_TARGET_AVX2 void MicroKernel(const float* x, int64_t x_stride, const float* 
     _mm256_store_ps(tile[t], lo[t]);
     _mm256_store_ps(tile[t] + 8, hi[t]);
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int t = 0; t < kTok; ++t) {
     float* yt = y + t * y_stride;
     for (int j = 0; j < valid; ++j) yt[j] = accumulate ? yt[j] + tile[t][j] : tile[t][j];
   }
 }
 
-using MicroFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int,
-                         bool);
+using MicroFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int, bool);
 constexpr MicroFn kMicro[kMicroTokens + 1] = {nullptr,        MicroKernel<1>, MicroKernel<2>,
                                               MicroKernel<3>, MicroKernel<4>, MicroKernel<5>,
                                               MicroKernel<6>};
 
 template <typename T>
-MLA_TARGET_AVX2 void PackedRows(const float* x, int64_t x_stride, int64_t n,
-                                const MatrixView& w, int64_t r_begin, int64_t r_end, float* y,
-                                int64_t y_stride) {
+MLA_TARGET_AVX2 void PackedRows(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
+                                int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
   alignas(64) float panel[kKc * kPanel];
   const T* base = static_cast<const T*>(w.data);
   // Token blocks keep the x slice a panel is applied to (kTokenBlock × kKc floats) in L2;
@@ -162,8 +158,8 @@ MLA_TARGET_AVX2 void PackedRows(const float* x, int64_t x_stride, int64_t n,
         PackPanel(base, w.row_stride, r0, valid, c0, kc, panel);
         for (int64_t t0 = b0; t0 < b1; t0 += kMicroTokens) {
           const int nt = static_cast<int>(std::min<int64_t>(kMicroTokens, b1 - t0));
-          kMicro[nt](x + t0 * x_stride + c0, x_stride, panel, kc, y + t0 * y_stride + r0,
-                     y_stride, valid, c0 > 0);
+          kMicro[nt](x + t0 * x_stride + c0, x_stride, panel, kc, y + t0 * y_stride + r0, y_stride,
+                     valid, c0 > 0);
         }
       }
     }
@@ -171,20 +167,22 @@ MLA_TARGET_AVX2 void PackedRows(const float* x, int64_t x_stride, int64_t n,
 }
 
 template <typename T>
-MLA_TARGET_AVX2 void GemmRowsTyped(const float* x, int64_t x_stride, int64_t n,
-                                   const MatrixView& w, int64_t r_begin, int64_t r_end,
-                                   float* y, int64_t y_stride) {
+MLA_TARGET_AVX2 void GemmRowsTyped(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
+                                   int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
   switch (n) {
-    case 1: return DotRows<1, T>(x, x_stride, w, r_begin, r_end, y, y_stride);
-    case 2: return DotRows<2, T>(x, x_stride, w, r_begin, r_end, y, y_stride);
-    case 3: return DotRows<3, T>(x, x_stride, w, r_begin, r_end, y, y_stride);
-    default: return PackedRows<T>(x, x_stride, n, w, r_begin, r_end, y, y_stride);
+    case 1:
+      return DotRows<1, T>(x, x_stride, w, r_begin, r_end, y, y_stride);
+    case 2:
+      return DotRows<2, T>(x, x_stride, w, r_begin, r_end, y, y_stride);
+    case 3:
+      return DotRows<3, T>(x, x_stride, w, r_begin, r_end, y, y_stride);
+    default:
+      return PackedRows<T>(x, x_stride, n, w, r_begin, r_end, y, y_stride);
   }
 }
 
-MLA_TARGET_AVX2 void GemmRowsAvx2(const float* x, int64_t x_stride, int64_t n,
-                                  const MatrixView& w, int64_t r_begin, int64_t r_end,
-                                  float* y, int64_t y_stride) {
+MLA_TARGET_AVX2 void GemmRowsAvx2(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
+                                  int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
   if (w.dtype == DType::kBF16) {
     GemmRowsTyped<bf16_t>(x, x_stride, n, w, r_begin, r_end, y, y_stride);
   } else {

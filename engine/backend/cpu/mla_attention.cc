@@ -45,8 +45,8 @@ absl::Status ValidateSequence(const MlaAttentionParams& p, int64_t j) {
   const int64_t pos0 = p.q_pos0[j];
   if (n_q < 0) return Invalid(absl::StrCat("cu_seqlens_q decreases at sequence ", j));
   if (seq_len < 0 || pos0 < 0) {
-    return Invalid(absl::StrCat("sequence ", j, ": negative seq_len ", seq_len,
-                                " or q_pos0 ", pos0));
+    return Invalid(
+        absl::StrCat("sequence ", j, ": negative seq_len ", seq_len, " or q_pos0 ", pos0));
   }
   if (pos0 + n_q > seq_len) {
     return Invalid(absl::StrCat("sequence ", j, ": query rows reach position ", pos0 + n_q,
@@ -95,8 +95,8 @@ void SetVisibleKeys(const MlaWorkItem& item, int64_t heads, int64_t pos0, int64_
 
 // Cache rows of keys [first, first + n) of the sequence with block table `table`
 // (walks block by block: no division per key).
-void GatherRows(const MlaAttentionParams& p, const int32_t* table, int64_t width,
-                int64_t first, int n, const bf16_t** rows) {
+void GatherRows(const MlaAttentionParams& p, const int32_t* table, int64_t width, int64_t first,
+                int n, const bf16_t** rows) {
   int64_t block = first / p.block_size;
   int64_t offset = first % p.block_size;
   for (int k = 0; k < n; ++block, offset = 0) {
@@ -147,8 +147,8 @@ struct ItemRunner {
                         latent % 16 == 0 && width % 16 == 0;
     for (int64_t kb = item.key_begin; kb < item.key_end; kb += kMlaKeyBlock) {
       args.nk = static_cast<int>(std::min<int64_t>(kMlaKeyBlock, item.key_end - kb));
-      const int ahead = static_cast<int>(
-          std::min<int64_t>(kMlaKeyBlock, item.key_end - kb - args.nk));
+      const int ahead =
+          static_cast<int>(std::min<int64_t>(kMlaKeyBlock, item.key_end - kb - args.nk));
       GatherRows(p, table, width, kb, args.nk + ahead, rows);
       args.rows_ahead = args.nk + ahead;
       if (direct) {
@@ -212,8 +212,8 @@ void CombineVector(int num_splits, int64_t split_stride_out, int64_t split_strid
   }
 }
 
-void CombineRows(const MlaAttentionParams& p, const MlaSplitPlan& plan,
-                 const float* part_out, const float* part_lse, int64_t begin, int64_t end) {
+void CombineRows(const MlaAttentionParams& p, const MlaSplitPlan& plan, const float* part_out,
+                 const float* part_lse, int64_t begin, int64_t end) {
   const int64_t heads = p.num_heads;
   const int64_t latent = p.kv_lora_rank;
   int64_t offset = 0;  // flat row index of the current group's first row
@@ -224,8 +224,7 @@ void CombineRows(const MlaAttentionParams& p, const MlaSplitPlan& plan,
       const int64_t part_row = g.partial_row + r;
       for (int64_t h = 0; h < heads; ++h) {
         CombineVector(g.num_splits, rows * heads * latent, rows * heads, latent,
-                      part_out + (part_row * heads + h) * latent,
-                      part_lse + part_row * heads + h,
+                      part_out + (part_row * heads + h) * latent, part_lse + part_row * heads + h,
                       p.out + (out_row * heads + h) * latent, p.lse + out_row * heads + h);
       }
     }
@@ -243,8 +242,8 @@ void MlaAttentionWorkspace::Reserve(AlignedBuffer& buffer, size_t bytes) {
 absl::Status ValidateMlaAttentionParams(const MlaAttentionParams& p) {
   if (p.batch < 0) return Invalid(absl::StrCat("batch ", p.batch, " < 0"));
   if (p.num_heads < 1 || p.kv_lora_rank < 1 || p.rope_dim < 0 || p.block_size < 1) {
-    return Invalid(absl::StrCat("bad dims: heads ", p.num_heads, ", L ", p.kv_lora_rank,
-                                ", R ", p.rope_dim, ", block_size ", p.block_size));
+    return Invalid(absl::StrCat("bad dims: heads ", p.num_heads, ", L ", p.kv_lora_rank, ", R ",
+                                p.rope_dim, ", block_size ", p.block_size));
   }
   if (p.num_blocks < 0 || p.max_blocks_per_seq < 0) {
     return Invalid("negative num_blocks or max_blocks_per_seq");
@@ -268,8 +267,7 @@ absl::Status ValidateMlaAttentionParams(const MlaAttentionParams& p) {
 }
 
 absl::Status MlaAttention(const MlaAttentionParams& p, ThreadPool* pool,
-                          MlaAttentionWorkspace* workspace,
-                          const MlaAttentionOptions& options) {
+                          MlaAttentionWorkspace* workspace, const MlaAttentionOptions& options) {
   const absl::Status valid = ValidateMlaAttentionParams(p);
   if (!valid.ok()) return valid;
   if (p.batch == 0 || p.cu_seqlens_q[p.batch] == 0) return absl::OkStatus();
@@ -298,9 +296,10 @@ absl::Status MlaAttention(const MlaAttentionParams& p, ThreadPool* pool,
                           ops.block_floats(static_cast<int>(width), static_cast<int>(latent))};
   // Per slot: converted key block, tile scores, direct-path queries, then m and l of the
   // largest item.
-  const int64_t slot_floats = (runner.block_floats + kMlaTileVectors * kMlaKeyBlock +
-                               internal::kMlaDirectVectors * width +
-                               2 * plan.max_item_rows * heads + 15) / 16 * 16;
+  const int64_t slot_floats =
+      (runner.block_floats + kMlaTileVectors * kMlaKeyBlock + internal::kMlaDirectVectors * width +
+       2 * plan.max_item_rows * heads + 15) /
+      16 * 16;
   const int64_t num_items = static_cast<int64_t>(plan.items.size());
   const int64_t slots = std::min<int64_t>(threads, num_items);
   MlaAttentionWorkspace::Reserve(ws.scratch_, slots * slot_floats * sizeof(float));
@@ -316,9 +315,8 @@ absl::Status MlaAttention(const MlaAttentionParams& p, ThreadPool* pool,
       float* scratch = ws.scratch_.as<float>() + slot * slot_floats;
       for (int64_t i = next.fetch_add(1); i < num_items; i = next.fetch_add(1)) {
         const MlaWorkItem& item = plan.items[i];
-        const int64_t row = item.partial_row >= 0
-                                ? item.partial_row
-                                : p.cu_seqlens_q[item.seq] + item.row_begin;
+        const int64_t row =
+            item.partial_row >= 0 ? item.partial_row : p.cu_seqlens_q[item.seq] + item.row_begin;
         float* out = (item.partial_row >= 0 ? part_out : p.out) + row * heads * latent;
         float* lse = (item.partial_row >= 0 ? part_lse : p.lse) + row * heads;
         runner.Run(item, out, lse, scratch);

@@ -70,8 +70,8 @@ class MlaAttentionWorkspace {
   const MlaSplitPlan& plan() const { return plan_; }
 
  private:
-  friend absl::Status MlaAttention(const MlaAttentionParams&, ThreadPool*,
-                                   MlaAttentionWorkspace*, const MlaAttentionOptions&);
+  friend absl::Status MlaAttention(const MlaAttentionParams&, ThreadPool*, MlaAttentionWorkspace*,
+                                   const MlaAttentionOptions&);
   static void Reserve(AlignedBuffer& buffer, size_t bytes);
 
   MlaSplitPlan plan_;

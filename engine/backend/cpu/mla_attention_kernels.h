@@ -26,8 +26,8 @@ inline constexpr int kMlaTileVectors = 16;
 inline constexpr int kMlaDirectVectors = 3;
 
 struct MlaTileArgs {
-  const float* q = nullptr;  // [nqv, width], rows `width` apart
-  int nqv = 0;               // 1 .. kMlaTileVectors
+  const float* q = nullptr;      // [nqv, width], rows `width` apart
+  int nqv = 0;                   // 1 .. kMlaTileVectors
   const float* block = nullptr;  // converted path: the key block, in the variant's layout
   // [rows_ahead] cache rows of `width` values: the block's nk, then (direct path) those
   // of the keys that follow, to prefetch.
@@ -38,11 +38,11 @@ struct MlaTileArgs {
   // that no burst of prefetches fills the miss buffers.
   int64_t prefetch_begin = 0;
   int64_t prefetch_end = 0;
-  float* q_scratch = nullptr;           // direct path: scratch [kMlaDirectVectors, width]
-  int nk = 0;                    // keys in the block, 1 .. kMlaKeyBlock
-  const int* nvalid = nullptr;   // [nqv] query vector t sees keys [0, nvalid[t])
-  int latent = 0;                // L: the value width (first L columns of each key)
-  int width = 0;                 // L + R
+  float* q_scratch = nullptr;   // direct path: scratch [kMlaDirectVectors, width]
+  int nk = 0;                   // keys in the block, 1 .. kMlaKeyBlock
+  const int* nvalid = nullptr;  // [nqv] query vector t sees keys [0, nvalid[t])
+  int latent = 0;               // L: the value width (first L columns of each key)
+  int width = 0;                // L + R
   float scale = 0.0f;
   float* m = nullptr;       // [nqv] running max of the scores seen so far (-inf at first)
   float* l = nullptr;       // [nqv] running Σ exp(score - m)
@@ -55,8 +55,7 @@ struct MlaKernelOps {
   int64_t (*block_floats)(int width, int latent);
   // Converts the bf16 cache rows rows[0 .. nk) (each `width` values, the first `latent`
   // of them the latent c) to fp32 in `block` (64-byte aligned), laid out for attend_tile.
-  void (*convert_keys)(const bf16_t* const* rows, int nk, int width, int latent,
-                       float* block);
+  void (*convert_keys)(const bf16_t* const* rows, int nk, int width, int latent, float* block);
   // One online-softmax step of args.nqv query vectors over one converted key block.
   void (*attend_tile)(const MlaTileArgs& args);
   // The same step for args.nqv <= kMlaDirectVectors query vectors straight from

@@ -1,16 +1,26 @@
-// AVX2 + FMA MLA inner loops. Per call: up to 4 query vectors × one block of up to 48
+// AVX2 + FMA MLA inner loops.
+//
+// Converted path, per call: up to kMlaTileVectors query vectors × one block of up to 48
 // keys, converted to fp32 once per block (each cache value is written once):
 //   VP [ceil(L/16)][48][16]: the latent c in 16-column panels (zero past L),
 //   RP [48][ldr]: k_pe rows, ldr = R rounded up to 8 (zero padded).
-// scores: dot products over the panels and then the rope rows, a register tile of
-//   kH vectors × kK keys (12 accumulators for 4 × 3): each 8-float slice of a key is
-//   loaded once for kH vectors, each slice of a query once for kK keys; the sums are
-//   reduced 4 at a time. The kK keys of one panel are contiguous (kK·64 bytes).
-// output: o[t, :] += Σ_k p[t, k]·c_k as outer products, kH vectors × 16 columns in
-//   registers, 2 panel loads + kH broadcasts per 2·kH FMAs, each panel read
-//   contiguously; the rescale by exp(m_old - m_new) is folded into the load of o.
+// scores: dot products over the panels and then the rope rows, register tiles of
+//   4 vectors × 3 keys (12 accumulators): each 8-float slice of a key is loaded once for
+//   4 vectors, each slice of a query once for 3 keys; the sums are reduced 4 at a time.
+//   The 3 keys of one panel are contiguous (192 bytes).
+// output: o[t, :] += Σ_k p[t, k]·c_k as outer products, 4 vectors × 16 columns in
+//   registers, 2 panel loads + 4 broadcasts per 8 FMAs, each panel read contiguously;
+//   the rescale by exp(m_old - m_new) is folded into the load of o.
 // The softmax between the two is vectorised over the block's keys. Widths that are not
-// multiples of 8 or 16 (small test shapes) use masked loads and stores.
+// multiples of 8 or 16 (small test shapes) use masked loads and stores. The next block's
+// rows are prefetched a few lines per score step.
+//
+// Direct path (1-3 query vectors, see "Direct path" below): the same arithmetic straight
+// from the bf16 rows.
+//
+// Every loop over a register tile carries "#pragma GCC unroll": without full unrolling
+// (-O2 does not do it by itself) the accumulator arrays live in memory and the kernels
+// run about three times slower.
 #include "engine/backend/cpu/mla_attention_kernels.h"
 #include "engine/backend/cpu/simd_avx2.h"
 
@@ -38,8 +48,8 @@ MLA_TARGET_AVX2 inline __m256i LaneMask(int n) {
 
 #define MLA_INLINE_AVX2 MLA_TARGET_AVX2 inline __attribute__((always_inline))
 
-constexpr int kPanel = 16;        // columns per VP panel
-constexpr int kPrefetchRows = 4;  // cache rows requested ahead while converting
+constexpr int kPanel = 16;         // columns per VP panel
+constexpr int kPrefetchRows = 4;   // cache rows requested ahead while converting
 constexpr int kPrefetchKeys = 16;  // direct path: keys requested ahead of the scores
 
 int64_t RopeStride(int rope) { return (rope + 7) / 8 * 8; }
@@ -73,7 +83,7 @@ MLA_TARGET_AVX2 void ConvertKeysAvx2(const bf16_t* const* rows, int nk, int widt
     }
     if (full_panels * kPanel < latent) {
       float* dst = block + (full_panels * kMlaKeyBlock + k) * kPanel;
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int c = 0; c < kPanel; ++c) {
         const int col = full_panels * kPanel + c;
         dst[c] = col < latent ? Bf16ToFloat(src[col]) : 0.0f;
@@ -93,13 +103,13 @@ template <int kH, int kK, bool kMasked>
 MLA_INLINE_AVX2 void DotStep(const float* q, int q_stride, const float* keys, int64_t stride,
                              __m256i mask, __m256* acc) {
   __m256 kv[kK];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int k = 0; k < kK; ++k) kv[k] = _mm256_load_ps(keys + k * stride);
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int h = 0; h < kH; ++h) {
-    const __m256 qv = kMasked ? _mm256_maskload_ps(q + h * q_stride, mask)
-                              : _mm256_loadu_ps(q + h * q_stride);
-    #pragma GCC unroll 16
+    const __m256 qv =
+        kMasked ? _mm256_maskload_ps(q + h * q_stride, mask) : _mm256_loadu_ps(q + h * q_stride);
+#pragma GCC unroll 16
     for (int k = 0; k < kK; ++k) acc[h * kK + k] = _mm256_fmadd_ps(qv, kv[k], acc[h * kK + k]);
   }
 }
@@ -108,7 +118,7 @@ MLA_INLINE_AVX2 void DotStep(const float* q, int q_stride, const float* keys, in
 template <int kH, int kK>
 MLA_INLINE_AVX2 void ScoreTile(const MlaTileArgs& a, const float* q, float* scores, int k0) {
   __m256 acc[kH * kK];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < kH * kK; ++i) acc[i] = _mm256_setzero_ps();
   const int latent = a.latent;
   const int rope = a.width - latent;
@@ -126,8 +136,7 @@ MLA_INLINE_AVX2 void ScoreTile(const MlaTileArgs& a, const float* q, float* scor
     const int col = full_panels * kPanel;
     const float* keys = a.block + (full_panels * kMlaKeyBlock + k0) * kPanel;
     DotStep<kH, kK, true>(q + col, width, keys, kPanel, LaneMask(latent - col), acc);
-    DotStep<kH, kK, true>(q + col + 8, width, keys + 8, kPanel, LaneMask(latent - col - 8),
-                          acc);
+    DotStep<kH, kK, true>(q + col + 8, width, keys + 8, kPanel, LaneMask(latent - col - 8), acc);
   }
   // Rope: rows of ldr floats.
   const int64_t ldr = RopeStride(rope);
@@ -142,16 +151,16 @@ MLA_INLINE_AVX2 void ScoreTile(const MlaTileArgs& a, const float* q, float* scor
   constexpr int kSums = kH * kK;
   constexpr int kQuads = kSums / 4 * 4;
   alignas(16) float sums[kSums];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < kQuads; i += 4) {
     _mm_store_ps(sums + i, HorizontalSum4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = kQuads; i < kSums; ++i) sums[i] = HorizontalSum(acc[i]);
   const float scale = a.scale;
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int h = 0; h < kH; ++h) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int k = 0; k < kK; ++k) scores[h * kMlaKeyBlock + k0 + k] = sums[h * kK + k] * scale;
   }
 }
@@ -209,10 +218,17 @@ MLA_TARGET_AVX2 void Scores(const MlaTileArgs& a, int nk) {
   const float* q = a.q + 4 * tiles * a.width;
   float* scores = a.scores + 4 * tiles * kMlaKeyBlock;
   switch (a.nqv % 4) {
-    case 1: TileScores<1>(a, q, scores, nk, prefetcher); break;
-    case 2: TileScores<2>(a, q, scores, nk, prefetcher); break;
-    case 3: TileScores<3>(a, q, scores, nk, prefetcher); break;
-    default: break;
+    case 1:
+      TileScores<1>(a, q, scores, nk, prefetcher);
+      break;
+    case 2:
+      TileScores<2>(a, q, scores, nk, prefetcher);
+      break;
+    case 3:
+      TileScores<3>(a, q, scores, nk, prefetcher);
+      break;
+    default:
+      break;
   }
   prefetcher.Step();  // whatever rounding left over (none when nk >= 3)
 }
@@ -238,8 +254,8 @@ MLA_TARGET_AVX2 float SoftmaxRow(const MlaTileArgs& a, int t, int nk) {
   __m256 sum = _mm256_setzero_ps();
   for (int k = 0; k < nk; k += 8) {
     const __m256 valid = _mm256_castsi256_ps(LaneMask(nv - k));
-    const __m256 e = _mm256_and_ps(
-        valid, ExpNonPositive(_mm256_sub_ps(_mm256_load_ps(p + k), shift)));
+    const __m256 e =
+        _mm256_and_ps(valid, ExpNonPositive(_mm256_sub_ps(_mm256_load_ps(p + k), shift)));
     _mm256_store_ps(p + k, e);
     sum = _mm256_add_ps(sum, e);
   }
@@ -261,10 +277,10 @@ MLA_INLINE_AVX2 void ValueTile(const MlaTileArgs& a, const float* panels, const 
     mask[1] = LaneMask(a.latent - j0 * kPanel - 8);
   }
   __m256 acc[kH][kV];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int h = 0; h < kH; ++h) {
     const __m256 c = _mm256_set1_ps(corr[h]);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int v = 0; v < kV; ++v) {
       const float* o = out + h * a.latent + j0 * kPanel + 8 * v;
       acc[h][v] = _mm256_mul_ps(c, kMasked ? _mm256_maskload_ps(o, mask[v]) : _mm256_loadu_ps(o));
@@ -273,20 +289,20 @@ MLA_INLINE_AVX2 void ValueTile(const MlaTileArgs& a, const float* panels, const 
   const float* values = panels + j0 * kMlaKeyBlock * kPanel;
   for (int k = 0; k < nk; ++k) {
     __m256 val[kV];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int v = 0; v < kV; ++v) {
       val[v] = _mm256_load_ps(values + k * kPanel + 8 * v);
     }
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int h = 0; h < kH; ++h) {
       const __m256 pk = _mm256_broadcast_ss(scores + h * kMlaKeyBlock + k);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int v = 0; v < kV; ++v) acc[h][v] = _mm256_fmadd_ps(pk, val[v], acc[h][v]);
     }
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int h = 0; h < kH; ++h) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int v = 0; v < kV; ++v) {
       float* o = out + h * a.latent + j0 * kPanel + 8 * v;
       if (kMasked) {
@@ -305,16 +321,20 @@ MLA_TARGET_AVX2 void ValuesForPanel(const MlaTileArgs& a, const float* corr, int
   const int tiles = a.nqv / 4;
   for (int t = 0; t < tiles; ++t) {
     ValueTile<4, kMasked>(a, a.block, corr + 4 * t, a.scores + 4 * t * kMlaKeyBlock,
-                             a.o + 4 * t * a.latent, nk, j);
+                          a.o + 4 * t * a.latent, nk, j);
   }
   const float* c = corr + 4 * tiles;
   const float* scores = a.scores + 4 * tiles * kMlaKeyBlock;
   float* out = a.o + 4 * tiles * a.latent;
   switch (a.nqv % 4) {
-    case 1: return ValueTile<1, kMasked>(a, a.block, c, scores, out, nk, j);
-    case 2: return ValueTile<2, kMasked>(a, a.block, c, scores, out, nk, j);
-    case 3: return ValueTile<3, kMasked>(a, a.block, c, scores, out, nk, j);
-    default: return;
+    case 1:
+      return ValueTile<1, kMasked>(a, a.block, c, scores, out, nk, j);
+    case 2:
+      return ValueTile<2, kMasked>(a, a.block, c, scores, out, nk, j);
+    case 3:
+      return ValueTile<3, kMasked>(a, a.block, c, scores, out, nk, j);
+    default:
+      return;
   }
 }
 
@@ -373,7 +393,7 @@ MLA_INLINE_AVX2 void Interleave(__m256 even, __m256 odd, float* p) {
 template <int kQ, int kK>
 MLA_INLINE_AVX2 void RowScoreTile(const MlaTileArgs& a, const float* qp, int k0) {
   __m256 acc[kQ * kK];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < kQ * kK; ++i) acc[i] = _mm256_setzero_ps();
   const int width = a.width;
   const int ahead = std::min(kK, a.rows_ahead - (k0 + kPrefetchKeys));
@@ -383,13 +403,14 @@ MLA_INLINE_AVX2 void RowScoreTile(const MlaTileArgs& a, const float* qp, int k0)
     for (int b = 0; b < width * 2; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
   }
   for (int c = 0; c < width; c += kPanel) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int k = 0; k < kK; ++k) {
       __m256 even, odd;
       SplitPanel(a.rows[k0 + k] + c, &even, &odd);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int t = 0; t < kQ; ++t) {
-        acc[t * kK + k] = _mm256_fmadd_ps(_mm256_load_ps(qp + t * width + c), even, acc[t * kK + k]);
+        acc[t * kK + k] =
+            _mm256_fmadd_ps(_mm256_load_ps(qp + t * width + c), even, acc[t * kK + k]);
         acc[t * kK + k] =
             _mm256_fmadd_ps(_mm256_load_ps(qp + t * width + c + 8), odd, acc[t * kK + k]);
       }
@@ -398,15 +419,15 @@ MLA_INLINE_AVX2 void RowScoreTile(const MlaTileArgs& a, const float* qp, int k0)
   constexpr int kSums = kQ * kK;
   constexpr int kQuads = kSums / 4 * 4;
   alignas(16) float sums[kSums];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = 0; i < kQuads; i += 4) {
     _mm_store_ps(sums + i, HorizontalSum4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int i = kQuads; i < kSums; ++i) sums[i] = HorizontalSum(acc[i]);
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int t = 0; t < kQ; ++t) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int k = 0; k < kK; ++k) a.scores[t * kMlaKeyBlock + k0 + k] = sums[t * kK + k] * a.scale;
   }
 }
@@ -415,10 +436,10 @@ MLA_INLINE_AVX2 void RowScoreTile(const MlaTileArgs& a, const float* qp, int k0)
 template <int kQ, int kPC>
 MLA_INLINE_AVX2 void RowValueTile(const MlaTileArgs& a, const float* corr, int nk, int c0) {
   __m256 acc[kQ][2 * kPC];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int t = 0; t < kQ; ++t) {
     const __m256 scale = _mm256_set1_ps(corr[t]);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < kPC; ++c) {
       Deinterleave(a.o + t * a.latent + c0 + c * kPanel, &acc[t][2 * c], &acc[t][2 * c + 1]);
       acc[t][2 * c] = _mm256_mul_ps(acc[t][2 * c], scale);
@@ -427,22 +448,22 @@ MLA_INLINE_AVX2 void RowValueTile(const MlaTileArgs& a, const float* corr, int n
   }
   for (int k = 0; k < nk; ++k) {
     __m256 p[kQ];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int t = 0; t < kQ; ++t) p[t] = _mm256_broadcast_ss(a.scores + t * kMlaKeyBlock + k);
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < kPC; ++c) {
       __m256 even, odd;
       SplitPanel(a.rows[k] + c0 + c * kPanel, &even, &odd);
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int t = 0; t < kQ; ++t) {
         acc[t][2 * c] = _mm256_fmadd_ps(p[t], even, acc[t][2 * c]);
         acc[t][2 * c + 1] = _mm256_fmadd_ps(p[t], odd, acc[t][2 * c + 1]);
       }
     }
   }
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int t = 0; t < kQ; ++t) {
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < kPC; ++c) {
       Interleave(acc[t][2 * c], acc[t][2 * c + 1], a.o + t * a.latent + c0 + c * kPanel);
     }
@@ -452,11 +473,11 @@ MLA_INLINE_AVX2 void RowValueTile(const MlaTileArgs& a, const float* corr, int n
 template <int kQ>
 MLA_TARGET_AVX2 void AttendRowsT(const MlaTileArgs& a) {
   int nk = 0;
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int t = 0; t < kQ; ++t) nk = std::max(nk, a.nvalid[t]);
   if (nk == 0) return;
   float* qp = a.q_scratch;
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int t = 0; t < kQ; ++t) {
     for (int c = 0; c < a.width; c += kPanel) {
       __m256 even, odd;
@@ -470,7 +491,7 @@ MLA_TARGET_AVX2 void AttendRowsT(const MlaTileArgs& a) {
   for (; k0 + kK <= nk; k0 += kK) RowScoreTile<kQ, kK>(a, qp, k0);
   for (; k0 < nk; ++k0) RowScoreTile<kQ, 1>(a, qp, k0);
   float corr[kQ];
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
   for (int t = 0; t < kQ; ++t) corr[t] = SoftmaxRow(a, t, nk);
   constexpr int kPC = kQ == 1 ? 4 : kQ == 2 ? 2 : 1;  // panels per output tile
   int c0 = 0;
@@ -480,9 +501,12 @@ MLA_TARGET_AVX2 void AttendRowsT(const MlaTileArgs& a) {
 
 MLA_TARGET_AVX2 void AttendRowsAvx2(const MlaTileArgs& a) {
   switch (a.nqv) {
-    case 1: return AttendRowsT<1>(a);
-    case 2: return AttendRowsT<2>(a);
-    default: return AttendRowsT<3>(a);
+    case 1:
+      return AttendRowsT<1>(a);
+    case 2:
+      return AttendRowsT<2>(a);
+    default:
+      return AttendRowsT<3>(a);
   }
 }
 

@@ -14,8 +14,7 @@ int64_t BlockFloatsScalar(int width, int latent) {
   return (int64_t{kMlaKeyBlock} * width + 15) / 16 * 16;
 }
 
-void ConvertKeysScalar(const bf16_t* const* rows, int nk, int width, int latent,
-                       float* block) {
+void ConvertKeysScalar(const bf16_t* const* rows, int nk, int width, int latent, float* block) {
   for (int k = 0; k < nk; ++k) {
     for (int d = 0; d < width; ++d) block[k * width + d] = Bf16ToFloat(rows[k][d]);
   }

@@ -8,14 +8,14 @@ namespace mla::cpu {
 namespace {
 
 // One query vector against keys [0, num_keys) of sequence j.
-void ReferenceVector(const MlaAttentionParams& p, int64_t j, const float* q,
-                     int64_t num_keys, float* out, float* lse) {
+void ReferenceVector(const MlaAttentionParams& p, int64_t j, const float* q, int64_t num_keys,
+                     float* out, float* lse) {
   const int64_t latent = p.kv_lora_rank;
   const int64_t width = latent + p.rope_dim;
   const int32_t* table = p.block_table + j * p.max_blocks_per_seq;
   auto key = [&](int64_t t) {
-    return p.kv_cache + (int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size) *
-                            width;
+    return p.kv_cache +
+           (int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size) * width;
   };
   std::vector<double> scores(num_keys);
   double max_score = -INFINITY;
@@ -53,8 +53,7 @@ absl::Status MlaAttentionReference(const MlaAttentionParams& p) {
       const int64_t num_keys = p.q_pos0[j] + (row - p.cu_seqlens_q[j]) + 1;
       for (int64_t h = 0; h < heads; ++h) {
         const int64_t v = row * heads + h;
-        ReferenceVector(p, j, p.q + v * width, num_keys, p.out + v * p.kv_lora_rank,
-                        p.lse + v);
+        ReferenceVector(p, j, p.q + v * width, num_keys, p.out + v * p.kv_lora_rank, p.lse + v);
       }
     }
   }

@@ -10,9 +10,9 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Appends the items of one row group, cut into key splits when it is too much work for
 // one item.
-void PlanRowGroup(int32_t seq_index, const MlaSeqWork& seq, int64_t row_begin,
-                  int64_t row_end, int64_t cost, int64_t target,
-                  const MlaSplitOptions& options, MlaSplitPlan* plan) {
+void PlanRowGroup(int32_t seq_index, const MlaSeqWork& seq, int64_t row_begin, int64_t row_end,
+                  int64_t cost, int64_t target, const MlaSplitOptions& options,
+                  MlaSplitPlan* plan) {
   const int64_t extent = seq.q_pos0 + row_end;  // Keys the last row sees.
   int64_t splits = 1;
   int64_t chunk = extent;
@@ -94,8 +94,8 @@ void PlanMlaSplits(absl::Span<const MlaSeqWork> seqs, const MlaSplitOptions& raw
   if (total == 0) return;
   // Aim for items of equal work, a few per worker, so that dynamic scheduling can even
   // out what the cost model misses.
-  const int64_t target = std::max<int64_t>(
-      1, CeilDiv(total, options.num_workers * options.items_per_worker));
+  const int64_t target =
+      std::max<int64_t>(1, CeilDiv(total, options.num_workers * options.items_per_worker));
   for (size_t j = 0; j < seqs.size(); ++j) {
     const MlaSeqWork& seq = seqs[j];
     int64_t row = 0;
@@ -111,11 +111,10 @@ void PlanMlaSplits(absl::Span<const MlaSeqWork> seqs, const MlaSplitOptions& raw
       row = end;
     }
   }
-  std::sort(plan->items.begin(), plan->items.end(),
-            [](const MlaWorkItem& a, const MlaWorkItem& b) {
-              return std::tie(b.cost, a.seq, a.row_begin, a.key_begin) <
-                     std::tie(a.cost, b.seq, b.row_begin, b.key_begin);
-            });
+  std::sort(plan->items.begin(), plan->items.end(), [](const MlaWorkItem& a, const MlaWorkItem& b) {
+    return std::tie(b.cost, a.seq, a.row_begin, a.key_begin) <
+           std::tie(a.cost, b.seq, b.row_begin, b.key_begin);
+  });
 }
 
 }  // namespace mla::cpu

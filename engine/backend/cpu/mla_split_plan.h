@@ -24,11 +24,11 @@ struct MlaSeqWork {
 };
 
 struct MlaSplitOptions {
-  int64_t num_workers = 1;       // Threads that will take items.
-  int64_t items_per_worker = 2;  // Granularity: more items balance better, cost more merges.
-  bool split_kv = true;          // false: never cut a row group's keys.
+  int64_t num_workers = 1;           // Threads that will take items.
+  int64_t items_per_worker = 2;      // Granularity: more items balance better, cost more merges.
+  bool split_kv = true;              // false: never cut a row group's keys.
   int64_t min_keys_per_split = 512;  // A split below this costs more to merge than it saves.
-  int64_t key_align = 64;        // Split boundaries are multiples of this.
+  int64_t key_align = 64;            // Split boundaries are multiples of this.
 };
 
 // Rows [row_begin, row_end) of sequence `seq` against keys [key_begin, key_end). A row i

@@ -42,15 +42,13 @@ class ThreadPool {
   // The same for any callable (a lambda), without wrapping it in a std::function, which
   // would allocate for captures larger than two pointers.
   template <typename Fn>
-    requires(std::is_invocable_v<Fn&, int64_t, int64_t> &&
-             !std::is_same_v<std::remove_cvref_t<Fn>, RangeFn>)
-  void ParallelFor(int64_t n, Fn&& fn) {
+  requires(std::is_invocable_v<Fn&, int64_t, int64_t> &&
+           !std::is_same_v<std::remove_cvref_t<Fn>, RangeFn>) void ParallelFor(int64_t n, Fn&& fn) {
     Run(n, RangeRef(fn));
   }
 
   // The chunk a thread gets; exposed for callers that size per-chunk scratch.
-  static void ChunkBounds(int64_t n, int64_t chunks, int64_t k, int64_t* begin,
-                          int64_t* end) {
+  static void ChunkBounds(int64_t n, int64_t chunks, int64_t k, int64_t* begin, int64_t* end) {
     *begin = n * k / chunks;
     *end = n * (k + 1) / chunks;
   }

@@ -94,7 +94,7 @@ TEST_P(GemmIsaTest, ParallelSplitsMatchReference) {
   for (int threads : {2, 3}) {
     ThreadPool pool(threads);
     for (DType dtype : {DType::kBF16, DType::kF32}) {
-      CheckGemm(1, 513, 300, dtype, &pool, rng);   // GEMV split over row tiles
+      CheckGemm(1, 513, 300, dtype, &pool, rng);  // GEMV split over row tiles
       CheckGemm(3, 200, 129, dtype, &pool, rng);
       CheckGemm(70, 130, 257, dtype, &pool, rng);  // packed, K split across 2 panels
       CheckGemm(200, 17, 65, dtype, &pool, rng);   // few rows: also split over tokens

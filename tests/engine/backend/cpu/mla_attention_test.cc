@@ -30,9 +30,11 @@ SeqSpec Decode(int len) { return {1, len - 1, len}; }
 // tail points at), so that any read past a sequence's end shows up as NaN.
 class Problem {
  public:
-  Problem(int heads, int latent, int rope, int block_size, std::vector<SeqSpec> seqs,
-          uint32_t seed)
-      : heads_(heads), latent_(latent), width_(latent + rope), block_size_(block_size),
+  Problem(int heads, int latent, int rope, int block_size, std::vector<SeqSpec> seqs, uint32_t seed)
+      : heads_(heads),
+        latent_(latent),
+        width_(latent + rope),
+        block_size_(block_size),
         seqs_(std::move(seqs)) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
@@ -53,9 +55,9 @@ class Problem {
       std::vector<int32_t> row(max_blocks_, spare);
       for (int b = 0; b < Blocks(s); ++b) row[b] = ids[next_id++];
       for (int t = 0; t < s.seq_len; ++t) {
-        bf16_t* slot = cache_.data() +
-                       (static_cast<size_t>(row[t / block_size_]) * block_size_ +
-                        t % block_size_) * width_;
+        bf16_t* slot =
+            cache_.data() +
+            (static_cast<size_t>(row[t / block_size_]) * block_size_ + t % block_size_) * width_;
         for (int d = 0; d < width_; ++d) slot[d] = FloatToBf16(unit(rng));
       }
       table_.insert(table_.end(), row.begin(), row.end());
@@ -123,7 +125,8 @@ Result RunKernel(const Problem& pr, ThreadPool* pool, const MlaAttentionOptions&
                  MlaAttentionWorkspace* ws = nullptr) {
   Result r{std::vector<float>(pr.out_size(), kNaN),
            std::vector<float>(pr.total_q() * pr.heads(), kNaN)};
-  const absl::Status status = MlaAttention(pr.Params(r.out.data(), r.lse.data()), pool, ws, options);
+  const absl::Status status =
+      MlaAttention(pr.Params(r.out.data(), r.lse.data()), pool, ws, options);
   EXPECT_TRUE(status.ok()) << status;
   return r;
 }
@@ -175,8 +178,8 @@ TEST_P(MlaAttentionIsaTest, DeepSeekShapeDecode) {
   for (int heads : {1, 3, 16}) {
     for (int block_size : {64, 16}) {
       SCOPED_TRACE(testing::Message() << "heads " << heads << " block " << block_size);
-      const std::vector<SeqSpec> seqs = {Decode(1), Decode(63), Decode(64), Decode(65),
-                                         {0, 0, 0}, Decode(4097)};
+      const std::vector<SeqSpec> seqs = {Decode(1),  Decode(63), Decode(64),
+                                         Decode(65), {0, 0, 0},  Decode(4097)};
       CheckAgainstReference(Problem(heads, 512, 64, block_size, seqs, 11), &pool_);
     }
   }
@@ -188,14 +191,13 @@ TEST_P(MlaAttentionIsaTest, SmallOddShapesWithSeveralQueryRows) {
     for (int heads : {1, 3, 16}) {
       for (int block_size : {16, 64}) {
         for (int n_q : {1, 2, 4}) {
-          SCOPED_TRACE(testing::Message() << "L " << latent << " R " << rope << " heads "
-                                          << heads << " block " << block_size << " s_q " << n_q);
+          SCOPED_TRACE(testing::Message() << "L " << latent << " R " << rope << " heads " << heads
+                                          << " block " << block_size << " s_q " << n_q);
           std::vector<SeqSpec> seqs;
           for (int len : {1, 63, 64, 65, 200}) {
             if (len >= n_q) seqs.push_back({n_q, len - n_q, len});
           }
-          CheckAgainstReference(Problem(heads, latent, rope, block_size, seqs, 7 + n_q),
-                                &pool_);
+          CheckAgainstReference(Problem(heads, latent, rope, block_size, seqs, 7 + n_q), &pool_);
         }
       }
     }
@@ -213,9 +215,9 @@ TEST_P(MlaAttentionIsaTest, ChunkInTheMiddleOfASequence) {
 }
 
 TEST_P(MlaAttentionIsaTest, MixedBatch) {
-  const std::vector<SeqSpec> seqs = {Decode(41),   {0, 0, 0},   {7, 30, 37},   {2, 128, 130},
-                                     {4, 0, 4},    Decode(1),   {0, 0, 33},    Decode(2049),
-                                     {64, 0, 64},  {3, 60, 70}};
+  const std::vector<SeqSpec> seqs = {Decode(41),  {0, 0, 0},  {7, 30, 37}, {2, 128, 130},
+                                     {4, 0, 4},   Decode(1),  {0, 0, 33},  Decode(2049),
+                                     {64, 0, 64}, {3, 60, 70}};
   for (int block_size : {16, 64}) {
     CheckAgainstReference(Problem(3, 512, 64, block_size, seqs, 21), &pool_);
     CheckAgainstReference(Problem(16, 32, 8, block_size, seqs, 22), &pool_);
@@ -253,8 +255,7 @@ TEST_P(MlaAttentionIsaTest, ThreadCountsAndWorkspaceReuseDoNotChangeResults) {
   ExpectClose(big, RunKernel(big, nullptr), want_big);
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, MlaAttentionIsaTest,
-                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2),
+INSTANTIATE_TEST_SUITE_P(Isa, MlaAttentionIsaTest, testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2),
                          [](const testing::TestParamInfo<CpuIsa>& info) {
                            return std::string(CpuIsaName(info.param));
                          });

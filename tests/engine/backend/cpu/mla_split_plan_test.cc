@@ -26,8 +26,7 @@ TEST(MlaVisiblePairsTest, MatchesBruteForce) {
     const int64_t k0 = rng() % 55;
     const int64_t k1 = rng() % 55;
     ASSERT_EQ(MlaVisiblePairs(s, r0, r1, k0, k1), BruteForcePairs(s, r0, r1, k0, k1))
-        << s.n_q << " " << s.q_pos0 << " rows " << r0 << ".." << r1 << " keys " << k0 << ".."
-        << k1;
+        << s.n_q << " " << s.q_pos0 << " rows " << r0 << ".." << r1 << " keys " << k0 << ".." << k1;
   }
 }
 

@@ -26,8 +26,7 @@ std::vector<std::pair<int64_t, int64_t>> Chunks(ThreadPool& pool, int64_t n) {
 
 TEST(ThreadPoolTest, DefaultSizeIsHardwareConcurrency) {
   ThreadPool pool;
-  EXPECT_EQ(pool.num_threads(),
-            std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+  EXPECT_EQ(pool.num_threads(), std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
 }
 
 TEST(ThreadPoolTest, ChunksAreContiguousAndCoverTheRangeOnce) {
@@ -62,9 +61,7 @@ TEST(ThreadPoolTest, EmptyAndNegativeRangesCallNothing) {
 TEST(ThreadPoolTest, CallerRunsTheFirstChunkAndWorkersTheRest) {
   ThreadPool pool(3);
   std::vector<std::thread::id> ids(3);
-  pool.ParallelFor(3, [&](int64_t begin, int64_t end) {
-    ids[begin] = std::this_thread::get_id();
-  });
+  pool.ParallelFor(3, [&](int64_t begin, int64_t end) { ids[begin] = std::this_thread::get_id(); });
   EXPECT_EQ(ids[0], std::this_thread::get_id());
   EXPECT_NE(ids[1], std::this_thread::get_id());
   EXPECT_NE(ids[2], std::this_thread::get_id());
