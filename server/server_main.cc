@@ -39,6 +39,10 @@ ABSL_FLAG(int64_t, max_batch_tokens, 512,
 ABSL_FLAG(int, max_running, 64, "Most sequences batched in one engine step");
 ABSL_FLAG(int, max_waiting, 1024, "Queued requests beyond which Generate is refused");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
+ABSL_FLAG(bool, enable_prefix_caching, true,
+          "Reuse cached prompt prefixes (full blocks, per cache_salt) across requests");
+ABSL_FLAG(int64_t, starvation_steps, 256,
+          "Engine steps after which a waiting request is admitted ahead of higher priorities");
 
 namespace mla {
 namespace {
@@ -105,6 +109,8 @@ int Run() {
   options.max_running = absl::GetFlag(FLAGS_max_running);
   options.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   options.threads = absl::GetFlag(FLAGS_threads);
+  options.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
+  options.starvation_steps = absl::GetFlag(FLAGS_starvation_steps);
   options.device_description = "cpu";
   const absl::Time load_start = absl::Now();
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(options);
