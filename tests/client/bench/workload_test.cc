@@ -133,7 +133,10 @@ TEST(WorkloadGeneratorTest, SharedPrefixStartsEveryPrompt) {
     ASSERT_GE(r.prompt.size(), 16u);
     EXPECT_TRUE(
         std::equal(gen->shared_prefix().begin(), gen->shared_prefix().end(), r.prompt.begin()));
-    if (r.prompt.size() > 16 && r.prompt[16] != gen->Make(i + 1).prompt[16]) ++tails_differ;
+    const WorkloadRequest next = gen->Make(i + 1);
+    if (r.prompt.size() > 16 && next.prompt.size() > 16 && r.prompt[16] != next.prompt[16]) {
+      ++tails_differ;
+    }
   }
   EXPECT_GT(tails_differ, 20);  // After the prefix, prompts are random again.
 }

@@ -53,7 +53,10 @@ class SchedulerTest : public ::testing::Test {
         }
       }
     }
-    for (auto& done : scheduler_->TakeDone()) by_id_.erase(done->request.request_id);
+    for (auto& done : scheduler_->TakeDone()) {
+      preemptions_[done->request.request_id] = done->preemptions;  // Outlives the sequence.
+      by_id_.erase(done->request.request_id);
+    }
     return batch;
   }
 
@@ -67,6 +70,7 @@ class SchedulerTest : public ::testing::Test {
   std::unique_ptr<Scheduler> scheduler_;
   std::map<std::string, Sequence*> by_id_;
   std::map<std::string, int> generated_;
+  std::map<std::string, int> preemptions_;  // Of finished sequences.
   std::vector<std::string> finished_;
 };
 
@@ -117,7 +121,7 @@ TEST_F(SchedulerTest, PreemptsLowestPriorityMostRecentAndProtectsThrashers) {
   // 6 blocks of 4 tokens. Three sequences of 4-token prompts grow by decoding.
   Make(6, {.max_batch_tokens = 64, .max_running = 8, .protect_after_preemptions = 2});
   Sequence* a = Add("a", 4, 12, 1);
-  Sequence* b = Add("b", 4, 12, 1);
+  Add("b", 4, 12, 1);
   Sequence* c = Add("c", 4, 12, 0);
   Step();  // All three admitted (3 blocks), each sampled one token.
   Step();  // Decodes need a 2nd block each: 6 blocks used.
@@ -133,18 +137,17 @@ TEST_F(SchedulerTest, PreemptsLowestPriorityMostRecentAndProtectsThrashers) {
   EXPECT_EQ(generated_["b"], 12);
   EXPECT_EQ(generated_["c"], 12);  // Generated tokens kept across preemption.
   EXPECT_EQ(blocks_->stats().blocks_used, 0);
-  (void)b;
 }
 
 TEST_F(SchedulerTest, ProtectedSequenceIsNotChosenWhileOthersExist) {
   Make(8, {.max_batch_tokens = 64, .max_running = 8, .protect_after_preemptions = 1});
   Sequence* old = Add("old", 4, 20, 0);
   Step();
-  Sequence* fresh = Add("fresh", 4, 20, 0);
+  Add("fresh", 4, 20, 0);
   old->preemptions = 1;  // Pretend "old" was preempted before: it is protected now.
   while (!scheduler_->empty()) Step();
-  EXPECT_EQ(old->preemptions, 1);  // Never preempted again.
-  EXPECT_GE(fresh->preemptions, 1);
+  EXPECT_EQ(preemptions_["old"], 1);  // Never preempted again.
+  EXPECT_GE(preemptions_["fresh"], 1);
   EXPECT_EQ(generated_["old"], 20);
   EXPECT_EQ(generated_["fresh"], 20);
 }
