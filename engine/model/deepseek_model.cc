@@ -28,6 +28,8 @@ struct DeepseekModel::Workspace {
   AttentionBatch batch;            // Block tables and positions, shared by all layers.
 };
 
+DeepseekModel::~DeepseekModel() = default;
+
 absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Load(const std::string& model_dir,
                                                                    cpu::ThreadPool* pool) {
   MLA_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
@@ -40,7 +42,8 @@ DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights, cpu::Thre
       weights_(std::move(weights)),
       pool_(pool),
       rope_(config_),
-      softmax_scale_(static_cast<float>(SoftmaxScale(config_))) {
+      softmax_scale_(static_cast<float>(SoftmaxScale(config_))),
+      workspace_(std::make_unique<Workspace>()) {
   const int heads = config_.num_attention_heads, nope = config_.qk_nope_head_dim;
   const int lat = config_.kv_lora_rank, head_rows = nope + config_.v_head_dim;
   w_uk_t_.resize(config_.num_hidden_layers);
@@ -228,7 +231,10 @@ absl::StatusOr<std::vector<float>> DeepseekModel::Forward(std::span<const Sequen
                                                           LatentCache& cache) {
   MLA_RETURN_IF_ERROR(CheckChunks(chunks, cache));
   const ModelConfig& c = config_;
-  Workspace ws;
+  // Reused across steps: its buffers keep their pages, so a step does not fault in
+  // fresh activations (Forward runs on one thread at a time).
+  Workspace& ws = *workspace_;
+  ws.positions.clear();
   int64_t n = 0, out_rows = 0;
   for (const SequenceChunk& ch : chunks) {
     const int64_t m = static_cast<int64_t>(ch.tokens.size());

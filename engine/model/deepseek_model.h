@@ -37,13 +37,14 @@ class DeepseekModel {
                                                              cpu::ThreadPool* pool);
   // Wraps already-loaded weights (tests).
   DeepseekModel(ModelConfig config, ModelWeights weights, cpu::ThreadPool* pool);
+  ~DeepseekModel();
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
 
   // Runs every chunk through the model, writes their latents into `cache`, and returns
   // logits [rows, vocab] where rows are, chunk by chunk, every token (all_logits) or the
-  // last token. Chunks with no tokens contribute no rows.
+  // last token. Chunks with no tokens contribute no rows. Not thread-safe: one caller.
   absl::StatusOr<std::vector<float>> Forward(std::span<const SequenceChunk> chunks,
                                              LatentCache& cache);
 
@@ -65,6 +66,7 @@ class DeepseekModel {
   // q_lat = q_nope · W_UK is a plain Gemm.
   std::vector<std::vector<Matrix>> w_uk_t_;
   cpu::MlaAttentionWorkspace attention_ws_;  // Reused across steps (one caller thread).
+  std::unique_ptr<Workspace> workspace_;     // Activations, reused across steps.
 };
 
 }  // namespace mla
