@@ -6,8 +6,8 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
-  nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy
+  nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
+  python3 python3-numpy libpcre2-dev liblzma-dev
 )
 
 missing=()
