@@ -61,34 +61,41 @@ std::vector<Matrix> MakeCopies(const Shape& shape, DType dtype) {
 
 int Run(int threads, DType dtype) {
   cpu::ThreadPool pool(threads);
-  const Roofline roofline = MeasureRoofline(pool);
-  PrintMachine(roofline, pool.num_threads());
+  RooflineProbe probe(pool);
+  PrintMachine(probe.Measure(), pool.num_threads());
   std::printf("weights: %s\n\n", std::string(DTypeName(dtype)).c_str());
-  std::printf("%-22s %5s %9s %9s %8s %10s\n", "shape", "n", "ms/call", "GFLOP/s", "GB/s",
-              "of bound");
+  std::printf("%-22s %5s %9s %9s %8s | %6s %7s %8s | %5s %8s %7s\n", "shape", "n", "ms/call",
+              "GFLOP/s", "GB/s", "BW", "peak", "of bound", "busy", "GF/cpu-s", "of core");
   for (const Shape& shape : kShapes) {
     const std::vector<Matrix> weights = MakeCopies(shape, dtype);
     for (int64_t n : {1, 16, 128, 512}) {
+      const Roofline roofline = probe.Measure();  // next to the result it bounds
       std::vector<float> x(n * shape.in, 0.01f), y(n * shape.out);
       size_t call = 0;
-      const double seconds = TimePerCall(
+      const CallTiming t = TimeCalls(
           [&] {
             const Matrix& w = weights[call++ % weights.size()];
             cpu::Gemm(x.data(), shape.in, n, w.View(), y.data(), shape.out, &pool);
           },
-          3, 5000, 0.5);
+          pool.num_threads(), 3, 5000, 0.5);
       const double flops = 2.0 * n * shape.in * shape.out;
       const double bytes = static_cast<double>(shape.in * shape.out) * DTypeSize(dtype);
-      const double gflops = flops / seconds / 1e9;
-      const double gbps = bytes / seconds / 1e9;
+      const double gflops = flops / t.best_s / 1e9;
+      const double gbps = bytes / t.best_s / 1e9;
+      const double per_cpu = flops / t.cpu_s / 1e9;
       // n = 1 is bound by reading the weights, n > 1 (intensity >= 16 FLOP/byte) by FMAs.
       const double fraction = n == 1 ? gbps / roofline.read_gbps : gflops / roofline.peak_gflops;
-      std::printf("%-22s %5lld %9.3f %9.1f %8.1f %9.0f%%\n", shape.name, static_cast<long long>(n),
-                  seconds * 1e3, gflops, gbps, 100.0 * fraction);
+      std::printf("%-22s %5lld %9.3f %9.1f %8.1f | %6.1f %7.1f %7.0f%% | %4.0f%% %8.1f %6.0f%%\n",
+                  shape.name, static_cast<long long>(n), t.best_s * 1e3, gflops, gbps,
+                  roofline.read_gbps, roofline.peak_gflops, 100.0 * fraction, 100.0 * t.busy,
+                  per_cpu, 100.0 * per_cpu / roofline.core_peak_gflops);
     }
   }
-  std::printf("\nbound: n = 1 read bandwidth %.1f GB/s, n > 1 FMA peak %.1f GFLOP/s\n",
-              roofline.read_gbps, roofline.peak_gflops);
+  std::printf(
+      "\nBW, peak: read bandwidth (GB/s) and FMA peak (GFLOP/s) measured just before the row; "
+      "the bound is BW for n = 1 (GB/s of weights),\npeak for n > 1; busy = process CPU time / "
+      "(wall time x threads); GF/cpu-s = FLOPs per CPU-second of all threads, against one "
+      "core's FMA peak per CPU-second.\n");
   return 0;
 }
 

@@ -481,29 +481,32 @@ void PrintResults(const std::vector<ContextResult>& results, const Costs& costs,
   }
 }
 
+// Shares are of the timed groups' sum: the groups run one after another in a replayed
+// step, so on a busy machine their sum drifts from the measured step by tens of percent
+// either way, while their proportions hold. Both totals are printed.
 void PrintBreakdown(const ContextResult& r) {
   double pre_sum = 0, dec_sum = 0;
   for (int p = 0; p < kNumPhases; ++p) {
     pre_sum += r.prefill_phases[p];
     dec_sum += r.decode_phases[p];
   }
-  // Without a measured prefill (--fill_cache) shares are of the timed groups' sum.
-  const double chunk_s = r.has_prefill() ? r.prefill_s / r.prefill_chunks : pre_sum;
-  const double step_s = r.decode_s / r.decode_tokens;
   std::printf(
-      "\nbreakdown at context %lld (ms per step; prefill: a %lld-token chunk in the "
-      "middle of the prompt, measured mean chunk %.1f ms; decode: measured %.2f ms)\n",
-      static_cast<long long>(r.context), static_cast<long long>(r.breakdown_chunk),
-      r.has_prefill() ? chunk_s * 1e3 : 0.0, step_s * 1e3);
-  std::printf("  %-34s %12s %7s %12s %7s\n", "phase", "prefill ms", "share", "decode ms", "share");
+      "\nbreakdown at context %lld: prefill = one %lld-token chunk in the middle of the "
+      "prompt, decode = one step\n",
+      static_cast<long long>(r.context), static_cast<long long>(r.breakdown_chunk));
+  std::printf("  %-34s %12s %7s %12s %7s\n", "group", "prefill ms", "share", "decode ms", "share");
   for (int p = 0; p < kNumPhases; ++p) {
     std::printf("  %-34s %12.2f %6.1f%% %12.3f %6.1f%%\n", kPhaseNames[p],
-                r.prefill_phases[p] * 1e3, 100 * r.prefill_phases[p] / chunk_s,
-                r.decode_phases[p] * 1e3, 100 * r.decode_phases[p] / step_s);
+                r.prefill_phases[p] * 1e3, 100 * r.prefill_phases[p] / pre_sum,
+                r.decode_phases[p] * 1e3, 100 * r.decode_phases[p] / dec_sum);
   }
-  std::printf("  %-34s %12.2f %6.1f%% %12.3f %6.1f%%\n", "other (measured - timed)",
-              (chunk_s - pre_sum) * 1e3, 100 * (chunk_s - pre_sum) / chunk_s,
-              (step_s - dec_sum) * 1e3, 100 * (step_s - dec_sum) / step_s);
+  std::printf("  %-34s %12.2f %7s %12.3f\n", "sum of the groups", pre_sum * 1e3, "", dec_sum * 1e3);
+  char chunk_ms[32] = "-";
+  if (r.has_prefill()) {
+    std::snprintf(chunk_ms, sizeof(chunk_ms), "%.2f", 1e3 * r.prefill_s / r.prefill_chunks);
+  }
+  std::printf("  %-34s %12s %7s %12.3f\n", "measured (mean over the run)", chunk_ms, "",
+              1e3 * r.decode_s / r.decode_tokens);
 }
 
 void WriteJson(const std::string& path, const std::string& model_dir, int threads,

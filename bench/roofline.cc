@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <vector>
 
@@ -61,12 +63,9 @@ MLA_BENCH_AVX2 float FmaAvx2(int64_t iters, float seed) {
 }
 #endif
 
-double ReadBandwidth(cpu::ThreadPool& pool, bool avx2) {
-  AlignedBuffer buffer(kBandwidthBytes);
-  const int64_t n = kBandwidthBytes / sizeof(float);
-  float* data = buffer.as<float>();
-  // First touch from the threads that will read (matters on NUMA machines).
-  pool.ParallelFor(n, [&](int64_t b, int64_t e) { std::fill(data + b, data + e, 1.0f); });
+double ReadBandwidth(cpu::ThreadPool& pool, bool avx2, const AlignedBuffer& buffer) {
+  const int64_t n = buffer.size() / sizeof(float);
+  const float* data = buffer.as<float>();
   std::vector<float> sink(pool.num_threads());
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
@@ -82,10 +81,35 @@ double ReadBandwidth(cpu::ThreadPool& pool, bool avx2) {
 #endif
       }
     });
-    best = std::max(best, kBandwidthBytes / (Now() - start) / 1e9);
+    best = std::max(best, buffer.size() / (Now() - start) / 1e9);
   }
   if (sink[0] < 0) std::printf("#");  // keep the sums alive
   return best;
+}
+
+double ThreadCpuSeconds() {
+  timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+// One thread, FLOPs per second of its own CPU time (best of 3).
+double CoreFmaPeak(bool avx2) {
+#ifdef MLA_BENCH_AVX2
+  if (!avx2) return 0;
+  double best = 0;
+  float sink = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const double start = ThreadCpuSeconds();
+    sink += FmaAvx2(kFmaIterations / 10, 1.0f + rep);
+    const double flops = 2.0 * 8 * 12 * (kFmaIterations / 10);
+    best = std::max(best, flops / (ThreadCpuSeconds() - start) / 1e9);
+  }
+  if (sink < 0) std::printf("#");
+  return best;
+#else
+  return 0;
+#endif
 }
 
 double FmaPeak(cpu::ThreadPool& pool, bool avx2) {
@@ -122,19 +146,41 @@ std::string CpuModel() {
 
 }  // namespace
 
-Roofline MeasureRoofline(cpu::ThreadPool& pool) {
+RooflineProbe::RooflineProbe(cpu::ThreadPool& pool) : pool_(pool), buffer_(kBandwidthBytes) {
+  const int64_t n = kBandwidthBytes / sizeof(float);
+  float* data = buffer_.as<float>();
+  // First touch from the threads that will read (matters on NUMA machines).
+  pool_.ParallelFor(n, [&](int64_t b, int64_t e) { std::fill(data + b, data + e, 1.0f); });
+}
+
+Roofline RooflineProbe::Measure() {
   const bool avx2 = cpu::ActiveIsa() == cpu::CpuIsa::kAvx2;
   Roofline r;
   r.isa = std::string(cpu::CpuIsaName(cpu::ActiveIsa()));
-  r.read_gbps = ReadBandwidth(pool, avx2);
-  r.peak_gflops = FmaPeak(pool, avx2);
+  r.read_gbps = ReadBandwidth(pool_, avx2, buffer_);
+  r.peak_gflops = FmaPeak(pool_, avx2);
+  r.core_peak_gflops = CoreFmaPeak(avx2);
   return r;
+}
+
+Roofline MeasureRoofline(cpu::ThreadPool& pool) { return RooflineProbe(pool).Measure(); }
+
+double ProcessCpuSeconds() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
 void PrintMachine(const Roofline& r, int threads) {
   std::printf("cpu: %s, %d threads, kernels: %s\n", CpuModel().c_str(), threads, r.isa.c_str());
-  std::printf("roofline: read bandwidth %.1f GB/s, FMA peak %.1f GFLOP/s (best of runs)\n\n",
-              r.read_gbps, r.peak_gflops);
+  // Other processes share the cores: the load average says how quiet the machine was.
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) == 3)
+    std::printf("load average: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
+  std::printf(
+      "roofline: read bandwidth %.1f GB/s, FMA peak %.1f GFLOP/s (best of runs); one core: "
+      "%.1f GFLOP/s per CPU-second\n\n",
+      r.read_gbps, r.peak_gflops, r.core_peak_gflops);
 }
 
 }  // namespace mla::bench

@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   }
   info.device = options.device_description;
   info.weight_dtype = WeightDtypeName(model->weights());
+  info.weight_bytes = model->weights().bytes;
   info.cache_dtype = CacheDTypeName(layout.dtype());
   info.kv_block_size = layout.block_size();
   info.kv_num_blocks = cache.num_blocks();

@@ -20,6 +20,7 @@ struct EngineInfo {
   int64_t kv_bytes_per_token = 0;   // Latent cache, all layers.
   int64_t mha_bytes_per_token = 0;  // The equivalent plain multi-head K/V cache.
   int64_t max_context = 0;          // Longest prompt + generation accepted.
+  int64_t weight_bytes = 0;         // Bytes of weight storage as served.
 };
 
 }  // namespace mla

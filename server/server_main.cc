@@ -1,10 +1,12 @@
 // mla-server: loads a DeepSeek-style MLA model directory and serves mla.v1.Inference,
-// grpc.health.v1.Health and server reflection over gRPC.
+// grpc.health.v1.Health and server reflection over gRPC, and /metrics, /healthz and
+// /readyz over HTTP on --metrics_address.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +22,17 @@
 #include "engine/common/log.h"
 #include "engine/engine.h"
 #include "grpc/health/v1/health.pb.h"
+#include "server/http/admin_endpoints.h"
+#include "server/http/http_server.h"
 #include "server/inference_service.h"
+#include "server/metrics/engine_collector.h"
+#include "server/metrics/rpc_metrics_interceptor.h"
+#include "server/metrics/serving_metrics.h"
+#include "server/metrics/text_exposition.h"
+
+namespace mla {
+constexpr char kDefaultMetricsAddress[] = "127.0.0.1:9090";
+}  // namespace mla
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC listen address host:port (port 0 picks a free port; see --port_file)");
@@ -39,6 +51,12 @@ ABSL_FLAG(int64_t, max_batch_tokens, 512,
 ABSL_FLAG(int, max_running, 64, "Most sequences batched in one engine step");
 ABSL_FLAG(int, max_waiting, 1024, "Queued requests beyond which Generate is refused");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
+ABSL_FLAG(std::string, metrics_address, mla::kDefaultMetricsAddress,
+          "HTTP address host:port for /metrics, /healthz and /readyz (port 0 picks a free "
+          "port; empty disables). Failing to bind is fatal, except for the default address, "
+          "which is then skipped with a warning");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "If set, the bound metrics port is written to this file before the gRPC port file");
 ABSL_FLAG(bool, enable_prefix_caching, true,
           "Reuse cached prompt prefixes (full blocks, per cache_salt) across requests");
 ABSL_FLAG(int64_t, starvation_steps, 256,
@@ -63,6 +81,42 @@ sigset_t BlockShutdownSignals() {
   return set;
 }
 
+// Starts the HTTP server for /metrics, /healthz and /readyz; null when disabled.
+absl::StatusOr<std::unique_ptr<http::HttpServer>> StartAdminServer(
+    const metrics::MetricsRegistry& registry, const metrics::MetricsEncoder& encoder,
+    const std::atomic<bool>& ready) {
+  const std::string address = absl::GetFlag(FLAGS_metrics_address);
+  if (address.empty()) {
+    LogInfo("metrics: disabled (--metrics_address is empty)");
+    return nullptr;
+  }
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> server = http::HttpServer::Start(
+      address, http::AdminHandlers(&registry, &encoder, [&ready] { return ready.load(); }));
+  if (!server.ok()) {
+    // An address the operator chose must work; the default one may be taken on a
+    // developer's machine (Prometheus itself defaults to 9090), which must not stop serving.
+    if (address != kDefaultMetricsAddress) {
+      return absl::Status(server.status().code(),
+                          absl::StrCat("--metrics_address: ", server.status().message()));
+    }
+    LogWarning("metrics: disabled, the default --metrics_address is taken: ",
+               server.status().message());
+    return nullptr;
+  }
+  LogInfo("metrics: /metrics, /healthz, /readyz on port ", (*server)->port());
+  if (const std::string file = absl::GetFlag(FLAGS_metrics_port_file); !file.empty()) {
+    // Written whole and renamed, so that a reader never sees a partial number.
+    std::ofstream(file + ".tmp") << (*server)->port() << "\n";
+    std::error_code error;
+    std::filesystem::rename(file + ".tmp", file, error);
+    if (error) {
+      return absl::UnavailableError(
+          absl::StrCat("--metrics_port_file: cannot write ", file, ": ", error.message()));
+    }
+  }
+  return server;
+}
+
 int Run() {
   const sigset_t signals = BlockShutdownSignals();
   LogLevel level;
@@ -75,6 +129,18 @@ int Run() {
   if (!device.ok()) return Fail(device.status());
   LogInfo("device: ", device->description, " (", device->reason, ")");
 
+  // Declared before the service and the engine, so that they outlive both: the engine
+  // reports to `serving_metrics` until it is destroyed.
+  metrics::MetricsRegistry registry;
+  metrics::ServingMetrics serving_metrics(registry);
+  metrics::EngineCollector engine_collector;
+  registry.AddCollectable(&engine_collector);
+  const metrics::TextEncoder encoder;
+  std::atomic<bool> ready{false};  // Model loaded and not draining (/readyz).
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> admin =
+      StartAdminServer(registry, encoder, ready);
+  if (!admin.ok()) return Fail(admin.status());
+
   // Reference the health messages so that their descriptors are linked in and server
   // reflection can describe grpc.health.v1.Health.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
@@ -86,6 +152,7 @@ int Run() {
   builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   builder.RegisterService(&service);
+  builder.experimental().SetInterceptorCreators(metrics::RpcMetricsInterceptors(&serving_metrics));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     return Fail(absl::UnavailableError(
@@ -112,6 +179,7 @@ int Run() {
   options.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   options.starvation_steps = absl::GetFlag(FLAGS_starvation_steps);
   options.device_description = "cpu";
+  options.observer = &serving_metrics;
   const absl::Time load_start = absl::Now();
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(options);
   if (!engine.ok()) {
@@ -120,7 +188,9 @@ int Run() {
   }
   std::shared_ptr<Engine> shared_engine = std::move(*engine);
   service.SetReady(shared_engine);
+  engine_collector.SetEngine(shared_engine);
   health->SetServingStatus(true);
+  ready = true;
   const EngineInfo& info = shared_engine->info();
   LogInfo("serving model ", info.model_name, " (", info.config.architecture, ", ",
           info.weight_dtype, ") loaded in ", absl::FormatDuration(absl::Now() - load_start));
@@ -128,9 +198,13 @@ int Run() {
   int sig = 0;
   sigwait(&signals, &sig);
   LogInfo("received signal ", sig, ", shutting down");
+  ready = false;
   health->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
+  // Scrapes stay possible while draining; stopping them here, before the engine goes,
+  // means no scrape can hold the engine's last reference.
+  if (*admin) (*admin)->Stop();
   LogInfo("stopped");
   return 0;
 }

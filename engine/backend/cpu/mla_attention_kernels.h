@@ -29,8 +29,8 @@ struct MlaTileArgs {
   const float* q = nullptr;      // [nqv, width], rows `width` apart
   int nqv = 0;                   // 1 .. kMlaTileVectors
   const float* block = nullptr;  // converted path: the key block, in the variant's layout
-  // [rows_ahead] cache rows of `width` values: the block's nk, then (direct path) those
-  // of the keys that follow, to prefetch.
+  // [rows_ahead] cache rows of `width` values: the block's nk, then those of the next
+  // block of the item (only to prefetch).
   const bf16_t* const* rows = nullptr;
   int rows_ahead = 0;
   // Converted path: lines [prefetch_begin, prefetch_end) of rows[nk ..] (each row counted

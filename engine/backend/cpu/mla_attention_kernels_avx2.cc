@@ -389,20 +389,23 @@ MLA_INLINE_AVX2 void Interleave(__m256 even, __m256 odd, float* p) {
 
 // scores[t, k0 + k] = scale · q_t · row_{k0+k}; qp holds the queries in panel order.
 // This is the loop that first touches each row, so it also prefetches the rows
-// kPrefetchKeys ahead (into the next block when there is one).
+// kPrefetchKeys ahead (into the next block when there is one), one line of each per two
+// panels: spread out, so that no burst of prefetches fills the miss buffers.
 template <int kQ, int kK>
 MLA_INLINE_AVX2 void RowScoreTile(const MlaTileArgs& a, const float* qp, int k0) {
   __m256 acc[kQ * kK];
 #pragma GCC unroll 16
   for (int i = 0; i < kQ * kK; ++i) acc[i] = _mm256_setzero_ps();
-  const int width = a.width;
-  const int ahead = std::min(kK, a.rows_ahead - (k0 + kPrefetchKeys));
-  const bf16_t* const* next = a.rows + k0 + kPrefetchKeys;
-  for (int k = 0; k < ahead; ++k) {
-    const char* row = reinterpret_cast<const char*>(next[k]);
-    for (int b = 0; b < width * 2; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+  // Rows to prefetch; past the last one, repeat it (or, with none ahead, this tile's own
+  // rows, already cached): harmless, and it keeps the loop free of branches.
+  const bf16_t* prefetch[kK];
+  const int ahead = a.rows_ahead - (k0 + kPrefetchKeys);
+#pragma GCC unroll 16
+  for (int k = 0; k < kK; ++k) {
+    prefetch[k] = ahead > 0 ? a.rows[k0 + kPrefetchKeys + std::min(k, ahead - 1)] : a.rows[k0 + k];
   }
-  for (int c = 0; c < width; c += kPanel) {
+  const int width = a.width;
+  auto panel = [&](int c) MLA_TARGET_AVX2 __attribute__((always_inline)) {
 #pragma GCC unroll 16
     for (int k = 0; k < kK; ++k) {
       __m256 even, odd;
@@ -415,7 +418,16 @@ MLA_INLINE_AVX2 void RowScoreTile(const MlaTileArgs& a, const float* qp, int k0)
             _mm256_fmadd_ps(_mm256_load_ps(qp + t * width + c + 8), odd, acc[t * kK + k]);
       }
     }
+  };
+  int c = 0;
+  for (; c + 2 * kPanel <= width; c += 2 * kPanel) {  // 2 panels = one 64-byte line of a row
+#pragma GCC unroll 16
+    for (int k = 0; k < kK; ++k)
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch[k] + c), _MM_HINT_T0);
+    panel(c);
+    panel(c + kPanel);
   }
+  if (c < width) panel(c);
   constexpr int kSums = kQ * kK;
   constexpr int kQuads = kSums / 4 * 4;
   alignas(16) float sums[kSums];
