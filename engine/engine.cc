@@ -182,6 +182,11 @@ bool Engine::Abort(const std::string& request_id) {
   return true;
 }
 
+int Engine::NumLive() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(live_.size());
+}
+
 EngineLoad Engine::GetLoad() const {
   absl::MutexLock lock(&mu_);
   return load_;

@@ -61,6 +61,8 @@ class Engine {
   bool Abort(const std::string& request_id);
 
   EngineLoad GetLoad() const;
+  // Requests submitted and not yet finished (exact, unlike the per-step GetLoad()).
+  int NumLive() const;
   const EngineInfo& info() const { return info_; }
 
  private:

@@ -5,6 +5,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 
@@ -17,8 +18,13 @@ namespace mla {
 
 class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
+  // A client that leaves this many generated tokens unread has its request aborted.
+  static constexpr int kMaxUnreadTokens = 65536;
+
   // Starts the request; on a validation error the stream finishes at once with it.
-  GenerateReactor(Engine* engine, const v1::GenerateRequest& request);
+  // `active_streams` counts reactors not yet done (the drain waits for it to reach 0).
+  GenerateReactor(Engine* engine, const v1::GenerateRequest& request,
+                  std::atomic<int>* active_streams);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -34,6 +40,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Engine* engine_;
+  std::atomic<int>* active_streams_;
   std::shared_ptr<State> state_;
   std::string request_id_;
   absl::Mutex mu_;

@@ -39,7 +39,11 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) {
   std::shared_ptr<Engine> e = engine();
   if (!e) return new ErrorWriter(kLoading);
-  return new GenerateReactor(e.get(), *request);
+  if (draining_.load()) {
+    return new ErrorWriter(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                        "the server is draining: retry on another replica"));
+  }
+  return new GenerateReactor(e.get(), *request, &active_streams_);
 }
 
 grpc::ServerUnaryReactor* InferenceService::Abort(grpc::CallbackServerContext* ctx,

@@ -3,6 +3,7 @@
 #ifndef MLA_SERVER_INFERENCE_SERVICE_H_
 #define MLA_SERVER_INFERENCE_SERVICE_H_
 
+#include <atomic>
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
@@ -18,6 +19,11 @@ class InferenceService final : public v1::Inference::CallbackService {
 
   // Called once the model is loaded; until then every RPC answers UNAVAILABLE.
   void SetReady(std::shared_ptr<Engine> engine);
+  // From now on Generate answers UNAVAILABLE (the server is draining); streams already
+  // running go on. The other RPCs keep working.
+  void SetDraining() { draining_.store(true); }
+  // Generate streams not yet done (their last message may still be on its way).
+  int active_streams() const { return active_streams_.load(); }
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* ctx, const v1::GenerateRequest* request) override;
@@ -42,6 +48,8 @@ class InferenceService final : public v1::Inference::CallbackService {
 
   mutable absl::Mutex mu_;
   std::shared_ptr<Engine> engine_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> draining_{false};
+  std::atomic<int> active_streams_{0};
 };
 
 }  // namespace mla

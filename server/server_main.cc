@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,8 @@ ABSL_FLAG(int64_t, max_batch_tokens, 512,
 ABSL_FLAG(int, max_running, 64, "Most sequences batched in one engine step");
 ABSL_FLAG(int, max_waiting, 1024, "Queued requests beyond which Generate is refused");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
+ABSL_FLAG(int, drain_timeout_s, 30,
+          "On SIGTERM/SIGINT: seconds to let live requests finish before they are aborted");
 ABSL_FLAG(std::string, metrics_address, mla::kDefaultMetricsAddress,
           "HTTP address host:port for /metrics, /healthz and /readyz (port 0 picks a free "
           "port; empty disables). Failing to bind is fatal, except for the default address, "
@@ -79,6 +82,23 @@ sigset_t BlockShutdownSignals() {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return set;
+}
+
+// Waits until no request is live and every stream has delivered its last message, or
+// `timeout` passes; false when a second signal came.
+bool WaitForDrain(const Engine& engine, const InferenceService& service, const sigset_t& signals,
+                  absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const int live = std::max(engine.NumLive(), service.active_streams());
+    if (live == 0) return true;
+    if (absl::Now() >= deadline) {
+      LogWarning("drain timeout: ", live, " request(s) still live are aborted");
+      return true;
+    }
+    const timespec tick{0, 50 * 1000 * 1000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) return false;
+  }
 }
 
 // Starts the HTTP server for /metrics, /healthz and /readyz; null when disabled.
@@ -197,16 +217,23 @@ int Run() {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  LogInfo("received signal ", sig, ", shutting down");
+  LogInfo("received signal ", sig, ", draining (up to --drain_timeout_s=",
+          absl::GetFlag(FLAGS_drain_timeout_s), "; a second signal stops at once)");
   ready = false;
   health->SetServingStatus(false);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  service.SetDraining();
+  const bool forced =
+      !WaitForDrain(*shared_engine, service, signals,
+                    absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
+  // Calls still open now are cancelled, which aborts their requests in the engine.
+  server->Shutdown(std::chrono::system_clock::now() +
+                   (forced ? std::chrono::milliseconds(0) : std::chrono::milliseconds(500)));
   server->Wait();
   // Scrapes stay possible while draining; stopping them here, before the engine goes,
   // means no scrape can hold the engine's last reference.
   if (*admin) (*admin)->Stop();
-  LogInfo("stopped");
-  return 0;
+  LogInfo(forced ? "stopped by a second signal" : "stopped");
+  return forced ? 1 : 0;
 }
 
 }  // namespace

@@ -19,6 +19,7 @@ class ServerProcess {
   ~ServerProcess();
 
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
   // Sends `signal` and waits up to `timeout_s`; returns the exit status (or -1 on timeout,
   // after which the process is killed).

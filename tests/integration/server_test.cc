@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <atomic>
 #include <thread>
 
 #include "client/mla_client.h"
@@ -96,6 +97,7 @@ class GenerateOverGrpcTest : public ::testing::Test {
     r.mutable_sampling()->set_ignore_eos(true);
     return r;
   }
+  pid_t server_pid() const { return server_->pid(); }
   int64_t BlocksUsed() {
     auto load = client_->GetLoad();
     EXPECT_TRUE(load.ok()) << load.status();
@@ -190,6 +192,44 @@ TEST_F(GenerateOverGrpcTest, AbortFromAnotherConnection) {
   EXPECT_EQ(finished.reason(), v1::FINISH_REASON_ABORT);
   EXPECT_LT(finished.usage().completion_tokens(), 20000);
   EXPECT_EQ(BlocksUsed(), 0);
+}
+
+TEST_F(GenerateOverGrpcTest, SigtermDrainsInFlightStreamsThenExitsZero) {
+  std::vector<int> tokens;
+  v1::Finished finished;
+  std::atomic<bool> signalled{false}, checked{false};
+  std::thread stream([&] {
+    EXPECT_TRUE(client_->Generate(Request({1, 2, 3}, 3000), [&](const v1::GenerateResponse& m) {
+      tokens.insert(tokens.end(), m.token_ids().begin(), m.token_ids().end());
+      if (!signalled.exchange(true)) {
+        kill(server_pid(), SIGTERM);
+        // Hold this stream open (unread) until the checks below are done: the drain
+        // must wait for it.
+        while (!checked.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (m.has_finished()) finished = m.finished();
+      return true;
+    }).ok());
+  });
+  while (!signalled.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // While draining: not serving, and new streams are refused with UNAVAILABLE.
+  ClientOptions o;
+  o.target = server_->target();
+  MlaClient other(o);
+  auto health = other.Health();
+  EXPECT_TRUE(health.ok()) << health.status();
+  if (health.ok()) EXPECT_EQ(*health, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  absl::Status refused =
+      other.Generate(Request({4, 5}, 4), [](const v1::GenerateResponse&) { return true; });
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  checked = true;
+  stream.join();
+  // The in-flight stream finished normally with every token.
+  EXPECT_EQ(finished.reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(tokens.size(), 3000u);
+  client_.reset();
+  EXPECT_EQ(server_->Stop(0, 30), 0) << server_->Log();
+  server_.reset();
 }
 
 TEST(ServerIntegrationTest, MissingModelFailsWithClearError) {
