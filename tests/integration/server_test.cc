@@ -218,7 +218,9 @@ TEST_F(GenerateOverGrpcTest, SigtermDrainsInFlightStreamsThenExitsZero) {
   MlaClient other(o);
   auto health = other.Health();
   EXPECT_TRUE(health.ok()) << health.status();
-  if (health.ok()) EXPECT_EQ(*health, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  if (health.ok()) {
+    EXPECT_EQ(*health, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  }
   absl::Status refused =
       other.Generate(Request({4, 5}, 4), [](const v1::GenerateResponse&) { return true; });
   EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;

@@ -5,8 +5,9 @@
 // Per work item and key block of kMlaKeyBlock keys: gather the keys' cache rows through
 // the block table, convert them to fp32 once, then run every query vector (row, head) of
 // the item over them, kMlaTileVectors at a time. With many heads each converted key is
-// reused h_q times from L2, which makes the loop compute-bound; with one head it streams
-// the cache once, which makes it bandwidth-bound.
+// reused h_q times from L2, which makes the loop compute-bound. Items with at most
+// kMlaDirectVectors query vectors (one to three heads) skip the conversion and work on
+// the bf16 rows directly: they stream the cache once and are bound by DRAM.
 #include "engine/backend/cpu/mla_attention.h"
 
 #include <algorithm>
@@ -145,6 +146,11 @@ struct ItemRunner {
     args.scores = scores;
     const bool direct = ops.attend_rows != nullptr && nqv <= internal::kMlaDirectVectors &&
                         latent % 16 == 0 && width % 16 == 0;
+    if (direct && item.key_end <= pos0 + item.row_begin + 1) {
+      RunDirectStreams(item, table, args, nvalid);
+      FinalizeItem(nqv, latent, m, l, out, lse);
+      return;
+    }
     for (int64_t kb = item.key_begin; kb < item.key_end; kb += kMlaKeyBlock) {
       args.nk = static_cast<int>(std::min<int64_t>(kMlaKeyBlock, item.key_end - kb));
       const int ahead =
@@ -160,6 +166,42 @@ struct ItemRunner {
       }
     }
     FinalizeItem(nqv, latent, m, l, out, lse);
+  }
+
+  // The direct path when every row of the item sees all its keys (decode). Attention
+  // does not depend on the order of the keys, so each block takes kMlaKeyBlock / kStreams
+  // keys from each of kStreams far-apart parts of the range: reading several places at
+  // once keeps more DRAM requests in flight than walking one contiguous run, and with
+  // few heads DRAM is what bounds this loop. args.rows must hold 2 · kMlaKeyBlock rows.
+  void RunDirectStreams(const MlaWorkItem& item, const int32_t* table, internal::MlaTileArgs& args,
+                        int* nvalid) const {
+    constexpr int kStreams = 16;  // 3 keys each: measured best of 2, 4, 8, 16, 24, 48
+    constexpr int kChunk = kMlaKeyBlock / kStreams;
+    const bf16_t** rows = const_cast<const bf16_t**>(args.rows);
+    const int64_t part = (item.key_end - item.key_begin + kStreams - 1) / kStreams;
+    // Rows of the keys at offset o of every part, written to dst; returns how many.
+    auto gather = [&](int64_t o, const bf16_t** dst) {
+      int n = 0;
+      for (int s = 0; s < kStreams; ++s) {
+        const int64_t begin = item.key_begin + s * part + o;
+        const int64_t end = std::min(item.key_end, item.key_begin + (s + 1) * part);
+        const int count = static_cast<int>(std::clamp<int64_t>(end - begin, 0, kChunk));
+        GatherRows(p, table, width, begin, count, dst + n);
+        n += count;
+      }
+      return n;
+    };
+    int nk = gather(0, rows);
+    for (int64_t o = 0; o < part; o += kChunk) {
+      const int ahead = o + kChunk < part ? gather(o + kChunk, rows + nk) : 0;
+      args.nk = nk;
+      args.rows_ahead = nk + ahead;
+      args.nqv = static_cast<int>(item.row_end - item.row_begin) * static_cast<int>(p.num_heads);
+      std::fill(nvalid, nvalid + args.nqv, nk);
+      ops.attend_rows(args);
+      std::copy(rows + nk, rows + nk + ahead, rows);  // the next block's rows to the front
+      nk = ahead;
+    }
   }
 
   // The converted path for one key block: convert once, then every query vector that
