@@ -259,8 +259,9 @@ class StaticChecks(unittest.TestCase):
         c = pod["spec"]["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         self.assertEqual(ports, {"grpc": grpc_port, "metrics": metrics_port})
-        self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "metrics"})
-        self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "metrics"})
+        # Liveness and readiness on grpc.health.v1 (NOT_SERVING while loading or draining).
+        self.assertEqual(c["readinessProbe"]["grpc"]["port"], grpc_port)
+        self.assertEqual(c["livenessProbe"]["grpc"]["port"], grpc_port)
         self.assertEqual(c["startupProbe"]["grpc"]["port"], grpc_port)
         self.assertIn("--flagfile=/etc/mla/mla-server.flags", c["command"])
         self.assertEqual(pod["metadata"]["annotations"]["prometheus.io/port"], str(metrics_port))
