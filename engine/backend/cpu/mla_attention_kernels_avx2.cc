@@ -36,7 +36,6 @@ namespace {
 using avx2::ExpNonPositive;
 using avx2::HorizontalMax;
 using avx2::HorizontalSum;
-using avx2::HorizontalSum4;
 using avx2::LoadBf16;
 
 static_assert(kMlaKeyBlock % 8 == 0, "the softmax reads whole vectors of scores");
@@ -149,14 +148,8 @@ MLA_INLINE_AVX2 void ScoreTile(const MlaTileArgs& a, const float* q, float* scor
     DotStep<kH, kK, true>(q + latent + r, width, ropes + r, ldr, LaneMask(rope - r), acc);
   }
   constexpr int kSums = kH * kK;
-  constexpr int kQuads = kSums / 4 * 4;
   alignas(16) float sums[kSums];
-#pragma GCC unroll 16
-  for (int i = 0; i < kQuads; i += 4) {
-    _mm_store_ps(sums + i, HorizontalSum4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
-  }
-#pragma GCC unroll 16
-  for (int i = kQuads; i < kSums; ++i) sums[i] = HorizontalSum(acc[i]);
+  avx2::HorizontalSums<kSums>(acc, sums);
   const float scale = a.scale;
 #pragma GCC unroll 16
   for (int h = 0; h < kH; ++h) {
@@ -429,14 +422,8 @@ MLA_INLINE_AVX2 void RowScoreTile(const MlaTileArgs& a, const float* qp, int k0)
   }
   if (c < width) panel(c);
   constexpr int kSums = kQ * kK;
-  constexpr int kQuads = kSums / 4 * 4;
   alignas(16) float sums[kSums];
-#pragma GCC unroll 16
-  for (int i = 0; i < kQuads; i += 4) {
-    _mm_store_ps(sums + i, HorizontalSum4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
-  }
-#pragma GCC unroll 16
-  for (int i = kQuads; i < kSums; ++i) sums[i] = HorizontalSum(acc[i]);
+  avx2::HorizontalSums<kSums>(acc, sums);
 #pragma GCC unroll 16
   for (int t = 0; t < kQ; ++t) {
 #pragma GCC unroll 16

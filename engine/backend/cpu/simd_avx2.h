@@ -44,6 +44,19 @@ MLA_TARGET_AVX2 inline __m128 HorizontalSum4(__m256 v0, __m256 v1, __m256 v2, __
   return _mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1));
 }
 
+// sums[i] = HorizontalSum(acc[i]) for i < kCount, four accumulators per reduction where
+// possible (the score tiles of the attention kernels end this way).
+template <int kCount>
+MLA_TARGET_AVX2 inline void HorizontalSums(const __m256* acc, float* sums) {
+  constexpr int kQuads = kCount / 4 * 4;
+#pragma GCC unroll 16
+  for (int i = 0; i < kQuads; i += 4) {
+    _mm_storeu_ps(sums + i, HorizontalSum4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
+  }
+#pragma GCC unroll 16
+  for (int i = kQuads; i < kCount; ++i) sums[i] = HorizontalSum(acc[i]);
+}
+
 // In-place transpose of an 8x8 block held in eight registers.
 MLA_TARGET_AVX2 inline void Transpose8x8(__m256 r[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
