@@ -1,12 +1,89 @@
 #include "client/mla_client.h"
 
+#include <fstream>
+#include <sstream>
+#include <utility>
+
 #include "server/status_convert.h"
 
 namespace mla {
 
+namespace {
+
+// Reads a whole PEM file; `option` names it in errors.
+absl::StatusOr<std::string> ReadPem(const char* option, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream contents;
+  if (in) contents << in.rdbuf();
+  if (!in || in.bad()) {
+    return absl::InvalidArgumentError(std::string(option) + "=" + path + ": cannot be read");
+  }
+  return contents.str();
+}
+
+// TLS options from `options`; with `strict` false an unreadable file is left out.
+absl::StatusOr<grpc::SslCredentialsOptions> SslOptions(const ClientOptions& options,
+                                                       bool strict) {
+  grpc::SslCredentialsOptions ssl;
+  const std::pair<const char*, const std::string*> files[] = {
+      {"tls_ca_file", &options.tls_ca_file},
+      {"tls_cert_file", &options.tls_cert_file},
+      {"tls_key_file", &options.tls_key_file}};
+  std::string* fields[] = {&ssl.pem_root_certs, &ssl.pem_cert_chain, &ssl.pem_private_key};
+  for (int i = 0; i < 3; ++i) {
+    if (files[i].second->empty()) continue;
+    absl::StatusOr<std::string> pem = ReadPem(files[i].first, *files[i].second);
+    if (pem.ok()) {
+      *fields[i] = std::move(*pem);
+    } else if (strict) {
+      return pem.status();
+    }
+  }
+  if (strict && options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("tls_cert_file and tls_key_file go together");
+  }
+  return ssl;
+}
+
+bool WantsTls(const ClientOptions& o) {
+  return o.tls || !o.tls_ca_file.empty() || !o.tls_cert_file.empty() ||
+         !o.tls_key_file.empty();
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const ClientOptions& options,
+                                           std::shared_ptr<grpc::ChannelCredentials> creds) {
+  grpc::ChannelArguments args;
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::CreateCustomChannel(options.target, creds, args);
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const ClientOptions& options) {
+  if (!WantsTls(options)) return grpc::InsecureChannelCredentials();
+  absl::StatusOr<grpc::SslCredentialsOptions> ssl = SslOptions(options, /*strict=*/true);
+  if (!ssl.ok()) return ssl.status();
+  return grpc::SslCredentials(*ssl);
+}
+
+absl::StatusOr<std::unique_ptr<MlaClient>> MlaClient::Create(ClientOptions options) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+      MakeChannelCredentials(options);
+  if (!creds.ok()) return creds.status();
+  return std::make_unique<MlaClient>(std::move(options), *std::move(creds));
+}
+
 MlaClient::MlaClient(ClientOptions options)
+    : MlaClient(options, WantsTls(options)
+                             ? grpc::SslCredentials(*SslOptions(options, /*strict=*/false))
+                             : grpc::InsecureChannelCredentials()) {}
+
+MlaClient::MlaClient(ClientOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials)
     : options_(std::move(options)),
-      channel_(grpc::CreateChannel(options_.target, grpc::InsecureChannelCredentials())),
+      channel_(MakeChannel(options_, std::move(credentials))),
       stub_(v1::Inference::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)) {}
 

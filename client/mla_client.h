@@ -19,11 +19,28 @@ struct ClientOptions {
   std::string target = "127.0.0.1:50051";
   std::string bearer_token;  // Sent as "authorization: Bearer <token>" when non-empty.
   std::chrono::milliseconds timeout{0};  // Per-call deadline; 0 = none.
+  // TLS is used when `tls` is set or any TLS file is given.
+  bool tls = false;
+  std::string tls_ca_file;      // PEM roots that verify the server; empty = system roots.
+  std::string tls_cert_file;    // PEM client certificate chain, for mutual TLS...
+  std::string tls_key_file;     // ...and its private key.
+  std::string tls_server_name;  // Name to verify in the server's certificate (default:
+                                // the host of `target`).
 };
+
+// Channel credentials for `options`: insecure unless TLS is asked for. Errors name the
+// option whose file cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
+    const ClientOptions& options);
 
 class MlaClient {
  public:
+  // Reads the TLS files of `options` first; errors name the unreadable file.
+  static absl::StatusOr<std::unique_ptr<MlaClient>> Create(ClientOptions options);
+  // With TLS files that cannot be read, the channel still uses TLS without them (so
+  // calls fail to verify rather than fall back to plaintext): prefer Create.
   explicit MlaClient(ClientOptions options);
+  MlaClient(ClientOptions options, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
   // The overall server health ("" service). Errors are transport errors.
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Health();

@@ -1,6 +1,8 @@
 // mla-client: a command-line client for mla-server.
 //   mla-client [--target=HOST:PORT] health | info | load | abort ID
 //   mla-client generate --prompt_ids=1,2,3 [--max_tokens=16] [--temperature=0] ...
+//   mla-client generate --text="Once upon a time" [--stop=STR,STR] [--print_ids]
+//   mla-client generate --chat 'system:You are terse.' 'user:Hi'
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -10,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/mla_client.h"
@@ -17,8 +20,25 @@
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address host:port");
 ABSL_FLAG(std::string, token, "", "Bearer token for servers started with auth");
 ABSL_FLAG(int, timeout_ms, 0, "Per-call deadline in milliseconds (0 = none)");
+ABSL_FLAG(bool, tls, false, "Use TLS (implied by the --tls_* file flags)");
+ABSL_FLAG(std::string, tls_ca_file, "", "PEM CA certificates that verify the server");
+ABSL_FLAG(std::string, tls_cert_file, "", "PEM client certificate chain (mutual TLS)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name to verify in the server certificate instead of the --target host");
 ABSL_FLAG(std::string, prompt_ids, "", "generate: prompt as comma-separated token ids");
 ABSL_FLAG(std::string, text, "", "generate: prompt as text (needs a tokenizer on the server)");
+ABSL_FLAG(bool, chat, false,
+          "generate: the prompt is the chat messages given as the arguments after "
+          "'generate', each ROLE:CONTENT (role up to the first ':'), rendered with the "
+          "server's chat template");
+ABSL_FLAG(bool, add_generation_prompt, true,
+          "generate --chat: end the prompt with the assistant's turn prefix");
+ABSL_FLAG(std::vector<std::string>, stop, {},
+          "generate: comma-separated stop strings (needs a tokenizer on the server)");
+ABSL_FLAG(bool, print_ids, false,
+          "generate: also print the generated token ids (the only output when the server "
+          "has no tokenizer)");
 ABSL_FLAG(int, max_tokens, 16, "generate: most tokens to generate");
 ABSL_FLAG(double, temperature, 0.0, "generate: sampling temperature (0 = greedy)");
 ABSL_FLAG(int, top_k, 0, "generate: top-k (0 = off)");
@@ -38,7 +58,27 @@ int PrintError(const absl::Status& s) {
   return 1;
 }
 
-absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest() {
+// Chat messages from the "ROLE:CONTENT" arguments that follow "generate".
+absl::Status AddChatMessages(const std::vector<char*>& args, v1::ChatMessages* chat) {
+  for (size_t i = 2; i < args.size(); ++i) {
+    const absl::string_view arg = args[i];
+    const size_t colon = arg.find(':');
+    if (colon == absl::string_view::npos || colon == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--chat: argument '", std::string(arg), "' is not ROLE:CONTENT"));
+    }
+    v1::ChatMessage* m = chat->add_messages();
+    m->set_role(std::string(arg.substr(0, colon)));
+    m->set_content(std::string(arg.substr(colon + 1)));
+  }
+  if (chat->messages().empty()) {
+    return absl::InvalidArgumentError("--chat needs ROLE:CONTENT arguments, e.g. 'user:Hi'");
+  }
+  chat->set_add_generation_prompt(absl::GetFlag(FLAGS_add_generation_prompt));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const std::vector<char*>& args) {
   v1::GenerateRequest request;
   request.set_request_id(absl::GetFlag(FLAGS_request_id));
   const std::string ids = absl::GetFlag(FLAGS_prompt_ids);
@@ -52,8 +92,14 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest() {
     }
   } else if (!absl::GetFlag(FLAGS_text).empty()) {
     request.set_text(absl::GetFlag(FLAGS_text));
+  } else if (absl::GetFlag(FLAGS_chat)) {
+    absl::Status s = AddChatMessages(args, request.mutable_messages());
+    if (!s.ok()) return s;
   } else {
-    return absl::InvalidArgumentError("generate needs --prompt_ids or --text");
+    return absl::InvalidArgumentError("generate needs --prompt_ids, --text or --chat");
+  }
+  for (const std::string& stop : absl::GetFlag(FLAGS_stop)) {
+    request.mutable_sampling()->add_stop(stop);
   }
   v1::SamplingParams* s = request.mutable_sampling();
   s->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
@@ -80,22 +126,29 @@ const char* FinishName(v1::FinishReason r) {
   }
 }
 
-int RunGenerate(MlaClient& client) {
-  auto request = BuildGenerateRequest();
+int RunGenerate(MlaClient& client, const std::vector<char*>& args) {
+  auto request = BuildGenerateRequest(args);
   if (!request.ok()) return PrintError(request.status());
-  absl::Status s = client.Generate(*request, [](const v1::GenerateResponse& m) {
-    for (int i = 0; i < m.token_ids_size(); ++i) {
-      if (!m.text().empty()) continue;
-      std::printf("%d ", m.token_ids(i));
-    }
-    if (!m.text().empty()) std::printf("%s", m.text().c_str());
+  const bool print_ids = absl::GetFlag(FLAGS_print_ids);
+  std::vector<int32_t> ids;
+  bool wrote_text = false;
+  absl::Status s = client.Generate(*request, [&](const v1::GenerateResponse& m) {
+    // Text as it streams; the server never splits a UTF-8 character between messages.
+    std::fwrite(m.text().data(), 1, m.text().size(), stdout);
     std::fflush(stdout);
+    wrote_text = wrote_text || !m.text().empty();
+    ids.insert(ids.end(), m.token_ids().begin(), m.token_ids().end());
     if (m.has_finished()) {
       const v1::Finished& f = m.finished();
-      std::printf("\n[finish=%s prompt=%d cached=%d completion=%d ttft=%.3fs total=%.3fs]\n",
-                  FinishName(f.reason()), f.usage().prompt_tokens(),
-                  f.usage().cached_prompt_tokens(), f.usage().completion_tokens(),
-                  f.timings().time_to_first_token_seconds(), f.timings().total_seconds());
+      if (wrote_text) std::printf("\n");
+      if (print_ids) std::printf("[ids: %s]\n", absl::StrJoin(ids, " ").c_str());
+      const std::string stop =
+          f.stop_sequence().empty() ? "" : absl::StrCat(" stop=\"", f.stop_sequence(), "\"");
+      std::printf("[finish=%s%s prompt=%d cached=%d completion=%d ttft=%.3fs total=%.3fs]\n",
+                  FinishName(f.reason()), stop.c_str(),
+                  f.usage().prompt_tokens(), f.usage().cached_prompt_tokens(),
+                  f.usage().completion_tokens(), f.timings().time_to_first_token_seconds(),
+                  f.timings().total_seconds());
     }
     return true;
   });
@@ -111,7 +164,14 @@ int Run(const std::vector<char*>& args) {
   options.target = absl::GetFlag(FLAGS_target);
   options.bearer_token = absl::GetFlag(FLAGS_token);
   options.timeout = std::chrono::milliseconds(absl::GetFlag(FLAGS_timeout_ms));
-  MlaClient client(options);
+  options.tls = absl::GetFlag(FLAGS_tls);
+  options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<std::unique_ptr<MlaClient>> created = MlaClient::Create(options);
+  if (!created.ok()) return PrintError(created.status());
+  MlaClient& client = **created;
   const std::string command = args[1];
   if (command == "health") {
     auto h = client.Health();
@@ -135,7 +195,7 @@ int Run(const std::vector<char*>& args) {
     absl::Status s = client.Abort(args[2]);
     return s.ok() ? 0 : PrintError(s);
   }
-  if (command == "generate") return RunGenerate(client);
+  if (command == "generate") return RunGenerate(client, args);
   std::fprintf(stderr, "unknown command '%s'\n", command.c_str());
   return 2;
 }
@@ -144,7 +204,10 @@ int Run(const std::vector<char*>& args) {
 }  // namespace mla
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("mla-client [flags] health|info|load|generate|abort ID");
+  absl::SetProgramUsageMessage(
+      "mla-client [flags] health|info|load|abort ID|generate [ROLE:CONTENT ...]\n"
+      "  generate --prompt_ids=1,2,3 | --text=TEXT | --chat 'system:Be terse.' 'user:Hi'\n"
+      "  prints the generated text as it streams (--print_ids adds the token ids)");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   return mla::Run(args);
 }

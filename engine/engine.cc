@@ -19,6 +19,30 @@ std::string WeightDtypeName(const ModelWeights& w) {
   return w.dtype == DType::kBF16 ? "bf16" : "f32";
 }
 
+// The model directory's tokenizer, or null when it has no tokenizer.json(.xz). Token ids
+// the tokenizer knows must be valid model ids: a larger tokenizer vocabulary would let
+// text prompts index past the embedding table.
+absl::StatusOr<std::unique_ptr<const Tokenizer>> LoadModelTokenizer(const std::string& dir,
+                                                                    int64_t vocab_size) {
+  namespace fs = std::filesystem;
+  std::string json = (fs::path(dir) / "tokenizer.json").string();
+  if (!fs::exists(json)) json += ".xz";
+  if (!fs::exists(json)) {
+    LogInfo("no tokenizer.json in ", dir, ": serving token ids only");
+    return std::unique_ptr<const Tokenizer>();
+  }
+  const std::string config = (fs::path(dir) / "tokenizer_config.json").string();
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                       Tokenizer::Load(json, fs::exists(config) ? config : ""));
+  if (tokenizer->vocab_size() > vocab_size) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        json, " has ", tokenizer->vocab_size(), " token ids (up to ", tokenizer->vocab_size() - 1,
+        ") but the model's vocab_size (config.json) is ", vocab_size));
+  }
+  LogInfo("tokenizer: ", json, " (", tokenizer->vocab_size(), " tokens)");
+  return std::unique_ptr<const Tokenizer>(std::move(tokenizer));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
@@ -26,6 +50,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<DeepseekModel> model,
                        DeepseekModel::Load(options.model_dir, pool.get()));
   const ModelConfig& c = model->config();
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<const Tokenizer> tokenizer,
+                       LoadModelTokenizer(options.model_dir, c.vocab_size));
   CacheLayoutConfig lc;
   lc.latent_dim = c.kv_lora_rank;
   lc.rope_dim = c.qk_rope_head_dim;
@@ -57,8 +83,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   LogInfo("KV cache: ", cache.num_blocks(), " blocks of ", layout.block_size(), " tokens, ",
           layout.bytes_per_token(), " bytes/token (MHA would need ", info.mha_bytes_per_token,
           "), ", cache.bytes() >> 20, " MiB");
-  return std::unique_ptr<Engine>(new Engine(options, std::move(pool), std::move(model),
-                                            std::move(cache), std::move(info)));
+  auto engine = std::unique_ptr<Engine>(new Engine(options, std::move(pool), std::move(model),
+                                                   std::move(cache), std::move(info)));
+  engine->tokenizer_ = std::move(tokenizer);
+  return engine;
 }
 
 Engine::Engine(const EngineOptions& options, std::unique_ptr<cpu::ThreadPool> pool,

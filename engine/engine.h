@@ -23,6 +23,7 @@
 #include "engine/model/deepseek_model.h"
 #include "engine/request.h"
 #include "engine/scheduler/scheduler.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace mla {
 
@@ -37,6 +38,11 @@ struct EngineOptions {
   int64_t starvation_steps = 256;             // Steps after which a waiting request jumps the queue.
   int threads = 0;                            // CPU threads; 0 = all cores.
   std::string device_description = "cpu";
+  // Attention-sharpness telemetry: every N-th engine step (0 = off) probes the rows that
+  // produce a token of up to attention_probe_max_rows sequences, reported to the observer.
+  // Requests asking for attention_stats are probed at every token whatever this says.
+  int attention_probe_every = 0;
+  int attention_probe_max_rows = 4;
   // Receives step and request statistics (metrics); may be null. Must outlive the engine.
   EngineObserver* observer = nullptr;
 };
@@ -45,6 +51,8 @@ struct EngineLoad {
   int32_t running = 0;
   int32_t waiting = 0;
   CacheStats cache;  // Blocks, bytes, prefix-cache counters, evictions, preemptions.
+  int64_t workspace_bytes = 0;  // Activation buffers the forward pass holds.
+  int64_t attention_probed_rows = 0;  // Rows probed by attention telemetry so far.
 };
 
 class Engine {
@@ -64,6 +72,9 @@ class Engine {
   // Requests submitted and not yet finished (exact, unlike the per-step GetLoad()).
   int NumLive() const;
   const EngineInfo& info() const { return info_; }
+  // The model directory's tokenizer.json (or tokenizer.json.xz) with its
+  // tokenizer_config.json; null when the directory has none.
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
 
  private:
   Engine(const EngineOptions& options, std::unique_ptr<cpu::ThreadPool> pool,
@@ -75,6 +86,9 @@ class Engine {
   CacheStats CacheStatsNow() const;  // Block manager's stats plus the scheduler's preemptions.
   void ApplyAborts();
   void ProcessStep(const std::vector<ScheduledChunk>& batch, const std::vector<float>& logits);
+  // The chunks of this step's batch, with the rows to probe for attention telemetry marked.
+  std::vector<SequenceChunk> MakeChunks(const std::vector<ScheduledChunk>& batch);
+  void RecordAttentionProbes(const std::vector<ScheduledChunk>& batch);
   void EmitToken(Sequence& seq, std::span<const float> logits);
   // Ends a sequence: streams its last output (`out` plus finish data), frees its blocks.
   void Finish(Sequence& seq, FinishReason reason, std::string error = "",
@@ -86,6 +100,7 @@ class Engine {
   std::unique_ptr<DeepseekModel> model_;
   LatentCache cache_;
   EngineInfo info_;
+  std::unique_ptr<const Tokenizer> tokenizer_;  // Set once in Create; may be null.
   BlockManager blocks_;  // Loop thread only.
   Scheduler scheduler_;  // Loop thread only.
 
@@ -97,6 +112,7 @@ class Engine {
   bool idle_ ABSL_GUARDED_BY(mu_) = true;  // The scheduler holds no sequence.
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   EngineLoad load_ ABSL_GUARDED_BY(mu_);  // Published after every step.
+  int64_t steps_ = 0;  // Loop thread only.
   std::thread loop_;
 };
 

@@ -42,6 +42,8 @@ class EngineObserver {
   // A generated token after the first: the time since the sequence's previous token.
   virtual void OnInterTokenLatency(double seconds) {}
   virtual void OnRequestFinished(const RequestStats& request) {}
+  // One probed row of one layer (attention telemetry; only when it is on).
+  virtual void OnAttentionProbe(const AttentionSharpness& probe) {}
 };
 
 }  // namespace mla

@@ -78,13 +78,9 @@ void Engine::Step() {
   }
   step.num_sequences = static_cast<int>(batch.size());
   if (!batch.empty()) {
-    std::vector<SequenceChunk> chunks;
-    for (const ScheduledChunk& c : batch) {
-      Sequence& seq = *c.seq;
-      chunks.push_back({std::span<const int32_t>(seq.tokens.data() + seq.num_computed, c.num_tokens),
-                        seq.num_computed, &seq.table, WantsAllLogits(seq)});
-    }
+    const std::vector<SequenceChunk> chunks = MakeChunks(batch);
     absl::StatusOr<std::vector<float>> logits = model_->Forward(chunks, cache_);
+    RecordAttentionProbes(batch);
     if (!logits.ok()) {
       LogError("forward step failed: ", logits.status().message());
       for (const ScheduledChunk& c : batch) {
@@ -103,7 +99,44 @@ void Engine::Step() {
   load_.running = scheduler_.num_running();
   load_.waiting = scheduler_.num_waiting() + static_cast<int32_t>(incoming_.size());
   load_.cache = CacheStatsNow();
+  load_.workspace_bytes = model_->workspace_bytes();
+  load_.attention_probed_rows = model_->probed_rows();
   idle_ = scheduler_.empty();
+}
+
+std::vector<SequenceChunk> Engine::MakeChunks(const std::vector<ScheduledChunk>& batch) {
+  // Telemetry off costs this one comparison per step.
+  const bool sampled = options_.attention_probe_every > 0 &&
+                       steps_++ % options_.attention_probe_every == 0;
+  int sampled_rows = 0;
+  std::vector<SequenceChunk> chunks;
+  for (const ScheduledChunk& c : batch) {
+    Sequence& seq = *c.seq;
+    SequenceChunk chunk{std::span<const int32_t>(seq.tokens.data() + seq.num_computed,
+                                                 c.num_tokens),
+                        seq.num_computed, &seq.table, WantsAllLogits(seq)};
+    // Only a row that produces a token is probed: a decode row or a prompt's last one.
+    if (c.num_tokens == seq.uncomputed()) {
+      if (seq.request.attention_stats) {
+        chunk.probe_attention = true;
+      } else if (sampled && sampled_rows < options_.attention_probe_max_rows) {
+        chunk.probe_attention = true;
+        ++sampled_rows;
+      }
+    }
+    chunks.push_back(chunk);
+  }
+  return chunks;
+}
+
+void Engine::RecordAttentionProbes(const std::vector<ScheduledChunk>& batch) {
+  for (const ChunkAttentionProbe& p : model_->TakeAttentionProbes()) {
+    if (options_.observer != nullptr) options_.observer->OnAttentionProbe(p.sharpness);
+    Sequence& seq = *batch[p.chunk].seq;
+    if (seq.request.attention_stats && seq.attention_stats.size() < kMaxAttentionStats) {
+      seq.attention_stats.push_back(p.sharpness);
+    }
+  }
 }
 
 void Engine::ProcessStep(const std::vector<ScheduledChunk>& batch,
@@ -181,6 +214,7 @@ void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
   out.reason = reason;
   out.error = std::move(error);
   if (!seq.first_output_sent) out.prompt_logprobs = std::move(seq.prompt_logprobs);
+  out.attention_stats = std::move(seq.attention_stats);
   out.prompt_tokens = static_cast<int32_t>(seq.prompt_len());
   out.cached_prompt_tokens = static_cast<int32_t>(seq.cached_prompt_tokens);
   out.completion_tokens = static_cast<int32_t>(std::max<int64_t>(seq.generated(), 0));

@@ -24,6 +24,21 @@ struct GenerationRequest {
   int32_t prompt_logprobs = -1;  // -1 = off; >= 0 top alternatives per prompt token.
   int32_t priority = 0;
   std::string cache_salt;
+  // Return the attention sharpness of every generated token, per layer, with the final
+  // output (costs about one extra QK pass per token; capped, see kMaxAttentionStats).
+  bool attention_stats = false;
+};
+
+// Most attention-sharpness records one request gets back (tokens x layers).
+inline constexpr size_t kMaxAttentionStats = 8192;
+
+// Attention sharpness of one generated token's query row in one layer, averaged over
+// heads (telemetry; see engine/model/attention_probe.h).
+struct AttentionSharpness {
+  int layer = 0;
+  int64_t context_tokens = 0;  // Keys the row attends to.
+  double entropy = 0.0;        // Mean over heads, nats.
+  double max_weight = 0.0;     // Mean over heads of each head's largest weight.
 };
 
 enum class FinishReason { kNone, kStop, kLength, kStopSequence, kAbort };
@@ -50,6 +65,9 @@ struct GenerationOutput {
   double queue_seconds = 0.0;
   double time_to_first_token_seconds = 0.0;
   double total_seconds = 0.0;
+  // With the final output, when the request asked for attention_stats: one record per
+  // generated token and layer, in order, at most kMaxAttentionStats.
+  std::vector<AttentionSharpness> attention_stats;
 };
 
 // Receives a request's outputs on the engine thread, in order; must not block.

@@ -38,15 +38,24 @@ void LogFinished(const GenerationOutput& o) {
 
 }  // namespace
 
-GenerateReactor::GenerateReactor(Engine* engine, const v1::GenerateRequest& request,
-                                 std::atomic<int>* active_streams)
-    : engine_(engine), active_streams_(active_streams), state_(std::make_shared<State>()) {
-  active_streams_->fetch_add(1);
-  absl::StatusOr<GenerationRequest> converted = ToGenerationRequest(request);
+GenerateReactor::GenerateReactor(Engine* engine, const TextSupport* text,
+                                 grpc::CallbackServerContext* ctx,
+                                 const v1::GenerateRequest& request,
+                                 std::atomic<int>* active_streams, const Limits& limits)
+    : engine_(engine),
+      active_streams_(active_streams),
+      max_unread_tokens_(limits.max_unread_tokens),
+      state_(std::make_shared<State>()) {
+  absl::StatusOr<GenerationRequest> converted = ToGenerationRequest(request, *text);
   if (!converted.ok()) {
     done_ = true;
     Finish(ToGrpcStatus(converted.status()));
     return;
+  }
+  if (text->tokenizer() != nullptr) {
+    const auto& stops = request.sampling().stop();
+    text_stream_ = std::make_unique<TextStream>(
+        text->tokenizer(), std::vector<std::string>(stops.begin(), stops.end()));
   }
   {
     absl::MutexLock lock(&state_->mu);
@@ -63,15 +72,39 @@ GenerateReactor::GenerateReactor(Engine* engine, const v1::GenerateRequest& requ
   absl::MutexLock lock(&mu_);
   if (!id.ok()) {
     done_ = true;
+    if (id.status().code() == absl::StatusCode::kResourceExhausted) {
+      AddRetryHint(ctx, limits.retry_after_ms);  // Trailers go before Finish.
+    }
     Finish(ToGrpcStatus(id.status()));
     return;
   }
   request_id_ = *id;
 }
 
+std::string GenerateReactor::ApplyText(GenerationOutput& output) {
+  TextStream::Delta delta = text_stream_->Add(output.tokens);
+  if (text_stream_->stopped()) {
+    // Runs on the engine thread between steps: the abort lands before the next step, so
+    // no token is generated past the stop and the blocks are freed at once.
+    if (delta.stopped && !output.finished) engine_->Abort(output.request_id);
+    output.tokens.resize(delta.tokens_used);
+    if (output.logprobs.size() > delta.tokens_used) output.logprobs.resize(delta.tokens_used);
+  }
+  if (output.finished) {
+    if (!text_stream_->stopped()) delta.text += text_stream_->Flush();
+    // The flushed text may complete a stop string too.
+    if (text_stream_->stopped() && output.error.empty()) {
+      output.reason = FinishReason::kStopSequence;
+    }
+  }
+  return std::move(delta.text);
+}
+
 void GenerateReactor::Enqueue(GenerationOutput output) {
   absl::MutexLock lock(&mu_);
   if (done_) return;
+  std::string text;
+  if (text_stream_ != nullptr) text = ApplyText(output);
   if (output.finished) {
     finished_ = true;
     if (!output.error.empty()) {
@@ -80,12 +113,21 @@ void GenerateReactor::Enqueue(GenerationOutput output) {
     LogFinished(output);
   }
   v1::GenerateResponse message = ToGenerateResponse(output);
+  message.set_text(std::move(text));
+  if (text_stream_ != nullptr && output.reason == FinishReason::kStopSequence) {
+    message.mutable_finished()->set_stop_sequence(text_stream_->stop_sequence());
+  }
+  // Outputs whose tokens all came after a stop string leave nothing to send.
+  if (!output.finished && message.token_ids().empty() && message.text().empty() &&
+      message.prompt_logprobs().empty()) {
+    return;
+  }
   // One write is in flight and one message waits behind it at most: new tokens join the
   // waiting message, so a slow reader costs memory only for its unread tokens.
   if (queue_.size() >= 2) {
     MergeInto(queue_.back(), message);
-    if (queue_.back().token_ids_size() > kMaxUnreadTokens && !finished_) {
-      LogWarning("request ", request_id_, ": the client stopped reading (", kMaxUnreadTokens,
+    if (queue_.back().token_ids_size() > max_unread_tokens_ && !finished_) {
+      LogWarning("request ", request_id_, ": the client stopped reading (", max_unread_tokens_,
                  " tokens unread); aborting it");
       engine_->Abort(request_id_);
       final_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,

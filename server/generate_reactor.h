@@ -1,5 +1,7 @@
 // The server-streaming reactor of Generate: submits the request to the engine and
-// streams its outputs with one write in flight. Cancellation aborts the request.
+// streams its outputs with one write in flight. Cancellation aborts the request. With a
+// tokenizer, every message also carries the text of its tokens, and a matched stop
+// string aborts the engine request and ends the stream with FINISH_REASON_STOP_SEQUENCE.
 #ifndef MLA_SERVER_GENERATE_REACTOR_H_
 #define MLA_SERVER_GENERATE_REACTOR_H_
 
@@ -13,18 +15,28 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/engine.h"
 #include "mla/v1/inference.pb.h"
+#include "server/text_stream.h"
+#include "server/text_support.h"
 
 namespace mla {
 
 class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
-  // A client that leaves this many generated tokens unread has its request aborted.
-  static constexpr int kMaxUnreadTokens = 65536;
+  static constexpr int kDefaultMaxUnreadTokens = 65536;
+  struct Limits {
+    // A client that leaves more generated tokens than this unread has its request aborted.
+    int max_unread_tokens = kDefaultMaxUnreadTokens;
+    // Back-off suggested (retry-after-ms trailer) when the engine's queue is full.
+    int retry_after_ms = 1000;
+  };
 
   // Starts the request; on a validation error the stream finishes at once with it.
-  // `active_streams` counts reactors not yet done (the drain waits for it to reach 0).
-  GenerateReactor(Engine* engine, const v1::GenerateRequest& request,
-                  std::atomic<int>* active_streams);
+  // `active_streams` counts reactors not yet done (the drain waits for it to reach 0):
+  // the caller has counted this one already, the reactor uncounts itself when done.
+  // `text` (must outlive the reactor) turns text and chat prompts into token ids.
+  GenerateReactor(Engine* engine, const TextSupport* text, grpc::CallbackServerContext* ctx,
+                  const v1::GenerateRequest& request, std::atomic<int>* active_streams,
+                  const Limits& limits);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -38,13 +50,18 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   };
   void Enqueue(GenerationOutput output);  // Engine thread.
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The text of `output`'s tokens. On a stop string it drops the tokens after it, aborts
+  // the engine request and, on the last output, sets the reason to kStopSequence.
+  std::string ApplyText(GenerationOutput& output) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Engine* engine_;
   std::atomic<int>* active_streams_;
+  const int max_unread_tokens_;
   std::shared_ptr<State> state_;
   std::string request_id_;
   absl::Mutex mu_;
   std::deque<v1::GenerateResponse> queue_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<TextStream> text_stream_ ABSL_GUARDED_BY(mu_);  // Null without a tokenizer.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;  // The engine sent its last output.
   bool done_ ABSL_GUARDED_BY(mu_) = false;      // Finish() was called.

@@ -1,10 +1,11 @@
 #include "server/proto_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
 
 namespace mla {
 
-void FillModelInfo(const EngineInfo& info, v1::ModelInfo* out) {
+void FillModelInfo(const EngineInfo& info, const TextSupport& text, v1::ModelInfo* out) {
   const ModelConfig& c = info.config;
   out->set_model_name(info.model_name);
   out->set_architecture(c.architecture);
@@ -29,6 +30,8 @@ void FillModelInfo(const EngineInfo& info, v1::ModelInfo* out) {
   out->set_n_routed_experts(c.n_routed_experts);
   out->set_num_experts_per_tok(c.num_experts_per_tok);
   out->set_n_shared_experts(c.n_shared_experts);
+  out->set_has_tokenizer(text.tokenizer() != nullptr);
+  out->set_has_chat_template(text.has_chat_template());
 }
 
 }  // namespace mla
@@ -63,6 +66,22 @@ v1::FinishReason ToProto(FinishReason r) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
+absl::Status ValidateStopStrings(const v1::SamplingParams& s, const TextSupport& text) {
+  if (s.stop().empty()) return absl::OkStatus();
+  if (s.stop_size() > kMaxStopStrings) {
+    return Invalid("sampling.stop", absl::StrCat("at most ", kMaxStopStrings, " strings"));
+  }
+  for (int i = 0; i < s.stop_size(); ++i) {
+    const std::string field = absl::StrCat("sampling.stop[", i, "]");
+    if (s.stop(i).empty()) return Invalid(field, "must not be empty");
+    if (s.stop(i).size() > kMaxStopStringBytes) {
+      return Invalid(field, absl::StrCat("longer than ", kMaxStopStringBytes, " bytes"));
+    }
+  }
+  if (text.tokenizer() == nullptr) return TextSupport::NoTokenizer("sampling.stop");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 void FillLoad(const EngineLoad& load, v1::Load* out) {
@@ -76,7 +95,8 @@ void FillLoad(const EngineLoad& load, v1::Load* out) {
   out->set_kv_blocks_cached_free(load.cache.blocks_cached_free);
 }
 
-absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& request) {
+absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& request,
+                                                      const TextSupport& text) {
   GenerationRequest r;
   if (request.request_id().size() > kMaxRequestIdBytes) {
     return Invalid("request_id", absl::StrCat("longer than ", kMaxRequestIdBytes, " bytes"));
@@ -86,20 +106,9 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   }
   r.request_id = request.request_id();
   r.cache_salt = request.cache_salt();
+  r.attention_stats = request.attention_stats();
   r.priority = request.priority();
-  switch (request.prompt_case()) {
-    case v1::GenerateRequest::kTokenIds:
-      r.prompt.assign(request.token_ids().ids().begin(), request.token_ids().ids().end());
-      if (r.prompt.empty()) return Invalid("token_ids", "must not be empty");
-      break;
-    case v1::GenerateRequest::kText:
-    case v1::GenerateRequest::kMessages:
-      return absl::FailedPreconditionError(
-          "text and chat prompts need a tokenizer, and this server has none loaded: send "
-          "token_ids");
-    case v1::GenerateRequest::PROMPT_NOT_SET:
-      return Invalid("prompt", "set one of token_ids, text or messages");
-  }
+  MLA_ASSIGN_OR_RETURN(r.prompt, text.PromptIds(request));
   const v1::SamplingParams& s = request.sampling();
   r.sampling.temperature = s.temperature();
   r.sampling.top_k = s.top_k();
@@ -109,11 +118,8 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   r.has_seed = s.has_seed();
   if (s.max_tokens() < 0) return Invalid("sampling.max_tokens", "must be >= 0");
   r.max_tokens = s.max_tokens();
+  MLA_RETURN_IF_ERROR(ValidateStopStrings(s, text));
   r.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
-  if (!s.stop().empty()) {
-    return absl::FailedPreconditionError(
-        "sampling.stop: stop strings need a tokenizer, and this server has none loaded");
-  }
   r.ignore_eos = s.ignore_eos();
   r.logprobs = request.logprobs();
   r.prompt_logprobs = request.has_prompt_logprobs() ? request.prompt_logprobs() : -1;
@@ -135,6 +141,13 @@ v1::GenerateResponse ToGenerateResponse(const GenerationOutput& o) {
     f->mutable_timings()->set_queue_seconds(o.queue_seconds);
     f->mutable_timings()->set_time_to_first_token_seconds(o.time_to_first_token_seconds);
     f->mutable_timings()->set_total_seconds(o.total_seconds);
+    for (const AttentionSharpness& a : o.attention_stats) {
+      v1::AttentionStat* stat = f->add_attention_stats();
+      stat->set_layer(a.layer);
+      stat->set_context_tokens(a.context_tokens);
+      stat->set_entropy(static_cast<float>(a.entropy));
+      stat->set_max_weight(static_cast<float>(a.max_weight));
+    }
   }
   return m;
 }

@@ -30,6 +30,7 @@
 #include "server/metrics/rpc_metrics_interceptor.h"
 #include "server/metrics/serving_metrics.h"
 #include "server/metrics/text_exposition.h"
+#include "server/security/listener.h"
 
 namespace mla {
 constexpr char kDefaultMetricsAddress[] = "127.0.0.1:9090";
@@ -44,6 +45,9 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound gRPC port is written to this file once the server listens");
 ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest request message accepted, in bytes");
+ABSL_FLAG(int, max_unread_tokens, mla::GenerateReactor::kDefaultMaxUnreadTokens,
+          "A Generate stream whose client leaves more generated tokens than this unread "
+          "(a stalled reader) has its request aborted with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, kv_cache_mib, 1024,
           "Latent KV cache budget in MiB (all layers); the block count follows from it");
 ABSL_FLAG(int, block_size, 64, "Tokens per KV cache block");
@@ -62,6 +66,10 @@ ABSL_FLAG(std::string, metrics_port_file, "",
           "If set, the bound metrics port is written to this file before the gRPC port file");
 ABSL_FLAG(bool, enable_prefix_caching, true,
           "Reuse cached prompt prefixes (full blocks, per cache_salt) across requests");
+ABSL_FLAG(int, attention_probe_every, 0,
+          "Attention-sharpness telemetry: every N-th engine step measures the attention "
+          "entropy and largest weight of a few decoding rows (mla_attention_* histograms); "
+          "0 = off, which costs nothing");
 ABSL_FLAG(int64_t, starvation_steps, 256,
           "Engine steps after which a waiting request is admitted ahead of higher priorities");
 
@@ -169,7 +177,12 @@ int Run() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  if (absl::Status s = security::ConfigureListener(builder, absl::GetFlag(FLAGS_listen), &port);
+      !s.ok()) {
+    return Fail(s);
+  }
+  service.SetMaxConcurrentStreams(security::MaxConcurrentStreams());
+  service.SetMaxUnreadTokens(absl::GetFlag(FLAGS_max_unread_tokens));
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   builder.RegisterService(&service);
   builder.experimental().SetInterceptorCreators(metrics::RpcMetricsInterceptors(&serving_metrics));
@@ -198,6 +211,7 @@ int Run() {
   options.threads = absl::GetFlag(FLAGS_threads);
   options.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   options.starvation_steps = absl::GetFlag(FLAGS_starvation_steps);
+  options.attention_probe_every = absl::GetFlag(FLAGS_attention_probe_every);
   options.device_description = "cpu";
   options.observer = &serving_metrics;
   const absl::Time load_start = absl::Now();

@@ -26,6 +26,20 @@ struct DeepseekModel::Workspace {
   std::vector<float> router;       // [T, n_routed_experts]
   std::vector<float> lse;          // [T, H]
   AttentionBatch batch;            // Block tables and positions, shared by all layers.
+
+  // Bytes the buffers hold now (capacity, not size: what the process really keeps).
+  size_t Bytes() const {
+    size_t floats = 0;
+    for (const std::vector<float>* v :
+         {&cos, &sin, &h, &xn, &tmp, &q, &qa, &ckv, &q_abs, &o_lat, &attn, &gate, &up, &act,
+          &expert_in, &expert_out, &router, &lse}) {
+      floats += v->capacity();
+    }
+    return floats * sizeof(float) + positions.capacity() * sizeof(int64_t) +
+           (batch.block_table.capacity() + batch.seq_lens.capacity() +
+            batch.q_pos0.capacity() + batch.cu_seqlens_q.capacity()) *
+               sizeof(int32_t);
+  }
 };
 
 DeepseekModel::~DeepseekModel() = default;
@@ -162,6 +176,26 @@ void DeepseekModel::Moe(const MoeWeights& w, const float* x, int64_t n, float* o
   }
 }
 
+absl::Status DeepseekModel::ProbeAttention(int layer, std::span<const SequenceChunk> chunks,
+                                           const LatentCache& cache, const Workspace& ws) {
+  const int heads = config_.num_attention_heads;
+  const int64_t abs_stride = static_cast<int64_t>(heads) * config_.latent_dim();
+  int64_t row = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const SequenceChunk& ch = chunks[i];
+    const int64_t m = static_cast<int64_t>(ch.tokens.size());
+    row += m;
+    if (m == 0 || !ch.probe_attention) continue;
+    MLA_ASSIGN_OR_RETURN(
+        AttentionSharpness sharpness,
+        ProbeAttentionRow(cache, layer, *ch.table, ch.start_pos + m,
+                          ws.q_abs.data() + (row - 1) * abs_stride, heads, softmax_scale_));
+    probes_.push_back({i, sharpness});
+    if (layer == 0) ++probed_rows_;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DeepseekModel::Attention(int layer, std::span<const SequenceChunk> chunks,
                                       LatentCache& cache, Workspace& ws) {
   const ModelConfig& c = config_;
@@ -215,6 +249,7 @@ absl::Status DeepseekModel::Attention(int layer, std::span<const SequenceChunk> 
   MLA_RETURN_IF_ERROR(RunMlaAttention(ws.batch, cache, layer, heads, softmax_scale_,
                                       ws.q_abs.data(), ws.o_lat.data(), ws.lse, pool_,
                                       &attention_ws_));
+  MLA_RETURN_IF_ERROR(ProbeAttention(layer, chunks, cache, ws));
   // Decompress through W_UV per head, then o_proj.
   for (int h = 0; h < heads; ++h) {
     const int64_t first = static_cast<int64_t>(h) * (nope + vdim) + nope;
@@ -230,6 +265,7 @@ absl::Status DeepseekModel::Attention(int layer, std::span<const SequenceChunk> 
 absl::StatusOr<std::vector<float>> DeepseekModel::Forward(std::span<const SequenceChunk> chunks,
                                                           LatentCache& cache) {
   MLA_RETURN_IF_ERROR(CheckChunks(chunks, cache));
+  probes_.clear();
   const ModelConfig& c = config_;
   // Reused across steps: its buffers keep their pages, so a step does not fault in
   // fresh activations (Forward runs on one thread at a time).
@@ -296,6 +332,8 @@ absl::StatusOr<std::vector<float>> DeepseekModel::Forward(std::span<const Sequen
   std::vector<float> logits(out_rows * c.vocab_size);
   cpu::Gemm(selected.data(), hidden, out_rows, weights_.lm_head.View(), logits.data(),
             c.vocab_size, pool_);
+  workspace_bytes_.store(static_cast<int64_t>(ws.Bytes() + attention_ws_.bytes()),
+                         std::memory_order_relaxed);
   return logits;
 }
 

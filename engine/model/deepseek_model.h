@@ -5,6 +5,7 @@
 #ifndef MLA_ENGINE_MODEL_DEEPSEEK_MODEL_H_
 #define MLA_ENGINE_MODEL_DEEPSEEK_MODEL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -16,6 +17,7 @@
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/kv_cache/block_table.h"
 #include "engine/kv_cache/latent_cache.h"
+#include "engine/model/attention_probe.h"
 #include "engine/model/config.h"
 #include "engine/model/rope.h"
 #include "engine/model/weights.h"
@@ -28,6 +30,15 @@ struct SequenceChunk {
   int64_t start_pos = 0;            // Tokens already in the cache before this chunk.
   const BlockTable* table = nullptr;  // Must have capacity for start_pos + tokens.size().
   bool all_logits = false;          // Logits for every token (else only the last one).
+  // Measure the attention sharpness of the chunk's last row in every layer (telemetry;
+  // see attention_probe.h). Results: DeepseekModel::TakeAttentionProbes.
+  bool probe_attention = false;
+};
+
+// A probed row's sharpness in one layer, with the index of its chunk in the Forward call.
+struct ChunkAttentionProbe {
+  size_t chunk = 0;
+  AttentionSharpness sharpness;
 };
 
 class DeepseekModel {
@@ -40,6 +51,13 @@ class DeepseekModel {
   ~DeepseekModel();
 
   const ModelConfig& config() const { return config_; }
+  // The probes of the last Forward (chunks with probe_attention), layer by layer.
+  std::vector<ChunkAttentionProbe> TakeAttentionProbes() { return std::move(probes_); }
+  // Rows probed since construction, all layers counted once per row (tests prove with it
+  // that nothing is probed while telemetry is off).
+  int64_t probed_rows() const { return probed_rows_; }
+  // Bytes of activation workspace held after the last Forward; safe from any thread.
+  int64_t workspace_bytes() const { return workspace_bytes_.load(std::memory_order_relaxed); }
   const ModelWeights& weights() const { return weights_; }
 
   // Runs every chunk through the model, writes their latents into `cache`, and returns
@@ -54,6 +72,8 @@ class DeepseekModel {
   void Embed(std::span<const SequenceChunk> chunks, float* h) const;
   absl::Status Attention(int layer, std::span<const SequenceChunk> chunks, LatentCache& cache,
                          Workspace& ws);
+  absl::Status ProbeAttention(int layer, std::span<const SequenceChunk> chunks,
+                              const LatentCache& cache, const Workspace& ws);
   void Mlp(const MlpWeights& w, const float* x, int64_t n, float* out, Workspace& ws);
   void Moe(const MoeWeights& w, const float* x, int64_t n, float* out, Workspace& ws);
 
@@ -67,6 +87,9 @@ class DeepseekModel {
   std::vector<std::vector<Matrix>> w_uk_t_;
   cpu::MlaAttentionWorkspace attention_ws_;  // Reused across steps (one caller thread).
   std::unique_ptr<Workspace> workspace_;     // Activations, reused across steps.
+  std::atomic<int64_t> workspace_bytes_{0};
+  std::vector<ChunkAttentionProbe> probes_;
+  int64_t probed_rows_ = 0;
 };
 
 }  // namespace mla

@@ -52,6 +52,7 @@ struct Sequence {
   bool done = false;                           // Finished; dropped after the step.
   int64_t prompt_logprobs_upto = 0;            // Prompt positions already scored.
   std::vector<TokenLogprobs> prompt_logprobs;  // Collected over prefill chunks.
+  std::vector<AttentionSharpness> attention_stats;  // When the request asked for them.
 
   absl::Time arrival;
   absl::Time scheduled = absl::InfiniteFuture();

@@ -72,16 +72,20 @@ void AppendCacheFamilies(const EngineInfo& info, const CacheStats& c,
   for (const Scalar& s : scalars) out.push_back(Single(s.name, s.help, s.type, s.value));
 }
 
-void AppendInfoFamilies(const EngineInfo& info, const CacheStats& c,
+void AppendInfoFamilies(const EngineInfo& info, const EngineLoad& load,
                         std::vector<MetricFamily>& out) {
-  MetricFamily memory = Gauge("mla_memory_bytes",
-                              "Memory held by kind and device (bytes); kinds: kv_cache, weights",
-                              static_cast<double>(c.bytes_total),
-                              {{"kind", "kv_cache"}, {"device", info.device}});
-  MetricPoint weights;
-  weights.labels = {{"kind", "weights"}, {"device", info.device}};
-  weights.value = static_cast<double>(info.weight_bytes);
-  memory.points.push_back(std::move(weights));
+  MetricFamily memory =
+      Gauge("mla_memory_bytes",
+            "Memory held by kind and device (bytes); kinds: kv_cache, weights, workspace",
+            static_cast<double>(load.cache.bytes_total),
+            {{"kind", "kv_cache"}, {"device", info.device}});
+  for (const auto& [kind, bytes] : {std::pair<const char*, int64_t>{"weights", info.weight_bytes},
+                                    {"workspace", load.workspace_bytes}}) {
+    MetricPoint point;
+    point.labels = {{"kind", kind}, {"device", info.device}};
+    point.value = static_cast<double>(bytes);
+    memory.points.push_back(std::move(point));
+  }
   out.push_back(std::move(memory));
   out.push_back(Gauge("mla_cache_config_info", "KV cache configuration (value 1)", 1,
                       {{"block_size", absl::StrCat(info.kv_block_size)},
@@ -105,7 +109,7 @@ void AppendEngineFamilies(const EngineInfo& info, const EngineLoad& load,
   out.push_back(Gauge("mla_requests_waiting", "Requests queued for admission",
                       static_cast<double>(load.waiting)));
   AppendCacheFamilies(info, load.cache, out);
-  AppendInfoFamilies(info, load.cache, out);
+  AppendInfoFamilies(info, load, out);
   // vLLM's names, which Kubernetes' Gateway API inference extension reads. Prometheus
   // reserves ':' for recording rules, but these exact names are what gateways look for.
   out.push_back(Gauge("vllm:num_requests_running", "Alias of mla_requests_running",

@@ -62,7 +62,7 @@ absl::string_view FinishedReasonLabel(FinishReason reason, bool failed) {
   return kReasons[ReasonIndex(reason, failed)];
 }
 
-ServingMetrics::ServingMetrics(MetricsRegistry& r) {
+ServingMetrics::ServingMetrics(MetricsRegistry& r) : attention_(r) {
   r.AddGauge("mla_build_info", "Build of the server (value 1); labels: version", {"version"})
       .WithLabels({MLA_VERSION})
       .Set(1);

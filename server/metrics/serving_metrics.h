@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "engine/engine_observer.h"
+#include "server/metrics/attention_metrics.h"
 #include "server/metrics/metrics.h"
 
 namespace mla::metrics {
@@ -40,6 +41,7 @@ class ServingMetrics final : public EngineObserver {
   void OnStep(const StepStats& step) override;
   void OnInterTokenLatency(double seconds) override;
   void OnRequestFinished(const RequestStats& request) override;
+  void OnAttentionProbe(const AttentionSharpness& probe) override { attention_.Record(probe); }
 
   // One finished gRPC call, by service ("mla.v1.Inference"), method ("Generate") and
   // status code. Takes the RPC family's lock to find the series (once per call, never per
@@ -69,6 +71,7 @@ class ServingMetrics final : public EngineObserver {
   Histogram* step_time_;
   Histogram* step_tokens_;
   Histogram* step_sequences_;
+  AttentionMetrics attention_;
 };
 
 }  // namespace mla::metrics

@@ -38,7 +38,8 @@ class MetricsEndToEndTest : public ::testing::Test {
     const std::string port_file = NewTempDir() + "/metrics_port";
     auto server = ServerProcess::Start(
         {"--model_dir=" + kModel, "--device=cpu", "--kv_cache_mib=16", "--threads=2",
-         "--metrics_address=127.0.0.1:0", "--metrics_port_file=" + port_file});
+         "--metrics_address=127.0.0.1:0", "--metrics_port_file=" + port_file,
+         "--attention_probe_every=1"});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     // The metrics port file is written before the gRPC one, which Start waited for.
@@ -112,6 +113,8 @@ TEST_F(MetricsEndToEndTest, HealthReadinessAndGenerateCounters) {
   EXPECT_EQ(At(e, "mla_kv_cache_blocks{state=\"used\"}"), 0);
   EXPECT_EQ(At(e, "mla_kv_cache_capacity_bytes"),
             At(e, "mla_memory_bytes{kind=\"kv_cache\",device=\"cpu\"}"));
+  // The forward pass ran, so its activation buffers are held and reported.
+  EXPECT_GT(At(e, "mla_memory_bytes{kind=\"workspace\",device=\"cpu\"}"), 0);
   EXPECT_EQ(At(e, "mla_kv_cache_bytes_per_token"), info->kv_bytes_per_token());
   EXPECT_EQ(At(e, "mla_kv_cache_mha_equivalent_bytes_per_token"), info->mha_bytes_per_token());
   EXPECT_EQ(At(e, "mla_prefix_cache_query_tokens_total"), 4);
@@ -150,6 +153,36 @@ TEST_F(MetricsEndToEndTest, GaugesWhileRunningAndCancelledCall) {
                "code=\"CANCELLED\"}"),
             1);
   EXPECT_EQ(At(after, "mla_kv_cache_blocks{state=\"used\"}"), 0);
+}
+
+// Attention telemetry: probed rows land in the histograms by layer and context bucket,
+// and a request that asks gets its own tokens' values over gRPC.
+TEST_F(MetricsEndToEndTest, AttentionSharpnessHistogramsAndPerRequestStats) {
+  v1::GenerateRequest request = Request({1, 2, 3, 4, 5}, 4);
+  request.set_attention_stats(true);
+  v1::Finished finished;
+  ASSERT_TRUE(client_
+                  ->Generate(request,
+                             [&](const v1::GenerateResponse& m) {
+                               if (m.has_finished()) finished = m.finished();
+                               return true;
+                             })
+                  .ok());
+  auto info = client_->GetModelInfo();
+  ASSERT_TRUE(info.ok());
+  const int layers = info->num_hidden_layers();
+  ASSERT_EQ(finished.attention_stats_size(), 4 * layers);
+  for (int i = 0; i < finished.attention_stats_size(); ++i) {
+    const v1::AttentionStat& s = finished.attention_stats(i);
+    EXPECT_EQ(s.layer(), i % layers);
+    EXPECT_EQ(s.context_tokens(), 5 + i / layers);
+    EXPECT_GT(s.max_weight(), 0.0f);
+    EXPECT_LE(s.max_weight(), 1.0f + 1e-6f);
+  }
+  const testing::Exposition e = Scrape();
+  // --attention_probe_every=1: every token of this request was probed in every layer.
+  EXPECT_EQ(At(e, "mla_attention_entropy_nats_count{layer=\"0\",context=\"256\"}"), 4);
+  EXPECT_EQ(At(e, "mla_attention_max_weight_count{layer=\"0\",context=\"256\"}"), 4);
 }
 
 TEST(MetricsAddressTest, EmptyAddressDisablesAndTakenPortFails) {

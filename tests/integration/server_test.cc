@@ -9,6 +9,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "client/mla_client.h"
 #include "engine/model/config.h"
 #include "tests/integration/server_process.h"
@@ -216,13 +217,23 @@ TEST_F(GenerateOverGrpcTest, SigtermDrainsInFlightStreamsThenExitsZero) {
   ClientOptions o;
   o.target = server_->target();
   MlaClient other(o);
-  auto health = other.Health();
+  // The server handles the signal on its own thread: poll until it has (a few ms).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> health;
+  do {
+    health = other.Health();
+  } while (health.ok() && *health != grpc::health::v1::HealthCheckResponse::NOT_SERVING &&
+           absl::Now() < deadline);
   EXPECT_TRUE(health.ok()) << health.status();
   if (health.ok()) {
     EXPECT_EQ(*health, grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   }
-  absl::Status refused =
-      other.Generate(Request({4, 5}, 4), [](const v1::GenerateResponse&) { return true; });
+  // Health turns NOT_SERVING just before Generate starts refusing.
+  absl::Status refused;
+  do {
+    refused =
+        other.Generate(Request({4, 5}, 4), [](const v1::GenerateResponse&) { return true; });
+  } while (refused.ok() && absl::Now() < deadline);
   EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
   checked = true;
   stream.join();

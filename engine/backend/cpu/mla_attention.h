@@ -68,6 +68,11 @@ class MlaAttentionWorkspace {
 
   // The plan of the last call (for tests and diagnostics).
   const MlaSplitPlan& plan() const { return plan_; }
+  // Bytes held by the reusable buffers (reported as workspace memory).
+  size_t bytes() const {
+    return partial_out_.size() + partial_lse_.size() + scratch_.size() +
+           seqs_.capacity() * sizeof(MlaSeqWork);
+  }
 
  private:
   friend absl::Status MlaAttention(const MlaAttentionParams&, ThreadPool*, MlaAttentionWorkspace*,

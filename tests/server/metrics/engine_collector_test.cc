@@ -34,6 +34,7 @@ TEST(EngineFamiliesTest, CacheGaugesCountersInfoAndVllmAliases) {
   load.running = 3;
   load.waiting = 7;
   load.cache = {100, 25, 10, 65, 100 * 64 * 31104, 25 * 64 * 31104, 1000, 640, 4, 2};
+  load.workspace_bytes = 12345;
   std::vector<MetricFamily> families;
   AppendEngineFamilies(info, load, families);
   testing::Exposition e = Parse(families);
@@ -57,6 +58,7 @@ TEST(EngineFamiliesTest, CacheGaugesCountersInfoAndVllmAliases) {
   EXPECT_EQ(at("mla_kv_cache_evictions_total"), 4);
   EXPECT_EQ(at("mla_preemptions_total"), 2);
   EXPECT_EQ(at("mla_memory_bytes{kind=\"kv_cache\",device=\"cpu\"}"), 100.0 * 64 * 31104);
+  EXPECT_EQ(at("mla_memory_bytes{kind=\"workspace\",device=\"cpu\"}"), 12345);
   EXPECT_EQ(at("mla_cache_config_info{block_size=\"64\",num_blocks=\"100\",cache_dtype=\"bf16\"}"),
             1);
   EXPECT_EQ(at("mla_model_info{model=\"m \\\"x\\\"\",architecture=\"DeepseekV2ForCausalLM\","

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC modules (see generate_stubs.sh)."""

@@ -1,0 +1,24 @@
+// MLA_CUDA_RETURN_IF_ERROR: turns a failed CUDA runtime call into an absl::Status that names
+// the call and the error code (never exit()). Usable from .cc and .cu files.
+#ifndef MLA_ENGINE_BACKEND_CUDA_CUDA_CHECK_H_
+#define MLA_ENGINE_BACKEND_CUDA_CUDA_CHECK_H_
+
+#include "absl/status/status.h"
+#include "engine/backend/cuda/cuda_device.h"
+
+// `expr` is a CUDA runtime call returning cudaError_t.
+#define MLA_CUDA_RETURN_IF_ERROR(expr)                                                            \
+  do {                                                                                            \
+    const absl::Status mla_cuda_status_ = ::mla::cuda::CudaStatus(static_cast<int>(expr), #expr); \
+    if (!mla_cuda_status_.ok()) return mla_cuda_status_;                                          \
+  } while (false)
+
+namespace mla::cuda {
+
+// The launch error of the last kernel launched on this thread (bad configuration, no
+// device, too much shared memory), as a Status naming `kernel`. Does not synchronize.
+absl::Status CudaLaunchStatus(const char* kernel);
+
+}  // namespace mla::cuda
+
+#endif  // MLA_ENGINE_BACKEND_CUDA_CUDA_CHECK_H_

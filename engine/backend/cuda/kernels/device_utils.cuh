@@ -1,0 +1,62 @@
+// Small device helpers shared by the kernels: bf16 bit conversions (bf16 is kept as its
+// uint16_t bits in every params struct, see engine/common/bf16.h) and reductions.
+#ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_DEVICE_UTILS_CUH_
+#define MLA_ENGINE_BACKEND_CUDA_KERNELS_DEVICE_UTILS_CUH_
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace mla::cuda {
+
+__device__ __forceinline__ float Bf16Bits(uint16_t v) {
+  return __uint_as_float(static_cast<uint32_t>(v) << 16);
+}
+
+// The low and high bf16 of a 32-bit word (little endian: the element at the lower address
+// is the low half).
+__device__ __forceinline__ float Bf16Lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float Bf16Hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+
+// Round to nearest even, as FloatToBf16 does on the host.
+__device__ __forceinline__ uint16_t ToBf16Bits(float f) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+__device__ __forceinline__ float WarpSum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  }
+  return v;
+}
+
+// Sum over the whole CTA, returned to every thread. Every thread must call it; it may be
+// called again right away (the trailing barrier protects the scratch).
+__device__ __forceinline__ float BlockSum(float v) {
+  __shared__ float partial[32];
+  __shared__ float total;
+  v = WarpSum(v);
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    const int warps = (blockDim.x + 31) >> 5;
+    float t = lane < warps ? partial[lane] : 0.0f;
+    t = WarpSum(t);
+    if (lane == 0) total = t;
+  }
+  __syncthreads();
+  const float result = total;
+  __syncthreads();
+  return result;
+}
+
+}  // namespace mla::cuda
+
+#endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_DEVICE_UTILS_CUH_

@@ -1,0 +1,144 @@
+// Host-side shape checks of every kernel's params (plain C++, built with or without CUDA).
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "engine/backend/cuda/kernels/latent_cache.h"
+#include "engine/backend/cuda/kernels/mla_decode.h"
+#include "engine/backend/cuda/kernels/pointwise.h"
+#include "engine/backend/cuda/kernels/sampling.h"
+
+namespace mla::cuda {
+namespace {
+
+absl::Status Invalid(const char* kernel, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(kernel, ": ", what));
+}
+
+// A pointer that the kernel dereferences when there is work (`needed`).
+absl::Status NeedPointer(const char* kernel, const void* ptr, const char* name, bool needed) {
+  if (needed && ptr == nullptr) return Invalid(kernel, absl::StrCat(name, " is null"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
+  constexpr const char* k = "RmsNorm";
+  if (p.num_rows < 0 || p.dim < 1) return Invalid(k, "num_rows must be >= 0 and dim >= 1");
+  if (p.x_stride < p.dim || p.out_stride < p.dim) return Invalid(k, "strides must be >= dim");
+  if (!(p.eps >= 0.0f)) return Invalid(k, "eps must be >= 0");
+  const bool work = p.num_rows > 0;
+  if (absl::Status s = NeedPointer(k, p.x, "x", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.weight, "weight", work); !s.ok()) return s;
+  return NeedPointer(k, p.out, "out", work);
+}
+
+absl::Status ValidateRopeParams(const RopeParams& p) {
+  constexpr const char* k = "Rope";
+  if (p.num_tokens < 0 || p.num_vectors < 0) return Invalid(k, "counts must be >= 0");
+  if (p.rope_dim < 2 || p.rope_dim % 2 != 0) return Invalid(k, "rope_dim must be even and >= 2");
+  if (p.vector_stride < p.rope_dim && p.num_vectors > 1) {
+    return Invalid(k, "vector_stride must be >= rope_dim");
+  }
+  if (p.token_stride < int64_t{p.num_vectors} * p.rope_dim && p.num_tokens > 1) {
+    return Invalid(k, "token_stride must hold num_vectors rope vectors");
+  }
+  const bool work = p.num_tokens > 0 && p.num_vectors > 0;
+  if (absl::Status s = NeedPointer(k, p.x, "x", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.positions, "positions", work); !s.ok()) return s;
+  return NeedPointer(k, p.inv_freq, "inv_freq", work);
+}
+
+absl::Status ValidateEmbeddingParams(const EmbeddingParams& p) {
+  constexpr const char* k = "Embedding";
+  if (p.num_tokens < 0 || p.vocab_size < 1 || p.hidden < 1) {
+    return Invalid(k, "num_tokens must be >= 0, vocab_size and hidden >= 1");
+  }
+  const bool work = p.num_tokens > 0;
+  if (absl::Status s = NeedPointer(k, p.ids, "ids", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.table, "table", work); !s.ok()) return s;
+  return NeedPointer(k, p.out, "out", work);
+}
+
+absl::Status ValidateSiluMulParams(const SiluMulParams& p) {
+  constexpr const char* k = "SiluMul";
+  if (p.num_rows < 0 || p.inter < 1) return Invalid(k, "num_rows must be >= 0 and inter >= 1");
+  if (p.in_stride < p.inter) return Invalid(k, "in_stride must be >= inter");
+  const bool work = p.num_rows > 0;
+  if (absl::Status s = NeedPointer(k, p.gate, "gate", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.up, "up", work); !s.ok()) return s;
+  return NeedPointer(k, p.out, "out", work);
+}
+
+absl::Status ValidateLatentCacheWriteParams(const LatentCacheWriteParams& p) {
+  constexpr const char* k = "LatentCacheWrite";
+  if (p.num_tokens < 0 || p.kv_lora_rank < 1 || p.rope_dim < 0 || p.block_size < 1 ||
+      p.num_blocks < 0) {
+    return Invalid(k, "need num_tokens, rope_dim, num_blocks >= 0; kv_lora_rank, block_size >= 1");
+  }
+  if (p.num_blocks * p.block_size > INT32_MAX) return Invalid(k, "slots must fit in int32");
+  if (p.latent_stride < p.kv_lora_rank || (p.rope_dim > 0 && p.k_pe_stride < p.rope_dim)) {
+    return Invalid(k, "strides must be >= the row widths");
+  }
+  const bool work = p.num_tokens > 0;
+  if (absl::Status s = NeedPointer(k, p.latent, "latent", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.k_pe, "k_pe", work && p.rope_dim > 0); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.slots, "slots", work); !s.ok()) return s;
+  return NeedPointer(k, p.kv_cache, "kv_cache", work && p.num_blocks > 0);
+}
+
+absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p) {
+  constexpr const char* k = "MlaDecode";
+  if (p.batch < 0 || p.q_rows_per_seq < 1 || p.num_heads < 1) {
+    return Invalid(k, "need batch >= 0, q_rows_per_seq >= 1, num_heads >= 1");
+  }
+  if (p.kv_lora_rank < 2 || p.kv_lora_rank > kMlaMaxLatent || p.kv_lora_rank % 2 != 0) {
+    return Invalid(k, absl::StrCat("kv_lora_rank must be even in [2, ", kMlaMaxLatent, "], got ",
+                                   p.kv_lora_rank));
+  }
+  if (p.rope_dim < 0 || p.rope_dim > kMlaMaxRope || p.rope_dim % 2 != 0) {
+    return Invalid(
+        k, absl::StrCat("rope_dim must be even in [0, ", kMlaMaxRope, "], got ", p.rope_dim));
+  }
+  if (p.block_size != kMlaBlockSize) {
+    return Invalid(k, absl::StrCat("block_size must be ", kMlaBlockSize, ", got ", p.block_size));
+  }
+  if (p.num_blocks < 0 || p.max_blocks_per_seq < 0) {
+    return Invalid(k, "num_blocks and max_blocks_per_seq must be >= 0");
+  }
+  if (!(p.softmax_scale > 0.0f)) return Invalid(k, "softmax_scale must be > 0");
+  if (int64_t{p.q_rows_per_seq} * p.num_heads > INT32_MAX / kMlaMaxLatent) {
+    return Invalid(k, "too many query rows per sequence");
+  }
+  if (p.batch == 0) return absl::OkStatus();
+  if (p.num_parts < 1 || p.num_partial_slots < 0) {
+    return Invalid(k, "num_parts must be >= 1 (from the plan)");
+  }
+  const void* needed[] = {p.q,     p.kv_cache,      p.block_table, p.seq_lens,
+                          p.parts, p.split_offsets, p.out,         p.lse};
+  const char* names[] = {"q",     "kv_cache",      "block_table", "seq_lens",
+                         "parts", "split_offsets", "out",         "lse"};
+  for (int i = 0; i < 8; ++i) {
+    if (absl::Status s = NeedPointer(k, needed[i], names[i], true); !s.ok()) return s;
+  }
+  if (reinterpret_cast<uintptr_t>(p.kv_cache) % 4 != 0) {
+    return Invalid(k, "kv_cache must be 4-byte aligned (the kernel loads bf16 pairs)");
+  }
+  const bool partials = p.num_partial_slots > 0;
+  if (absl::Status s = NeedPointer(k, p.partial_out, "partial_out", partials); !s.ok()) return s;
+  return NeedPointer(k, p.partial_lse, "partial_lse", partials);
+}
+
+absl::Status ValidateArgmaxParams(const ArgmaxParams& p) {
+  constexpr const char* k = "Argmax";
+  if (p.num_rows < 0 || p.vocab_size < 1 || p.vocab_size > INT32_MAX) {
+    return Invalid(k, "num_rows must be >= 0 and vocab_size in [1, 2^31)");
+  }
+  if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
+  const bool work = p.num_rows > 0;
+  if (absl::Status s = NeedPointer(k, p.logits, "logits", work); !s.ok()) return s;
+  return NeedPointer(k, p.ids, "ids", work);
+}
+
+}  // namespace mla::cuda

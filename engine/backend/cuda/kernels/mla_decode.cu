@@ -1,0 +1,336 @@
+// The split-KV MLA decode and its combine step (interface and math in mla_decode.h).
+//
+// Split kernel, one CTA per (head tile, part), kThreads threads, per cache block of 64 keys:
+//   1. load the block's 64 × (L + R) bf16 keys into shared memory; slots at or past the
+//      sequence's length are never read (they become zeros, so NaN there cannot leak);
+//   2. scores: thread (key k, row group g) computes 4 rows' dot products with key k;
+//   3. online softmax: one warp per 2 rows updates the running max m and sum l (log2
+//      domain) and turns scores into probabilities p;
+//   4. output: thread t owns latent columns t and t + 256 of all 16 rows in registers and
+//      adds Σ_k p[r][k] · c_k[col] after rescaling by exp2(m_old − m_new).
+// Shared memory: q tile fp32 [16][L + R], key block [64][stride] 32-bit words (stride is
+// odd, so the 32 keys that a warp reads at one column hit 32 different banks), p [16][64].
+// This is a CUDA-core kernel: it is meant to be correct on any sm_80+ device and simple to
+// check; tensor-core (wgmma) tiles in FlashMLA's manner are the next step for speed.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/mla_decode.h"
+
+namespace mla::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kRows = kMlaDecodeRowsPerCta;               // 16
+constexpr int kKeys = kMlaBlockSize;                      // 64
+constexpr int kRowGroups = kThreads / kKeys;              // 4
+constexpr int kRowsPerGroup = kRows / kRowGroups;         // 4
+constexpr int kRowsPerWarp = kRows / kWarps;              // 2
+constexpr int kColsPerThread = kMlaMaxLatent / kThreads;  // 2
+constexpr int kCombineThreads = 128;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+static_assert(kRowGroups * kKeys == kThreads && kRowsPerGroup * kRowGroups == kRows);
+static_assert(kRowsPerWarp * kWarps == kRows && kKeys == 64);
+
+// Words (bf16 pairs) per key row in shared memory: at least (L + R) / 2 and odd.
+__host__ __device__ inline int KeyStrideWords(int width) { return (width / 2) | 1; }
+
+__host__ __device__ inline size_t SplitSharedBytes(int width) {
+  return sizeof(float) * (size_t{kRows} * width + size_t{kRows} * kKeys + 3 * kRows) +
+         sizeof(uint32_t) * size_t{kKeys} * KeyStrideWords(width);
+}
+
+// Where one CTA keeps its state (carved out of dynamic shared memory).
+struct SplitShared {
+  float* q;        // [kRows][width]
+  float* p;        // [kRows][kKeys]
+  float* m;        // [kRows] running max, log2 domain
+  float* l;        // [kRows] running sum of exp2(score - m)
+  float* alpha;    // [kRows] rescale of the output for the current block
+  uint32_t* keys;  // [kKeys][stride] bf16 pairs
+};
+
+__device__ SplitShared CarveShared(unsigned char* base, int width) {
+  SplitShared s;
+  s.q = reinterpret_cast<float*>(base);
+  s.p = s.q + kRows * width;
+  s.m = s.p + kRows * kKeys;
+  s.l = s.m + kRows;
+  s.alpha = s.l + kRows;
+  s.keys = reinterpret_cast<uint32_t*>(s.alpha + kRows);
+  return s;
+}
+
+// Step 1: keys [block·64, block·64 + 64) of the sequence, zero past `seq_len`.
+__device__ void LoadKeyBlock(const uint16_t* block_ptr, int first_key, int seq_len, int width,
+                             uint32_t* keys) {
+  const int stride = KeyStrideWords(width);
+  // 16-byte global loads when every block starts 16-byte aligned (cudaMalloc'd pool, rows
+  // a multiple of 8 values); 4-byte loads otherwise.
+  if (width % 8 == 0 && (reinterpret_cast<uintptr_t>(block_ptr) & 15) == 0) {
+    const int chunks = width / 8;
+    const uint4* src = reinterpret_cast<const uint4*>(block_ptr);
+    for (int i = threadIdx.x; i < kKeys * chunks; i += kThreads) {
+      const int key = i / chunks;
+      const int c = i - key * chunks;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (first_key + key < seq_len) v = src[i];
+      uint32_t* dst = keys + key * stride + c * 4;
+      dst[0] = v.x;
+      dst[1] = v.y;
+      dst[2] = v.z;
+      dst[3] = v.w;
+    }
+  } else {
+    const int words = width / 2;
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(block_ptr);
+    for (int i = threadIdx.x; i < kKeys * words; i += kThreads) {
+      const int key = i / words;
+      const int w = i - key * words;
+      keys[key * stride + w] = first_key + key < seq_len ? src[i] : 0u;
+    }
+  }
+}
+
+// Step 2: scores in the log2 domain, -inf where a row may not see the key.
+__device__ void ComputeScores(const SplitShared& s, int width, int first_key, int row0, int seq_len,
+                              int s_q, int heads, float scale_log2) {
+  const int key = threadIdx.x % kKeys;
+  const int group = threadIdx.x / kKeys;
+  const uint32_t* k = s.keys + key * KeyStrideWords(width);
+  float acc[kRowsPerGroup] = {};
+  for (int w = 0; w < width / 2; ++w) {
+    const uint32_t kw = k[w];
+    const float k0 = Bf16Lo(kw);
+    const float k1 = Bf16Hi(kw);
+#pragma unroll
+    for (int i = 0; i < kRowsPerGroup; ++i) {
+      const float2 q =
+          reinterpret_cast<const float2*>(s.q + (group * kRowsPerGroup + i) * width)[w];
+      acc[i] = fmaf(q.x, k0, fmaf(q.y, k1, acc[i]));
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kRowsPerGroup; ++i) {
+    const int r = group * kRowsPerGroup + i;
+    // Row r is query row (row0 + r) / heads of the sequence: it sees keys below its limit.
+    const int limit = seq_len - s_q + 1 + (row0 + r) / heads;
+    s.p[r * kKeys + key] = first_key + key < limit ? acc[i] * scale_log2 : -INFINITY;
+  }
+}
+
+// Step 3: online softmax, one warp per kRowsPerWarp rows, each lane two keys.
+__device__ void SoftmaxStep(const SplitShared& s) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int i = 0; i < kRowsPerWarp; ++i) {
+    const int r = warp * kRowsPerWarp + i;
+    float* pr = s.p + r * kKeys;
+    const float s0 = pr[lane];
+    const float s1 = pr[lane + 32];
+    const float m_old = s.m[r];
+    const float m_new = fmaxf(m_old, WarpMax(fmaxf(s0, s1)));
+    float p0 = 0.0f;
+    float p1 = 0.0f;
+    float alpha = 1.0f;
+    if (m_new != -INFINITY) {  // Otherwise nothing was visible yet: keep zeros.
+      p0 = exp2f(s0 - m_new);
+      p1 = exp2f(s1 - m_new);
+      alpha = exp2f(m_old - m_new);
+    }
+    const float sum = WarpSum(p0 + p1);
+    pr[lane] = p0;
+    pr[lane + 32] = p1;
+    if (lane == 0) {
+      s.l[r] = s.l[r] * alpha + sum;
+      s.m[r] = m_new;
+      s.alpha[r] = alpha;
+    }
+  }
+}
+
+// Step 4: acc[r][j] (column threadIdx.x + j·kThreads) = acc·alpha + Σ_k p[r][k]·c_k.
+__device__ void AccumulateOutput(const SplitShared& s, int width, int latent,
+                                 float (&acc)[kRows][kColsPerThread]) {
+  const uint16_t* keys = reinterpret_cast<const uint16_t*>(s.keys);
+  const int stride = 2 * KeyStrideWords(width);  // in bf16 elements
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const float alpha = s.alpha[r];
+#pragma unroll
+    for (int j = 0; j < kColsPerThread; ++j) acc[r][j] *= alpha;
+  }
+  for (int k = 0; k < kKeys; k += 4) {
+    float kv[kColsPerThread][4];
+#pragma unroll
+    for (int j = 0; j < kColsPerThread; ++j) {
+      const int col = threadIdx.x + j * kThreads;
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+        kv[j][u] = col < latent ? Bf16Bits(keys[(k + u) * stride + col]) : 0.0f;
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float4 pr = *reinterpret_cast<const float4*>(s.p + r * kKeys + k);
+#pragma unroll
+      for (int j = 0; j < kColsPerThread; ++j) {
+        acc[r][j] =
+            fmaf(pr.x, kv[j][0],
+                 fmaf(pr.y, kv[j][1], fmaf(pr.z, kv[j][2], fmaf(pr.w, kv[j][3], acc[r][j]))));
+      }
+    }
+  }
+}
+
+// The query tile of one sequence: rows row0 .. row0 + kRows − 1 of its s_q · heads rows,
+// converted to fp32 (rows past the end are zero).
+__device__ void LoadQueryTile(const MlaDecodeParams& p, int seq, int row0, int rows_total,
+                              int width, float* q) {
+  const uint16_t* src = p.q + (static_cast<int64_t>(seq) * rows_total + row0) * width;
+  const int valid = min(kRows, rows_total - row0) * width;
+  for (int i = threadIdx.x; i < kRows * width; i += kThreads) {
+    q[i] = i < valid ? Bf16Bits(src[i]) : 0.0f;
+  }
+}
+
+// Writes one finished piece: the final output when one part covers the sequence, else the
+// piece's partial slot. Then clears the state for the next piece.
+__device__ void FinishPiece(const MlaDecodeParams& p, const SplitShared& s, int seq, int split,
+                            int row0, int rows_total, float (&acc)[kRows][kColsPerThread]) {
+  const int latent = p.kv_lora_rank;
+  const int first_slot = p.split_offsets[seq];
+  const bool final_out = p.split_offsets[seq + 1] - first_slot == 1;
+  const int64_t base = final_out ? seq : int64_t{first_slot} + split;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int row = row0 + r;
+    const float l = s.l[r];
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+    for (int j = 0; j < kColsPerThread; ++j) {
+      const int col = threadIdx.x + j * kThreads;
+      if (row < rows_total && col < latent) {
+        const int64_t at = (base * rows_total + row) * latent + col;
+        if (final_out) {
+          p.out[at] = ToBf16Bits(acc[r][j] * inv);
+        } else {
+          p.partial_out[at] = acc[r][j] * inv;
+        }
+      }
+      acc[r][j] = 0.0f;
+    }
+  }
+  const int r = static_cast<int>(threadIdx.x);
+  if (r < kRows && row0 + r < rows_total) {
+    const float l = s.l[r];
+    const float lse = l > 0.0f ? (s.m[r] + log2f(l)) * kLn2 : -INFINITY;
+    float* dst = final_out ? p.lse : p.partial_lse;
+    dst[base * rows_total + row0 + r] = lse;
+  }
+  __syncthreads();  // Everyone has read m and l.
+  if (r < kRows) {
+    s.m[r] = -INFINITY;
+    s.l[r] = 0.0f;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads, 1) MlaDecodeSplitKernel(MlaDecodeParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int width = p.kv_lora_rank + p.rope_dim;
+  const SplitShared s = CarveShared(smem, width);
+  const int rows_total = p.q_rows_per_seq * p.num_heads;
+  const int row0 = blockIdx.x * kRows;
+  const MlaDecodePart part = p.parts[blockIdx.y];
+  const float scale_log2 = p.softmax_scale * kLog2e;
+  float acc[kRows][kColsPerThread] = {};
+  if (threadIdx.x < kRows) {
+    s.m[threadIdx.x] = -INFINITY;
+    s.l[threadIdx.x] = 0.0f;
+  }
+  for (int seq = part.begin_seq; seq <= part.end_seq; ++seq) {
+    const int seq_len = p.seq_lens[seq];
+    const int blocks = (seq_len + kKeys - 1) / kKeys;
+    const MlaDecodePieceRange range = MlaPieceOf(part, seq, blocks);
+    const int block_end = min(range.block_end, blocks);  // Guards against a stale plan.
+    if (range.block_begin >= block_end) continue;        // Uniform over the CTA.
+    __syncthreads();                                     // The previous piece no longer reads q.
+    LoadQueryTile(p, seq, row0, rows_total, width, s.q);
+    const int32_t* table = p.block_table + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+    for (int b = range.block_begin; b < block_end; ++b) {
+      const uint16_t* block_ptr = p.kv_cache + static_cast<int64_t>(table[b]) * kKeys * width;
+      __syncthreads();  // Keys and p of the previous block are consumed.
+      LoadKeyBlock(block_ptr, b * kKeys, seq_len, width, s.keys);
+      __syncthreads();
+      ComputeScores(s, width, b * kKeys, row0, seq_len, p.q_rows_per_seq, p.num_heads, scale_log2);
+      __syncthreads();
+      SoftmaxStep(s);
+      __syncthreads();
+      AccumulateOutput(s, width, p.kv_lora_rank, acc);
+    }
+    FinishPiece(p, s, seq, range.split, row0, rows_total, acc);
+  }
+}
+
+// One CTA per (query row, sequence). Sequences with one piece were finished by the split
+// kernel; empty ones (no piece) get zeros and lse = -inf.
+__global__ void __launch_bounds__(kCombineThreads) MlaDecodeCombineKernel(MlaDecodeParams p) {
+  const int rows_total = p.q_rows_per_seq * p.num_heads;
+  const int row = blockIdx.x;
+  const int seq = blockIdx.y;
+  const int first = p.split_offsets[seq];
+  const int n = p.split_offsets[seq + 1] - first;
+  if (n == 1) return;
+  const int latent = p.kv_lora_rank;
+  const int64_t out_row = static_cast<int64_t>(seq) * rows_total + row;
+  const float* lse_s = p.partial_lse + static_cast<int64_t>(first) * rows_total + row;
+  float m = -INFINITY;
+  for (int i = 0; i < n; ++i) m = fmaxf(m, lse_s[static_cast<int64_t>(i) * rows_total]);
+  if (m == -INFINITY) {  // No key anywhere: an empty sequence.
+    for (int col = threadIdx.x; col < latent; col += kCombineThreads)
+      p.out[out_row * latent + col] = 0;
+    if (threadIdx.x == 0) p.lse[out_row] = -INFINITY;
+    return;
+  }
+  float sum = 0.0f;
+  for (int i = 0; i < n; ++i) sum += expf(lse_s[static_cast<int64_t>(i) * rows_total] - m);
+  const float lse = m + logf(sum);
+  const float* part_out = p.partial_out + (static_cast<int64_t>(first) * rows_total + row) * latent;
+  const int64_t slot_stride = static_cast<int64_t>(rows_total) * latent;
+  for (int col = threadIdx.x; col < latent; col += kCombineThreads) {
+    float v = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const float w = expf(lse_s[static_cast<int64_t>(i) * rows_total] - lse);
+      v = fmaf(w, part_out[i * slot_stride + col], v);
+    }
+    p.out[out_row * latent + col] = ToBf16Bits(v);
+  }
+  if (threadIdx.x == 0) p.lse[out_row] = lse;
+}
+
+}  // namespace
+
+absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
+  if (absl::Status s = ValidateMlaDecodeParams(p); !s.ok()) return s;
+  if (p.batch == 0) return absl::OkStatus();
+  if (p.num_parts > 65535 || p.batch > 65535) {
+    return absl::InvalidArgumentError("MlaDecode: num_parts and batch must be <= 65535");
+  }
+  const int rows_total = p.q_rows_per_seq * p.num_heads;
+  const size_t smem = SplitSharedBytes(p.kv_lora_rank + p.rope_dim);
+  MLA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      MlaDecodeSplitKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
+  MlaDecodeSplitKernel<<<grid, kThreads, smem, stream>>>(p);
+  if (absl::Status s = CudaLaunchStatus("MlaDecodeSplitKernel"); !s.ok()) return s;
+  MlaDecodeCombineKernel<<<dim3(rows_total, p.batch), kCombineThreads, 0, stream>>>(p);
+  return CudaLaunchStatus("MlaDecodeCombineKernel");
+}
+
+}  // namespace mla::cuda

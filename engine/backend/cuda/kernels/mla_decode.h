@@ -1,0 +1,67 @@
+// Paged, absorbed MLA decode with split-KV on CUDA (the function of engine/backend/cpu/
+// mla_attention.h for s_q query rows per sequence, FlashMLA's decode interface).
+//
+// For sequence j with n = seq_lens[j] cached tokens and query row i < s_q (position
+// n - s_q + i), head h, q = [q_lat (L) | q_pe (R)]:
+//   score_t = (q_lat·c_t + q_pe·k_pe_t) · softmax_scale   for t < n - s_q + 1 + i
+//   out     = Σ_t softmax(score)_t · c_t                  (V is the latent itself)
+//   lse     = log Σ_t exp(score_t)                        (natural log)
+// A row that sees no key (an empty sequence) gets out = 0 and lse = -inf.
+//
+// Two kernels: the split kernel runs a [num_head_tiles, num_parts] grid over the plan of
+// host/mla_decode_plan.h. Each CTA takes kMlaDecodeRowsPerCta query rows (s_q × heads
+// folded) and walks its part's cache blocks with an online softmax, writing either the
+// final output (a sequence that one part covers) or a partial output and LSE (a split
+// sequence). The combine kernel merges partials: lse = log Σ exp(lse_s − max) + max,
+// out = Σ exp(lse_s − lse) · out_s. Keys are read only below each row's limit, and cache
+// slots at or past seq_lens[j] are never read, so unused slots may hold anything.
+#ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_H_
+#define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "engine/backend/cuda/kernels/cuda_stream.h"
+#include "engine/backend/cuda/kernels/mla_decode_metadata.h"
+#include "engine/common/bf16.h"
+
+namespace mla::cuda {
+
+// Limits of this kernel: L ≤ kMlaMaxLatent (DeepSeek: 512), R ≤ kMlaMaxRope (64), both even.
+inline constexpr int kMlaMaxLatent = 512;
+inline constexpr int kMlaMaxRope = 128;
+
+struct MlaDecodeParams {
+  int batch = 0;
+  int q_rows_per_seq = 1;  // s_q
+  int num_heads = 0;
+  int kv_lora_rank = 0;  // L
+  int rope_dim = 0;      // R
+  int block_size = kMlaBlockSize;
+  int64_t num_blocks = 0;
+  int max_blocks_per_seq = 0;
+  float softmax_scale = 0.0f;
+  int num_parts = 0;          // MlaDecodePlan::num_parts
+  int num_partial_slots = 0;  // MlaDecodePlan::num_partial_slots()
+
+  const bf16_t* q = nullptr;               // [batch, s_q, num_heads, L + R]
+  const bf16_t* kv_cache = nullptr;        // [num_blocks, block_size, L + R]
+  const int32_t* block_table = nullptr;    // [batch, max_blocks_per_seq]
+  const int32_t* seq_lens = nullptr;       // [batch]
+  const MlaDecodePart* parts = nullptr;    // [num_parts]       (MlaDecodePlan::parts)
+  const int32_t* split_offsets = nullptr;  // [batch + 1]       (MlaDecodePlan::split_offsets)
+  float* partial_out = nullptr;            // [num_partial_slots, s_q · num_heads, L]
+  float* partial_lse = nullptr;            // [num_partial_slots, s_q · num_heads]
+  bf16_t* out = nullptr;                   // [batch, s_q, num_heads, L]
+  float* lse = nullptr;                    // [batch, s_q, num_heads]
+};
+
+// Shapes and pointers (the plan's seq_lens checks happen in PlanMlaDecode).
+absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p);
+
+// Launches the split kernel and the combine kernel on `stream`.
+absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream);
+
+}  // namespace mla::cuda
+
+#endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_H_

@@ -1,0 +1,125 @@
+// Host-side parts of the MoE kernels (plain C++, built with or without CUDA): the routing
+// policy from the model config and the shape checks.
+#include "engine/backend/cuda/kernels/moe_routing.h"
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace mla::cuda {
+namespace {
+
+absl::Status Invalid(const char* kernel, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(kernel, ": ", what));
+}
+
+absl::Status NeedPointer(const char* kernel, const void* ptr, const char* name, bool needed) {
+  if (needed && ptr == nullptr) return Invalid(kernel, absl::StrCat(name, " is null"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+MoeRoutingParams MoeRoutingFromConfig(const ModelConfig& c) {
+  MoeRoutingParams p;
+  p.num_experts = c.n_routed_experts;
+  p.top_k = c.num_experts_per_tok;
+  p.sigmoid = c.scoring_func == ScoringFunc::kSigmoid;
+  switch (c.topk_method) {
+    case TopkMethod::kGreedy:
+      p.group_score = MoeGroupScore::kNone;
+      break;
+    case TopkMethod::kGroupLimitedGreedy:
+      p.group_score = MoeGroupScore::kMax;
+      break;
+    case TopkMethod::kNoauxTc:
+      p.group_score = MoeGroupScore::kSumTop2;
+      break;
+  }
+  if (p.group_score != MoeGroupScore::kNone) {
+    p.n_group = c.n_group;
+    p.topk_group = c.topk_group;
+  }
+  p.normalize = c.norm_topk_prob && c.num_experts_per_tok > 1;
+  // V3 (noaux_tc) always scales; V2 only when it does not normalize.
+  const bool scale = c.topk_method == TopkMethod::kNoauxTc || !p.normalize;
+  p.scaling = scale ? static_cast<float>(c.routed_scaling_factor) : 1.0f;
+  return p;
+}
+
+bool MoeRoutingUsesBias(const ModelConfig& c) { return c.topk_method == TopkMethod::kNoauxTc; }
+
+absl::Status ValidateMoeRoutingParams(const MoeRoutingParams& p) {
+  constexpr const char* k = "MoeRouting";
+  if (p.num_tokens < 0) return Invalid(k, "num_tokens must be >= 0");
+  if (p.num_experts < 1 || p.num_experts > kMoeMaxExperts) {
+    return Invalid(
+        k, absl::StrCat("num_experts must be in [1, ", kMoeMaxExperts, "], got ", p.num_experts));
+  }
+  if (p.top_k < 1 || p.top_k > kMoeMaxTopK || p.top_k > p.num_experts) {
+    return Invalid(k, absl::StrCat("top_k must be in [1, min(num_experts, ", kMoeMaxTopK,
+                                   ")], got ", p.top_k));
+  }
+  if (p.n_group < 1 || p.n_group > kMoeMaxGroups || p.num_experts % p.n_group != 0) {
+    return Invalid(k, absl::StrCat("n_group must divide num_experts and be <= ", kMoeMaxGroups,
+                                   ", got ", p.n_group));
+  }
+  if (p.topk_group < 1 || p.topk_group > p.n_group) {
+    return Invalid(k, absl::StrCat("topk_group must be in [1, n_group], got ", p.topk_group));
+  }
+  if (p.logits_stride < p.num_experts) return Invalid(k, "logits_stride must be >= num_experts");
+  if (!(p.scaling > 0.0f)) return Invalid(k, "scaling must be > 0");
+  const bool work = p.num_tokens > 0;
+  if (absl::Status s = NeedPointer(k, p.logits, "logits", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.expert_ids, "expert_ids", work); !s.ok()) return s;
+  return NeedPointer(k, p.weights, "weights", work);
+}
+
+absl::Status ValidateMoePlanParams(const MoePlanParams& p) {
+  constexpr const char* k = "MoePlan";
+  if (p.num_tokens < 0 || p.top_k < 1 || p.num_experts < 1) {
+    return Invalid(k, "need num_tokens >= 0, top_k >= 1 and num_experts >= 1");
+  }
+  if (p.num_tokens > INT32_MAX / p.top_k) {
+    return Invalid(k, "num_tokens · top_k must fit in int32");
+  }
+  // Counts and offsets are written even for zero tokens.
+  if (absl::Status s = NeedPointer(k, p.counts, "counts", true); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.offsets, "offsets", true); !s.ok()) return s;
+  const bool work = p.num_tokens > 0;
+  if (absl::Status s = NeedPointer(k, p.expert_ids, "expert_ids", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.sorted_pairs, "sorted_pairs", work); !s.ok()) return s;
+  return NeedPointer(k, p.pair_rows, "pair_rows", work);
+}
+
+absl::Status ValidateMoePermuteParams(const MoePermuteParams& p) {
+  constexpr const char* k = "MoePermute";
+  if (p.num_tokens < 0 || p.top_k < 1 || p.hidden < 1) {
+    return Invalid(k, "need num_tokens >= 0, top_k >= 1 and hidden >= 1");
+  }
+  if (p.num_rows != p.num_tokens * p.top_k) {
+    return Invalid(k, "num_rows must be num_tokens · top_k");
+  }
+  if (p.num_rows > INT32_MAX) return Invalid(k, "num_rows must fit in int32");
+  if (p.x_stride < p.hidden) return Invalid(k, "x_stride must be >= hidden");
+  const bool work = p.num_rows > 0;
+  if (absl::Status s = NeedPointer(k, p.x, "x", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.sorted_pairs, "sorted_pairs", work); !s.ok()) return s;
+  return NeedPointer(k, p.out, "out", work);
+}
+
+absl::Status ValidateMoeUnpermuteParams(const MoeUnpermuteParams& p) {
+  constexpr const char* k = "MoeUnpermute";
+  if (p.num_tokens < 0 || p.top_k < 1 || p.hidden < 1) {
+    return Invalid(k, "need num_tokens >= 0, top_k >= 1 and hidden >= 1");
+  }
+  if (p.num_tokens > INT32_MAX / p.top_k) return Invalid(k, "num_tokens · top_k must fit in int32");
+  const bool work = p.num_tokens > 0;
+  if (absl::Status s = NeedPointer(k, p.expert_out, "expert_out", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.pair_rows, "pair_rows", work); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.weights, "weights", work); !s.ok()) return s;
+  return NeedPointer(k, p.out, "out", work);
+}
+
+}  // namespace mla::cuda

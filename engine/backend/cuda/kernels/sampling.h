@@ -1,0 +1,29 @@
+// Token selection on the device. Declarations only; see pointwise.h for the convention.
+// Greedy only for now: temperature / top-k sampling stays on the host sampler
+// (engine/sampling), which needs the logits there anyway for logprobs.
+#ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
+#define MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "engine/backend/cuda/kernels/cuda_stream.h"
+
+namespace mla::cuda {
+
+// ids[r] = argmax over logits row r, the lowest index on ties (engine/sampling/sampler.h's
+// greedy rule). NaN never wins; a row of only NaN gives id 0.
+struct ArgmaxParams {
+  int64_t num_rows = 0;
+  int64_t vocab_size = 0;
+  const float* logits = nullptr;  // [num_rows, logits_stride], the first vocab_size used
+  int64_t logits_stride = 0;
+  int32_t* ids = nullptr;  // [num_rows]
+};
+
+absl::Status ValidateArgmaxParams(const ArgmaxParams& p);
+absl::Status LaunchArgmax(const ArgmaxParams& p, CudaStream stream);
+
+}  // namespace mla::cuda
+
+#endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_

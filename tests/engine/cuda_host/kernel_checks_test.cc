@@ -1,0 +1,152 @@
+// The host-boundary shape checks of the CUDA kernels (they run before any launch).
+#include <vector>
+
+#include "engine/backend/cuda/kernels/latent_cache.h"
+#include "engine/backend/cuda/kernels/mla_decode.h"
+#include "engine/backend/cuda/kernels/pointwise.h"
+#include "engine/backend/cuda/kernels/sampling.h"
+#include "gtest/gtest.h"
+
+namespace mla::cuda {
+namespace {
+
+constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
+
+// Non-null stand-ins: the checks never dereference pointers.
+alignas(16) bf16_t g_bf16[4];
+int32_t g_i32[4];
+float g_f32[4];
+MlaDecodePart g_parts[1];
+
+MlaDecodeParams GoodDecode() {
+  MlaDecodeParams p;
+  p.batch = 2;
+  p.num_heads = 16;
+  p.kv_lora_rank = 512;
+  p.rope_dim = 64;
+  p.num_blocks = 10;
+  p.max_blocks_per_seq = 4;
+  p.softmax_scale = 0.1147f;
+  p.num_parts = 1;
+  p.num_partial_slots = 2;
+  p.q = p.kv_cache = g_bf16;
+  p.block_table = p.seq_lens = p.split_offsets = g_i32;
+  p.parts = g_parts;
+  p.partial_out = p.partial_lse = p.lse = g_f32;
+  p.out = g_bf16;
+  return p;
+}
+
+TEST(MlaDecodeChecksTest, AcceptsDeepSeekAndTinyShapes) {
+  EXPECT_TRUE(ValidateMlaDecodeParams(GoodDecode()).ok());
+  MlaDecodeParams p = GoodDecode();
+  p.kv_lora_rank = 32;
+  p.rope_dim = 16;
+  p.num_heads = 3;
+  p.q_rows_per_seq = 2;
+  EXPECT_TRUE(ValidateMlaDecodeParams(p).ok());
+  p = GoodDecode();
+  p.batch = 0;
+  p.q = nullptr;
+  EXPECT_TRUE(ValidateMlaDecodeParams(p).ok()) << "nothing to do, nothing read";
+}
+
+TEST(MlaDecodeChecksTest, RejectsBadShapes) {
+  auto expect_invalid = [](auto mutate, const char* what) {
+    MlaDecodeParams p = GoodDecode();
+    mutate(p);
+    const absl::Status s = ValidateMlaDecodeParams(p);
+    EXPECT_EQ(s.code(), kInvalid) << what;
+    EXPECT_NE(s.message().find("MlaDecode"), absl::string_view::npos) << s;
+  };
+  expect_invalid([](MlaDecodeParams& p) { p.kv_lora_rank = 576; }, "latent too wide");
+  expect_invalid([](MlaDecodeParams& p) { p.kv_lora_rank = 511; }, "odd latent");
+  expect_invalid([](MlaDecodeParams& p) { p.rope_dim = 63; }, "odd rope");
+  expect_invalid([](MlaDecodeParams& p) { p.block_size = 16; }, "block size");
+  expect_invalid([](MlaDecodeParams& p) { p.num_heads = 0; }, "heads");
+  expect_invalid([](MlaDecodeParams& p) { p.q_rows_per_seq = 0; }, "s_q");
+  expect_invalid([](MlaDecodeParams& p) { p.softmax_scale = 0; }, "scale");
+  expect_invalid([](MlaDecodeParams& p) { p.num_parts = 0; }, "no plan");
+  expect_invalid([](MlaDecodeParams& p) { p.kv_cache = nullptr; }, "cache");
+  expect_invalid([](MlaDecodeParams& p) { p.partial_lse = nullptr; }, "partials");
+  expect_invalid([](MlaDecodeParams& p) { p.kv_cache = g_bf16 + 1; }, "unaligned cache");
+}
+
+TEST(PointwiseChecksTest, RmsNorm) {
+  RmsNormParams p{3, 8, 1e-6f, g_bf16, 8, g_bf16, g_bf16, 8};
+  EXPECT_TRUE(ValidateRmsNormParams(p).ok());
+  p.x_stride = 7;
+  EXPECT_EQ(ValidateRmsNormParams(p).code(), kInvalid);
+  p.x_stride = 8;
+  p.weight = nullptr;
+  EXPECT_EQ(ValidateRmsNormParams(p).code(), kInvalid);
+  p.num_rows = 0;
+  EXPECT_TRUE(ValidateRmsNormParams(p).ok());
+}
+
+TEST(PointwiseChecksTest, Rope) {
+  RopeParams p;
+  p.num_tokens = 2;
+  p.num_vectors = 16;
+  p.rope_dim = 64;
+  p.x = g_bf16;
+  p.token_stride = 16 * 192;
+  p.vector_stride = 192;
+  p.positions = g_i32;
+  p.inv_freq = g_f32;
+  EXPECT_TRUE(ValidateRopeParams(p).ok());
+  p.rope_dim = 63;
+  EXPECT_EQ(ValidateRopeParams(p).code(), kInvalid);
+  p.rope_dim = 64;
+  p.token_stride = 64;
+  EXPECT_EQ(ValidateRopeParams(p).code(), kInvalid);
+  p.token_stride = 16 * 192;
+  p.inv_freq = nullptr;
+  EXPECT_EQ(ValidateRopeParams(p).code(), kInvalid);
+}
+
+TEST(PointwiseChecksTest, EmbeddingAndSiluMul) {
+  EmbeddingParams e{4, 100, 32, g_i32, g_bf16, g_bf16, nullptr};
+  EXPECT_TRUE(ValidateEmbeddingParams(e).ok());
+  e.vocab_size = 0;
+  EXPECT_EQ(ValidateEmbeddingParams(e).code(), kInvalid);
+  SiluMulParams s{4, 10, g_bf16, g_bf16 + 1, 20, g_bf16};
+  EXPECT_TRUE(ValidateSiluMulParams(s).ok());
+  s.in_stride = 9;
+  EXPECT_EQ(ValidateSiluMulParams(s).code(), kInvalid);
+}
+
+TEST(LatentCacheChecksTest, WriteParams) {
+  LatentCacheWriteParams p;
+  p.num_tokens = 3;
+  p.kv_lora_rank = 512;
+  p.rope_dim = 64;
+  p.block_size = 64;
+  p.num_blocks = 4;
+  p.latent = g_bf16;
+  p.latent_stride = 576;
+  p.k_pe = g_bf16;
+  p.k_pe_stride = 576;
+  p.slots = g_i32;
+  p.kv_cache = g_bf16;
+  EXPECT_TRUE(ValidateLatentCacheWriteParams(p).ok());
+  p.latent_stride = 500;
+  EXPECT_EQ(ValidateLatentCacheWriteParams(p).code(), kInvalid);
+  p.latent_stride = 576;
+  p.slots = nullptr;
+  EXPECT_EQ(ValidateLatentCacheWriteParams(p).code(), kInvalid);
+}
+
+TEST(SamplingChecksTest, Argmax) {
+  float logits[4] = {};
+  ArgmaxParams p{2, 4, logits, 4, g_i32};
+  EXPECT_TRUE(ValidateArgmaxParams(p).ok());
+  p.logits_stride = 3;
+  EXPECT_EQ(ValidateArgmaxParams(p).code(), kInvalid);
+  p.logits_stride = 4;
+  p.ids = nullptr;
+  EXPECT_EQ(ValidateArgmaxParams(p).code(), kInvalid);
+}
+
+}  // namespace
+}  // namespace mla::cuda

@@ -1,0 +1,273 @@
+// The CUDA split-KV MLA decode against the CPU backend's reference (double precision),
+// with FlashMLA's test pattern: NaN in every cache slot no sequence owns, shuffled block
+// tables, zero-length and block-edge lengths, 16 and 128 heads, forced splits.
+#include "engine/backend/cuda/kernels/mla_decode.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "engine/backend/cpu/mla_attention_reference.h"
+#include "engine/backend/cuda/host/mla_decode_plan.h"
+#include "tests/gpu/cuda_test_util.h"
+
+namespace mla::cuda {
+namespace {
+
+using testing::CosineDiff;
+using testing::Download;
+using testing::Upload;
+using testing::Zeros;
+
+struct Shape {
+  int heads = 16;
+  int latent = 512;
+  int rope = 64;
+  int s_q = 1;
+  std::vector<int32_t> lens;
+  int num_sms = 0;  // 0: the device's multiprocessors
+};
+
+// One layer's cache and queries on the host, laid out for both backends.
+struct Problem {
+  int width = 0;
+  int max_blocks = 0;
+  int num_blocks = 0;
+  std::vector<bf16_t> cache;   // [num_blocks, 64, width]; NaN where no sequence writes
+  std::vector<int32_t> table;  // [batch, max_blocks]; unused entries point at a NaN block
+  std::vector<bf16_t> q;       // [batch, s_q, heads, width]
+};
+
+Problem MakeProblem(const Shape& s, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  Problem p;
+  p.width = s.latent + s.rope;
+  int used = 0;
+  for (int32_t len : s.lens) {
+    const int blocks = (len + kMlaBlockSize - 1) / kMlaBlockSize;
+    p.max_blocks = std::max(p.max_blocks, blocks + 1);
+    used += blocks;
+  }
+  p.num_blocks = used + 2;  // Spare blocks stay NaN.
+  p.cache.assign(static_cast<size_t>(p.num_blocks) * kMlaBlockSize * p.width,
+                 FloatToBf16(std::numeric_limits<float>::quiet_NaN()));
+  std::vector<int32_t> ids(p.num_blocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  const int32_t spare = ids.back();
+  p.table.assign(s.lens.size() * p.max_blocks, spare);
+  size_t next = 0;
+  for (size_t j = 0; j < s.lens.size(); ++j) {
+    int32_t* row = p.table.data() + j * p.max_blocks;
+    for (int b = 0; b * kMlaBlockSize < s.lens[j]; ++b) row[b] = ids[next++];
+    for (int t = 0; t < s.lens[j]; ++t) {
+      bf16_t* slot = p.cache.data() + (static_cast<size_t>(row[t / kMlaBlockSize]) * kMlaBlockSize +
+                                       t % kMlaBlockSize) *
+                                          p.width;
+      for (int d = 0; d < p.width; ++d) slot[d] = FloatToBf16(unit(rng));
+    }
+  }
+  p.q.resize(s.lens.size() * s.s_q * s.heads * p.width);
+  for (bf16_t& v : p.q) v = FloatToBf16(unit(rng));
+  return p;
+}
+
+struct Result {
+  std::vector<float> out;  // [batch, s_q, heads, latent]
+  std::vector<float> lse;  // [batch, s_q, heads]
+};
+
+// The CPU reference on the same data: sequence j's s_q rows sit at positions
+// len − s_q .. len − 1; an empty sequence has no rows there (expected: zeros, -inf).
+Result CpuReference(const Shape& s, const Problem& pr, float scale) {
+  const int batch = static_cast<int>(s.lens.size());
+  const int rows = s.s_q * s.heads;
+  std::vector<int32_t> q_pos0(batch);
+  std::vector<int32_t> cu(batch + 1, 0);
+  std::vector<float> q;
+  for (int j = 0; j < batch; ++j) {
+    const bool empty = s.lens[j] == 0;
+    q_pos0[j] = empty ? 0 : s.lens[j] - s.s_q;
+    cu[j + 1] = cu[j] + (empty ? 0 : s.s_q);
+    if (empty) continue;
+    for (int i = 0; i < rows * pr.width; ++i) {
+      q.push_back(Bf16ToFloat(pr.q[static_cast<size_t>(j) * rows * pr.width + i]));
+    }
+  }
+  std::vector<float> out(static_cast<size_t>(cu[batch]) * s.heads * s.latent);
+  std::vector<float> lse(static_cast<size_t>(cu[batch]) * s.heads);
+  cpu::MlaAttentionParams p;
+  p.batch = batch;
+  p.num_heads = s.heads;
+  p.kv_lora_rank = s.latent;
+  p.rope_dim = s.rope;
+  p.block_size = kMlaBlockSize;
+  p.num_blocks = pr.num_blocks;
+  p.max_blocks_per_seq = pr.max_blocks;
+  p.softmax_scale = scale;
+  p.kv_cache = pr.cache.data();
+  p.block_table = pr.table.data();
+  p.seq_lens = s.lens.data();
+  p.q_pos0 = q_pos0.data();
+  p.cu_seqlens_q = cu.data();
+  p.q = q.data();
+  p.out = out.data();
+  p.lse = lse.data();
+  const absl::Status status = cpu::MlaAttentionReference(p);
+  EXPECT_TRUE(status.ok()) << status;
+  // Expand to every sequence, empty ones included.
+  Result r;
+  r.out.assign(static_cast<size_t>(batch) * rows * s.latent, 0.0f);
+  r.lse.assign(static_cast<size_t>(batch) * rows, -INFINITY);
+  for (int j = 0; j < batch; ++j) {
+    if (s.lens[j] == 0) continue;
+    std::copy_n(out.begin() + static_cast<size_t>(cu[j]) * s.heads * s.latent,
+                static_cast<size_t>(rows) * s.latent,
+                r.out.begin() + static_cast<size_t>(j) * rows * s.latent);
+    std::copy_n(lse.begin() + static_cast<size_t>(cu[j]) * s.heads, rows,
+                r.lse.begin() + static_cast<size_t>(j) * rows);
+  }
+  return r;
+}
+
+Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodePlan* plan) {
+  MlaDecodePlanOptions options;
+  options.num_sms = s.num_sms > 0 ? s.num_sms : testing::NumMultiprocessors();
+  options.num_heads = s.heads;
+  options.q_rows_per_seq = s.s_q;
+  options.max_blocks_per_seq = pr.max_blocks;
+  const absl::Status planned = PlanMlaDecode(s.lens, options, plan);
+  EXPECT_TRUE(planned.ok()) << planned;
+  const int batch = static_cast<int>(s.lens.size());
+  const size_t rows = static_cast<size_t>(s.s_q) * s.heads;
+  DeviceBuffer q = Upload(pr.q);
+  DeviceBuffer cache = Upload(pr.cache);
+  DeviceBuffer table = Upload(pr.table);
+  DeviceBuffer lens = Upload(s.lens);
+  DeviceBuffer parts = Upload(plan->parts);
+  DeviceBuffer offsets = Upload(plan->split_offsets);
+  const size_t slots = std::max(1, plan->num_partial_slots());
+  DeviceBuffer partial_out = Zeros(slots * rows * s.latent * sizeof(float));
+  DeviceBuffer partial_lse = Zeros(slots * rows * sizeof(float));
+  DeviceBuffer out = Zeros(batch * rows * s.latent * sizeof(bf16_t));
+  DeviceBuffer lse = Zeros(batch * rows * sizeof(float));
+  // Poison the outputs so that a row the kernels forget shows up.
+  EXPECT_TRUE(out.Fill(0xff).ok());
+  EXPECT_TRUE(lse.Fill(0xff).ok());
+
+  MlaDecodeParams p;
+  p.batch = batch;
+  p.q_rows_per_seq = s.s_q;
+  p.num_heads = s.heads;
+  p.kv_lora_rank = s.latent;
+  p.rope_dim = s.rope;
+  p.num_blocks = pr.num_blocks;
+  p.max_blocks_per_seq = pr.max_blocks;
+  p.softmax_scale = scale;
+  p.num_parts = plan->num_parts;
+  p.num_partial_slots = plan->num_partial_slots();
+  p.q = q.as<bf16_t>();
+  p.kv_cache = cache.as<bf16_t>();
+  p.block_table = table.as<int32_t>();
+  p.seq_lens = lens.as<int32_t>();
+  p.parts = parts.as<MlaDecodePart>();
+  p.split_offsets = offsets.as<int32_t>();
+  p.partial_out = partial_out.as<float>();
+  p.partial_lse = partial_lse.as<float>();
+  p.out = out.as<bf16_t>();
+  p.lse = lse.as<float>();
+  const absl::Status launched = LaunchMlaDecode(p, nullptr);
+  EXPECT_TRUE(launched.ok()) << launched;
+  const absl::Status synced = DeviceSynchronize();
+  EXPECT_TRUE(synced.ok()) << synced;
+  Result r;
+  for (bf16_t v : Download<bf16_t>(out)) r.out.push_back(Bf16ToFloat(v));
+  r.lse = Download<float>(lse);
+  return r;
+}
+
+void ExpectMatches(const Shape& s, uint32_t seed) {
+  const float scale = 0.11472139f;
+  const Problem pr = MakeProblem(s, seed);
+  MlaDecodePlan plan;
+  const Result got = RunCuda(s, pr, scale, &plan);
+  const Result want = CpuReference(s, pr, scale);
+  ASSERT_EQ(got.out.size(), want.out.size());
+  ASSERT_EQ(got.lse.size(), want.lse.size());
+  SCOPED_TRACE(::testing::Message()
+               << "parts " << plan.num_parts << " partial slots " << plan.num_partial_slots());
+  for (size_t i = 0; i < got.out.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(got.out[i])) << "out[" << i << "]";
+    ASSERT_NEAR(got.out[i], want.out[i], 1e-3 + std::fabs(want.out[i]) / 128) << "out[" << i << "]";
+  }
+  std::vector<double> lse_got;
+  std::vector<double> lse_want;
+  for (size_t i = 0; i < got.lse.size(); ++i) {
+    if (std::isinf(want.lse[i])) {
+      ASSERT_TRUE(std::isinf(got.lse[i]) && got.lse[i] < 0) << "lse[" << i << "] " << got.lse[i];
+      continue;
+    }
+    ASSERT_NEAR(got.lse[i], want.lse[i], 1e-4 * (1 + std::fabs(want.lse[i]))) << "lse[" << i << "]";
+    lse_got.push_back(got.lse[i]);
+    lse_want.push_back(want.lse[i]);
+  }
+  EXPECT_LT(CosineDiff(std::vector<double>(got.out.begin(), got.out.end()),
+                       std::vector<double>(want.out.begin(), want.out.end())),
+            1e-5);
+  EXPECT_LT(CosineDiff(lse_got, lse_want), 1e-5);
+}
+
+TEST(MlaDecodeCudaTest, EdgeLengthsV2LiteShape) {
+  MLA_SKIP_WITHOUT_CUDA();
+  ExpectMatches({16, 512, 64, 1, {0, 1, 63, 64, 65, 1000}}, 1);
+}
+
+TEST(MlaDecodeCudaTest, ForcedSplitsOverManyParts) {
+  MLA_SKIP_WITHOUT_CUDA();
+  // More parts than the device has SMs: every long sequence is cut into many pieces.
+  ExpectMatches({16, 512, 64, 1, {4096, 140, 20, 0, 65}, 600}, 2);
+  ExpectMatches({16, 512, 64, 1, {4096, 140, 20}, 3}, 3);
+  ExpectMatches({16, 512, 64, 1, {1, 64}, 1}, 4);
+}
+
+TEST(MlaDecodeCudaTest, V3Heads) {
+  MLA_SKIP_WITHOUT_CUDA();
+  ExpectMatches({128, 512, 64, 1, {1, 65, 2000, 0}}, 5);
+  ExpectMatches({128, 512, 64, 1, {3000}, 1000}, 6);
+}
+
+TEST(MlaDecodeCudaTest, SeveralQueryRowsAndTinyShapes) {
+  MLA_SKIP_WITHOUT_CUDA();
+  // s_q = 2 (speculative verification), an odd head count that leaves a partial tile,
+  // and a tiny model's latent/rope widths (not multiples of 8: the 4-byte load path).
+  ExpectMatches({3, 32, 16, 2, {2, 63, 200, 0}, 7}, 7);
+  ExpectMatches({5, 36, 6, 3, {3, 64, 65, 129}}, 8);
+  ExpectMatches({16, 64, 0, 1, {70, 10}}, 9);
+}
+
+TEST(MlaDecodeCudaTest, LargeRandomBatch) {
+  MLA_SKIP_WITHOUT_CUDA();
+  std::mt19937 rng(10);
+  Shape s{16, 512, 64, 1, {}};
+  for (int j = 0; j < 64; ++j) s.lens.push_back(static_cast<int32_t>(rng() % 300));
+  ExpectMatches(s, 11);
+}
+
+TEST(MlaDecodeCudaTest, RejectsBadShapesBeforeLaunching) {
+  MlaDecodeParams p;
+  p.batch = 1;
+  p.num_heads = 16;
+  p.kv_lora_rank = 512;
+  p.rope_dim = 64;
+  p.block_size = 16;
+  p.softmax_scale = 0.1f;
+  // Shapes are checked on the host first, with or without a device.
+  EXPECT_EQ(LaunchMlaDecode(p, nullptr).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace mla::cuda
