@@ -57,8 +57,9 @@ RUN echo /usr/local/lib/mla > /etc/ld.so.conf.d/mla.conf && ldconfig \
       --shell /usr/sbin/nologin mla
 COPY --from=build /src/build/release/server/mla-server /usr/local/bin/mla-server
 COPY --from=build /src/build/release/client/mla-client /usr/local/bin/mla-client
-# The committed demo model, for a demo out of the box; real models go in the /models volume.
-COPY --from=build /src/models/tiny-v2-lite /opt/mla/models/tiny-v2-lite
+# The committed demo model (trained to find needles; it has a byte-level tokenizer, so text
+# prompts work) for a demo out of the box; real models go in the /models volume.
+COPY --from=build /src/models/needle-v2-demo /opt/mla/models/needle-v2-demo
 VOLUME ["/models"]
 USER 10001:10001
 EXPOSE 50051 9090
@@ -67,4 +68,4 @@ EXPOSE 50051 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["mla-client", "--target=127.0.0.1:50051", "--timeout_ms=2000", "health"]
 CMD ["mla-server", "--listen=0.0.0.0:50051", "--metrics_address=0.0.0.0:9090", \
-     "--device=auto", "--model_dir=/opt/mla/models/tiny-v2-lite"]
+     "--device=auto", "--model_dir=/opt/mla/models/needle-v2-demo"]

@@ -1,6 +1,6 @@
 # The README's two commands: `make run` and `make test`. Everything else is a helper.
 JOBS ?= $(shell nproc)
-MODEL ?= models/tiny-v2-lite
+MODEL ?= models/needle-v2-demo
 ARGS ?=
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
@@ -13,11 +13,13 @@ build: deps
 	cmake --preset release
 	cmake --build --preset release -j $(JOBS)
 
-# Builds and runs the service on the bundled default model (Ctrl-C stops it).
-run: build models/tiny-v2-lite/config.json
+# Builds and runs the service on the bundled default model, the small trained needle model
+# (models/needle-v2-demo, see its README.md); Ctrl-C stops it.
+run: build
 	build/release/server/mla-server --model_dir=$(MODEL) $(ARGS)
 
-# The default model is committed; this recreates it (same seed, same bytes) if removed.
+# The random tiny model the tests use is committed; this recreates it (same seed, same
+# bytes) if removed.
 models/tiny-v2-lite/config.json:
 	$(PYTHON) tools/make_tiny_model.py --variant v2-lite --out models/tiny-v2-lite
 

@@ -197,16 +197,16 @@ absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCall
                                         cache_.layout().block_size(), absl::Now());
   seq->max_total = prompt + max_new;
   const std::string id = seq->request.request_id;
-  live_[id] = false;
+  live_[id] = FinishReason::kNone;
   incoming_.push_back(std::move(seq));
   return id;
 }
 
-bool Engine::Abort(const std::string& request_id) {
+bool Engine::Abort(const std::string& request_id, FinishReason reason) {
   absl::MutexLock lock(&mu_);
   auto it = live_.find(request_id);
   if (it == live_.end()) return false;
-  it->second = true;
+  if (it->second == FinishReason::kNone) it->second = reason;
   return true;
 }
 

@@ -66,7 +66,9 @@ class Engine {
   // an output with finished = true. Returns the request id (assigned when empty).
   absl::StatusOr<std::string> Submit(GenerationRequest request, OutputCallback on_output);
   // Aborts a live request at the next step boundary; false when no live request has the id.
-  bool Abort(const std::string& request_id);
+  // `reason` is the finish reason it reports: kAbort, or kStopSequence when the caller
+  // matched a stop string in the text (the engine sees token ids only).
+  bool Abort(const std::string& request_id, FinishReason reason = FinishReason::kAbort);
 
   EngineLoad GetLoad() const;
   // Requests submitted and not yet finished (exact, unlike the per-step GetLoad()).
@@ -107,7 +109,8 @@ class Engine {
   mutable absl::Mutex mu_;
   // Submitted but not yet handed to the scheduler (Submit runs on gRPC threads).
   std::deque<std::unique_ptr<Sequence>> incoming_ ABSL_GUARDED_BY(mu_);
-  std::unordered_map<std::string, bool> live_ ABSL_GUARDED_BY(mu_);  // id -> abort requested
+  // id -> the reason to finish it with at the next step boundary (kNone: not aborted).
+  std::unordered_map<std::string, FinishReason> live_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool idle_ ABSL_GUARDED_BY(mu_) = true;  // The scheduler holds no sequence.
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;

@@ -54,16 +54,16 @@ void Engine::TakeIncoming() {
 }
 
 void Engine::ApplyAborts() {
-  std::vector<std::string> ids;
+  std::vector<std::pair<std::string, FinishReason>> aborts;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [id, aborted] : live_) {
-      if (aborted) ids.push_back(id);
+    for (const auto& [id, reason] : live_) {
+      if (reason != FinishReason::kNone) aborts.emplace_back(id, reason);
     }
   }
-  for (const std::string& id : ids) {
+  for (const auto& [id, reason] : aborts) {
     std::unique_ptr<Sequence> seq = scheduler_.Extract(id);
-    if (seq) Finish(*seq, FinishReason::kAbort);
+    if (seq) Finish(*seq, reason);
   }
 }
 

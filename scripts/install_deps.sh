@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libabsl-dev
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
-  python3 python3-numpy python3-yaml libpcre2-dev liblzma-dev
+  python3 python3-numpy python3-yaml python3-venv libpcre2-dev liblzma-dev
 )
 
 missing=()

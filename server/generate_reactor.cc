@@ -86,7 +86,10 @@ std::string GenerateReactor::ApplyText(GenerationOutput& output) {
   if (text_stream_->stopped()) {
     // Runs on the engine thread between steps: the abort lands before the next step, so
     // no token is generated past the stop and the blocks are freed at once.
-    if (delta.stopped && !output.finished) engine_->Abort(output.request_id);
+    // The engine then finishes it as a stop_sequence (metrics count it so), not an abort.
+    if (delta.stopped && !output.finished) {
+      engine_->Abort(output.request_id, FinishReason::kStopSequence);
+    }
     output.tokens.resize(delta.tokens_used);
     if (output.logprobs.size() > delta.tokens_used) output.logprobs.resize(delta.tokens_used);
   }

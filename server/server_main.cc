@@ -38,7 +38,7 @@ constexpr char kDefaultMetricsAddress[] = "127.0.0.1:9090";
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "gRPC listen address host:port (port 0 picks a free port; see --port_file)");
-ABSL_FLAG(std::string, model_dir, "models/tiny-v2-lite",
+ABSL_FLAG(std::string, model_dir, "models/needle-v2-demo",
           "Hugging Face model directory: config.json, *.safetensors, optional tokenizer.json");
 ABSL_FLAG(std::string, device, "auto", "cpu, cuda or auto (cuda when a device is usable)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");

@@ -39,9 +39,8 @@ absl::StatusOr<AttentionSharpness> ProbeAttentionRow(const LatentCache& cache, i
                                                      const float* q_abs_row, int heads,
                                                      float softmax_scale) {
   if (num_keys < 1 || heads < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("attention probe: num_keys ", num_keys, " and heads ", heads,
-                     " must be >= 1"));
+    return absl::InvalidArgumentError(absl::StrCat("attention probe: num_keys ", num_keys,
+                                                   " and heads ", heads, " must be >= 1"));
   }
   const int lat = cache.layout().latent_dim(), rope = cache.layout().rope_dim();
   const int64_t width = lat + rope;
@@ -51,8 +50,8 @@ absl::StatusOr<AttentionSharpness> ProbeAttentionRow(const LatentCache& cache, i
   std::vector<HeadAccumulator> acc(static_cast<size_t>(heads));
   for (int64_t first = 0; first < num_keys; first += tile) {
     const int64_t n = std::min(tile, num_keys - first);
-    MLA_RETURN_IF_ERROR(cache.ReadTokens(layer, table, first, n, keys.data(), width,
-                                         keys.data() + lat, width));
+    MLA_RETURN_IF_ERROR(
+        cache.ReadTokens(layer, table, first, n, keys.data(), width, keys.data() + lat, width));
     for (int h = 0; h < heads; ++h) {
       const float* q = q_abs_row + static_cast<int64_t>(h) * width;
       for (int64_t s = 0; s < n; ++s) {

@@ -27,8 +27,9 @@ struct SmallCache {
     const int64_t width = layout.latent_dim() + layout.rope_dim();
     const int64_t n = static_cast<int64_t>(rows.size()) / width;
     ASSERT_TRUE(table.Append(n, pool).ok());
-    ASSERT_TRUE(cache.WriteTokens(0, table, table.num_tokens() - n, n, rows.data(), width,
-                                  rows.data() + layout.latent_dim(), width)
+    ASSERT_TRUE(cache
+                    .WriteTokens(0, table, table.num_tokens() - n, n, rows.data(), width,
+                                 rows.data() + layout.latent_dim(), width)
                     .ok());
   }
   CacheLayout layout;
@@ -90,7 +91,8 @@ TEST(AttentionProbeTest, MatchesNaiveSoftmaxOnRandomKeysAcrossBlocks) {
     double m = -INFINITY, z = 0;
     for (int t = 0; t < n; ++t) {
       float dot = 0;
-      for (int i = 0; i < lat + rope; ++i) dot += q[h * (lat + rope) + i] * rows[t * (lat + rope) + i];
+      for (int i = 0; i < lat + rope; ++i)
+        dot += q[h * (lat + rope) + i] * rows[t * (lat + rope) + i];
       s[t] = dot * scale;
       m = std::max(m, s[t]);
     }

@@ -262,6 +262,20 @@ TEST_F(EngineTest, AbortFreesBlocksAndEndsTheStream) {
   EXPECT_EQ(engine_->GetLoad().cache.blocks_used, 0);
 }
 
+// A stop string is found by the server in the text; it aborts with that reason, which the
+// request reports (and the metrics count) instead of a plain abort.
+TEST_F(EngineTest, AbortCarriesTheCallersReason) {
+  MakeEngine();
+  Collector c;
+  auto id = engine_->Submit(Greedy(goldens_[2].prompt, 5000), c.Callback());
+  ASSERT_TRUE(id.ok());
+  while (c.tokens().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(engine_->Abort(*id, FinishReason::kStopSequence));
+  EXPECT_TRUE(engine_->Abort(*id));  // Still live; the first reason stands.
+  EXPECT_EQ(c.Wait().reason, FinishReason::kStopSequence);
+  EXPECT_FALSE(engine_->Abort(*id));
+}
+
 TEST_F(EngineTest, RepeatedPrefixIsServedFromTheCache) {
   MakeEngine();
   const Golden& g = goldens_[3];  // 150 tokens: 9 full blocks of 16 can be shared.

@@ -1,0 +1,69 @@
+// The recall harness end to end against the trained demo model: mla-recall sweeps needle
+// depths at a context length the model was trained on, through the server's own
+// tokenizer (text mode), and the demo model must find enough of the needles.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "client/mla_client.h"
+#include "tests/integration/client_waits.h"
+#include "tests/integration/server_process.h"
+
+namespace mla {
+namespace {
+
+using testing::ServerProcess;
+
+const std::string kSource = MLA_SOURCE_DIR;
+const std::string kModel = kSource + "/models/needle-v2-demo";
+// The demo model retrieves reliably only in short contexts (models/needle-v2-demo/
+// README.md): over these 24 trials at 128 tokens it found 0.5 of the needles (all of those
+// in the later half of the context). A server, tokenizer or harness that broke the prompt
+// or the attention would find none; an untrained model finds none either.
+constexpr double kMinRecallAt128 = 0.4;
+
+TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtItsTrainingLength) {
+  auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--threads=2",
+                                      "--metrics_address=", "--kv_cache_mib=64"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions options;
+  options.target = (*server)->target();
+  MlaClient client(options);
+  ASSERT_TRUE(testing::WaitUntilServing(client)) << (*server)->Log();
+
+  const std::string out = ::testing::TempDir() + "/mla-recall-" + std::to_string(getpid());
+  const std::string command =
+      std::string(MLA_RECALL_BINARY) + " --target=" + (*server)->target() +
+      " --mode=text --lengths=128 --num_depths=6 --kinds=passkey,kv --samples=2 --seed=7" +
+      " --concurrency=2 --progress=false --fresh --corpus=" + kSource +
+      "/data/haystack/haystack.txt --out=" + out + " 2>" + out + ".log";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+  std::ifstream file(out + "/summary.json");
+  ASSERT_TRUE(file) << "no summary.json in " << out;
+  std::stringstream text;
+  text << file.rdbuf();
+  const nlohmann::json summary = nlohmann::json::parse(text.str(), nullptr, false);
+  ASSERT_FALSE(summary.is_discarded());
+  int trials = 0;
+  double matched = 0;
+  for (const nlohmann::json& cell : summary.at("cells")) {
+    const int n = cell.at("n").get<int>();
+    trials += n;
+    matched += cell.at("exact_match_rate").get<double>() * n;
+    EXPECT_EQ(cell.at("errors").get<int>(), 0);
+  }
+  EXPECT_EQ(trials, 6 * 2 * 2);  // depths x kinds x samples, none failed
+  EXPECT_GE(matched / trials, kMinRecallAt128) << text.str();
+  EXPECT_TRUE(std::filesystem::exists(out + "/heatmap.svg"));
+  EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
+}
+
+}  // namespace
+}  // namespace mla

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Trains a small DeepSeek-V2 (MLA) byte-level model to retrieve needles from a haystack.
+
+Uses transformers' own DeepseekV2ForCausalLM, so the saved checkpoint has exactly the tensor
+names and semantics the engine loads. Runs on the CPU. Progress goes to stdout; a resumable
+checkpoint (model + optimizer + data RNG) is written every --ckpt-every steps, and the final
+model directory gets config.json, generation_config.json, model.safetensors (bf16) and the
+byte-level tokenizer files.
+
+  tools/reference/.venv/bin/python tools/train_demo/train.py --out models/needle-v2-demo
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data  # noqa: E402
+import tokenizer_files  # noqa: E402
+
+
+def model_config(a):
+    return {
+        "architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2",
+        "hidden_size": a.hidden, "num_hidden_layers": a.layers,
+        "num_attention_heads": a.heads, "num_key_value_heads": a.heads,
+        "q_lora_rank": None, "kv_lora_rank": a.kv_lora_rank,
+        "qk_nope_head_dim": a.nope_dim, "qk_rope_head_dim": a.rope_dim, "v_head_dim": a.v_dim,
+        "intermediate_size": a.intermediate,
+        # Dense MLP in every layer: first_k_dense_replace covers all layers, no experts.
+        "moe_intermediate_size": a.intermediate, "n_routed_experts": 0, "n_shared_experts": 0,
+        "num_experts_per_tok": 0, "first_k_dense_replace": a.layers, "moe_layer_freq": 1,
+        "routed_scaling_factor": 1.0, "topk_method": "greedy", "n_group": 1, "topk_group": 1,
+        "norm_topk_prob": False, "scoring_func": "softmax", "hidden_act": "silu",
+        "vocab_size": a.vocab, "max_position_embeddings": a.max_positions,
+        "rope_theta": a.rope_theta, "rope_scaling": None, "rms_norm_eps": 1e-6,
+        "attention_bias": False, "attention_dropout": 0.0, "tie_word_embeddings": False,
+        "bos_token_id": data.BOS_ID, "eos_token_id": data.EOS_ID, "pad_token_id": data.PAD_ID,
+        "initializer_range": 0.02, "use_cache": True, "torch_dtype": "bfloat16",
+    }
+
+
+def build_model(cfg_dict, attn="sdpa"):
+    import tempfile
+    from transformers import AutoConfig, AutoModelForCausalLM
+    # Round-trip through config.json so training sees exactly what the engine will read.
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg_dict, f)
+        cfg = AutoConfig.from_pretrained(d, local_files_only=True)
+    return AutoModelForCausalLM.from_config(cfg, attn_implementation=attn, dtype=torch.float32)
+
+
+def progress(a, step, elapsed):
+    """Fraction of the run done: by steps or by wall time, whichever is further."""
+    return min(1.0, max(step / a.steps, elapsed / (60 * a.max_minutes)))
+
+
+def length_range(a, p):
+    """Curriculum: the longest training length grows from --min-len to --max-len over the
+    first --ramp fraction of the run; afterwards lengths are drawn up to --max-len."""
+    frac = min(1.0, p / a.ramp)
+    hi = int(a.min_len * (a.max_len / a.min_len) ** frac)
+    return a.min_len, max(a.min_len, hi)
+
+
+def make_batch(a, sentences, rng, p):
+    """A batch of equal-length-budget rows: needle prompts (spec format) and, with
+    probability --copy-frac, copy rows (a segment and its repeat, see data.copy_example)."""
+    lo, hi = length_range(a, p)
+    # Log-uniform between lo and hi: mostly short rows, a few at the current maximum.
+    length = int(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else lo
+    n = max(1, a.batch_tokens // length)
+    rows = []  # (ids, first target position, end of targets, is_needle)
+    for _ in range(n):
+        if rng.random() < a.copy_frac:
+            ids, start = data.copy_example(sentences, length, rng)
+            rows.append((ids, start + 1, len(ids), False))  # first byte of the repeat is free
+        else:
+            ids, plen, _ = data.training_example(sentences, length, rng)
+            rows.append((ids, plen, len(ids), True))
+    width = max(len(r[0]) for r in rows)
+    ids = torch.full((n, width), data.PAD_ID, dtype=torch.long)
+    answer_mask = torch.zeros((n, width), dtype=torch.bool)  # on label positions
+    copy_mask = torch.zeros((n, width), dtype=torch.bool)
+    lm_mask = torch.zeros((n, width), dtype=torch.bool)
+    for r, (s, begin, end, needle) in enumerate(rows):
+        ids[r, :len(s)] = torch.tensor(s)
+        # Label position j predicts token j + 1.
+        (answer_mask if needle else copy_mask)[r, begin - 1:end - 1] = True
+        lm_mask[r, :begin - 1] = True
+    is_needle = torch.tensor([r[3] for r in rows])
+    return ids, answer_mask, copy_mask, lm_mask, is_needle, length
+
+
+def step_loss(model, batch, a):
+    ids, answer_mask, copy_mask, lm_mask, is_needle, _ = batch
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+        logits = model(ids[:, :-1], use_cache=False).logits.float()
+    labels = ids[:, 1:]
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                         reduction="none").view(labels.shape)
+    am, cm, lmm = answer_mask[:, :-1], copy_mask[:, :-1], lm_mask[:, :-1]
+    zero = ce.sum() * 0
+    ans_loss = ce[am].mean() if am.any() else zero
+    copy_loss = ce[cm].mean() if cm.any() else zero
+    lm_loss = ce[lmm].mean()
+    loss = ans_loss + a.copy_weight * copy_loss + a.lm_weight * lm_loss
+    correct = ((logits.argmax(-1) == labels) | ~am).all(dim=1)
+    return loss, ans_loss, copy_loss, lm_loss, correct[is_needle]
+
+
+def lr_at(a, step, p):
+    """Linear warm-up over --warmup steps, then cosine decay to 10% by the end of the run."""
+    if step < a.warmup:
+        return a.lr * (step + 1) / a.warmup
+    return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def save_final(model, cfg, out):
+    from safetensors.torch import save_file
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(out, "generation_config.json"), "w") as f:
+        json.dump({"bos_token_id": data.BOS_ID, "eos_token_id": data.EOS_ID,
+                   "pad_token_id": data.PAD_ID, "do_sample": False}, f, indent=2)
+        f.write("\n")
+    tensors = {k: v.detach().to("cpu", torch.bfloat16).contiguous()
+               for k, v in model.state_dict().items() if "rotary_emb" not in k}
+    path = os.path.join(out, "model.safetensors")
+    save_file(tensors, path, metadata={"format": "pt"})
+    os.chmod(path, 0o644)  # save_file creates it owner-only
+    tokenizer_files.write(out)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="models/needle-v2-demo")
+    ap.add_argument("--ckpt", default="build/h-train/needle-train.pt",
+                    help="resumable training state, rewritten every --ckpt-every steps")
+    ap.add_argument("--haystack", default="data/haystack/haystack.txt")
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-lora-rank", type=int, default=64)
+    ap.add_argument("--nope-dim", type=int, default=32)
+    ap.add_argument("--rope-dim", type=int, default=16)
+    ap.add_argument("--v-dim", type=int, default=32)
+    ap.add_argument("--intermediate", type=int, default=256)
+    ap.add_argument("--vocab", type=int, default=264, help="256 bytes + specials, padded")
+    ap.add_argument("--max-positions", type=int, default=4096)
+    ap.add_argument("--rope-theta", type=float, default=10000.0)
+    ap.add_argument("--steps", type=int, default=100000)
+    ap.add_argument("--batch-tokens", type=int, default=4096)
+    ap.add_argument("--min-len", type=int, default=64)
+    ap.add_argument("--max-len", type=int, default=1024)
+    ap.add_argument("--ramp", type=float, default=0.6)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--lm-weight", type=float, default=0.2,
+                    help="weight of the next-byte loss on haystack and question text")
+    ap.add_argument("--copy-frac", type=float, default=0.4,
+                    help="fraction of rows that are copy rows instead of needle prompts")
+    ap.add_argument("--copy-weight", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    ap.add_argument("--export-only", action="store_true",
+                    help="write --out from the --ckpt state without training")
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--ckpt-every", type=int, default=25)
+    ap.add_argument("--max-minutes", type=float, default=32.0,
+                    help="wall-time budget: the schedule ends at --steps or here, if sooner")
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
+                    help="bf16 autocast (fp32 master weights); about 3x slower on a 2-core CPU")
+    return ap.parse_args(argv)
+
+
+def main(argv):
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    cfg = model_config(a)
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if a.device == "auto" else a.device))
+    model = build_model(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    rng, step, elapsed_before = random.Random(a.seed), 0, 0.0
+    if os.path.exists(a.ckpt):
+        st = torch.load(a.ckpt, weights_only=False, map_location=device)
+        if st["config"] != cfg:
+            sys.exit(f"error: {a.ckpt} was trained with another config; remove it or pass --ckpt")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        rng.setstate(st["rng"])
+        step, elapsed_before = st["step"], st["elapsed"]
+        print(f"resumed from {a.ckpt} at step {step} ({elapsed_before / 60:.1f} min)")
+    if a.export_only:
+        save_final(model, cfg, a.out)
+        print(f"exported the state at step {step} to {a.out}")
+        return
+    params = sum(p.numel() for p in model.parameters())
+    print(f"device {device}; params {params:,}; config {json.dumps(cfg)}", flush=True)
+    sentences = data.load_sentences(a.haystack)
+    model.train()
+    t0, tokens, hits, total, sums = time.time(), 0, 0, 0, [0.0, 0.0, 0, 0.0]
+    os.makedirs(os.path.dirname(a.ckpt) or ".", exist_ok=True)
+
+    def checkpoint():
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.getstate(),
+                    "step": step, "elapsed": elapsed_before + time.time() - t0, "config": cfg},
+                   a.ckpt + ".tmp")
+        os.replace(a.ckpt + ".tmp", a.ckpt)
+
+    while True:
+        p = progress(a, step, elapsed_before + time.time() - t0)
+        if p >= 1.0:
+            break
+        batch = tuple(t.to(device) if torch.is_tensor(t) else t
+                      for t in make_batch(a, sentences, rng, p))
+        ids, length = batch[0], batch[-1]
+        lr = lr_at(a, step, p)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss, ans, cp, lm, correct = step_loss(model, batch, a)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens += ids.numel()
+        # A sequence counts as retrieved when every answer token is the argmax (= greedy).
+        hits += int(correct.sum())
+        total += int(correct.numel())
+        sums[0] += float(ans.detach())
+        sums[1] += float(lm.detach())
+        sums[2] += 1
+        sums[3] += float(cp.detach())
+        if step % a.log_every == 0:
+            dt = time.time() - t0
+            print(f"step {step:5d} len<={length:4d} ans_loss {sums[0] / sums[2]:.3f} "
+                  f"copy_loss {sums[3] / sums[2]:.3f} lm_loss {sums[1] / sums[2]:.3f} "
+                  f"acc {hits / max(1, total):.3f} "
+                  f"lr {lr:.2e} tok/s {tokens / dt:.0f} "
+                  f"wall {(elapsed_before + dt) / 60:.1f} min", flush=True)
+            hits, total, sums = 0, 0, [0.0, 0.0, 0, 0.0]
+        if step % a.ckpt_every == 0:
+            checkpoint()
+    checkpoint()
+    save_final(model, cfg, a.out)
+    print(f"done: {step} steps, {(elapsed_before + time.time() - t0) / 60:.1f} min wall; "
+          f"saved {a.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
