@@ -3,25 +3,16 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "engine/backend/cuda/kernels/check_util.h"
 #include "engine/backend/cuda/kernels/latent_cache.h"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/pointwise.h"
 #include "engine/backend/cuda/kernels/sampling.h"
 
 namespace mla::cuda {
-namespace {
 
-absl::Status Invalid(const char* kernel, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(kernel, ": ", what));
-}
-
-// A pointer that the kernel dereferences when there is work (`needed`).
-absl::Status NeedPointer(const char* kernel, const void* ptr, const char* name, bool needed) {
-  if (needed && ptr == nullptr) return Invalid(kernel, absl::StrCat(name, " is null"));
-  return absl::OkStatus();
-}
-
-}  // namespace
+using internal::Invalid;
+using internal::NeedPointer;
 
 absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   constexpr const char* k = "RmsNorm";

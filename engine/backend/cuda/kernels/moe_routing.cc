@@ -6,20 +6,12 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "engine/backend/cuda/kernels/check_util.h"
 
 namespace mla::cuda {
-namespace {
 
-absl::Status Invalid(const char* kernel, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(kernel, ": ", what));
-}
-
-absl::Status NeedPointer(const char* kernel, const void* ptr, const char* name, bool needed) {
-  if (needed && ptr == nullptr) return Invalid(kernel, absl::StrCat(name, " is null"));
-  return absl::OkStatus();
-}
-
-}  // namespace
+using internal::Invalid;
+using internal::NeedPointer;
 
 MoeRoutingParams MoeRoutingFromConfig(const ModelConfig& c) {
   MoeRoutingParams p;
