@@ -3,6 +3,7 @@
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_CHECK_UTIL_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_CHECK_UTIL_H_
 
+#include <initializer_list>
 #include <string>
 
 #include "absl/status/status.h"
@@ -18,6 +19,20 @@ inline absl::Status Invalid(const char* kernel, const std::string& what) {
 inline absl::Status NeedPointer(const char* kernel, const void* ptr, const char* name,
                                 bool needed) {
   if (needed && ptr == nullptr) return Invalid(kernel, absl::StrCat(name, " is null"));
+  return absl::OkStatus();
+}
+
+struct NamedPointer {
+  const void* ptr;
+  const char* name;
+};
+
+// The first of `pointers` that is null while `needed`, as NeedPointer reports it.
+inline absl::Status NeedPointers(const char* kernel, bool needed,
+                                 std::initializer_list<NamedPointer> pointers) {
+  for (const NamedPointer& p : pointers) {
+    if (absl::Status s = NeedPointer(kernel, p.ptr, p.name, needed); !s.ok()) return s;
+  }
   return absl::OkStatus();
 }
 

@@ -13,6 +13,7 @@ namespace mla::cuda {
 
 using internal::Invalid;
 using internal::NeedPointer;
+using internal::NeedPointers;
 
 absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   constexpr const char* k = "RmsNorm";
@@ -20,9 +21,7 @@ absl::Status ValidateRmsNormParams(const RmsNormParams& p) {
   if (p.x_stride < p.dim || p.out_stride < p.dim) return Invalid(k, "strides must be >= dim");
   if (!(p.eps >= 0.0f)) return Invalid(k, "eps must be >= 0");
   const bool work = p.num_rows > 0;
-  if (absl::Status s = NeedPointer(k, p.x, "x", work); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.weight, "weight", work); !s.ok()) return s;
-  return NeedPointer(k, p.out, "out", work);
+  return NeedPointers(k, work, {{p.x, "x"}, {p.weight, "weight"}, {p.out, "out"}});
 }
 
 absl::Status ValidateRopeParams(const RopeParams& p) {
@@ -36,9 +35,7 @@ absl::Status ValidateRopeParams(const RopeParams& p) {
     return Invalid(k, "token_stride must hold num_vectors rope vectors");
   }
   const bool work = p.num_tokens > 0 && p.num_vectors > 0;
-  if (absl::Status s = NeedPointer(k, p.x, "x", work); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.positions, "positions", work); !s.ok()) return s;
-  return NeedPointer(k, p.inv_freq, "inv_freq", work);
+  return NeedPointers(k, work, {{p.x, "x"}, {p.positions, "positions"}, {p.inv_freq, "inv_freq"}});
 }
 
 absl::Status ValidateEmbeddingParams(const EmbeddingParams& p) {
@@ -47,9 +44,7 @@ absl::Status ValidateEmbeddingParams(const EmbeddingParams& p) {
     return Invalid(k, "num_tokens must be >= 0, vocab_size and hidden >= 1");
   }
   const bool work = p.num_tokens > 0;
-  if (absl::Status s = NeedPointer(k, p.ids, "ids", work); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.table, "table", work); !s.ok()) return s;
-  return NeedPointer(k, p.out, "out", work);
+  return NeedPointers(k, work, {{p.ids, "ids"}, {p.table, "table"}, {p.out, "out"}});
 }
 
 absl::Status ValidateSiluMulParams(const SiluMulParams& p) {
@@ -57,9 +52,7 @@ absl::Status ValidateSiluMulParams(const SiluMulParams& p) {
   if (p.num_rows < 0 || p.inter < 1) return Invalid(k, "num_rows must be >= 0 and inter >= 1");
   if (p.in_stride < p.inter) return Invalid(k, "in_stride must be >= inter");
   const bool work = p.num_rows > 0;
-  if (absl::Status s = NeedPointer(k, p.gate, "gate", work); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.up, "up", work); !s.ok()) return s;
-  return NeedPointer(k, p.out, "out", work);
+  return NeedPointers(k, work, {{p.gate, "gate"}, {p.up, "up"}, {p.out, "out"}});
 }
 
 absl::Status ValidateLatentCacheWriteParams(const LatentCacheWriteParams& p) {
@@ -117,8 +110,8 @@ absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p) {
     return Invalid(k, "kv_cache must be 4-byte aligned (the kernel loads bf16 pairs)");
   }
   const bool partials = p.num_partial_slots > 0;
-  if (absl::Status s = NeedPointer(k, p.partial_out, "partial_out", partials); !s.ok()) return s;
-  return NeedPointer(k, p.partial_lse, "partial_lse", partials);
+  return NeedPointers(k, partials,
+                      {{p.partial_out, "partial_out"}, {p.partial_lse, "partial_lse"}});
 }
 
 absl::Status ValidateArgmaxParams(const ArgmaxParams& p) {
@@ -128,8 +121,7 @@ absl::Status ValidateArgmaxParams(const ArgmaxParams& p) {
   }
   if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
   const bool work = p.num_rows > 0;
-  if (absl::Status s = NeedPointer(k, p.logits, "logits", work); !s.ok()) return s;
-  return NeedPointer(k, p.ids, "ids", work);
+  return NeedPointers(k, work, {{p.logits, "logits"}, {p.ids, "ids"}});
 }
 
 }  // namespace mla::cuda

@@ -12,6 +12,7 @@ namespace mla::cuda {
 
 using internal::Invalid;
 using internal::NeedPointer;
+using internal::NeedPointers;
 
 MoeRoutingParams MoeRoutingFromConfig(const ModelConfig& c) {
   MoeRoutingParams p;
@@ -63,9 +64,8 @@ absl::Status ValidateMoeRoutingParams(const MoeRoutingParams& p) {
   if (p.logits_stride < p.num_experts) return Invalid(k, "logits_stride must be >= num_experts");
   if (!(p.scaling > 0.0f)) return Invalid(k, "scaling must be > 0");
   const bool work = p.num_tokens > 0;
-  if (absl::Status s = NeedPointer(k, p.logits, "logits", work); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.expert_ids, "expert_ids", work); !s.ok()) return s;
-  return NeedPointer(k, p.weights, "weights", work);
+  return NeedPointers(k, work,
+                      {{p.logits, "logits"}, {p.expert_ids, "expert_ids"}, {p.weights, "weights"}});
 }
 
 absl::Status ValidateMoePlanParams(const MoePlanParams& p) {
@@ -77,12 +77,14 @@ absl::Status ValidateMoePlanParams(const MoePlanParams& p) {
     return Invalid(k, "num_tokens · top_k must fit in int32");
   }
   // Counts and offsets are written even for zero tokens.
-  if (absl::Status s = NeedPointer(k, p.counts, "counts", true); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.offsets, "offsets", true); !s.ok()) return s;
+  if (absl::Status s = NeedPointers(k, true, {{p.counts, "counts"}, {p.offsets, "offsets"}});
+      !s.ok()) {
+    return s;
+  }
   const bool work = p.num_tokens > 0;
-  if (absl::Status s = NeedPointer(k, p.expert_ids, "expert_ids", work); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.sorted_pairs, "sorted_pairs", work); !s.ok()) return s;
-  return NeedPointer(k, p.pair_rows, "pair_rows", work);
+  return NeedPointers(
+      k, work,
+      {{p.expert_ids, "expert_ids"}, {p.sorted_pairs, "sorted_pairs"}, {p.pair_rows, "pair_rows"}});
 }
 
 absl::Status ValidateMoePermuteParams(const MoePermuteParams& p) {
@@ -96,9 +98,7 @@ absl::Status ValidateMoePermuteParams(const MoePermuteParams& p) {
   if (p.num_rows > INT32_MAX) return Invalid(k, "num_rows must fit in int32");
   if (p.x_stride < p.hidden) return Invalid(k, "x_stride must be >= hidden");
   const bool work = p.num_rows > 0;
-  if (absl::Status s = NeedPointer(k, p.x, "x", work); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.sorted_pairs, "sorted_pairs", work); !s.ok()) return s;
-  return NeedPointer(k, p.out, "out", work);
+  return NeedPointers(k, work, {{p.x, "x"}, {p.sorted_pairs, "sorted_pairs"}, {p.out, "out"}});
 }
 
 absl::Status ValidateMoeUnpermuteParams(const MoeUnpermuteParams& p) {
@@ -108,10 +108,11 @@ absl::Status ValidateMoeUnpermuteParams(const MoeUnpermuteParams& p) {
   }
   if (p.num_tokens > INT32_MAX / p.top_k) return Invalid(k, "num_tokens · top_k must fit in int32");
   const bool work = p.num_tokens > 0;
-  if (absl::Status s = NeedPointer(k, p.expert_out, "expert_out", work); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.pair_rows, "pair_rows", work); !s.ok()) return s;
-  if (absl::Status s = NeedPointer(k, p.weights, "weights", work); !s.ok()) return s;
-  return NeedPointer(k, p.out, "out", work);
+  return NeedPointers(k, work,
+                      {{p.expert_out, "expert_out"},
+                       {p.pair_rows, "pair_rows"},
+                       {p.weights, "weights"},
+                       {p.out, "out"}});
 }
 
 }  // namespace mla::cuda
