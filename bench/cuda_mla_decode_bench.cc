@@ -28,7 +28,7 @@
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/host/mla_decode_plan.h"
 #include "engine/backend/cuda/kernels/mla_decode.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 ABSL_FLAG(std::string, batches, "1,2,4,8,16,32,64,128", "Batch sizes");
 ABSL_FLAG(std::string, contexts, "4096,16384,65536,131072", "Context lengths (tokens)");

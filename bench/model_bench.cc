@@ -13,11 +13,10 @@
 // and top-k experts, lm_head) plus the latent cache of every layer, so bytes per token
 // divided by time per token is the bandwidth decode achieves; compare it to the roofline.
 //
-// --breakdown replays one prefill chunk (the middle one: attention cost grows linearly
-// with position, so it costs what the mean chunk costs) and one decode step with a timer
-// around each group of operations. It calls the same kernels with the model's weights and
-// shapes in the forward pass's order, on random activations; "other" is the measured step
-// time minus the timed groups (norms, RoPE, cache writes, residual adds, allocation).
+// --breakdown turns on the backend's timing by named operation (engine/backend/
+// op_profile.h) for the whole run and prints, per context, each operation's mean time per
+// prefill chunk and per decode step: the real forward pass, not a replay. The timers cost
+// two clock reads per operation (a few hundred per layer and step), well under 1%.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -34,15 +33,11 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "bench/roofline.h"
-#include "bench/shadow_forward.h"
-#include "engine/backend/cpu/gemm.h"
-#include "engine/backend/cpu/thread_pool.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
+#include "engine/backend/cpu/cpu_backend.h"
 #include "engine/kv_cache/block_pool.h"
 #include "engine/kv_cache/latent_cache.h"
 #include "engine/model/deepseek_model.h"
-#include "engine/model/layer_ops.h"
-#include "engine/model/mla_attention_step.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-v2-lite", "Hugging Face model directory");
 ABSL_FLAG(std::vector<std::string>, contexts, std::vector<std::string>({"512", "4096", "16384"}),
@@ -121,10 +116,10 @@ struct ContextResult {
   bool has_prefill() const { return prefill_s > 0; }
   double prefill_tps() const { return has_prefill() ? context / prefill_s : 0; }
   double decode_tps() const { return decode_tokens > 0 ? decode_tokens / decode_s : 0; }
-  // Breakdown (when asked): one mid-prompt chunk and one decode step, seconds.
+  // Breakdown (when asked): seconds per operation name, mean per prefill chunk and per
+  // decode step.
   bool has_breakdown = false;
-  PhaseTimes prefill_phases{}, decode_phases{};
-  int64_t breakdown_chunk = 0;
+  std::vector<OpTiming> prefill_ops, decode_ops;
 };
 
 double CpuSeconds() {
@@ -137,21 +132,23 @@ int32_t Argmax(const std::vector<float>& v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
-// A cache and block table holding `tokens` positions of one sequence.
+// The backend's cache (reallocated) and a block table holding `tokens` positions of one
+// sequence.
 struct SequenceCache {
-  std::unique_ptr<LatentCache> cache;
+  LatentCache* cache = nullptr;
   std::unique_ptr<BlockPool> pool;
   std::unique_ptr<BlockTable> table;
 };
 
-absl::StatusOr<SequenceCache> MakeSequenceCache(const ModelConfig& c, int64_t tokens) {
+absl::StatusOr<SequenceCache> MakeSequenceCache(cpu::CpuBackend& backend, const ModelConfig& c,
+                                                int64_t tokens) {
   MLA_ASSIGN_OR_RETURN(CacheLayout layout,
                        CacheLayout::Create({CacheDType::kBF16, c.kv_lora_rank, c.qk_rope_head_dim,
                                             kBlockSize, c.num_hidden_layers}));
   const int32_t blocks = static_cast<int32_t>(layout.BlocksForTokens(tokens));
-  MLA_ASSIGN_OR_RETURN(LatentCache cache, LatentCache::CreateWithBlocks(layout, blocks));
-  SequenceCache s{std::make_unique<LatentCache>(std::move(cache)),
-                  std::make_unique<BlockPool>(blocks), std::make_unique<BlockTable>(kBlockSize)};
+  MLA_RETURN_IF_ERROR(backend.AllocateCache(layout, blocks));
+  SequenceCache s{backend.latent_cache(), std::make_unique<BlockPool>(blocks),
+                  std::make_unique<BlockTable>(kBlockSize)};
   MLA_RETURN_IF_ERROR(s.table->Append(tokens, *s.pool));
   return s;
 }
@@ -167,7 +164,7 @@ absl::StatusOr<std::vector<float>> Prefill(DeepseekModel& model, const std::vect
     const int64_t m = std::min(chunk, n - pos);
     const SequenceChunk step{std::span<const int32_t>(prompt.data() + pos, m), pos, s.table.get(),
                              false};
-    MLA_ASSIGN_OR_RETURN(logits, model.Forward({&step, 1}, *s.cache));
+    MLA_ASSIGN_OR_RETURN(logits, model.ForwardToHost({&step, 1}));
     if (Now() - last_report > 10.0) {
       last_report = Now();
       std::fprintf(stderr, "  prefill %lld/%lld tokens, %.1f s\n", static_cast<long long>(pos + m),
@@ -205,35 +202,27 @@ absl::Status Decode(DeepseekModel& model, std::vector<float> logits, SequenceCac
     const int32_t next = Argmax(logits);
     const SequenceChunk step{std::span<const int32_t>(&next, 1), r.context + i, s.table.get(),
                              false};
-    MLA_ASSIGN_OR_RETURN(logits, model.Forward({&step, 1}, *s.cache));
+    MLA_ASSIGN_OR_RETURN(logits, model.ForwardToHost({&step, 1}));
   }
   r.decode_s = Now() - start;
   r.decode_cpu_s = CpuSeconds() - cpu_start;
   return absl::OkStatus();
 }
 
-absl::Status RunBreakdown(ShadowForward& shadow, int64_t chunk, SequenceCache& s,
-                          ContextResult& r) {
-  r.has_breakdown = true;
-  r.breakdown_chunk = std::min(chunk, r.context);
-  const int64_t mid = (r.context / 2) / r.breakdown_chunk * r.breakdown_chunk;
-  const int64_t at = std::min(mid, r.context - r.breakdown_chunk);
-  MLA_RETURN_IF_ERROR(shadow.Run(*s.cache, *s.table, at, r.breakdown_chunk, 1, r.prefill_phases));
-  // One untimed step first: the attention workspace sizes itself on a new shape.
-  PhaseTimes warm{};
-  MLA_RETURN_IF_ERROR(shadow.Run(*s.cache, *s.table, r.context, 1, 1, warm));
-  constexpr int kDecodeReps = 8;
-  for (int i = 0; i < kDecodeReps; ++i) {
-    MLA_RETURN_IF_ERROR(shadow.Run(*s.cache, *s.table, r.context, 1, 1, r.decode_phases));
-  }
-  for (double& t : r.decode_phases) t /= kDecodeReps;
-  return absl::OkStatus();
+// Mean seconds per call group: every timing divided by `count` (chunks or steps).
+std::vector<OpTiming> PerStep(std::vector<OpTiming> ops, int64_t count) {
+  for (OpTiming& op : ops) op.seconds /= std::max<int64_t>(count, 1);
+  return ops;
 }
 
-absl::StatusOr<ContextResult> RunContext(DeepseekModel& model, int64_t context, int decode,
-                                         int64_t chunk, ShadowForward* shadow) {
+absl::StatusOr<ContextResult> RunContext(cpu::CpuBackend& backend, DeepseekModel& model,
+                                         int64_t context, int decode, int64_t chunk,
+                                         bool breakdown) {
   const ModelConfig& c = model.config();
-  MLA_ASSIGN_OR_RETURN(SequenceCache s, MakeSequenceCache(c, context + decode));
+  MLA_ASSIGN_OR_RETURN(SequenceCache s, MakeSequenceCache(backend, c, context + decode));
+  OpProfiler& profiler = backend.profiler();
+  profiler.set_enabled(breakdown);
+  profiler.Take();
   std::mt19937 rng(kPromptSeed);
   std::uniform_int_distribution<int32_t> token(0, c.vocab_size - 1);
   std::vector<int32_t> prompt(context);
@@ -248,10 +237,12 @@ absl::StatusOr<ContextResult> RunContext(DeepseekModel& model, int64_t context, 
   } else {
     MLA_ASSIGN_OR_RETURN(logits, Prefill(model, prompt, chunk, s, r));
   }
+  r.prefill_ops = PerStep(profiler.Take(), r.prefill_chunks);
   std::fprintf(stderr, "  prefill %lld tokens: %.2f s; decoding %d tokens\n",
                static_cast<long long>(context), r.prefill_s, decode);
   MLA_RETURN_IF_ERROR(Decode(model, std::move(logits), s, r));
-  if (shadow != nullptr && decode > 0) MLA_RETURN_IF_ERROR(RunBreakdown(*shadow, chunk, s, r));
+  r.decode_ops = PerStep(profiler.Take(), r.decode_tokens);
+  r.has_breakdown = breakdown;
   return r;
 }
 
@@ -300,32 +291,31 @@ void PrintResults(const std::vector<ContextResult>& results, const Costs& costs,
   }
 }
 
-// Shares are of the timed groups' sum: the groups run one after another in a replayed
-// step, so on a busy machine their sum drifts from the measured step by tens of percent
-// either way, while their proportions hold. Both totals are printed.
+// Every named operation's mean time per prefill chunk and per decode step (summed over
+// layers), in the order the forward pass first issued them.
 void PrintBreakdown(const ContextResult& r) {
   double pre_sum = 0, dec_sum = 0;
-  for (int p = 0; p < kNumPhases; ++p) {
-    pre_sum += r.prefill_phases[p];
-    dec_sum += r.decode_phases[p];
+  for (const OpTiming& op : r.prefill_ops) pre_sum += op.seconds;
+  for (const OpTiming& op : r.decode_ops) dec_sum += op.seconds;
+  std::printf("\nbreakdown at context %lld (backend timing by operation, all layers)\n",
+              static_cast<long long>(r.context));
+  std::printf("  %-22s %14s %7s %14s %7s\n", "operation", "ms per chunk", "share", "ms per step",
+              "share");
+  const std::vector<OpTiming>& names = r.prefill_ops.empty() ? r.decode_ops : r.prefill_ops;
+  for (const OpTiming& op : names) {
+    double pre = 0, dec = 0;
+    for (const OpTiming& p : r.prefill_ops) pre += p.name == op.name ? p.seconds : 0;
+    for (const OpTiming& d : r.decode_ops) dec += d.name == op.name ? d.seconds : 0;
+    std::printf("  %-22s %14.3f %6.1f%% %14.4f %6.1f%%\n", op.name.c_str(), pre * 1e3,
+                pre_sum > 0 ? 100 * pre / pre_sum : 0, dec * 1e3, dec_sum > 0 ? 100 * dec / dec_sum : 0);
   }
-  std::printf(
-      "\nbreakdown at context %lld: prefill = one %lld-token chunk in the middle of the "
-      "prompt, decode = one step\n",
-      static_cast<long long>(r.context), static_cast<long long>(r.breakdown_chunk));
-  std::printf("  %-34s %12s %7s %12s %7s\n", "group", "prefill ms", "share", "decode ms", "share");
-  for (int p = 0; p < kNumPhases; ++p) {
-    std::printf("  %-34s %12.2f %6.1f%% %12.3f %6.1f%%\n", kPhaseNames[p],
-                r.prefill_phases[p] * 1e3, 100 * r.prefill_phases[p] / pre_sum,
-                r.decode_phases[p] * 1e3, 100 * r.decode_phases[p] / dec_sum);
-  }
-  std::printf("  %-34s %12.2f %7s %12.3f\n", "sum of the groups", pre_sum * 1e3, "", dec_sum * 1e3);
+  std::printf("  %-22s %14.3f %7s %14.4f\n", "sum of operations", pre_sum * 1e3, "", dec_sum * 1e3);
   char chunk_ms[32] = "-";
   if (r.has_prefill()) {
-    std::snprintf(chunk_ms, sizeof(chunk_ms), "%.2f", 1e3 * r.prefill_s / r.prefill_chunks);
+    std::snprintf(chunk_ms, sizeof(chunk_ms), "%.3f", 1e3 * r.prefill_s / r.prefill_chunks);
   }
-  std::printf("  %-34s %12s %7s %12.3f\n", "measured (mean over the run)", chunk_ms, "",
-              1e3 * r.decode_s / r.decode_tokens);
+  std::printf("  %-22s %14s %7s %14.4f\n", "measured", chunk_ms, "",
+              r.decode_tokens > 0 ? 1e3 * r.decode_s / r.decode_tokens : 0.0);
 }
 
 void WriteJson(const std::string& path, const std::string& model_dir, int threads,
@@ -353,11 +343,12 @@ void WriteJson(const std::string& path, const std::string& model_dir, int thread
                  r.has_prefill() ? costs.PrefillFlops(r) / r.prefill_s / 1e9 : 0, r.prefill_cpu_s,
                  r.decode_tokens, r.decode_s, r.decode_tps(), r.decode_cpu_s);
     if (r.has_breakdown) {
-      for (const auto& [name, phases] : {std::pair{"prefill_chunk_ms", &r.prefill_phases},
-                                         std::pair{"decode_step_ms", &r.decode_phases}}) {
+      for (const auto& [name, ops] : {std::pair{"prefill_chunk_ms", &r.prefill_ops},
+                                      std::pair{"decode_step_ms", &r.decode_ops}}) {
         std::fprintf(f, ", \"%s\": {", name);
-        for (int p = 0; p < kNumPhases; ++p) {
-          std::fprintf(f, "%s\"%s\": %.3f", p ? ", " : "", kPhaseNames[p], (*phases)[p] * 1e3);
+        for (size_t p = 0; p < ops->size(); ++p) {
+          std::fprintf(f, "%s\"%s\": %.4f", p ? ", " : "", (*ops)[p].name.c_str(),
+                       (*ops)[p].seconds * 1e3);
         }
         std::fprintf(f, "}");
       }
@@ -380,7 +371,8 @@ int Main() {
   }
   const int decode = std::max(0, absl::GetFlag(FLAGS_decode_tokens));
   const int64_t chunk = std::max(1, absl::GetFlag(FLAGS_prefill_chunk));
-  cpu::ThreadPool pool(absl::GetFlag(FLAGS_threads));
+  cpu::CpuBackend backend(absl::GetFlag(FLAGS_threads));
+  cpu::ThreadPool& pool = *backend.pool();
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
 
   Roofline roof;
@@ -389,7 +381,7 @@ int Main() {
     PrintMachine(roof, pool.num_threads());
   }
   const double load_start = Now();
-  auto model = DeepseekModel::Load(model_dir, &pool);
+  auto model = DeepseekModel::Load(model_dir, &backend);
   if (!model.ok()) {
     std::fprintf(stderr, "loading %s: %s\n", model_dir.c_str(), model.status().ToString().c_str());
     return 1;
@@ -404,12 +396,10 @@ int Main() {
       static_cast<long long>(costs.kv_bytes_per_token), kBlockSize, static_cast<long long>(chunk),
       decode);
 
-  std::unique_ptr<ShadowForward> shadow;
-  if (absl::GetFlag(FLAGS_breakdown)) shadow = std::make_unique<ShadowForward>(**model, &pool);
   std::vector<ContextResult> results;
   for (int64_t n : contexts) {
     std::fprintf(stderr, "context %lld:\n", static_cast<long long>(n));
-    auto r = RunContext(**model, n, decode, chunk, shadow.get());
+    auto r = RunContext(backend, **model, n, decode, chunk, absl::GetFlag(FLAGS_breakdown));
     if (!r.ok()) {
       std::fprintf(stderr, "context %lld: %s\n", static_cast<long long>(n),
                    r.status().ToString().c_str());

@@ -4,7 +4,7 @@
 #include <sstream>
 #include <utility>
 
-#include "server/status_convert.h"
+#include "common/grpc_status.h"
 
 namespace mla {
 

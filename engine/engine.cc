@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/common/log.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/sampling/sampler.h"
 #include "engine/scheduler/sequence.h"
 
@@ -46,20 +46,17 @@ absl::StatusOr<std::unique_ptr<const Tokenizer>> LoadModelTokenizer(const std::s
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
-  auto pool = std::make_unique<cpu::ThreadPool>(options.threads);
-  MLA_ASSIGN_OR_RETURN(std::unique_ptr<DeepseekModel> model,
-                       DeepseekModel::Load(options.model_dir, pool.get()));
-  const ModelConfig& c = model->config();
+  RunnerOptions ro;
+  ro.model_dir = options.model_dir;
+  ro.device = options.device;
+  ro.threads = options.threads;
+  ro.kv_cache_bytes = options.kv_cache_bytes;
+  ro.block_size = options.block_size;
+  MLA_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, ModelRunner::Create(ro));
+  const ModelConfig& c = runner->config();
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<const Tokenizer> tokenizer,
                        LoadModelTokenizer(options.model_dir, c.vocab_size));
-  CacheLayoutConfig lc;
-  lc.latent_dim = c.kv_lora_rank;
-  lc.rope_dim = c.qk_rope_head_dim;
-  lc.block_size = options.block_size;
-  lc.num_layers = c.num_hidden_layers;
-  MLA_ASSIGN_OR_RETURN(CacheLayout layout, CacheLayout::Create(lc));
-  MLA_ASSIGN_OR_RETURN(LatentCache cache,
-                       LatentCache::CreateWithBudget(layout, options.kv_cache_bytes));
+  const CacheLayout& layout = runner->cache_layout();
   EngineInfo info;
   info.config = c;
   info.model_name =
@@ -68,36 +65,33 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
     info.model_name = std::filesystem::path(options.model_dir).lexically_normal()
                           .parent_path().filename().string();
   }
-  info.device = options.device_description;
-  info.weight_dtype = WeightDtypeName(model->weights());
-  info.weight_bytes = model->weights().bytes;
+  info.device = runner->device();
+  info.weight_dtype = WeightDtypeName(runner->weights());
+  info.weight_bytes = runner->weights().bytes;
   info.cache_dtype = CacheDTypeName(layout.dtype());
   info.kv_block_size = layout.block_size();
-  info.kv_num_blocks = cache.num_blocks();
+  info.kv_num_blocks = runner->num_cache_blocks();
   info.kv_bytes_per_token = layout.bytes_per_token();
   info.mha_bytes_per_token = EquivalentMhaBytesPerToken(
       {c.num_hidden_layers, c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim,
        c.v_head_dim, 2});
   info.max_context = std::min<int64_t>(c.max_position_embeddings,
-                                       int64_t{cache.num_blocks()} * layout.block_size());
-  LogInfo("KV cache: ", cache.num_blocks(), " blocks of ", layout.block_size(), " tokens, ",
+                                       int64_t{info.kv_num_blocks} * layout.block_size());
+  LogInfo("KV cache: ", info.kv_num_blocks, " blocks of ", layout.block_size(), " tokens, ",
           layout.bytes_per_token(), " bytes/token (MHA would need ", info.mha_bytes_per_token,
-          "), ", cache.bytes() >> 20, " MiB");
-  auto engine = std::unique_ptr<Engine>(new Engine(options, std::move(pool), std::move(model),
-                                                   std::move(cache), std::move(info)));
+          "), ", (int64_t{info.kv_num_blocks} * layout.bytes_per_block()) >> 20, " MiB");
+  auto engine =
+      std::unique_ptr<Engine>(new Engine(options, std::move(runner), std::move(info)));
   engine->tokenizer_ = std::move(tokenizer);
   return engine;
 }
 
-Engine::Engine(const EngineOptions& options, std::unique_ptr<cpu::ThreadPool> pool,
-               std::unique_ptr<DeepseekModel> model, LatentCache cache, EngineInfo info)
+Engine::Engine(const EngineOptions& options, std::unique_ptr<ModelRunner> runner, EngineInfo info)
     : options_(options),
-      pool_(std::move(pool)),
-      model_(std::move(model)),
-      cache_(std::move(cache)),
+      runner_(std::move(runner)),
       info_(std::move(info)),
-      blocks_(BlockManagerConfig{cache_.num_blocks(), cache_.layout().block_size(),
-                                 cache_.layout().bytes_per_block(),
+      blocks_(BlockManagerConfig{runner_->num_cache_blocks(), runner_->cache_layout().block_size(),
+                                 runner_->cache_layout().bytes_per_block(),
                                  options.enable_prefix_caching}),
       scheduler_({options.max_batch_tokens, options.max_running, options.starvation_steps},
                  &blocks_) {
@@ -146,12 +140,12 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
         "prompt (", r.prompt.size(), " tokens) + max_tokens (", std::max(r.max_tokens, 1),
         ") exceeds the model's context of ", c.max_position_embeddings, " tokens"));
   }
-  const int64_t capacity = int64_t{cache_.num_blocks()} * cache_.layout().block_size();
+  const int64_t capacity = int64_t{info_.kv_num_blocks} * info_.kv_block_size;
   if (total > capacity) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "prompt (", r.prompt.size(), " tokens) + max_tokens (", std::max(r.max_tokens, 1),
-        ") can never fit in the KV cache of ", capacity, " tokens (", cache_.num_blocks(),
-        " blocks of ", cache_.layout().block_size(), "); raise --kv_cache_mib"));
+        ") can never fit in the KV cache of ", capacity, " tokens (", info_.kv_num_blocks,
+        " blocks of ", info_.kv_block_size, "); raise --kv_cache_mib"));
   }
   if (r.logprobs < 0 || r.logprobs > kMaxLogprobs) {
     return absl::InvalidArgumentError(absl::StrCat("logprobs: must be in [0, ", kMaxLogprobs, "]"));
@@ -194,7 +188,7 @@ absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCall
   }
   if (!request.has_seed) request.sampling.seed = absl::ToUnixNanos(absl::Now()) ^ (next_id_ << 32);
   auto seq = std::make_unique<Sequence>(std::move(request), std::move(on_output),
-                                        cache_.layout().block_size(), absl::Now());
+                                        info_.kv_block_size, absl::Now());
   seq->max_total = prompt + max_new;
   const std::string id = seq->request.request_id;
   live_[id] = FinishReason::kNone;

@@ -15,13 +15,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "engine/backend/cpu/thread_pool.h"
 #include "engine/engine_info.h"
 #include "engine/engine_observer.h"
 #include "engine/kv_cache/block_manager.h"
-#include "engine/kv_cache/latent_cache.h"
-#include "engine/model/deepseek_model.h"
 #include "engine/request.h"
+#include "engine/runner/model_runner.h"
 #include "engine/scheduler/scheduler.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -37,7 +35,7 @@ struct EngineOptions {
   bool enable_prefix_caching = true;          // Share cached prompt prefixes (per cache_salt).
   int64_t starvation_steps = 256;             // Steps after which a waiting request jumps the queue.
   int threads = 0;                            // CPU threads; 0 = all cores.
-  std::string device_description = "cpu";
+  std::string device = "cpu";                 // The runner's backend: cpu or cuda.
   // Attention-sharpness telemetry: every N-th engine step (0 = off) probes the rows that
   // produce a token of up to attention_probe_max_rows sequences, reported to the observer.
   // Requests asking for attention_stats are probed at every token whatever this says.
@@ -79,28 +77,37 @@ class Engine {
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
 
  private:
-  Engine(const EngineOptions& options, std::unique_ptr<cpu::ThreadPool> pool,
-         std::unique_ptr<DeepseekModel> model, LatentCache cache, EngineInfo info);
+  // Which sequence a sampled or scored logits row of a step belongs to.
+  struct RowOwner {
+    size_t chunk;            // Index in the step's batch.
+    int64_t prompt_pos = -1;  // >= 0: a prompt-logprob row scoring this prompt position.
+  };
+
+  Engine(const EngineOptions& options, std::unique_ptr<ModelRunner> runner, EngineInfo info);
   absl::Status Validate(const GenerationRequest& r) const;
   void Loop();
   void Step();  // One scheduling + forward step.
   void TakeIncoming();
   CacheStats CacheStatsNow() const;  // Block manager's stats plus the scheduler's preemptions.
   void ApplyAborts();
-  void ProcessStep(const std::vector<ScheduledChunk>& batch, const std::vector<float>& logits);
-  // The chunks of this step's batch, with the rows to probe for attention telemetry marked.
-  std::vector<SequenceChunk> MakeChunks(const std::vector<ScheduledChunk>& batch);
-  void RecordAttentionProbes(const std::vector<ScheduledChunk>& batch);
-  void EmitToken(Sequence& seq, std::span<const float> logits);
+  // The step contract's second half: everything after the forward pass — prompt
+  // logprobs, computed-token counts, full blocks into the prefix cache, the sampled token
+  // appended and streamed, finished sequences ended and their blocks freed.
+  void UpdateFromOutput(const std::vector<ScheduledChunk>& batch,
+                        const std::vector<RowOwner>& owners, const StepOutput& output);
+  // The runner's input for this step's batch: chunks (rows to probe for attention
+  // telemetry marked) and the logits rows to sample or score, with their owners.
+  StepInput MakeStepInput(const std::vector<ScheduledChunk>& batch, std::vector<RowOwner>& owners);
+  void RecordAttentionProbes(const std::vector<ScheduledChunk>& batch,
+                             const std::vector<ChunkAttentionProbe>& probes);
+  void EmitToken(Sequence& seq, const RowSample& sample);
   // Ends a sequence: streams its last output (`out` plus finish data), frees its blocks.
   void Finish(Sequence& seq, FinishReason reason, std::string error = "",
               GenerationOutput out = GenerationOutput());
   void PublishLoad();
 
   const EngineOptions options_;
-  std::unique_ptr<cpu::ThreadPool> pool_;
-  std::unique_ptr<DeepseekModel> model_;
-  LatentCache cache_;
+  std::unique_ptr<ModelRunner> runner_;  // The model on its device, with the cache storage.
   EngineInfo info_;
   std::unique_ptr<const Tokenizer> tokenizer_;  // Set once in Create; may be null.
   BlockManager blocks_;  // Loop thread only.

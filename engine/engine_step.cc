@@ -18,15 +18,6 @@ double Seconds(absl::Time from, absl::Time to) {
              : absl::ToDoubleSeconds(to - from);
 }
 
-TokenLogprobs MakeLogprobs(std::span<const float> logits, int32_t token, int top_n) {
-  std::vector<float> lp = LogSoftmax(logits);
-  TokenLogprobs out;
-  out.token_id = token;
-  out.logprob = lp[token];
-  out.top = TopN(lp, top_n);
-  return out;
-}
-
 bool Contains(const std::vector<int32_t>& v, int32_t x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
@@ -78,16 +69,17 @@ void Engine::Step() {
   }
   step.num_sequences = static_cast<int>(batch.size());
   if (!batch.empty()) {
-    const std::vector<SequenceChunk> chunks = MakeChunks(batch);
-    absl::StatusOr<std::vector<float>> logits = model_->Forward(chunks, cache_);
-    RecordAttentionProbes(batch);
-    if (!logits.ok()) {
-      LogError("forward step failed: ", logits.status().message());
+    std::vector<RowOwner> owners;
+    const StepInput input = MakeStepInput(batch, owners);
+    absl::StatusOr<StepOutput> output = runner_->Execute(input);
+    if (!output.ok()) {
+      LogError("forward step failed: ", output.status().message());
       for (const ScheduledChunk& c : batch) {
-        Finish(*c.seq, FinishReason::kAbort, std::string(logits.status().message()));
+        Finish(*c.seq, FinishReason::kAbort, std::string(output.status().message()));
       }
     } else {
-      ProcessStep(batch, *logits);
+      RecordAttentionProbes(batch, output->probes);
+      UpdateFromOutput(batch, owners, *output);
     }
   }
   scheduler_.TakeDone();
@@ -99,24 +91,28 @@ void Engine::Step() {
   load_.running = scheduler_.num_running();
   load_.waiting = scheduler_.num_waiting() + static_cast<int32_t>(incoming_.size());
   load_.cache = CacheStatsNow();
-  load_.workspace_bytes = model_->workspace_bytes();
-  load_.attention_probed_rows = model_->probed_rows();
+  load_.workspace_bytes = runner_->workspace_bytes();
+  load_.attention_probed_rows = runner_->probed_rows();
   idle_ = scheduler_.empty();
 }
 
-std::vector<SequenceChunk> Engine::MakeChunks(const std::vector<ScheduledChunk>& batch) {
+StepInput Engine::MakeStepInput(const std::vector<ScheduledChunk>& batch,
+                                std::vector<RowOwner>& owners) {
   // Telemetry off costs this one comparison per step.
   const bool sampled = options_.attention_probe_every > 0 &&
                        steps_++ % options_.attention_probe_every == 0;
   int sampled_rows = 0;
-  std::vector<SequenceChunk> chunks;
-  for (const ScheduledChunk& c : batch) {
-    Sequence& seq = *c.seq;
-    SequenceChunk chunk{std::span<const int32_t>(seq.tokens.data() + seq.num_computed,
-                                                 c.num_tokens),
-                        seq.num_computed, &seq.table, WantsAllLogits(seq)};
+  StepInput input;
+  int64_t row = 0;  // First logits row of the current chunk.
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Sequence& seq = *batch[i].seq;
+    const int64_t n = batch[i].num_tokens;
+    const bool all = WantsAllLogits(seq);
+    SequenceChunk chunk{std::span<const int32_t>(seq.tokens.data() + seq.num_computed, n),
+                        seq.num_computed, &seq.table, all};
+    const bool produces_token = n == seq.uncomputed();
     // Only a row that produces a token is probed: a decode row or a prompt's last one.
-    if (c.num_tokens == seq.uncomputed()) {
+    if (produces_token) {
       if (seq.request.attention_stats) {
         chunk.probe_attention = true;
       } else if (sampled && sampled_rows < options_.attention_probe_max_rows) {
@@ -124,13 +120,40 @@ std::vector<SequenceChunk> Engine::MakeChunks(const std::vector<ScheduledChunk>&
         ++sampled_rows;
       }
     }
-    chunks.push_back(chunk);
+    input.chunks.push_back(chunk);
+    if (n == 0) continue;
+    const int64_t rows = all ? n : 1;
+    if (all) {
+      // Row j predicts the token after position num_computed + j.
+      for (int64_t j = 0; j < rows; ++j) {
+        const int64_t next = seq.num_computed + j + 1;
+        if (next >= seq.prompt_len()) break;
+        if (next <= seq.prompt_logprobs_upto) continue;  // Scored before a preemption.
+        RowSampling r;
+        r.row = row + j;
+        r.score_token = seq.tokens[next];
+        r.top_logprobs = seq.request.prompt_logprobs;
+        input.rows.push_back(r);
+        owners.push_back({i, next});
+      }
+    }
+    if (produces_token) {
+      RowSampling r;
+      r.row = row + rows - 1;
+      r.params = &seq.request.sampling;
+      r.rng = &seq.rng;
+      r.top_logprobs = seq.request.logprobs > 0 ? seq.request.logprobs : -1;
+      input.rows.push_back(r);
+      owners.push_back({i, -1});
+    }
+    row += rows;
   }
-  return chunks;
+  return input;
 }
 
-void Engine::RecordAttentionProbes(const std::vector<ScheduledChunk>& batch) {
-  for (const ChunkAttentionProbe& p : model_->TakeAttentionProbes()) {
+void Engine::RecordAttentionProbes(const std::vector<ScheduledChunk>& batch,
+                                   const std::vector<ChunkAttentionProbe>& probes) {
+  for (const ChunkAttentionProbe& p : probes) {
     if (options_.observer != nullptr) options_.observer->OnAttentionProbe(p.sharpness);
     Sequence& seq = *batch[p.chunk].seq;
     if (seq.request.attention_stats && seq.attention_stats.size() < kMaxAttentionStats) {
@@ -139,40 +162,27 @@ void Engine::RecordAttentionProbes(const std::vector<ScheduledChunk>& batch) {
   }
 }
 
-void Engine::ProcessStep(const std::vector<ScheduledChunk>& batch,
-                         const std::vector<float>& logits) {
-  const int vocab = info_.config.vocab_size;
-  int64_t row = 0;
-  for (const ScheduledChunk& c : batch) {
-    Sequence& seq = *c.seq;
-    const bool all = WantsAllLogits(seq);
-    const int64_t rows = all ? c.num_tokens : 1;
-    if (all) {
-      // Row j predicts the token after position num_computed + j.
-      for (int64_t j = 0; j < rows; ++j) {
-        const int64_t next = seq.num_computed + j + 1;
-        if (next >= seq.prompt_len()) break;
-        if (next <= seq.prompt_logprobs_upto) continue;  // Scored before a preemption.
-        seq.prompt_logprobs.push_back(
-            MakeLogprobs(std::span<const float>(logits.data() + (row + j) * vocab, vocab),
-                         seq.tokens[next], seq.request.prompt_logprobs));
-        seq.prompt_logprobs_upto = next;
-      }
+void Engine::UpdateFromOutput(const std::vector<ScheduledChunk>& batch,
+                              const std::vector<RowOwner>& owners, const StepOutput& output) {
+  size_t k = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Sequence& seq = *batch[i].seq;
+    for (; k < owners.size() && owners[k].chunk == i && owners[k].prompt_pos >= 0; ++k) {
+      seq.prompt_logprobs.push_back(output.samples[k].logprobs);
+      seq.prompt_logprobs_upto = owners[k].prompt_pos;
     }
-    seq.num_computed += c.num_tokens;
+    seq.num_computed += batch[i].num_tokens;
     blocks_.CommitFullBlocks(seq.table, seq.tokens, seq.num_computed, seq.request.cache_salt);
-    const std::span<const float> last(logits.data() + (row + rows - 1) * vocab, vocab);
-    row += rows;
-    if (seq.uncomputed() == 0) EmitToken(seq, last);
+    if (k < owners.size() && owners[k].chunk == i) EmitToken(seq, output.samples[k++]);
   }
 }
 
-void Engine::EmitToken(Sequence& seq, std::span<const float> logits) {
-  absl::StatusOr<int32_t> token = Sample(logits, seq.request.sampling, seq.rng);
-  if (!token.ok()) {
-    Finish(seq, FinishReason::kAbort, std::string(token.status().message()));
+void Engine::EmitToken(Sequence& seq, const RowSample& sample) {
+  if (!sample.status.ok()) {
+    Finish(seq, FinishReason::kAbort, std::string(sample.status.message()));
     return;
   }
+  const int32_t token = sample.token;
   const absl::Time now = absl::Now();
   if (seq.first_token == absl::InfiniteFuture()) {
     seq.first_token = now;
@@ -180,17 +190,15 @@ void Engine::EmitToken(Sequence& seq, std::span<const float> logits) {
     options_.observer->OnInterTokenLatency(absl::ToDoubleSeconds(now - seq.last_token));
   }
   seq.last_token = now;
-  seq.tokens.push_back(*token);
+  seq.tokens.push_back(token);
   GenerationOutput out;
   out.request_id = seq.request.request_id;
-  out.tokens.push_back(*token);
-  if (seq.request.logprobs > 0) {
-    out.logprobs.push_back(MakeLogprobs(logits, *token, seq.request.logprobs));
-  }
+  out.tokens.push_back(token);
+  if (seq.request.logprobs > 0) out.logprobs.push_back(sample.logprobs);
   FinishReason reason = FinishReason::kNone;
-  if (!seq.request.ignore_eos && Contains(info_.config.eos_token_ids, *token)) {
+  if (!seq.request.ignore_eos && Contains(info_.config.eos_token_ids, token)) {
     reason = FinishReason::kStop;
-  } else if (Contains(seq.request.stop_token_ids, *token)) {
+  } else if (Contains(seq.request.stop_token_ids, token)) {
     reason = FinishReason::kStop;
   } else if (seq.num_tokens() >= seq.max_total) {
     reason = FinishReason::kLength;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/common/attention_sharpness.h"
 #include "engine/sampling/logprobs.h"
 #include "engine/sampling/sampling_params.h"
 
@@ -32,23 +33,7 @@ struct GenerationRequest {
 // Most attention-sharpness records one request gets back (tokens x layers).
 inline constexpr size_t kMaxAttentionStats = 8192;
 
-// Attention sharpness of one generated token's query row in one layer, averaged over
-// heads (telemetry; see engine/model/attention_probe.h).
-struct AttentionSharpness {
-  int layer = 0;
-  int64_t context_tokens = 0;  // Keys the row attends to.
-  double entropy = 0.0;        // Mean over heads, nats.
-  double max_weight = 0.0;     // Mean over heads of each head's largest weight.
-};
-
 enum class FinishReason { kNone, kStop, kLength, kStopSequence, kAbort };
-
-// A token's logprob with its most likely alternatives.
-struct TokenLogprobs {
-  int32_t token_id = 0;
-  float logprob = 0.0f;
-  std::vector<TokenLogprob> top;
-};
 
 // One message of a request's output stream.
 struct GenerationOutput {

@@ -1,7 +1,7 @@
 #include "server/proto_convert.h"
 
 #include "absl/strings/str_cat.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla {
 

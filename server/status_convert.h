@@ -1,4 +1,4 @@
-// absl::Status <-> grpc::Status. The code numbering is the same by design of both.
+// Server-side status helpers: the conversions (common/grpc_status.h) and retry hints.
 #ifndef MLA_SERVER_STATUS_CONVERT_H_
 #define MLA_SERVER_STATUS_CONVERT_H_
 
@@ -8,18 +8,9 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/grpc_status.h"
 
 namespace mla {
-
-inline grpc::Status ToGrpcStatus(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
-inline absl::Status FromGrpcStatus(const grpc::Status& s) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-}
 
 // Tells the client when to retry a refused call, as trailing metadata: "retry-after-ms"
 // for any client, and "grpc-retry-pushback-ms", which gRPC clients' retry policies read.

@@ -18,7 +18,7 @@
 #include "client/bench/runner.h"
 #include "client/bench/workload.h"
 #include "client/mla_client.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address host:port");
 ABSL_FLAG(std::string, token, "", "Bearer token for servers started with auth");

@@ -1,6 +1,6 @@
 #include "client/recall/backend.h"
 
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla::recall {
 

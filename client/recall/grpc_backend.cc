@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/recall/scoring.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla::recall {
 

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla::recall {
 namespace {

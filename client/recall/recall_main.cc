@@ -24,7 +24,7 @@
 #include "client/recall/openai_backend.h"
 #include "client/recall/results.h"
 #include "client/recall/sweep.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mla-server address host:port");
 ABSL_FLAG(std::string, token, "", "Bearer token (mla-server auth, or the OpenAI API key)");

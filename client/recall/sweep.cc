@@ -11,7 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "client/recall/scoring.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla::recall {
 namespace {

@@ -10,7 +10,7 @@
 #include "engine/chat/lexer.h"
 #include "engine/chat/parser.h"
 #include "engine/chat/value.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla {
 namespace {

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/chat/builtins.h"
 #include "engine/chat/value_ops.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla::chat {
 namespace {

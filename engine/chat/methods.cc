@@ -12,7 +12,7 @@
 #include "engine/chat/builtins.h"
 #include "engine/chat/text_util.h"
 #include "engine/chat/value_ops.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla::chat {
 namespace {

@@ -9,7 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/chat/builtins.h"
 #include "engine/chat/parser_internal.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla::chat::parser_internal {
 namespace {

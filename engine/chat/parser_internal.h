@@ -14,7 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "engine/chat/ast.h"
 #include "engine/chat/lexer.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla::chat::parser_internal {
 

@@ -3,7 +3,7 @@
 #include <span>
 
 #include "absl/strings/str_cat.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace mla {
 namespace {

@@ -4,84 +4,155 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "engine/backend/cpu/gemm.h"
-#include "engine/common/status_macros.h"
-#include "engine/model/layer_ops.h"
-#include "engine/model/mla_attention_step.h"
+#include "common/status_macros.h"
+#include "engine/model/moe_config.h"
 
 namespace mla {
+namespace {
 
-// Activation buffers of one Forward call, sized for its T tokens.
-struct DeepseekModel::Workspace {
-  int64_t tokens = 0;
-  std::vector<int64_t> positions;  // [T]
-  std::vector<float> cos, sin;     // [T, rope/2]
-  std::vector<float> h, xn, tmp;   // [T, hidden]
-  std::vector<float> q, qa;        // [T, H*(nope+rope)], [T, q_lora]
-  std::vector<float> ckv;          // [T, L+R]
-  std::vector<float> q_abs;        // [T, H, L+R]
-  std::vector<float> o_lat;        // [T, H, L]
-  std::vector<float> attn;         // [T, H*v]
-  std::vector<float> gate, up, act, expert_in, expert_out;
-  std::vector<float> router;       // [T, n_routed_experts]
-  std::vector<float> lse;          // [T, H]
-  AttentionBatch batch;            // Block tables and positions, shared by all layers.
+// Activation buffers of a step (Backend::Activation slots).
+enum Slot {
+  kCos, kSin, kH, kXn, kTmp, kQ, kQa, kCkv, kQAbs, kOLat, kAttn, kLse,
+  kGate, kUp, kAct, kRouter, kSelected, kNormed, kLogits,
+};
 
-  // Bytes the buffers hold now (capacity, not size: what the process really keeps).
-  size_t Bytes() const {
-    size_t floats = 0;
-    for (const std::vector<float>* v :
-         {&cos, &sin, &h, &xn, &tmp, &q, &qa, &ckv, &q_abs, &o_lat, &attn, &gate, &up, &act,
-          &expert_in, &expert_out, &router, &lse}) {
-      floats += v->capacity();
-    }
-    return floats * sizeof(float) + positions.capacity() * sizeof(int64_t) +
-           (batch.block_table.capacity() + batch.seq_lens.capacity() +
-            batch.q_pos0.capacity() + batch.cu_seqlens_q.capacity()) *
-               sizeof(int32_t);
-  }
+struct MlpNames {
+  const char* gate;
+  const char* up;
+  const char* silu;
+  const char* down;
+};
+constexpr MlpNames kDenseNames{"ffn_gate", "ffn_up", "ffn_silu", "ffn_down"};
+constexpr MlpNames kSharedNames{"ffn_shared_gate", "ffn_shared_up", "ffn_shared_silu",
+                                "ffn_shared_down"};
+
+MatrixView VectorView(const std::vector<float>& v) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  return MatrixView{v.data(), DType::kF32, 1, n, n};
+}
+
+}  // namespace
+
+// One layer's weights as the backend holds them.
+struct DeepseekModel::Layer {
+  Tensor input_norm, post_norm;
+  Tensor q_proj, q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b, o_proj;
+  std::vector<Tensor> w_uk_t;  // Per head [L, nope].
+  bool is_moe = false;
+  ExpertTensors mlp;  // Dense layers.
+  Tensor router, router_bias;
+  ExpertTensors shared;  // Empty gate when the layer has no shared experts.
+  std::vector<ExpertTensors> experts;
 };
 
 DeepseekModel::~DeepseekModel() = default;
 
 absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Load(const std::string& model_dir,
-                                                                   cpu::ThreadPool* pool) {
+                                                                   Backend* backend) {
   MLA_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
   MLA_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(model_dir, config));
-  return std::make_unique<DeepseekModel>(std::move(config), std::move(weights), pool);
+  return Create(std::move(config), std::move(weights), backend);
 }
 
-DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights, cpu::ThreadPool* pool)
+absl::StatusOr<std::unique_ptr<DeepseekModel>> DeepseekModel::Create(ModelConfig config,
+                                                                     ModelWeights weights,
+                                                                     Backend* backend) {
+  std::unique_ptr<DeepseekModel> model(
+      new DeepseekModel(std::move(config), std::move(weights), backend));
+  MLA_RETURN_IF_ERROR(model->UploadWeights());
+  return model;
+}
+
+DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights, Backend* backend)
     : config_(std::move(config)),
       weights_(std::move(weights)),
-      pool_(pool),
+      backend_(backend),
       rope_(config_),
-      softmax_scale_(static_cast<float>(SoftmaxScale(config_))),
-      workspace_(std::make_unique<Workspace>()) {
-  const int heads = config_.num_attention_heads, nope = config_.qk_nope_head_dim;
-  const int lat = config_.kv_lora_rank, head_rows = nope + config_.v_head_dim;
-  w_uk_t_.resize(config_.num_hidden_layers);
-  for (int l = 0; l < config_.num_hidden_layers; ++l) {
-    const Matrix& kv_b = weights_.layers[l].attn.kv_b_proj;
+      softmax_scale_(static_cast<float>(SoftmaxScale(config_))) {}
+
+absl::Status DeepseekModel::UploadWeights() {
+  const ModelConfig& c = config_;
+  Backend& be = *backend_;
+  const int heads = c.num_attention_heads, nope = c.qk_nope_head_dim;
+  const int lat = c.kv_lora_rank, head_rows = nope + c.v_head_dim;
+  auto add = [&](const std::string& name, const MatrixView& v, Tensor& out) -> absl::Status {
+    MLA_ASSIGN_OR_RETURN(out, be.AddWeight(name, v));
+    return absl::OkStatus();
+  };
+  auto add_mlp = [&](const std::string& prefix, const MlpWeights& w,
+                     ExpertTensors& out) -> absl::Status {
+    MLA_RETURN_IF_ERROR(add(prefix + ".gate_proj", w.gate.View(), out.gate));
+    MLA_RETURN_IF_ERROR(add(prefix + ".up_proj", w.up.View(), out.up));
+    return add(prefix + ".down_proj", w.down.View(), out.down);
+  };
+  MLA_RETURN_IF_ERROR(add("model.embed_tokens", weights_.embed_tokens.View(), embed_));
+  MLA_RETURN_IF_ERROR(add("model.norm", VectorView(weights_.norm), norm_));
+  MLA_RETURN_IF_ERROR(add("lm_head", weights_.lm_head.View(), lm_head_));
+  // W_UK transposed per head, built once on the host.
+  w_uk_t_.reserve(static_cast<size_t>(c.num_hidden_layers) * heads);
+  layers_.resize(c.num_hidden_layers);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[l];
+    const AttentionWeights& a = lw.attn;
+    Layer& t = layers_[l];
+    const std::string p = absl::StrCat("model.layers.", l);
+    MLA_RETURN_IF_ERROR(add(p + ".input_layernorm", VectorView(lw.input_layernorm), t.input_norm));
+    MLA_RETURN_IF_ERROR(add(p + ".post_attention_layernorm",
+                            VectorView(lw.post_attention_layernorm), t.post_norm));
+    if (c.q_lora_rank > 0) {
+      MLA_RETURN_IF_ERROR(add(p + ".self_attn.q_a_proj", a.q_a_proj.View(), t.q_a));
+      MLA_RETURN_IF_ERROR(
+          add(p + ".self_attn.q_a_layernorm", VectorView(a.q_a_layernorm), t.q_a_norm));
+      MLA_RETURN_IF_ERROR(add(p + ".self_attn.q_b_proj", a.q_b_proj.View(), t.q_b));
+    } else {
+      MLA_RETURN_IF_ERROR(add(p + ".self_attn.q_proj", a.q_proj.View(), t.q_proj));
+    }
+    MLA_RETURN_IF_ERROR(
+        add(p + ".self_attn.kv_a_proj_with_mqa", a.kv_a_proj_with_mqa.View(), t.kv_a));
+    MLA_RETURN_IF_ERROR(
+        add(p + ".self_attn.kv_a_layernorm", VectorView(a.kv_a_layernorm), t.kv_a_norm));
+    MLA_RETURN_IF_ERROR(add(p + ".self_attn.kv_b_proj", a.kv_b_proj.View(), t.kv_b));
+    MLA_RETURN_IF_ERROR(add(p + ".self_attn.o_proj", a.o_proj.View(), t.o_proj));
+    const Matrix& kv_b = a.kv_b_proj;
+    const size_t elem = DTypeSize(kv_b.dtype);
     for (int h = 0; h < heads; ++h) {
-      Matrix t = Matrix::Allocate(lat, nope, kv_b.dtype);
-      const size_t elem = DTypeSize(kv_b.dtype);
-      const std::byte* src = kv_b.data.data();
+      Matrix m = Matrix::Allocate(lat, nope, kv_b.dtype);
       for (int i = 0; i < nope; ++i) {
         const int64_t row = static_cast<int64_t>(h) * head_rows + i;
-        for (int c = 0; c < lat; ++c) {
-          std::memcpy(t.data.data() + (static_cast<size_t>(c) * nope + i) * elem,
-                      src + (static_cast<size_t>(row) * lat + c) * elem, elem);
+        for (int col = 0; col < lat; ++col) {
+          std::memcpy(m.data.data() + (static_cast<size_t>(col) * nope + i) * elem,
+                      kv_b.data.data() + (static_cast<size_t>(row) * lat + col) * elem, elem);
         }
       }
-      w_uk_t_[l].push_back(std::move(t));
+      w_uk_t_.push_back(std::move(m));
+      Tensor w;
+      MLA_RETURN_IF_ERROR(add(absl::StrCat(p, ".self_attn.w_uk_t.", h), w_uk_t_.back().View(), w));
+      t.w_uk_t.push_back(w);
+    }
+    t.is_moe = lw.is_moe;
+    if (!lw.is_moe) {
+      MLA_RETURN_IF_ERROR(add_mlp(p + ".mlp", lw.mlp, t.mlp));
+      continue;
+    }
+    MLA_RETURN_IF_ERROR(add(p + ".mlp.gate", lw.moe.gate.View(), t.router));
+    if (!lw.moe.score_bias.empty()) {
+      MLA_RETURN_IF_ERROR(add(p + ".mlp.gate.e_score_correction_bias",
+                              VectorView(lw.moe.score_bias), t.router_bias));
+    }
+    if (!lw.moe.shared.gate.empty()) {
+      MLA_RETURN_IF_ERROR(add_mlp(p + ".mlp.shared_experts", lw.moe.shared, t.shared));
+    }
+    t.experts.resize(lw.moe.experts.size());
+    for (size_t e = 0; e < lw.moe.experts.size(); ++e) {
+      MLA_RETURN_IF_ERROR(add_mlp(absl::StrCat(p, ".mlp.experts.", e), lw.moe.experts[e],
+                                  t.experts[e]));
     }
   }
+  return absl::OkStatus();
 }
 
-absl::Status DeepseekModel::CheckChunks(std::span<const SequenceChunk> chunks,
-                                        const LatentCache& cache) const {
-  const CacheLayout& layout = cache.layout();
+absl::Status DeepseekModel::CheckChunks(std::span<const SequenceChunk> chunks) const {
+  const CacheLayout& layout = backend_->cache_layout();
   if (layout.latent_dim() != config_.kv_lora_rank || layout.rope_dim() != config_.qk_rope_head_dim ||
       layout.num_layers() != config_.num_hidden_layers) {
     return absl::InvalidArgumentError("the KV cache layout does not match the model");
@@ -95,6 +166,11 @@ absl::Status DeepseekModel::CheckChunks(std::span<const SequenceChunk> chunks,
           absl::StrCat("chunk ", i, ": block table has no room for positions ", c.start_pos,
                        "..", c.start_pos + static_cast<int64_t>(c.tokens.size()) - 1));
     }
+    if (c.table->block_size() != layout.block_size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("chunk ", i, ": block table of ", c.table->block_size(),
+                       "-token blocks for a cache of ", layout.block_size()));
+    }
     for (int32_t t : c.tokens) {
       if (t < 0 || t >= config_.vocab_size) {
         return absl::InvalidArgumentError(
@@ -106,234 +182,204 @@ absl::Status DeepseekModel::CheckChunks(std::span<const SequenceChunk> chunks,
   return absl::OkStatus();
 }
 
-void DeepseekModel::Embed(std::span<const SequenceChunk> chunks, float* h) const {
-  const int hidden = config_.hidden_size;
-  int64_t row = 0;
+void DeepseekModel::BuildStep(std::span<const SequenceChunk> chunks) {
+  StepBatch& b = step_;
+  b = StepBatch();
+  step_tokens_.clear();
+  const int64_t half = config_.qk_rope_head_dim / 2;
+  cos_.clear();
+  sin_.clear();
   for (const SequenceChunk& c : chunks) {
-    for (int32_t t : c.tokens) {
-      const MatrixView e = weights_.embed_tokens.RowsView(t, t + 1);
-      float* out = h + row * hidden;
-      if (e.dtype == DType::kBF16) {
-        const bf16_t* src = static_cast<const bf16_t*>(e.data);
-        for (int i = 0; i < hidden; ++i) out[i] = Bf16ToFloat(src[i]);
-      } else {
-        std::memcpy(out, e.data, sizeof(float) * hidden);
-      }
-      ++row;
-    }
+    if (!c.tokens.empty()) b.max_blocks = std::max(b.max_blocks, c.table->num_blocks());
   }
-}
-
-void DeepseekModel::Mlp(const MlpWeights& w, const float* x, int64_t n, float* out,
-                        Workspace& ws) {
-  const int64_t inter = w.gate.rows;
-  ws.gate.resize(n * inter);
-  ws.up.resize(n * inter);
-  ws.act.resize(n * inter);
-  const int64_t hidden = config_.hidden_size;
-  cpu::Gemm(x, hidden, n, w.gate.View(), ws.gate.data(), inter, pool_);
-  cpu::Gemm(x, hidden, n, w.up.View(), ws.up.data(), inter, pool_);
-  SiluMul(ws.gate.data(), ws.up.data(), n, inter, inter, ws.act.data());
-  cpu::Gemm(ws.act.data(), inter, n, w.down.View(), out, hidden, pool_);
-}
-
-void DeepseekModel::Moe(const MoeWeights& w, const float* x, int64_t n, float* out,
-                        Workspace& ws) {
-  const int64_t hidden = config_.hidden_size;
-  const int experts = config_.n_routed_experts;
-  ws.router.resize(n * experts);
-  cpu::Gemm(x, hidden, n, w.gate.View(), ws.router.data(), experts, pool_);
-  // Group the tokens by expert so that each expert's weights are read once per step.
-  std::vector<std::vector<std::pair<int64_t, float>>> assigned(experts);
-  for (int64_t t = 0; t < n; ++t) {
-    ExpertChoice choice = RouteToken(ws.router.data() + t * experts, config_, w.score_bias);
-    for (size_t k = 0; k < choice.experts.size(); ++k) {
-      assigned[choice.experts[k]].push_back({t, choice.weights[k]});
-    }
-  }
-  if (!w.shared.gate.empty()) {
-    Mlp(w.shared, x, n, out, ws);
-  } else {
-    std::fill(out, out + n * hidden, 0.0f);
-  }
-  for (int e = 0; e < experts; ++e) {
-    const auto& rows = assigned[e];
-    if (rows.empty()) continue;
-    const int64_t m = static_cast<int64_t>(rows.size());
-    ws.expert_in.resize(m * hidden);
-    ws.expert_out.resize(m * hidden);
+  b.cu_seqlens_q.push_back(0);
+  for (const SequenceChunk& c : chunks) {
+    const int64_t m = static_cast<int64_t>(c.tokens.size());
+    if (m == 0) continue;
+    const std::vector<int32_t>& ids = c.table->block_ids();
+    b.block_table.insert(b.block_table.end(), ids.begin(), ids.end());
+    b.block_table.resize((b.batch + 1) * b.max_blocks, 0);
+    b.seq_lens.push_back(static_cast<int32_t>(c.start_pos + m));
+    b.q_pos0.push_back(static_cast<int32_t>(c.start_pos));
+    b.cu_seqlens_q.push_back(b.cu_seqlens_q.back() + static_cast<int32_t>(m));
+    ++b.batch;
+    const int64_t bs = c.table->block_size();
     for (int64_t i = 0; i < m; ++i) {
-      std::memcpy(ws.expert_in.data() + i * hidden, x + rows[i].first * hidden,
-                  sizeof(float) * hidden);
+      const int64_t pos = c.start_pos + i;
+      b.slots.push_back(int64_t{ids[pos / bs]} * bs + pos % bs);
+      cos_.resize(cos_.size() + half);
+      sin_.resize(sin_.size() + half);
+      rope_.Angles(pos, cos_.data() + cos_.size() - half, sin_.data() + sin_.size() - half);
     }
-    Mlp(w.experts[e], ws.expert_in.data(), m, ws.expert_out.data(), ws);
-    for (int64_t i = 0; i < m; ++i) {
-      float* dst = out + rows[i].first * hidden;
-      const float* src = ws.expert_out.data() + i * hidden;
-      const float weight = rows[i].second;
-      for (int64_t j = 0; j < hidden; ++j) dst[j] += weight * src[j];
-    }
+    step_tokens_.insert(step_tokens_.end(), c.tokens.begin(), c.tokens.end());
   }
+  b.num_tokens = static_cast<int64_t>(step_tokens_.size());
 }
 
-absl::Status DeepseekModel::ProbeAttention(int layer, std::span<const SequenceChunk> chunks,
-                                           const LatentCache& cache, const Workspace& ws) {
+absl::Status DeepseekModel::ProbeAttention(int layer, std::span<const SequenceChunk> chunks) {
   const int heads = config_.num_attention_heads;
-  const int64_t abs_stride = static_cast<int64_t>(heads) * config_.latent_dim();
-  int64_t row = 0;
+  const Tensor q_abs = backend_->Activation(kQAbs, step_.num_tokens,
+                                            int64_t{heads} * config_.latent_dim());
+  int64_t row = 0, seq = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const SequenceChunk& ch = chunks[i];
     const int64_t m = static_cast<int64_t>(ch.tokens.size());
+    if (m == 0) continue;
     row += m;
-    if (m == 0 || !ch.probe_attention) continue;
-    MLA_ASSIGN_OR_RETURN(
-        AttentionSharpness sharpness,
-        ProbeAttentionRow(cache, layer, *ch.table, ch.start_pos + m,
-                          ws.q_abs.data() + (row - 1) * abs_stride, heads, softmax_scale_));
+    ++seq;
+    if (!ch.probe_attention) continue;
+    MLA_ASSIGN_OR_RETURN(AttentionSharpness sharpness,
+                         backend_->ProbeAttention(layer, seq - 1, ch.start_pos + m,
+                                                  q_abs.Rows(row - 1, 1), heads, softmax_scale_,
+                                                  {"attn_probe", layer}));
     probes_.push_back({i, sharpness});
     if (layer == 0) ++probed_rows_;
   }
   return absl::OkStatus();
 }
 
-absl::Status DeepseekModel::Attention(int layer, std::span<const SequenceChunk> chunks,
-                                      LatentCache& cache, Workspace& ws) {
+absl::Status DeepseekModel::Attention(int l, std::span<const SequenceChunk> chunks) {
+  Backend& be = *backend_;
   const ModelConfig& c = config_;
-  const AttentionWeights& w = weights_.layers[layer].attn;
-  const int64_t n = ws.tokens, hidden = c.hidden_size;
-  const int heads = c.num_attention_heads, nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim;
-  const int lat = c.kv_lora_rank, vdim = c.v_head_dim, qk = nope + rope, half = rope / 2;
+  const Layer& w = layers_[l];
+  const int64_t n = step_.num_tokens;
+  const int heads = c.num_attention_heads;
+  const int64_t nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, lat = c.kv_lora_rank;
+  const int64_t vdim = c.v_head_dim, qk = nope + rope, width = lat + rope, half = rope / 2;
   const float eps = static_cast<float>(c.rms_norm_eps);
+  const Tensor xn = be.Activation(kXn, n, c.hidden_size);
+  const Tensor q = be.Activation(kQ, n, heads * qk);
+  const Tensor ckv = be.Activation(kCkv, n, width);
+  const Tensor cos = be.Activation(kCos, n, half), sin = be.Activation(kSin, n, half);
   // Queries: [T, H, nope + rope].
   if (c.q_lora_rank > 0) {
-    ws.qa.resize(n * c.q_lora_rank);
-    cpu::Gemm(ws.xn.data(), hidden, n, w.q_a_proj.View(), ws.qa.data(), c.q_lora_rank, pool_);
-    RmsNorm(ws.qa.data(), c.q_lora_rank, n, c.q_lora_rank, w.q_a_layernorm.data(), eps,
-            ws.qa.data(), c.q_lora_rank);
-    cpu::Gemm(ws.qa.data(), c.q_lora_rank, n, w.q_b_proj.View(), ws.q.data(), heads * qk, pool_);
+    const Tensor qa = be.Activation(kQa, n, c.q_lora_rank);
+    be.Gemm(xn, w.q_a, qa, {"attn_q_a", l});
+    be.RmsNorm(qa, w.q_a_norm, eps, qa, {"attn_q_a_norm", l});
+    be.Gemm(qa, w.q_b, q, {"attn_q_b", l});
   } else {
-    cpu::Gemm(ws.xn.data(), hidden, n, w.q_proj.View(), ws.q.data(), heads * qk, pool_);
+    be.Gemm(xn, w.q_proj, q, {"attn_q", l});
   }
   // Latent and RoPE key: normalize c, rotate k_pe and q_pe, then cache both.
-  cpu::Gemm(ws.xn.data(), hidden, n, w.kv_a_proj_with_mqa.View(), ws.ckv.data(), lat + rope,
-            pool_);
-  RmsNorm(ws.ckv.data(), lat + rope, n, lat, w.kv_a_layernorm.data(), eps, ws.ckv.data(),
-          lat + rope);
-  for (int64_t t = 0; t < n; ++t) {
-    const float* cs = ws.cos.data() + t * half;
-    const float* sn = ws.sin.data() + t * half;
-    rope_.Apply(cs, sn, ws.ckv.data() + t * (lat + rope) + lat, 1, 0);
-    rope_.Apply(cs, sn, ws.q.data() + t * heads * qk + nope, heads, qk);
-  }
-  int64_t row = 0;
-  for (const SequenceChunk& ch : chunks) {
-    const int64_t m = static_cast<int64_t>(ch.tokens.size());
-    if (m == 0) continue;
-    const float* ckv = ws.ckv.data() + row * (lat + rope);
-    MLA_RETURN_IF_ERROR(cache.WriteTokens(layer, *ch.table, ch.start_pos, m, ckv, lat + rope,
-                                          ckv + lat, lat + rope));
-    row += m;
-  }
+  be.Gemm(xn, w.kv_a, ckv, {"attn_kv_a", l});
+  const Tensor latent = ckv.Cols(0, lat), k_pe = ckv.Cols(lat, rope);
+  be.RmsNorm(latent, w.kv_a_norm, eps, latent, {"attn_kv_a_norm", l});
+  be.Rope(cos, sin, k_pe, 1, width, {"attn_rope_k", l});
+  be.Rope(cos, sin, q.Cols(nope, rope), heads, qk, {"attn_rope_q", l});
+  be.WriteCache(l, latent, k_pe, {"attn_cache_write", l});
   // Absorb W_UK into the query: q_abs[t, h] = [q_nope·W_UK[h] | q_pe].
-  const int64_t abs_stride = static_cast<int64_t>(heads) * (lat + rope);
+  const Tensor q_abs = be.Activation(kQAbs, n, heads * width);
   for (int h = 0; h < heads; ++h) {
-    cpu::Gemm(ws.q.data() + h * qk, heads * qk, n, w_uk_t_[layer][h].View(),
-              ws.q_abs.data() + h * (lat + rope), abs_stride, pool_);
+    be.Gemm(q.Cols(h * qk, nope), w.w_uk_t[h], q_abs.Cols(h * width, lat), {"attn_absorb", l});
+    be.Copy(q.Cols(h * qk + nope, rope), q_abs.Cols(h * width + lat, rope), {"attn_absorb", l});
   }
-  for (int64_t t = 0; t < n; ++t) {
-    for (int h = 0; h < heads; ++h) {
-      std::memcpy(ws.q_abs.data() + t * abs_stride + h * (lat + rope) + lat,
-                  ws.q.data() + (t * heads + h) * qk + nope, sizeof(float) * rope);
-    }
-  }
-  MLA_RETURN_IF_ERROR(RunMlaAttention(ws.batch, cache, layer, heads, softmax_scale_,
-                                      ws.q_abs.data(), ws.o_lat.data(), ws.lse, pool_,
-                                      &attention_ws_));
-  MLA_RETURN_IF_ERROR(ProbeAttention(layer, chunks, cache, ws));
-  // Decompress through W_UV per head, then o_proj.
+  const Tensor o_lat = be.Activation(kOLat, n, heads * lat);
+  be.MlaAttention(l, heads, softmax_scale_, q_abs, o_lat, be.Activation(kLse, n, heads),
+                  {"attn_mla", l});
+  MLA_RETURN_IF_ERROR(be.TakeError());
+  MLA_RETURN_IF_ERROR(ProbeAttention(l, chunks));
+  // Decompress through W_UV per head (a row slice of kv_b_proj), then o_proj.
+  const Tensor attn = be.Activation(kAttn, n, heads * vdim);
   for (int h = 0; h < heads; ++h) {
-    const int64_t first = static_cast<int64_t>(h) * (nope + vdim) + nope;
-    cpu::Gemm(ws.o_lat.data() + h * lat, static_cast<int64_t>(heads) * lat, n,
-              w.kv_b_proj.RowsView(first, first + vdim), ws.attn.data() + h * vdim,
-              static_cast<int64_t>(heads) * vdim, pool_);
+    be.Gemm(o_lat.Cols(h * lat, lat), w.kv_b.Rows(h * (nope + vdim) + nope, vdim),
+            attn.Cols(h * vdim, vdim), {"attn_uv", l});
   }
-  cpu::Gemm(ws.attn.data(), static_cast<int64_t>(heads) * vdim, n, w.o_proj.View(),
-            ws.tmp.data(), hidden, pool_);
+  be.Gemm(attn, w.o_proj, be.Activation(kTmp, n, c.hidden_size), {"attn_o", l});
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<float>> DeepseekModel::Forward(std::span<const SequenceChunk> chunks,
-                                                          LatentCache& cache) {
-  MLA_RETURN_IF_ERROR(CheckChunks(chunks, cache));
+void DeepseekModel::Mlp(const ExpertTensors& w, const Tensor& x, Tensor out, int layer,
+                        bool shared) {
+  Backend& be = *backend_;
+  const MlpNames& names = shared ? kSharedNames : kDenseNames;
+  const int64_t n = x.rows, inter = w.gate.rows;
+  const Tensor gate = be.Activation(kGate, n, inter), up = be.Activation(kUp, n, inter);
+  const Tensor act = be.Activation(kAct, n, inter);
+  be.Gemm(x, w.gate, gate, {names.gate, layer});
+  be.Gemm(x, w.up, up, {names.up, layer});
+  be.SiluMul(gate, up, act, {names.silu, layer});
+  be.Gemm(act, w.down, out, {names.down, layer});
+}
+
+void DeepseekModel::Moe(int l, const Tensor& x, Tensor out) {
+  Backend& be = *backend_;
+  const Layer& w = layers_[l];
+  const Tensor router = be.Activation(kRouter, x.rows, config_.n_routed_experts);
+  be.Gemm(x, w.router, router, {"ffn_router", l});
+  if (!w.shared.gate.empty()) {
+    Mlp(w.shared, x, out, l, /*shared=*/true);
+  } else {
+    be.Fill(out, 0.0f, {"ffn_zero", l});
+  }
+  be.MoeExperts(MoeRoutingFromConfig(config_), router, w.router_bias, w.experts, x, out,
+                {"moe_experts", l});
+}
+
+absl::StatusOr<ForwardOutput> DeepseekModel::Forward(std::span<const SequenceChunk> chunks) {
+  MLA_RETURN_IF_ERROR(CheckChunks(chunks));
   probes_.clear();
+  Backend& be = *backend_;
   const ModelConfig& c = config_;
-  // Reused across steps: its buffers keep their pages, so a step does not fault in
-  // fresh activations (Forward runs on one thread at a time).
-  Workspace& ws = *workspace_;
-  ws.positions.clear();
-  int64_t n = 0, out_rows = 0;
-  for (const SequenceChunk& ch : chunks) {
-    const int64_t m = static_cast<int64_t>(ch.tokens.size());
-    for (int64_t i = 0; i < m; ++i) ws.positions.push_back(ch.start_pos + i);
-    n += m;
-    out_rows += m == 0 ? 0 : (ch.all_logits ? m : 1);
-  }
-  if (n == 0) return std::vector<float>();
-  ws.tokens = n;
+  BuildStep(chunks);
+  const int64_t n = step_.num_tokens;
+  ForwardOutput out;
+  if (n == 0) return out;
+  MLA_RETURN_IF_ERROR(be.TakeError());  // Nothing left over from an earlier failed step.
   const int64_t hidden = c.hidden_size, half = c.qk_rope_head_dim / 2;
-  const int heads = c.num_attention_heads;
-  ws.cos.resize(n * half);
-  ws.sin.resize(n * half);
-  for (int64_t t = 0; t < n; ++t) {
-    rope_.Angles(ws.positions[t], ws.cos.data() + t * half, ws.sin.data() + t * half);
-  }
-  ws.h.resize(n * hidden);
-  ws.xn.resize(n * hidden);
-  ws.tmp.resize(n * hidden);
-  ws.q.resize(n * heads * c.qk_head_dim());
-  ws.ckv.resize(n * c.latent_dim());
-  ws.q_abs.resize(n * heads * c.latent_dim());
-  ws.o_lat.resize(n * heads * c.kv_lora_rank);
-  ws.attn.resize(n * heads * c.v_head_dim);
-  std::vector<ChunkRef> refs;
-  for (const SequenceChunk& ch : chunks) {
-    refs.push_back({ch.start_pos, static_cast<int64_t>(ch.tokens.size()), ch.table});
-  }
-  ws.batch = MakeAttentionBatch(refs);
-  Embed(chunks, ws.h.data());
   const float eps = static_cast<float>(c.rms_norm_eps);
+  be.BeginStep(step_);
+  be.Upload(cos_, be.Activation(kCos, n, half), {"rope_angles"});
+  be.Upload(sin_, be.Activation(kSin, n, half), {"rope_angles"});
+  const Tensor h = be.Activation(kH, n, hidden), xn = be.Activation(kXn, n, hidden);
+  const Tensor tmp = be.Activation(kTmp, n, hidden);
+  be.Embed(embed_, step_tokens_, h, {"embed"});
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const LayerWeights& lw = weights_.layers[l];
-    RmsNorm(ws.h.data(), hidden, n, hidden, lw.input_layernorm.data(), eps, ws.xn.data(), hidden);
-    MLA_RETURN_IF_ERROR(Attention(l, chunks, cache, ws));
-    for (int64_t i = 0; i < n * hidden; ++i) ws.h[i] += ws.tmp[i];
-    RmsNorm(ws.h.data(), hidden, n, hidden, lw.post_attention_layernorm.data(), eps,
-            ws.xn.data(), hidden);
-    if (lw.is_moe) {
-      Moe(lw.moe, ws.xn.data(), n, ws.tmp.data(), ws);
+    const Layer& w = layers_[l];
+    be.RmsNorm(h, w.input_norm, eps, xn, {"attn_norm", l});
+    MLA_RETURN_IF_ERROR(Attention(l, chunks));
+    be.Add(tmp, h, {"attn_residual", l});
+    be.RmsNorm(h, w.post_norm, eps, xn, {"ffn_norm", l});
+    if (w.is_moe) {
+      Moe(l, xn, tmp);
     } else {
-      Mlp(lw.mlp, ws.xn.data(), n, ws.tmp.data(), ws);
+      Mlp(w.mlp, xn, tmp, l, /*shared=*/false);
     }
-    for (int64_t i = 0; i < n * hidden; ++i) ws.h[i] += ws.tmp[i];
+    be.Add(tmp, h, {"ffn_residual", l});
+    MLA_RETURN_IF_ERROR(be.TakeError());
   }
   // Final norm and lm_head only for the rows whose logits are wanted.
-  std::vector<float> selected(out_rows * hidden);
-  int64_t row = 0, out = 0;
+  int64_t rows = 0;
+  for (const SequenceChunk& ch : chunks) {
+    const int64_t m = static_cast<int64_t>(ch.tokens.size());
+    rows += m == 0 ? 0 : (ch.all_logits ? m : 1);
+  }
+  const Tensor selected = be.Activation(kSelected, rows, hidden);
+  int64_t row = 0, dst = 0;
   for (const SequenceChunk& ch : chunks) {
     const int64_t m = static_cast<int64_t>(ch.tokens.size());
     if (m == 0) continue;
-    const int64_t first = ch.all_logits ? row : row + m - 1;
     const int64_t count = ch.all_logits ? m : 1;
-    RmsNorm(ws.h.data() + first * hidden, hidden, count, hidden, weights_.norm.data(), eps,
-            selected.data() + out * hidden, hidden);
-    out += count;
+    be.Copy(h.Rows(row + m - count, count), selected.Rows(dst, count), {"output_rows"});
+    dst += count;
     row += m;
   }
-  std::vector<float> logits(out_rows * c.vocab_size);
-  cpu::Gemm(selected.data(), hidden, out_rows, weights_.lm_head.View(), logits.data(),
-            c.vocab_size, pool_);
-  workspace_bytes_.store(static_cast<int64_t>(ws.Bytes() + attention_ws_.bytes()),
-                         std::memory_order_relaxed);
+  const Tensor normed = be.Activation(kNormed, rows, hidden);
+  be.RmsNorm(selected, norm_, eps, normed, {"output_norm"});
+  out.rows = rows;
+  out.hidden = selected;
+  out.logits = be.Activation(kLogits, rows, c.vocab_size);
+  be.Gemm(normed, lm_head_, out.logits, {"lm_head"});
+  MLA_RETURN_IF_ERROR(be.TakeError());
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> DeepseekModel::ForwardToHost(
+    std::span<const SequenceChunk> chunks) {
+  MLA_ASSIGN_OR_RETURN(ForwardOutput out, Forward(chunks));
+  std::vector<float> logits(static_cast<size_t>(out.rows * config_.vocab_size));
+  if (out.rows == 0) return logits;
+  backend_->Download(out.logits, logits, {"logits_download"});
+  MLA_RETURN_IF_ERROR(backend_->TakeError());
   return logits;
 }
 

@@ -1,11 +1,11 @@
-// The DeepSeek-V2/V3 forward pass over a batch of sequence chunks, on the CPU backend,
-// reading and writing the paged latent KV cache. Decode and prefill share one path:
-// every chunk attends absorbed (q_nope·W_UK against the 576-wide latent) to its cached
-// prefix and causally to itself.
+// The DeepSeek-V2/V3 forward pass over a batch of sequence chunks, written once as named
+// operations on the backend seam (engine/backend/backend.h) and run on whatever device
+// the backend drives. Decode and prefill share one path: every chunk attends absorbed
+// (q_nope·W_UK against the 576-wide latent) to its cached prefix and causally to itself.
+// This file never names a device.
 #ifndef MLA_ENGINE_MODEL_DEEPSEEK_MODEL_H_
 #define MLA_ENGINE_MODEL_DEEPSEEK_MODEL_H_
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -13,11 +13,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/backend/cpu/mla_attention.h"
-#include "engine/backend/cpu/thread_pool.h"
+#include "engine/backend/backend.h"
 #include "engine/kv_cache/block_table.h"
-#include "engine/kv_cache/latent_cache.h"
-#include "engine/model/attention_probe.h"
 #include "engine/model/config.h"
 #include "engine/model/rope.h"
 #include "engine/model/weights.h"
@@ -31,7 +28,7 @@ struct SequenceChunk {
   const BlockTable* table = nullptr;  // Must have capacity for start_pos + tokens.size().
   bool all_logits = false;          // Logits for every token (else only the last one).
   // Measure the attention sharpness of the chunk's last row in every layer (telemetry;
-  // see attention_probe.h). Results: DeepseekModel::TakeAttentionProbes.
+  // see Backend::ProbeAttention). Results: DeepseekModel::TakeAttentionProbes.
   bool probe_attention = false;
 };
 
@@ -41,53 +38,70 @@ struct ChunkAttentionProbe {
   AttentionSharpness sharpness;
 };
 
+// What a forward step leaves in backend memory, valid until the next Forward. Rows are,
+// chunk by chunk, every token (all_logits) or the last one; chunks without tokens give
+// no rows.
+struct ForwardOutput {
+  int64_t rows = 0;
+  Tensor logits;  // [rows, vocab]
+  Tensor hidden;  // [rows, hidden]: the last layer's output before the final norm (MTP).
+};
+
 class DeepseekModel {
  public:
-  // Loads config.json and the weights from a Hugging Face model directory.
+  // Loads config.json and the weights from a Hugging Face model directory and hands the
+  // weights to `backend` (which must outlive the model and hold the latent cache).
   static absl::StatusOr<std::unique_ptr<DeepseekModel>> Load(const std::string& model_dir,
-                                                             cpu::ThreadPool* pool);
+                                                             Backend* backend);
   // Wraps already-loaded weights (tests).
-  DeepseekModel(ModelConfig config, ModelWeights weights, cpu::ThreadPool* pool);
+  static absl::StatusOr<std::unique_ptr<DeepseekModel>> Create(ModelConfig config,
+                                                               ModelWeights weights,
+                                                               Backend* backend);
   ~DeepseekModel();
 
   const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  Backend& backend() { return *backend_; }
   // The probes of the last Forward (chunks with probe_attention), layer by layer.
   std::vector<ChunkAttentionProbe> TakeAttentionProbes() { return std::move(probes_); }
   // Rows probed since construction, all layers counted once per row (tests prove with it
   // that nothing is probed while telemetry is off).
   int64_t probed_rows() const { return probed_rows_; }
-  // Bytes of activation workspace held after the last Forward; safe from any thread.
-  int64_t workspace_bytes() const { return workspace_bytes_.load(std::memory_order_relaxed); }
-  const ModelWeights& weights() const { return weights_; }
 
-  // Runs every chunk through the model, writes their latents into `cache`, and returns
-  // logits [rows, vocab] where rows are, chunk by chunk, every token (all_logits) or the
-  // last token. Chunks with no tokens contribute no rows. Not thread-safe: one caller.
-  absl::StatusOr<std::vector<float>> Forward(std::span<const SequenceChunk> chunks,
-                                             LatentCache& cache);
+  // Runs every chunk through the model, writing their latents into the backend's cache.
+  // Not thread-safe: one caller.
+  absl::StatusOr<ForwardOutput> Forward(std::span<const SequenceChunk> chunks);
+  // Forward, then the logits copied to the host ([rows, vocab]); for tests and tools.
+  absl::StatusOr<std::vector<float>> ForwardToHost(std::span<const SequenceChunk> chunks);
 
  private:
-  struct Workspace;
-  absl::Status CheckChunks(std::span<const SequenceChunk> chunks, const LatentCache& cache) const;
-  void Embed(std::span<const SequenceChunk> chunks, float* h) const;
-  absl::Status Attention(int layer, std::span<const SequenceChunk> chunks, LatentCache& cache,
-                         Workspace& ws);
-  absl::Status ProbeAttention(int layer, std::span<const SequenceChunk> chunks,
-                              const LatentCache& cache, const Workspace& ws);
-  void Mlp(const MlpWeights& w, const float* x, int64_t n, float* out, Workspace& ws);
-  void Moe(const MoeWeights& w, const float* x, int64_t n, float* out, Workspace& ws);
+  struct Layer;
+  DeepseekModel(ModelConfig config, ModelWeights weights, Backend* backend);
+  absl::Status UploadWeights();
+  absl::Status CheckChunks(std::span<const SequenceChunk> chunks) const;
+  void BuildStep(std::span<const SequenceChunk> chunks);
+  // Projections, cache write, absorbed attention, telemetry probes, W_UV and o_proj:
+  // the attention block's output lands in the kTmp activation.
+  absl::Status Attention(int layer, std::span<const SequenceChunk> chunks);
+  absl::Status ProbeAttention(int layer, std::span<const SequenceChunk> chunks);
+  // A SiLU MLP; `shared` picks the shared-expert names for the profile.
+  void Mlp(const ExpertTensors& w, const Tensor& x, Tensor out, int layer, bool shared);
+  void Moe(int layer, const Tensor& x, Tensor out);
 
   ModelConfig config_;
-  ModelWeights weights_;
-  cpu::ThreadPool* pool_;
+  ModelWeights weights_;  // Host copy (the CPU backend reads it in place).
+  Backend* backend_;
   Rope rope_;
   float softmax_scale_;
   // W_UK transposed per layer and head: [kv_lora_rank, nope], so that the absorbed query
-  // q_lat = q_nope · W_UK is a plain Gemm.
-  std::vector<std::vector<Matrix>> w_uk_t_;
-  cpu::MlaAttentionWorkspace attention_ws_;  // Reused across steps (one caller thread).
-  std::unique_ptr<Workspace> workspace_;     // Activations, reused across steps.
-  std::atomic<int64_t> workspace_bytes_{0};
+  // q_lat = q_nope · W_UK is a plain GEMM.
+  std::vector<Matrix> w_uk_t_;
+  Tensor embed_, norm_, lm_head_;
+  std::vector<Layer> layers_;
+  // Per-step host state, reused across steps.
+  StepBatch step_;
+  std::vector<int32_t> step_tokens_;
+  std::vector<float> cos_, sin_;
   std::vector<ChunkAttentionProbe> probes_;
   int64_t probed_rows_ = 0;
 };

@@ -56,17 +56,4 @@ void Rope::Angles(int64_t pos, float* cos_out, float* sin_out) const {
   }
 }
 
-void Rope::Apply(const float* cos, const float* sin, float* x, int count, int64_t stride) const {
-  const int half = dim_ / 2;
-  for (int v = 0; v < count; ++v) {
-    float* p = x + v * stride;
-    for (int i = 0; i < half; ++i) {
-      const float a = p[2 * i];
-      const float b = p[2 * i + 1];
-      p[2 * i] = a * cos[i] - b * sin[i];
-      p[2 * i + 1] = a * sin[i] + b * cos[i];
-    }
-  }
-}
-
 }  // namespace mla

@@ -21,12 +21,9 @@ class Rope {
   float attention_factor() const { return attention_factor_; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
 
-  // Fills cos/sin [dim/2] for one position (already scaled by attention_factor).
+  // Fills cos/sin [dim/2] for one position (already scaled by attention_factor); the
+  // backend rotates interleaved pairs by them (Backend::Rope).
   void Angles(int64_t pos, float* cos_out, float* sin_out) const;
-
-  // Rotates interleaved pairs (x[2i], x[2i+1]) of `count` vectors of `dim` floats, each
-  // `stride` floats apart, by the angles of one position (from Angles()).
-  void Apply(const float* cos, const float* sin, float* x, int count, int64_t stride) const;
 
  private:
   int dim_;

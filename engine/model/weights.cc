@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/common/bf16.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/model/checkpoint.h"
 
 namespace mla {

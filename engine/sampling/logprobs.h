@@ -18,6 +18,13 @@ struct TokenLogprob {
   float logprob;
 };
 
+// A token's logprob with its most likely alternatives.
+struct TokenLogprobs {
+  int32_t token_id = 0;
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;
+};
+
 // log_softmax in fp32 with the maximum subtracted and the sum accumulated in double.
 // NaN logits count as -inf (logprob -inf). When some logits are +inf they share all the
 // mass (each gets -log(count)). When every logit is NaN or -inf there is no distribution

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/tokenizer/byte_level.h"
 #include "engine/tokenizer/json_util.h"
 

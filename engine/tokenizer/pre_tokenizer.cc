@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 #include "engine/tokenizer/json_util.h"
 #include "engine/tokenizer/normalizer.h"
 

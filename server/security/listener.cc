@@ -10,7 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "engine/common/log.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 #include "server/security/tls.h"
 #include "server/security/token_auth.h"
 

@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "engine/common/status_macros.h"
+#include "common/status_macros.h"
 #include "server/security/tls.h"
 
 namespace mla::security {

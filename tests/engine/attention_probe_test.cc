@@ -1,6 +1,6 @@
 // Attention-sharpness telemetry: the probe's entropy and max weight against hand-computed
 // and naive values, and the engine's sampling of probed rows (off means not computed).
-#include "engine/model/attention_probe.h"
+#include "engine/backend/cpu/attention_probe.h"
 
 #include <gtest/gtest.h>
 
@@ -49,7 +49,7 @@ TEST(AttentionProbeTest, HandComputedDistribution) {
   double entropy = 0;
   for (double x : p) entropy -= x * std::log(x);
   const float q[] = {1, 0, 0, 0};
-  auto probe = ProbeAttentionRow(c.cache, 0, c.table, 3, q, 1, 1.0f);
+  auto probe = ProbeAttentionRow(c.cache, 0, c.table.block_ids(), 3, q, 1, 1.0f);
   ASSERT_TRUE(probe.ok()) << probe.status();
   EXPECT_NEAR(probe->entropy, entropy, 1e-6);  // 1.5 ln 2 up to the rounding of s2
   EXPECT_NEAR(probe->max_weight, p[2], 1e-6);
@@ -62,11 +62,11 @@ TEST(AttentionProbeTest, OneKeyIsCertainAndUniformKeysAreFlat) {
   std::vector<float> rows(100 * 6, 0.5f);  // identical keys: uniform over all of them
   c.Write(rows);
   const float q[] = {1, 2, 3, 4, 5, 6, -1, 0, 0, 2, 0, 1};  // two heads
-  auto one = ProbeAttentionRow(c.cache, 0, c.table, 1, q, 2, 0.3f);
+  auto one = ProbeAttentionRow(c.cache, 0, c.table.block_ids(), 1, q, 2, 0.3f);
   ASSERT_TRUE(one.ok());
   EXPECT_NEAR(one->entropy, 0.0, 1e-9);
   EXPECT_NEAR(one->max_weight, 1.0, 1e-9);
-  auto all = ProbeAttentionRow(c.cache, 0, c.table, 100, q, 2, 0.3f);
+  auto all = ProbeAttentionRow(c.cache, 0, c.table.block_ids(), 100, q, 2, 0.3f);
   ASSERT_TRUE(all.ok());
   EXPECT_NEAR(all->entropy, std::log(100.0), 1e-9);
   EXPECT_NEAR(all->max_weight, 0.01, 1e-9);
@@ -83,7 +83,7 @@ TEST(AttentionProbeTest, MatchesNaiveSoftmaxOnRandomKeysAcrossBlocks) {
   std::vector<float> q(heads * (lat + rope));
   for (float& x : q) x = normal(rng);
   const float scale = 0.7f;
-  auto probe = ProbeAttentionRow(c.cache, 0, c.table, n, q.data(), heads, scale);
+  auto probe = ProbeAttentionRow(c.cache, 0, c.table.block_ids(), n, q.data(), heads, scale);
   ASSERT_TRUE(probe.ok());
   double entropy = 0, max_weight = 0;
   for (int h = 0; h < heads; ++h) {
@@ -110,7 +110,7 @@ TEST(AttentionProbeTest, MatchesNaiveSoftmaxOnRandomKeysAcrossBlocks) {
 TEST(AttentionProbeTest, RejectsNoKeys) {
   SmallCache c(2, 2, 4, 2);
   const float q[] = {1, 0, 0, 0};
-  EXPECT_FALSE(ProbeAttentionRow(c.cache, 0, c.table, 0, q, 1, 1.0f).ok());
+  EXPECT_FALSE(ProbeAttentionRow(c.cache, 0, c.table.block_ids(), 0, q, 1, 1.0f).ok());
 }
 
 // Records every probe the engine reports.

@@ -1,6 +1,7 @@
 // MoE routing on the device against the CPU router (RouteToken) for the V2-Lite, V2 and V3
 // policies, and the permute / unpermute round trip with a host plan.
 #include "engine/backend/cuda/kernels/moe_routing.h"
+#include "engine/model/moe_config.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +10,7 @@
 #include <vector>
 
 #include "engine/backend/cuda/host/moe_plan.h"
-#include "engine/model/layer_ops.h"
+#include "engine/backend/cpu/pointwise.h"
 #include "tests/engine/cuda_host/deepseek_shapes.h"
 #include "tests/gpu/cuda_test_util.h"
 
@@ -54,12 +55,12 @@ void ExpectRoutingMatchesCpu(const ModelConfig& config, int64_t tokens, uint32_t
   const int64_t stride = experts + 3;  // a slice of a wider logits buffer
   const std::vector<float> logits = RandomFloats(tokens * stride, seed, 2.0f);
   std::vector<float> bias;
-  if (MoeRoutingUsesBias(config)) bias = RandomFloats(experts, seed + 1, 0.1f);
+  if (::mla::MoeRoutingFromConfig(config).use_bias) bias = RandomFloats(experts, seed + 1, 0.1f);
   DeviceBuffer dlogits = Upload(logits);
   DeviceBuffer dbias = Upload(bias);
   DeviceBuffer dids = Upload(std::vector<int32_t>(tokens * k, -1));
   DeviceBuffer dweights = Upload(std::vector<float>(tokens * k, NAN));
-  MoeRoutingParams p = MoeRoutingFromConfig(config);
+  MoeRoutingParams p = MoeRoutingFromPolicy(::mla::MoeRoutingFromConfig(config));
   p.num_tokens = tokens;
   p.logits = dlogits.as<float>();
   p.logits_stride = stride;
@@ -73,7 +74,7 @@ void ExpectRoutingMatchesCpu(const ModelConfig& config, int64_t tokens, uint32_t
   int near_ties = 0;
   for (int64_t t = 0; t < tokens; ++t) {
     const float* row = logits.data() + t * stride;
-    const ExpertChoice want = RouteToken(row, config, bias);
+    const ExpertChoice want = RouteToken(row, ::mla::MoeRoutingFromConfig(config), bias);
     for (int j = 0; j < k; ++j) {
       const int got = ids[t * k + j];
       if (got != want.experts[j]) {
@@ -124,7 +125,7 @@ TEST(MoeRoutingCudaTest, DevicePlanMatchesHostPlan) {
     const size_t pairs = static_cast<size_t>(std::max<int64_t>(tokens * k, 1));
     DeviceBuffer dids = Upload(std::vector<int32_t>(pairs, -1));
     DeviceBuffer dweights = Upload(std::vector<float>(pairs, 0.0f));
-    MoeRoutingParams route = MoeRoutingFromConfig(config);
+    MoeRoutingParams route = MoeRoutingFromPolicy(::mla::MoeRoutingFromConfig(config));
     route.num_tokens = tokens;
     route.logits = dlogits.as<float>();
     route.logits_stride = experts;

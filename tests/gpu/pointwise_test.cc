@@ -8,11 +8,11 @@
 #include <random>
 #include <vector>
 
+#include "engine/backend/cpu/pointwise.h"
 #include "engine/backend/cuda/host/cache_slots.h"
 #include "engine/backend/cuda/kernels/latent_cache.h"
 #include "engine/backend/cuda/kernels/sampling.h"
 #include "engine/model/config.h"
-#include "engine/model/layer_ops.h"
 #include "engine/model/rope.h"
 #include "tests/gpu/cuda_test_util.h"
 
@@ -103,8 +103,9 @@ TEST(PointwiseCudaTest, YarnRopeMatchesCpuForQAndK) {
   std::vector<float> sin(32);
   for (int t = 0; t < tokens; ++t) {
     rope.Angles(positions[t], cos.data(), sin.data());
-    rope.Apply(cos.data(), sin.data(), qf.data() + t * heads * head_dim + 128, heads, head_dim);
-    rope.Apply(cos.data(), sin.data(), kf.data() + t * 576 + 512, 1, 576);
+    RotateInterleaved(cos.data(), sin.data(), rope.dim() / 2,
+                      qf.data() + t * heads * head_dim + 128, heads, head_dim);
+    RotateInterleaved(cos.data(), sin.data(), rope.dim() / 2, kf.data() + t * 576 + 512, 1, 576);
   }
   const std::vector<bf16_t> gq = Download<bf16_t>(dq);
   const std::vector<bf16_t> gk = Download<bf16_t>(dk);

@@ -5,6 +5,7 @@
 
 #include "engine/backend/cuda/gemm_lt.h"
 #include "engine/backend/cuda/kernels/moe_routing.h"
+#include "engine/model/moe_config.h"
 #include "gtest/gtest.h"
 #include "tests/engine/cuda_host/deepseek_shapes.h"
 
@@ -12,7 +13,7 @@ namespace mla::cuda {
 namespace {
 
 TEST(MoeRoutingPolicyTest, FollowsTheCpuRouter) {
-  const MoeRoutingParams lite = MoeRoutingFromConfig(::mla::testing::V2LiteShape());
+  const MoeRoutingParams lite = MoeRoutingFromPolicy(::mla::MoeRoutingFromConfig(::mla::testing::V2LiteShape()));
   EXPECT_EQ(lite.num_experts, 64);
   EXPECT_EQ(lite.top_k, 6);
   EXPECT_FALSE(lite.sigmoid);
@@ -21,34 +22,34 @@ TEST(MoeRoutingPolicyTest, FollowsTheCpuRouter) {
   EXPECT_FALSE(lite.normalize);
   EXPECT_EQ(lite.scaling, 1.0f);
 
-  const MoeRoutingParams v2 = MoeRoutingFromConfig(::mla::testing::V2Shape());
+  const MoeRoutingParams v2 = MoeRoutingFromPolicy(::mla::MoeRoutingFromConfig(::mla::testing::V2Shape()));
   EXPECT_EQ(v2.group_score, MoeGroupScore::kMax);
   EXPECT_EQ(v2.n_group, 8);
   EXPECT_EQ(v2.topk_group, 3);
   EXPECT_EQ(v2.scaling, 16.0f);  // V2 scales when it does not normalize.
-  EXPECT_FALSE(MoeRoutingUsesBias(::mla::testing::V2Shape()));
+  EXPECT_FALSE(::mla::MoeRoutingFromConfig(::mla::testing::V2Shape()).use_bias);
 
-  const MoeRoutingParams v3 = MoeRoutingFromConfig(::mla::testing::V3Shape());
+  const MoeRoutingParams v3 = MoeRoutingFromPolicy(::mla::MoeRoutingFromConfig(::mla::testing::V3Shape()));
   EXPECT_TRUE(v3.sigmoid);
   EXPECT_EQ(v3.group_score, MoeGroupScore::kSumTop2);
   EXPECT_EQ(v3.topk_group, 4);
   EXPECT_TRUE(v3.normalize);
   EXPECT_EQ(v3.scaling, 2.5f);  // noaux_tc scales after normalizing.
-  EXPECT_TRUE(MoeRoutingUsesBias(::mla::testing::V3Shape()));
+  EXPECT_TRUE(::mla::MoeRoutingFromConfig(::mla::testing::V3Shape()).use_bias);
 
   ModelConfig v2_norm = ::mla::testing::V2Shape();
   v2_norm.norm_topk_prob = true;
-  EXPECT_EQ(MoeRoutingFromConfig(v2_norm).scaling, 1.0f);
+  EXPECT_EQ(MoeRoutingFromPolicy(::mla::MoeRoutingFromConfig(v2_norm)).scaling, 1.0f);
   v2_norm.num_experts_per_tok = 1;  // one expert: nothing to normalize, so V2 scales
-  EXPECT_FALSE(MoeRoutingFromConfig(v2_norm).normalize);
-  EXPECT_EQ(MoeRoutingFromConfig(v2_norm).scaling, 16.0f);
+  EXPECT_FALSE(MoeRoutingFromPolicy(::mla::MoeRoutingFromConfig(v2_norm)).normalize);
+  EXPECT_EQ(MoeRoutingFromPolicy(::mla::MoeRoutingFromConfig(v2_norm)).scaling, 16.0f);
 }
 
 TEST(MoeRoutingChecksTest, RoutingParams) {
   float logits[1] = {};
   int32_t ids[1] = {};
   float weights[1] = {};
-  MoeRoutingParams p = MoeRoutingFromConfig(::mla::testing::V3Shape());
+  MoeRoutingParams p = MoeRoutingFromPolicy(::mla::MoeRoutingFromConfig(::mla::testing::V3Shape()));
   p.num_tokens = 1;
   p.logits = logits;
   p.logits_stride = 256;

@@ -24,9 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/backend/cpu/thread_pool.h"
+#include "engine/backend/cpu/cpu_backend.h"
 #include "engine/kv_cache/block_pool.h"
-#include "engine/kv_cache/latent_cache.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/model/safetensors.h"
 
@@ -103,7 +102,7 @@ void ExpectRowsClose(const float* got, const float* want, int64_t rows, int voca
 class GoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    auto model = DeepseekModel::Load(std::string(MLA_MODELS_DIR) + "/" + GetParam(), &pool_);
+    auto model = DeepseekModel::Load(std::string(MLA_MODELS_DIR) + "/" + GetParam(), &backend_);
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::move(*model);
     goldens_ = LoadGoldens(GetParam() + ".bf16-kv.safetensors");
@@ -112,18 +111,16 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
 
   // A NaN-poisoned cache with small blocks, so that prompts cross many block boundaries
   // and any read of an unwritten slot turns the logits into NaN.
-  LatentCache MakeCache(BlockPool** pool_out) {
+  void ResetCache(BlockPool** pool_out) {
     const ModelConfig& c = model_->config();
     CacheLayoutConfig lc{CacheDType::kBF16, c.kv_lora_rank, c.qk_rope_head_dim, 16,
                          c.num_hidden_layers};
     auto layout = CacheLayout::Create(lc);
     EXPECT_TRUE(layout.ok());
-    auto cache = LatentCache::CreateWithBlocks(*layout, 256);
-    EXPECT_TRUE(cache.ok());
-    cache->PoisonWithNaN();
+    ASSERT_TRUE(backend_.AllocateCache(*layout, 256).ok());
+    backend_.latent_cache()->PoisonWithNaN();
     blocks_ = std::make_unique<BlockPool>(256);
     *pool_out = blocks_.get();
-    return std::move(*cache);
   }
 
   // Reserves blocks in reverse order, so the table is not the identity mapping.
@@ -137,7 +134,7 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
 
   int vocab() const { return model_->config().vocab_size; }
 
-  cpu::ThreadPool pool_{2};
+  cpu::CpuBackend backend_{2};
   std::unique_ptr<BlockPool> blocks_;
   std::unique_ptr<DeepseekModel> model_;
   std::vector<Golden> goldens_;
@@ -146,11 +143,11 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
 TEST_P(GoldenTest, PrefillThenDecodeMatchesReference) {
   for (const Golden& g : goldens_) {
     BlockPool* bp;
-    LatentCache cache = MakeCache(&bp);
+    ResetCache(&bp);
     const int64_t T = g.prompt.size(), G = g.greedy.size();
     BlockTable table = MakeTable(*bp, T + G);
     SequenceChunk chunk{g.prompt, 0, &table, true};
-    auto logits = model_->Forward({&chunk, 1}, cache);
+    auto logits = model_->ForwardToHost({&chunk, 1});
     ASSERT_TRUE(logits.ok()) << logits.status();
     ExpectRowsClose(logits->data(), g.logits.data(), T, vocab(), "prefill T=" + std::to_string(T));
     // Decode: feed the greedy tokens one at a time and compare each step's logits.
@@ -161,7 +158,7 @@ TEST_P(GoldenTest, PrefillThenDecodeMatchesReference) {
       const int32_t argmax = std::max_element(last.begin(), last.end()) - last.begin();
       ASSERT_EQ(argmax, g.greedy[s]) << "greedy step " << s << " T=" << T;
       SequenceChunk step{std::span<const int32_t>(&g.greedy[s], 1), T + s, &table, false};
-      auto next = model_->Forward({&step, 1}, cache);
+      auto next = model_->ForwardToHost({&step, 1});
       ASSERT_TRUE(next.ok()) << next.status();
       last = *next;
     }
@@ -174,13 +171,13 @@ TEST_P(GoldenTest, ChunkedPrefillMatchesReference) {
       const int64_t T = g.prompt.size();
       if (chunk_size >= T && T > 1) continue;  // Same as whole prefill.
       BlockPool* bp;
-      LatentCache cache = MakeCache(&bp);
+      ResetCache(&bp);
       BlockTable table = MakeTable(*bp, T);
       std::vector<float> all;
       for (int64_t start = 0; start < T; start += chunk_size) {
         const int64_t m = std::min<int64_t>(chunk_size, T - start);
         SequenceChunk c{std::span<const int32_t>(g.prompt.data() + start, m), start, &table, true};
-        auto logits = model_->Forward({&c, 1}, cache);
+        auto logits = model_->ForwardToHost({&c, 1});
         ASSERT_TRUE(logits.ok()) << logits.status();
         all.insert(all.end(), logits->begin(), logits->end());
       }
@@ -192,7 +189,7 @@ TEST_P(GoldenTest, ChunkedPrefillMatchesReference) {
 
 TEST_P(GoldenTest, BatchOfAllPromptsMatchesReference) {
   BlockPool* bp;
-  LatentCache cache = MakeCache(&bp);
+  ResetCache(&bp);
   std::vector<BlockTable> tables;
   tables.reserve(goldens_.size());
   std::vector<SequenceChunk> chunks;
@@ -200,7 +197,7 @@ TEST_P(GoldenTest, BatchOfAllPromptsMatchesReference) {
   for (size_t i = 0; i < goldens_.size(); ++i) {
     chunks.push_back({goldens_[i].prompt, 0, &tables[i], i % 2 == 0});
   }
-  auto logits = model_->Forward(chunks, cache);
+  auto logits = model_->ForwardToHost(chunks);
   ASSERT_TRUE(logits.ok()) << logits.status();
   int64_t row = 0;
   for (size_t i = 0; i < goldens_.size(); ++i) {
@@ -223,10 +220,10 @@ class Fp32GoldenTest : public GoldenTest {};
 TEST_P(Fp32GoldenTest, PlainFp32ReferenceWithinCacheRounding) {
   for (const Golden& g : LoadGoldens(GetParam() + ".safetensors")) {
     BlockPool* bp;
-    LatentCache cache = MakeCache(&bp);
+    ResetCache(&bp);
     BlockTable table = MakeTable(*bp, g.prompt.size());
     SequenceChunk chunk{g.prompt, 0, &table, true};
-    auto logits = model_->Forward({&chunk, 1}, cache);
+    auto logits = model_->ForwardToHost({&chunk, 1});
     ASSERT_TRUE(logits.ok()) << logits.status();
     ExpectRowsClose(logits->data(), g.logits.data(), g.prompt.size(), vocab(), "fp32 ref",
                     kFp32Ref);

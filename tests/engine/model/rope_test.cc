@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "engine/backend/cpu/pointwise.h"
+
 namespace mla {
 namespace {
 
@@ -68,7 +70,7 @@ TEST(RopeTest, RotatesInterleavedPairs) {
   EXPECT_NEAR(sin[1], std::sin(3.0 * 0.01), 1e-6);  // 10000^(-2/4) = 0.01
   // Two vectors 6 floats apart: (x0, x1) and (x2, x3) rotate as complex pairs.
   std::vector<float> x = {1, 0, 0, 1, 9, 9, 2, 3, 4, 5};
-  rope.Apply(cos.data(), sin.data(), x.data(), 2, 6);
+  RotateInterleaved(cos.data(), sin.data(), rope.dim() / 2, x.data(), 2, 6);
   EXPECT_NEAR(x[0], cos[0], 1e-6);
   EXPECT_NEAR(x[1], sin[0], 1e-6);
   EXPECT_NEAR(x[2], -sin[1], 1e-6);
@@ -79,7 +81,7 @@ TEST(RopeTest, RotatesInterleavedPairs) {
   // Position 0 is the identity.
   rope.Angles(0, cos.data(), sin.data());
   std::vector<float> y = {0.5f, -2.0f, 3.0f, 4.0f};
-  rope.Apply(cos.data(), sin.data(), y.data(), 1, 4);
+  RotateInterleaved(cos.data(), sin.data(), rope.dim() / 2, y.data(), 1, 4);
   EXPECT_FLOAT_EQ(y[1], -2.0f);
   EXPECT_FLOAT_EQ(y[2], 3.0f);
 }

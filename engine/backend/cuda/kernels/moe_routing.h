@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
 #include "engine/common/bf16.h"
-#include "engine/model/config.h"
+#include "engine/backend/moe_policy.h"
 
 namespace mla::cuda {
 
@@ -19,30 +19,16 @@ inline constexpr int kMoeMaxExperts = 512;
 inline constexpr int kMoeMaxTopK = 32;
 inline constexpr int kMoeMaxGroups = 32;
 
-// How a group of experts is ranked when selection is group-limited.
-enum class MoeGroupScore {
-  kNone,     // greedy: no group limit
-  kMax,      // group_limited_greedy (V2): the group's best score
-  kSumTop2,  // noaux_tc (V3): the sum of the group's two best (biased) scores
-};
-
-// The CPU engine's RouteToken (engine/model/layer_ops.h) for every token:
+// The CPU backend's RouteToken (engine/backend/cpu/pointwise.h) for every token:
 //   scores = softmax(logits) or sigmoid(logits)
 //   choice = scores (+ bias when given), experts outside the topk_group best groups → −inf
 //   experts = the top_k choices (larger first, lower index on ties)
 //   weights = scores[experts], / their sum when normalize, × scaling
-// Fill the policy fields with MoeRoutingFromConfig.
-struct MoeRoutingParams {
+// Fill the policy fields with MoeRoutingFromPolicy.
+// The policy fields (num_experts, top_k, sigmoid, group_score, n_group, topk_group,
+// normalize, scaling) come from the base.
+struct MoeRoutingParams : MoeRoutingPolicy {
   int64_t num_tokens = 0;
-  int num_experts = 0;
-  int top_k = 0;
-  bool sigmoid = false;  // scoring_func: softmax when false
-  MoeGroupScore group_score = MoeGroupScore::kNone;
-  int n_group = 1;     // divides num_experts
-  int topk_group = 1;  // [1, n_group]
-  bool normalize = false;
-  float scaling = 1.0f;  // 1 when the config does not scale
-
   const float* logits = nullptr;  // [num_tokens, logits_stride], the first num_experts used
   int64_t logits_stride = 0;
   const float* bias = nullptr;    // [num_experts] or null: e_score_correction_bias
@@ -50,11 +36,9 @@ struct MoeRoutingParams {
   float* weights = nullptr;       // [num_tokens, top_k]
 };
 
-// The policy fields of `config` (the pointers and num_tokens stay unset).
-MoeRoutingParams MoeRoutingFromConfig(const ModelConfig& config);
-// Whether a layer's e_score_correction_bias is used (noaux_tc only, as on the CPU); pass
-// it as `bias` then.
-bool MoeRoutingUsesBias(const ModelConfig& config);
+// The policy fields from `policy` (the pointers and num_tokens stay unset). Pass the
+// layer's e_score_correction_bias as `bias` when policy.use_bias.
+MoeRoutingParams MoeRoutingFromPolicy(const MoeRoutingPolicy& policy);
 
 // The permutation plan of host/moe_plan.h built on the device from the routing kernel's
 // expert_ids, so that no copy to the host is needed: identical to PlanMoePermutation's

@@ -1,4 +1,4 @@
-#include "engine/backend/cuda/host/memory_plan.h"
+#include "engine/runner/memory_plan.h"
 
 #include <cmath>
 #include <string>
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace mla::cuda {
+namespace mla {
 namespace {
 
 std::string GiB(int64_t bytes) {
@@ -164,4 +164,4 @@ absl::StatusOr<int64_t> EstimateWorkspaceBytes(const ModelConfig& c, const Works
   return bytes;
 }
 
-}  // namespace mla::cuda
+}  // namespace mla

@@ -1,4 +1,4 @@
-#include "engine/backend/cuda/host/memory_plan.h"
+#include "engine/runner/memory_plan.h"
 
 #include <cstdint>
 #include <string>
@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "tests/engine/cuda_host/deepseek_shapes.h"
 
-namespace mla::cuda {
+namespace mla {
 namespace {
 
 using ::testing::HasSubstr;
@@ -113,4 +113,4 @@ TEST(MemoryPlanTest, RejectsInconsistentInput) {
 }
 
 }  // namespace
-}  // namespace mla::cuda
+}  // namespace mla

@@ -7,15 +7,15 @@
 //   blocks = ⌊budget / bytes_per_block⌋
 // The estimates below give the weight and workspace terms from the model config, so that
 // a server can refuse a model before it loads a single tensor.
-#ifndef MLA_ENGINE_BACKEND_CUDA_HOST_MEMORY_PLAN_H_
-#define MLA_ENGINE_BACKEND_CUDA_HOST_MEMORY_PLAN_H_
+#ifndef MLA_ENGINE_RUNNER_MEMORY_PLAN_H_
+#define MLA_ENGINE_RUNNER_MEMORY_PLAN_H_
 
 #include <cstdint>
 
 #include "absl/status/statusor.h"
 #include "engine/model/config.h"
 
-namespace mla::cuda {
+namespace mla {
 
 struct MemoryPlanInput {
   int64_t total_bytes = 0;  // cudaMemGetInfo's total
@@ -69,6 +69,6 @@ struct WorkspaceShape {
 absl::StatusOr<int64_t> EstimateWorkspaceBytes(const ModelConfig& config,
                                                const WorkspaceShape& shape);
 
-}  // namespace mla::cuda
+}  // namespace mla
 
-#endif  // MLA_ENGINE_BACKEND_CUDA_HOST_MEMORY_PLAN_H_
+#endif  // MLA_ENGINE_RUNNER_MEMORY_PLAN_H_

@@ -1,4 +1,4 @@
-#include "engine/model/attention_probe.h"
+#include "engine/backend/cpu/attention_probe.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/common/status_macros.h"
 
 namespace mla {
 namespace {
@@ -35,14 +34,28 @@ struct HeadAccumulator {
 }  // namespace
 
 absl::StatusOr<AttentionSharpness> ProbeAttentionRow(const LatentCache& cache, int layer,
-                                                     const BlockTable& table, int64_t num_keys,
+                                                     std::span<const int32_t> block_ids,
+                                                     int64_t num_keys,
                                                      const float* q_abs_row, int heads,
                                                      float softmax_scale) {
   if (num_keys < 1 || heads < 1) {
     return absl::InvalidArgumentError(absl::StrCat("attention probe: num_keys ", num_keys,
                                                    " and heads ", heads, " must be >= 1"));
   }
+  const int64_t bs = cache.layout().block_size();
+  if (num_keys > static_cast<int64_t>(block_ids.size()) * bs) {
+    return absl::InvalidArgumentError(absl::StrCat("attention probe: ", num_keys,
+                                                   " keys do not fit in ", block_ids.size(),
+                                                   " blocks"));
+  }
+  for (int32_t b : block_ids) {
+    if (b < 0 || b >= cache.num_blocks()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attention probe: block id ", b, " outside [0, ", cache.num_blocks(), ")"));
+    }
+  }
   const int lat = cache.layout().latent_dim(), rope = cache.layout().rope_dim();
+  const bf16_t* base = cache.LayerData(layer);
   const int64_t width = lat + rope;
   // Keys are read a tile at a time, so memory stays small at any context length.
   const int64_t tile = std::max<int64_t>(cache.layout().block_size(), 64);
@@ -50,8 +63,11 @@ absl::StatusOr<AttentionSharpness> ProbeAttentionRow(const LatentCache& cache, i
   std::vector<HeadAccumulator> acc(static_cast<size_t>(heads));
   for (int64_t first = 0; first < num_keys; first += tile) {
     const int64_t n = std::min(tile, num_keys - first);
-    MLA_RETURN_IF_ERROR(
-        cache.ReadTokens(layer, table, first, n, keys.data(), width, keys.data() + lat, width));
+    for (int64_t s = 0; s < n; ++s) {
+      const int64_t pos = first + s;
+      const bf16_t* src = base + (block_ids[pos / bs] * bs + pos % bs) * width;
+      for (int64_t i = 0; i < width; ++i) keys[s * width + i] = Bf16ToFloat(src[i]);
+    }
     for (int h = 0; h < heads; ++h) {
       const float* q = q_abs_row + static_cast<int64_t>(h) * width;
       for (int64_t s = 0; s < n; ++s) {

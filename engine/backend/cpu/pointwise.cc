@@ -1,4 +1,4 @@
-#include "engine/model/layer_ops.h"
+#include "engine/backend/cpu/pointwise.h"
 
 #include <algorithm>
 #include <cmath>
@@ -29,6 +29,19 @@ void SiluMul(const float* gate, const float* up, int64_t n, int64_t inter, int64
   }
 }
 
+void RotateInterleaved(const float* cos, const float* sin, int half, float* x, int count,
+                       int64_t stride) {
+  for (int v = 0; v < count; ++v) {
+    float* p = x + v * stride;
+    for (int i = 0; i < half; ++i) {
+      const float a = p[2 * i];
+      const float b = p[2 * i + 1];
+      p[2 * i] = a * cos[i] - b * sin[i];
+      p[2 * i + 1] = a * sin[i] + b * cos[i];
+    }
+  }
+}
+
 namespace {
 
 // Indices of the k largest values (descending; lower index first on ties).
@@ -43,8 +56,8 @@ std::vector<int> TopK(const std::vector<float>& v, int k) {
 
 // Zeroes the choice scores of experts outside the `topk_group` best groups; a group
 // scores by its max (group_limited_greedy) or the sum of its top two (noaux_tc).
-void MaskGroups(std::vector<float>& choice, const ModelConfig& c, bool sum_top2) {
-  const int per_group = c.n_routed_experts / c.n_group;
+void MaskGroups(std::vector<float>& choice, const MoeRoutingPolicy& c, bool sum_top2) {
+  const int per_group = c.num_experts / c.n_group;
   std::vector<float> group_score(c.n_group);
   for (int g = 0; g < c.n_group; ++g) {
     std::vector<float> members(choice.begin() + g * per_group,
@@ -55,7 +68,7 @@ void MaskGroups(std::vector<float>& choice, const ModelConfig& c, bool sum_top2)
   std::vector<int> keep = TopK(group_score, c.topk_group);
   std::vector<bool> kept(c.n_group, false);
   for (int g : keep) kept[g] = true;
-  for (int e = 0; e < c.n_routed_experts; ++e) {
+  for (int e = 0; e < c.num_experts; ++e) {
     // -inf, not 0: with a negative correction bias a masked expert must still lose.
     if (!kept[e / per_group]) choice[e] = -std::numeric_limits<float>::infinity();
   }
@@ -63,11 +76,11 @@ void MaskGroups(std::vector<float>& choice, const ModelConfig& c, bool sum_top2)
 
 }  // namespace
 
-ExpertChoice RouteToken(const float* logits, const ModelConfig& c,
-                        const std::vector<float>& bias) {
-  const int n = c.n_routed_experts;
+ExpertChoice RouteToken(const float* logits, const MoeRoutingPolicy& c,
+                        std::span<const float> bias) {
+  const int n = c.num_experts;
   std::vector<float> scores(logits, logits + n);
-  if (c.scoring_func == ScoringFunc::kSoftmax) {
+  if (!c.sigmoid) {
     const float max = *std::max_element(scores.begin(), scores.end());
     double sum = 0.0;
     for (float& s : scores) sum += (s = std::exp(s - max));
@@ -76,25 +89,21 @@ ExpertChoice RouteToken(const float* logits, const ModelConfig& c,
     for (float& s : scores) s = 1.0f / (1.0f + std::exp(-s));
   }
   std::vector<float> choice = scores;
-  if (c.topk_method == TopkMethod::kNoauxTc && !bias.empty()) {
+  if (c.use_bias && !bias.empty()) {
     for (int e = 0; e < n; ++e) choice[e] += bias[e];
   }
-  if (c.topk_method != TopkMethod::kGreedy) {
-    MaskGroups(choice, c, /*sum_top2=*/c.topk_method == TopkMethod::kNoauxTc);
+  if (c.group_score != MoeGroupScore::kNone) {
+    MaskGroups(choice, c, /*sum_top2=*/c.group_score == MoeGroupScore::kSumTop2);
   }
   ExpertChoice out;
-  out.experts = TopK(choice, c.num_experts_per_tok);
+  out.experts = TopK(choice, c.top_k);
   for (int e : out.experts) out.weights.push_back(scores[e]);
-  const bool normalize = c.norm_topk_prob && c.num_experts_per_tok > 1;
-  if (normalize) {
+  if (c.normalize) {
     float sum = 0.0f;
     for (float w : out.weights) sum += w;
     for (float& w : out.weights) w /= (sum + 1e-20f);
   }
-  // V3 (noaux_tc) always applies the routed scaling; V2 only when not normalizing.
-  if (c.topk_method == TopkMethod::kNoauxTc || !normalize) {
-    for (float& w : out.weights) w *= static_cast<float>(c.routed_scaling_factor);
-  }
+  for (float& w : out.weights) w *= c.scaling;
   return out;
 }
 

@@ -1,6 +1,6 @@
 // Early-return helpers for absl::Status and absl::StatusOr.
-#ifndef MLA_ENGINE_COMMON_STATUS_MACROS_H_
-#define MLA_ENGINE_COMMON_STATUS_MACROS_H_
+#ifndef MLA_COMMON_STATUS_MACROS_H_
+#define MLA_COMMON_STATUS_MACROS_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -23,4 +23,4 @@
   if (!tmp.ok()) return tmp.status();              \
   lhs = std::move(tmp).value()
 
-#endif  // MLA_ENGINE_COMMON_STATUS_MACROS_H_
+#endif  // MLA_COMMON_STATUS_MACROS_H_

@@ -1,0 +1,328 @@
+#include "engine/backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "engine/backend/cpu/attention_probe.h"
+#include "engine/backend/cpu/cpu_features.h"
+#include "engine/backend/cpu/gemm.h"
+#include "engine/backend/cpu/pointwise.h"
+#include "engine/sampling/sampler.h"
+
+namespace mla::cpu {
+namespace {
+
+float* F32(const Tensor& t) { return static_cast<float*>(t.data); }
+
+MatrixView ViewOf(const Tensor& w) { return MatrixView{w.data, w.dtype, w.rows, w.cols, w.stride}; }
+
+std::string Shape(const Tensor& t) { return absl::StrCat("[", t.rows, ", ", t.cols, "]"); }
+
+}  // namespace
+
+CpuBackend::CpuBackend(int threads) : pool_(threads) {}
+CpuBackend::~CpuBackend() = default;
+
+std::string CpuBackend::Describe() const {
+  return absl::StrCat("cpu (", pool_.num_threads(), " threads, ", std::string(CpuIsaName(ActiveIsa())), ")");
+}
+
+void CpuBackend::Fail(absl::Status status) {
+  if (error_.ok()) error_ = std::move(status);
+}
+
+absl::Status CpuBackend::TakeError() { return std::exchange(error_, absl::OkStatus()); }
+
+absl::StatusOr<Tensor> CpuBackend::AddWeight(std::string_view name, const MatrixView& host) {
+  if (host.dtype != DType::kBF16 && host.dtype != DType::kF32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(name), ": the CPU backend takes bf16 or f32 weights, got ", DTypeName(host.dtype)));
+  }
+  // Read in place: the checkpoint's host copy is what the kernels stream.
+  return Tensor{const_cast<void*>(host.data), host.dtype, host.rows, host.cols, host.row_stride};
+}
+
+absl::Status CpuBackend::AllocateCache(const CacheLayout& layout, int32_t num_blocks) {
+  absl::StatusOr<LatentCache> cache = LatentCache::CreateWithBlocks(layout, num_blocks);
+  if (!cache.ok()) return cache.status();
+  cache_.emplace(std::move(*cache));
+  return absl::OkStatus();
+}
+
+Tensor CpuBackend::Activation(int slot, int64_t rows, int64_t cols) {
+  if (slot >= static_cast<int>(activations_.size())) activations_.resize(slot + 1);
+  AlignedBuffer& b = activations_[slot];
+  const size_t bytes = static_cast<size_t>(rows * cols) * sizeof(float);
+  if (b.size() < bytes) b = AlignedBuffer(bytes);
+  return Tensor{b.data(), DType::kF32, rows, cols, cols};
+}
+
+BackendMemory CpuBackend::Memory() const {
+  BackendMemory m;
+  m.cache_bytes = cache_ ? static_cast<int64_t>(cache_->bytes()) : 0;
+  size_t bytes = attention_ws_.bytes();
+  for (const AlignedBuffer& b : activations_) bytes += b.size();
+  for (const std::vector<float>* v : {&expert_in_, &expert_out_, &gate_, &up_, &act_}) {
+    bytes += v->capacity() * sizeof(float);
+  }
+  m.workspace_bytes = static_cast<int64_t>(bytes);
+  return m;
+}
+
+void CpuBackend::Upload(std::span<const float> host, Tensor dst, Op op) {
+  auto timer = profiler_.Time(op);
+  if (static_cast<int64_t>(host.size()) != dst.rows * dst.cols) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(op.name, ": ", host.size(),
+                                                        " values for a ", Shape(dst), " tensor")));
+  }
+  for (int64_t r = 0; r < dst.rows; ++r) {
+    std::memcpy(F32(dst) + r * dst.stride, host.data() + r * dst.cols, sizeof(float) * dst.cols);
+  }
+}
+
+void CpuBackend::Download(const Tensor& src, std::span<float> host, Op op) {
+  auto timer = profiler_.Time(op);
+  if (static_cast<int64_t>(host.size()) != src.rows * src.cols) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(op.name, ": ", host.size(),
+                                                        " values for a ", Shape(src), " tensor")));
+  }
+  for (int64_t r = 0; r < src.rows; ++r) {
+    std::memcpy(host.data() + r * src.cols, F32(src) + r * src.stride, sizeof(float) * src.cols);
+  }
+}
+
+void CpuBackend::Embed(const Tensor& table, std::span<const int32_t> tokens, Tensor out, Op op) {
+  auto timer = profiler_.Time(op);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int32_t t = tokens[i];
+    if (t < 0 || t >= table.rows) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat(op.name, ": token id ", t, " outside [0, ", table.rows, ")")));
+    }
+    float* dst = F32(out) + static_cast<int64_t>(i) * out.stride;
+    if (table.dtype == DType::kBF16) {
+      const bf16_t* src = static_cast<const bf16_t*>(table.data) + t * table.stride;
+      for (int64_t c = 0; c < table.cols; ++c) dst[c] = Bf16ToFloat(src[c]);
+    } else {
+      std::memcpy(dst, F32(table) + t * table.stride, sizeof(float) * table.cols);
+    }
+  }
+}
+
+void CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor out, Op op) {
+  auto timer = profiler_.Time(op);
+  mla::RmsNorm(F32(x), x.stride, x.rows, static_cast<int>(x.cols), F32(weight), eps, F32(out),
+               out.stride);
+}
+
+void CpuBackend::Gemm(const Tensor& x, const Tensor& w, Tensor y, Op op) {
+  auto timer = profiler_.Time(op);
+  if (x.cols != w.cols || y.cols != w.rows || y.rows != x.rows) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        op.name, " (layer ", op.layer, "): x ", Shape(x), " · w ", Shape(w), "ᵀ into y ", Shape(y))));
+  }
+  cpu::Gemm(F32(x), x.stride, x.rows, ViewOf(w), F32(y), y.stride, &pool_);
+}
+
+void CpuBackend::Copy(const Tensor& src, Tensor dst, Op op) {
+  auto timer = profiler_.Time(op);
+  if (src.rows != dst.rows || src.cols != dst.cols) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": copy of ", Shape(src), " into ", Shape(dst))));
+  }
+  for (int64_t r = 0; r < dst.rows; ++r) {
+    std::memcpy(F32(dst) + r * dst.stride, F32(src) + r * src.stride, sizeof(float) * dst.cols);
+  }
+}
+
+void CpuBackend::Fill(Tensor t, float value, Op op) {
+  auto timer = profiler_.Time(op);
+  for (int64_t r = 0; r < t.rows; ++r) std::fill_n(F32(t) + r * t.stride, t.cols, value);
+}
+
+void CpuBackend::Add(const Tensor& x, Tensor y, Op op) {
+  auto timer = profiler_.Time(op);
+  for (int64_t r = 0; r < y.rows; ++r) {
+    const float* src = F32(x) + r * x.stride;
+    float* dst = F32(y) + r * y.stride;
+    for (int64_t c = 0; c < y.cols; ++c) dst[c] += src[c];
+  }
+}
+
+void CpuBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor out, Op op) {
+  auto timer = profiler_.Time(op);
+  for (int64_t r = 0; r < out.rows; ++r) {
+    mla::SiluMul(F32(gate) + r * gate.stride, F32(up) + r * up.stride, 1, out.cols, 0,
+                 F32(out) + r * out.stride);
+  }
+}
+
+void CpuBackend::Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
+                      int64_t head_stride, Op op) {
+  auto timer = profiler_.Time(op);
+  const int half = static_cast<int>(cos.cols);
+  for (int64_t t = 0; t < x.rows; ++t) {
+    RotateInterleaved(F32(cos) + t * cos.stride, F32(sin) + t * sin.stride, half,
+                      F32(x) + t * x.stride, heads, head_stride);
+  }
+}
+
+void CpuBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) {
+  auto timer = profiler_.Time(op);
+  const CacheLayout& layout = cache_->layout();
+  const int64_t lat = layout.latent_dim(), rope = layout.rope_dim(), width = lat + rope;
+  const int64_t num_slots = int64_t{cache_->num_blocks()} * layout.block_size();
+  if (latent.cols != lat || k_pe.cols != rope || latent.rows != k_pe.rows ||
+      latent.rows != static_cast<int64_t>(step_->slots.size())) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": latent ", Shape(latent), " and k_pe ", Shape(k_pe),
+                     " do not match the cache rows [", step_->slots.size(), ", ", lat, " + ",
+                     rope, "]")));
+  }
+  // All slots are checked before anything is written: a bad step leaves the cache as it was.
+  for (const int64_t slot : step_->slots) {
+    if (slot < 0 || slot >= num_slots) {
+      return Fail(absl::OutOfRangeError(
+          absl::StrCat(op.name, ": cache slot ", slot, " outside [0, ", num_slots, ")")));
+    }
+  }
+  bf16_t* base = cache_->LayerData(layer);
+  for (int64_t t = 0; t < latent.rows; ++t) {
+    const int64_t slot = step_->slots[t];
+    bf16_t* dst = base + slot * width;
+    const float* l = F32(latent) + t * latent.stride;
+    const float* k = F32(k_pe) + t * k_pe.stride;
+    for (int64_t i = 0; i < lat; ++i) dst[i] = FloatToBf16(l[i]);
+    for (int64_t i = 0; i < rope; ++i) dst[lat + i] = FloatToBf16(k[i]);
+  }
+}
+
+void CpuBackend::MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                              Tensor out, Tensor lse, Op op) {
+  auto timer = profiler_.Time(op);
+  const CacheLayout& layout = cache_->layout();
+  const int64_t width = layout.latent_dim() + layout.rope_dim();
+  if (q.cols != heads * width || q.stride != q.cols || out.cols != heads * layout.latent_dim() ||
+      out.stride != out.cols || lse.cols != heads || lse.stride != heads) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        op.name, ": q ", Shape(q), ", out ", Shape(out), ", lse ", Shape(lse),
+        " must be dense rows of ", heads, " heads")));
+  }
+  MlaAttentionParams p;
+  p.batch = step_->batch;
+  p.num_heads = heads;
+  p.kv_lora_rank = layout.latent_dim();
+  p.rope_dim = layout.rope_dim();
+  p.block_size = layout.block_size();
+  p.num_blocks = cache_->num_blocks();
+  p.max_blocks_per_seq = step_->max_blocks;
+  p.softmax_scale = softmax_scale;
+  p.kv_cache = cache_->LayerData(layer);
+  p.block_table = step_->block_table.data();
+  p.seq_lens = step_->seq_lens.data();
+  p.q_pos0 = step_->q_pos0.data();
+  p.cu_seqlens_q = step_->cu_seqlens_q.data();
+  p.q = F32(q);
+  p.out = F32(out);
+  p.lse = F32(lse);
+  if (absl::Status s = cpu::MlaAttention(p, &pool_, &attention_ws_); !s.ok()) Fail(std::move(s));
+}
+
+void CpuBackend::ExpertMlp(const ExpertTensors& e, int64_t m, int64_t hidden) {
+  const int64_t inter = e.gate.rows;
+  gate_.resize(m * inter);
+  up_.resize(m * inter);
+  act_.resize(m * inter);
+  cpu::Gemm(expert_in_.data(), hidden, m, ViewOf(e.gate), gate_.data(), inter, &pool_);
+  cpu::Gemm(expert_in_.data(), hidden, m, ViewOf(e.up), up_.data(), inter, &pool_);
+  mla::SiluMul(gate_.data(), up_.data(), m, inter, inter, act_.data());
+  cpu::Gemm(act_.data(), inter, m, ViewOf(e.down), expert_out_.data(), hidden, &pool_);
+}
+
+void CpuBackend::MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits,
+                            const Tensor& bias, std::span<const ExpertTensors> experts,
+                            const Tensor& x, Tensor out, Op op) {
+  auto timer = profiler_.Time(op);
+  const int64_t n = x.rows, hidden = x.cols;
+  if (static_cast<int>(experts.size()) != policy.num_experts ||
+      router_logits.cols < policy.num_experts || router_logits.rows != n) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": ", experts.size(), " experts and router logits ",
+                     Shape(router_logits), " for ", policy.num_experts, " experts, ", n, " rows")));
+  }
+  const std::span<const float> bias_values =
+      bias.empty() ? std::span<const float>() : std::span<const float>(F32(bias), bias.cols);
+  // Group the tokens by expert so that each expert's weights are read once per step.
+  std::vector<std::vector<std::pair<int64_t, float>>> assigned(experts.size());
+  for (int64_t t = 0; t < n; ++t) {
+    const ExpertChoice choice =
+        RouteToken(F32(router_logits) + t * router_logits.stride, policy, bias_values);
+    for (size_t k = 0; k < choice.experts.size(); ++k) {
+      assigned[choice.experts[k]].push_back({t, choice.weights[k]});
+    }
+  }
+  for (size_t e = 0; e < experts.size(); ++e) {
+    const auto& rows = assigned[e];
+    if (rows.empty()) continue;
+    const int64_t m = static_cast<int64_t>(rows.size());
+    expert_in_.resize(m * hidden);
+    expert_out_.resize(m * hidden);
+    for (int64_t i = 0; i < m; ++i) {
+      std::memcpy(expert_in_.data() + i * hidden, F32(x) + rows[i].first * x.stride,
+                  sizeof(float) * hidden);
+    }
+    ExpertMlp(experts[e], m, hidden);
+    for (int64_t i = 0; i < m; ++i) {
+      float* dst = F32(out) + rows[i].first * out.stride;
+      const float* src = expert_out_.data() + i * hidden;
+      const float weight = rows[i].second;
+      for (int64_t j = 0; j < hidden; ++j) dst[j] += weight * src[j];
+    }
+  }
+}
+
+absl::StatusOr<AttentionSharpness> CpuBackend::ProbeAttention(int layer, int64_t seq,
+                                                              int64_t num_keys,
+                                                              const Tensor& q_row, int heads,
+                                                              float softmax_scale, Op op) {
+  auto timer = profiler_.Time(op);
+  if (seq < 0 || seq >= step_->batch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": sequence ", seq, " outside the step's ", step_->batch));
+  }
+  const std::span<const int32_t> blocks(step_->block_table.data() + seq * step_->max_blocks,
+                                        static_cast<size_t>(step_->max_blocks));
+  return ProbeAttentionRow(*cache_, layer, blocks, num_keys, F32(q_row), heads, softmax_scale);
+}
+
+void CpuBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows,
+                        std::span<RowSample> out, Op op) {
+  auto timer = profiler_.Time(op);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const RowSampling& r = rows[i];
+    RowSample& s = out[i];
+    const std::span<const float> row(F32(logits) + r.row * logits.stride,
+                                     static_cast<size_t>(logits.cols));
+    if (r.score_token >= 0) {
+      s.token = r.score_token;
+    } else {
+      absl::StatusOr<int32_t> token = mla::Sample(row, *r.params, *r.rng);
+      if (!token.ok()) {
+        s.status = token.status();
+        continue;
+      }
+      s.token = *token;
+    }
+    if (r.top_logprobs >= 0) {
+      const std::vector<float> lp = LogSoftmax(row);
+      s.has_logprobs = true;
+      s.logprobs.token_id = s.token;
+      s.logprobs.logprob = lp[s.token];
+      s.logprobs.top = TopN(lp, r.top_logprobs);
+    }
+  }
+}
+
+}  // namespace mla::cpu

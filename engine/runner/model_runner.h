@@ -1,0 +1,79 @@
+// The model runner: owns one device's backend, the model's weights on it, the latent
+// cache storage and the activation workspace, and runs a scheduled step end to end —
+// forward pass, then sampling — returning only what the host needs (sampled ids,
+// requested logprobs, telemetry). The engine holds a runner and names no device
+// (nano-vllm's model_runner.py and vLLM's GPU model runner play this part).
+#ifndef MLA_ENGINE_RUNNER_MODEL_RUNNER_H_
+#define MLA_ENGINE_RUNNER_MODEL_RUNNER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/backend/backend.h"
+#include "engine/kv_cache/cache_layout.h"
+#include "engine/model/deepseek_model.h"
+
+namespace mla {
+
+struct RunnerOptions {
+  std::string model_dir;
+  std::string device = "cpu";  // See engine/backend/backend_factory.h.
+  int threads = 0;             // CPU threads; 0 = all cores.
+  int64_t kv_cache_bytes = int64_t{1} << 30;  // Latent cache budget, all layers.
+  int block_size = kDefaultBlockSize;
+  CacheDType cache_dtype = CacheDType::kBF16;
+};
+
+// One step as the engine hands it over: the chunks of every scheduled sequence and the
+// logits rows to sample or score (RowSampling::row counts rows of the step's logits:
+// chunk by chunk, every token for all_logits chunks, else the last one).
+struct StepInput {
+  std::vector<SequenceChunk> chunks;
+  std::vector<RowSampling> rows;
+  bool return_hidden = false;  // Copy the final hidden states of the logits rows back.
+};
+
+struct StepOutput {
+  std::vector<RowSample> samples;  // One per StepInput::rows entry.
+  std::vector<ChunkAttentionProbe> probes;
+  std::vector<float> hidden;  // [logits rows, hidden] when return_hidden.
+};
+
+class ModelRunner {
+ public:
+  // Creates the backend, loads the model onto it and allocates the cache: as many blocks
+  // as kv_cache_bytes holds.
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const RunnerOptions& options);
+  // Runs a model on an existing backend whose cache is allocated (tests, benchmarks).
+  ModelRunner(std::unique_ptr<Backend> backend, std::unique_ptr<DeepseekModel> model);
+  ~ModelRunner();
+
+  // Forward and sampling for one step. A failed forward fails the whole step; a row whose
+  // sampling fails reports it in its RowSample.
+  absl::StatusOr<StepOutput> Execute(const StepInput& input);
+
+  const ModelConfig& config() const { return model_->config(); }
+  const ModelWeights& weights() const { return model_->weights(); }
+  const CacheLayout& cache_layout() const { return backend_->cache_layout(); }
+  int32_t num_cache_blocks() const { return backend_->cache_num_blocks(); }
+  // "cpu", "cuda:0" (GetModelInfo, metrics labels).
+  std::string device() const { return backend_->DeviceName(); }
+  // Safe from any thread: updated after every step.
+  int64_t workspace_bytes() const { return workspace_bytes_.load(std::memory_order_relaxed); }
+  int64_t probed_rows() const { return model_->probed_rows(); }
+  Backend& backend() { return *backend_; }
+  DeepseekModel& model() { return *model_; }
+
+ private:
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<DeepseekModel> model_;
+  std::atomic<int64_t> workspace_bytes_{0};
+};
+
+}  // namespace mla
+
+#endif  // MLA_ENGINE_RUNNER_MODEL_RUNNER_H_
