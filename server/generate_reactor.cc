@@ -29,8 +29,8 @@ const char* ReasonName(FinishReason r) {
 
 // One structured line per finished request; never the prompt or output text.
 void LogFinished(const GenerationOutput& o) {
-  LogInfo("request_finished id=", o.request_id, " reason=", ReasonName(o.reason),
-          " error=", o.error.empty() ? "none" : "\"" + o.error + "\"",
+  LogInfo("request_finished id=", LogQuoted(o.request_id), " reason=", ReasonName(o.reason),
+          " error=", o.error.empty() ? "none" : LogQuoted(o.error),
           " prompt_tokens=", o.prompt_tokens, " cached_prompt_tokens=", o.cached_prompt_tokens,
           " completion_tokens=", o.completion_tokens, " queue_s=", o.queue_seconds,
           " ttft_s=", o.time_to_first_token_seconds, " total_s=", o.total_seconds);
@@ -130,7 +130,7 @@ void GenerateReactor::Enqueue(GenerationOutput output) {
   if (queue_.size() >= 2) {
     MergeInto(queue_.back(), message);
     if (queue_.back().token_ids_size() > max_unread_tokens_ && !finished_) {
-      LogWarning("request ", request_id_, ": the client stopped reading (", max_unread_tokens_,
+      LogWarning("request ", LogQuoted(request_id_), ": the client stopped reading (", max_unread_tokens_,
                  " tokens unread); aborting it");
       engine_->Abort(request_id_);
       final_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
