@@ -2,6 +2,7 @@
 
 #include "engine/common/log.h"
 #include "server/proto_convert.h"
+#include "server/request_codec.h"
 #include "server/status_convert.h"
 
 namespace mla {
@@ -41,9 +42,9 @@ void LogFinished(const GenerationOutput& o) {
 GenerateReactor::GenerateReactor(Engine* engine, const TextSupport* text,
                                  grpc::CallbackServerContext* ctx,
                                  const v1::GenerateRequest& request,
-                                 std::atomic<int>* active_streams, const Limits& limits)
+                                 StreamRegistry* streams, const Limits& limits)
     : engine_(engine),
-      active_streams_(active_streams),
+      streams_(streams),
       max_unread_tokens_(limits.max_unread_tokens),
       state_(std::make_shared<State>()) {
   absl::StatusOr<GenerationRequest> converted = ToGenerationRequest(request, *text);
@@ -79,6 +80,7 @@ GenerateReactor::GenerateReactor(Engine* engine, const TextSupport* text,
     return;
   }
   request_id_ = *id;
+  streams_->AddRequest(request_id_);
 }
 
 std::string GenerateReactor::ApplyText(GenerationOutput& output) {
@@ -147,8 +149,14 @@ void GenerateReactor::Enqueue(GenerationOutput output) {
 void GenerateReactor::WriteNextLocked() {
   if (writing_ || done_) return;
   if (!queue_.empty()) {
+    if (grpc::Status s = SerializeResponse(queue_.front(), &write_buffer_); !s.ok()) {
+      engine_->Abort(request_id_);
+      done_ = true;
+      Finish(s);
+      return;
+    }
     writing_ = true;
-    StartWrite(&queue_.front());
+    StartWrite(&write_buffer_);
   } else if (finished_) {
     done_ = true;
     Finish(final_status_);
@@ -185,9 +193,10 @@ void GenerateReactor::OnDone() {
     absl::MutexLock lock(&state_->mu);
     state_->reactor = nullptr;
   }
-  std::atomic<int>* active = active_streams_;
+  StreamRegistry* streams = streams_;
+  const std::string request_id = std::move(request_id_);
   delete this;
-  active->fetch_sub(1);
+  streams->Leave(request_id);
 }
 
 }  // namespace mla
