@@ -57,26 +57,32 @@ bool Scan(CodedInputStream& in, const Descriptor& descriptor, const std::string&
   return in.ConsumedEntireMessage();
 }
 
+// Scans a whole message: false when it is not wire format (`*bad` set on invalid UTF-8).
+bool ScanMessage(absl::string_view bytes, const Descriptor& descriptor, std::string* bad) {
+  CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                      static_cast<int>(bytes.size()));
+  return Scan(in, descriptor, "", 0, bad);
+}
+
 }  // namespace
 
 std::string FindInvalidUtf8Field(absl::string_view bytes, const Descriptor& descriptor) {
-  CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
-                      static_cast<int>(bytes.size()));
   std::string bad;
-  Scan(in, descriptor, "", 0, &bad);
+  ScanMessage(bytes, descriptor, &bad);
   return bad;
 }
 
 grpc::Status ParseRequestBytes(absl::string_view bytes, google::protobuf::Message* message) {
   // Checked before parsing: protobuf would refuse the message without saying where (and
-  // log an error line for every such request).
-  if (const std::string field = FindInvalidUtf8Field(bytes, *message->GetDescriptor());
-      !field.empty()) {
+  // log an error line for every such request, even a truncated one).
+  std::string field;
+  const bool wire_format = ScanMessage(bytes, *message->GetDescriptor(), &field);
+  if (!field.empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat(field, ": is not valid UTF-8 (string fields must be "
                                             "UTF-8; send other bytes as token ids)"));
   }
-  if (!message->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+  if (!wire_format || !message->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("the request is not a valid ",
                                      message->GetDescriptor()->full_name(),

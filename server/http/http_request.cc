@@ -84,9 +84,20 @@ absl::StatusOr<RequestHead> ParseRequestHead(absl::string_view head) {
     return Malformed("the request line is not METHOD TARGET HTTP/1.x");
   }
   const bool http11 = parts[2] != "HTTP/1.0";
+  absl::string_view target = parts[1];
+  // Absolute form (RFC 9112 3.2.2), which servers must accept: keep the path part.
+  for (absl::string_view scheme : {"http://", "https://"}) {
+    if (absl::StartsWithIgnoreCase(target, scheme)) {
+      const size_t slash = target.find('/', scheme.size());
+      target = slash == absl::string_view::npos ? "/" : target.substr(slash);
+    }
+  }
+  if (target != "*" && target.front() != '/') {
+    return Malformed("the request target must start with '/'");
+  }
   RequestHead out;
   out.method = std::string(parts[0]);
-  out.path = std::string(parts[1].substr(0, parts[1].find('?')));
+  out.path = std::string(target.substr(0, target.find('?')));
   out.keep_alive = http11;
   for (size_t i = first + 1; i < lines.size(); ++i) {
     const absl::string_view line = absl::StripTrailingAsciiWhitespace(lines[i]);

@@ -69,6 +69,17 @@ TEST(ParseRequestBytesTest, ValidInvalidUtf8AndGarbage) {
   }
 }
 
+// Found by generate_request_fuzz: a string field cut short whose bytes are not UTF-8 went
+// to protobuf, which refused it and logged an error line per request.
+TEST(ParseRequestBytesTest, TruncatedFieldIsRefusedWithoutReachingProtobuf) {
+  v1::GenerateRequest r;
+  ::testing::internal::CaptureStderr();
+  const grpc::Status s = ParseRequestBytes(std::string("\x0a\x0a\xc0\xc0"), &r);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("is not a valid mla.v1.GenerateRequest message"));
+}
+
 TEST(SerializeResponseTest, RoundTrips) {
   v1::DetokenizeResponse d;
   d.set_text("abc");

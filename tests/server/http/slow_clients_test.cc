@@ -197,6 +197,11 @@ TEST(RequestHeadTest, FindsTheEndAndParses) {
   ASSERT_TRUE(h.ok());
   EXPECT_FALSE(h->keep_alive);
   EXPECT_TRUE(h->has_body);
+  h = ParseRequestHead("GET http://host:9090/metrics?a HTTP/1.1\r\n\r\n");
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->path, "/metrics");
+  // Found by http_request_fuzz: a target without a path once parsed to an empty path.
+  EXPECT_FALSE(ParseRequestHead("GET ?health: HTTP/1.1\r\n\r\n").ok());
   EXPECT_FALSE(ParseRequestHead("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n").ok());
   EXPECT_FALSE(ParseRequestHead("GET / HTTP/1.1\r\nno colon\r\n\r\n").ok());
   EXPECT_FALSE(ParseRequestHead("GET  / HTTP/1.1\r\n\r\n").ok());
