@@ -4,7 +4,7 @@ MODEL ?= models/needle-v2-demo
 ARGS ?=
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
-.PHONY: deps run build test test-asan bench goldens format clean
+.PHONY: deps run build test test-asan fuzz bench goldens format clean
 
 deps:
 	scripts/install_deps.sh
@@ -34,6 +34,13 @@ test-asan: deps
 	cmake --preset asan
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
+
+# Coverage-guided fuzz targets (clang + libFuzzer, ASan/UBSan) for long runs; see
+# tests/fuzz/README.md. `make test` already runs every target briefly.
+fuzz:
+	scripts/install_deps.sh --fuzz
+	cmake --preset fuzz
+	cmake --build --preset fuzz -j $(JOBS)
 
 bench: deps
 	cmake --preset bench

@@ -13,3 +13,9 @@ if(MLA_SANITIZE)
                       $<$<COMPILE_LANGUAGE:CXX>:-fno-omit-frame-pointer>)
   add_link_options(-fsanitize=address,undefined)
 endif()
+
+# libFuzzer's coverage instrumentation, likewise on every target; the fuzz targets alone
+# link the fuzzer's main (tests/fuzz/CMakeLists.txt).
+if(MLA_FUZZ_ENGINE STREQUAL "libfuzzer")
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fsanitize=fuzzer-no-link>)
+endif()

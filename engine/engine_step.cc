@@ -230,7 +230,7 @@ void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
   out.time_to_first_token_seconds = Seconds(seq.arrival, seq.first_token);
   out.total_seconds = Seconds(seq.arrival, now);
   if (absl::Status s = blocks_.Release(seq.table); !s.ok()) {
-    LogError("releasing the blocks of ", seq.request.request_id, ": ", s.message());
+    LogError("releasing the blocks of ", LogQuoted(seq.request.request_id), ": ", s.message());
   }
   if (options_.observer != nullptr) {
     RequestStats r;

@@ -9,6 +9,10 @@ PACKAGES=(
   nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
   python3 python3-numpy python3-yaml python3-venv libpcre2-dev liblzma-dev
 )
+# `--fuzz`: also clang, whose runtime carries libFuzzer (the `fuzz` preset, `make fuzz`).
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -2,6 +2,7 @@
 
 #include "engine/common/log.h"
 #include "server/proto_convert.h"
+#include "server/request_codec.h"
 #include "server/status_convert.h"
 
 namespace mla {
@@ -29,8 +30,8 @@ const char* ReasonName(FinishReason r) {
 
 // One structured line per finished request; never the prompt or output text.
 void LogFinished(const GenerationOutput& o) {
-  LogInfo("request_finished id=", o.request_id, " reason=", ReasonName(o.reason),
-          " error=", o.error.empty() ? "none" : "\"" + o.error + "\"",
+  LogInfo("request_finished id=", LogQuoted(o.request_id), " reason=", ReasonName(o.reason),
+          " error=", o.error.empty() ? "none" : LogQuoted(o.error),
           " prompt_tokens=", o.prompt_tokens, " cached_prompt_tokens=", o.cached_prompt_tokens,
           " completion_tokens=", o.completion_tokens, " queue_s=", o.queue_seconds,
           " ttft_s=", o.time_to_first_token_seconds, " total_s=", o.total_seconds);
@@ -41,9 +42,9 @@ void LogFinished(const GenerationOutput& o) {
 GenerateReactor::GenerateReactor(Engine* engine, const TextSupport* text,
                                  grpc::CallbackServerContext* ctx,
                                  const v1::GenerateRequest& request,
-                                 std::atomic<int>* active_streams, const Limits& limits)
+                                 StreamRegistry* streams, const Limits& limits)
     : engine_(engine),
-      active_streams_(active_streams),
+      streams_(streams),
       max_unread_tokens_(limits.max_unread_tokens),
       state_(std::make_shared<State>()) {
   absl::StatusOr<GenerationRequest> converted = ToGenerationRequest(request, *text);
@@ -79,6 +80,7 @@ GenerateReactor::GenerateReactor(Engine* engine, const TextSupport* text,
     return;
   }
   request_id_ = *id;
+  streams_->AddRequest(request_id_);
 }
 
 std::string GenerateReactor::ApplyText(GenerationOutput& output) {
@@ -130,7 +132,7 @@ void GenerateReactor::Enqueue(GenerationOutput output) {
   if (queue_.size() >= 2) {
     MergeInto(queue_.back(), message);
     if (queue_.back().token_ids_size() > max_unread_tokens_ && !finished_) {
-      LogWarning("request ", request_id_, ": the client stopped reading (", max_unread_tokens_,
+      LogWarning("request ", LogQuoted(request_id_), ": the client stopped reading (", max_unread_tokens_,
                  " tokens unread); aborting it");
       engine_->Abort(request_id_);
       final_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
@@ -147,8 +149,14 @@ void GenerateReactor::Enqueue(GenerationOutput output) {
 void GenerateReactor::WriteNextLocked() {
   if (writing_ || done_) return;
   if (!queue_.empty()) {
+    if (grpc::Status s = SerializeResponse(queue_.front(), &write_buffer_); !s.ok()) {
+      engine_->Abort(request_id_);
+      done_ = true;
+      Finish(s);
+      return;
+    }
     writing_ = true;
-    StartWrite(&queue_.front());
+    StartWrite(&write_buffer_);
   } else if (finished_) {
     done_ = true;
     Finish(final_status_);
@@ -185,9 +193,10 @@ void GenerateReactor::OnDone() {
     absl::MutexLock lock(&state_->mu);
     state_->reactor = nullptr;
   }
-  std::atomic<int>* active = active_streams_;
+  StreamRegistry* streams = streams_;
+  const std::string request_id = std::move(request_id_);
   delete this;
-  active->fetch_sub(1);
+  streams->Leave(request_id);
 }
 
 }  // namespace mla

@@ -15,12 +15,14 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/engine.h"
 #include "mla/v1/inference.pb.h"
+#include "server/stream_registry.h"
 #include "server/text_stream.h"
 #include "server/text_support.h"
 
 namespace mla {
 
-class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+// Writes serialized messages: the service's methods are raw (see request_codec.h).
+class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   static constexpr int kDefaultMaxUnreadTokens = 65536;
   struct Limits {
@@ -31,11 +33,11 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   };
 
   // Starts the request; on a validation error the stream finishes at once with it.
-  // `active_streams` counts reactors not yet done (the drain waits for it to reach 0):
-  // the caller has counted this one already, the reactor uncounts itself when done.
-  // `text` (must outlive the reactor) turns text and chat prompts into token ids.
+  // `streams` counts reactors not yet done (the drain waits for it to reach 0): the
+  // caller has entered this one already; the reactor adds its engine request and leaves
+  // when done. `text` (must outlive the reactor) turns text and chat prompts into ids.
   GenerateReactor(Engine* engine, const TextSupport* text, grpc::CallbackServerContext* ctx,
-                  const v1::GenerateRequest& request, std::atomic<int>* active_streams,
+                  const v1::GenerateRequest& request, StreamRegistry* streams,
                   const Limits& limits);
 
   void OnWriteDone(bool ok) override;
@@ -55,12 +57,13 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   std::string ApplyText(GenerationOutput& output) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Engine* engine_;
-  std::atomic<int>* active_streams_;
+  StreamRegistry* streams_;
   const int max_unread_tokens_;
   std::shared_ptr<State> state_;
   std::string request_id_;
   absl::Mutex mu_;
   std::deque<v1::GenerateResponse> queue_ ABSL_GUARDED_BY(mu_);
+  grpc::ByteBuffer write_buffer_ ABSL_GUARDED_BY(mu_);  // queue_.front(), being written.
   std::unique_ptr<TextStream> text_stream_ ABSL_GUARDED_BY(mu_);  // Null without a tokenizer.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;  // The engine sent its last output.

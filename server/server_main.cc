@@ -76,6 +76,9 @@ ABSL_FLAG(int64_t, starvation_steps, 256,
 namespace mla {
 namespace {
 
+// After a drain timeout aborts the live requests: time for their last messages to go out.
+constexpr absl::Duration kFinalMessageGrace = absl::Seconds(2);
+
 int Fail(const absl::Status& status) {
   LogError(status.message());
   return 1;
@@ -92,21 +95,36 @@ sigset_t BlockShutdownSignals() {
   return set;
 }
 
-// Waits until no request is live and every stream has delivered its last message, or
-// `timeout` passes; false when a second signal came.
-bool WaitForDrain(const Engine& engine, const InferenceService& service, const sigset_t& signals,
-                  absl::Duration timeout) {
+enum class DrainResult { kIdle, kTimedOut, kSignalled };
+
+// Waits until no request is live and every stream has delivered its last message,
+// `timeout` passes, or a second signal comes.
+DrainResult WaitUntilIdle(const Engine& engine, const InferenceService& service,
+                          const sigset_t& signals, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
-  while (true) {
-    const int live = std::max(engine.NumLive(), service.active_streams());
-    if (live == 0) return true;
-    if (absl::Now() >= deadline) {
-      LogWarning("drain timeout: ", live, " request(s) still live are aborted");
-      return true;
-    }
+  while (std::max(engine.NumLive(), service.active_streams()) > 0) {
+    if (absl::Now() >= deadline) return DrainResult::kTimedOut;
     const timespec tick{0, 50 * 1000 * 1000};
-    if (sigtimedwait(&signals, nullptr, &tick) > 0) return false;
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) return DrainResult::kSignalled;
   }
+  return DrainResult::kIdle;
+}
+
+// Lets live requests finish within `timeout`; past it aborts them, so that each stream
+// still ends with its last message (FINISH_REASON_ABORT, usage, timings) before the
+// transport closes. False when a second signal came.
+bool Drain(const Engine& engine, InferenceService& service, const sigset_t& signals,
+           absl::Duration timeout) {
+  DrainResult result = WaitUntilIdle(engine, service, signals, timeout);
+  if (result == DrainResult::kTimedOut) {
+    LogWarning("drain timeout: ", std::max(engine.NumLive(), service.active_streams()),
+               " request(s) still live are aborted");
+    service.AbortAll();
+    // Aborts land at the next step boundary; a client that does not read its last
+    // message within this grace is cancelled with the transport.
+    result = WaitUntilIdle(engine, service, signals, kFinalMessageGrace);
+  }
+  return result != DrainResult::kSignalled;
 }
 
 // Starts the HTTP server for /metrics, /healthz and /readyz; null when disabled.
@@ -239,9 +257,8 @@ int Run() {
   ready = false;
   health->SetServingStatus(false);
   service.SetDraining();
-  const bool forced =
-      !WaitForDrain(*shared_engine, service, signals,
-                    absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
+  const bool forced = !Drain(*shared_engine, service, signals,
+                             absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
   // Calls still open now are cancelled, which aborts their requests in the engine.
   server->Shutdown(std::chrono::system_clock::now() +
                    (forced ? std::chrono::milliseconds(0) : std::chrono::milliseconds(500)));

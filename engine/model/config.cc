@@ -1,5 +1,6 @@
 #include "engine/model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -14,6 +15,20 @@ namespace {
 
 using Json = nlohmann::json;
 
+// Upper bounds on the geometry, checked before anything is sized from it. Each is far
+// above every published MLA model (DeepSeek-V3: 61 layers, hidden 7168, 128 heads, 256
+// experts, vocabulary 129280) and low enough that products of them fit in 64 bits and
+// the per-layer and per-expert bookkeeping stays small even when the weights are absent.
+constexpr int64_t kMaxLayers = 1024;
+constexpr int64_t kMaxWidth = 1 << 16;         // hidden_size, q_lora_rank, kv_lora_rank
+constexpr int64_t kMaxHeads = 1024;
+constexpr int64_t kMaxHeadDim = 4096;          // qk_nope, qk_rope and v head dims
+constexpr int64_t kMaxIntermediate = 1 << 20;  // intermediate sizes
+constexpr int64_t kMaxExperts = 1 << 14;       // routed and shared experts, groups
+constexpr int64_t kMaxVocab = 1 << 24;
+constexpr int64_t kMaxPositions = int64_t{1} << 32;
+constexpr int64_t kMaxFp8Block = 1 << 16;
+
 // Reads fields from one JSON object and remembers the first error, so that the parser
 // reads as a flat list of fields instead of a ladder of early returns.
 class FieldReader {
@@ -27,14 +42,13 @@ class FieldReader {
   }
 
   // An integer in [min, max]. Absent or null: `fallback` when optional, else an error.
-  void Int(const char* name, int* out, bool required, int64_t min = 0,
-           int64_t max = std::numeric_limits<int>::max()) {
+  // Every caller names its bound: nothing is sized from an unbounded number.
+  void Int(const char* name, int* out, bool required, int64_t min, int64_t max) {
     int64_t v = *out;
-    Int64(name, &v, required, min, max);
+    Int64(name, &v, required, min, std::min<int64_t>(max, std::numeric_limits<int>::max()));
     *out = static_cast<int>(v);
   }
-  void Int64(const char* name, int64_t* out, bool required, int64_t min = 0,
-             int64_t max = std::numeric_limits<int64_t>::max()) {
+  void Int64(const char* name, int64_t* out, bool required, int64_t min, int64_t max) {
     if (!status_.ok()) return;
     if (!Has(name)) {
       if (required) Fail(name, "is required");
@@ -42,6 +56,10 @@ class FieldReader {
     }
     const Json& v = obj_.at(name);
     if (!v.is_number_integer()) return Fail(name, "must be an integer");
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(max)) {
+      return Fail(name, absl::StrCat("must be in [", min, ", ", max, "], got ",
+                                     v.get<uint64_t>()));
+    }
     const int64_t x = v.get<int64_t>();
     if (x < min || x > max) {
       return Fail(name, absl::StrCat("must be in [", min, ", ", max, "], got ", x));
@@ -124,7 +142,8 @@ void ReadRopeScaling(const Json& root, absl::string_view file, FieldReader& oute
   RopeScaling& y = c.rope_scaling;
   y.yarn = true;
   r.Double("factor", &y.factor, true, 1.0, 1e6);
-  r.Int64("original_max_position_embeddings", &y.original_max_position_embeddings, true, 1);
+  r.Int64("original_max_position_embeddings", &y.original_max_position_embeddings, true, 1,
+          kMaxPositions);
   r.Double("beta_fast", &y.beta_fast, false, 0.0, 1e6);
   r.Double("beta_slow", &y.beta_slow, false, 0.0, 1e6);
   r.Double("mscale", &y.mscale, false, 0.0, 1e6);
@@ -135,12 +154,25 @@ void ReadRopeScaling(const Json& root, absl::string_view file, FieldReader& oute
 void ReadEos(const Json& root, FieldReader& r, ModelConfig& c) {
   if (!r.Has("eos_token_id")) return;
   const Json& v = root["eos_token_id"];
+  // Read as 64 bits and bounded here, so that a huge id cannot wrap into the vocabulary.
+  auto add = [&](const Json& e) {
+    const int64_t id = e.get<int64_t>();
+    if (id < 0 || id > kMaxVocab) {
+      r.Fail("eos_token_id", absl::StrCat("must hold ids in [0, ", kMaxVocab, "], got ", id));
+      return false;
+    }
+    c.eos_token_ids.push_back(static_cast<int>(id));
+    return true;
+  };
   if (v.is_number_integer()) {
-    c.eos_token_ids.push_back(v.get<int>());
+    add(v);
   } else if (v.is_array()) {
+    if (v.size() > static_cast<size_t>(kMaxVocab)) {
+      return r.Fail("eos_token_id", absl::StrCat("must hold at most ", kMaxVocab, " ids"));
+    }
     for (const Json& e : v) {
       if (!e.is_number_integer()) return r.Fail("eos_token_id", "must hold integers");
-      c.eos_token_ids.push_back(e.get<int>());
+      if (!add(e)) return;
     }
   } else {
     r.Fail("eos_token_id", "must be an integer or a list of integers");
@@ -159,12 +191,15 @@ void ReadQuantization(const Json& root, FieldReader& r, ModelConfig& c) {
   c.fp8_weights = true;
   if (q.contains("weight_block_size")) {
     const Json& b = q["weight_block_size"];
-    if (!b.is_array() || b.size() != 2 || !b[0].is_number_integer() ||
-        !b[1].is_number_integer() || b[0].get<int>() <= 0 || b[1].get<int>() <= 0) {
-      return r.Fail("quantization_config.weight_block_size", "must be two positive integers");
+    auto in_range = [](const Json& d) {
+      return d.is_number_integer() && d.get<int64_t>() >= 1 && d.get<int64_t>() <= kMaxFp8Block;
+    };
+    if (!b.is_array() || b.size() != 2 || !in_range(b[0]) || !in_range(b[1])) {
+      return r.Fail("quantization_config.weight_block_size",
+                    absl::StrCat("must be two integers in [1, ", kMaxFp8Block, "]"));
     }
-    c.fp8_block_rows = b[0].get<int>();
-    c.fp8_block_cols = b[1].get<int>();
+    c.fp8_block_rows = static_cast<int>(b[0].get<int64_t>());
+    c.fp8_block_cols = static_cast<int>(b[1].get<int64_t>());
   }
 }
 
@@ -212,32 +247,32 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
     }
   }
   r.String("model_type", &c.model_type, false);
-  r.Int("hidden_size", &c.hidden_size, true, 1);
-  r.Int("num_hidden_layers", &c.num_hidden_layers, true, 1);
-  r.Int("num_attention_heads", &c.num_attention_heads, true, 1);
-  r.Int("q_lora_rank", &c.q_lora_rank, false, 1);
-  r.Int("kv_lora_rank", &c.kv_lora_rank, true, 1);
-  r.Int("qk_nope_head_dim", &c.qk_nope_head_dim, true, 1);
-  r.Int("qk_rope_head_dim", &c.qk_rope_head_dim, true, 2);
-  r.Int("v_head_dim", &c.v_head_dim, true, 1);
-  r.Int("intermediate_size", &c.intermediate_size, true, 1);
-  r.Int("moe_intermediate_size", &c.moe_intermediate_size, false, 1);
-  r.Int("n_routed_experts", &c.n_routed_experts, false, 0);
-  r.Int("n_shared_experts", &c.n_shared_experts, false, 0);
-  r.Int("num_experts_per_tok", &c.num_experts_per_tok, false, 0);
-  r.Int("first_k_dense_replace", &c.first_k_dense_replace, false, 0);
-  r.Int("moe_layer_freq", &c.moe_layer_freq, false, 1);
+  r.Int("hidden_size", &c.hidden_size, true, 1, kMaxWidth);
+  r.Int("num_hidden_layers", &c.num_hidden_layers, true, 1, kMaxLayers);
+  r.Int("num_attention_heads", &c.num_attention_heads, true, 1, kMaxHeads);
+  r.Int("q_lora_rank", &c.q_lora_rank, false, 1, kMaxWidth);
+  r.Int("kv_lora_rank", &c.kv_lora_rank, true, 1, kMaxWidth);
+  r.Int("qk_nope_head_dim", &c.qk_nope_head_dim, true, 1, kMaxHeadDim);
+  r.Int("qk_rope_head_dim", &c.qk_rope_head_dim, true, 2, kMaxHeadDim);
+  r.Int("v_head_dim", &c.v_head_dim, true, 1, kMaxHeadDim);
+  r.Int("intermediate_size", &c.intermediate_size, true, 1, kMaxIntermediate);
+  r.Int("moe_intermediate_size", &c.moe_intermediate_size, false, 1, kMaxIntermediate);
+  r.Int("n_routed_experts", &c.n_routed_experts, false, 0, kMaxExperts);
+  r.Int("n_shared_experts", &c.n_shared_experts, false, 0, kMaxExperts);
+  r.Int("num_experts_per_tok", &c.num_experts_per_tok, false, 0, kMaxExperts);
+  r.Int("first_k_dense_replace", &c.first_k_dense_replace, false, 0, kMaxLayers);
+  r.Int("moe_layer_freq", &c.moe_layer_freq, false, 1, kMaxLayers);
   r.Double("routed_scaling_factor", &c.routed_scaling_factor, false, 0.0, 1e6);
   ReadEnums(r, c);
-  r.Int("n_group", &c.n_group, false, 1);
-  r.Int("topk_group", &c.topk_group, false, 1);
+  r.Int("n_group", &c.n_group, false, 1, kMaxExperts);
+  r.Int("topk_group", &c.topk_group, false, 1, kMaxExperts);
   r.Bool("norm_topk_prob", &c.norm_topk_prob);
-  r.Int("vocab_size", &c.vocab_size, true, 1);
-  r.Int64("max_position_embeddings", &c.max_position_embeddings, true, 1);
+  r.Int("vocab_size", &c.vocab_size, true, 1, kMaxVocab);
+  r.Int64("max_position_embeddings", &c.max_position_embeddings, true, 1, kMaxPositions);
   r.Double("rope_theta", &c.rope_theta, false, 1.0, 1e12);
   ReadRopeScaling(root, file_name, r, c);
   r.Double("rms_norm_eps", &c.rms_norm_eps, false, 0.0, 1.0);
-  r.Int("bos_token_id", &c.bos_token_id, false, 0);
+  r.Int("bos_token_id", &c.bos_token_id, false, 0, kMaxVocab);
   ReadEos(root, r, c);
   r.String("torch_dtype", &c.torch_dtype, false);
   r.Bool("tie_word_embeddings", &c.tie_word_embeddings);

@@ -129,6 +129,45 @@ absl::Status ParseMetadata(const Json& meta, absl::string_view file,
   return absl::OkStatus();
 }
 
+// Accepts any JSON text and reports nothing: used with a non-strict parse, it tells
+// whether a header starts with one complete JSON value (and has other bytes after it).
+class JsonAcceptor final : public nlohmann::json_sax<Json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+};
+
+// Why `json_text` is not a header: the common mistake is a length prefix larger than the
+// JSON, which then swallows tensor bytes, so that case gets its own message.
+absl::Status InvalidHeaderJson(absl::string_view json_text, uint64_t data_size,
+                               absl::string_view file) {
+  JsonAcceptor acceptor;
+  const bool prefix_is_json = Json::sax_parse(json_text.begin(), json_text.end(), &acceptor,
+                                              nlohmann::json::input_format_t::json,
+                                              /*strict=*/false);
+  if (!prefix_is_json) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": header is not valid JSON"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      file, ": header length ", json_text.size(),
+      " runs past the end of the JSON header (other bytes follow the JSON object)",
+      data_size == 0 ? "; it reaches the end of the file, leaving no tensor data" : "",
+      ": the 8-byte length prefix is wrong"));
+}
+
 // Tensors must not share bytes: a file where they do is corrupt or crafted.
 absl::Status CheckNoOverlap(const std::map<std::string, TensorInfo, std::less<>>& tensors,
                             absl::string_view file) {
@@ -164,9 +203,7 @@ absl::StatusOr<std::map<std::string, TensorInfo, std::less<>>> ParseSafetensorsH
     absl::string_view json_text, uint64_t data_size, absl::string_view file,
     std::map<std::string, std::string>* metadata) {
   const Json root = Json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(file, ": header is not valid JSON"));
-  }
+  if (root.is_discarded()) return InvalidHeaderJson(json_text, data_size, file);
   if (!root.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": header is not a JSON object"));
   }
@@ -230,9 +267,10 @@ absl::Status SafetensorsFile::ParseHeader() {
                                                    kMaxSafetensorsHeaderBytes, " bytes"));
   }
   if (header_len > map_size_ - 8) {
-    return absl::InvalidArgumentError(absl::StrCat(path_, ": truncated: header length ", header_len,
-                                                   " goes beyond the file (", map_size_,
-                                                   " bytes)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_, ": truncated: header length ", header_len,
+                     " runs past the end of the file (", map_size_, " bytes, ", map_size_ - 8,
+                     " after the 8-byte length)"));
   }
   data_ = map_ + 8 + header_len;
   data_size_ = map_size_ - 8 - header_len;

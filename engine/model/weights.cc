@@ -20,6 +20,23 @@ namespace {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Shape arithmetic runs in 64 bits: a config built in code (ParseModelConfig bounds every
+// field) could still hold values whose int sums or products wrap, which once printed
+// shapes like [-2147483633, 128].
+int64_t Sum(int a, int b) { return int64_t{a} + int64_t{b}; }
+
+// The widest dimension the loader computes, heads * (a + b), or an error naming it.
+absl::StatusOr<int64_t> HeadsTimes(const ModelConfig& c, int64_t per_head,
+                                   absl::string_view what) {
+  int64_t n;
+  if (__builtin_mul_overflow(int64_t{c.num_attention_heads}, per_head, &n) ||
+      n > (int64_t{1} << 40)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: ", what, " = ", c.num_attention_heads, " * ", per_head, " is too large"));
+  }
+  return n;
+}
+
 // Runs fn(begin, end) over [0, n) on a few threads; small jobs stay on this thread, where
 // starting threads would cost more than the work.
 template <typename Fn>
@@ -170,8 +187,14 @@ absl::Status LoadMlp(Loader& l, const std::string& prefix, int64_t hidden, int64
 
 absl::Status LoadAttention(Loader& l, const ModelConfig& c, const std::string& p,
                            AttentionWeights* a) {
-  const int64_t heads = c.num_attention_heads, hidden = c.hidden_size;
-  const int64_t q_out = heads * c.qk_head_dim();
+  const int64_t hidden = c.hidden_size;
+  MLA_ASSIGN_OR_RETURN(const int64_t q_out,
+                       HeadsTimes(c, Sum(c.qk_nope_head_dim, c.qk_rope_head_dim),
+                                  "heads*(qk_nope+qk_rope)"));
+  MLA_ASSIGN_OR_RETURN(const int64_t kv_b_rows,
+                       HeadsTimes(c, Sum(c.qk_nope_head_dim, c.v_head_dim),
+                                  "heads*(qk_nope+v_head_dim)"));
+  MLA_ASSIGN_OR_RETURN(const int64_t o_cols, HeadsTimes(c, c.v_head_dim, "heads*v_head_dim"));
   if (c.q_lora_rank > 0) {
     if (l.Has(p + "q_proj.weight")) {
       return l.Unexpected(p + "q_proj.weight",
@@ -192,15 +215,16 @@ absl::Status LoadAttention(Loader& l, const ModelConfig& c, const std::string& p
         a->q_proj, l.Linear(p + "q_proj", q_out, hidden, "[heads*(qk_nope+qk_rope), hidden_size]"));
   }
   MLA_ASSIGN_OR_RETURN(a->kv_a_proj_with_mqa,
-                       l.Linear(p + "kv_a_proj_with_mqa", c.latent_dim(), hidden,
+                       l.Linear(p + "kv_a_proj_with_mqa", Sum(c.kv_lora_rank, c.qk_rope_head_dim),
+                                hidden,
                                 "[kv_lora_rank+qk_rope, hidden_size]"));
   MLA_ASSIGN_OR_RETURN(a->kv_a_layernorm,
                        l.Vector(p + "kv_a_layernorm.weight", c.kv_lora_rank, "[kv_lora_rank]"));
   MLA_ASSIGN_OR_RETURN(a->kv_b_proj,
-                       l.Linear(p + "kv_b_proj", heads * (c.qk_nope_head_dim + c.v_head_dim),
-                                c.kv_lora_rank, "[heads*(qk_nope+v_head_dim), kv_lora_rank]"));
-  MLA_ASSIGN_OR_RETURN(a->o_proj, l.Linear(p + "o_proj", hidden, heads * c.v_head_dim,
-                                           "[hidden_size, heads*v_head_dim]"));
+                       l.Linear(p + "kv_b_proj", kv_b_rows, c.kv_lora_rank,
+                                "[heads*(qk_nope+v_head_dim), kv_lora_rank]"));
+  MLA_ASSIGN_OR_RETURN(a->o_proj,
+                       l.Linear(p + "o_proj", hidden, o_cols, "[hidden_size, heads*v_head_dim]"));
   return absl::OkStatus();
 }
 

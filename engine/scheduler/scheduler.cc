@@ -55,7 +55,7 @@ void Scheduler::Preempt(size_t index, std::vector<ScheduledChunk>& batch, int64_
     }
   }
   if (absl::Status s = blocks_->Release(seq->table); !s.ok()) {
-    LogError("preempting ", seq->request.request_id, ": ", s.message());
+    LogError("preempting ", LogQuoted(seq->request.request_id), ": ", s.message());
   }
   // Recompute later: the tokens (generated ones included) are kept and never re-sent.
   seq->num_computed = 0;
@@ -63,7 +63,7 @@ void Scheduler::Preempt(size_t index, std::vector<ScheduledChunk>& batch, int64_
   seq->waited_steps = 0;
   ++seq->preemptions;
   ++num_preemptions_;
-  LogDebug("preempted ", seq->request.request_id, " (", seq->num_tokens(), " tokens, ",
+  LogDebug("preempted ", LogQuoted(seq->request.request_id), " (", seq->num_tokens(), " tokens, ",
            seq->preemptions, " times)");
   waiting_.push_back(std::move(seq));
 }
@@ -149,7 +149,7 @@ std::unique_ptr<Sequence> Scheduler::Extract(const std::string& request_id) {
       std::unique_ptr<Sequence> seq = std::move(*it);
       list->erase(it);
       if (absl::Status s = blocks_->Release(seq->table); !s.ok()) {
-        LogError("releasing ", request_id, ": ", s.message());
+        LogError("releasing ", LogQuoted(request_id), ": ", s.message());
       }
       return seq;
     }
@@ -163,7 +163,7 @@ std::vector<std::unique_ptr<Sequence>> Scheduler::TakeDone() {
     for (auto it = list->begin(); it != list->end();) {
       if ((*it)->done) {
         if (absl::Status s = blocks_->Release((*it)->table); !s.ok()) {
-          LogError("releasing ", (*it)->request.request_id, ": ", s.message());
+          LogError("releasing ", LogQuoted((*it)->request.request_id), ": ", s.message());
         }
         done.push_back(std::move(*it));
         it = list->erase(it);

@@ -245,6 +245,60 @@ TEST_F(GenerateOverGrpcTest, SigtermDrainsInFlightStreamsThenExitsZero) {
   server_.reset();
 }
 
+// Past --drain_timeout_s the live requests are aborted, and each stream still gets its
+// last message (FINISH_REASON_ABORT with usage and timings) before the transport closes;
+// clients once saw only "UNAVAILABLE: Cancelling all calls".
+TEST(ServerIntegrationTest, DrainTimeoutEndsStreamsWithAFinalAbortMessage) {
+  auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu",
+                                      "--kv_cache_mib=64", "--threads=2",
+                                      "--drain_timeout_s=1"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions options;
+  options.target = (*server)->target();
+  auto client = std::make_unique<MlaClient>(options);
+  ASSERT_TRUE(WaitServing(*client).ok());
+  constexpr int kStreams = 2;
+  constexpr int kMaxTokens = 100000;  // Far more than one second of decoding.
+  std::atomic<int> started{0};
+  std::vector<absl::Status> statuses(kStreams);
+  std::vector<v1::Finished> finished(kStreams);
+  std::vector<std::thread> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    streams.emplace_back([&, i] {
+      v1::GenerateRequest r;
+      r.set_request_id("drained-" + std::to_string(i));
+      for (int t : {1, 2, 3}) r.mutable_token_ids()->add_ids(t);
+      r.mutable_sampling()->set_max_tokens(kMaxTokens);
+      r.mutable_sampling()->set_ignore_eos(true);
+      bool first = true;
+      statuses[i] = client->Generate(r, [&, i](const v1::GenerateResponse& m) {
+        if (first) started.fetch_add(1);
+        first = false;
+        if (m.has_finished()) finished[i] = m.finished();
+        return true;
+      });
+    });
+  }
+  while (started.load() < kStreams) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const absl::Time signalled = absl::Now();
+  kill((*server)->pid(), SIGTERM);
+  for (std::thread& t : streams) t.join();
+  const absl::Duration took = absl::Now() - signalled;
+  for (int i = 0; i < kStreams; ++i) {
+    EXPECT_TRUE(statuses[i].ok()) << statuses[i];
+    EXPECT_EQ(finished[i].reason(), v1::FINISH_REASON_ABORT) << i;
+    EXPECT_GT(finished[i].usage().completion_tokens(), 0);
+    EXPECT_LT(finished[i].usage().completion_tokens(), kMaxTokens);
+    EXPECT_EQ(finished[i].usage().prompt_tokens(), 3);
+    EXPECT_GT(finished[i].timings().total_seconds(), 0.9);
+  }
+  EXPECT_GE(took, absl::Milliseconds(900));
+  EXPECT_LT(took, absl::Seconds(10));
+  client.reset();
+  EXPECT_EQ((*server)->Stop(0, 30), 0) << (*server)->Log();
+  EXPECT_THAT((*server)->Log(), HasSubstr("drain timeout: 2 request(s) still live are aborted"));
+}
+
 TEST(ServerIntegrationTest, MissingModelFailsWithClearError) {
   const std::string dir = ::testing::TempDir() + "/no-model";
   std::filesystem::create_directories(dir);

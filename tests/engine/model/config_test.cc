@@ -122,6 +122,56 @@ TEST(ModelConfigTest, RejectsBadJson) {
   EXPECT_FALSE(ParseModelConfig("[1, 2]").ok());
 }
 
+// Numbers that once sized allocations unchecked (2^31 - 1 layers aborted the process with
+// std::bad_alloc): each is refused naming the field and its bound.
+TEST(ModelConfigTest, HugeNumbersAreRefusedNamingFieldAndBound) {
+  struct Huge {
+    const char* field;
+    int64_t value;
+    const char* bound;
+  };
+  const Huge cases[] = {
+      {"num_hidden_layers", 2147483647, "[1, 1024]"},
+      {"num_hidden_layers", 100000000, "[1, 1024]"},
+      {"hidden_size", 2147483647, "[1, 65536]"},
+      {"num_attention_heads", 1 << 20, "[1, 1024]"},
+      {"q_lora_rank", 2147483647, "[1, 65536]"},
+      {"kv_lora_rank", 2147483647, "[1, 65536]"},
+      {"qk_nope_head_dim", 2147483647, "[1, 4096]"},
+      {"qk_rope_head_dim", 1 << 20, "[2, 4096]"},
+      {"v_head_dim", 2147483647, "[1, 4096]"},
+      {"intermediate_size", 2147483647, "[1, 1048576]"},
+      {"moe_intermediate_size", 2147483647, "[1, 1048576]"},
+      {"n_routed_experts", 100000000, "[0, 16384]"},
+      {"n_shared_experts", 100000000, "[0, 16384]"},
+      {"vocab_size", 2147483647, "[1, 16777216]"},
+      {"max_position_embeddings", int64_t{1} << 40, "[1, 4294967296]"},
+      {"eos_token_id", int64_t{1} << 33, "[0, 16777216]"},
+  };
+  for (const Huge& h : cases) {
+    Json j = V2LiteConfig();
+    j[h.field] = h.value;
+    auto c = ParseModelConfig(j.dump(), "m/config.json");
+    ASSERT_FALSE(c.ok()) << h.field;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(c.status().message(), HasSubstr(h.field));
+    EXPECT_THAT(c.status().message(), HasSubstr(h.bound)) << c.status().message();
+  }
+  // Beyond 64 bits (an unsigned JSON integer) the message shows the number as written.
+  Json j = V2LiteConfig();
+  j["num_hidden_layers"] = uint64_t{18446744073709551615u};
+  auto c = ParseModelConfig(j.dump());
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("got 18446744073709551615"));
+  // A weight block size that wrapped a 32-bit int once read as positive.
+  j = V2LiteConfig();
+  j["quantization_config"] = {{"quant_method", "fp8"},
+                              {"weight_block_size", {int64_t{1} << 32, 128}}};
+  c = ParseModelConfig(j.dump());
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("weight_block_size"));
+}
+
 struct BadCase {
   const char* name;
   const char* field;  // Field the error must name.

@@ -138,6 +138,14 @@ std::vector<MalformedCase> MalformedCases() {
       {"header_beyond_file", LengthPrefix(1000) + "{}", {"truncated", "1000"}},
       {"header_over_limit", LengthPrefix(200ull << 20) + "{}", {"exceeds the limit"}},
       {"bad_json", Raw("{\"w\": {"), {"not valid JSON"}},
+      // A length prefix covering the JSON and the tensor bytes after it.
+      {"header_length_is_rest_of_file", LengthPrefix(2 + 64) + "{}" + std::string(64, '\x7f'),
+       {"header length 66 runs past the end of the JSON header", "leaving no tensor data"}},
+      {"header_length_past_json", LengthPrefix(2 + 32) + "{}" + std::string(64, '\x7f'),
+       {"header length 34 runs past the end of the JSON header"}},
+      // A length prefix equal to the whole file's size.
+      {"header_length_is_file_size", LengthPrefix(8 + 2 + 64) + "{}" + std::string(64, '\0'),
+       {"truncated", "header length 74 runs past the end of the file (74 bytes"}},
       {"header_not_object", Raw("[1, 2]"), {"not a JSON object"}},
       {"entry_not_object", Raw(Entry("w", "3")), {"'w'", "not an object"}},
       {"missing_offsets",

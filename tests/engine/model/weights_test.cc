@@ -323,6 +323,30 @@ TEST(LoadModelWeightsTest, ShardedCheckpoint) {
   ExpectWeightsMatch(*w, t, c);
 }
 
+// A config built in code can hold dims whose int sums wrap; the loader's shape arithmetic
+// runs in 64 bits, so the messages show the true expected shapes (once [-2147483633, 16]).
+TEST(LoadModelWeightsTest, HugeDimsGiveTrueShapesNotWrappedOnes) {
+  TempDir dir;
+  const ModelConfig good = LiteConfig();
+  WriteSafetensors(dir.File("model.safetensors"), MakeTensors(good, "BF16"));
+  ModelConfig c = good;
+  c.kv_lora_rank = 2147483647;
+  auto w = LoadModelWeights(dir.path(), c);
+  ASSERT_FALSE(w.ok());
+  EXPECT_THAT(w.status().message(), HasSubstr("expected [2147483651, 16]")) << w.status();
+  c = good;
+  c.qk_nope_head_dim = 2147483647;
+  w = LoadModelWeights(dir.path(), c);
+  ASSERT_FALSE(w.ok());
+  EXPECT_THAT(w.status().message(), HasSubstr("expected [4294967302, 16]")) << w.status();
+  c = good;
+  c.num_attention_heads = 2147483647;
+  c.qk_nope_head_dim = 2147483647;
+  w = LoadModelWeights(dir.path(), c);
+  ASSERT_FALSE(w.ok());
+  EXPECT_THAT(w.status().message(), HasSubstr("is too large")) << w.status();
+}
+
 TEST(LoadModelWeightsTest, TiedEmbeddings) {
   TempDir dir;
   ModelConfig c = LiteConfig();

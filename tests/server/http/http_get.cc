@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -16,9 +17,8 @@
 #include "absl/strings/string_view.h"
 
 namespace mla::testing {
-namespace {
 
-absl::StatusOr<HttpResult> Parse(const std::string& raw) {
+absl::StatusOr<HttpResult> ParseResponse(const std::string& raw) {
   const size_t end = raw.find("\r\n\r\n");
   if (end == std::string::npos) return absl::DataLossError("no header end in: " + raw);
   std::vector<std::string> lines = absl::StrSplit(raw.substr(0, end), "\r\n");
@@ -38,12 +38,12 @@ absl::StatusOr<HttpResult> Parse(const std::string& raw) {
   return r;
 }
 
-}  // namespace
-
-absl::StatusOr<HttpResult> HttpRequest(int port, const std::string& method,
-                                       const std::string& path) {
+absl::StatusOr<int> Connect(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return absl::InternalError("socket failed");
+  // A server that never answers fails the test instead of hanging it.
+  const timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -53,6 +53,14 @@ absl::StatusOr<HttpResult> HttpRequest(int port, const std::string& method,
     close(fd);
     return absl::UnavailableError(absl::StrCat("connect to port ", port, ": ", error));
   }
+  return fd;
+}
+
+absl::StatusOr<HttpResult> HttpRequest(int port, const std::string& method,
+                                       const std::string& path) {
+  absl::StatusOr<int> connected = Connect(port);
+  if (!connected.ok()) return connected.status();
+  const int fd = *connected;
   const std::string request =
       absl::StrCat(method, " ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
@@ -65,7 +73,7 @@ absl::StatusOr<HttpResult> HttpRequest(int port, const std::string& method,
   ssize_t n;
   while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0) raw.append(buffer, n);
   close(fd);
-  return Parse(raw);
+  return ParseResponse(raw);
 }
 
 }  // namespace mla::testing

@@ -16,6 +16,11 @@ struct HttpResult {
   std::string body;
 };
 
+// A blocking TCP connection to 127.0.0.1:port whose reads time out after 10 s.
+absl::StatusOr<int> Connect(int port);
+// Parses one whole response (status line, headers, body up to the end of `raw`).
+absl::StatusOr<HttpResult> ParseResponse(const std::string& raw);
+
 absl::StatusOr<HttpResult> HttpRequest(int port, const std::string& method,
                                        const std::string& path);
 inline absl::StatusOr<HttpResult> HttpGet(int port, const std::string& path) {
