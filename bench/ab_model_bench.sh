@@ -4,9 +4,11 @@
 # tokens/s of each and the ratio after ÷ before (machines are shared: only same-run ratios
 # mean anything; best-of-rounds drops the rounds another process disturbed).
 #
-#   bench/ab_model_bench.sh BEFORE_BIN AFTER_BIN MODEL_DIR [ROUNDS=2] [CONTEXTS=512,4096]
+#   bench/ab_model_bench.sh BEFORE_BIN AFTER_BIN MODEL_DIR [ROUNDS=2] [CONTEXTS=512,4096] \
+#     [more mla_model_bench flags, e.g. --decode_tokens=64]
 set -euo pipefail
 before="$1"; after="$2"; model="$3"; rounds="${4:-2}"; contexts="${5:-512,4096}"
+shift $(( $# < 5 ? $# : 5 ))
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 for r in $(seq 1 "$rounds"); do
@@ -14,7 +16,7 @@ for r in $(seq 1 "$rounds"); do
     bin="$before"; [ "$side" = after ] && bin="$after"
     echo "round $r/$rounds: $side (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
     "$bin" --model_dir="$model" --contexts="$contexts" --threads=2 --roofline=false \
-      --json="$out/$side.$r.json" > /dev/null 2>&1
+      --json="$out/$side.$r.json" "$@" > /dev/null 2>&1
   done
 done
 python3 - "$out" "$rounds" <<'PY'
