@@ -11,10 +11,11 @@
 //  - n <= 3 (decode): dot products over 32 columns per instruction, straight from the
 //    weight rows (masked loads at the row end); 8 rows × 1 token or 4 rows × 2-3 tokens
 //    of accumulators. Bound by memory bandwidth.
-//  - n > 3: a 16-row weight panel of kKc columns is transposed into pairs ([kKc/2][16]
-//    dwords, one vector per pair of columns, 8 KiB), then a 12-token × 16-row tile
-//    accumulates over it: per pair one panel load and 12 vdpbf16ps with the token's pair
-//    broadcast from memory. 12 independent chains cover vdpbf16ps's latency.
+//  - n > 3: two 16-row weight panels of kKc columns are transposed into pairs
+//    ([kKc/2][32] dwords, two vectors per pair of columns, 16 KiB), then a
+//    12-token × 32-row tile accumulates over them: per pair two panel loads, 12
+//    broadcasts of the tokens' pairs and 24 vdpbf16ps. 24 independent chains cover
+//    vdpbf16ps's latency; one broadcast per two vdpbf16ps keeps the load ports free.
 //
 // The kernels carry function target attributes rather than per-file -mavx512* flags: a
 // file compiled with those flags may emit AVX-512 code into inline functions from shared
@@ -32,7 +33,9 @@
 #pragma GCC diagnostic pop
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #define MLA_TARGET_AVX512BF16 \
@@ -41,8 +44,8 @@
 namespace mla::cpu::internal {
 namespace {
 
-constexpr int64_t kKc = 256;      // Panel depth in columns: 128 pairs × 16 rows × 4 B.
-constexpr int kMicroTokens = 12;  // Register tile: 12 tokens × 16 rows.
+constexpr int64_t kKc = 256;      // Panel depth in columns: 128 pairs × 32 rows × 4 B.
+constexpr int kMicroTokens = 12;  // Register tile: 12 tokens × 32 rows.
 constexpr int64_t kTokenBlock = 16 * kMicroTokens;  // 192 × 256 × 2 B of x per panel
 constexpr int kPanel = static_cast<int>(kGemmPanelRows);
 static_assert(kPanel == 16, "one 512-bit vector of fp32 per panel pair");
@@ -160,8 +163,11 @@ MLA_TARGET_AVX512BF16 inline void Transpose16x16(__m512i r[16]) {
   }
 }
 
-// panel[p * 16 + j] = the bf16 pair (w[row0 + j, col0 + 2p], w[row0 + j, col0 + 2p + 1])
-// for 2p < RoundUp(kc, 32); columns >= kc and rows j >= valid are zero.
+// For the 16 rows from row0 (rows j >= valid read as zero): panel[p * kHalves * 16 + j]
+// = the bf16 pair (w[row0 + j, col0 + 2p], w[row0 + j, col0 + 2p + 1]) for
+// 2p < RoundUp(kc, 32); columns >= kc are zero. kHalves = 2 interleaves two such 16-row
+// panels (the second written from panel + 16) so one tile can read both.
+template <int kHalves>
 MLA_TARGET_AVX512BF16 void PackPanel(const bf16_t* w, int64_t w_stride, int64_t row0, int valid,
                                      int64_t col0, int64_t kc, uint32_t* panel) {
   const bf16_t* src = w + row0 * w_stride + col0;
@@ -175,62 +181,87 @@ MLA_TARGET_AVX512BF16 void PackPanel(const bf16_t* w, int64_t w_stride, int64_t 
     }
     Transpose16x16(v);
 #pragma GCC unroll 16
-    for (int p = 0; p < 16; ++p) _mm512_store_si512(panel + (k / 2 + p) * kPanel, v[p]);
+    for (int p = 0; p < 16; ++p) {
+      _mm512_store_si512(panel + (k / 2 + p) * kHalves * kPanel, v[p]);
+    }
   }
 }
 
-// y[t, 0..valid) (+)= Σ_p x[t, pair p] · panel[p] for kTok tokens.
-template <int kTok>
+// y[t, 0..valid) (+)= Σ_p x[t, pair p] · panel[p] for kTok tokens and kHalves × 16 rows
+// (`valid` counts rows over both halves).
+template <int kHalves, int kTok>
 MLA_TARGET_AVX512BF16 void MicroKernel(const bf16_t* xb, int64_t xb_stride, const uint32_t* panel,
-                                       int64_t pairs, float* y, int64_t y_stride, __mmask16 valid,
+                                       int64_t pairs, float* y, int64_t y_stride, int valid,
                                        bool accumulate) {
-  __m512 acc[kTok];
+  __m512 acc[kHalves][kTok];
 #pragma GCC unroll 16
-  for (int t = 0; t < kTok; ++t) acc[t] = _mm512_setzero_ps();
+  for (int h = 0; h < kHalves; ++h) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) acc[h][t] = _mm512_setzero_ps();
+  }
   for (int64_t p = 0; p < pairs; ++p) {
-    const __m512i b = _mm512_load_si512(panel + p * kPanel);
+    __m512i b[kHalves];
+#pragma GCC unroll 2
+    for (int h = 0; h < kHalves; ++h) b[h] = _mm512_load_si512(panel + (p * kHalves + h) * kPanel);
 #pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) {
       uint32_t pair;
       std::memcpy(&pair, xb + t * xb_stride + 2 * p, sizeof(pair));
-      acc[t] = Dot(acc[t], b, _mm512_set1_epi32(static_cast<int>(pair)));
+      const __m512i x = _mm512_set1_epi32(static_cast<int>(pair));
+#pragma GCC unroll 2
+      for (int h = 0; h < kHalves; ++h) acc[h][t] = Dot(acc[h][t], b[h], x);
     }
   }
+#pragma GCC unroll 2
+  for (int h = 0; h < kHalves; ++h) {
+    const __mmask16 mask = Mask16(valid - h * kPanel);
 #pragma GCC unroll 16
-  for (int t = 0; t < kTok; ++t) {
-    float* yt = y + t * y_stride;
-    const __m512 v = accumulate ? _mm512_add_ps(acc[t], _mm512_maskz_loadu_ps(valid, yt)) : acc[t];
-    _mm512_mask_storeu_ps(yt, valid, v);
+    for (int t = 0; t < kTok; ++t) {
+      float* yt = y + t * y_stride + h * kPanel;
+      const __m512 v =
+          accumulate ? _mm512_add_ps(acc[h][t], _mm512_maskz_loadu_ps(mask, yt)) : acc[h][t];
+      _mm512_mask_storeu_ps(yt, mask, v);
+    }
   }
 }
 
-using MicroFn = void (*)(const bf16_t*, int64_t, const uint32_t*, int64_t, float*, int64_t,
-                         __mmask16, bool);
-constexpr MicroFn kMicro[kMicroTokens + 1] = {
-    nullptr,         MicroKernel<1>,  MicroKernel<2>, MicroKernel<3>, MicroKernel<4>,
-    MicroKernel<5>,  MicroKernel<6>,  MicroKernel<7>, MicroKernel<8>, MicroKernel<9>,
-    MicroKernel<10>, MicroKernel<11>, MicroKernel<12>};
+using MicroFn = void (*)(const bf16_t*, int64_t, const uint32_t*, int64_t, float*, int64_t, int,
+                         bool);
+template <int kHalves, size_t... kToks>
+constexpr std::array<MicroFn, sizeof...(kToks)> MicroTable(std::index_sequence<kToks...>) {
+  return {MicroKernel<kHalves, static_cast<int>(kToks) + 1>...};
+}
+// kMicro[h - 1][t - 1]: the tile of h halves × t tokens.
+constexpr std::array<MicroFn, kMicroTokens> kMicro[2] = {
+    MicroTable<1>(std::make_index_sequence<kMicroTokens>()),
+    MicroTable<2>(std::make_index_sequence<kMicroTokens>())};
 
-// Tokens [0, n) of a block whose x is already converted (xb, rows xb_stride apart).
+// Tokens [0, n) of a block whose x is already converted (xb, rows xb_stride apart). Rows
+// go 32 at a time (two interleaved panels: 24 accumulators, so each broadcast of x feeds
+// two vdpbf16ps), the last 16 or fewer alone.
 MLA_TARGET_AVX512BF16 void PackedRows(const bf16_t* xb, int64_t xb_stride, int64_t n,
                                       const MatrixView& w, int64_t r_begin, int64_t r_end, float* y,
                                       int64_t y_stride) {
-  alignas(64) uint32_t panel[kKc / 2 * kPanel];
+  alignas(64) uint32_t panel[kKc / 2 * 2 * kPanel];
   const bf16_t* base = static_cast<const bf16_t*>(w.data);
-  for (int64_t r0 = r_begin; r0 < r_end; r0 += kPanel) {
-    const int valid = static_cast<int>(std::min<int64_t>(kPanel, r_end - r0));
-    const __mmask16 mask = Mask16(valid);
+  for (int64_t r0 = r_begin; r0 < r_end; r0 += 2 * kPanel) {
+    const int valid = static_cast<int>(std::min<int64_t>(2 * kPanel, r_end - r0));
+    const int halves = valid > kPanel ? 2 : 1;
     if (w.cols == 0) {
-      for (int64_t i = 0; i < n; ++i)
-        _mm512_mask_storeu_ps(y + i * y_stride + r0, mask, _mm512_setzero_ps());
+      for (int64_t i = 0; i < n; ++i) std::fill_n(y + i * y_stride + r0, valid, 0.0f);
     }
     for (int64_t c0 = 0; c0 < w.cols; c0 += kKc) {
       const int64_t kc = std::min(kKc, w.cols - c0);
-      PackPanel(base, w.row_stride, r0, valid, c0, kc, panel);
+      if (halves == 2) {
+        PackPanel<2>(base, w.row_stride, r0, kPanel, c0, kc, panel);
+        PackPanel<2>(base, w.row_stride, r0 + kPanel, valid - kPanel, c0, kc, panel + kPanel);
+      } else {
+        PackPanel<1>(base, w.row_stride, r0, valid, c0, kc, panel);
+      }
       for (int64_t t0 = 0; t0 < n; t0 += kMicroTokens) {
-        const int nt = static_cast<int>(std::min<int64_t>(kMicroTokens, n - t0));
-        kMicro[nt](xb + t0 * xb_stride + c0, xb_stride, panel, (kc + 1) / 2, y + t0 * y_stride + r0,
-                   y_stride, mask, c0 > 0);
+        const int64_t nt = std::min<int64_t>(kMicroTokens, n - t0);
+        kMicro[halves - 1][nt - 1](xb + t0 * xb_stride + c0, xb_stride, panel, (kc + 1) / 2,
+                                   y + t0 * y_stride + r0, y_stride, valid, c0 > 0);
       }
     }
   }
