@@ -1,6 +1,11 @@
 // GEMV (n = 1, decode) and GEMM (n = 16, 128, 512, prefill) over DeepSeek projection
 // shapes with bf16 weights, against the roofline measured in the same run.
-// Usage: gemm_bench [--threads=N] [--dtype=bf16|f32]
+// Usage: gemm_bench [--threads=N] [--dtype=bf16|f32] [--isas=avx2,avx512_bf16]
+//
+// --isas times every listed kernel variant (cpu_features.h) on each shape, one after the
+// other in this process, and gives each row's speed as a ratio to the first variant's:
+// a before/after comparison from one run. Variants this CPU lacks are reported and
+// left out. Default: the variant the library would choose by itself.
 //
 // n = 1 reads every weight once: reported as GB/s of weights against the read bandwidth.
 // Successive calls rotate over copies of the weight totalling >= 256 MiB, so the weights
@@ -10,11 +15,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "bench/roofline.h"
+#include "engine/backend/cpu/cpu_features.h"
 #include "engine/backend/cpu/gemm.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/tensor.h"
@@ -59,44 +66,81 @@ std::vector<Matrix> MakeCopies(const Shape& shape, DType dtype) {
   return weights;
 }
 
-int Run(int threads, DType dtype) {
+// The compute peak a variant's rows are measured against: vdpbf16ps for the bf16 kernel
+// on bf16 weights, fp32 FMA otherwise.
+double ComputePeak(const Roofline& roofline, cpu::CpuIsa isa, DType dtype) {
+  return isa == cpu::CpuIsa::kAvx512Bf16 && dtype == DType::kBF16 ? roofline.bf16_peak_gflops
+                                                                  : roofline.peak_gflops;
+}
+
+int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas) {
   cpu::ThreadPool pool(threads);
   RooflineProbe probe(pool);
   PrintMachine(probe.Measure(), pool.num_threads());
   std::printf("weights: %s\n\n", std::string(DTypeName(dtype)).c_str());
-  std::printf("%-22s %5s %9s %9s %8s | %6s %7s %8s | %5s %8s %7s\n", "shape", "n", "ms/call",
-              "GFLOP/s", "GB/s", "BW", "peak", "of bound", "busy", "GF/cpu-s", "of core");
+  std::printf("%-22s %5s %-11s %9s %9s %8s %6s | %6s %7s %8s | %5s %8s %7s\n", "shape", "n", "isa",
+              "ms/call", "GFLOP/s", "GB/s", "ratio", "BW", "peak", "of bound", "busy", "GF/cpu-s",
+              "of core");
   for (const Shape& shape : kShapes) {
     const std::vector<Matrix> weights = MakeCopies(shape, dtype);
     for (int64_t n : {1, 16, 128, 512}) {
-      const Roofline roofline = probe.Measure();  // next to the result it bounds
+      const Roofline roofline = probe.Measure();  // next to the results it bounds
       std::vector<float> x(n * shape.in, 0.01f), y(n * shape.out);
-      size_t call = 0;
-      const CallTiming t = TimeCalls(
-          [&] {
-            const Matrix& w = weights[call++ % weights.size()];
-            cpu::Gemm(x.data(), shape.in, n, w.View(), y.data(), shape.out, &pool);
-          },
-          pool.num_threads(), 3, 5000, 0.5);
-      const double flops = 2.0 * n * shape.in * shape.out;
-      const double bytes = static_cast<double>(shape.in * shape.out) * DTypeSize(dtype);
-      const double gflops = flops / t.best_s / 1e9;
-      const double gbps = bytes / t.best_s / 1e9;
-      const double per_cpu = flops / t.cpu_s / 1e9;
-      // n = 1 is bound by reading the weights, n > 1 (intensity >= 16 FLOP/byte) by FMAs.
-      const double fraction = n == 1 ? gbps / roofline.read_gbps : gflops / roofline.peak_gflops;
-      std::printf("%-22s %5lld %9.3f %9.1f %8.1f | %6.1f %7.1f %7.0f%% | %4.0f%% %8.1f %6.0f%%\n",
-                  shape.name, static_cast<long long>(n), t.best_s * 1e3, gflops, gbps,
-                  roofline.read_gbps, roofline.peak_gflops, 100.0 * fraction, 100.0 * t.busy,
-                  per_cpu, 100.0 * per_cpu / roofline.core_peak_gflops);
+      double first_s = 0;
+      for (cpu::CpuIsa isa : isas) {
+        cpu::ScopedIsaOverride force(isa);
+        size_t call = 0;
+        const CallTiming t = TimeCalls(
+            [&] {
+              const Matrix& w = weights[call++ % weights.size()];
+              cpu::Gemm(x.data(), shape.in, n, w.View(), y.data(), shape.out, &pool);
+            },
+            pool.num_threads(), 3, 5000, 0.5);
+        if (first_s == 0) first_s = t.best_s;
+        const double flops = 2.0 * n * shape.in * shape.out;
+        const double bytes = static_cast<double>(shape.in * shape.out) * DTypeSize(dtype);
+        const double gflops = flops / t.best_s / 1e9;
+        const double gbps = bytes / t.best_s / 1e9;
+        const double per_cpu = flops / t.cpu_s / 1e9;
+        const double peak = ComputePeak(roofline, isa, dtype);
+        // n = 1 is bound by reading the weights, n > 1 (intensity >= 16 FLOP/byte) by
+        // the multiply-adds.
+        const double fraction = n == 1 ? gbps / roofline.read_gbps : gflops / peak;
+        std::printf(
+            "%-22s %5lld %-11s %9.3f %9.1f %8.1f %5.2fx | %6.1f %7.1f %7.0f%% | %4.0f%% %8.1f "
+            "%6.0f%%\n",
+            shape.name, static_cast<long long>(n), std::string(cpu::CpuIsaName(isa)).c_str(),
+            t.best_s * 1e3, gflops, gbps, first_s / t.best_s, roofline.read_gbps, peak,
+            100.0 * fraction, 100.0 * t.busy, per_cpu, 100.0 * per_cpu / roofline.core_peak_gflops);
+      }
     }
   }
   std::printf(
-      "\nBW, peak: read bandwidth (GB/s) and FMA peak (GFLOP/s) measured just before the row; "
-      "the bound is BW for n = 1 (GB/s of weights),\npeak for n > 1; busy = process CPU time / "
-      "(wall time x threads); GF/cpu-s = FLOPs per CPU-second of all threads, against one "
-      "core's FMA peak per CPU-second.\n");
+      "\nratio: speed against the first isa on the same row; BW, peak: read bandwidth (GB/s) "
+      "and compute peak (GFLOP/s: fp32 FMA, or vdpbf16ps for avx512_bf16 on bf16 weights)\n"
+      "measured just before the row; the bound is BW for n = 1 (GB/s of weights), peak for "
+      "n > 1; busy = process CPU time / (wall time x threads);\nGF/cpu-s = FLOPs per "
+      "CPU-second of all threads, against one core's fp32 FMA peak per CPU-second.\n");
   return 0;
+}
+
+// "avx2,avx512_bf16" -> the variants this CPU has, in order; false on an unknown name.
+bool ParseIsas(const char* list, std::vector<cpu::CpuIsa>* isas) {
+  std::string rest(list);
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string name = rest.substr(0, comma);
+    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+    const std::optional<cpu::CpuIsa> isa = cpu::ParseCpuIsa(name);
+    if (!isa.has_value()) return false;
+    if (!cpu::IsaSupported(*isa)) {
+      std::printf("isa %s: left out, this CPU lacks %s\n", name.c_str(),
+                  std::string(cpu::CpuIsaFeatures(*isa)).c_str());
+      continue;
+    }
+    isas->push_back(*isa);
+  }
+  return true;
 }
 
 }  // namespace
@@ -105,15 +149,24 @@ int Run(int threads, DType dtype) {
 int main(int argc, char** argv) {
   int threads = 0;
   mla::DType dtype = mla::DType::kBF16;
+  std::vector<mla::cpu::CpuIsa> isas;
   for (int i = 1; i < argc; ++i) {
+    bool ok = true;
     if (std::strncmp(argv[i], "--threads=", 10) == 0) {
       threads = std::atoi(argv[i] + 10);
     } else if (std::strcmp(argv[i], "--dtype=f32") == 0) {
       dtype = mla::DType::kF32;
-    } else if (std::strcmp(argv[i], "--dtype=bf16") != 0) {
-      std::fprintf(stderr, "usage: %s [--threads=N] [--dtype=bf16|f32]\n", argv[0]);
+    } else if (std::strncmp(argv[i], "--isas=", 7) == 0) {
+      ok = mla::bench::ParseIsas(argv[i] + 7, &isas);
+    } else {
+      ok = std::strcmp(argv[i], "--dtype=bf16") == 0;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "usage: %s [--threads=N] [--dtype=bf16|f32] [--isas=avx2,avx512_bf16]\n",
+                   argv[0]);
       return 2;
     }
   }
-  return mla::bench::Run(threads, dtype);
+  if (isas.empty()) isas.push_back(mla::cpu::ActiveIsa());
+  return mla::bench::Run(threads, dtype, isas);
 }

@@ -3,6 +3,7 @@
 //
 //   mla_model_bench --model_dir=DIR [--contexts=512,4096,16384] [--decode_tokens=32]
 //                   [--threads=0] [--prefill_chunk=512] [--json=FILE] [--breakdown]
+//                   [--isas=avx2,avx512_bf16]
 //
 // For each context N: a fresh paged cache sized for N + decode_tokens (block size 64), a
 // random prompt (fixed seed), prefill in chunks of --prefill_chunk tokens with logits for
@@ -12,6 +13,10 @@
 // Decode reads every active weight once per token (attention, dense MLP, router, shared
 // and top-k experts, lm_head) plus the latent cache of every layer, so bytes per token
 // divided by time per token is the bandwidth decode achieves; compare it to the roofline.
+//
+// --isas runs every context once per listed kernel variant (cpu_features.h), one after
+// the other in this process, and ends with their speeds as ratios to the first variant's:
+// a before/after comparison from one run. --json and --breakdown then describe the first.
 //
 // --breakdown turns on the backend's timing by named operation (engine/backend/
 // op_profile.h) for the whole run and prints, per context, each operation's mean time per
@@ -25,6 +30,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,6 +41,7 @@
 #include "bench/roofline.h"
 #include "common/status_macros.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/cpu_features.h"
 #include "engine/kv_cache/block_pool.h"
 #include "engine/kv_cache/latent_cache.h"
 #include "engine/model/deepseek_model.h"
@@ -49,6 +56,8 @@ ABSL_FLAG(std::string, json, "", "Also write the results to this JSON file");
 ABSL_FLAG(bool, breakdown, false, "Time the groups of operations of one chunk and one step");
 ABSL_FLAG(bool, fill_cache, false,
           "Skip prefill: fill the cache with random latents and time decode only");
+ABSL_FLAG(std::vector<std::string>, isas, {},
+          "Kernel variants to compare (e.g. avx2,avx512_bf16); empty: the library's choice");
 ABSL_FLAG(bool, roofline, true, "Measure read bandwidth and FMA peak first (a few seconds)");
 
 namespace mla::bench {
@@ -56,7 +65,6 @@ namespace {
 
 constexpr int kBlockSize = 64;
 constexpr uint32_t kPromptSeed = 20240607;
-
 
 int64_t Bytes(const Matrix& m) { return static_cast<int64_t>(m.data.size()); }
 int64_t Bytes(const MlpWeights& w) { return Bytes(w.gate) + Bytes(w.up) + Bytes(w.down); }
@@ -103,7 +111,6 @@ void PrintGeometry(const ModelConfig& c, const ModelWeights& w, const ActiveByte
       DTypeName(w.dtype), w.bytes / 1e9, a.total() / 1e6, a.attention / 1e6, a.dense_mlp / 1e6,
       a.moe_shared / 1e6, a.moe_routed / 1e6, a.lm_head / 1e6);
 }
-
 
 struct ContextResult {
   int64_t context = 0;
@@ -291,6 +298,24 @@ void PrintResults(const std::vector<ContextResult>& results, const Costs& costs,
   }
 }
 
+// Throughput of each variant after the first as a ratio to the first's, per context.
+void PrintIsaRatios(const std::vector<cpu::CpuIsa>& isas,
+                    const std::vector<std::vector<ContextResult>>& results) {
+  const std::string base(cpu::CpuIsaName(isas[0]));
+  std::printf("\nspeed against %s in this run (tokens/s ratio):\n%-12s %7s %8s %8s\n", base.c_str(),
+              "isa", "context", "prefill", "decode");
+  for (size_t i = 1; i < isas.size(); ++i) {
+    for (size_t k = 0; k < results[i].size(); ++k) {
+      const ContextResult& a = results[0][k];
+      const ContextResult& b = results[i][k];
+      std::printf("%-12s %7lld %7.2fx %7.2fx\n", std::string(cpu::CpuIsaName(isas[i])).c_str(),
+                  static_cast<long long>(b.context),
+                  a.has_prefill() ? b.prefill_tps() / a.prefill_tps() : 0,
+                  a.decode_tps() > 0 ? b.decode_tps() / a.decode_tps() : 0);
+    }
+  }
+}
+
 // Every named operation's mean time per prefill chunk and per decode step (summed over
 // layers), in the order the forward pass first issued them.
 void PrintBreakdown(const ContextResult& r) {
@@ -396,25 +421,55 @@ int Main() {
       static_cast<long long>(costs.kv_bytes_per_token), kBlockSize, static_cast<long long>(chunk),
       decode);
 
-  std::vector<ContextResult> results;
-  for (int64_t n : contexts) {
-    std::fprintf(stderr, "context %lld:\n", static_cast<long long>(n));
-    auto r = RunContext(backend, **model, n, decode, chunk, absl::GetFlag(FLAGS_breakdown));
-    if (!r.ok()) {
-      std::fprintf(stderr, "context %lld: %s\n", static_cast<long long>(n),
-                   r.status().ToString().c_str());
-      return 1;
+  std::vector<cpu::CpuIsa> isas;
+  for (const std::string& name : absl::GetFlag(FLAGS_isas)) {
+    const std::optional<cpu::CpuIsa> isa = cpu::ParseCpuIsa(name);
+    if (!isa.has_value()) {
+      std::fprintf(stderr, "bad --isas entry '%s'\n", name.c_str());
+      return 2;
     }
-    results.push_back(*r);
+    if (!cpu::IsaSupported(*isa)) {
+      std::printf("isa %s: left out, this CPU lacks %s\n", name.c_str(),
+                  std::string(cpu::CpuIsaFeatures(*isa)).c_str());
+      continue;
+    }
+    isas.push_back(*isa);
+  }
+  if (isas.empty()) isas.push_back(cpu::ActiveIsa());
+
+  // results[i]: the contexts run with isas[i]; variants alternate per context so that a
+  // change in the machine's load touches all of them alike.
+  std::vector<std::vector<ContextResult>> results(isas.size());
+  for (int64_t n : contexts) {
+    for (size_t i = 0; i < isas.size(); ++i) {
+      cpu::ScopedIsaOverride force(isas[i]);
+      std::fprintf(stderr, "context %lld, %s:\n", static_cast<long long>(n),
+                   std::string(cpu::CpuIsaName(isas[i])).c_str());
+      auto r = RunContext(backend, **model, n, decode, chunk,
+                          i == 0 && absl::GetFlag(FLAGS_breakdown));
+      if (!r.ok()) {
+        std::fprintf(stderr, "context %lld: %s\n", static_cast<long long>(n),
+                     r.status().ToString().c_str());
+        return 1;
+      }
+      results[i].push_back(*r);
+    }
   }
 
-  PrintResults(results, costs, pool.num_threads());
-  for (const ContextResult& r : results) {
+  for (size_t i = 0; i < isas.size(); ++i) {
+    if (isas.size() > 1) {
+      std::printf("%skernels: %s\n", i > 0 ? "\n" : "",
+                  std::string(cpu::CpuIsaName(isas[i])).c_str());
+    }
+    PrintResults(results[i], costs, pool.num_threads());
+  }
+  if (isas.size() > 1) PrintIsaRatios(isas, results);
+  for (const ContextResult& r : results[0]) {
     if (r.has_breakdown) PrintBreakdown(r);
   }
   const std::string json = absl::GetFlag(FLAGS_json);
   if (!json.empty()) {
-    WriteJson(json, model_dir, pool.num_threads(), roof, costs, results);
+    WriteJson(json, model_dir, pool.num_threads(), roof, costs, results[0]);
   }
   return 0;
 }

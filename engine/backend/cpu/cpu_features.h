@@ -1,6 +1,18 @@
 // Run-time choice of the SIMD instruction set the CPU kernels use. The library is built
-// for a generic x86-64 (or any other) target; the AVX2 variants are compiled with function
-// target attributes and chosen once, at first use, from what the CPU reports.
+// for a generic x86-64 (or any other) target; the AVX2 and AVX-512 variants are compiled
+// with function target attributes and chosen once, at first use, from what the CPU
+// reports.
+//
+// Levels are ordered: a kernel written for level L runs whenever the active level is >= L
+// (the AVX-512 level only has a GEMM of its own; attention keeps its AVX2 kernels there).
+//
+// kAvx512Bf16 is not exact: its GEMM rounds the activations to bf16 so that vdpbf16ps
+// can multiply them with the bf16 weights (twice the multiply-adds per cycle of fp32
+// FMA). Measured on the golden tests' tiny models, that moves logits by 1 − cosine of
+// about 1e-5 and up to 4e-3 per row, against a tolerance of 1e-6 that the exact levels
+// meet with 10× headroom (docs/BENCHMARKS.md, "CPU GEMM with AVX512_BF16"). So it is
+// never chosen by itself: the default is the best exact level, and
+// MLA_CPU_ISA=avx512_bf16 in the environment (or a ScopedIsaOverride) opts in.
 #ifndef MLA_ENGINE_BACKEND_CPU_CPU_FEATURES_H_
 #define MLA_ENGINE_BACKEND_CPU_CPU_FEATURES_H_
 
@@ -12,14 +24,28 @@ namespace mla::cpu {
 enum class CpuIsa {
   kScalar,  // Portable C++; the reference for what the SIMD variants must compute.
   kAvx2,    // AVX2 + FMA (x86-64 v3).
+  // AVX-512 F/BW/VL + AVX512_BF16 (Zen 4, Sapphire Rapids): GEMM on bf16 weights with
+  // bf16-rounded activations and fp32 accumulation. Opt-in (see above).
+  kAvx512Bf16,
 };
 
 std::string_view CpuIsaName(CpuIsa isa);
 
-// The best instruction set this CPU supports among those compiled in.
+// The CPU features `isa` needs, for messages ("AVX2 + FMA").
+std::string_view CpuIsaFeatures(CpuIsa isa);
+
+// The instruction set named `name` (as CpuIsaName spells it), if any.
+std::optional<CpuIsa> ParseCpuIsa(std::string_view name);
+
+// The best instruction set this CPU supports among those compiled in, exact or not.
 CpuIsa DetectedIsa();
 
-// The instruction set the kernels dispatch to: DetectedIsa() unless overridden.
+// What the kernels use unless overridden: the level MLA_CPU_ISA names when the CPU has
+// it (read once; an unknown or unsupported name is reported on stderr and ignored),
+// otherwise the best exact level the CPU supports.
+CpuIsa DefaultIsa();
+
+// The instruction set the kernels dispatch to: DefaultIsa() unless overridden.
 CpuIsa ActiveIsa();
 
 // Forces the kernels onto `isa` while alive (tests run every variant this way). Forcing
@@ -36,7 +62,7 @@ class ScopedIsaOverride {
   std::optional<CpuIsa> previous_;
 };
 
-// True when `isa` can run on this CPU.
+// True when `isa` can run on this CPU (every level below a supported one is supported).
 bool IsaSupported(CpuIsa isa);
 
 }  // namespace mla::cpu

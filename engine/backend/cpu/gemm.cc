@@ -40,8 +40,14 @@ float DotScalar(const float* x, const T* w, int64_t cols) {
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-internal::GemmRowsFn SelectKernel() {
-  if (ActiveIsa() == CpuIsa::kAvx2) {
+internal::GemmRowsFn SelectKernel(DType dtype) {
+  const CpuIsa isa = ActiveIsa();
+  // The bf16 dot-product kernel needs bf16 weights; f32 weights stay on the exact AVX2
+  // kernel rather than being rounded as well.
+  if (isa >= CpuIsa::kAvx512Bf16 && dtype == DType::kBF16) {
+    if (internal::GemmRowsFn fn = internal::GemmRowsAvx512Bf16Fn()) return fn;
+  }
+  if (isa >= CpuIsa::kAvx2) {
     if (internal::GemmRowsFn fn = internal::GemmRowsAvx2Fn()) return fn;
   }
   return internal::GemmRowsScalar;
@@ -93,7 +99,7 @@ void Gemm(const float* x, int64_t x_stride, int64_t n, const MatrixView& w, floa
           int64_t y_stride, ThreadPool* pool) {
   assert(CheckGemmArgs(x, x_stride, n, w, y, y_stride).ok());
   if (n <= 0 || w.rows <= 0) return;
-  const internal::GemmRowsFn fn = SelectKernel();
+  const internal::GemmRowsFn fn = SelectKernel(w.dtype);
   const int threads = pool == nullptr ? 1 : pool->num_threads();
   if (threads == 1 || n * w.rows * w.cols < kMinParallelWork) {
     fn(x, x_stride, n, w, 0, w.rows, y, y_stride);

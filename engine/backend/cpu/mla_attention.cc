@@ -30,7 +30,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 static_assert(internal::kMlaDirectVectors <= kMlaTileVectors, "nvalid holds either");
 
 const MlaKernelOps& SelectOps() {
-  if (ActiveIsa() == CpuIsa::kAvx2) {
+  if (ActiveIsa() >= CpuIsa::kAvx2) {
     if (const MlaKernelOps* ops = internal::MlaKernelOpsAvx2()) return *ops;
   }
   return internal::MlaKernelOpsScalar();

@@ -1,6 +1,8 @@
 #include "engine/backend/cpu/gemm.h"
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -28,14 +30,17 @@ Matrix RandomMatrix(int64_t rows, int64_t cols, DType dtype, std::mt19937& rng) 
 }
 
 // Runs Gemm on strided x / y and checks every output against a double reference.
+// `round_x`: the kernel rounds the activations to bf16 (kAvx512Bf16 on bf16 weights), so
+// the reference does too.
 //
 // Tolerance: the reference uses the same (bf16-rounded) weights in double, so the only
-// error is fp32 rounding. Each product x·w carries a relative error <= u = 2^-24 and a
-// sum of k terms in any order adds at most (k-1)·u·Σ|terms| (Higham, Accuracy and
-// Stability, §3.1), so |y - ref| <= (cols + 1)·u·Σ_c |x_c||w_c|. A wrong index or a
-// missed term is off by a whole |x·w| term, ~ Σ|x||w| / cols, far above this bound.
+// error is fp32 rounding (products of two bf16 values are exact in fp32). Each product x·w carries
+// a relative error <= u = 2^-24 and a sum of k terms in any order adds at most (k-1)·u·Σ|terms|
+// (Higham, Accuracy and Stability, §3.1), so |y - ref| <= (cols + 1)·u·Σ_c |x_c||w_c|. A wrong
+// index or a missed term is off by a whole |x·w| term, ~ Σ|x||w| / cols, far above this bound.
 void CheckGemm(int64_t n, int64_t rows, int64_t cols, DType dtype, ThreadPool* pool,
                std::mt19937& rng) {
+  const bool round_x = ActiveIsa() == CpuIsa::kAvx512Bf16 && dtype == DType::kBF16;
   SCOPED_TRACE(testing::Message() << "n=" << n << " rows=" << rows << " cols=" << cols
                                   << " dtype=" << DTypeName(dtype));
   const Matrix w = RandomMatrix(rows, cols, dtype, rng);
@@ -52,7 +57,9 @@ void CheckGemm(int64_t n, int64_t rows, int64_t cols, DType dtype, ThreadPool* p
       double ref = 0;
       double abs_sum = 0;
       for (int64_t c = 0; c < cols; ++c) {
-        const double p = static_cast<double>(x[i * x_stride + c]) * w.At(r, c);
+        const float xc = x[i * x_stride + c];
+        const double p =
+            static_cast<double>(round_x ? Bf16ToFloat(FloatToBf16(xc)) : xc) * w.At(r, c);
         ref += p;
         abs_sum += std::fabs(p);
       }
@@ -68,7 +75,14 @@ void CheckGemm(int64_t n, int64_t rows, int64_t cols, DType dtype, ThreadPool* p
 class GemmIsaTest : public testing::TestWithParam<CpuIsa> {
  protected:
   void SetUp() override {
-    if (!IsaSupported(GetParam())) GTEST_SKIP() << "CPU lacks " << CpuIsaName(GetParam());
+    const std::string name(CpuIsaName(GetParam()));
+    const std::string features(CpuIsaFeatures(GetParam()));
+    // Printed as well as reported, so that a log shows which paths a machine covered.
+    if (!IsaSupported(GetParam())) {
+      std::printf("GEMM isa path %s: SKIPPED, this CPU lacks %s\n", name.c_str(), features.c_str());
+      GTEST_SKIP() << "CPU lacks " << name << " (" << features << ")";
+    }
+    std::printf("GEMM isa path %s: running (needs %s)\n", name.c_str(), features.c_str());
   }
 };
 
@@ -77,7 +91,7 @@ TEST_P(GemmIsaTest, MatchesReferenceOnOddShapes) {
   std::mt19937 rng(42);
   const int64_t sizes[] = {1, 3, 17, 63, 65, 513};
   for (DType dtype : {DType::kBF16, DType::kF32}) {
-    for (int64_t n : {1, 2, 5, 64}) {
+    for (int64_t n : {1, 2, 5, 13, 64}) {
       for (int64_t rows : sizes) {
         for (int64_t cols : sizes) {
           if (n == 64 && rows * cols > 65 * 513) continue;  // Keep the runtime small.
@@ -102,6 +116,18 @@ TEST_P(GemmIsaTest, ParallelSplitsMatchReference) {
   }
 }
 
+TEST_P(GemmIsaTest, EdgeSizesMatchReference) {
+  ScopedIsaOverride isa(GetParam());
+  std::mt19937 rng(11);
+  for (DType dtype : {DType::kBF16, DType::kF32}) {
+    CheckGemm(0, 7, 9, dtype, nullptr, rng);      // no tokens: nothing written
+    CheckGemm(4, 1, 1, dtype, nullptr, rng);      // one row, one column
+    CheckGemm(193, 33, 31, dtype, nullptr, rng);  // a full token block and a 1-token rest
+    CheckGemm(12, 16, 600, dtype, nullptr, rng);  // a whole register tile, K past 2 panels
+    CheckGemm(3, 9, 1, dtype, nullptr, rng);
+  }
+}
+
 TEST_P(GemmIsaTest, ZeroColumnsGiveZeros) {
   ScopedIsaOverride isa(GetParam());
   for (int64_t n : {1, 8}) {
@@ -113,7 +139,8 @@ TEST_P(GemmIsaTest, ZeroColumnsGiveZeros) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, GemmIsaTest, testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2),
+INSTANTIATE_TEST_SUITE_P(Isa, GemmIsaTest,
+                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16),
                          [](const testing::TestParamInfo<CpuIsa>& info) {
                            return std::string(CpuIsaName(info.param));
                          });
@@ -130,6 +157,17 @@ TEST(GemmTest, RowsViewComputesASliceOfTheRows) {
   for (int i = 0; i < 2; ++i) {
     for (int r = 0; r < 10; ++r) EXPECT_EQ(part[i * 10 + r], full[i * 40 + 17 + r]);
   }
+}
+
+// Rounding activations to bf16 is opt-in: without MLA_CPU_ISA the default stays exact.
+TEST(GemmTest, DefaultIsaIsExact) {
+  if (std::getenv("MLA_CPU_ISA") != nullptr) GTEST_SKIP() << "MLA_CPU_ISA is set";
+  EXPECT_NE(DefaultIsa(), CpuIsa::kAvx512Bf16);
+  EXPECT_TRUE(IsaSupported(DefaultIsa()));
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16}) {
+    EXPECT_EQ(ParseCpuIsa(CpuIsaName(isa)), isa);
+  }
+  EXPECT_FALSE(ParseCpuIsa("avx9").has_value());
 }
 
 TEST(GemmTest, CheckGemmArgsRejectsBadShapes) {

@@ -1,0 +1,310 @@
+// AVX-512 BF16 GEMM for bf16 weights: vdpbf16ps multiplies pairs of bf16 values and adds
+// both products to an fp32 lane, 32 multiply-adds per instruction where an fp32 FMA does
+// 16. Zen 4 runs 512-bit FMAs as two 256-bit halves, so fp32 AVX-512 would not beat the
+// AVX2 kernels there: the gain comes from vdpbf16ps alone, and it needs bf16 operands on
+// both sides. The activations are therefore rounded to bf16 (round to nearest even, once
+// per call), the one change in numerics: products of two bf16 values are exact in fp32
+// and the sums stay fp32. That rounding is why this level is opt-in (cpu_features.h).
+//
+// The activations of a block of tokens are converted into a per-thread scratch row
+// (zero-padded to a multiple of 32 values, so no load of x needs a mask), then:
+//  - n <= 3 (decode): dot products over 32 columns per instruction, straight from the
+//    weight rows (masked loads at the row end); 8 rows × 1 token or 4 rows × 2-3 tokens
+//    of accumulators. Bound by memory bandwidth.
+//  - n > 3: two 16-row weight panels of kKc columns are transposed into pairs
+//    ([kKc/2][32] dwords, two vectors per pair of columns, 16 KiB), then a
+//    12-token × 32-row tile accumulates over them: per pair two panel loads, 12
+//    broadcasts of the tokens' pairs and 24 vdpbf16ps. 24 independent chains cover
+//    vdpbf16ps's latency; one broadcast per two vdpbf16ps keeps the load ports free.
+//
+// The kernels carry function target attributes rather than per-file -mavx512* flags: a
+// file compiled with those flags may emit AVX-512 code into inline functions from shared
+// headers, which the linker can then pick for callers on AVX2-only machines.
+#include "engine/backend/cpu/gemm_kernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused merge source, which
+// its own -Wmaybe-uninitialized reports once they are inlined here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#define MLA_TARGET_AVX512BF16 \
+  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16")))
+
+namespace mla::cpu::internal {
+namespace {
+
+constexpr int64_t kKc = 256;      // Panel depth in columns: 128 pairs × 32 rows × 4 B.
+constexpr int kMicroTokens = 12;  // Register tile: 12 tokens × 32 rows.
+constexpr int64_t kTokenBlock = 16 * kMicroTokens;  // 192 × 256 × 2 B of x per panel
+constexpr int kPanel = static_cast<int>(kGemmPanelRows);
+static_assert(kPanel == 16, "one 512-bit vector of fp32 per panel pair");
+constexpr int64_t kXAlign = 32;  // x scratch rows are padded to this many values
+
+inline int64_t RoundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// The first `count` (clamped to 0..16 / 0..32) lanes.
+inline __mmask16 Mask16(int64_t count) {
+  return count >= 16 ? __mmask16{0xffff}
+                     : static_cast<__mmask16>((1u << std::max<int64_t>(count, 0)) - 1);
+}
+inline __mmask32 Mask32(int64_t count) {
+  return count >= 32 ? __mmask32{0xffffffffu}
+                     : static_cast<__mmask32>((1u << std::max<int64_t>(count, 0)) - 1);
+}
+
+MLA_TARGET_AVX512BF16 inline __m512 Dot(__m512 acc, __m512i a, __m512i b) {
+  return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+
+// out[0, cols_pad) = bf16(x[0, cols)) followed by zeros.
+MLA_TARGET_AVX512BF16 void ConvertRow(const float* x, int64_t cols, int64_t cols_pad, bf16_t* out) {
+  for (int64_t c = 0; c < cols_pad; c += 32) {
+    const __m512 lo = _mm512_maskz_loadu_ps(Mask16(cols - c), x + c);
+    const __m512 hi = _mm512_maskz_loadu_ps(Mask16(cols - c - 16), x + c + 16);
+    _mm512_storeu_si512(out + c, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+  }
+}
+
+// Rows [t0, t1) of x as bf16 in a per-thread scratch, rows `*stride` values apart. Grows
+// once to the largest block seen, so steady-state calls do not allocate.
+MLA_TARGET_AVX512BF16 const bf16_t* ConvertBlock(const float* x, int64_t x_stride, int64_t t0,
+                                                 int64_t t1, int64_t cols, int64_t* stride) {
+  thread_local std::vector<bf16_t> scratch;
+  *stride = RoundUp(cols, kXAlign);
+  const size_t need = static_cast<size_t>((t1 - t0) * *stride);
+  if (scratch.size() < need) scratch.resize(need);
+  for (int64_t t = t0; t < t1; ++t) {
+    ConvertRow(x + t * x_stride, cols, *stride, scratch.data() + (t - t0) * *stride);
+  }
+  return scratch.data();
+}
+
+// y[t, r] for kRows weight rows × kTok tokens by dot products over all columns.
+template <int kRows, int kTok>
+MLA_TARGET_AVX512BF16 void DotTile(const bf16_t* xb, int64_t xb_stride, const bf16_t* w,
+                                   int64_t w_stride, int64_t cols, float* y, int64_t y_stride) {
+  __m512 acc[kRows][kTok];
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t c = 0; c < cols; c += 32) {
+    const __mmask32 mask = Mask32(cols - c);  // all ones but at the row end
+    __m512i xv[kTok];
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) xv[t] = _mm512_loadu_si512(xb + t * xb_stride + c);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRows; ++r) {
+      const __m512i wv = _mm512_maskz_loadu_epi16(mask, w + r * w_stride + c);
+#pragma GCC unroll 16
+      for (int t = 0; t < kTok; ++t) acc[r][t] = Dot(acc[r][t], wv, xv[t]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
+  }
+}
+
+template <int kTok>
+MLA_TARGET_AVX512BF16 void DotRows(const bf16_t* xb, int64_t xb_stride, const MatrixView& w,
+                                   int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
+  constexpr int kRows = kTok == 1 ? 8 : 4;
+  const bf16_t* base = static_cast<const bf16_t*>(w.data);
+  int64_t r = r_begin;
+  for (; r + kRows <= r_end; r += kRows) {
+    DotTile<kRows, kTok>(xb, xb_stride, base + r * w.row_stride, w.row_stride, w.cols, y + r,
+                         y_stride);
+  }
+  for (; r < r_end; ++r) {
+    DotTile<1, kTok>(xb, xb_stride, base + r * w.row_stride, w.row_stride, w.cols, y + r, y_stride);
+  }
+}
+
+// In-place transpose of a 16 × 16 block of dwords held in sixteen registers.
+MLA_TARGET_AVX512BF16 inline void Transpose16x16(__m512i r[16]) {
+  __m512i t[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+// For the 16 rows from row0 (rows j >= valid read as zero): panel[p * kHalves * 16 + j]
+// = the bf16 pair (w[row0 + j, col0 + 2p], w[row0 + j, col0 + 2p + 1]) for
+// 2p < RoundUp(kc, 32); columns >= kc are zero. kHalves = 2 interleaves two such 16-row
+// panels (the second written from panel + 16) so one tile can read both.
+template <int kHalves>
+MLA_TARGET_AVX512BF16 void PackPanel(const bf16_t* w, int64_t w_stride, int64_t row0, int valid,
+                                     int64_t col0, int64_t kc, uint32_t* panel) {
+  const bf16_t* src = w + row0 * w_stride + col0;
+  for (int64_t k = 0; k < kc; k += 32) {
+    const __mmask32 mask = Mask32(kc - k);
+    __m512i v[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) {
+      v[j] = j < valid ? _mm512_maskz_loadu_epi16(mask, src + j * w_stride + k)
+                       : _mm512_setzero_si512();
+    }
+    Transpose16x16(v);
+#pragma GCC unroll 16
+    for (int p = 0; p < 16; ++p) {
+      _mm512_store_si512(panel + (k / 2 + p) * kHalves * kPanel, v[p]);
+    }
+  }
+}
+
+// y[t, 0..valid) (+)= Σ_p x[t, pair p] · panel[p] for kTok tokens and kHalves × 16 rows
+// (`valid` counts rows over both halves).
+template <int kHalves, int kTok>
+MLA_TARGET_AVX512BF16 void MicroKernel(const bf16_t* xb, int64_t xb_stride, const uint32_t* panel,
+                                       int64_t pairs, float* y, int64_t y_stride, int valid,
+                                       bool accumulate) {
+  __m512 acc[kHalves][kTok];
+#pragma GCC unroll 16
+  for (int h = 0; h < kHalves; ++h) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) acc[h][t] = _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512i b[kHalves];
+#pragma GCC unroll 2
+    for (int h = 0; h < kHalves; ++h) b[h] = _mm512_load_si512(panel + (p * kHalves + h) * kPanel);
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) {
+      uint32_t pair;
+      std::memcpy(&pair, xb + t * xb_stride + 2 * p, sizeof(pair));
+      const __m512i x = _mm512_set1_epi32(static_cast<int>(pair));
+#pragma GCC unroll 2
+      for (int h = 0; h < kHalves; ++h) acc[h][t] = Dot(acc[h][t], b[h], x);
+    }
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < kHalves; ++h) {
+    const __mmask16 mask = Mask16(valid - h * kPanel);
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) {
+      float* yt = y + t * y_stride + h * kPanel;
+      const __m512 v =
+          accumulate ? _mm512_add_ps(acc[h][t], _mm512_maskz_loadu_ps(mask, yt)) : acc[h][t];
+      _mm512_mask_storeu_ps(yt, mask, v);
+    }
+  }
+}
+
+using MicroFn = void (*)(const bf16_t*, int64_t, const uint32_t*, int64_t, float*, int64_t, int,
+                         bool);
+template <int kHalves, size_t... kToks>
+constexpr std::array<MicroFn, sizeof...(kToks)> MicroTable(std::index_sequence<kToks...>) {
+  return {MicroKernel<kHalves, static_cast<int>(kToks) + 1>...};
+}
+// kMicro[h - 1][t - 1]: the tile of h halves × t tokens.
+constexpr std::array<MicroFn, kMicroTokens> kMicro[2] = {
+    MicroTable<1>(std::make_index_sequence<kMicroTokens>()),
+    MicroTable<2>(std::make_index_sequence<kMicroTokens>())};
+
+// Tokens [0, n) of a block whose x is already converted (xb, rows xb_stride apart). Rows
+// go 32 at a time (two interleaved panels: 24 accumulators, so each broadcast of x feeds
+// two vdpbf16ps), the last 16 or fewer alone.
+MLA_TARGET_AVX512BF16 void PackedRows(const bf16_t* xb, int64_t xb_stride, int64_t n,
+                                      const MatrixView& w, int64_t r_begin, int64_t r_end, float* y,
+                                      int64_t y_stride) {
+  alignas(64) uint32_t panel[kKc / 2 * 2 * kPanel];
+  const bf16_t* base = static_cast<const bf16_t*>(w.data);
+  for (int64_t r0 = r_begin; r0 < r_end; r0 += 2 * kPanel) {
+    const int valid = static_cast<int>(std::min<int64_t>(2 * kPanel, r_end - r0));
+    const int halves = valid > kPanel ? 2 : 1;
+    if (w.cols == 0) {
+      for (int64_t i = 0; i < n; ++i) std::fill_n(y + i * y_stride + r0, valid, 0.0f);
+    }
+    for (int64_t c0 = 0; c0 < w.cols; c0 += kKc) {
+      const int64_t kc = std::min(kKc, w.cols - c0);
+      if (halves == 2) {
+        PackPanel<2>(base, w.row_stride, r0, kPanel, c0, kc, panel);
+        PackPanel<2>(base, w.row_stride, r0 + kPanel, valid - kPanel, c0, kc, panel + kPanel);
+      } else {
+        PackPanel<1>(base, w.row_stride, r0, valid, c0, kc, panel);
+      }
+      for (int64_t t0 = 0; t0 < n; t0 += kMicroTokens) {
+        const int64_t nt = std::min<int64_t>(kMicroTokens, n - t0);
+        kMicro[halves - 1][nt - 1](xb + t0 * xb_stride + c0, xb_stride, panel, (kc + 1) / 2,
+                                   y + t0 * y_stride + r0, y_stride, valid, c0 > 0);
+      }
+    }
+  }
+}
+
+MLA_TARGET_AVX512BF16 void GemmRowsAvx512Bf16(const float* x, int64_t x_stride, int64_t n,
+                                              const MatrixView& w, int64_t r_begin, int64_t r_end,
+                                              float* y, int64_t y_stride) {
+  for (int64_t b0 = 0; b0 < n; b0 += kTokenBlock) {
+    const int64_t b1 = std::min(n, b0 + kTokenBlock);
+    int64_t xb_stride = 0;
+    const bf16_t* xb = ConvertBlock(x, x_stride, b0, b1, w.cols, &xb_stride);
+    float* yb = y + b0 * y_stride;
+    switch (b1 - b0) {
+      case 1:
+        DotRows<1>(xb, xb_stride, w, r_begin, r_end, yb, y_stride);
+        break;
+      case 2:
+        DotRows<2>(xb, xb_stride, w, r_begin, r_end, yb, y_stride);
+        break;
+      case 3:
+        DotRows<3>(xb, xb_stride, w, r_begin, r_end, yb, y_stride);
+        break;
+      default:
+        PackedRows(xb, xb_stride, b1 - b0, w, r_begin, r_end, yb, y_stride);
+    }
+  }
+}
+
+}  // namespace
+
+GemmRowsFn GemmRowsAvx512Bf16Fn() { return GemmRowsAvx512Bf16; }
+
+}  // namespace mla::cpu::internal
+
+#else  // not x86
+
+namespace mla::cpu::internal {
+GemmRowsFn GemmRowsAvx512Bf16Fn() { return nullptr; }
+}  // namespace mla::cpu::internal
+
+#endif
