@@ -34,5 +34,7 @@ print(f"{'figure':<22} {'before':>10} {'after':>10} {'after/before':>13}")
 for c in contexts:
     for key, name in (("prefill_tok_s", "prefill tok/s"), ("decode_tok_s", "decode tok/s")):
         b, a = best[("before", c, key)], best[("after", c, key)]
+        if b == 0 and a == 0:
+            continue  # Not measured (--fill_cache skips prefill, --decode_tokens=0 decode).
         print(f"{name + ' @' + str(c):<22} {b:>10.2f} {a:>10.2f} {a / b if b else 0:>13.3f}")
 PY

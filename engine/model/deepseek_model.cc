@@ -68,7 +68,8 @@ DeepseekModel::DeepseekModel(ModelConfig config, ModelWeights weights, Backend* 
       weights_(std::move(weights)),
       backend_(backend),
       rope_(config_),
-      softmax_scale_(static_cast<float>(SoftmaxScale(config_))) {}
+      softmax_scale_(static_cast<float>(SoftmaxScale(config_))),
+      moe_policy_(MoeRoutingFromConfig(config_)) {}
 
 absl::Status DeepseekModel::UploadWeights() {
   const ModelConfig& c = config_;
@@ -184,7 +185,12 @@ absl::Status DeepseekModel::CheckChunks(std::span<const SequenceChunk> chunks) c
 
 void DeepseekModel::BuildStep(std::span<const SequenceChunk> chunks) {
   StepBatch& b = step_;
-  b = StepBatch();
+  // Cleared, not replaced: the vectors keep their capacity, so a step allocates nothing.
+  b.num_tokens = b.batch = b.max_blocks = 0;
+  for (std::vector<int32_t>* v : {&b.block_table, &b.seq_lens, &b.q_pos0, &b.cu_seqlens_q}) {
+    v->clear();
+  }
+  b.slots.clear();
   step_tokens_.clear();
   const int64_t half = config_.qk_rope_head_dim / 2;
   cos_.clear();
@@ -311,7 +317,7 @@ void DeepseekModel::Moe(int l, const Tensor& x, Tensor out) {
   } else {
     be.Fill(out, 0.0f, {"ffn_zero", l});
   }
-  be.MoeExperts(MoeRoutingFromConfig(config_), router, w.router_bias, w.experts, x, out,
+  be.MoeExperts(moe_policy_, router, w.router_bias, w.experts, x, out,
                 {"moe_experts", l});
 }
 

@@ -93,6 +93,7 @@ class DeepseekModel {
   Backend* backend_;
   Rope rope_;
   float softmax_scale_;
+  MoeRoutingPolicy moe_policy_;  // From the config, once.
   // W_UK transposed per layer and head: [kv_lora_rank, nope], so that the absorbed query
   // q_lat = q_nope · W_UK is a plain GEMM.
   std::vector<Matrix> w_uk_t_;

@@ -101,13 +101,16 @@ TEST_F(BackpressureTest, FullWaitingQueueRefusesWithRetryHint) {
   auto waiting = stub->Generate(&waiting_ctx, LongRequest(4));
   absl::Status refused;
   grpc::ClientContext refused_ctx;
-  // The waiting request is queued once the server has seen it: retry the third until it
-  // is refused (a few polls at most).
-  for (int i = 0; i < 100; ++i) {
+  // The third request must reach the server after the second is queued, or the two swap
+  // roles (the third waits behind the running one until its deadline). On a loaded
+  // machine that can take seconds: wait for it, and say so if it never happens.
+  bool queued = false;
+  for (int i = 0; i < 1000 && !queued; ++i) {
     auto load = client_->GetLoad();
-    if (load.ok() && load->num_requests_waiting() >= 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    queued = load.ok() && load->num_requests_waiting() >= 1;
+    if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  ASSERT_TRUE(queued) << "the second request was never queued";
   refused_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   auto third = stub->Generate(&refused_ctx, LongRequest(4));
   while (third->Read(&message)) {
