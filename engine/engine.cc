@@ -52,6 +52,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   ro.threads = options.threads;
   ro.kv_cache_bytes = options.kv_cache_bytes;
   ro.block_size = options.block_size;
+  ro.device_memory_fraction = options.device_memory_fraction;
+  ro.max_batch_tokens = options.max_batch_tokens;
+  ro.max_batch_seqs = options.max_running;
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, ModelRunner::Create(ro));
   const ModelConfig& c = runner->config();
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<const Tokenizer> tokenizer,

@@ -28,6 +28,8 @@ namespace mla {
 struct EngineOptions {
   std::string model_dir;
   int64_t kv_cache_bytes = int64_t{1} << 30;  // Latent cache budget, all layers.
+  // On a GPU: the share of its memory for weights, workspace and cache (RunnerOptions).
+  double device_memory_fraction = 0.0;
   int block_size = 64;                        // Tokens per cache block.
   int64_t max_batch_tokens = 512;             // Tokens per forward step (prefill chunking).
   int max_running = 64;                       // Sequences in a step.

@@ -24,6 +24,12 @@ struct RunnerOptions {
   std::string device = "cpu";  // See engine/backend/backend_factory.h.
   int threads = 0;             // CPU threads; 0 = all cores.
   int64_t kv_cache_bytes = int64_t{1} << 30;  // Latent cache budget, all layers.
+  // On a device with its own memory (the GPU), > 0 sizes the cache instead from this
+  // fraction of the device's memory (engine/runner/memory_plan.h), after the weights and
+  // the workspace for max_batch_tokens / max_batch_seqs.
+  double device_memory_fraction = 0.0;
+  int64_t max_batch_tokens = 512;
+  int64_t max_batch_seqs = 64;
   int block_size = kDefaultBlockSize;
   CacheDType cache_dtype = CacheDType::kBF16;
 };
