@@ -90,7 +90,7 @@ void CudaBackend::Fail(const Op& op, absl::Status status) {
 absl::Status CudaBackend::TakeError() {
   // A launch error not yet attributed to an operation (normally none: every launch checks).
   if (error_.ok()) {
-    if (const cudaError_t e = cudaPeekAtLastError(); e != cudaSuccess) {
+    if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) {
       error_ = CudaStatus(static_cast<int>(e), "a kernel launch");
     }
   }

@@ -209,16 +209,17 @@ __global__ void __launch_bounds__(kAttnWarps * 32) MlaAttentionKernel(MlaAttenti
   float scale[kAttnWarps];
   float l = 0.0f;
   for (int w = 0; w < kAttnWarps; ++w) {
-    scale[w] = m_s[w] == -INFINITY ? 0.0f : expf(m_s[w] - m);
+    scale[w] = m_s[w] == -INFINITY ? 0.0f : expf(m_s[w] - m);  // A warp that saw no key.
     l += l_s[w] * scale[w];
   }
   float* out = p.out + row * int64_t{p.heads} * p.latent + int64_t{head} * p.latent;
   for (int i = threadIdx.x; i < p.latent; i += blockDim.x) {
     float v = 0.0f;
     for (int w = 0; w < kAttnWarps; ++w) v += acc_s[w][i] * scale[w];
-    out[i] = l > 0.0f ? v / l : 0.0f;
+    // Tested on the key count, not on l: a NaN read from the cache must reach the output.
+    out[i] = num_keys > 0 ? v / l : 0.0f;
   }
-  if (threadIdx.x == 0) p.lse[row * p.heads + head] = l > 0.0f ? m + logf(l) : -INFINITY;
+  if (threadIdx.x == 0) p.lse[row * p.heads + head] = num_keys > 0 ? m + logf(l) : -INFINITY;
 }
 
 // One CTA per head; each thread walks keys tid, tid + 256, ... keeping (m, Z, A), merged
