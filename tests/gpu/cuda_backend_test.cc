@@ -107,17 +107,25 @@ TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
       {2, 96, 32, 8, {0, 7, 20}, {9, 1, 17}},   // Prefill chunks over cached prefixes.
       {16, 512, 64, 64, {0, 130}, {70, 1}},     // DeepSeek shapes.
       {1, 32, 2, 4, {5}, {1}},                  // Tiny blocks, one head.
+      // Decode only with 64-token blocks: the split-KV decode kernel's step, lengths 1, 64,
+      // 65 and 201 (block boundaries, a sequence long enough to be split).
+      {16, 512, 64, 64, {0, 63, 64, 200}, {1, 1, 1, 1}},
+      {128, 512, 64, 64, {0, 130}, {1, 1}},
   };
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const AttnCase& c : cases) {
     SCOPED_TRACE(::testing::Message() << "heads " << c.heads << " L " << c.latent);
-    const int num_blocks = 64;
+    const int num_blocks = 96;
     auto layout = CacheLayout::Create({CacheDType::kBF16, c.latent, c.rope, c.block_size, 1});
     ASSERT_TRUE(layout.ok());
     cpu::CpuBackend cpu_be(2);
-    std::unique_ptr<CudaBackend> gpu = MakeCuda();
+    std::unique_ptr<CudaBackend> gpu = MakeCuda(), generic = MakeCuda();
     ASSERT_NE(gpu, nullptr);
+    ASSERT_NE(generic, nullptr);
+    generic->set_split_kv_decode(false);
+    ASSERT_TRUE(generic->AllocateCache(*layout, num_blocks).ok());
+    ASSERT_TRUE(generic->PoisonCacheWithNaN().ok());
     ASSERT_TRUE(cpu_be.AllocateCache(*layout, num_blocks).ok());
     ASSERT_TRUE(gpu->AllocateCache(*layout, num_blocks).ok());
     cpu_be.latent_cache()->PoisonWithNaN();
@@ -167,15 +175,27 @@ TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
       for (auto* v : {&latent, &k_pe, &q}) {
         for (float& x : *v) x = normal(rng);
       }
-      std::vector<float> out_cpu, lse_cpu, out_gpu, lse_gpu;
+      std::vector<float> out_cpu, lse_cpu, out_gpu, lse_gpu, out_gen, lse_gen;
       RunAttention(cpu_be, c, step, latent, k_pe, q, &out_cpu, &lse_cpu);
       RunAttention(*gpu, c, step, latent, k_pe, q, &out_gpu, &lse_gpu);
+      RunAttention(*generic, c, step, latent, k_pe, q, &out_gen, &lse_gen);
+      // The generic kernel is fp32 throughout: summation order only. The split-KV kernel
+      // takes q in bf16 and stores out in bf16: a score moves by about
+      // sqrt(L + R) · E|q·k| · 2^-9 · scale ≈ 2e-3 here and out by 2^-9 of its size, so
+      // 1e-2 absolute + relative is 3-5x headroom while a wrong key or head moves outputs
+      // by O(1).
+      const bool split =
+          phase == 1 && c.block_size == 64 &&
+          std::all_of(c.new_rows.begin(), c.new_rows.end(), [](int r) { return r == 1; });
+      const float tol = split ? 1e-2f : 1e-4f;
       for (size_t i = 0; i < out_cpu.size(); ++i) {
         ASSERT_TRUE(std::isfinite(out_gpu[i])) << "out " << i;
-        ASSERT_NEAR(out_gpu[i], out_cpu[i], 1e-4f + 1e-4f * std::fabs(out_cpu[i])) << "out " << i;
+        ASSERT_NEAR(out_gpu[i], out_cpu[i], tol + tol * std::fabs(out_cpu[i])) << "out " << i;
+        ASSERT_NEAR(out_gen[i], out_cpu[i], 1e-4f + 1e-4f * std::fabs(out_cpu[i])) << "out " << i;
       }
       for (size_t i = 0; i < lse_cpu.size(); ++i) {
-        ASSERT_NEAR(lse_gpu[i], lse_cpu[i], 1e-4f + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
+        ASSERT_NEAR(lse_gpu[i], lse_cpu[i], tol + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
+        ASSERT_NEAR(lse_gen[i], lse_cpu[i], 1e-4f + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
       }
     }
   }
@@ -200,11 +220,13 @@ class CudaModelTest : public ::testing::TestWithParam<std::string> {
     ASSERT_FALSE(goldens_.empty());
   }
 
-  // NaN-poisoned caches of 16-token blocks on both backends.
-  void ResetCaches() {
+  // NaN-poisoned caches on both backends; 16-token blocks unless said (64 lets decode
+  // steps take the split-KV kernel).
+  void ResetCaches(int block_size = 16) {
+    block_size_ = block_size;
     const ModelConfig& c = gpu_model_->config();
     auto layout = CacheLayout::Create(
-        {CacheDType::kBF16, c.kv_lora_rank, c.qk_rope_head_dim, 16, c.num_hidden_layers});
+        {CacheDType::kBF16, c.kv_lora_rank, c.qk_rope_head_dim, block_size, c.num_hidden_layers});
     ASSERT_TRUE(layout.ok());
     ASSERT_TRUE(gpu_->AllocateCache(*layout, 256).ok());
     ASSERT_TRUE(gpu_->PoisonCacheWithNaN().ok());
@@ -215,7 +237,7 @@ class CudaModelTest : public ::testing::TestWithParam<std::string> {
 
   // Reserved in reverse order, so that the table is not the identity mapping.
   BlockTable MakeTable(int64_t tokens) {
-    BlockTable scratch(16), table(16);
+    BlockTable scratch(block_size_), table(block_size_);
     EXPECT_TRUE(scratch.Append(tokens, *pool_).ok());
     EXPECT_TRUE(table.Append(tokens, *pool_).ok());
     EXPECT_TRUE(scratch.Release(*pool_).ok());
@@ -230,6 +252,7 @@ class CudaModelTest : public ::testing::TestWithParam<std::string> {
 
   int vocab() const { return gpu_model_->config().vocab_size; }
 
+  int block_size_ = 16;
   cpu::CpuBackend cpu_{2};
   std::unique_ptr<CudaBackend> gpu_;
   std::unique_ptr<DeepseekModel> gpu_model_, cpu_model_;
@@ -266,7 +289,27 @@ TEST_P(CudaModelTest, AllPositionsMatchCpuAndGoldens) {
   EXPECT_LE(vs_cpu.Median(), 1e-4);
 }
 
-TEST_P(CudaModelTest, ChunkedPrefillAndDecodeEqualWholePrefill) {
+// Prefill, then the goldens' greedy tokens one decode step at a time with 64-token blocks:
+// every decode step runs the split-KV kernel.
+TEST_P(CudaModelTest, SplitKvDecodeStepsMatchGoldens) {
+  for (const Golden& g : goldens_) {
+    ResetCaches(64);
+    const int64_t T = static_cast<int64_t>(g.prompt.size());
+    const int64_t G = static_cast<int64_t>(g.greedy.size());
+    BlockTable table = MakeTable(T + G);
+    SequenceChunk chunk{g.prompt, 0, &table, false};
+    std::vector<float> last = Run(*gpu_model_, {&chunk, 1});
+    for (int64_t s = 0; s < G; ++s) {
+      const std::vector<float> want(g.greedy_logits.begin() + s * vocab(),
+                                    g.greedy_logits.begin() + (s + 1) * vocab());
+      CompareRows(last, want, vocab(), 1e-2, "decode step " + std::to_string(s), nullptr);
+      SequenceChunk step{std::span<const int32_t>(&g.greedy[s], 1), T + s, &table, false};
+      last = Run(*gpu_model_, {&step, 1});
+    }
+  }
+}
+
+TEST_P(CudaModelTest, ChunkedPrefillEqualsWholePrefill) {
   for (const Golden& g : goldens_) {
     const int64_t T = static_cast<int64_t>(g.prompt.size());
     ResetCaches();

@@ -13,7 +13,9 @@
 #include "engine/backend/cuda/cublas_handle.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/gemm_lt.h"
+#include "engine/backend/cuda/host/mla_decode_plan.h"
 #include "engine/backend/cuda/kernels/forward_f32.h"
+#include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/moe_routing.h"
 #include "engine/backend/host_sampling.h"
 
@@ -67,6 +69,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int ordinal) {
   MLA_RETURN_IF_ERROR(
       CublasStatus(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode"));
   MLA_ASSIGN_OR_RETURN(backend->lt_, GemmLt::Create());
+  backend->num_sms_ = d.multiprocessors;
   return backend;
 }
 
@@ -177,9 +180,11 @@ BackendMemory CudaBackend::Memory() const {
   m.cache_bytes = static_cast<int64_t>(cache_.bytes());
   for (const DeviceBuffer& b : activations_) m.workspace_bytes += static_cast<int64_t>(b.bytes());
   for (const DeviceBuffer* b :
-       {&block_table_, &q_pos0_, &cu_seqlens_q_, &row_seq_dev_, &slots_, &tokens_, &gemm_in_,
-        &expert_ids_, &expert_weights_, &counts_, &offsets_, &sorted_pairs_, &pair_rows_,
-        &permuted_, &expert_out_, &expert_gate_, &expert_up_, &probe_stats_}) {
+       {&block_table_,     &seq_lens_,    &q_pos0_,       &cu_seqlens_q_, &row_seq_dev_,
+        &slots_,           &tokens_,      &gemm_in_,      &expert_ids_,   &expert_weights_,
+        &counts_,          &offsets_,     &sorted_pairs_, &pair_rows_,    &permuted_,
+        &expert_out_,      &expert_gate_, &expert_up_,    &probe_stats_,  &plan_parts_dev_,
+        &plan_splits_dev_, &q_bf16_,      &out_bf16_,     &partial_out_,  &partial_lse_}) {
     m.workspace_bytes += static_cast<int64_t>(b->bytes());
   }
   return m;
@@ -228,6 +233,8 @@ void CudaBackend::Download(const Tensor& src, std::span<float> host, Op op) {
 void CudaBackend::BeginStep(const StepBatch& batch) {
   const Op op{"step_upload"};
   step_ = &batch;
+  ++step_number_;
+  decode_only_ = batch.batch == batch.num_tokens;
   row_seq_.assign(static_cast<size_t>(batch.num_tokens), 0);
   for (int64_t s = 0; s < batch.batch; ++s) {
     for (int32_t r = batch.cu_seqlens_q[s]; r < batch.cu_seqlens_q[s + 1]; ++r) {
@@ -244,6 +251,7 @@ void CudaBackend::BeginStep(const StepBatch& batch) {
   auto bytes = [](const auto& v) { return v.size() * sizeof(v[0]); };
   for (absl::Status s :
        {upload(block_table_, batch.block_table.data(), bytes(batch.block_table)),
+        upload(seq_lens_, batch.seq_lens.data(), bytes(batch.seq_lens)),
         upload(q_pos0_, batch.q_pos0.data(), bytes(batch.q_pos0)),
         upload(cu_seqlens_q_, batch.cu_seqlens_q.data(), bytes(batch.cu_seqlens_q)),
         upload(row_seq_dev_, row_seq_.data(), bytes(row_seq_)),
@@ -429,6 +437,9 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
                                                     Shape(lse), " must be dense rows of ", heads,
                                                     " heads for ", step_->num_tokens, " tokens")));
   }
+  if (CanSplitKvDecode(heads)) {
+    return Fail(op, SplitKvDecode(layer, heads, softmax_scale, q, out, lse));
+  }
   MlaAttentionF32Params p;
   p.num_rows = q.rows;
   p.heads = heads;
@@ -446,6 +457,73 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   p.out = static_cast<float*>(out.data);
   p.lse = static_cast<float*>(lse.data);
   Fail(op, LaunchMlaAttentionF32(p, stream_));
+}
+
+bool CudaBackend::CanSplitKvDecode(int heads) const {
+  return split_kv_decode_ && decode_only_ && layout_->block_size() == kMlaBlockSize &&
+         layout_->latent_dim() <= kMlaMaxLatent && layout_->latent_dim() % 2 == 0 &&
+         layout_->rope_dim() <= kMlaMaxRope && layout_->rope_dim() % 2 == 0 && heads >= 1 &&
+         num_sms_ > 0;
+}
+
+// q rounds to bf16 for the kernel (its scores are bf16 products with fp32 sums); its bf16
+// output loses nothing downstream, since W_UV's GEMM rounds its input to bf16 anyway.
+absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
+                                        const Tensor& out, const Tensor& lse) {
+  const int lat = layout_->latent_dim(), rope = layout_->rope_dim();
+  const int64_t batch = step_->batch;
+  if (planned_step_ != step_number_ || planned_heads_ != heads) {
+    MlaDecodePlanOptions options;
+    options.num_sms = num_sms_;
+    options.num_heads = heads;
+    options.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
+    MlaDecodePlan plan;
+    MLA_RETURN_IF_ERROR(PlanMlaDecode(step_->seq_lens, options, &plan));
+    const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
+    const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
+    MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
+    MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
+    // Synchronous copies: `plan` is a local that an asynchronous copy could outlive.
+    MLA_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(plan_parts_dev_.data(), plan.parts.data(), parts_bytes, cudaMemcpyHostToDevice));
+    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(plan_splits_dev_.data(), plan.split_offsets.data(),
+                                        splits_bytes, cudaMemcpyHostToDevice));
+    plan_parts_ = plan.num_parts;
+    plan_partial_slots_ = plan.num_partial_slots();
+    planned_step_ = step_number_;
+    planned_heads_ = heads;
+  }
+  const size_t rows = static_cast<size_t>(batch) * heads;
+  MLA_RETURN_IF_ERROR(Reserve(q_bf16_, rows * (lat + rope) * sizeof(bf16_t)));
+  MLA_RETURN_IF_ERROR(Reserve(out_bf16_, rows * lat * sizeof(bf16_t)));
+  const size_t slots = static_cast<size_t>(std::max(plan_partial_slots_, 1));
+  MLA_RETURN_IF_ERROR(Reserve(partial_out_, slots * heads * lat * sizeof(float)));
+  MLA_RETURN_IF_ERROR(Reserve(partial_lse_, slots * heads * sizeof(float)));
+  MLA_RETURN_IF_ERROR(LaunchToBf16(F32(q), q_bf16_.as<bf16_t>(), stream_));
+  MlaDecodeParams p;
+  p.batch = static_cast<int>(batch);
+  p.q_rows_per_seq = 1;
+  p.num_heads = heads;
+  p.kv_lora_rank = lat;
+  p.rope_dim = rope;
+  p.block_size = kMlaBlockSize;
+  p.num_blocks = num_blocks_;
+  p.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
+  p.softmax_scale = softmax_scale;
+  p.num_parts = plan_parts_;
+  p.num_partial_slots = plan_partial_slots_;
+  p.q = q_bf16_.as<bf16_t>();
+  p.kv_cache = CacheLayer(layer);
+  p.block_table = block_table_.as<int32_t>();
+  p.seq_lens = seq_lens_.as<int32_t>();
+  p.parts = plan_parts_dev_.as<MlaDecodePart>();
+  p.split_offsets = plan_splits_dev_.as<int32_t>();
+  p.partial_out = partial_out_.as<float>();
+  p.partial_lse = partial_lse_.as<float>();
+  p.out = out_bf16_.as<bf16_t>();
+  p.lse = static_cast<float*>(lse.data);
+  MLA_RETURN_IF_ERROR(LaunchMlaDecode(p, stream_));
+  return LaunchFromBf16(out_bf16_.as<bf16_t>(), F32(out), stream_);
 }
 
 void CudaBackend::MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits,

@@ -41,6 +41,10 @@ class CudaBackend final : public Backend {
   // Sets every cache byte to 0xff (a NaN in every bf16 element), so that a test sees any
   // read of a slot that was never written.
   absl::Status PoisonCacheWithNaN() { return cache_.Fill(0xff); }
+  // Steps whose every row is a decode row run the split-KV decode kernel (kernels/
+  // mla_decode.h) when the shapes allow (64-token blocks, L ≤ 512); off, every step runs
+  // the generic attention kernel. On by default; tests compare the two.
+  void set_split_kv_decode(bool on) { split_kv_decode_ = on; }
 
   // "cuda:0 (NVIDIA H200)", as GetModelInfo.device documents it.
   std::string DeviceName() const override { return name_; }
@@ -90,9 +94,15 @@ class CudaBackend final : public Backend {
   // y = x · wᵀ without the op's timer (MoeExperts reuses it per expert).
   absl::Status GemmImpl(const Tensor& x, const Tensor& w, const Tensor& y);
   absl::Status Sync();
+  // The split-KV decode of MlaAttention; false when the step or shapes do not allow it.
+  bool CanSplitKvDecode(int heads) const;
+  absl::Status SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
+                             const Tensor& out, const Tensor& lse);
 
   std::string name_;
   std::string description_;
+  int num_sms_ = 0;
+  bool split_kv_decode_ = true;
   CudaStream stream_ = nullptr;
   std::unique_ptr<CublasHandle> cublas_;
   std::unique_ptr<GemmLt> lt_;
@@ -108,7 +118,13 @@ class CudaBackend final : public Backend {
   // The current step on the device (BeginStep) and its host description.
   const StepBatch* step_ = nullptr;
   std::vector<int32_t> row_seq_;
-  DeviceBuffer block_table_, q_pos0_, cu_seqlens_q_, row_seq_dev_, slots_, tokens_;
+  DeviceBuffer block_table_, seq_lens_, q_pos0_, cu_seqlens_q_, row_seq_dev_, slots_, tokens_;
+  bool decode_only_ = false;  // Every sequence of the step has one row.
+  // The split-KV plan of the step (planned at its first attention, reused by every layer).
+  int64_t step_number_ = 0, planned_step_ = -1;
+  int planned_heads_ = 0;
+  int32_t plan_parts_ = 0, plan_partial_slots_ = 0;
+  DeviceBuffer plan_parts_dev_, plan_splits_dev_, q_bf16_, out_bf16_, partial_out_, partial_lse_;
   // Scratch: the GEMM's bf16 input, MoE routing and expert rows, probe sums.
   DeviceBuffer gemm_in_, expert_ids_, expert_weights_, counts_, offsets_, sorted_pairs_, pair_rows_,
       permuted_, expert_out_, expert_gate_, expert_up_, probe_stats_;

@@ -138,6 +138,14 @@ __global__ void ToBf16Kernel(F32Matrix x, uint16_t* out) {
   }
 }
 
+__global__ void FromBf16Kernel(const uint16_t* x, F32Matrix out) {
+  for (int64_t r = blockIdx.x; r < out.rows; r += gridDim.x) {
+    for (int64_t i = threadIdx.x; i < out.cols; i += blockDim.x) {
+      out.data[r * out.stride + i] = Bf16Bits(x[r * out.cols + i]);
+    }
+  }
+}
+
 __global__ void CacheWriteKernel(CacheWriteF32Params p) {
   const int64_t lat = p.latent.cols, rope = p.k_pe.cols, width = lat + rope;
   for (int64_t t = blockIdx.x; t < p.latent.rows; t += gridDim.x) {
@@ -358,6 +366,14 @@ absl::Status LaunchToBf16(const F32Matrix& x, bf16_t* out, CudaStream stream) {
   if (out == nullptr) return Invalid("ToBf16", "out is null");
   ToBf16Kernel<<<GridFor(x.rows), kThreads, 0, stream>>>(x, out);
   return CudaLaunchStatus("ToBf16");
+}
+
+absl::Status LaunchFromBf16(const bf16_t* x, const F32Matrix& out, CudaStream stream) {
+  if (!Valid(out)) return Invalid("FromBf16", "bad shape");
+  if (Empty(out)) return absl::OkStatus();
+  if (x == nullptr) return Invalid("FromBf16", "x is null");
+  FromBf16Kernel<<<GridFor(out.rows), kThreads, 0, stream>>>(x, out);
+  return CudaLaunchStatus("FromBf16");
 }
 
 absl::Status LaunchCacheWriteF32(const CacheWriteF32Params& p, CudaStream stream) {

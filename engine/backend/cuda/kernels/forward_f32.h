@@ -69,6 +69,10 @@ absl::Status LaunchRopeF32(const RopeF32Params& p, CudaStream stream);
 // out[r, c] = bf16(x[r, c]), out dense [x.rows, x.cols]: the GEMM input conversion.
 absl::Status LaunchToBf16(const F32Matrix& x, bf16_t* out, CudaStream stream);
 
+// out[r, c] = float(x[r · cols + c]) for a dense bf16 [out.rows, out.cols]: the split-KV
+// decode kernel's bf16 output back into an fp32 activation.
+absl::Status LaunchFromBf16(const bf16_t* x, const F32Matrix& out, CudaStream stream);
+
 // Writes step rows into one layer's bf16 latent cache ([slots, L + R] per layer, slot =
 // block · block_size + offset): cache[slots[t]] = [bf16(latent[t]) | bf16(k_pe[t])]. The
 // caller checks the slots against the cache on the host first.
