@@ -70,7 +70,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   }
   info.device = runner->device();
   info.weight_dtype = WeightDtypeName(runner->weights());
-  info.weight_bytes = runner->weights().bytes;
+  info.weight_bytes = runner->weight_bytes();
   info.cache_dtype = CacheDTypeName(layout.dtype());
   info.kv_block_size = layout.block_size();
   info.kv_num_blocks = runner->num_cache_blocks();

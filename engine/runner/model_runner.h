@@ -64,6 +64,12 @@ class ModelRunner {
 
   const ModelConfig& config() const { return model_->config(); }
   const ModelWeights& weights() const { return model_->weights(); }
+  // Bytes of weights where the forward reads them: the device's copy on a GPU, the loaded
+  // checkpoint on the CPU (which reads it in place).
+  int64_t weight_bytes() const {
+    const int64_t on_device = backend_->Memory().weight_bytes;
+    return on_device > 0 ? on_device : model_->weights().bytes;
+  }
   const CacheLayout& cache_layout() const { return backend_->cache_layout(); }
   int32_t num_cache_blocks() const { return backend_->cache_num_blocks(); }
   // "cpu", "cuda:0" (GetModelInfo, metrics labels).
