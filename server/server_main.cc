@@ -189,6 +189,7 @@ absl::StatusOr<std::unique_ptr<http::HttpServer>> StartApiServer(openai::OpenAiS
       static_cast<size_t>(std::max<int64_t>(absl::GetFlag(FLAGS_http_max_body_bytes), 0));
   // A large prompt may take a while to upload; generation itself has no deadline.
   options.header_timeout = std::chrono::seconds(30);
+  options.error_response = &openai::OpenAiService::ErrorResponse;
   absl::StatusOr<std::unique_ptr<http::HttpServer>> server =
       http::HttpServer::Start(address, api.Routes(), options);
   if (!server.ok()) {

@@ -99,6 +99,9 @@ struct HttpServerOptions {
   // Bytes of a response its reader may leave unread before the connection is closed
   // (and the responder's Send returns false).
   size_t max_unsent_bytes = 8 << 20;
+  // The body of the answers the server gives itself (400, 404, 405, 411, 413, 431), from
+  // the status and a message; plain text when unset. An API sets its own error shape.
+  std::function<HttpResponse(int status, absl::string_view message)> error_response;
 };
 
 // "host:port", "[v6addr]:port" or ":port" (all interfaces). Port 0 asks for a free port.

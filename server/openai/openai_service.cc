@@ -58,6 +58,15 @@ std::vector<http::HttpRoute> OpenAiService::Routes() {
   };
 }
 
+http::HttpResponse OpenAiService::ErrorResponse(int status, absl::string_view message) {
+  return http::HttpResponse{
+      status,
+      "application/json",
+      ErrorBody(Error(status, std::string(message),
+                      status >= 500 ? "server_error" : "invalid_request_error")),
+      {}};
+}
+
 void OpenAiService::Reply(const http::HttpRequest& request, const http::HttpResponder& responder,
                           int status, std::string json, http::HttpHeaders headers) {
   responder.Respond(

@@ -44,6 +44,9 @@ class OpenAiService {
 
   // The routes to serve. The service must outlive the server that serves them.
   std::vector<http::HttpRoute> Routes();
+  // For HttpServerOptions::error_response: the HTTP server's own answers (413, 404, ...)
+  // in OpenAI's error shape.
+  static http::HttpResponse ErrorResponse(int status, absl::string_view message);
 
  private:
   struct Ready {
