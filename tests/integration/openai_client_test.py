@@ -17,11 +17,9 @@ seeded sampling, prompt caching, error statuses and bodies, and bearer tokens.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +27,8 @@ import time
 import unittest
 from pathlib import Path
 from typing import Any, List, Optional
+
+from live_server import LiveServer
 
 REQUIREMENTS = ["openai>=1.30,<3"]
 IN_VENV_ENV = "MLA_OPENAI_CLIENT_TEST_IN_VENV"
@@ -88,46 +88,17 @@ def phase_one(argv: List[str]) -> None:
 
 # ---- Phase 2: the tests ------------------------------------------------------------------
 
-class Server:
-    """mla-server with the HTTP API on 127.0.0.1:0, as a child process."""
+class Server(LiveServer):
+    """mla-server with the HTTP API on 127.0.0.1:0 (the demo model)."""
 
     def __init__(self, extra: Optional[List[str]] = None) -> None:
-        self.dir = tempfile.mkdtemp(prefix="mla-openai-it-")
-        grpc_port = os.path.join(self.dir, "port")
-        http_port = os.path.join(self.dir, "http_port")
-        self.log_path = os.path.join(self.dir, "server.log")
         model = os.path.join(ARGS.source_dir, "models", MODEL)
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [ARGS.server, f"--model_dir={model}", "--device=cpu", "--kv_cache_mib=16",
-                 "--threads=2", "--metrics_address=", "--listen=127.0.0.1:0",
-                 f"--port_file={grpc_port}", "--http_address=127.0.0.1:0",
-                 f"--http_port_file={http_port}", *(extra or [])],
-                stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError):
-                Path(grpc_port).read_text()  # Written last: both ports are open.
-                self.url = f"http://127.0.0.1:{int(Path(http_port).read_text().strip())}/v1"
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mla-server exited early:\n{self.log()}")
-            time.sleep(0.02)
-        self.process.kill()
-        raise RuntimeError(f"mla-server did not listen within 60 s:\n{self.log()}")
-
-    def log(self) -> str:
-        return Path(self.log_path).read_text(errors="replace")
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = -1
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return code
+        super().__init__(ARGS.server,
+                         [f"--model_dir={model}", "--device=cpu", "--kv_cache_mib=16",
+                          "--threads=2", "--metrics_address=", "--listen=127.0.0.1:0",
+                          "--http_address=127.0.0.1:0", *(extra or [])],
+                         ["--port_file", "--http_port_file"])
+        self.url = f"http://127.0.0.1:{self.ports['--http_port_file']}/v1"
 
 
 def wait_ready(client: Any) -> None:

@@ -31,9 +31,12 @@ constexpr double kMinRecallAt128 = 0.4;
 
 // Runs mla-recall with `endpoint_flags` (the server to reach) on the sweep both tests
 // use; returns summary.json.
+std::string SweepDir(const std::string& name) {
+  return ::testing::TempDir() + "/mla-recall-" + name + "-" + std::to_string(getpid());
+}
+
 nlohmann::json RunSweep(const std::string& endpoint_flags, const std::string& name) {
-  const std::string out =
-      ::testing::TempDir() + "/mla-recall-" + name + "-" + std::to_string(getpid());
+  const std::string out = SweepDir(name);
   const std::string command =
       std::string(MLA_RECALL_BINARY) + " " + endpoint_flags +
       " --lengths=128 --num_depths=6 --kinds=passkey,kv --samples=2 --seed=7" +
@@ -95,19 +98,8 @@ TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtItsTrainingLength) {
   MlaClient client(options);
   ASSERT_TRUE(testing::WaitUntilServing(client)) << (*server)->Log();
 
-  const std::string out = ::testing::TempDir() + "/mla-recall-" + std::to_string(getpid());
-  const std::string command =
-      std::string(MLA_RECALL_BINARY) + " --target=" + (*server)->target() +
-      " --mode=text --lengths=128 --num_depths=6 --kinds=passkey,kv --samples=2 --seed=7" +
-      " --concurrency=2 --progress=false --fresh --corpus=" + kSource +
-      "/data/haystack/haystack.txt --out=" + out + " 2>" + out + ".log";
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
-
-  std::ifstream file(out + "/summary.json");
-  ASSERT_TRUE(file) << "no summary.json in " << out;
-  std::stringstream text;
-  text << file.rdbuf();
-  const nlohmann::json summary = nlohmann::json::parse(text.str(), nullptr, false);
+  const nlohmann::json summary =
+      RunSweep("--target=" + (*server)->target() + " --mode=text", "grpc");
   ASSERT_FALSE(summary.is_discarded());
   int trials = 0;
   double matched = 0;
@@ -118,8 +110,8 @@ TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtItsTrainingLength) {
     EXPECT_EQ(cell.at("errors").get<int>(), 0);
   }
   EXPECT_EQ(trials, 6 * 2 * 2);  // depths x kinds x samples, none failed
-  EXPECT_GE(matched / trials, kMinRecallAt128) << text.str();
-  EXPECT_TRUE(std::filesystem::exists(out + "/heatmap.svg"));
+  EXPECT_GE(matched / trials, kMinRecallAt128) << summary.dump();
+  EXPECT_TRUE(std::filesystem::exists(SweepDir("grpc") + "/heatmap.svg"));
   EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
 }
 
