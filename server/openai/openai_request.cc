@@ -23,6 +23,12 @@ ApiError Bad(absl::string_view param, absl::string_view what) {
                   ""};
 }
 
+// An object whose "type" is "text" (json::value would throw on a non-string "type").
+bool IsText(const Json& j) {
+  auto it = j.find("type");
+  return it != j.end() && *it == "text";
+}
+
 // Fields every request may carry, and those of one endpoint.
 const absl::flat_hash_set<std::string>& CommonFields() {
   static const auto* fields = new absl::flat_hash_set<std::string>{
@@ -70,7 +76,7 @@ Error Neutral(const std::string& key, const Json& v) {
   } else if (key == "tool_choice" || key == "function_call") {
     if (v != "none") return refuse("no tool calling");
   } else if (key == "response_format") {
-    if (!v.is_object() || v.value("type", "") != "text" || v.size() != 1) {
+    if (!v.is_object() || !IsText(v) || v.size() != 1) {
       return refuse("only {\"type\": \"text\"} is accepted");
     }
   }
@@ -281,8 +287,7 @@ Error ParseMessageContent(const Json& content, const std::string& field, std::st
   for (size_t i = 0; i < content.size(); ++i) {
     const Json& part = content[i];
     const std::string where = absl::StrCat(field, "[", i, "]");
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-        !part["text"].is_string()) {
+    if (!part.is_object() || !IsText(part) || !part.contains("text") || !part["text"].is_string()) {
       return Bad(where, "only {\"type\": \"text\", \"text\": ...} parts are supported");
     }
     *text += part["text"].get<std::string>();

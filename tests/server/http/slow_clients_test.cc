@@ -184,6 +184,20 @@ TEST(RequestHeadTest, FindsTheEndAndParses) {
   h = ParseRequestHead("GET http://host:9090/metrics?a HTTP/1.1\r\n\r\n");
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(h->path, "/metrics");
+  // Headers are kept (names in lower case) for the routes; the body's length is known.
+  h = ParseRequestHead(
+      "POST /v1/completions HTTP/1.1\r\nAuthorization: Bearer t\r\nContent-Length: 12\r\n\r\n");
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->Header("authorization"), "Bearer t");
+  EXPECT_EQ(h->Header("x-missing"), "");
+  EXPECT_EQ(h->content_length, 12);
+  EXPECT_TRUE(h->has_body);
+  EXPECT_TRUE(h->http11);
+  EXPECT_FALSE(h->chunked);
+  // Two different lengths could split the stream differently for a proxy: refused.
+  EXPECT_FALSE(
+      ParseRequestHead("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").ok());
+  EXPECT_FALSE(ParseRequestHead("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").ok());
   // Found by http_request_fuzz: a target without a path once parsed to an empty path.
   EXPECT_FALSE(ParseRequestHead("GET ?health: HTTP/1.1\r\n\r\n").ok());
   EXPECT_FALSE(ParseRequestHead("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n").ok());

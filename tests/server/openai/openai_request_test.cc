@@ -151,6 +151,11 @@ TEST(OpenAiRequestTest, ErrorsNameTheField) {
       {chat, R"({"model": "demo", "messages": [{"role": "user", "content": [{"type":
        "image_url"}]}]})",
        400, "messages[0].content[0]", "text"},
+      {chat, R"({"model": "demo", "messages": [{"role": "user", "content": [{"type": 5}]}]})", 400,
+       "messages[0].content[0]", "text"},
+      {chat, R"({"model": "demo", "messages": [{"role": "user", "content": "x"}],
+       "response_format": {"type": ["text"]}})",
+       400, "response_format", "not supported"},
       {chat, R"({"model": "demo", "messages": [{"role": "user", "content": "x",
        "tool_calls": []}]})",
        400, "messages[0].tool_calls", "not supported"},
