@@ -127,7 +127,7 @@ absl::Status ConfigureListener(grpc::ServerBuilder& builder, const std::string& 
 
 absl::StatusOr<std::vector<std::string>> HttpTokens(const std::string& http_address) {
   const std::string file = absl::GetFlag(FLAGS_auth_tokens_file);
-  if (file.empty()) return std::vector<std::string>();
+  if (file.empty() || http_address.empty()) return std::vector<std::string>();  // Or no API.
   if (!IsLoopbackAddress(http_address)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--auth_tokens_file with the non-loopback --http_address=", http_address,
