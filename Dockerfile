@@ -5,10 +5,11 @@
 #
 #   docker build -t mla-serve .                           # CUDA build (the default)
 #   docker build --build-arg VARIANT=cpu -t mla-serve:cpu .  # CPU-only build on Debian 12
-#   docker run --rm --gpus all -p 50051:50051 -p 9090:9090 mla-serve
-#   docker run --rm --gpus all -v /data/models:/models -p 50051:50051 -p 9090:9090 mla-serve \
+#   docker run --rm --gpus all -p 50051:50051 -p 9090:9090 -p 8000:8000 mla-serve
+#   docker run --rm --gpus all -v /data/models:/models -p 50051:50051 -p 9090:9090 \
+#     -p 8000:8000 mla-serve \
 #     mla-server --listen=0.0.0.0:50051 --metrics_address=0.0.0.0:9090 \
-#                --model_dir=/models/DeepSeek-V2-Lite
+#                --http_address=0.0.0.0:8000 --model_dir=/models/DeepSeek-V2-Lite
 #
 # The CUDA variant uses NVIDIA's CUDA 13.0 images on Ubuntu 24.04, whose gRPC, Protobuf and
 # Abseil packages are the same versions as Debian 12's. CUDA_ARCHITECTURES picks the GPUs
@@ -62,10 +63,12 @@ COPY --from=build /src/build/release/client/mla-client /usr/local/bin/mla-client
 COPY --from=build /src/models/needle-v2-demo /opt/mla/models/needle-v2-demo
 VOLUME ["/models"]
 USER 10001:10001
-EXPOSE 50051 9090
+# gRPC, metrics, the OpenAI-compatible HTTP API.
+EXPOSE 50051 9090 8000
 # Liveness through gRPC health (SERVING once the model is loaded). Docker honours this;
 # podman needs `--format docker` at build time to keep it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["mla-client", "--target=127.0.0.1:50051", "--timeout_ms=2000", "health"]
 CMD ["mla-server", "--listen=0.0.0.0:50051", "--metrics_address=0.0.0.0:9090", \
-     "--device=auto", "--model_dir=/opt/mla/models/needle-v2-demo"]
+     "--http_address=0.0.0.0:8000", "--device=auto", \
+     "--model_dir=/opt/mla/models/needle-v2-demo"]

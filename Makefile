@@ -1,6 +1,7 @@
 # The README's two commands: `make run` and `make test`. Everything else is a helper.
 JOBS ?= $(shell nproc)
 MODEL ?= models/needle-v2-demo
+HTTP_ADDRESS ?= 127.0.0.1:8000
 ARGS ?=
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
@@ -14,9 +15,10 @@ build: deps
 	cmake --build --preset release -j $(JOBS)
 
 # Builds and runs the service on the bundled default model, the small trained needle model
-# (models/needle-v2-demo, see its README.md); Ctrl-C stops it.
+# (models/needle-v2-demo, see its README.md), with the OpenAI-compatible API on
+# HTTP_ADDRESS (empty turns it off); Ctrl-C stops it.
 run: build
-	build/release/server/mla-server --model_dir=$(MODEL) $(ARGS)
+	build/release/server/mla-server --model_dir=$(MODEL) --http_address=$(HTTP_ADDRESS) $(ARGS)
 
 # The random tiny model the tests use is committed; this recreates it (same seed, same
 # bytes) if removed.

@@ -22,6 +22,7 @@ struct StepStats {
 // A finished request, with the latencies users ask for.
 struct RequestStats {
   std::string request_id;
+  std::string api;  // GenerationRequest::api: which front end submitted it.
   FinishReason reason = FinishReason::kNone;
   bool failed = false;  // The engine failed it (reason kAbort with an error).
   int32_t prompt_tokens = 0;

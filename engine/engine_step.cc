@@ -235,6 +235,7 @@ void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
   if (options_.observer != nullptr) {
     RequestStats r;
     r.request_id = seq.request.request_id;
+    r.api = seq.request.api;
     r.reason = reason;
     r.failed = !out.error.empty();
     r.prompt_tokens = out.prompt_tokens;

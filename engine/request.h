@@ -28,6 +28,9 @@ struct GenerationRequest {
   // Return the attention sharpness of every generated token, per layer, with the final
   // output (costs about one extra QK pass per token; capped, see kMaxAttentionStats).
   bool attention_stats = false;
+  // The front end that submitted it ("grpc", "openai"): a label for the observer's
+  // metrics only; the engine treats every request alike.
+  std::string api = "grpc";
 };
 
 // Most attention-sharpness records one request gets back (tokens x layers).

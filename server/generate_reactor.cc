@@ -84,25 +84,13 @@ GenerateReactor::GenerateReactor(Engine* engine, const TextSupport* text,
 }
 
 std::string GenerateReactor::ApplyText(GenerationOutput& output) {
-  TextStream::Delta delta = text_stream_->Add(output.tokens);
-  if (text_stream_->stopped()) {
-    // Runs on the engine thread between steps: the abort lands before the next step, so
-    // no token is generated past the stop and the blocks are freed at once.
-    // The engine then finishes it as a stop_sequence (metrics count it so), not an abort.
-    if (delta.stopped && !output.finished) {
-      engine_->Abort(output.request_id, FinishReason::kStopSequence);
-    }
-    output.tokens.resize(delta.tokens_used);
-    if (output.logprobs.size() > delta.tokens_used) output.logprobs.resize(delta.tokens_used);
-  }
-  if (output.finished) {
-    if (!text_stream_->stopped()) delta.text += text_stream_->Flush();
-    // The flushed text may complete a stop string too.
-    if (text_stream_->stopped() && output.error.empty()) {
-      output.reason = FinishReason::kStopSequence;
-    }
-  }
-  return std::move(delta.text);
+  bool abort = false;
+  std::string text = text_stream_->Apply(output, &abort);
+  // Runs on the engine thread between steps: the abort lands before the next step, so
+  // no token is generated past the stop and the blocks are freed at once.
+  // The engine then finishes it as a stop_sequence (metrics count it so), not an abort.
+  if (abort) engine_->Abort(output.request_id, FinishReason::kStopSequence);
+  return text;
 }
 
 void GenerateReactor::Enqueue(GenerationOutput output) {

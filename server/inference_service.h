@@ -35,8 +35,14 @@ class InferenceService final : public RawInferenceService {
   // From now on Generate answers UNAVAILABLE (the server is draining); streams already
   // running go on. The other RPCs keep working.
   void SetDraining() { draining_.store(true); }
-  // Generate streams not yet done (their last message may still be on its way).
+  // Generate streams not yet done (their last message may still be on its way), of both
+  // front ends: the OpenAI HTTP API registers its requests here too, so that one cap and
+  // one drain cover both.
   int active_streams() const { return streams_.active(); }
+  StreamRegistry* stream_registry() { return &streams_; }
+  int max_concurrent_streams() const { return max_streams_.load(); }
+  // The text support built by SetReady (null before), for the other front end.
+  std::shared_ptr<const TextSupport> text_support() const { return text(); }
   // Aborts the engine request of every running Generate stream (a drain past its
   // timeout): each stream still ends with its last message, FINISH_REASON_ABORT.
   void AbortAll();

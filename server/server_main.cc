@@ -1,13 +1,14 @@
 // mla-server: loads a DeepSeek-style MLA model directory and serves mla.v1.Inference,
-// grpc.health.v1.Health and server reflection over gRPC, and /metrics, /healthz and
-// /readyz over HTTP on --metrics_address.
+// grpc.health.v1.Health and server reflection over gRPC, /metrics, /healthz and
+// /readyz over HTTP on --metrics_address, and the OpenAI-compatible API over HTTP on
+// --http_address (off by default).
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "engine/backend/cuda/device.h"
 #include "engine/common/log.h"
 #include "engine/engine.h"
@@ -30,6 +32,7 @@
 #include "server/metrics/rpc_metrics_interceptor.h"
 #include "server/metrics/serving_metrics.h"
 #include "server/metrics/text_exposition.h"
+#include "server/openai/openai_service.h"
 #include "server/security/listener.h"
 
 namespace mla {
@@ -67,6 +70,14 @@ ABSL_FLAG(std::string, metrics_address, mla::kDefaultMetricsAddress,
           "which is then skipped with a warning");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "If set, the bound metrics port is written to this file before the gRPC port file");
+ABSL_FLAG(std::string, http_address, "",
+          "HTTP address host:port of the OpenAI-compatible API (/v1/models, /v1/completions, "
+          "/v1/chat/completions; port 0 picks a free port); empty (the default) disables it");
+ABSL_FLAG(std::string, http_port_file, "",
+          "If set, the bound --http_address port is written to this file before the gRPC "
+          "port file");
+ABSL_FLAG(int64_t, http_max_body_bytes, 8 << 20,
+          "Largest request body the OpenAI-compatible API accepts (413 beyond it)");
 ABSL_FLAG(bool, enable_prefix_caching, true,
           "Reuse cached prompt prefixes (full blocks, per cache_salt) across requests");
 ABSL_FLAG(int, attention_probe_every, 0,
@@ -130,6 +141,20 @@ bool Drain(const Engine& engine, InferenceService& service, const sigset_t& sign
   return result != DrainResult::kSignalled;
 }
 
+// Writes `port` to `file` (when set) whole and renamed, so that a reader never sees a
+// partial number.
+absl::Status WritePortFile(absl::string_view flag, const std::string& file, int port) {
+  if (file.empty()) return absl::OkStatus();
+  std::ofstream(file + ".tmp") << port << "\n";
+  std::error_code error;
+  std::filesystem::rename(file + ".tmp", file, error);
+  if (error) {
+    return absl::UnavailableError(
+        absl::StrCat(flag, ": cannot write ", file, ": ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
 // Starts the HTTP server for /metrics, /healthz and /readyz; null when disabled.
 absl::StatusOr<std::unique_ptr<http::HttpServer>> StartAdminServer(
     const metrics::MetricsRegistry& registry, const metrics::MetricsEncoder& encoder,
@@ -153,16 +178,30 @@ absl::StatusOr<std::unique_ptr<http::HttpServer>> StartAdminServer(
     return nullptr;
   }
   LogInfo("metrics: /metrics, /healthz, /readyz on port ", (*server)->port());
-  if (const std::string file = absl::GetFlag(FLAGS_metrics_port_file); !file.empty()) {
-    // Written whole and renamed, so that a reader never sees a partial number.
-    std::ofstream(file + ".tmp") << (*server)->port() << "\n";
-    std::error_code error;
-    std::filesystem::rename(file + ".tmp", file, error);
-    if (error) {
-      return absl::UnavailableError(
-          absl::StrCat("--metrics_port_file: cannot write ", file, ": ", error.message()));
-    }
+  MLA_RETURN_IF_ERROR(WritePortFile("--metrics_port_file", absl::GetFlag(FLAGS_metrics_port_file),
+                                    (*server)->port()));
+  return server;
+}
+
+// Starts the OpenAI-compatible API on --http_address; null when disabled.
+absl::StatusOr<std::unique_ptr<http::HttpServer>> StartApiServer(openai::OpenAiService& api) {
+  const std::string address = absl::GetFlag(FLAGS_http_address);
+  if (address.empty()) return nullptr;
+  http::HttpServerOptions options;
+  options.max_body_bytes =
+      static_cast<size_t>(std::max<int64_t>(absl::GetFlag(FLAGS_http_max_body_bytes), 0));
+  // A large prompt may take a while to upload; generation itself has no deadline.
+  options.header_timeout = std::chrono::seconds(30);
+  options.error_response = &openai::OpenAiService::ErrorResponse;
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> server =
+      http::HttpServer::Start(address, api.Routes(), options);
+  if (!server.ok()) {
+    return absl::Status(server.status().code(),
+                        absl::StrCat("--http_address: ", server.status().message()));
   }
+  LogInfo("http: OpenAI-compatible API on port ", (*server)->port());
+  MLA_RETURN_IF_ERROR(
+      WritePortFile("--http_port_file", absl::GetFlag(FLAGS_http_port_file), (*server)->port()));
   return server;
 }
 
@@ -210,6 +249,20 @@ int Run() {
   builder.SetMaxReceiveMessageSize(absl::GetFlag(FLAGS_max_message_bytes));
   builder.RegisterService(&service);
   builder.experimental().SetInterceptorCreators(metrics::RpcMetricsInterceptors(&serving_metrics));
+  absl::StatusOr<std::vector<std::string>> http_tokens =
+      security::HttpTokens(absl::GetFlag(FLAGS_http_address));
+  if (!http_tokens.ok()) return Fail(http_tokens.status());
+  openai::OpenAiServiceOptions api_options;
+  api_options.tokens = std::move(*http_tokens);
+  api_options.streams = service.stream_registry();
+  api_options.max_streams = service.max_concurrent_streams();
+  api_options.retry_after_s = InferenceService::kStreamsFullRetryMs / 1000;
+  api_options.metrics = &serving_metrics;
+  openai::OpenAiService api(std::move(api_options));
+  // Bound before the gRPC port file is written: a client that waits for that file finds
+  // both ports open.
+  absl::StatusOr<std::unique_ptr<http::HttpServer>> api_server = StartApiServer(api);
+  if (!api_server.ok()) return Fail(api_server.status());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     return Fail(absl::UnavailableError(
@@ -244,6 +297,7 @@ int Run() {
   }
   std::shared_ptr<Engine> shared_engine = std::move(*engine);
   service.SetReady(shared_engine);
+  api.SetReady(shared_engine, service.text_support());
   engine_collector.SetEngine(shared_engine);
   health->SetServingStatus(true);
   ready = true;
@@ -258,12 +312,19 @@ int Run() {
   ready = false;
   health->SetServingStatus(false);
   service.SetDraining();
+  api.SetDraining();
   const bool forced = !Drain(*shared_engine, service, signals,
                              absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
   // Calls still open now are cancelled, which aborts their requests in the engine.
   server->Shutdown(std::chrono::system_clock::now() +
                    (forced ? std::chrono::milliseconds(0) : std::chrono::milliseconds(500)));
   server->Wait();
+  if (*api_server) {
+    // Responses still open lose their clients, which aborts their requests; waiting for
+    // the engine to finish them keeps their callbacks from outliving the services.
+    (*api_server)->Stop();
+    WaitUntilIdle(*shared_engine, service, signals, kFinalMessageGrace);
+  }
   // Scrapes stay possible while draining; stopping them here, before the engine goes,
   // means no scrape can hold the engine's last reference.
   if (*admin) (*admin)->Stop();

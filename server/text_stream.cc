@@ -35,6 +35,22 @@ TextStream::Delta TextStream::Add(absl::Span<const int32_t> ids) {
   return delta;
 }
 
+std::string TextStream::Apply(GenerationOutput& output, bool* abort) {
+  Delta delta = Add(output.tokens);
+  *abort = false;
+  if (stopped()) {
+    *abort = delta.stopped && !output.finished;
+    output.tokens.resize(delta.tokens_used);
+    if (output.logprobs.size() > delta.tokens_used) output.logprobs.resize(delta.tokens_used);
+  }
+  if (output.finished) {
+    if (!stopped()) delta.text += Flush();
+    // The flushed text may complete a stop string too.
+    if (stopped() && output.error.empty()) output.reason = FinishReason::kStopSequence;
+  }
+  return std::move(delta.text);
+}
+
 std::string TextStream::Flush() {
   if (stopped()) return "";
   std::string out;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "engine/request.h"
 #include "engine/tokenizer/stop_strings.h"
 #include "engine/tokenizer/streaming_detokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -38,6 +39,13 @@ class TextStream {
   // U+FFFD, a possible stop-string prefix as written). A stop string completed by the
   // flushed text still stops the stream (stopped() turns true; its text is dropped).
   std::string Flush();
+
+  // One engine output through the stream, as both front ends use it: returns its text.
+  // On a stop string it drops the output's tokens (and logprobs) after it and, on the last
+  // output, sets the reason to kStopSequence; `*abort` turns true when the stop came
+  // before the engine finished, so that the caller aborts the engine request (with
+  // kStopSequence) and no token is generated past the stop.
+  std::string Apply(GenerationOutput& output, bool* abort);
 
   bool stopped() const { return matcher_.stopped(); }
   // The stop string that matched; "" before a stop.

@@ -2,6 +2,8 @@
 //   mla-bench --target=HOST:PORT --num_requests=200 --concurrency=8 --prompt_len=512
 //   mla-bench --request_rate=4 --duration_s=60 --prompt_dist=long_context
 //             --prompt_len_min=64 --prompt_len_max=32768 --output_len=128 --json=run.json
+//   mla-bench --target=HOST:PORT --http_target=HOST:8000 --logprobs=1 ...  (the same load
+//             over the OpenAI-compatible API; the model's geometry still comes from --target)
 // Prints a text report on stdout; progress goes to stderr.
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "client/bench/openai_generate.h"
 #include "client/bench/progress.h"
 #include "client/bench/report.h"
 #include "client/bench/runner.h"
@@ -22,6 +25,14 @@
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address host:port");
 ABSL_FLAG(std::string, token, "", "Bearer token for servers started with auth");
+ABSL_FLAG(std::string, http_target, "",
+          "When set (host:port), requests go to the OpenAI-compatible API there (streamed "
+          "POST /v1/completions) instead of gRPC Generate; --target still answers "
+          "GetModelInfo");
+ABSL_FLAG(int, logprobs, 0,
+          "Logprob alternatives per generated token (0 = none). Over --http_target the "
+          "token's own logprob always comes (it counts the tokens): compare such a run "
+          "with a gRPC run at --logprobs=1");
 ABSL_FLAG(int, timeout_ms, 0, "Per-request deadline in milliseconds (0 = none)");
 ABSL_FLAG(int64_t, num_requests, 100, "Measured requests (0 = until --duration_s)");
 ABSL_FLAG(double, duration_s, 0, "Stop sending after this many seconds (0 = no limit)");
@@ -108,11 +119,26 @@ absl::Status Run() {
   MLA_ASSIGN_OR_RETURN(const BenchConfig config, ConfigFromFlags(info));
   MLA_ASSIGN_OR_RETURN(const WorkloadGenerator workload,
                        WorkloadGenerator::Create(config.workload));
-  const GenerateFn generate =
-      [&client](const v1::GenerateRequest& request,
-                const std::function<bool(const v1::GenerateResponse&)>& on_message) {
-        return client.Generate(request, on_message);
-      };
+  const int logprobs = absl::GetFlag(FLAGS_logprobs);
+  GenerateFn generate = [&client, logprobs](
+                            const v1::GenerateRequest& request,
+                            const std::function<bool(const v1::GenerateResponse&)>& on_message) {
+    if (logprobs == 0) return client.Generate(request, on_message);
+    v1::GenerateRequest with_logprobs = request;
+    with_logprobs.set_logprobs(logprobs);
+    return client.Generate(with_logprobs, on_message);
+  };
+  if (const std::string http = absl::GetFlag(FLAGS_http_target); !http.empty()) {
+    const GenerateFn over_http =
+        OpenAiGenerateFn(OpenAiTarget{http, info.model_name(), absl::GetFlag(FLAGS_token), 600});
+    generate = [over_http, logprobs](
+                   const v1::GenerateRequest& request,
+                   const std::function<bool(const v1::GenerateResponse&)>& on_message) {
+      v1::GenerateRequest with_logprobs = request;
+      with_logprobs.set_logprobs(logprobs);
+      return over_http(with_logprobs, on_message);
+    };
+  }
   LiveCounters live;
   ProgressOptions progress_options;
   progress_options.terminal = isatty(fileno(stderr)) != 0;

@@ -38,6 +38,7 @@ absl::Status ApplyHeader(absl::string_view line, bool http11, RequestHead& head)
   }
   const absl::string_view name = line.substr(0, colon);
   const absl::string_view value = absl::StripAsciiWhitespace(line.substr(colon + 1));
+  head.headers.emplace_back(absl::AsciiStrToLower(name), std::string(value));
   if (absl::EqualsIgnoreCase(name, "connection")) {
     for (absl::string_view option : absl::StrSplit(value, ',')) {
       option = absl::StripAsciiWhitespace(option);
@@ -45,16 +46,32 @@ absl::Status ApplyHeader(absl::string_view line, bool http11, RequestHead& head)
       if (absl::EqualsIgnoreCase(option, "keep-alive") && !http11) head.keep_alive = true;
     }
   } else if (absl::EqualsIgnoreCase(name, "content-length")) {
-    uint64_t length = 0;
-    if (!absl::SimpleAtoi(value, &length)) return Malformed("Content-Length is not a number");
+    int64_t length = 0;
+    if (!absl::SimpleAtoi(value, &length) || length < 0) {
+      return Malformed("Content-Length is not a number");
+    }
+    // Two different lengths would let a proxy and this server split the stream apart
+    // (request smuggling): refused.
+    if (head.content_length > 0 && length != head.content_length) {
+      return Malformed("conflicting Content-Length headers");
+    }
+    head.content_length = length;
     if (length > 0) head.has_body = true;
   } else if (absl::EqualsIgnoreCase(name, "transfer-encoding")) {
     head.has_body = true;
+    head.chunked = true;
   }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+absl::string_view RequestHead::Header(absl::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key == name) return value;
+  }
+  return "";
+}
 
 size_t FindHeadEnd(absl::string_view buffer) {
   for (size_t i = 0; i < buffer.size(); ++i) {
@@ -99,6 +116,7 @@ absl::StatusOr<RequestHead> ParseRequestHead(absl::string_view head) {
   out.method = std::string(parts[0]);
   out.path = std::string(target.substr(0, target.find('?')));
   out.keep_alive = http11;
+  out.http11 = http11;
   for (size_t i = first + 1; i < lines.size(); ++i) {
     const absl::string_view line = absl::StripTrailingAsciiWhitespace(lines[i]);
     if (line.empty()) return Malformed("blank line inside the head");

@@ -2,8 +2,9 @@
 
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,12 +12,14 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/http/http_request.h"
+#include "server/http/response_channel.h"
 
 namespace mla::http {
 namespace {
@@ -26,34 +29,6 @@ using Clock = std::chrono::steady_clock;
 // How long a half-closed connection may take to read its answer before it is closed;
 // closing at once with unread input would reset it and could lose the answer.
 constexpr auto kLinger = std::chrono::seconds(1);
-
-const char* ReasonPhrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-  }
-  return "Unknown";
-}
-
-std::string FormatResponse(const HttpResponse& r, bool head_only, bool keep_alive,
-                           absl::string_view extra_headers = "") {
-  std::string out = absl::StrCat("HTTP/1.1 ", r.status, " ", ReasonPhrase(r.status),
-                                 "\r\nContent-Type: ", r.content_type,
-                                 "\r\nContent-Length: ", r.body.size(), "\r\nConnection: ",
-                                 keep_alive ? "keep-alive" : "close", "\r\n", extra_headers,
-                                 "\r\n");
-  if (!head_only) out += r.body;
-  return out;
-}
-
-HttpResponse Plain(int status, absl::string_view text) {
-  return HttpResponse{status, "text/plain; charset=utf-8", std::string(text)};
-}
 
 // A listening, non-blocking socket on host:port, or UNAVAILABLE.
 absl::StatusOr<int> Listen(const std::string& host, int port) {
@@ -98,104 +73,136 @@ int BoundPort(int fd) {
 
 }  // namespace
 
-// The poll() loop: owns the listening socket, a wake-up eventfd and the connections.
+// The poll() loop: owns the listening socket, the connections and (shared with the
+// responders) the wake-up eventfd.
 class HttpServer::Loop {
  public:
-  Loop(int listen_fd, int wake_fd, std::map<std::string, HttpHandler> handlers,
+  Loop(int listen_fd, std::shared_ptr<internal::Waker> waker, std::vector<HttpRoute> routes,
        const HttpServerOptions& options)
       : listen_fd_(listen_fd),
-        wake_fd_(wake_fd),
-        handlers_(std::move(handlers)),
+        waker_(std::move(waker)),
+        routes_(std::move(routes)),
         options_(options) {}
   ~Loop();
 
   void Run();
   void RequestStop() {
     stop_.store(true);
-    const uint64_t one = 1;
-    (void)!write(wake_fd_, &one, sizeof(one));
+    waker_->Wake();
   }
 
  private:
   struct Connection {
     int fd = -1;
     std::string in;   // Bytes read and not yet parsed.
-    std::string out;  // The response being written.
+    std::string out;  // Response bytes taken from the channel, not yet sent.
     size_t sent = 0;
-    bool writing = false;
-    bool close_after = false;  // Connection: close, or an error answer.
-    bool lingering = false;    // Answered and half-closed: unread input is discarded.
-    Clock::time_point deadline;  // For the request head, the response, or the linger.
+    bool writing = false;    // `out` holds unsent bytes.
+    bool lingering = false;  // Answered and half-closed: unread input is discarded.
+    // A head whose body is still arriving, and the route it goes to.
+    std::optional<RequestHead> body_head;
+    const HttpRoute* route = nullptr;
+    // The response in progress (from dispatch until its last byte is sent).
+    std::shared_ptr<internal::ResponseChannel> channel;
+    Clock::time_point deadline;  // For the request, a stalled write, or the linger.
   };
 
   void Accept();
   void MakeRoom();
+  short Events(const Connection& c) const;
   // Each returns false when the connection is to be closed.
-  bool OnReadable(Connection& c);
-  bool OnWritable(Connection& c);
-  // Answers the complete requests in `c.in`, one at a time, until a write would block.
+  bool OnEvents(Connection& c, short revents);
+  bool Read(Connection& c);
+  // Parses and dispatches the complete requests in `c.in`, one at a time, until one is
+  // answered later or a write would block.
   bool Serve(Connection& c);
+  // Starts the response to `head`; `route` null answers `error` instead of dispatching.
+  bool Dispatch(Connection& c, const RequestHead& head, const HttpRoute* route, std::string body,
+                const HttpResponse& error);
+  // Moves the channel's new bytes into `c.out` and writes; ends the response when done.
+  bool Pump(Connection& c);
   bool Flush(Connection& c);
-  HttpResponse Route(const RequestHead& head, std::string* extra_headers) const;
+  // The route for (method, path), or null with the error answer in `*error`.
+  const HttpRoute* Route(const RequestHead& head, HttpResponse* error) const;
+  // The server's own answer: options_.error_response, or `message` as plain text.
+  HttpResponse Error(int status, absl::string_view message) const;
   int PollTimeoutMs() const;
 
   const int listen_fd_;
-  const int wake_fd_;
-  const std::map<std::string, HttpHandler> handlers_;
+  const std::shared_ptr<internal::Waker> waker_;
+  const std::vector<HttpRoute> routes_;
   const HttpServerOptions options_;
   std::atomic<bool> stop_{false};
   std::vector<Connection> connections_;  // Loop thread only.
 };
 
 HttpServer::Loop::~Loop() {
-  for (Connection& c : connections_) close(c.fd);
+  for (Connection& c : connections_) {
+    if (c.channel) c.channel->Disconnect();
+    close(c.fd);
+  }
   close(listen_fd_);
-  close(wake_fd_);
 }
 
 int HttpServer::Loop::PollTimeoutMs() const {
   if (connections_.empty()) return -1;
   Clock::time_point next = Clock::time_point::max();
   for (const Connection& c : connections_) next = std::min(next, c.deadline);
+  if (next == Clock::time_point::max()) return -1;
   const auto ms = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now()).count();
   return static_cast<int>(std::clamp<int64_t>(ms, 0, 60'000));
+}
+
+short HttpServer::Loop::Events(const Connection& c) const {
+  if (c.lingering) return POLLIN;
+  if (!c.channel) return c.writing ? POLLOUT : POLLIN;
+  // While a response is pending the input is watched for the client hanging up, which
+  // aborts the work behind the response; pipelined input is buffered up to a bound.
+  short events = POLLRDHUP;
+  if (c.in.size() <= kMaxRequestHeadBytes) events |= POLLIN;
+  if (c.writing) events |= POLLOUT;
+  return events;
 }
 
 void HttpServer::Loop::Run() {
   std::vector<pollfd> fds;
   while (!stop_.load()) {
     fds.clear();
-    fds.push_back({wake_fd_, POLLIN, 0});
+    fds.push_back({waker_->fd(), POLLIN, 0});
     fds.push_back({listen_fd_, POLLIN, 0});
-    for (const Connection& c : connections_) {
-      fds.push_back({c.fd, static_cast<short>(c.writing ? POLLOUT : POLLIN), 0});
-    }
+    for (const Connection& c : connections_) fds.push_back({c.fd, Events(c), 0});
     if (poll(fds.data(), fds.size(), PollTimeoutMs()) < 0 && errno != EINTR) break;
     if (stop_.load()) break;
+    if (fds[0].revents & POLLIN) waker_->Drain();
     // fds[i + 2] belongs to connections_[i]; accepted connections are appended after.
     std::vector<Connection> kept;
     kept.reserve(connections_.size());
     for (size_t i = 0; i < connections_.size(); ++i) {
       Connection& c = connections_[i];
-      const short ev = fds[i + 2].revents;
-      bool open = true;
-      if (ev & (POLLERR | POLLNVAL)) {
-        open = false;
-      } else if (c.writing && (ev & (POLLOUT | POLLHUP))) {
-        open = OnWritable(c);
-      } else if (!c.writing && (ev & (POLLIN | POLLHUP))) {
-        open = OnReadable(c);
-      }
+      bool open = OnEvents(c, fds[i + 2].revents);
       if (open && c.deadline <= Clock::now()) open = false;  // Too slow, or done lingering.
       if (open) {
         kept.push_back(std::move(c));
-      } else {
-        close(c.fd);
+        continue;
       }
+      if (c.channel) c.channel->Disconnect();
+      close(c.fd);
     }
     connections_ = std::move(kept);
     if (fds[1].revents & POLLIN) Accept();
   }
+}
+
+bool HttpServer::Loop::OnEvents(Connection& c, short ev) {
+  if (ev & (POLLERR | POLLNVAL)) return false;
+  if (c.channel && (ev & (POLLRDHUP | POLLHUP))) return false;  // Gone mid-response.
+  if ((ev & (POLLIN | POLLHUP)) && !Read(c)) return false;
+  if (c.lingering) return true;
+  if ((ev & POLLOUT) && c.writing && !Flush(c)) return false;
+  // Every connection with a response in progress is pumped on every wake-up: that is
+  // how bytes produced on other threads reach the socket.
+  if (c.channel && !Pump(c)) return false;
+  return c.channel || c.writing || Serve(c);
 }
 
 void HttpServer::Loop::Accept() {
@@ -208,6 +215,10 @@ void HttpServer::Loop::Accept() {
       close(fd);  // Every connection is being answered: this one is refused.
       continue;
     }
+    // Streamed events are small writes: without TCP_NODELAY each would wait for the
+    // client's (delayed) ACK of the previous one, up to 40 ms per token on Linux.
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     Connection c;
     c.fd = fd;
     c.deadline = Clock::now() + options_.header_timeout;
@@ -215,12 +226,13 @@ void HttpServer::Loop::Accept() {
   }
 }
 
-// Closes the connection that has waited longest for its request head: a slow or idle
-// client gives way to a new one, so that holding connections open cannot lock out probes.
+// Closes the connection that has waited longest for its request: a slow or idle client
+// gives way to a new one, so that holding connections open cannot lock out probes.
 void HttpServer::Loop::MakeRoom() {
   auto oldest = connections_.end();
   for (auto it = connections_.begin(); it != connections_.end(); ++it) {
-    if (!it->writing && (oldest == connections_.end() || it->deadline < oldest->deadline)) {
+    if (!it->writing && !it->channel &&
+        (oldest == connections_.end() || it->deadline < oldest->deadline)) {
       oldest = it;
     }
   }
@@ -229,15 +241,14 @@ void HttpServer::Loop::MakeRoom() {
   connections_.erase(oldest);
 }
 
-bool HttpServer::Loop::OnReadable(Connection& c) {
-  char buffer[4096];
-  while (true) {
+bool HttpServer::Loop::Read(Connection& c) {
+  // Enough for one maximal request and the start of a pipelined next one.
+  const size_t limit = 2 * kMaxRequestHeadBytes + options_.max_body_bytes;
+  char buffer[16384];
+  while (c.lingering || c.in.size() <= limit) {
     const ssize_t n = recv(c.fd, buffer, sizeof(buffer), 0);
     if (n > 0) {
-      if (c.lingering) continue;
-      c.in.append(buffer, static_cast<size_t>(n));
-      // Enough for one maximal head and the start of a pipelined next one.
-      if (c.in.size() > 2 * kMaxRequestHeadBytes) break;
+      if (!c.lingering) c.in.append(buffer, static_cast<size_t>(n));
       continue;
     }
     if (n == 0) return false;  // The client closed.
@@ -245,70 +256,109 @@ bool HttpServer::Loop::OnReadable(Connection& c) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) break;
     return false;
   }
-  return c.lingering || Serve(c);
-}
-
-bool HttpServer::Loop::OnWritable(Connection& c) {
-  if (!Flush(c)) return false;
-  return c.writing || Serve(c);
+  return true;
 }
 
 bool HttpServer::Loop::Serve(Connection& c) {
-  while (!c.writing && !c.lingering) {
-    const size_t end = FindHeadEnd(c.in);
-    HttpResponse r;
-    std::string extra;
-    bool keep_alive = false, head_only = false;
-    if (end == absl::string_view::npos || end > kMaxRequestHeadBytes) {
-      if (c.in.size() <= kMaxRequestHeadBytes) return true;  // Wait for the rest.
-      r = Plain(431, "request head too large\n");
-    } else {
+  while (!c.writing && !c.lingering && !c.channel) {
+    if (!c.body_head) {
+      const size_t end = FindHeadEnd(c.in);
+      if (end == absl::string_view::npos || end > kMaxRequestHeadBytes) {
+        if (c.in.size() <= kMaxRequestHeadBytes) return true;  // Wait for the rest.
+        return Dispatch(c, RequestHead(), nullptr, "", Error(431, "request head too large"));
+      }
       absl::StatusOr<RequestHead> head = ParseRequestHead(absl::string_view(c.in).substr(0, end));
       c.in.erase(0, end);
       if (!head.ok()) {
-        r = Plain(400, absl::StrCat(head.status().message(), "\n"));
-      } else {
-        r = Route(*head, &extra);
-        // A request body is never read: answering and closing keeps the stream in sync.
-        keep_alive = head->keep_alive && !head->has_body;
-        head_only = head->method == "HEAD";
+        return Dispatch(c, RequestHead(), nullptr, "", Error(400, head.status().message()));
       }
+      HttpResponse error;
+      const HttpRoute* route = Route(*head, &error);
+      if (route == nullptr) {
+        // The body (if any) is never read: answering and closing keeps the stream in sync.
+        if (!Dispatch(c, *head, nullptr, "", error)) return false;
+        continue;
+      }
+      if (head->chunked) {
+        return Dispatch(c, *head, nullptr, "",
+                        Error(411,
+                              "chunked request bodies are not accepted: send "
+                              "Content-Length\n"));
+      }
+      if (static_cast<uint64_t>(head->content_length) > options_.max_body_bytes) {
+        return Dispatch(c, *head, nullptr, "",
+                        Error(413, absl::StrCat("the request body is larger than ",
+                                                options_.max_body_bytes, " bytes")));
+      }
+      c.body_head = std::move(*head);
+      c.route = route;
     }
-    c.out = FormatResponse(r, head_only, keep_alive, extra);
-    c.sent = 0;
-    c.writing = true;
-    c.close_after = !keep_alive;
-    c.deadline = Clock::now() + options_.write_timeout;
-    if (!Flush(c)) return false;
+    const size_t length = static_cast<size_t>(c.body_head->content_length);
+    if (c.in.size() < length) return true;  // The body is still arriving.
+    std::string body = c.in.substr(0, length);
+    c.in.erase(0, length);
+    const RequestHead head = std::move(*c.body_head);
+    c.body_head.reset();
+    if (!Dispatch(c, head, c.route, std::move(body), HttpResponse())) return false;
   }
   return true;
 }
 
-HttpResponse HttpServer::Loop::Route(const RequestHead& head, std::string* extra_headers) const {
-  if (head.method != "GET" && head.method != "HEAD") {
-    *extra_headers = "Allow: GET, HEAD\r\n";
-    return Plain(405, "method not allowed\n");
+bool HttpServer::Loop::Dispatch(Connection& c, const RequestHead& head, const HttpRoute* route,
+                                std::string body, const HttpResponse& error) {
+  RequestHead effective = head;
+  // Errors found before a route ran leave the stream in an unknown state: close.
+  if (route == nullptr && (head.has_body || head.method.empty())) effective.keep_alive = false;
+  c.channel =
+      std::make_shared<internal::ResponseChannel>(waker_, effective, options_.max_unsent_bytes);
+  HttpResponder responder(c.channel);
+  if (route == nullptr) {
+    responder.Respond(error);
+  } else {
+    route->handler(HttpRequest{head, std::move(body)}, responder);
   }
-  auto it = handlers_.find(head.path);
-  if (it == handlers_.end()) return Plain(404, "not found\n");
-  return it->second();
+  // No deadline while the handler's answer is pending: generation may take minutes.
+  c.deadline = Clock::time_point::max();
+  return Pump(c);
 }
 
-// Writes what the socket takes. When the response is complete the connection waits for
-// its next request, or (close_after) is half-closed and lingers.
-bool HttpServer::Loop::Flush(Connection& c) {
-  while (c.sent < c.out.size()) {
-    const ssize_t n = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      c.sent += static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+HttpResponse HttpServer::Loop::Error(int status, absl::string_view message) const {
+  if (options_.error_response) return options_.error_response(status, message);
+  return HttpResponse{status, "text/plain; charset=utf-8", absl::StrCat(message, "\n"), {}};
+}
+
+const HttpRoute* HttpServer::Loop::Route(const RequestHead& head, HttpResponse* error) const {
+  std::string allowed;
+  for (const HttpRoute& r : routes_) {
+    if (r.path != head.path) continue;
+    if (r.method == head.method || (r.method == "GET" && head.method == "HEAD")) return &r;
+    absl::StrAppend(&allowed, allowed.empty() ? "" : ", ", r.method,
+                    r.method == "GET" ? ", HEAD" : "");
   }
-  c.writing = false;
-  c.out.clear();
-  if (c.close_after) {
+  if (allowed.empty()) {
+    *error = Error(404, "not found");
+  } else {
+    *error = Error(405, "method not allowed");
+    error->headers.emplace_back("Allow", allowed);
+  }
+  return nullptr;
+}
+
+bool HttpServer::Loop::Pump(Connection& c) {
+  const bool had_output = c.writing;
+  const internal::ResponseChannel::Taken taken = c.channel->TakeOutput(c.out);
+  if (taken.gone) return false;
+  if (c.out.size() > c.sent) {
+    if (!had_output) c.deadline = Clock::now() + options_.write_timeout;
+    c.writing = true;
+    if (!Flush(c)) return false;
+  }
+  c.channel->loop_unsent.store(c.out.size() - c.sent);
+  if (!taken.done || c.writing) return true;
+  // The response is complete and sent: wait for the next request, or half-close and
+  // linger (closing at once with unread input would reset it and could lose the answer).
+  c.channel.reset();
+  if (taken.close_after) {
     shutdown(c.fd, SHUT_WR);
     c.lingering = true;
     c.in.clear();
@@ -316,6 +366,25 @@ bool HttpServer::Loop::Flush(Connection& c) {
   } else {
     c.deadline = Clock::now() + options_.header_timeout;
   }
+  return true;
+}
+
+// Writes what the socket takes; a write that makes progress moves the deadline.
+bool HttpServer::Loop::Flush(Connection& c) {
+  while (c.sent < c.out.size()) {
+    const ssize_t n = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      c.sent += static_cast<size_t>(n);
+      c.deadline = Clock::now() + options_.write_timeout;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+  c.writing = false;
+  c.out.clear();
+  c.sent = 0;
+  if (c.channel) c.deadline = Clock::time_point::max();
   return true;
 }
 
@@ -337,26 +406,35 @@ absl::StatusOr<std::pair<std::string, int>> ParseHostPort(absl::string_view addr
   return std::make_pair(host.empty() ? std::string("0.0.0.0") : std::string(host), port);
 }
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
-    absl::string_view address, std::map<std::string, HttpHandler> handlers,
-    const HttpServerOptions& options) {
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(absl::string_view address,
+                                                              std::vector<HttpRoute> routes,
+                                                              const HttpServerOptions& options) {
   absl::StatusOr<std::pair<std::string, int>> host_port = ParseHostPort(address);
   if (!host_port.ok()) return host_port.status();
+  absl::StatusOr<std::shared_ptr<internal::Waker>> waker = internal::Waker::Create();
+  if (!waker.ok()) return waker.status();
   absl::StatusOr<int> listen_fd = Listen(host_port->first, host_port->second);
   if (!listen_fd.ok()) {
     return absl::UnavailableError(absl::StrCat("cannot listen on HTTP address '", address,
                                                "': ", listen_fd.status().message()));
   }
-  const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd < 0) {
-    close(*listen_fd);
-    return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
-  }
   const int port = BoundPort(*listen_fd);
-  auto loop = std::make_unique<Loop>(*listen_fd, wake_fd, std::move(handlers), options);
+  auto loop = std::make_unique<Loop>(*listen_fd, std::move(*waker), std::move(routes), options);
   std::unique_ptr<HttpServer> http(new HttpServer(std::move(loop), port));
   http->thread_ = std::thread([loop = http->loop_.get()] { loop->Run(); });
   return http;
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
+    absl::string_view address, std::map<std::string, HttpHandler> handlers,
+    const HttpServerOptions& options) {
+  std::vector<HttpRoute> routes;
+  for (auto& [path, handler] : handlers) {
+    routes.push_back({"GET", path, [handler = std::move(handler)](HttpRequest, HttpResponder r) {
+                        r.Respond(handler());
+                      }});
+  }
+  return Start(address, std::move(routes), options);
 }
 
 HttpServer::HttpServer(std::unique_ptr<Loop> loop, int port)

@@ -10,6 +10,10 @@ namespace mla::metrics {
 namespace {
 
 constexpr absl::string_view kReasons[] = {"stop", "length", "stop_sequence", "abort", "error"};
+constexpr absl::string_view kApis[] = {"grpc", "openai"};
+
+// Requests from an unknown front end count as gRPC's, the default of GenerationRequest.
+int ApiIndex(absl::string_view api) { return api == kApis[1] ? 1 : 0; }
 
 int ReasonIndex(FinishReason reason, bool failed) {
   if (failed) return 4;
@@ -75,10 +79,14 @@ ServingMetrics::ServingMetrics(MetricsRegistry& r) : attention_(r) {
       &r.AddCounter("mla_prompt_cached_tokens_total",
                     "Prompt tokens of finished requests served from the prefix cache (tokens)")
            .Get();
-  Family<Counter>& finished = r.AddCounter(
-      "mla_requests_finished_total", "Finished requests by finish reason", {"finished_reason"});
-  for (int i = 0; i < kNumReasons; ++i) {
-    finished_[i] = &finished.WithLabels({std::string(kReasons[i])});
+  Family<Counter>& finished =
+      r.AddCounter("mla_requests_finished_total",
+                   "Finished requests by finish reason and front end (api: grpc, openai)",
+                   {"finished_reason", "api"});
+  for (int a = 0; a < kNumApis; ++a) {
+    for (int i = 0; i < kNumReasons; ++i) {
+      finished_[a][i] = &finished.WithLabels({std::string(kReasons[i]), std::string(kApis[a])});
+    }
   }
   Family<Counter>& computed = r.AddCounter(
       "mla_engine_tokens_total",
@@ -90,6 +98,10 @@ ServingMetrics::ServingMetrics(MetricsRegistry& r) : attention_(r) {
   rpcs_ = &r.AddCounter("mla_rpcs_handled_total",
                         "Finished gRPC calls by service, method and status code",
                         {"service", "method", "code"});
+  http_requests_ = &r.AddCounter("mla_http_requests_total",
+                                 "Answered requests of the OpenAI-compatible HTTP API by path "
+                                 "and HTTP status code",
+                                 {"path", "code"});
   RegisterHistograms(r);
 }
 
@@ -140,7 +152,7 @@ void ServingMetrics::OnStep(const StepStats& step) {
 void ServingMetrics::OnInterTokenLatency(double seconds) { itl_->Observe(seconds); }
 
 void ServingMetrics::OnRequestFinished(const RequestStats& r) {
-  finished_[ReasonIndex(r.reason, r.failed)]->Increment();
+  finished_[ApiIndex(r.api)][ReasonIndex(r.reason, r.failed)]->Increment();
   prompt_tokens_->Increment(r.prompt_tokens);
   generation_tokens_->Increment(r.completion_tokens);
   cached_prompt_tokens_->Increment(r.cached_prompt_tokens);
@@ -161,6 +173,10 @@ void ServingMetrics::RecordRpc(absl::string_view service, absl::string_view meth
                                absl::StatusCode code) {
   rpcs_->WithLabels({std::string(service), std::string(method), absl::StatusCodeToString(code)})
       .Increment();
+}
+
+void ServingMetrics::RecordHttp(absl::string_view path, int status) {
+  http_requests_->WithLabels({std::string(path), std::to_string(status)}).Increment();
 }
 
 }  // namespace mla::metrics

@@ -47,19 +47,24 @@ class ServingMetrics final : public EngineObserver {
   // status code. Takes the RPC family's lock to find the series (once per call, never per
   // token).
   void RecordRpc(absl::string_view service, absl::string_view method, absl::StatusCode code);
+  // One answered request of the HTTP API, by path and HTTP status (once per request).
+  void RecordHttp(absl::string_view path, int status);
 
  private:
   static constexpr int kNumReasons = 5;
+  static constexpr int kNumApis = 2;  // The front ends: grpc, openai.
 
   void RegisterHistograms(MetricsRegistry& registry);
 
   Counter* prompt_tokens_;
   Counter* generation_tokens_;
   Counter* cached_prompt_tokens_;
-  std::array<Counter*, kNumReasons> finished_;  // Index: see ReasonIndex in the .cc.
+  // [api][reason]: see ApiIndex and ReasonIndex in the .cc.
+  std::array<std::array<Counter*, kNumReasons>, kNumApis> finished_;
   Counter* prefill_tokens_;
   Counter* decode_tokens_;
   Family<Counter>* rpcs_;
+  Family<Counter>* http_requests_;
   Histogram* ttft_;
   Histogram* itl_;
   Histogram* e2e_;

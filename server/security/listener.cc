@@ -125,6 +125,18 @@ absl::Status ConfigureListener(grpc::ServerBuilder& builder, const std::string& 
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<std::string>> HttpTokens(const std::string& http_address) {
+  const std::string file = absl::GetFlag(FLAGS_auth_tokens_file);
+  if (file.empty() || http_address.empty()) return std::vector<std::string>();  // Or no API.
+  if (!IsLoopbackAddress(http_address)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--auth_tokens_file with the non-loopback --http_address=", http_address,
+                     " would send the tokens over plaintext HTTP: listen on a loopback address and "
+                     "terminate TLS in front of it"));
+  }
+  return LoadTokensFile(file);
+}
+
 int MaxConcurrentStreams() { return absl::GetFlag(FLAGS_max_concurrent_streams); }
 
 }  // namespace mla::security

@@ -6,8 +6,10 @@
 #include <grpcpp/server_builder.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace mla::security {
 
@@ -17,6 +19,12 @@ namespace mla::security {
 // grpc::ServerBuilder::BuildAndStart. Errors name the flag (and file) at fault.
 absl::Status ConfigureListener(grpc::ServerBuilder& builder, const std::string& address,
                                int* port);
+
+// The bearer tokens of --auth_tokens_file for the HTTP API listening on `http_address`
+// (empty when the flag is unset, or `http_address` is: no API). Tokens on a non-loopback address
+// are refused, as for plaintext gRPC: the HTTP API has no TLS of its own (terminate TLS in front of
+// it).
+absl::StatusOr<std::vector<std::string>> HttpTokens(const std::string& http_address);
 
 // --max_concurrent_streams: live Generate streams allowed server-wide (0 = no cap).
 int MaxConcurrentStreams();

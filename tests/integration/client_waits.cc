@@ -1,5 +1,6 @@
 #include "tests/integration/client_waits.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace mla::testing {
@@ -26,6 +27,15 @@ absl::StatusOr<v1::Load> WaitUntilIdle(MlaClient& client, absl::Duration timeout
     absl::SleepFor(absl::Milliseconds(10));
   } while (absl::Now() < deadline);
   return load;
+}
+
+absl::Status IdleWithin(MlaClient& client, absl::Duration timeout) {
+  absl::StatusOr<v1::Load> load = WaitUntilIdle(client, timeout);
+  if (!load.ok()) return load.status();
+  if (load->num_requests_running() + load->num_requests_waiting() + load->kv_blocks_used() == 0) {
+    return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(absl::StrCat("not idle: ", load->ShortDebugString()));
 }
 
 }  // namespace mla::testing

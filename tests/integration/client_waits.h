@@ -17,6 +17,9 @@ bool WaitUntilServing(MlaClient& client, absl::Duration timeout = absl::Seconds(
 absl::StatusOr<v1::Load> WaitUntilIdle(MlaClient& client,
                                        absl::Duration timeout = absl::Seconds(10));
 
+// WaitUntilIdle as a status: OK once idle; otherwise the last load read (or the error).
+absl::Status IdleWithin(MlaClient& client, absl::Duration timeout = absl::Seconds(10));
+
 }  // namespace mla::testing
 
 #endif  // MLA_TESTS_INTEGRATION_CLIENT_WAITS_H_

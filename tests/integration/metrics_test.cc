@@ -102,7 +102,7 @@ TEST_F(MetricsEndToEndTest, HealthReadinessAndGenerateCounters) {
   testing::Exposition e = Scrape();
   EXPECT_EQ(At(e, "mla_prompt_tokens_total"), 4);
   EXPECT_EQ(At(e, "mla_generation_tokens_total"), 8);
-  EXPECT_EQ(At(e, "mla_requests_finished_total{finished_reason=\"length\"}"), 1);
+  EXPECT_EQ(At(e, "mla_requests_finished_total{finished_reason=\"length\",api=\"grpc\"}"), 1);
   EXPECT_EQ(At(e, "mla_time_to_first_token_seconds_count"), 1);
   EXPECT_EQ(At(e, "mla_inter_token_latency_seconds_count"), 7);
   EXPECT_EQ(At(e,
@@ -144,10 +144,11 @@ TEST_F(MetricsEndToEndTest, GaugesWhileRunningAndCancelledCall) {
   testing::Exposition after;
   for (int i = 0; i < 200; ++i) {
     after = Scrape();
-    if (after.samples["mla_requests_finished_total{finished_reason=\"abort\"}"] == 1) break;
+    if (after.samples["mla_requests_finished_total{finished_reason=\"abort\",api=\"grpc\"}"] == 1)
+      break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  EXPECT_EQ(At(after, "mla_requests_finished_total{finished_reason=\"abort\"}"), 1);
+  EXPECT_EQ(At(after, "mla_requests_finished_total{finished_reason=\"abort\",api=\"grpc\"}"), 1);
   EXPECT_EQ(At(after,
                "mla_rpcs_handled_total{service=\"mla.v1.Inference\",method=\"Generate\","
                "code=\"CANCELLED\"}"),

@@ -15,20 +15,19 @@ and runs the unittest cases below.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 from pathlib import Path
 from typing import Any, Callable, List, Optional
+
+from live_server import LiveServer
 
 REQUIREMENTS = ["grpcio>=1.62", "grpcio-tools>=1.62", "setuptools>=64"]
 IN_VENV_ENV = "MLA_PYTHON_CLIENT_TEST_IN_VENV"
@@ -117,43 +116,14 @@ def phase_one(argv: List[str]) -> None:
 
 # ---- Phase 2: the tests ------------------------------------------------------------------
 
-class Server:
-    """mla-server on 127.0.0.1:0 as a child process; its log is kept for failures."""
+class Server(LiveServer):
+    """mla-server on 127.0.0.1:0 (gRPC only)."""
 
     def __init__(self, binary: str, model: str) -> None:
-        self.dir = tempfile.mkdtemp(prefix="mla-py-it-")
-        port_file = os.path.join(self.dir, "port")
-        self.log_path = os.path.join(self.dir, "server.log")
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [binary, f"--model_dir={model}", "--device=cpu", "--kv_cache_mib=16",
-                 "--threads=2", "--metrics_address=", "--listen=127.0.0.1:0",
-                 f"--port_file={port_file}"], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError):
-                port = int(Path(port_file).read_text().strip())
-                if port > 0:
-                    self.target = f"127.0.0.1:{port}"
-                    return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mla-server exited early:\n{self.log()}")
-            time.sleep(0.02)
-        self.process.kill()
-        raise RuntimeError(f"mla-server did not listen within 60 s:\n{self.log()}")
-
-    def log(self) -> str:
-        return Path(self.log_path).read_text(errors="replace")
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = -1
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return code
+        super().__init__(binary, [f"--model_dir={model}", "--device=cpu", "--kv_cache_mib=16",
+                                  "--threads=2", "--metrics_address=", "--listen=127.0.0.1:0"],
+                         ["--port_file"])
+        self.target = f"127.0.0.1:{self.ports['--port_file']}"
 
 
 def poll(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:

@@ -1,6 +1,7 @@
 // The recall harness end to end against the trained demo model: mla-recall sweeps needle
 // depths at a context length the model was trained on, through the server's own
 // tokenizer (text mode), and the demo model must find enough of the needles.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -28,6 +29,66 @@ const std::string kModel = kSource + "/models/needle-v2-demo";
 // or the attention would find none; an untrained model finds none either.
 constexpr double kMinRecallAt128 = 0.4;
 
+// Runs mla-recall with `endpoint_flags` (the server to reach) on the sweep both tests
+// use; returns summary.json.
+std::string SweepDir(const std::string& name) {
+  return ::testing::TempDir() + "/mla-recall-" + name + "-" + std::to_string(getpid());
+}
+
+nlohmann::json RunSweep(const std::string& endpoint_flags, const std::string& name) {
+  const std::string out = SweepDir(name);
+  const std::string command =
+      std::string(MLA_RECALL_BINARY) + " " + endpoint_flags +
+      " --lengths=128 --num_depths=6 --kinds=passkey,kv --samples=2 --seed=7" +
+      " --concurrency=2 --progress=false --fresh --corpus=" + kSource +
+      "/data/haystack/haystack.txt --out=" + out + " 2>" + out + ".log";
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  std::ifstream file(out + "/summary.json");
+  EXPECT_TRUE(file) << "no summary.json in " << out;
+  std::stringstream text;
+  text << file.rdbuf();
+  return nlohmann::json::parse(text.str(), nullptr, false);
+}
+
+// The same sweep over the OpenAI-compatible API (mla-recall's OpenAI backend: text
+// prompts to /v1/completions, counts from /tokenize, answers scored with echo + logprobs)
+// finds exactly what it finds over gRPC: one engine path behind both front ends.
+TEST(RecallHarnessTest, OpenAiEndpointGivesTheSameRecallAsGrpc) {
+  const std::string port_file =
+      ::testing::TempDir() + "/mla-recall-http-" + std::to_string(getpid());
+  auto server =
+      ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--threads=2",
+                            "--metrics_address=", "--kv_cache_mib=64", "--http_address=127.0.0.1:0",
+                            "--http_port_file=" + port_file});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions options;
+  options.target = (*server)->target();
+  MlaClient client(options);
+  ASSERT_TRUE(testing::WaitUntilServing(client)) << (*server)->Log();
+  int http_port = 0;
+  ASSERT_TRUE(std::ifstream(port_file) >> http_port);
+
+  const nlohmann::json grpc = RunSweep("--target=" + (*server)->target() + " --mode=text", "grpc");
+  const nlohmann::json http =
+      RunSweep("--openai_url=http://127.0.0.1:" + std::to_string(http_port), "openai");
+  ASSERT_FALSE(grpc.is_discarded());
+  ASSERT_FALSE(http.is_discarded());
+  ASSERT_EQ(grpc.at("cells").size(), http.at("cells").size());
+  for (size_t i = 0; i < grpc.at("cells").size(); ++i) {
+    const nlohmann::json& g = grpc.at("cells")[i];
+    const nlohmann::json& h = http.at("cells")[i];
+    EXPECT_EQ(h.at("n"), g.at("n"));
+    EXPECT_EQ(h.at("errors").get<int>(), 0);
+    EXPECT_EQ(h.at("exact_match_rate"), g.at("exact_match_rate")) << g.dump() << "\n" << h.dump();
+    // Echoed prompt logprobs score the answer as the gRPC path's prompt logprobs do.
+    EXPECT_NEAR(h.at("mean_answer_logprob").get<double>(),
+                g.at("mean_answer_logprob").get<double>(), 1e-4);
+  }
+  EXPECT_TRUE(http.at("logprob_scoring").get<bool>());
+  EXPECT_THAT(http.at("backend").get<std::string>(), ::testing::HasSubstr("/tokenize"));
+  EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
+}
+
 TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtItsTrainingLength) {
   auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--threads=2",
                                       "--metrics_address=", "--kv_cache_mib=64"});
@@ -37,19 +98,8 @@ TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtItsTrainingLength) {
   MlaClient client(options);
   ASSERT_TRUE(testing::WaitUntilServing(client)) << (*server)->Log();
 
-  const std::string out = ::testing::TempDir() + "/mla-recall-" + std::to_string(getpid());
-  const std::string command =
-      std::string(MLA_RECALL_BINARY) + " --target=" + (*server)->target() +
-      " --mode=text --lengths=128 --num_depths=6 --kinds=passkey,kv --samples=2 --seed=7" +
-      " --concurrency=2 --progress=false --fresh --corpus=" + kSource +
-      "/data/haystack/haystack.txt --out=" + out + " 2>" + out + ".log";
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
-
-  std::ifstream file(out + "/summary.json");
-  ASSERT_TRUE(file) << "no summary.json in " << out;
-  std::stringstream text;
-  text << file.rdbuf();
-  const nlohmann::json summary = nlohmann::json::parse(text.str(), nullptr, false);
+  const nlohmann::json summary =
+      RunSweep("--target=" + (*server)->target() + " --mode=text", "grpc");
   ASSERT_FALSE(summary.is_discarded());
   int trials = 0;
   double matched = 0;
@@ -60,8 +110,8 @@ TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtItsTrainingLength) {
     EXPECT_EQ(cell.at("errors").get<int>(), 0);
   }
   EXPECT_EQ(trials, 6 * 2 * 2);  // depths x kinds x samples, none failed
-  EXPECT_GE(matched / trials, kMinRecallAt128) << text.str();
-  EXPECT_TRUE(std::filesystem::exists(out + "/heatmap.svg"));
+  EXPECT_GE(matched / trials, kMinRecallAt128) << summary.dump();
+  EXPECT_TRUE(std::filesystem::exists(SweepDir("grpc") + "/heatmap.svg"));
   EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
 }
 

@@ -240,6 +240,7 @@ class StaticChecks(unittest.TestCase):
         ports = [p.split(":")[-1] for p in c["services"]["mla-serve"]["ports"]]
         self.assertIn(cmd["listen"].rsplit(":", 1)[1], ports)
         self.assertIn(cmd["metrics_address"].rsplit(":", 1)[1], ports)
+        self.assertIn(cmd["http_address"].rsplit(":", 1)[1], ports)
         prom = load_yaml_docs(os.path.join(DEPLOY, "prometheus", "prometheus.yml"))[0]
         target = prom["scrape_configs"][0]["static_configs"][0]["targets"][0]
         self.assertEqual(target, "mla-serve:" + cmd["metrics_address"].rsplit(":", 1)[1])

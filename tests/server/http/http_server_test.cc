@@ -83,9 +83,10 @@ TEST_F(AdminServerTest, StopClosesThePortAndIsIdempotent) {
 }
 
 TEST(HttpServerTest, PortInUseIsUnavailable) {
-  auto first = HttpServer::Start("127.0.0.1:0", {});
+  auto first = HttpServer::Start("127.0.0.1:0", std::vector<HttpRoute>{});
   ASSERT_TRUE(first.ok()) << first.status();
-  auto second = HttpServer::Start("127.0.0.1:" + std::to_string((*first)->port()), {});
+  auto second =
+      HttpServer::Start("127.0.0.1:" + std::to_string((*first)->port()), std::vector<HttpRoute>{});
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
 }
 

@@ -110,7 +110,8 @@ TEST(EngineCollectorTest, RealEngineEndToEnd) {
   testing::Exposition e = Parse(registry.Collect());
   EXPECT_EQ(e.samples.at("mla_prompt_tokens_total"), 5);
   EXPECT_EQ(e.samples.at("mla_generation_tokens_total"), 6);
-  EXPECT_EQ(e.samples.at("mla_requests_finished_total{finished_reason=\"length\"}"), 1);
+  EXPECT_EQ(e.samples.at("mla_requests_finished_total{finished_reason=\"length\",api=\"grpc\"}"),
+            1);
   EXPECT_EQ(e.samples.at("mla_time_to_first_token_seconds_count"), 1);
   EXPECT_EQ(e.samples.at("mla_inter_token_latency_seconds_count"), 5);
   EXPECT_EQ(e.samples.at("mla_engine_tokens_total{phase=\"prefill\"}"), 5);

@@ -51,9 +51,9 @@ TEST_F(ServingMetricsTest, FinishedRequestRecordsTokensReasonAndLatencies) {
   EXPECT_EQ(Sample("mla_prompt_tokens_total"), 120);
   EXPECT_EQ(Sample("mla_generation_tokens_total"), 20);
   EXPECT_EQ(Sample("mla_prompt_cached_tokens_total"), 128);
-  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"length\"}"), 1);
-  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"stop\"}"), 1);
-  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"abort\"}"), 0);
+  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"length\",api=\"grpc\"}"), 1);
+  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"stop\",api=\"grpc\"}"), 1);
+  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"abort\",api=\"grpc\"}"), 0);
   EXPECT_EQ(Sample("mla_time_to_first_token_seconds_count"), 2);
   EXPECT_EQ(Sample("mla_time_to_first_token_seconds_bucket{le=\"0.04\"}"), 0);
   EXPECT_EQ(Sample("mla_time_to_first_token_seconds_bucket{le=\"0.06\"}"), 2);
@@ -68,6 +68,22 @@ TEST_F(ServingMetricsTest, FinishedRequestRecordsTokensReasonAndLatencies) {
   EXPECT_EQ(Sample("mla_request_generation_tokens_sum"), 20);
 }
 
+TEST_F(ServingMetricsTest, FrontEndsAreCountedApartAndHttpByPathAndCode) {
+  RequestStats http = Finished(FinishReason::kStopSequence, 10, 2);
+  http.api = "openai";
+  metrics_.OnRequestFinished(http);
+  metrics_.OnRequestFinished(Finished(FinishReason::kStopSequence, 10, 2));
+  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"stop_sequence\",api=\"openai\"}"),
+            1);
+  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"stop_sequence\",api=\"grpc\"}"),
+            1);
+  metrics_.RecordHttp("/v1/completions", 200);
+  metrics_.RecordHttp("/v1/completions", 200);
+  metrics_.RecordHttp("/v1/chat/completions", 429);
+  EXPECT_EQ(Sample("mla_http_requests_total{path=\"/v1/completions\",code=\"200\"}"), 2);
+  EXPECT_EQ(Sample("mla_http_requests_total{path=\"/v1/chat/completions\",code=\"429\"}"), 1);
+}
+
 TEST_F(ServingMetricsTest, RequestWithoutTokensSkipsPhaseHistograms) {
   RequestStats aborted = Finished(FinishReason::kAbort, 10, 0);
   aborted.ttft_seconds = 0;
@@ -75,8 +91,8 @@ TEST_F(ServingMetricsTest, RequestWithoutTokensSkipsPhaseHistograms) {
   RequestStats failed = Finished(FinishReason::kAbort, 10, 3);
   failed.failed = true;
   metrics_.OnRequestFinished(failed);
-  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"abort\"}"), 1);
-  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"error\"}"), 1);
+  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"abort\",api=\"grpc\"}"), 1);
+  EXPECT_EQ(Sample("mla_requests_finished_total{finished_reason=\"error\",api=\"grpc\"}"), 1);
   EXPECT_EQ(Sample("mla_time_to_first_token_seconds_count"), 1);
   EXPECT_EQ(Sample("mla_request_queue_time_seconds_count"), 1);
   EXPECT_EQ(Sample("mla_e2e_request_latency_seconds_count"), 2);

@@ -53,6 +53,23 @@ TEST_F(ListenerTest, TokensOnLoopbackPlaintextAreAccepted) {
   EXPECT_TRUE(ConfigureListener(builder, "127.0.0.1:0", &port).ok());
 }
 
+TEST_F(ListenerTest, HttpApiTokensNeedALoopbackAddress) {
+  absl::StatusOr<std::vector<std::string>> none = HttpTokens("127.0.0.1:8000");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());  // No --auth_tokens_file: no tokens.
+  absl::SetFlag(&FLAGS_auth_tokens_file, tokens_file_);
+  absl::StatusOr<std::vector<std::string>> tokens = HttpTokens("127.0.0.1:8000");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_THAT(*tokens, ::testing::ElementsAre("a-token"));
+  // The API off: the gRPC port's tokens alone, nothing refused.
+  tokens = HttpTokens("");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_TRUE(tokens->empty());
+  tokens = HttpTokens("0.0.0.0:8000");
+  EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(tokens.status().message(), HasSubstr("plaintext HTTP"));
+}
+
 TEST_F(ListenerTest, KeepaliveMustBePositive) {
   absl::SetFlag(&FLAGS_keepalive_time_s, 0);
   grpc::ServerBuilder builder;
