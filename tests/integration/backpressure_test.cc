@@ -91,11 +91,15 @@ TEST_F(BackpressureTest, StalledReaderIsAbortedAndItsBlocksFreed) {
 }
 
 TEST_F(BackpressureTest, FullWaitingQueueRefusesWithRetryHint) {
-  Start({"--max_running=1", "--max_waiting=1"});
+  // The running request must still run when the third arrives. The tiny model decodes
+  // ~15k tokens/s, and the server buffers the tokens this test never reads, so the request
+  // is long (150k tokens: seconds even on a fast machine) and the unread bound is above it
+  // (it would otherwise be aborted as a stalled reader, letting the second one run).
+  Start({"--max_running=1", "--max_waiting=1", "--max_unread_tokens=1000000"});
   auto stub = v1::Inference::NewStub(
       grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext running_ctx, waiting_ctx;
-  auto running = stub->Generate(&running_ctx, LongRequest(50000));
+  auto running = stub->Generate(&running_ctx, LongRequest(150000));
   v1::GenerateResponse message;
   ASSERT_TRUE(running->Read(&message));  // Running: the one slot of the batch is taken.
   auto waiting = stub->Generate(&waiting_ctx, LongRequest(4));
