@@ -52,6 +52,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   ro.threads = options.threads;
   ro.kv_cache_bytes = options.kv_cache_bytes;
   ro.block_size = options.block_size;
+  ro.cache_dtype = options.cache_dtype;
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, ModelRunner::Create(ro));
   const ModelConfig& c = runner->config();
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<const Tokenizer> tokenizer,
@@ -98,6 +99,8 @@ Engine::Engine(const EngineOptions& options, std::unique_ptr<ModelRunner> runner
   {
     absl::MutexLock lock(&mu_);
     load_.cache = blocks_.stats();
+    load_.cache_dtype = info_.cache_dtype;
+    load_.kv_bytes_per_token = info_.kv_bytes_per_token;
   }
   loop_ = std::thread([this] { Loop(); });
 }

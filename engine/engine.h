@@ -29,6 +29,9 @@ struct EngineOptions {
   std::string model_dir;
   int64_t kv_cache_bytes = int64_t{1} << 30;  // Latent cache budget, all layers.
   int block_size = 64;                        // Tokens per cache block.
+  // The latent cache's element layout: bf16, or DeepSeek's FP8 layout (656 instead of
+  // 1,152 bytes per token and layer; accuracy cost measured in docs/LONG_CONTEXT.md).
+  CacheDType cache_dtype = CacheDType::kBF16;
   int64_t max_batch_tokens = 512;             // Tokens per forward step (prefill chunking).
   int max_running = 64;                       // Sequences in a step.
   int max_waiting = 1024;                     // Queued requests before RESOURCE_EXHAUSTED.
@@ -51,6 +54,8 @@ struct EngineLoad {
   CacheStats cache;  // Blocks, bytes, prefix-cache counters, evictions, preemptions.
   int64_t workspace_bytes = 0;  // Activation buffers the forward pass holds.
   int64_t attention_probed_rows = 0;  // Rows probed by attention telemetry so far.
+  std::string cache_dtype;            // CacheDTypeName of the cache layout.
+  int64_t kv_bytes_per_token = 0;     // All layers.
 };
 
 class Engine {

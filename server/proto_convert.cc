@@ -93,6 +93,8 @@ void FillLoad(const EngineLoad& load, v1::Load* out) {
   out->set_kv_bytes_total(load.cache.bytes_total);
   out->set_kv_bytes_used(load.cache.bytes_used);
   out->set_kv_blocks_cached_free(load.cache.blocks_cached_free);
+  out->set_kv_cache_dtype(load.cache_dtype);
+  out->set_kv_bytes_per_token(load.kv_bytes_per_token);
 }
 
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& request,

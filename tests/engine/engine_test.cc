@@ -88,10 +88,12 @@ std::vector<Golden> LoadGoldens() {
 
 class EngineTest : public ::testing::Test {
  protected:
-  void MakeEngine(int64_t max_batch_tokens = 512, int64_t cache_bytes = 8 << 20) {
+  void MakeEngine(int64_t max_batch_tokens = 512, int64_t cache_bytes = 8 << 20,
+                  CacheDType cache_dtype = CacheDType::kBF16) {
     EngineOptions o;
     o.model_dir = std::string(MLA_MODELS_DIR) + "/tiny-v2-lite";
     o.kv_cache_bytes = cache_bytes;
+    o.cache_dtype = cache_dtype;
     o.block_size = 16;
     o.max_batch_tokens = max_batch_tokens;
     o.threads = 2;
@@ -296,6 +298,55 @@ TEST_F(EngineTest, RepeatedPrefixIsServedFromTheCache) {
   EXPECT_GE(stats.prefix_queries, 3 * 150);
   EXPECT_EQ(stats.blocks_used, 0);
   EXPECT_GT(stats.blocks_cached_free, 0);
+}
+
+// The fp8 cache changes the numbers (golden_test bounds by how much), not the serving:
+// a prefix-cache hit, chunked prefill and preemption with recompute give the tokens a
+// whole prefill over an fp8 cache gives, and the engine reports the layout it runs.
+TEST_F(EngineTest, Fp8CacheServesPrefixHitsChunksAndPreemptionAlike) {
+  const Golden& g = goldens_[3];  // 150 tokens
+  constexpr int kTokens = 24;
+  auto generate = [&](const std::string& what, int64_t* cached = nullptr) {
+    Collector c;
+    EXPECT_TRUE(engine_->Submit(Greedy(g.prompt, kTokens), c.Callback()).ok()) << what;
+    const GenerationOutput end = c.Wait();
+    if (cached != nullptr) *cached = end.cached_prompt_tokens;
+    return c.tokens();
+  };
+  MakeEngine(/*max_batch_tokens=*/512, 8 << 20, CacheDType::kFp8E4M3);
+  EXPECT_EQ(engine_->info().cache_dtype, "fp8_e4m3");
+  EXPECT_EQ(engine_->info().kv_bytes_per_token, 3 * (32 + 4 + 8 * 2));  // 3 layers
+  EXPECT_EQ(engine_->GetLoad().cache_dtype, "fp8_e4m3");
+  EXPECT_EQ(engine_->GetLoad().kv_bytes_per_token, engine_->info().kv_bytes_per_token);
+  int64_t cached = -1;
+  const std::vector<int32_t> whole = generate("whole", &cached);
+  ASSERT_EQ(whole.size(), static_cast<size_t>(kTokens));
+  EXPECT_EQ(cached, 0);
+  EXPECT_EQ(generate("prefix hit", &cached), whole);
+  EXPECT_EQ(cached, 144);
+  MakeEngine(/*max_batch_tokens=*/7, 8 << 20, CacheDType::kFp8E4M3);
+  EXPECT_EQ(generate("chunks of 7"), whole);
+  // Every prompt alone, then all at once in 16 blocks of 16 tokens (as
+  // SmallCacheCompletesThroughPreemption): some are preempted and recompute.
+  MakeEngine(/*max_batch_tokens=*/512, 8 << 20, CacheDType::kFp8E4M3);
+  std::vector<std::vector<int32_t>> solo;
+  for (const Golden& each : goldens_) {
+    Collector c;
+    ASSERT_TRUE(engine_->Submit(Greedy(each.prompt, 40), c.Callback()).ok());
+    c.Wait();
+    solo.push_back(c.tokens());
+  }
+  MakeEngine(/*max_batch_tokens=*/32, 16 * 16 * 3 * (32 + 4 + 16), CacheDType::kFp8E4M3);
+  std::vector<std::unique_ptr<Collector>> collectors;
+  for (const Golden& each : goldens_) {
+    collectors.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(engine_->Submit(Greedy(each.prompt, 40), collectors.back()->Callback()).ok());
+  }
+  for (size_t i = 0; i < goldens_.size(); ++i) {
+    collectors[i]->Wait();
+    EXPECT_EQ(collectors[i]->tokens(), solo[i]) << "prompt " << i;
+  }
+  EXPECT_GT(engine_->GetLoad().cache.preemptions, 0);
 }
 
 TEST_F(EngineTest, SmallCacheCompletesThroughPreemption) {

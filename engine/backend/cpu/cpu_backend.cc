@@ -9,6 +9,7 @@
 #include "engine/backend/cpu/cpu_features.h"
 #include "engine/backend/cpu/gemm.h"
 #include "engine/backend/cpu/pointwise.h"
+#include "engine/kv_cache/cache_row.h"
 #include "engine/sampling/sampler.h"
 
 namespace mla::cpu {
@@ -172,7 +173,7 @@ void CpuBackend::Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
 void CpuBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) {
   auto timer = profiler_.Time(op);
   const CacheLayout& layout = cache_->layout();
-  const int64_t lat = layout.latent_dim(), rope = layout.rope_dim(), width = lat + rope;
+  const int64_t lat = layout.latent_dim(), rope = layout.rope_dim();
   const int64_t num_slots = int64_t{cache_->num_blocks()} * layout.block_size();
   if (latent.cols != lat || k_pe.cols != rope || latent.rows != k_pe.rows ||
       latent.rows != static_cast<int64_t>(step_->slots.size())) {
@@ -188,14 +189,12 @@ void CpuBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe,
           absl::StrCat(op.name, ": cache slot ", slot, " outside [0, ", num_slots, ")")));
     }
   }
-  bf16_t* base = cache_->LayerData(layer);
+  // Quantized here, once per token, whatever the dtype: the kernels only read.
+  uint8_t* base = cache_->LayerBytes(layer);
+  const int64_t row_bytes = layout.bytes_per_token_per_layer();
   for (int64_t t = 0; t < latent.rows; ++t) {
-    const int64_t slot = step_->slots[t];
-    bf16_t* dst = base + slot * width;
-    const float* l = F32(latent) + t * latent.stride;
-    const float* k = F32(k_pe) + t * k_pe.stride;
-    for (int64_t i = 0; i < lat; ++i) dst[i] = FloatToBf16(l[i]);
-    for (int64_t i = 0; i < rope; ++i) dst[lat + i] = FloatToBf16(k[i]);
+    EncodeCacheRow(layout.dtype(), lat, rope, F32(latent) + t * latent.stride,
+                   F32(k_pe) + t * k_pe.stride, base + step_->slots[t] * row_bytes);
   }
 }
 
@@ -219,7 +218,8 @@ void CpuBackend::MlaAttention(int layer, int heads, float softmax_scale, const T
   p.num_blocks = cache_->num_blocks();
   p.max_blocks_per_seq = step_->max_blocks;
   p.softmax_scale = softmax_scale;
-  p.kv_cache = cache_->LayerData(layer);
+  p.kv_dtype = layout.dtype();
+  p.kv_cache = cache_->LayerBytes(layer);
   p.block_table = step_->block_table.data();
   p.seq_lens = step_->seq_lens.data();
   p.q_pos0 = step_->q_pos0.data();
