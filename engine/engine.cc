@@ -96,6 +96,7 @@ Engine::Engine(const EngineOptions& options, std::unique_ptr<ModelRunner> runner
                                  options.enable_prefix_caching}),
       scheduler_({options.max_batch_tokens, options.max_running, options.starvation_steps},
                  &blocks_) {
+  OpenDiskTier();
   {
     absl::MutexLock lock(&mu_);
     load_.cache = blocks_.stats();

@@ -55,6 +55,13 @@ ABSL_FLAG(std::string, kv_cache_dtype, "bf16",
           "Latent KV cache element layout: bf16 (1,152 bytes per token and layer for "
           "DeepSeek) or fp8 (DeepSeek's layout: e4m3 latent with a scale per 128 values, "
           "bf16 RoPE key; 656 bytes, so about 1.75x the tokens per GiB, at an accuracy cost)");
+ABSL_FLAG(std::string, kv_disk_dir, "",
+          "Disk tier of the prefix cache: full prefix blocks are kept as files here (written "
+          "in the background) and loaded instead of recomputed after eviction or a restart; "
+          "empty = off. Needs --enable_prefix_caching");
+ABSL_FLAG(double, kv_disk_gib, 16,
+          "Size budget of --kv_disk_dir in GiB (least recently used blocks are deleted "
+          "beyond it)");
 ABSL_FLAG(int64_t, max_batch_tokens, 512,
           "Tokens per engine step; long prompts are prefilled in chunks of this size");
 ABSL_FLAG(int, max_running, 64, "Most sequences batched in one engine step");
@@ -183,6 +190,10 @@ int Run() {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("--kv_cache_dtype: ", cache_dtype.status().message())));
   }
+  if (!(absl::GetFlag(FLAGS_kv_disk_gib) > 0)) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--kv_disk_gib must be positive, got ", absl::GetFlag(FLAGS_kv_disk_gib))));
+  }
   LogInfo("device: ", device->description, " (", device->reason, ")");
 
   // Declared before the service and the engine, so that they outlive both: the engine
@@ -237,6 +248,8 @@ int Run() {
   options.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_mib) << 20;
   options.block_size = absl::GetFlag(FLAGS_block_size);
   options.cache_dtype = *cache_dtype;
+  options.kv_disk_dir = absl::GetFlag(FLAGS_kv_disk_dir);
+  options.kv_disk_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_kv_disk_gib) * (1 << 30));
   options.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   options.max_running = absl::GetFlag(FLAGS_max_running);
   options.max_waiting = absl::GetFlag(FLAGS_max_waiting);

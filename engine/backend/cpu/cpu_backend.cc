@@ -52,6 +52,33 @@ absl::Status CpuBackend::AllocateCache(const CacheLayout& layout, int32_t num_bl
   return absl::OkStatus();
 }
 
+absl::Status CpuBackend::CheckBlockCopy(int32_t block, size_t bytes) const {
+  if (!cache_ || block < 0 || block >= cache_->num_blocks() ||
+      static_cast<int64_t>(bytes) != cache_->layout().bytes_per_block()) {
+    return absl::InvalidArgumentError(absl::StrCat("cache block copy: block ", block, " of ",
+                                                   cache_num_blocks(), ", ", bytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) {
+  if (absl::Status s = CheckBlockCopy(block, bytes.size()); !s.ok()) return s;
+  const int64_t per_layer = cache_->layout().bytes_per_block_per_layer();
+  for (int l = 0; l < cache_->layout().num_layers(); ++l) {
+    std::memcpy(bytes.data() + l * per_layer, cache_->LayerBytes(l) + block * per_layer, per_layer);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) {
+  if (absl::Status s = CheckBlockCopy(block, bytes.size()); !s.ok()) return s;
+  const int64_t per_layer = cache_->layout().bytes_per_block_per_layer();
+  for (int l = 0; l < cache_->layout().num_layers(); ++l) {
+    std::memcpy(cache_->LayerBytes(l) + block * per_layer, bytes.data() + l * per_layer, per_layer);
+  }
+  return absl::OkStatus();
+}
+
 Tensor CpuBackend::Activation(int slot, int64_t rows, int64_t cols) {
   if (slot >= static_cast<int>(activations_.size())) activations_.resize(slot + 1);
   AlignedBuffer& b = activations_[slot];

@@ -29,6 +29,14 @@ absl::Status CudaBackend::AllocateCache(const CacheLayout& layout, int32_t) {
   return NotYet("the device latent cache");
 }
 
+absl::Status CudaBackend::ReadCacheBlock(int32_t, std::span<uint8_t>) {
+  return NotYet("cache block copies");
+}
+
+absl::Status CudaBackend::WriteCacheBlock(int32_t, std::span<const uint8_t>) {
+  return NotYet("cache block copies");
+}
+
 Tensor CudaBackend::Activation(int, int64_t rows, int64_t cols) {
   Unimplemented("activation memory");
   return Tensor{nullptr, DType::kF32, rows, cols, cols};
