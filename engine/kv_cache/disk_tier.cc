@@ -262,6 +262,11 @@ std::optional<std::vector<uint8_t>> DiskTier::Get(const DiskBlockKey& key) {
   }
   const std::string path = PathOf(hash);
   std::ifstream in(path, std::ios::binary);
+  if (!in.is_open()) {  // deleted meanwhile (evicted by the writer, or by hand): a miss
+    absl::MutexLock lock(&mu_);
+    Forget(hash);
+    return std::nullopt;
+  }
   FileHeader h{};
   std::string salt;
   std::vector<int32_t> tokens;
