@@ -37,18 +37,11 @@ struct FileHeader {
 };
 static_assert(sizeof(FileHeader) == 64);
 
-uint64_t Fnv1a(uint64_t h, const void* data, size_t n) {
-  const uint8_t* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
-  return h;
-}
-constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ULL;
-
 uint64_t Checksum(absl::string_view salt, std::span<const int32_t> tokens,
                   std::span<const uint8_t> payload) {
-  uint64_t h = Fnv1a(kFnvBasis, salt.data(), salt.size());
-  h = Fnv1a(h, tokens.data(), tokens.size_bytes());
-  return Fnv1a(h, payload.data(), payload.size());
+  uint64_t h = Fnv1a64(kFnv1aBasis, salt.data(), salt.size());
+  h = Fnv1a64(h, tokens.data(), tokens.size_bytes());
+  return Fnv1a64(h, payload.data(), payload.size());
 }
 
 int64_t FileBytes(size_t salt, size_t tokens, size_t payload) {
@@ -70,8 +63,14 @@ std::optional<uint64_t> HashFromName(const fs::path& path) {
 
 }  // namespace
 
+uint64_t Fnv1a64(uint64_t h, const void* bytes, size_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(bytes);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h;
+}
+
 std::unique_ptr<DiskTier> DiskTier::Open(const DiskTierOptions& options) {
-  const uint64_t ns = Fnv1a(kFnvBasis, options.fingerprint.data(), options.fingerprint.size());
+  const uint64_t ns = Fnv1a64(kFnv1aBasis, options.fingerprint.data(), options.fingerprint.size());
   auto tier = std::unique_ptr<DiskTier>(new DiskTier(options, ns));
   std::error_code error;
   fs::create_directories(tier->ns_dir_, error);

@@ -79,6 +79,11 @@ struct DiskBlockKey {
   std::span<const int32_t> tokens;
 };
 
+// 64-bit FNV-1a of `bytes` continuing from `h` (start from kFnv1aBasis): the checksum of
+// the tier's files, also what fingerprints are folded with.
+inline constexpr uint64_t kFnv1aBasis = 0xcbf29ce484222325ULL;
+uint64_t Fnv1a64(uint64_t h, const void* bytes, size_t n);
+
 class DiskTier {
  public:
   // Opens (creating when needed) options.dir and rebuilds the index. Never fails for the
