@@ -52,6 +52,13 @@ void Engine::OpenDiskTier() {
     LogWarning("KV disk tier: off, it needs prefix caching (--enable_prefix_caching)");
     return;
   }
+  // A backend that cannot copy blocks to the host (a GPU backend without the copies yet)
+  // gets no tier: a block registered as loaded must really hold the loaded bytes.
+  std::vector<uint8_t> probe(static_cast<size_t>(runner_->cache_layout().bytes_per_block()));
+  if (absl::Status s = runner_->backend().ReadCacheBlock(0, probe); !s.ok()) {
+    LogWarning("KV disk tier: off, the backend cannot copy cache blocks: ", s.message());
+    return;
+  }
   DiskTierOptions o;
   o.dir = options_.kv_disk_dir;
   o.budget_bytes = options_.kv_disk_bytes;
