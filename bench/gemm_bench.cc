@@ -1,11 +1,15 @@
 // GEMV (n = 1, decode) and GEMM (n = 16, 128, 512, prefill) over DeepSeek projection
 // shapes with bf16 weights, against the roofline measured in the same run.
-// Usage: gemm_bench [--threads=N] [--dtype=bf16|f32] [--isas=avx2,avx512_bf16]
+// Usage: gemm_bench [--threads=N] [--dtype=bf16|f32] [--isas=avx2,avx512_bf16] [--onednn]
 //
 // --isas times every listed kernel variant (cpu_features.h) on each shape, one after the
 // other in this process, and gives each row's speed as a ratio to the first variant's:
 // a before/after comparison from one run. Variants this CPU lacks are reported and
 // left out. Default: the variant the library would choose by itself.
+//
+// --onednn adds a row per shape for oneDNN's bf16 matmul (bench/onednn_gemm.h: x rounded to
+// bf16 per call, weights reordered once) when the build found oneDNN; its ratio is against
+// the first --isas variant as well.
 //
 // n = 1 reads every weight once: reported as GB/s of weights against the read bandwidth.
 // Successive calls rotate over copies of the weight totalling >= 256 MiB, so the weights
@@ -21,6 +25,9 @@
 #include <vector>
 
 #include "bench/roofline.h"
+#if MLA_HAVE_ONEDNN
+#include "bench/onednn_gemm.h"
+#endif
 #include "engine/backend/cpu/cpu_features.h"
 #include "engine/backend/cpu/gemm.h"
 #include "engine/backend/cpu/thread_pool.h"
@@ -73,7 +80,48 @@ double ComputePeak(const Roofline& roofline, cpu::CpuIsa isa, DType dtype) {
                                                                   : roofline.peak_gflops;
 }
 
-int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas) {
+void PrintRow(const Shape& shape, int64_t n, const std::string& name, const CallTiming& t,
+              double first_s, const Roofline& roofline, double peak, DType dtype) {
+  const double flops = 2.0 * n * shape.in * shape.out;
+  const double bytes = static_cast<double>(shape.in * shape.out) * DTypeSize(dtype);
+  const double gflops = flops / t.best_s / 1e9;
+  const double gbps = bytes / t.best_s / 1e9;
+  const double per_cpu = flops / t.cpu_s / 1e9;
+  // n = 1 is bound by reading the weights, n > 1 (intensity >= 16 FLOP/byte) by the
+  // multiply-adds.
+  const double fraction = n == 1 ? gbps / roofline.read_gbps : gflops / peak;
+  std::printf(
+      "%-22s %5lld %-11s %9.3f %9.1f %8.1f %5.2fx | %6.1f %7.1f %7.0f%% | %4.0f%% %8.1f "
+      "%6.0f%%\n",
+      shape.name, static_cast<long long>(n), name.c_str(), t.best_s * 1e3, gflops, gbps,
+      first_s / t.best_s, roofline.read_gbps, peak, 100.0 * fraction, 100.0 * t.busy, per_cpu,
+      100.0 * per_cpu / roofline.core_peak_gflops);
+}
+
+#if MLA_HAVE_ONEDNN
+// oneDNN and our GEMM on one random input: the rows must agree to bf16 rounding of x
+// (2^-9 relative per element), else the comparison would time a different product.
+bool OneDnnAgrees(OneDnnGemm& gemm, const Shape& shape, int64_t n, const Matrix& w,
+                  cpu::ThreadPool& pool) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> x(n * shape.in), want(n * shape.out), got(n * shape.out);
+  for (float& v : x) v = dist(rng);
+  cpu::Gemm(x.data(), shape.in, n, w.View(), want.data(), shape.out, &pool);
+  gemm.Run(x.data(), got.data(), 0);
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    err = std::max(err, std::fabs(double(got[i]) - want[i]));
+    scale = std::max(scale, std::fabs(double(want[i])));
+  }
+  if (err <= 1e-2 * scale) return true;
+  std::fprintf(stderr, "onednn disagrees with our GEMM on %s n=%lld: max error %g of %g\n",
+               shape.name, static_cast<long long>(n), err, scale);
+  return false;
+}
+#endif
+
+int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas, bool onednn) {
   cpu::ThreadPool pool(threads);
   RooflineProbe probe(pool);
   PrintMachine(probe.Measure(), pool.num_threads());
@@ -97,22 +145,21 @@ int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas) {
             },
             pool.num_threads(), 3, 5000, 0.5);
         if (first_s == 0) first_s = t.best_s;
-        const double flops = 2.0 * n * shape.in * shape.out;
-        const double bytes = static_cast<double>(shape.in * shape.out) * DTypeSize(dtype);
-        const double gflops = flops / t.best_s / 1e9;
-        const double gbps = bytes / t.best_s / 1e9;
-        const double per_cpu = flops / t.cpu_s / 1e9;
-        const double peak = ComputePeak(roofline, isa, dtype);
-        // n = 1 is bound by reading the weights, n > 1 (intensity >= 16 FLOP/byte) by
-        // the multiply-adds.
-        const double fraction = n == 1 ? gbps / roofline.read_gbps : gflops / peak;
-        std::printf(
-            "%-22s %5lld %-11s %9.3f %9.1f %8.1f %5.2fx | %6.1f %7.1f %7.0f%% | %4.0f%% %8.1f "
-            "%6.0f%%\n",
-            shape.name, static_cast<long long>(n), std::string(cpu::CpuIsaName(isa)).c_str(),
-            t.best_s * 1e3, gflops, gbps, first_s / t.best_s, roofline.read_gbps, peak,
-            100.0 * fraction, 100.0 * t.busy, per_cpu, 100.0 * per_cpu / roofline.core_peak_gflops);
+        PrintRow(shape, n, std::string(cpu::CpuIsaName(isa)), t, first_s, roofline,
+                 ComputePeak(roofline, isa, dtype), dtype);
       }
+#if MLA_HAVE_ONEDNN
+      if (onednn && dtype == DType::kBF16) {
+        OneDnnGemm gemm(n, shape.in, shape.out, weights);
+        if (!OneDnnAgrees(gemm, shape, n, weights.front(), pool)) return 1;
+        size_t call = 0;
+        const CallTiming t = TimeCalls([&] { gemm.Run(x.data(), y.data(), call++); },
+                                       pool.num_threads(), 3, 5000, 0.5);
+        // Against the bf16 dot-product peak: oneDNN multiplies bf16 by bf16 as well.
+        PrintRow(shape, n, "onednn", t, first_s, roofline,
+                 ComputePeak(roofline, cpu::CpuIsa::kAvx512Bf16, dtype), dtype);
+      }
+#endif
     }
   }
   std::printf(
@@ -150,23 +197,35 @@ int main(int argc, char** argv) {
   int threads = 0;
   mla::DType dtype = mla::DType::kBF16;
   std::vector<mla::cpu::CpuIsa> isas;
+  bool onednn = false;
   for (int i = 1; i < argc; ++i) {
     bool ok = true;
     if (std::strncmp(argv[i], "--threads=", 10) == 0) {
       threads = std::atoi(argv[i] + 10);
     } else if (std::strcmp(argv[i], "--dtype=f32") == 0) {
       dtype = mla::DType::kF32;
+    } else if (std::strcmp(argv[i], "--onednn") == 0) {
+#if MLA_HAVE_ONEDNN
+      onednn = true;
+#else
+      std::fprintf(stderr, "--onednn: this build did not find oneDNN (Debian: libdnnl-dev)\n");
+      return 2;
+#endif
     } else if (std::strncmp(argv[i], "--isas=", 7) == 0) {
       ok = mla::bench::ParseIsas(argv[i] + 7, &isas);
     } else {
       ok = std::strcmp(argv[i], "--dtype=bf16") == 0;
     }
     if (!ok) {
-      std::fprintf(stderr, "usage: %s [--threads=N] [--dtype=bf16|f32] [--isas=avx2,avx512_bf16]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--threads=N] [--dtype=bf16|f32] [--isas=avx2,avx512_bf16] "
+                   "[--onednn]\n",
                    argv[0]);
       return 2;
     }
   }
   if (isas.empty()) isas.push_back(mla::cpu::ActiveIsa());
-  return mla::bench::Run(threads, dtype, isas);
+  // oneDNN runs on OpenMP; give it the pool's thread count unless the caller chose.
+  if (threads > 0) setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), /*overwrite=*/0);
+  return mla::bench::Run(threads, dtype, isas, onednn);
 }

@@ -53,6 +53,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   ro.kv_cache_bytes = options.kv_cache_bytes;
   ro.block_size = options.block_size;
   ro.cache_dtype = options.cache_dtype;
+  ro.device_memory_fraction = options.device_memory_fraction;
+  ro.max_batch_tokens = options.max_batch_tokens;
+  ro.max_batch_seqs = options.max_running;
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, ModelRunner::Create(ro));
   const ModelConfig& c = runner->config();
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<const Tokenizer> tokenizer,
@@ -68,7 +71,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   }
   info.device = runner->device();
   info.weight_dtype = WeightDtypeName(runner->weights());
-  info.weight_bytes = runner->weights().bytes;
+  info.weight_bytes = runner->weight_bytes();
   info.cache_dtype = CacheDTypeName(layout.dtype());
   info.kv_block_size = layout.block_size();
   info.kv_num_blocks = runner->num_cache_blocks();

@@ -50,6 +50,9 @@ ABSL_FLAG(int, max_unread_tokens, mla::GenerateReactor::kDefaultMaxUnreadTokens,
           "(a stalled reader) has its request aborted with RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, kv_cache_mib, 1024,
           "Latent KV cache budget in MiB (all layers); the block count follows from it");
+ABSL_FLAG(double, gpu_memory_fraction, 0.9,
+          "On --device=cuda: the share of the GPU's memory for weights, workspace and the "
+          "latent cache, which takes what is left (0 = size the cache by --kv_cache_mib)");
 ABSL_FLAG(int, block_size, 64, "Tokens per KV cache block");
 ABSL_FLAG(std::string, kv_cache_dtype, "bf16",
           "Latent KV cache element layout: bf16 (1,152 bytes per token and layer for "
@@ -195,6 +198,9 @@ int Run() {
         absl::StrCat("--kv_disk_gib must be positive, got ", absl::GetFlag(FLAGS_kv_disk_gib))));
   }
   LogInfo("device: ", device->description, " (", device->reason, ")");
+  if (const double f = absl::GetFlag(FLAGS_gpu_memory_fraction); !(f >= 0.0 && f <= 1.0)) {
+    return Fail(absl::InvalidArgumentError("--gpu_memory_fraction must be in [0, 1]"));
+  }
 
   // Declared before the service and the engine, so that they outlive both: the engine
   // reports to `serving_metrics` until it is destroyed.
@@ -237,12 +243,6 @@ int Run() {
     std::ofstream(file) << port << "\n";
   }
 
-  if (device->cuda) {
-    // CudaBackend compiles against the seam but refuses every operation until its forward
-    // is wired; serving on the CPU (as documented in docs/API.md) beats refusing to start.
-    LogWarning("the CUDA backend's forward pass is not implemented yet: the engine runs on "
-               "the CPU");
-  }
   EngineOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
   options.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_mib) << 20;
@@ -250,6 +250,7 @@ int Run() {
   options.cache_dtype = *cache_dtype;
   options.kv_disk_dir = absl::GetFlag(FLAGS_kv_disk_dir);
   options.kv_disk_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_kv_disk_gib) * (1 << 30));
+  options.device_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
   options.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   options.max_running = absl::GetFlag(FLAGS_max_running);
   options.max_waiting = absl::GetFlag(FLAGS_max_waiting);
@@ -257,7 +258,7 @@ int Run() {
   options.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   options.starvation_steps = absl::GetFlag(FLAGS_starvation_steps);
   options.attention_probe_every = absl::GetFlag(FLAGS_attention_probe_every);
-  options.device = "cpu";
+  options.device = device->cuda ? "cuda" : "cpu";
   options.observer = &serving_metrics;
   const absl::Time load_start = absl::Now();
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(options);

@@ -18,6 +18,7 @@
 #define MLA_ENGINE_BACKEND_BACKEND_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -89,6 +90,12 @@ struct RowSample {
   TokenLogprobs logprobs;
 };
 
+// A device's own memory, for sizing the cache from a fraction of it.
+struct DeviceMemoryStatus {
+  int64_t total_bytes = 0;
+  int64_t free_bytes = 0;
+};
+
 struct BackendMemory {
   int64_t weight_bytes = 0;     // Held by the backend (0 when it reads the host copy).
   int64_t cache_bytes = 0;      // Latent cache storage.
@@ -121,6 +128,9 @@ class Backend {
   // buffer grows when needed and is reused across steps; its contents are undefined.
   virtual Tensor Activation(int slot, int64_t rows, int64_t cols) = 0;
   virtual BackendMemory Memory() const = 0;
+  // Total and free bytes of a device with memory of its own; nullopt for host memory,
+  // where the cache is sized by an explicit budget instead.
+  virtual std::optional<DeviceMemoryStatus> DeviceMemory() const { return std::nullopt; }
 
   // --- Transfers ----------------------------------------------------------------------
   virtual void Upload(std::span<const float> host, Tensor dst, Op op) = 0;

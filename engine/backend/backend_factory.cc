@@ -12,7 +12,9 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& opt
   if (options.device == "cpu") return std::make_unique<cpu::CpuBackend>(options.threads);
   if (options.device == "cuda") {
 #if MLA_HAVE_CUDA
-    return std::make_unique<cuda::CudaBackend>("cuda:0");
+    absl::StatusOr<std::unique_ptr<cuda::CudaBackend>> backend = cuda::CudaBackend::Create(0);
+    if (!backend.ok()) return backend.status();
+    return std::unique_ptr<Backend>(std::move(*backend));
 #else
     return absl::UnavailableError("device cuda: this build has no CUDA backend (no nvcc found)");
 #endif

@@ -1,13 +1,49 @@
 #include "engine/runner/model_runner.h"
 
+#include <limits>
+#include <optional>
 #include <utility>
 
+#include "common/status_macros.h"
 #include "engine/backend/backend_factory.h"
 #include "engine/common/log.h"
-#include "common/status_macros.h"
 #include "engine/kv_cache/latent_cache.h"
+#include "engine/runner/memory_plan.h"
 
 namespace mla {
+
+namespace {
+
+// The cache's block count: from a fraction of the device's memory when the backend has
+// memory of its own and a fraction is set, else from the explicit byte budget.
+absl::StatusOr<int32_t> CacheBlocks(const RunnerOptions& options, const ModelConfig& config,
+                                    const CacheLayout& layout, const Backend& backend) {
+  const std::optional<DeviceMemoryStatus> device = backend.DeviceMemory();
+  if (options.device_memory_fraction <= 0.0 || !device) {
+    return LatentCache::BlocksForBudget(layout, options.kv_cache_bytes);
+  }
+  MLA_ASSIGN_OR_RETURN(
+      int64_t workspace,
+      EstimateWorkspaceBytes(config, {options.max_batch_tokens, options.max_batch_seqs, 1}));
+  MemoryPlanInput in;
+  in.total_bytes = device->total_bytes;
+  in.free_bytes = device->free_bytes;
+  in.weight_bytes = EstimateWeightBytes(config, WeightFormat::kBf16);
+  // The estimate counts bf16 activations; the backend seam keeps them in fp32.
+  in.workspace_bytes = 2 * workspace;
+  in.memory_fraction = options.device_memory_fraction;
+  in.bytes_per_block = layout.bytes_per_block();
+  MLA_ASSIGN_OR_RETURN(MemoryPlan plan, PlanDeviceMemory(in));
+  LogInfo("device memory plan: ", plan.num_blocks, " cache blocks (", plan.cache_bytes >> 20,
+          " MiB) of ", in.total_bytes >> 20, " MiB at fraction ", in.memory_fraction, "; weights ~",
+          in.weight_bytes >> 20, " MiB, workspace ~", in.workspace_bytes >> 20, " MiB");
+  if (plan.num_blocks > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError("the device memory plan exceeds 2^31 cache blocks");
+  }
+  return static_cast<int32_t>(plan.num_blocks);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const RunnerOptions& options) {
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
@@ -20,7 +56,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const RunnerOpt
   lc.block_size = options.block_size;
   lc.num_layers = config.num_hidden_layers;
   MLA_ASSIGN_OR_RETURN(CacheLayout layout, CacheLayout::Create(lc));
-  MLA_ASSIGN_OR_RETURN(int32_t blocks, LatentCache::BlocksForBudget(layout, options.kv_cache_bytes));
+  MLA_ASSIGN_OR_RETURN(int32_t blocks, CacheBlocks(options, config, layout, *backend));
   MLA_RETURN_IF_ERROR(backend->AllocateCache(layout, blocks));
   MLA_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(options.model_dir, config));
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<DeepseekModel> model,

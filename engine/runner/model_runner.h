@@ -24,6 +24,12 @@ struct RunnerOptions {
   std::string device = "cpu";  // See engine/backend/backend_factory.h.
   int threads = 0;             // CPU threads; 0 = all cores.
   int64_t kv_cache_bytes = int64_t{1} << 30;  // Latent cache budget, all layers.
+  // On a device with its own memory (the GPU), > 0 sizes the cache instead from this
+  // fraction of the device's memory (engine/runner/memory_plan.h), after the weights and
+  // the workspace for max_batch_tokens / max_batch_seqs.
+  double device_memory_fraction = 0.0;
+  int64_t max_batch_tokens = 512;
+  int64_t max_batch_seqs = 64;
   int block_size = kDefaultBlockSize;
   CacheDType cache_dtype = CacheDType::kBF16;
 };
@@ -58,6 +64,12 @@ class ModelRunner {
 
   const ModelConfig& config() const { return model_->config(); }
   const ModelWeights& weights() const { return model_->weights(); }
+  // Bytes of weights where the forward reads them: the device's copy on a GPU, the loaded
+  // checkpoint on the CPU (which reads it in place).
+  int64_t weight_bytes() const {
+    const int64_t on_device = backend_->Memory().weight_bytes;
+    return on_device > 0 ? on_device : model_->weights().bytes;
+  }
   const CacheLayout& cache_layout() const { return backend_->cache_layout(); }
   int32_t num_cache_blocks() const { return backend_->cache_num_blocks(); }
   // "cpu", "cuda:0" (GetModelInfo, metrics labels).

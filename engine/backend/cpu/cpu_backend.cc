@@ -9,8 +9,8 @@
 #include "engine/backend/cpu/cpu_features.h"
 #include "engine/backend/cpu/gemm.h"
 #include "engine/backend/cpu/pointwise.h"
+#include "engine/backend/host_sampling.h"
 #include "engine/kv_cache/cache_row.h"
-#include "engine/sampling/sampler.h"
 
 namespace mla::cpu {
 namespace {
@@ -328,27 +328,9 @@ void CpuBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows,
                         std::span<RowSample> out, Op op) {
   auto timer = profiler_.Time(op);
   for (size_t i = 0; i < rows.size(); ++i) {
-    const RowSampling& r = rows[i];
-    RowSample& s = out[i];
-    const std::span<const float> row(F32(logits) + r.row * logits.stride,
-                                     static_cast<size_t>(logits.cols));
-    if (r.score_token >= 0) {
-      s.token = r.score_token;
-    } else {
-      absl::StatusOr<int32_t> token = mla::Sample(row, *r.params, *r.rng);
-      if (!token.ok()) {
-        s.status = token.status();
-        continue;
-      }
-      s.token = *token;
-    }
-    if (r.top_logprobs >= 0) {
-      const std::vector<float> lp = LogSoftmax(row);
-      s.has_logprobs = true;
-      s.logprobs.token_id = s.token;
-      s.logprobs.logprob = lp[s.token];
-      s.logprobs.top = TopN(lp, r.top_logprobs);
-    }
+    SampleHostRow(std::span<const float>(F32(logits) + rows[i].row * logits.stride,
+                                         static_cast<size_t>(logits.cols)),
+                  rows[i], out[i]);
   }
 }
 

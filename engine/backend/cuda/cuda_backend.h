@@ -1,31 +1,63 @@
-// The CUDA implementation of the backend seam (engine/backend/backend.h). The kernels it
-// will call exist (kernels/, gemm_lt.h); wiring them in is the next step of the GPU
-// bring-up. Until then every entry point reports UNIMPLEMENTED naming the operation, so
-// --device=cuda fails at load with that message instead of computing anything wrong.
+// The CUDA implementation of the backend seam (engine/backend/backend.h).
+//
+// Memory: weights are uploaded once at load in their checkpoint dtype (bf16, or fp32 for
+// the small vectors; FP8 checkpoints arrive dequantized to bf16 by the loader, which halves
+// nothing but keeps one GEMM path — see docs/ARCHITECTURE.md), the paged latent cache is
+// one device allocation of [layers][blocks · block_size][L + R] bf16, activations are fp32
+// device buffers per slot, grown on demand and reused across steps.
+//
+// Work: everything is enqueued on one stream; the host waits only where it must read a
+// result (Download, Sample, the MoE expert counts, ProbeAttention). GEMMs convert their
+// fp32 input to bf16 and run on cuBLASLt with fp32 accumulation and output (fp32 weights go
+// through cuBLAS' SGEMM); attention runs the kernels of kernels/forward_f32.h; MoE routes
+// and permutes on the device and runs one GEMM triple per used expert. Sampling downloads
+// the requested logits rows and samples on the host with the CPU backend's sampler.
+//
+// Errors are sticky (backend.h): a failing launch or CUDA call records the first error,
+// naming the operation and layer, and TakeError() returns it.
 #ifndef MLA_ENGINE_BACKEND_CUDA_CUDA_BACKEND_H_
 #define MLA_ENGINE_BACKEND_CUDA_CUDA_BACKEND_H_
 
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/kernels/cuda_stream.h"
 
 namespace mla::cuda {
 
+class CublasHandle;
+class GemmLt;
+
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(std::string description) : description_(std::move(description)) {}
+  // Selects device `ordinal`, creates the stream and the cuBLAS / cuBLASLt handles.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(int ordinal);
+  ~CudaBackend() override;
 
-  std::string DeviceName() const override { return "cuda:0"; }
+  // Sets every cache byte to 0xff (a NaN in every bf16 element), so that a test sees any
+  // read of a slot that was never written.
+  absl::Status PoisonCacheWithNaN() { return cache_.Fill(0xff); }
+  // Steps whose every row is a decode row run the split-KV decode kernel (kernels/
+  // mla_decode.h) when the shapes allow (64-token blocks, L ≤ 512); off, every step runs
+  // the generic attention kernel. On by default; tests compare the two.
+  void set_split_kv_decode(bool on) { split_kv_decode_ = on; }
+
+  // "cuda:0 (NVIDIA H200)", as GetModelInfo.device documents it.
+  std::string DeviceName() const override { return name_; }
   std::string Describe() const override { return description_; }
   absl::StatusOr<Tensor> AddWeight(std::string_view name, const MatrixView& host) override;
   absl::Status AllocateCache(const CacheLayout& layout, int32_t num_blocks) override;
   const CacheLayout& cache_layout() const override { return *layout_; }
-  int32_t cache_num_blocks() const override { return 0; }
+  int32_t cache_num_blocks() const override { return num_blocks_; }
   absl::Status ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) override;
   absl::Status WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) override;
   Tensor Activation(int slot, int64_t rows, int64_t cols) override;
-  BackendMemory Memory() const override { return {}; }
+  BackendMemory Memory() const override;
+  std::optional<DeviceMemoryStatus> DeviceMemory() const override;
 
   void Upload(std::span<const float> host, Tensor dst, Op op) override;
   void Download(const Tensor& src, std::span<float> host, Op op) override;
@@ -42,9 +74,9 @@ class CudaBackend final : public Backend {
   void WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) override;
   void MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q, Tensor out,
                     Tensor lse, Op op) override;
-  void MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits,
-                  const Tensor& bias, std::span<const ExpertTensors> experts, const Tensor& x,
-                  Tensor out, Op op) override;
+  void MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits, const Tensor& bias,
+                  std::span<const ExpertTensors> experts, const Tensor& x, Tensor out,
+                  Op op) override;
   absl::StatusOr<AttentionSharpness> ProbeAttention(int layer, int64_t seq, int64_t num_keys,
                                                     const Tensor& q_row, int heads,
                                                     float softmax_scale, Op op) override;
@@ -53,12 +85,53 @@ class CudaBackend final : public Backend {
   absl::Status TakeError() override;
 
  private:
-  // Records UNIMPLEMENTED naming `what` (the first one of a step is reported).
-  void Unimplemented(std::string_view what);
+  CudaBackend(std::string name, std::string description);
 
+  // Records the first error (later ones are consequences), prefixed with the operation.
+  void Fail(const Op& op, absl::Status status);
+  // Grows `buffer` to at least `bytes` (contents lost on growth).
+  absl::Status Reserve(DeviceBuffer& buffer, size_t bytes);
+  // The base of layer `layer` in the cache (bf16 elements).
+  bf16_t* CacheLayer(int layer) const;
+  // y = x · wᵀ without the op's timer (MoeExperts reuses it per expert).
+  absl::Status GemmImpl(const Tensor& x, const Tensor& w, const Tensor& y);
+  absl::Status Sync();
+  // The split-KV decode of MlaAttention; false when the step or shapes do not allow it.
+  bool CanSplitKvDecode(int heads) const;
+  absl::Status SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
+                             const Tensor& out, const Tensor& lse);
+
+  std::string name_;
   std::string description_;
-  std::optional<CacheLayout> layout_;
+  int num_sms_ = 0;
+  bool split_kv_decode_ = true;
+  CudaStream stream_ = nullptr;
+  std::unique_ptr<CublasHandle> cublas_;
+  std::unique_ptr<GemmLt> lt_;
   absl::Status error_;
+
+  std::vector<DeviceBuffer> weights_;
+  int64_t weight_bytes_ = 0;
+  std::optional<CacheLayout> layout_;
+  DeviceBuffer cache_;
+  int32_t num_blocks_ = 0;
+  std::vector<DeviceBuffer> activations_;  // By slot.
+
+  // The current step on the device (BeginStep) and its host description.
+  const StepBatch* step_ = nullptr;
+  std::vector<int32_t> row_seq_;
+  DeviceBuffer block_table_, seq_lens_, q_pos0_, cu_seqlens_q_, row_seq_dev_, slots_, tokens_;
+  bool decode_only_ = false;  // Every sequence of the step has one row.
+  // The split-KV plan of the step (planned at its first attention, reused by every layer).
+  int64_t step_number_ = 0, planned_step_ = -1;
+  int planned_heads_ = 0;
+  int32_t plan_parts_ = 0, plan_partial_slots_ = 0;
+  DeviceBuffer plan_parts_dev_, plan_splits_dev_, q_bf16_, out_bf16_, partial_out_, partial_lse_;
+  // Scratch: the GEMM's bf16 input, MoE routing and expert rows, probe sums.
+  DeviceBuffer gemm_in_, expert_ids_, expert_weights_, counts_, offsets_, sorted_pairs_, pair_rows_,
+      permuted_, expert_out_, expert_gate_, expert_up_, probe_stats_;
+  std::vector<int32_t> offsets_host_;
+  std::vector<float> logits_host_;
 };
 
 }  // namespace mla::cuda

@@ -120,16 +120,18 @@ TEST(ModelRunnerCreateTest, UnknownDeviceIsNamed) {
   EXPECT_NE(s.message().find("tpu"), std::string::npos) << s;
 }
 
-// Without a CUDA build the factory says so; with one, the CUDA backend's stubs refuse at
-// load naming what is missing. Either way nothing runs on the wrong device.
-TEST(ModelRunnerCreateTest, CudaIsRefusedClearlyUntilItsForwardExists) {
+// With a usable GPU the runner serves on it and names it; without one (no CUDA build, no
+// driver, no device) it refuses with UNAVAILABLE saying why, never falling back silently.
+TEST(ModelRunnerCreateTest, CudaRunsOnADeviceOrIsRefusedClearly) {
   RunnerOptions o = TinyOptions();
   o.device = "cuda";
-  const absl::Status s = ModelRunner::Create(o).status();
-  EXPECT_TRUE(s.code() == absl::StatusCode::kUnimplemented ||
-              s.code() == absl::StatusCode::kUnavailable)
-      << s;
-  EXPECT_NE(s.message().find("CUDA"), std::string::npos) << s;
+  absl::StatusOr<std::unique_ptr<ModelRunner>> runner = ModelRunner::Create(o);
+  if (runner.ok()) {
+    EXPECT_EQ((*runner)->device().rfind("cuda:", 0), 0u) << (*runner)->device();
+    return;
+  }
+  EXPECT_EQ(runner.status().code(), absl::StatusCode::kUnavailable) << runner.status();
+  EXPECT_NE(runner.status().message().find("CUDA"), std::string::npos) << runner.status();
 }
 
 TEST(ModelRunnerCreateTest, CacheBudgetBelowOneBlockIsRefused) {

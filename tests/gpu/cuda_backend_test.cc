@@ -1,0 +1,367 @@
+// CudaBackend against the CPU backend and the transformers goldens: the attention
+// operation on random paged caches, and the whole forward pass of both tiny models (all
+// positions, chunked prefill, batches). Skips without a usable CUDA device.
+//
+// Tolerance, derived from a measurement rather than guessed: the device GEMMs round their
+// fp32 inputs to bf16 (cuBLASLt bf16 × bf16 with fp32 accumulation), exactly what the CPU's
+// opt-in AVX512_BF16 GEMM does. Measured on the CPU with that rounding (docs/BENCHMARKS.md,
+// "Numerics"), the logits rows against the bf16-kv goldens reached 1 − cosine of 5e-6 to
+// 3.9e-3, typically 1e-5 to 2e-5, with every greedy token unchanged. We allow 1 − cosine ≤
+// 1e-2 per row (2.5× the worst measured) and a median ≤ 1e-4 (5× the typical), and require
+// greedy tokens to agree wherever the CPU's top-2 margin exceeds 0.05 logits. A wrong head
+// offset, RoPE pairing or causal limit moves rows by tens of percent.
+//
+// Chunking, batching and block placement change only summation order and cuBLASLt's choice
+// of algorithm (per m), which bf16 rounding can amplify by an ulp: 1 − cosine ≤ 1e-3.
+#include "engine/backend/cuda/cuda_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/kv_cache/block_pool.h"
+#include "engine/model/deepseek_model.h"
+#include "tests/engine/model/golden_util.h"
+#include "tests/gpu/cuda_test_util.h"
+
+namespace mla {
+namespace {
+
+using cuda::CudaBackend;
+
+struct RowStats {
+  std::vector<double> one_minus_cosine;
+  double Median() {
+    if (one_minus_cosine.empty()) return 0.0;
+    std::vector<double> v = one_minus_cosine;
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  }
+};
+
+// 1 − cosine of every row; fails on the first row beyond `max_one_minus_cosine`.
+void CompareRows(const std::vector<float>& got, const std::vector<float>& want, int vocab,
+                 double max_one_minus_cosine, const std::string& what, RowStats* stats) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t r = 0; r * vocab < got.size(); ++r) {
+    double dot = 0, gg = 0, ww = 0;
+    for (int i = 0; i < vocab; ++i) {
+      const double g = got[r * vocab + i], w = want[r * vocab + i];
+      dot += g * w;
+      gg += g * g;
+      ww += w * w;
+    }
+    const double d = 1.0 - dot / std::sqrt(gg * ww);
+    ASSERT_TRUE(std::isfinite(d)) << what << " row " << r;
+    ASSERT_LE(d, max_one_minus_cosine) << what << " row " << r;
+    if (stats != nullptr) stats->one_minus_cosine.push_back(d);
+  }
+}
+
+std::unique_ptr<CudaBackend> MakeCuda() {
+  absl::StatusOr<std::unique_ptr<CudaBackend>> be = CudaBackend::Create(0);
+  EXPECT_TRUE(be.ok()) << be.status();
+  return be.ok() ? std::move(*be) : nullptr;
+}
+
+// --- The attention operation on random data --------------------------------------------
+
+struct AttnCase {
+  int heads, latent, rope, block_size;
+  std::vector<int> cached;    // Tokens already in the cache per sequence.
+  std::vector<int> new_rows;  // Rows of this step per sequence.
+};
+
+// Runs one WriteCache + MlaAttention step on `be` and returns out and lse.
+void RunAttention(Backend& be, const AttnCase& c, const StepBatch& step,
+                  const std::vector<float>& latent, const std::vector<float>& k_pe,
+                  const std::vector<float>& q, std::vector<float>* out, std::vector<float>* lse) {
+  const int64_t t = step.num_tokens, width = c.latent + c.rope;
+  be.BeginStep(step);
+  const Tensor lat = be.Activation(0, t, c.latent), kpe = be.Activation(1, t, c.rope);
+  const Tensor qt = be.Activation(2, t, c.heads * width);
+  const Tensor o = be.Activation(3, t, int64_t{c.heads} * c.latent);
+  const Tensor l = be.Activation(4, t, c.heads);
+  be.Upload(latent, lat, {"up"});
+  be.Upload(k_pe, kpe, {"up"});
+  be.Upload(q, qt, {"up"});
+  be.WriteCache(0, lat, kpe, {"write"});
+  be.MlaAttention(0, c.heads, 0.125f, qt, o, l, {"attn"});
+  out->resize(static_cast<size_t>(o.rows * o.cols));
+  lse->resize(static_cast<size_t>(l.rows * l.cols));
+  be.Download(o, *out, {"down"});
+  be.Download(l, *lse, {"down"});
+  ASSERT_TRUE(be.TakeError().ok());
+}
+
+TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
+  MLA_SKIP_WITHOUT_CUDA();
+  const std::vector<AttnCase> cases = {
+      {3, 64, 16, 16, {0, 16, 33}, {1, 1, 1}},  // Decode at block boundaries.
+      {2, 96, 32, 8, {0, 7, 20}, {9, 1, 17}},   // Prefill chunks over cached prefixes.
+      {16, 512, 64, 64, {0, 130}, {70, 1}},     // DeepSeek shapes.
+      {1, 32, 2, 4, {5}, {1}},                  // Tiny blocks, one head.
+      // Decode only with 64-token blocks: the split-KV decode kernel's step, lengths 1, 64,
+      // 65 and 201 (block boundaries, a sequence long enough to be split).
+      {16, 512, 64, 64, {0, 63, 64, 200}, {1, 1, 1, 1}},
+      {128, 512, 64, 64, {0, 130}, {1, 1}},
+  };
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const AttnCase& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "heads " << c.heads << " L " << c.latent);
+    const int num_blocks = 96;
+    auto layout = CacheLayout::Create({CacheDType::kBF16, c.latent, c.rope, c.block_size, 1});
+    ASSERT_TRUE(layout.ok());
+    cpu::CpuBackend cpu_be(2);
+    std::unique_ptr<CudaBackend> gpu = MakeCuda(), generic = MakeCuda();
+    ASSERT_NE(gpu, nullptr);
+    ASSERT_NE(generic, nullptr);
+    generic->set_split_kv_decode(false);
+    ASSERT_TRUE(generic->AllocateCache(*layout, num_blocks).ok());
+    ASSERT_TRUE(generic->PoisonCacheWithNaN().ok());
+    ASSERT_TRUE(cpu_be.AllocateCache(*layout, num_blocks).ok());
+    ASSERT_TRUE(gpu->AllocateCache(*layout, num_blocks).ok());
+    cpu_be.latent_cache()->PoisonWithNaN();
+    ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
+    // Shuffled block ids, so that a kernel assuming the identity mapping fails.
+    std::vector<int32_t> free_blocks(num_blocks);
+    std::iota(free_blocks.begin(), free_blocks.end(), 0);
+    std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
+    // Step 1 writes every sequence's cached prefix; step 2 its new rows.
+    const size_t batch = c.cached.size();
+    std::vector<std::vector<int32_t>> tables(batch);
+    int64_t max_blocks = 0;
+    for (size_t s = 0; s < batch; ++s) {
+      const int total = c.cached[s] + c.new_rows[s];
+      for (int b = 0; b * c.block_size < total; ++b) {
+        tables[s].push_back(free_blocks.back());
+        free_blocks.pop_back();
+      }
+      max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(tables[s].size()));
+    }
+    for (int phase = 0; phase < 2; ++phase) {
+      StepBatch step;
+      step.max_blocks = max_blocks;
+      step.cu_seqlens_q.push_back(0);
+      for (size_t s = 0; s < batch; ++s) {
+        const int first = phase == 0 ? 0 : c.cached[s];
+        const int rows = phase == 0 ? c.cached[s] : c.new_rows[s];
+        if (rows == 0) continue;
+        std::vector<int32_t> row = tables[s];
+        row.resize(static_cast<size_t>(max_blocks), 0);
+        step.block_table.insert(step.block_table.end(), row.begin(), row.end());
+        step.seq_lens.push_back(first + rows);
+        step.q_pos0.push_back(first);
+        step.cu_seqlens_q.push_back(step.cu_seqlens_q.back() + rows);
+        for (int i = 0; i < rows; ++i) {
+          const int pos = first + i;
+          step.slots.push_back(int64_t{tables[s][pos / c.block_size]} * c.block_size +
+                               pos % c.block_size);
+        }
+        ++step.batch;
+      }
+      step.num_tokens = static_cast<int64_t>(step.slots.size());
+      if (step.num_tokens == 0) continue;
+      const int64_t t = step.num_tokens;
+      std::vector<float> latent(t * c.latent), k_pe(t * c.rope),
+          q(t * c.heads * (c.latent + c.rope));
+      for (auto* v : {&latent, &k_pe, &q}) {
+        for (float& x : *v) x = normal(rng);
+      }
+      std::vector<float> out_cpu, lse_cpu, out_gpu, lse_gpu, out_gen, lse_gen;
+      RunAttention(cpu_be, c, step, latent, k_pe, q, &out_cpu, &lse_cpu);
+      RunAttention(*gpu, c, step, latent, k_pe, q, &out_gpu, &lse_gpu);
+      RunAttention(*generic, c, step, latent, k_pe, q, &out_gen, &lse_gen);
+      // The generic kernel is fp32 throughout: summation order only. The split-KV kernel
+      // takes q in bf16 and stores out in bf16: a score moves by about
+      // sqrt(L + R) · E|q·k| · 2^-9 · scale ≈ 2e-3 here and out by 2^-9 of its size, so
+      // 1e-2 absolute + relative is 3-5x headroom while a wrong key or head moves outputs
+      // by O(1).
+      const bool split =
+          phase == 1 && c.block_size == 64 &&
+          std::all_of(c.new_rows.begin(), c.new_rows.end(), [](int r) { return r == 1; });
+      const float tol = split ? 1e-2f : 1e-4f;
+      for (size_t i = 0; i < out_cpu.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(out_gpu[i])) << "out " << i;
+        ASSERT_NEAR(out_gpu[i], out_cpu[i], tol + tol * std::fabs(out_cpu[i])) << "out " << i;
+        ASSERT_NEAR(out_gen[i], out_cpu[i], 1e-4f + 1e-4f * std::fabs(out_cpu[i])) << "out " << i;
+      }
+      for (size_t i = 0; i < lse_cpu.size(); ++i) {
+        ASSERT_NEAR(lse_gpu[i], lse_cpu[i], tol + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
+        ASSERT_NEAR(lse_gen[i], lse_cpu[i], 1e-4f + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
+      }
+    }
+  }
+}
+
+// --- The whole model --------------------------------------------------------------------
+
+class CudaModelTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    MLA_SKIP_WITHOUT_CUDA();
+    gpu_ = MakeCuda();
+    ASSERT_NE(gpu_, nullptr);
+    const std::string dir = std::string(MLA_MODELS_DIR) + "/" + GetParam();
+    auto gpu_model = DeepseekModel::Load(dir, gpu_.get());
+    ASSERT_TRUE(gpu_model.ok()) << gpu_model.status();
+    gpu_model_ = std::move(*gpu_model);
+    auto cpu_model = DeepseekModel::Load(dir, &cpu_);
+    ASSERT_TRUE(cpu_model.ok()) << cpu_model.status();
+    cpu_model_ = std::move(*cpu_model);
+    goldens_ = LoadGoldens(GetParam() + ".bf16-kv.safetensors");
+    ASSERT_FALSE(goldens_.empty());
+  }
+
+  // NaN-poisoned caches on both backends; 16-token blocks unless said (64 lets decode
+  // steps take the split-KV kernel).
+  void ResetCaches(int block_size = 16) {
+    block_size_ = block_size;
+    const ModelConfig& c = gpu_model_->config();
+    auto layout = CacheLayout::Create(
+        {CacheDType::kBF16, c.kv_lora_rank, c.qk_rope_head_dim, block_size, c.num_hidden_layers});
+    ASSERT_TRUE(layout.ok());
+    ASSERT_TRUE(gpu_->AllocateCache(*layout, 256).ok());
+    ASSERT_TRUE(gpu_->PoisonCacheWithNaN().ok());
+    ASSERT_TRUE(cpu_.AllocateCache(*layout, 256).ok());
+    cpu_.latent_cache()->PoisonWithNaN();
+    pool_ = std::make_unique<BlockPool>(256);
+  }
+
+  // Reserved in reverse order, so that the table is not the identity mapping.
+  BlockTable MakeTable(int64_t tokens) {
+    BlockTable scratch(block_size_), table(block_size_);
+    EXPECT_TRUE(scratch.Append(tokens, *pool_).ok());
+    EXPECT_TRUE(table.Append(tokens, *pool_).ok());
+    EXPECT_TRUE(scratch.Release(*pool_).ok());
+    return table;
+  }
+
+  std::vector<float> Run(DeepseekModel& model, std::span<const SequenceChunk> chunks) {
+    auto logits = model.ForwardToHost(chunks);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    return logits.ok() ? std::move(*logits) : std::vector<float>();
+  }
+
+  int vocab() const { return gpu_model_->config().vocab_size; }
+
+  int block_size_ = 16;
+  cpu::CpuBackend cpu_{2};
+  std::unique_ptr<CudaBackend> gpu_;
+  std::unique_ptr<DeepseekModel> gpu_model_, cpu_model_;
+  std::unique_ptr<BlockPool> pool_;
+  std::vector<Golden> goldens_;
+};
+
+TEST_P(CudaModelTest, AllPositionsMatchCpuAndGoldens) {
+  RowStats vs_golden, vs_cpu;
+  for (const Golden& g : goldens_) {
+    ResetCaches();
+    const int64_t T = static_cast<int64_t>(g.prompt.size());
+    BlockTable table = MakeTable(T);
+    SequenceChunk chunk{g.prompt, 0, &table, true};
+    const std::vector<float> gpu = Run(*gpu_model_, {&chunk, 1});
+    const std::vector<float> cpu = Run(*cpu_model_, {&chunk, 1});
+    CompareRows(gpu, g.logits, vocab(), 1e-2, "vs golden T=" + std::to_string(T), &vs_golden);
+    CompareRows(gpu, cpu, vocab(), 1e-2, "vs cpu T=" + std::to_string(T), &vs_cpu);
+    for (int64_t r = 0; r < T; ++r) {
+      const float* c = cpu.data() + r * vocab();
+      std::vector<int> idx(vocab());
+      std::iota(idx.begin(), idx.end(), 0);
+      std::partial_sort(idx.begin(), idx.begin() + 2, idx.end(),
+                        [&](int a, int b) { return c[a] > c[b]; });
+      if (c[idx[0]] - c[idx[1]] <= 0.05f) continue;
+      const float* d = gpu.data() + r * vocab();
+      EXPECT_EQ(std::max_element(d, d + vocab()) - d, idx[0]) << "greedy row " << r;
+    }
+  }
+  std::printf("[ %s ] 1 - cosine per row: median %.3g vs goldens, %.3g vs cpu (%zu rows)\n",
+              GetParam().c_str(), vs_golden.Median(), vs_cpu.Median(),
+              vs_cpu.one_minus_cosine.size());
+  EXPECT_LE(vs_golden.Median(), 1e-4);
+  EXPECT_LE(vs_cpu.Median(), 1e-4);
+}
+
+// Prefill, then the goldens' greedy tokens one decode step at a time with 64-token blocks:
+// every decode step runs the split-KV kernel.
+TEST_P(CudaModelTest, SplitKvDecodeStepsMatchGoldens) {
+  for (const Golden& g : goldens_) {
+    ResetCaches(64);
+    const int64_t T = static_cast<int64_t>(g.prompt.size());
+    const int64_t G = static_cast<int64_t>(g.greedy.size());
+    BlockTable table = MakeTable(T + G);
+    SequenceChunk chunk{g.prompt, 0, &table, false};
+    std::vector<float> last = Run(*gpu_model_, {&chunk, 1});
+    for (int64_t s = 0; s < G; ++s) {
+      const std::vector<float> want(g.greedy_logits.begin() + s * vocab(),
+                                    g.greedy_logits.begin() + (s + 1) * vocab());
+      CompareRows(last, want, vocab(), 1e-2, "decode step " + std::to_string(s), nullptr);
+      SequenceChunk step{std::span<const int32_t>(&g.greedy[s], 1), T + s, &table, false};
+      last = Run(*gpu_model_, {&step, 1});
+    }
+  }
+}
+
+TEST_P(CudaModelTest, ChunkedPrefillEqualsWholePrefill) {
+  for (const Golden& g : goldens_) {
+    const int64_t T = static_cast<int64_t>(g.prompt.size());
+    ResetCaches();
+    BlockTable whole_table = MakeTable(T);
+    SequenceChunk whole{g.prompt, 0, &whole_table, true};
+    const std::vector<float> want = Run(*gpu_model_, {&whole, 1});
+    for (int chunk_size : {1, 7, 64}) {
+      if (chunk_size >= T && T > 1) continue;
+      ResetCaches();
+      BlockTable table = MakeTable(T);
+      std::vector<float> got;
+      for (int64_t start = 0; start < T; start += chunk_size) {
+        const int64_t m = std::min<int64_t>(chunk_size, T - start);
+        SequenceChunk c{std::span<const int32_t>(g.prompt.data() + start, m), start, &table, true};
+        const std::vector<float> part = Run(*gpu_model_, {&c, 1});
+        got.insert(got.end(), part.begin(), part.end());
+      }
+      CompareRows(got, want, vocab(), 1e-3,
+                  "chunk " + std::to_string(chunk_size) + " T=" + std::to_string(T), nullptr);
+    }
+  }
+}
+
+TEST_P(CudaModelTest, BatchEqualsSoloRuns) {
+  ResetCaches();
+  std::vector<BlockTable> tables;
+  tables.reserve(goldens_.size());
+  std::vector<SequenceChunk> chunks;
+  for (const Golden& g : goldens_) tables.push_back(MakeTable(g.prompt.size()));
+  for (size_t i = 0; i < goldens_.size(); ++i)
+    chunks.push_back({goldens_[i].prompt, 0, &tables[i], true});
+  const std::vector<float> batch = Run(*gpu_model_, chunks);
+  int64_t row = 0;
+  for (size_t i = 0; i < goldens_.size(); ++i) {
+    const int64_t T = static_cast<int64_t>(goldens_[i].prompt.size());
+    ResetCaches();
+    BlockTable table = MakeTable(T);
+    SequenceChunk solo{goldens_[i].prompt, 0, &table, true};
+    const std::vector<float> want = Run(*gpu_model_, {&solo, 1});
+    const std::vector<float> got(batch.begin() + row * vocab(),
+                                 batch.begin() + (row + T) * vocab());
+    CompareRows(got, want, vocab(), 1e-3, "prompt " + std::to_string(i), nullptr);
+    row += T;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyModels, CudaModelTest, ::testing::Values("tiny-v2-lite", "tiny-v3"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace mla
