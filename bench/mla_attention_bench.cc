@@ -2,14 +2,15 @@
 // a roofline measured in the same run. Usage: mla_attention_bench [--threads=N]
 //
 // Each call reads the whole latent cache of one sequence: (L + R)·2 = 1,152 bytes per
-// cached token, shared by all heads, and does 2·(L+R) + 2·L = 2,176 FLOPs per head and
-// token. Successive calls use disjoint blocks of a 151 MB cache pool, so the cache comes
-// from DRAM as it does when 60 layers take turns, not from L3.
+// cached token (656 with --fp8, DeepSeek's FP8 layout), shared by all heads, and does 2·(L+R) + 2·L
+// = 2,176 FLOPs per head and token. Successive calls use disjoint blocks of a 151 MB cache pool, so
+// the cache comes from DRAM as it does when 60 layers take turns, not from L3.
 //
 // Flags: --threads=N (default: all), --heads=1,16,128 and --contexts=4096,32768,131072
 // select the shapes; --hot reuses one region for every call (the cache then comes from L3
 // when it fits there: the kernel's own speed, not the machine's); --huge_pages asks for
-// transparent huge pages for the cache pool (madvise).
+// transparent huge pages for the cache pool (madvise); --fp8 stores the cache in the FP8
+// layout (engine/kv_cache/cache_row.h), which the kernel dequantizes as it reads.
 #include <sys/mman.h>
 
 #include <cmath>
@@ -21,11 +22,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/types/span.h"
 #include "bench/roofline.h"
 #include "engine/backend/cpu/mla_attention.h"
 #include "engine/backend/cpu/mla_attention_reference.h"
 #include "engine/backend/cpu/thread_pool.h"
+#include "engine/kv_cache/cache_row.h"
 
 namespace mla::bench {
 namespace {
@@ -37,11 +38,11 @@ constexpr int kBlockSize = 64;
 constexpr int kMaxContext = 131072;
 constexpr int kPoolBlocks = kMaxContext / kBlockSize;
 constexpr double kFlopsPerHeadToken = 2.0 * kWidth + 2.0 * kLatent;
-constexpr double kBytesPerToken = kWidth * 2.0;
 
 struct Bench {
-  AlignedBuffer cache_storage;
-  absl::Span<bf16_t> cache;
+  CacheDType dtype = CacheDType::kBF16;
+  int64_t row_bytes = 0;  // one cached token, CacheRowBytes(dtype, L, R)
+  AlignedBuffer cache;
   std::vector<int32_t> blocks;  // a shuffled permutation of the pool
   cpu::ThreadPool* pool;
   cpu::MlaAttentionWorkspace workspace;
@@ -62,6 +63,7 @@ absl::Status Decode(Bench& b, int heads, int context, int region, const float* q
   p.num_blocks = kPoolBlocks;
   p.max_blocks_per_seq = context / kBlockSize;
   p.softmax_scale = 1.0f / std::sqrt(192.0f);
+  p.kv_dtype = b.dtype;
   p.kv_cache = b.cache.data();
   p.block_table = b.blocks.data() + static_cast<size_t>(region) * p.max_blocks_per_seq;
   p.seq_lens = &seq_len;
@@ -119,26 +121,34 @@ std::vector<int> ParseList(const char* text) {
 }
 
 int Run(int threads, const std::vector<int>& head_counts, const std::vector<int>& contexts,
-        bool hot, bool huge_pages) {
+        bool hot, bool huge_pages, CacheDType dtype) {
   cpu::ThreadPool pool(threads);
   RooflineProbe probe(pool);
   PrintMachine(probe.Measure(), pool.num_threads());
 
   Bench b;
   b.pool = &pool;
-  const size_t cache_values = static_cast<size_t>(kPoolBlocks) * kBlockSize * kWidth;
-  b.cache_storage = AlignedBuffer(cache_values * sizeof(bf16_t));
-  b.cache = absl::Span<bf16_t>(b.cache_storage.as<bf16_t>(), cache_values);
+  b.dtype = dtype;
+  b.row_bytes = CacheRowBytes(dtype, kLatent, kRope);
+  const size_t rows = static_cast<size_t>(kPoolBlocks) * kBlockSize;
+  b.cache = AlignedBuffer(rows * b.row_bytes);
   // Transparent huge pages (where the kernel grants them on request): fewer TLB misses
   // while streaming the cache.
-  if (huge_pages) madvise(b.cache.data(), cache_values * sizeof(bf16_t), MADV_HUGEPAGE);
+  if (huge_pages) madvise(b.cache.data(), rows * b.row_bytes, MADV_HUGEPAGE);
   uint32_t state = 12345;
-  for (bf16_t& v : b.cache) {  // xorshift: values in [-1, 1), fast to fill 151 MB
-    state ^= state << 13;
-    state ^= state >> 17;
-    state ^= state << 5;
-    v = FloatToBf16(static_cast<float>(state) * (2.0f / 4294967296.0f) - 1.0f);
+  float row[kWidth];
+  for (size_t r = 0; r < rows; ++r) {  // xorshift: values in [-1, 1), fast to fill 151 MB
+    for (float& v : row) {
+      state ^= state << 13;
+      state ^= state >> 17;
+      state ^= state << 5;
+      v = static_cast<float>(state) * (2.0f / 4294967296.0f) - 1.0f;
+    }
+    EncodeCacheRow(dtype, kLatent, kRope, row, row + kLatent,
+                   b.cache.as<uint8_t>() + r * b.row_bytes);
   }
+  std::printf("cache: %s, %lld bytes per token\n", CacheDTypeName(dtype),
+              static_cast<long long>(b.row_bytes));
   b.blocks.resize(kPoolBlocks);
   std::iota(b.blocks.begin(), b.blocks.end(), 0);
   std::shuffle(b.blocks.begin(), b.blocks.end(), std::mt19937(7));
@@ -167,7 +177,7 @@ int Run(int threads, const std::vector<int>& head_counts, const std::vector<int>
           },
           pool.num_threads(), 3, 2000, 1.0);
       const double flops = kFlopsPerHeadToken * heads * context;
-      const double bytes = kBytesPerToken * context;
+      const double bytes = static_cast<double>(b.row_bytes) * context;
       const double intensity = flops / bytes;
       const double bound = std::min(roofline.read_gbps * intensity, roofline.peak_gflops);
       const double gflops = flops / t.best_s / 1e9;
@@ -196,6 +206,7 @@ int main(int argc, char** argv) {
   std::vector<int> contexts = {4096, 32768, 131072};
   bool hot = false;
   bool huge_pages = false;
+  mla::CacheDType dtype = mla::CacheDType::kBF16;
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--threads=", 10) == 0) {
       threads = std::atoi(argv[i] + 10);
@@ -205,15 +216,17 @@ int main(int argc, char** argv) {
       hot = true;
     } else if (std::strcmp(argv[i], "--huge_pages") == 0) {
       huge_pages = true;
+    } else if (std::strcmp(argv[i], "--fp8") == 0) {
+      dtype = mla::CacheDType::kFp8E4M3;
     } else if (std::strncmp(argv[i], "--contexts=", 11) == 0) {
       contexts = mla::bench::ParseList(argv[i] + 11);
     } else {
       std::fprintf(stderr,
                    "usage: %s [--threads=N] [--heads=1,16,128] "
-                   "[--contexts=4096,32768,131072] [--hot] [--huge_pages]\n",
+                   "[--contexts=4096,32768,131072] [--hot] [--huge_pages] [--fp8]\n",
                    argv[0]);
       return 2;
     }
   }
-  return mla::bench::Run(threads, heads, contexts, hot, huge_pages);
+  return mla::bench::Run(threads, heads, contexts, hot, huge_pages, dtype);
 }

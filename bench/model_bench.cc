@@ -3,7 +3,7 @@
 //
 //   mla_model_bench --model_dir=DIR [--contexts=512,4096,16384] [--decode_tokens=32]
 //                   [--threads=0] [--prefill_chunk=512] [--json=FILE] [--breakdown]
-//                   [--isas=avx2,avx512_bf16]
+//                   [--isas=avx2,avx512_bf16] [--kv_cache_dtype=bf16|fp8]
 //
 // For each context N: a fresh paged cache sized for N + decode_tokens (block size 64), a
 // random prompt (fixed seed), prefill in chunks of --prefill_chunk tokens with logits for
@@ -43,6 +43,7 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cpu/cpu_features.h"
 #include "engine/kv_cache/block_pool.h"
+#include "engine/kv_cache/cache_row.h"
 #include "engine/kv_cache/latent_cache.h"
 #include "engine/model/deepseek_model.h"
 
@@ -58,6 +59,7 @@ ABSL_FLAG(bool, fill_cache, false,
           "Skip prefill: fill the cache with random latents and time decode only");
 ABSL_FLAG(std::vector<std::string>, isas, {},
           "Kernel variants to compare (e.g. avx2,avx512_bf16); empty: the library's choice");
+ABSL_FLAG(std::string, kv_cache_dtype, "bf16", "Latent cache layout: bf16 or fp8");
 ABSL_FLAG(bool, roofline, true, "Measure read bandwidth and FMA peak first (a few seconds)");
 
 namespace mla::bench {
@@ -149,9 +151,11 @@ struct SequenceCache {
 
 absl::StatusOr<SequenceCache> MakeSequenceCache(cpu::CpuBackend& backend, const ModelConfig& c,
                                                 int64_t tokens) {
+  MLA_ASSIGN_OR_RETURN(const CacheDType dtype,
+                       ParseCacheDType(absl::GetFlag(FLAGS_kv_cache_dtype)));
   MLA_ASSIGN_OR_RETURN(CacheLayout layout,
-                       CacheLayout::Create({CacheDType::kBF16, c.kv_lora_rank, c.qk_rope_head_dim,
-                                            kBlockSize, c.num_hidden_layers}));
+                       CacheLayout::Create({dtype, c.kv_lora_rank, c.qk_rope_head_dim, kBlockSize,
+                                            c.num_hidden_layers}));
   const int32_t blocks = static_cast<int32_t>(layout.BlocksForTokens(tokens));
   MLA_RETURN_IF_ERROR(backend.AllocateCache(layout, blocks));
   SequenceCache s{backend.latent_cache(), std::make_unique<BlockPool>(blocks),
@@ -263,7 +267,10 @@ struct Costs {
 
   Costs(const ModelConfig& c, const ModelWeights& w) : active(CountActiveBytes(c, w)) {
     const double elem = static_cast<double>(DTypeSize(w.dtype));
-    kv_bytes_per_token = int64_t{2} * c.latent_dim() * c.num_hidden_layers;
+    const absl::StatusOr<CacheDType> dtype = ParseCacheDType(absl::GetFlag(FLAGS_kv_cache_dtype));
+    kv_bytes_per_token =
+        CacheRowBytes(dtype.ok() ? *dtype : CacheDType::kBF16, c.kv_lora_rank, c.qk_rope_head_dim) *
+        c.num_hidden_layers;
     linear_flops = 2.0 * (active.total() - active.lm_head) / elem;
     lm_head_flops = 2.0 * active.lm_head / elem;
     // Absorbed attention: a (L + R)-wide score and an L-wide weighted sum per head.

@@ -52,6 +52,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   ro.threads = options.threads;
   ro.kv_cache_bytes = options.kv_cache_bytes;
   ro.block_size = options.block_size;
+  ro.cache_dtype = options.cache_dtype;
   ro.device_memory_fraction = options.device_memory_fraction;
   ro.max_batch_tokens = options.max_batch_tokens;
   ro.max_batch_seqs = options.max_running;
@@ -98,9 +99,12 @@ Engine::Engine(const EngineOptions& options, std::unique_ptr<ModelRunner> runner
                                  options.enable_prefix_caching}),
       scheduler_({options.max_batch_tokens, options.max_running, options.starvation_steps},
                  &blocks_) {
+  OpenDiskTier();
   {
     absl::MutexLock lock(&mu_);
     load_.cache = blocks_.stats();
+    load_.cache_dtype = info_.cache_dtype;
+    load_.kv_bytes_per_token = info_.kv_bytes_per_token;
   }
   loop_ = std::thread([this] { Loop(); });
 }

@@ -18,6 +18,7 @@
 #include "engine/engine_info.h"
 #include "engine/engine_observer.h"
 #include "engine/kv_cache/block_manager.h"
+#include "engine/kv_cache/disk_tier.h"
 #include "engine/request.h"
 #include "engine/runner/model_runner.h"
 #include "engine/scheduler/scheduler.h"
@@ -31,6 +32,9 @@ struct EngineOptions {
   // On a GPU: the share of its memory for weights, workspace and cache (RunnerOptions).
   double device_memory_fraction = 0.0;
   int block_size = 64;                        // Tokens per cache block.
+  // The latent cache's element layout: bf16, or DeepSeek's FP8 layout (656 instead of
+  // 1,152 bytes per token and layer; accuracy cost measured in docs/LONG_CONTEXT.md).
+  CacheDType cache_dtype = CacheDType::kBF16;
   int64_t max_batch_tokens = 512;             // Tokens per forward step (prefill chunking).
   int max_running = 64;                       // Sequences in a step.
   int max_waiting = 1024;                     // Queued requests before RESOURCE_EXHAUSTED.
@@ -43,6 +47,11 @@ struct EngineOptions {
   // Requests asking for attention_stats are probed at every token whatever this says.
   int attention_probe_every = 0;
   int attention_probe_max_rows = 4;
+  // Disk tier of the prefix cache (engine/kv_cache/disk_tier.h): full prefix blocks are
+  // written under this directory (empty = off) within kv_disk_bytes, and a request whose
+  // prefix the pool lacks loads them from there before its prefill.
+  std::string kv_disk_dir;
+  int64_t kv_disk_bytes = int64_t{16} << 30;
   // Receives step and request statistics (metrics); may be null. Must outlive the engine.
   EngineObserver* observer = nullptr;
 };
@@ -53,6 +62,11 @@ struct EngineLoad {
   CacheStats cache;  // Blocks, bytes, prefix-cache counters, evictions, preemptions.
   int64_t workspace_bytes = 0;  // Activation buffers the forward pass holds.
   int64_t attention_probed_rows = 0;  // Rows probed by attention telemetry so far.
+  DiskTierStats disk;                 // Disk tier figures (all zero when it is off).
+  bool disk_enabled = false;          // A tier was configured and is not disabled.
+  int64_t disk_hit_tokens = 0;        // Prompt tokens loaded from the tier.
+  std::string cache_dtype;            // CacheDTypeName of the cache layout.
+  int64_t kv_bytes_per_token = 0;     // All layers.
 };
 
 class Engine {
@@ -90,6 +104,13 @@ class Engine {
   void Loop();
   void Step();  // One scheduling + forward step.
   void TakeIncoming();
+  // Disk tier (engine_tier.cc): opens it; loads the blocks of `seq`'s prompt that the
+  // pool lacks and the tier holds into the pool as cached blocks (so that admission
+  // counts them as cached tokens); queues newly committed blocks for writing.
+  void OpenDiskTier();
+  void LoadFromDiskTier(const Sequence& seq);
+  void SaveToDiskTier(const Sequence& seq,
+                      const std::vector<BlockManager::CommittedBlock>& committed);
   CacheStats CacheStatsNow() const;  // Block manager's stats plus the scheduler's preemptions.
   void ApplyAborts();
   // The step contract's second half: everything after the forward pass — prompt
@@ -125,6 +146,9 @@ class Engine {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   EngineLoad load_ ABSL_GUARDED_BY(mu_);  // Published after every step.
   int64_t steps_ = 0;  // Loop thread only.
+  std::unique_ptr<DiskTier> disk_tier_;  // Null when off. Used by the loop thread.
+  std::atomic<int64_t> disk_hit_tokens_{0};
+  std::vector<BlockManager::CommittedBlock> committed_;  // Loop thread scratch.
   std::thread loop_;
 };
 

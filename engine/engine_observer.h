@@ -45,6 +45,9 @@ class EngineObserver {
   virtual void OnRequestFinished(const RequestStats& request) {}
   // One probed row of one layer (attention telemetry; only when it is on).
   virtual void OnAttentionProbe(const AttentionSharpness& probe) {}
+  // Blocks of a prompt loaded from the disk tier before its prefill: `tokens` tokens in
+  // `seconds` (reads, checks and copies into the cache).
+  virtual void OnDiskTierLoad(int64_t tokens, double seconds) {}
 };
 
 }  // namespace mla

@@ -41,7 +41,10 @@ void Engine::TakeIncoming() {
     absl::MutexLock lock(&mu_);
     incoming.swap(incoming_);
   }
-  for (auto& seq : incoming) scheduler_.Add(std::move(seq));
+  for (auto& seq : incoming) {
+    LoadFromDiskTier(*seq);
+    scheduler_.Add(std::move(seq));
+  }
 }
 
 void Engine::ApplyAborts() {
@@ -93,6 +96,11 @@ void Engine::Step() {
   load_.cache = CacheStatsNow();
   load_.workspace_bytes = runner_->workspace_bytes();
   load_.attention_probed_rows = runner_->probed_rows();
+  if (disk_tier_) {
+    load_.disk = disk_tier_->stats();
+    load_.disk_enabled = !load_.disk.disabled;
+    load_.disk_hit_tokens = disk_hit_tokens_.load(std::memory_order_relaxed);
+  }
   idle_ = scheduler_.empty();
 }
 
@@ -172,7 +180,10 @@ void Engine::UpdateFromOutput(const std::vector<ScheduledChunk>& batch,
       seq.prompt_logprobs_upto = owners[k].prompt_pos;
     }
     seq.num_computed += batch[i].num_tokens;
-    blocks_.CommitFullBlocks(seq.table, seq.tokens, seq.num_computed, seq.request.cache_salt);
+    committed_.clear();
+    blocks_.CommitFullBlocks(seq.table, seq.tokens, seq.num_computed, seq.request.cache_salt,
+                             disk_tier_ ? &committed_ : nullptr);
+    SaveToDiskTier(seq, committed_);
     if (k < owners.size() && owners[k].chunk == i) EmitToken(seq, output.samples[k++]);
   }
 }

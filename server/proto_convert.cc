@@ -93,6 +93,14 @@ void FillLoad(const EngineLoad& load, v1::Load* out) {
   out->set_kv_bytes_total(load.cache.bytes_total);
   out->set_kv_bytes_used(load.cache.bytes_used);
   out->set_kv_blocks_cached_free(load.cache.blocks_cached_free);
+  out->set_kv_cache_dtype(load.cache_dtype);
+  out->set_kv_bytes_per_token(load.kv_bytes_per_token);
+  out->set_kv_disk_enabled(load.disk_enabled);
+  out->set_kv_disk_blocks(load.disk.blocks);
+  out->set_kv_disk_bytes(load.disk.bytes);
+  out->set_kv_disk_hit_tokens(load.disk_hit_tokens);
+  out->set_kv_disk_write_failures(load.disk.write_failures);
+  out->set_kv_disk_corrupt_skipped(load.disk.corrupt_skipped);
 }
 
 absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& request,

@@ -57,6 +57,17 @@ ABSL_FLAG(double, gpu_memory_fraction, 0.9,
           "On --device=cuda: the share of the GPU's memory for weights, workspace and the "
           "latent cache, which takes what is left (0 = size the cache by --kv_cache_mib)");
 ABSL_FLAG(int, block_size, 64, "Tokens per KV cache block");
+ABSL_FLAG(std::string, kv_cache_dtype, "bf16",
+          "Latent KV cache element layout: bf16 (1,152 bytes per token and layer for "
+          "DeepSeek) or fp8 (DeepSeek's layout: e4m3 latent with a scale per 128 values, "
+          "bf16 RoPE key; 656 bytes, so about 1.75x the tokens per GiB, at an accuracy cost)");
+ABSL_FLAG(std::string, kv_disk_dir, "",
+          "Disk tier of the prefix cache: full prefix blocks are kept as files here (written "
+          "in the background) and loaded instead of recomputed after eviction or a restart; "
+          "empty = off. Needs --enable_prefix_caching");
+ABSL_FLAG(double, kv_disk_gib, 16,
+          "Size budget of --kv_disk_dir in GiB (least recently used blocks are deleted "
+          "beyond it)");
 ABSL_FLAG(int64_t, max_batch_tokens, 512,
           "Tokens per engine step; long prompts are prefilled in chunks of this size");
 ABSL_FLAG(int, max_running, 64, "Most sequences batched in one engine step");
@@ -215,6 +226,16 @@ int Run() {
 
   auto device = ChooseDevice(absl::GetFlag(FLAGS_device));
   if (!device.ok()) return Fail(device.status());
+  const absl::StatusOr<CacheDType> cache_dtype =
+      ParseCacheDType(absl::GetFlag(FLAGS_kv_cache_dtype));
+  if (!cache_dtype.ok()) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--kv_cache_dtype: ", cache_dtype.status().message())));
+  }
+  if (!(absl::GetFlag(FLAGS_kv_disk_gib) > 0)) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--kv_disk_gib must be positive, got ", absl::GetFlag(FLAGS_kv_disk_gib))));
+  }
   LogInfo("device: ", device->description, " (", device->reason, ")");
   if (const double f = absl::GetFlag(FLAGS_gpu_memory_fraction); !(f >= 0.0 && f <= 1.0)) {
     return Fail(absl::InvalidArgumentError("--gpu_memory_fraction must be in [0, 1]"));
@@ -279,6 +300,9 @@ int Run() {
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
   options.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_mib) << 20;
   options.block_size = absl::GetFlag(FLAGS_block_size);
+  options.cache_dtype = *cache_dtype;
+  options.kv_disk_dir = absl::GetFlag(FLAGS_kv_disk_dir);
+  options.kv_disk_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_kv_disk_gib) * (1 << 30));
   options.device_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
   options.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   options.max_running = absl::GetFlag(FLAGS_max_running);

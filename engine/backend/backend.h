@@ -119,6 +119,11 @@ class Backend {
   virtual absl::Status AllocateCache(const CacheLayout& layout, int32_t num_blocks) = 0;
   virtual const CacheLayout& cache_layout() const = 0;
   virtual int32_t cache_num_blocks() const = 0;
+  // Copies cache block `block`, every layer, to or from host bytes (the disk tier of the
+  // prefix cache): cache_layout().bytes_per_block() bytes, layer 0's block first.
+  // INVALID_ARGUMENT for a block out of range or a size that differs.
+  virtual absl::Status ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) = 0;
+  virtual absl::Status WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) = 0;
   // Activation `slot` (a number the model chooses) as an fp32 [rows, cols] tensor. The
   // buffer grows when needed and is reused across steps; its contents are undefined.
   virtual Tensor Activation(int slot, int64_t rows, int64_t cols) = 0;

@@ -1,5 +1,6 @@
-// bfloat16 <-> float conversion. bf16 is the upper half of an IEEE float32; conversion
-// to bf16 rounds to nearest even and keeps NaN a NaN.
+// bfloat16 <-> float conversion (and the half and FP8 E4M3 conversions beside it). bf16 is
+// the upper half of an IEEE float32; conversion to bf16 rounds to nearest even and keeps
+// NaN a NaN.
 #ifndef MLA_ENGINE_COMMON_BF16_H_
 #define MLA_ENGINE_COMMON_BF16_H_
 
@@ -71,6 +72,30 @@ inline float Fp8E4M3ToFloat(uint8_t v) {
   float f;
   std::memcpy(&f, &bits, sizeof(f));
   return f;
+}
+
+// Float to FP8 E4M3 ("fn": max 448, no infinities): round to nearest even, saturating at
+// ±448 (±inf included) rather than producing the NaN code, which a cache that quantizes
+// to a chosen scale must never store by accident. NaN stays NaN (0x7f, sign kept).
+inline uint8_t FloatToFp8E4M3(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  const uint32_t abs_bits = bits & 0x7fffffffu;
+  if (abs_bits > 0x7f800000u) return sign | 0x7fu;
+  if (abs_bits >= 0x43e00000u) return sign | 0x7eu;  // >= 448 (2^8 · 1.75)
+  if (abs_bits < 0x3c800000u) {                      // < 2^-6: subnormal, steps of 2^-9
+    float a;
+    std::memcpy(&a, &abs_bits, sizeof(a));
+    // a · 512 < 8 is exact; adding 2^23 rounds it to an integer, to nearest even.
+    const float r = (a * 512.0f + 8388608.0f) - 8388608.0f;
+    return sign | static_cast<uint8_t>(r);  // 8 is the smallest normal, 0x08: exact
+  }
+  // Normal: keep 3 of the 23 mantissa bits, rounding to nearest even; a carry moves into
+  // the exponent, which is what rounding up to the next binade means.
+  const uint32_t rounded = abs_bits + 0x7ffffu + ((abs_bits >> 20) & 1u);
+  const uint32_t code = (rounded >> 20) - ((127u - 7u) << 3);
+  return sign | static_cast<uint8_t>(code > 0x7eu ? 0x7eu : code);
 }
 
 }  // namespace mla

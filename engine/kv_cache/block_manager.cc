@@ -199,7 +199,8 @@ void BlockManager::Register(int32_t block, uint64_t hash, uint64_t parent_conten
 }
 
 void BlockManager::CommitFullBlocks(const BlockTable& table, std::span<const int32_t> tokens,
-                                    int64_t num_computed, absl::string_view salt) {
+                                    int64_t num_computed, absl::string_view salt,
+                                    std::vector<CommittedBlock>* committed) {
   if (!enable_prefix_caching_ || table.block_size() != block_size_) return;
   const int64_t computed =
       std::min({num_computed, static_cast<int64_t>(tokens.size()), table.num_tokens()});
@@ -216,11 +217,52 @@ void BlockManager::CommitFullBlocks(const BlockTable& table, std::span<const int
   for (; i < full; ++i) {
     const std::span<const int32_t> chunk = tokens.subspan(i * block_size_, block_size_);
     if (!pool_.Meta(ids[i]).has_hash) {
-      Register(ids[i], hash_fn_(parent_hash, salt, chunk), parent_id, salt, chunk);
+      const uint64_t hash = hash_fn_(parent_hash, salt, chunk);
+      Register(ids[i], hash, parent_id, salt, chunk);
+      if (committed != nullptr) committed->push_back({i, ids[i], parent_hash, hash});
     }
     parent_hash = pool_.Meta(ids[i]).hash;
     parent_id = pool_.Meta(ids[i]).content_id;
   }
+}
+
+std::vector<BlockManager::CommittedBlock> BlockManager::BlocksAfterCachedPrefix(
+    std::span<const int32_t> tokens, absl::string_view salt) const {
+  std::vector<CommittedBlock> missing;
+  if (!enable_prefix_caching_ || tokens.empty()) return missing;
+  const PrefixMatch match = FindCachedPrefix(tokens, salt);
+  const int64_t max_blocks = static_cast<int64_t>(tokens.size() - 1) / block_size_;
+  int64_t i = static_cast<int64_t>(match.blocks.size());
+  uint64_t parent_hash = i > 0 ? pool_.Meta(match.blocks.back()).hash : kRootBlockHash;
+  for (; i < max_blocks; ++i) {
+    const uint64_t hash = hash_fn_(parent_hash, salt, tokens.subspan(i * block_size_, block_size_));
+    missing.push_back({i, -1, parent_hash, hash});
+    parent_hash = hash;
+  }
+  return missing;
+}
+
+absl::StatusOr<int32_t> BlockManager::AddCachedBlock(std::span<const int32_t> tokens,
+                                                     absl::string_view salt, int64_t index) {
+  const PrefixMatch match = FindCachedPrefix(tokens, salt);
+  if (!enable_prefix_caching_ || static_cast<int64_t>(match.blocks.size()) != index ||
+      (index + 1) * block_size_ > static_cast<int64_t>(tokens.size())) {
+    return absl::FailedPreconditionError(absl::StrCat("KV cache: block ", index,
+                                                      " cannot follow a cached prefix of ",
+                                                      match.blocks.size(), " blocks"));
+  }
+  // Keep the prefix out of the eviction that the allocation may do.
+  MLA_RETURN_IF_ERROR(pool_.Acquire(match.blocks));
+  absl::StatusOr<std::vector<int32_t>> fresh = AllocateFresh(1);
+  MLA_RETURN_IF_ERROR(pool_.Free(std::vector<int32_t>(match.blocks.rbegin(), match.blocks.rend())));
+  MLA_RETURN_IF_ERROR(fresh.status());
+  const int32_t block = fresh->front();
+  const uint64_t parent_hash = index > 0 ? pool_.Meta(match.blocks.back()).hash : kRootBlockHash;
+  const uint64_t parent_id = index > 0 ? pool_.Meta(match.blocks.back()).content_id : 0;
+  const std::span<const int32_t> chunk = tokens.subspan(index * block_size_, block_size_);
+  Register(block, hash_fn_(parent_hash, salt, chunk), parent_id, salt, chunk);
+  MLA_RETURN_IF_ERROR(pool_.Free(std::span<const int32_t>(&block, 1)));
+  return block;
 }
 
 absl::Status BlockManager::Release(BlockTable& table) {

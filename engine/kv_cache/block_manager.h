@@ -129,13 +129,39 @@ class BlockManager {
   // are shared and must not be overwritten.
   absl::Status Truncate(BlockTable& table, int64_t num_tokens);
 
+  // A full block that CommitFullBlocks registered: its place in the sequence (block
+  // `index` holds tokens [index·B, (index+1)·B)), its id and the chain's hashes.
+  struct CommittedBlock {
+    int64_t index = 0;
+    int32_t block = -1;
+    uint64_t parent_hash = 0;
+    uint64_t hash = 0;
+  };
+
   // After a step wrote tokens [0, num_computed) of `tokens` into the table's blocks:
   // registers every block that is now full and computed and not yet registered, so that
   // later sequences can share it. `tokens` and `salt` must be those the table was
   // allocated for; num_computed is clamped to the table's tokens. A block already
-  // registered keeps its identity. No-op when prefix caching is disabled.
+  // registered keeps its identity. No-op when prefix caching is disabled. When
+  // `committed` is given, the blocks registered by this call are appended to it (the
+  // disk tier saves them).
   void CommitFullBlocks(const BlockTable& table, std::span<const int32_t> tokens,
-                        int64_t num_computed, absl::string_view salt);
+                        int64_t num_computed, absl::string_view salt,
+                        std::vector<CommittedBlock>* committed = nullptr);
+
+  // Disk tier support. The full blocks of `tokens` that a later Allocate could share
+  // (capped as CachedPrefixTokens is) but the pool lacks, from the first block after
+  // the cached prefix, with the hashes a tier keys them by.
+  std::vector<CommittedBlock> BlocksAfterCachedPrefix(std::span<const int32_t> tokens,
+                                                      absl::string_view salt) const;
+  // Allocates a block for block `index` of `tokens` and registers it as cached free, as if
+  // a finished sequence had computed it: the next Allocate of these tokens shares it. The
+  // blocks before it must be cached (BlocksAfterCachedPrefix's first entry, then the one
+  // after it, ...). The caller fills its storage before the next forward step.
+  // RESOURCE_EXHAUSTED when no block is allocatable, FAILED_PRECONDITION when the chain
+  // before `index` is not cached.
+  absl::StatusOr<int32_t> AddCachedBlock(std::span<const int32_t> tokens, absl::string_view salt,
+                                         int64_t index);
 
   // Drops the table's references (last block first); the table is empty afterwards,
   // also on error (the pool refused an id it did not hand out).

@@ -1,5 +1,7 @@
 #include "engine/kv_cache/cache_layout.h"
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -13,6 +15,13 @@ const char* CacheDTypeName(CacheDType dtype) {
       return "fp8_e4m3";
   }
   return "?";
+}
+
+absl::StatusOr<CacheDType> ParseCacheDType(std::string_view name) {
+  if (name == "bf16") return CacheDType::kBF16;
+  if (name == "fp8" || name == "fp8_e4m3") return CacheDType::kFp8E4M3;
+  return absl::InvalidArgumentError(absl::StrCat("KV cache dtype \"", std::string(name),
+                                                 "\" is not one of bf16, fp8 (fp8_e4m3)"));
 }
 
 absl::StatusOr<CacheLayout> CacheLayout::Create(const CacheLayoutConfig& config) {
@@ -40,13 +49,8 @@ absl::StatusOr<CacheLayout> CacheLayout::Create(const CacheLayoutConfig& config)
       layout.rope_offset_ = latent * 2;
       break;
     case CacheDType::kFp8E4M3:
-      if (latent % kFp8ScaleGroup != 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("KV cache layout: the fp8 cache needs latent_dim to be a multiple of ",
-                         kFp8ScaleGroup, ", got ", latent));
-      }
       layout.scale_offset_ = latent;
-      layout.rope_offset_ = latent + latent / kFp8ScaleGroup * 4;
+      layout.rope_offset_ = latent + Fp8ScaleGroups(latent) * 4;
       break;
   }
   layout.token_bytes_ = layout.rope_offset_ + rope * 2;  // k_pe is bf16 in both layouts.

@@ -3,13 +3,15 @@
 //
 // One token of one layer occupies a fixed-size slot:
 //   kBF16:    [latent L × bf16][k_pe R × bf16]                          (L + R) · 2 bytes
-//   kFp8E4M3: [latent L × fp8 e4m3][L/128 × fp32 scales][k_pe R × bf16] L + L/32 + 2R bytes
+//   kFp8E4M3: [latent L × fp8 e4m3][⌈L/128⌉ × fp32 scales][k_pe R × bf16]
+//             L + 4⌈L/128⌉ + 2R bytes (the last scale group is shorter when 128 ∤ L)
 // Per layer the storage is [num_blocks, block_size, slot]; a block holds block_size
 // consecutive tokens of one sequence in every layer.
 #ifndef MLA_ENGINE_KV_CACHE_CACHE_LAYOUT_H_
 #define MLA_ENGINE_KV_CACHE_CACHE_LAYOUT_H_
 
 #include <cstdint>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 
@@ -18,16 +20,24 @@ namespace mla {
 // How one cached token is stored.
 enum class CacheDType {
   kBF16,
-  // FlashMLA's FP8 layout: 512 + 16 + 128 = 656 bytes per token and layer for DeepSeek.
-  // The layout arithmetic is implemented; storage and kernels are not yet.
+  // DeepSeek's FP8 layout: 512 + 16 + 128 = 656 bytes per token and layer for DeepSeek
+  // (engine/kv_cache/cache_row.h: the quantization).
   kFp8E4M3,
 };
 
+// "bf16" or "fp8_e4m3".
 const char* CacheDTypeName(CacheDType dtype);
+// "bf16", or "fp8" / "fp8_e4m3"; INVALID_ARGUMENT naming the accepted values otherwise.
+absl::StatusOr<CacheDType> ParseCacheDType(std::string_view name);
 
 inline constexpr int kDefaultBlockSize = 64;  // FlashMLA's block size.
-// Latent values covered by one fp32 scale in the FP8 layout.
+// Latent values covered by one fp32 scale in the FP8 layout (the last group of a latent
+// that is not a multiple of it covers the rest).
 inline constexpr int kFp8ScaleGroup = 128;
+// Scale groups of a latent of `latent_dim` values.
+inline constexpr int64_t Fp8ScaleGroups(int64_t latent_dim) {
+  return (latent_dim + kFp8ScaleGroup - 1) / kFp8ScaleGroup;
+}
 
 struct CacheLayoutConfig {
   CacheDType dtype = CacheDType::kBF16;
@@ -39,8 +49,7 @@ struct CacheLayoutConfig {
 
 class CacheLayout {
  public:
-  // Checks the shape: positive dims and layers, block_size in [1, 65536], and for FP8 a
-  // latent_dim that is a multiple of kFp8ScaleGroup.
+  // Checks the shape: positive dims and layers, block_size in [1, 65536].
   static absl::StatusOr<CacheLayout> Create(const CacheLayoutConfig& config);
 
   CacheDType dtype() const { return config_.dtype; }

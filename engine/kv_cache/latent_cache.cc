@@ -5,13 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "engine/kv_cache/cache_row.h"
 
 namespace mla {
-namespace {
-
-constexpr bf16_t kBf16QuietNaN = 0x7fc0;
-
-}  // namespace
 
 absl::StatusOr<int32_t> LatentCache::BlocksForBudget(const CacheLayout& layout,
                                                      int64_t budget_bytes) {
@@ -34,10 +30,6 @@ absl::StatusOr<LatentCache> LatentCache::CreateWithBudget(const CacheLayout& lay
 
 absl::StatusOr<LatentCache> LatentCache::CreateWithBlocks(const CacheLayout& layout,
                                                           int32_t num_blocks) {
-  if (layout.dtype() != CacheDType::kBF16) {
-    return absl::UnimplementedError(absl::StrCat("KV cache dtype ", CacheDTypeName(layout.dtype()),
-                                                 " is not supported by the host cache yet"));
-  }
   if (num_blocks <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV cache needs at least one block, got ", num_blocks));
@@ -60,9 +52,7 @@ size_t LatentCache::bytes() const {
 }
 
 void LatentCache::PoisonWithNaN() {
-  for (AlignedBuffer& b : layers_) {
-    std::fill_n(b.as<bf16_t>(), b.size() / sizeof(bf16_t), kBf16QuietNaN);
-  }
+  for (AlignedBuffer& b : layers_) std::fill_n(b.as<uint8_t>(), b.size(), kCacheNaNByte);
 }
 
 absl::Status LatentCache::CheckAccess(int layer, const BlockTable& table, int64_t first_pos,
@@ -102,17 +92,13 @@ absl::Status LatentCache::WriteTokens(int layer, const BlockTable& table, int64_
                                       const float* k_pe, int64_t k_pe_stride) {
   MLA_RETURN_IF_ERROR(
       CheckAccess(layer, table, first_pos, n, latent, latent_stride, k_pe, k_pe_stride));
-  const int64_t lat = layout_.latent_dim();
-  const int64_t rope = layout_.rope_dim();
-  const int64_t row = lat + rope;
-  bf16_t* base = LayerData(layer);
+  const int64_t row = layout_.bytes_per_token_per_layer();
+  uint8_t* base = LayerBytes(layer);
   for (int64_t i = 0; i < n; ++i) {
     const BlockTable::Slot slot = table.SlotOf(first_pos + i);
-    bf16_t* dst = base + (int64_t{slot.block} * layout_.block_size() + slot.offset) * row;
-    const float* src_lat = latent + i * latent_stride;
-    const float* src_pe = k_pe + i * k_pe_stride;
-    for (int64_t j = 0; j < lat; ++j) dst[j] = FloatToBf16(src_lat[j]);
-    for (int64_t j = 0; j < rope; ++j) dst[lat + j] = FloatToBf16(src_pe[j]);
+    EncodeCacheRow(layout_.dtype(), layout_.latent_dim(), layout_.rope_dim(),
+                   latent + i * latent_stride, k_pe + i * k_pe_stride,
+                   base + (int64_t{slot.block} * layout_.block_size() + slot.offset) * row);
   }
   return absl::OkStatus();
 }
@@ -122,17 +108,13 @@ absl::Status LatentCache::ReadTokens(int layer, const BlockTable& table, int64_t
                                      int64_t k_pe_stride) const {
   MLA_RETURN_IF_ERROR(
       CheckAccess(layer, table, first_pos, n, latent, latent_stride, k_pe, k_pe_stride));
-  const int64_t lat = layout_.latent_dim();
-  const int64_t rope = layout_.rope_dim();
-  const int64_t row = lat + rope;
-  const bf16_t* base = LayerData(layer);
+  const int64_t row = layout_.bytes_per_token_per_layer();
+  const uint8_t* base = LayerBytes(layer);
   for (int64_t i = 0; i < n; ++i) {
     const BlockTable::Slot slot = table.SlotOf(first_pos + i);
-    const bf16_t* src = base + (int64_t{slot.block} * layout_.block_size() + slot.offset) * row;
-    float* dst_lat = latent + i * latent_stride;
-    float* dst_pe = k_pe + i * k_pe_stride;
-    for (int64_t j = 0; j < lat; ++j) dst_lat[j] = Bf16ToFloat(src[j]);
-    for (int64_t j = 0; j < rope; ++j) dst_pe[j] = Bf16ToFloat(src[lat + j]);
+    DecodeCacheRow(layout_.dtype(), layout_.latent_dim(), layout_.rope_dim(),
+                   base + (int64_t{slot.block} * layout_.block_size() + slot.offset) * row,
+                   latent + i * latent_stride, k_pe + i * k_pe_stride);
   }
   return absl::OkStatus();
 }

@@ -1,6 +1,7 @@
 // Storage of the latent KV cache in host memory: per layer one 64-byte aligned buffer
-// laid out as [num_blocks, block_size, L + R] bf16 (FlashMLA's paged layout: latent c_kv
-// then k_pe in each token slot). One buffer per layer, not one for all, so that each
+// laid out as [num_blocks, block_size, token row] (FlashMLA's paged layout), each token
+// row in the CacheLayout's element layout (cache_row.h: bf16 c then k_pe, or DeepSeek's
+// FP8 layout). One buffer per layer, not one for all, so that each
 // layer's base is what a kernel takes as its `kv_cache` pointer and no single allocation
 // has to cover the whole budget.
 //
@@ -30,8 +31,7 @@ class LatentCache {
   // Allocates BlocksForBudget(layout, budget_bytes) blocks.
   static absl::StatusOr<LatentCache> CreateWithBudget(const CacheLayout& layout,
                                                       int64_t budget_bytes);
-  // Allocates `num_blocks` (> 0) blocks. Only CacheDType::kBF16 is stored so far
-  // (UNIMPLEMENTED otherwise). Contents start uninitialized.
+  // Allocates `num_blocks` (> 0) blocks of either dtype. Contents start uninitialized.
   static absl::StatusOr<LatentCache> CreateWithBlocks(const CacheLayout& layout,
                                                       int32_t num_blocks);
 
@@ -43,28 +43,32 @@ class LatentCache {
   // Bytes of storage, all layers.
   size_t bytes() const;
 
-  // Base of layer `layer`: bf16 [num_blocks, block_size, L + R]. Token slot (block b,
-  // offset o) starts at element (b * block_size + o) * (L + R); k_pe at + L.
+  // Base of layer `layer`: [num_blocks, block_size, bytes_per_token_per_layer] bytes.
+  // Token slot (block b, offset o) starts at byte (b * block_size + o) * row bytes.
   // Requires 0 <= layer < num_layers.
+  uint8_t* LayerBytes(int layer) { return layers_[layer].as<uint8_t>(); }
+  const uint8_t* LayerBytes(int layer) const { return layers_[layer].as<uint8_t>(); }
+  // The same base as bf16 [num_blocks, block_size, L + R] elements (kBF16 layouts only):
+  // k_pe at element + L of each row.
   bf16_t* LayerData(int layer) { return layers_[layer].as<bf16_t>(); }
   const bf16_t* LayerData(int layer) const { return layers_[layer].as<bf16_t>(); }
 
-  // Stores tokens first_pos .. first_pos + n - 1 of the sequence in `table`, converting
-  // fp32 to bf16 (round to nearest even). latent: [n, L] with row stride latent_stride;
-  // k_pe: [n, R] with row stride k_pe_stride (in floats). The positions must already have
-  // blocks (first_pos + n <= table.capacity()); otherwise OUT_OF_RANGE and nothing is
-  // written. n == 0 is a no-op.
+  // Stores tokens first_pos .. first_pos + n - 1 of the sequence in `table`, encoding
+  // fp32 into the layout (EncodeCacheRow: bf16 round to nearest even, or fp8 groups). latent: [n,
+  // L] with row stride latent_stride; k_pe: [n, R] with row stride k_pe_stride (in floats). The
+  // positions must already have blocks (first_pos + n <= table.capacity()); otherwise OUT_OF_RANGE
+  // and nothing is written. n == 0 is a no-op.
   absl::Status WriteTokens(int layer, const BlockTable& table, int64_t first_pos, int64_t n,
                            const float* latent, int64_t latent_stride, const float* k_pe,
                            int64_t k_pe_stride);
 
-  // The inverse of WriteTokens (bf16 → fp32), for reference kernels and tests.
+  // The inverse of WriteTokens (the dequantized values), for reference kernels and tests.
   absl::Status ReadTokens(int layer, const BlockTable& table, int64_t first_pos, int64_t n,
                           float* latent, int64_t latent_stride, float* k_pe,
                           int64_t k_pe_stride) const;
 
-  // Fills every element of storage with a quiet bf16 NaN, so that a kernel reading a slot
-  // that was never written produces NaN (tests use this to prove no read past the end).
+  // Fills every element of storage with a NaN (kCacheNaNByte), so that a kernel reading a
+  // slot that was never written produces NaN (tests use this to prove no read past the end).
   void PoisonWithNaN();
 
  private:

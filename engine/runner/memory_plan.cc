@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/kv_cache/cache_row.h"
 
 namespace mla {
 namespace {
@@ -132,8 +133,9 @@ int64_t EstimateWeightBytes(const ModelConfig& config, WeightFormat format) {
   return Tally(config, format).bytes();
 }
 
-int64_t LatentCacheBlockBytes(const ModelConfig& config, int block_size, int bytes_per_value) {
-  return int64_t{config.num_hidden_layers} * block_size * config.latent_dim() * bytes_per_value;
+int64_t LatentCacheBlockBytes(const ModelConfig& config, int block_size, CacheDType dtype) {
+  return int64_t{config.num_hidden_layers} * block_size *
+         CacheRowBytes(dtype, config.kv_lora_rank, config.qk_rope_head_dim);
 }
 
 absl::StatusOr<int64_t> EstimateWorkspaceBytes(const ModelConfig& c, const WorkspaceShape& s) {

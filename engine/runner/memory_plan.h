@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "engine/kv_cache/cache_layout.h"
 #include "engine/model/config.h"
 
 namespace mla {
@@ -52,9 +53,10 @@ int64_t CountModelParams(const ModelConfig& config);
 // Device bytes of the weights in `format`.
 int64_t EstimateWeightBytes(const ModelConfig& config, WeightFormat format);
 
-// One latent cache block on the device: every layer's block_size × (kv_lora_rank + rope)
-// values of `bytes_per_value` bytes (2 for bf16).
-int64_t LatentCacheBlockBytes(const ModelConfig& config, int block_size, int bytes_per_value = 2);
+// One latent cache block on the device: every layer's block_size token rows in `dtype`'s
+// layout ((kv_lora_rank + rope) × 2 bytes in bf16, 656 per DeepSeek row in fp8).
+int64_t LatentCacheBlockBytes(const ModelConfig& config, int block_size,
+                              CacheDType dtype = CacheDType::kBF16);
 
 struct WorkspaceShape {
   int64_t max_batch_tokens = 0;  // rows of one forward pass (prefill chunks + decode)

@@ -72,6 +72,34 @@ void AppendCacheFamilies(const EngineInfo& info, const CacheStats& c,
   for (const Scalar& s : scalars) out.push_back(Single(s.name, s.help, s.type, s.value));
 }
 
+// The prefix cache's disk tier (--kv_disk_dir); all zero when it is off.
+void AppendDiskTierFamilies(const EngineLoad& load, std::vector<MetricFamily>& out) {
+  const DiskTierStats& d = load.disk;
+  const auto v = [](int64_t x) { return static_cast<double>(x); };
+  out.push_back(Gauge("mla_kv_disk_tier_enabled",
+                      "1 while the disk tier is configured and working, 0 when off or disabled "
+                      "by a write failure",
+                      load.disk_enabled ? 1 : 0));
+  out.push_back(
+      Gauge("mla_kv_disk_tier_blocks", "Blocks held by the disk tier (blocks)", v(d.blocks)));
+  out.push_back(
+      Gauge("mla_kv_disk_tier_bytes", "Bytes of the disk tier's files (bytes)", v(d.bytes)));
+  out.push_back(Single("mla_kv_disk_tier_hit_tokens_total",
+                       "Prompt tokens loaded from the disk tier instead of computed (tokens)",
+                       MetricType::kCounter, v(load.disk_hit_tokens)));
+  out.push_back(Single("mla_kv_disk_tier_writes_total", "Block files written (blocks)",
+                       MetricType::kCounter, v(d.writes)));
+  out.push_back(Single("mla_kv_disk_tier_write_failures_total",
+                       "Block writes that failed; the first disables the tier (writes)",
+                       MetricType::kCounter, v(d.write_failures)));
+  out.push_back(Single("mla_kv_disk_tier_corrupt_skipped_total",
+                       "Block files found torn, truncated or altered, deleted unread (files)",
+                       MetricType::kCounter, v(d.corrupt_skipped)));
+  out.push_back(Single("mla_kv_disk_tier_evictions_total",
+                       "Block files deleted to stay within --kv_disk_gib (files)",
+                       MetricType::kCounter, v(d.evicted)));
+}
+
 void AppendInfoFamilies(const EngineInfo& info, const EngineLoad& load,
                         std::vector<MetricFamily>& out) {
   MetricFamily memory =
@@ -109,6 +137,7 @@ void AppendEngineFamilies(const EngineInfo& info, const EngineLoad& load,
   out.push_back(Gauge("mla_requests_waiting", "Requests queued for admission",
                       static_cast<double>(load.waiting)));
   AppendCacheFamilies(info, load.cache, out);
+  AppendDiskTierFamilies(load, out);
   AppendInfoFamilies(info, load, out);
   // vLLM's names, which Kubernetes' Gateway API inference extension reads. Prometheus
   // reserves ':' for recording rules, but these exact names are what gateways look for.

@@ -130,6 +130,9 @@ void ServingMetrics::RegisterHistograms(MetricsRegistry& r) {
        TokenCountBuckets()},
       {&output_len_, "mla_request_generation_tokens",
        "Generated tokens per finished request (tokens)", TokenCountBuckets()},
+      {&disk_load_, "mla_kv_disk_tier_load_seconds",
+       "Loading a prompt's prefix blocks from the disk tier into the cache (seconds)",
+       StepTimeBuckets()},
       {&step_time_, "mla_engine_step_duration_seconds",
        "One engine step: scheduling, forward pass, sampling (seconds)", StepTimeBuckets()},
       {&step_tokens_, "mla_engine_step_tokens",
@@ -140,6 +143,8 @@ void ServingMetrics::RegisterHistograms(MetricsRegistry& r) {
   for (const Spec& spec : specs)
     *spec.slot = &r.AddHistogram(spec.name, spec.help, spec.buckets).Get();
 }
+
+void ServingMetrics::OnDiskTierLoad(int64_t, double seconds) { disk_load_->Observe(seconds); }
 
 void ServingMetrics::OnStep(const StepStats& step) {
   prefill_tokens_->Increment(static_cast<double>(step.prefill_tokens));

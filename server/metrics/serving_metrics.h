@@ -42,6 +42,7 @@ class ServingMetrics final : public EngineObserver {
   void OnInterTokenLatency(double seconds) override;
   void OnRequestFinished(const RequestStats& request) override;
   void OnAttentionProbe(const AttentionSharpness& probe) override { attention_.Record(probe); }
+  void OnDiskTierLoad(int64_t tokens, double seconds) override;
 
   // One finished gRPC call, by service ("mla.v1.Inference"), method ("Generate") and
   // status code. Takes the RPC family's lock to find the series (once per call, never per
@@ -74,6 +75,7 @@ class ServingMetrics final : public EngineObserver {
   Histogram* prompt_len_;
   Histogram* output_len_;
   Histogram* step_time_;
+  Histogram* disk_load_;
   Histogram* step_tokens_;
   Histogram* step_sequences_;
   AttentionMetrics attention_;

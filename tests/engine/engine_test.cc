@@ -6,8 +6,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "engine/model/safetensors.h"
@@ -88,10 +93,12 @@ std::vector<Golden> LoadGoldens() {
 
 class EngineTest : public ::testing::Test {
  protected:
-  void MakeEngine(int64_t max_batch_tokens = 512, int64_t cache_bytes = 8 << 20) {
+  void MakeEngine(int64_t max_batch_tokens = 512, int64_t cache_bytes = 8 << 20,
+                  CacheDType cache_dtype = CacheDType::kBF16) {
     EngineOptions o;
     o.model_dir = std::string(MLA_MODELS_DIR) + "/tiny-v2-lite";
     o.kv_cache_bytes = cache_bytes;
+    o.cache_dtype = cache_dtype;
     o.block_size = 16;
     o.max_batch_tokens = max_batch_tokens;
     o.threads = 2;
@@ -296,6 +303,220 @@ TEST_F(EngineTest, RepeatedPrefixIsServedFromTheCache) {
   EXPECT_GE(stats.prefix_queries, 3 * 150);
   EXPECT_EQ(stats.blocks_used, 0);
   EXPECT_GT(stats.blocks_cached_free, 0);
+}
+
+// The fp8 cache changes the numbers (golden_test bounds by how much), not the serving:
+// a prefix-cache hit, chunked prefill and preemption with recompute give the tokens a
+// whole prefill over an fp8 cache gives, and the engine reports the layout it runs.
+TEST_F(EngineTest, Fp8CacheServesPrefixHitsChunksAndPreemptionAlike) {
+  const Golden& g = goldens_[3];  // 150 tokens
+  constexpr int kTokens = 24;
+  auto generate = [&](const std::string& what, int64_t* cached = nullptr) {
+    Collector c;
+    EXPECT_TRUE(engine_->Submit(Greedy(g.prompt, kTokens), c.Callback()).ok()) << what;
+    const GenerationOutput end = c.Wait();
+    if (cached != nullptr) *cached = end.cached_prompt_tokens;
+    return c.tokens();
+  };
+  MakeEngine(/*max_batch_tokens=*/512, 8 << 20, CacheDType::kFp8E4M3);
+  EXPECT_EQ(engine_->info().cache_dtype, "fp8_e4m3");
+  EXPECT_EQ(engine_->info().kv_bytes_per_token, 3 * (32 + 4 + 8 * 2));  // 3 layers
+  EXPECT_EQ(engine_->GetLoad().cache_dtype, "fp8_e4m3");
+  EXPECT_EQ(engine_->GetLoad().kv_bytes_per_token, engine_->info().kv_bytes_per_token);
+  int64_t cached = -1;
+  const std::vector<int32_t> whole = generate("whole", &cached);
+  ASSERT_EQ(whole.size(), static_cast<size_t>(kTokens));
+  EXPECT_EQ(cached, 0);
+  EXPECT_EQ(generate("prefix hit", &cached), whole);
+  EXPECT_EQ(cached, 144);
+  MakeEngine(/*max_batch_tokens=*/7, 8 << 20, CacheDType::kFp8E4M3);
+  EXPECT_EQ(generate("chunks of 7"), whole);
+  // Every prompt alone, then all at once in 16 blocks of 16 tokens (as
+  // SmallCacheCompletesThroughPreemption): some are preempted and recompute.
+  MakeEngine(/*max_batch_tokens=*/512, 8 << 20, CacheDType::kFp8E4M3);
+  std::vector<std::vector<int32_t>> solo;
+  for (const Golden& each : goldens_) {
+    Collector c;
+    ASSERT_TRUE(engine_->Submit(Greedy(each.prompt, 40), c.Callback()).ok());
+    c.Wait();
+    solo.push_back(c.tokens());
+  }
+  MakeEngine(/*max_batch_tokens=*/32, 16 * 16 * 3 * (32 + 4 + 16), CacheDType::kFp8E4M3);
+  std::vector<std::unique_ptr<Collector>> collectors;
+  for (const Golden& each : goldens_) {
+    collectors.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(engine_->Submit(Greedy(each.prompt, 40), collectors.back()->Callback()).ok());
+  }
+  for (size_t i = 0; i < goldens_.size(); ++i) {
+    collectors[i]->Wait();
+    EXPECT_EQ(collectors[i]->tokens(), solo[i]) << "prompt " << i;
+  }
+  EXPECT_GT(engine_->GetLoad().cache.preemptions, 0);
+}
+
+// ---- The prefix cache's disk tier ------------------------------------------------------
+
+class DiskTierEngineTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/engine_tier_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+  }
+  // An engine on tiny-v2-lite with the tier in dir_ (or `dir`), blocks of 16 tokens.
+  void MakeTierEngine(int64_t cache_blocks = 512, CacheDType dtype = CacheDType::kBF16,
+                      int64_t disk_bytes = 1 << 20, std::string dir = "",
+                      std::string model = "tiny-v2-lite") {
+    engine_.reset();  // flushes the previous engine's tier
+    EngineOptions o;
+    o.model_dir = std::string(MLA_MODELS_DIR) + "/" + model;
+    o.cache_dtype = dtype;
+    o.kv_cache_bytes = cache_blocks * 16 * 3 * (dtype == CacheDType::kBF16 ? 80 : 52);
+    o.block_size = 16;
+    o.threads = 2;
+    o.kv_disk_dir = dir.empty() ? dir_ : dir;
+    o.kv_disk_bytes = disk_bytes;
+    auto e = Engine::Create(o);
+    ASSERT_TRUE(e.ok()) << e.status();
+    engine_ = std::move(*e);
+  }
+  struct Run {
+    std::vector<int32_t> tokens;
+    std::vector<TokenLogprobs> logprobs;
+    int64_t cached = 0;
+  };
+  Run Generate(const std::vector<int32_t>& prompt, const std::string& salt = "") {
+    GenerationRequest r = Greedy(prompt, 24);
+    r.cache_salt = salt;
+    r.logprobs = 1;
+    Collector c;
+    EXPECT_TRUE(engine_->Submit(r, c.Callback()).ok());
+    const GenerationOutput end = c.Wait();
+    return {c.tokens(), c.logprobs(), end.cached_prompt_tokens};
+  }
+  // Waits until the tier has written `n` blocks in all (GetLoad is published per step).
+  void WaitForWrites(int64_t n) {
+    for (int i = 0; i < 400 && engine_->GetLoad().disk.writes < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      Generate({5});  // a step publishes the load
+    }
+    ASSERT_GE(engine_->GetLoad().disk.writes, n);
+  }
+  void ExpectSameOutput(const Run& got, const Run& want) {
+    EXPECT_EQ(got.tokens, want.tokens);
+    ASSERT_EQ(got.logprobs.size(), want.logprobs.size());
+    for (size_t i = 0; i < got.logprobs.size(); ++i) {
+      EXPECT_NEAR(got.logprobs[i].logprob, want.logprobs[i].logprob, 1e-4) << i;
+    }
+  }
+  // The tier's file of block `index` of `prompt` (salt ""), searched under dir_.
+  std::string FileOf(const std::vector<int32_t>& prompt, int index) {
+    uint64_t hash = kRootBlockHash;
+    for (int i = 0; i <= index; ++i) {
+      hash = ChainedBlockHash(hash, "", std::span<const int32_t>(prompt.data() + 16 * i, 16));
+    }
+    char name[32];
+    std::snprintf(name, sizeof(name), "%016llx.blk", static_cast<unsigned long long>(hash));
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_)) {
+      if (e.path().filename() == name) return e.path().string();
+    }
+    return "";
+  }
+
+  std::string dir_;
+};
+
+TEST_F(DiskTierEngineTest, EvictedPrefixComesBackFromDiskWithTheSameOutput) {
+  const std::vector<int32_t>& a = goldens_[3].prompt;  // 150 tokens: 9 shareable blocks
+  MakeTierEngine(512, CacheDType::kBF16, 1 << 20, dir_ + "-reference");
+  const Run never_evicted = Generate(a);
+  // 16 blocks: two other long prompts evict a's cached blocks from the pool.
+  MakeTierEngine(/*cache_blocks=*/16);
+  const Run first = Generate(a);
+  ExpectSameOutput(first, never_evicted);
+  WaitForWrites(9);
+  std::vector<int32_t> b = a, c = a;
+  b[0] = a[0] + 1;
+  c[0] = a[0] + 2;
+  Generate(b);
+  Generate(c);
+  ASSERT_GT(engine_->GetLoad().cache.evictions, 0);
+  const Run again = Generate(a);
+  EXPECT_EQ(again.cached, 144);
+  ExpectSameOutput(again, never_evicted);
+  EXPECT_GT(engine_->GetLoad().disk_hit_tokens, 0);
+}
+
+TEST_F(DiskTierEngineTest, RestartFindsThePrefixOnDiskForItsOwnModelSaltAndDtypeOnly) {
+  const std::vector<int32_t>& a = goldens_[3].prompt;
+  MakeTierEngine();
+  const Run cold = Generate(a);
+  EXPECT_EQ(cold.cached, 0);
+  MakeTierEngine();  // a restart: an empty pool, the same directory
+  const Run warm = Generate(a);
+  EXPECT_EQ(warm.cached, 144);
+  EXPECT_EQ(engine_->GetLoad().disk_hit_tokens, 144);
+  EXPECT_TRUE(engine_->GetLoad().disk_enabled);
+  ExpectSameOutput(warm, cold);
+  EXPECT_EQ(Generate(a, "another-tenant").cached, 0);
+  MakeTierEngine(512, CacheDType::kFp8E4M3);
+  EXPECT_EQ(Generate(a).cached, 0);
+  EXPECT_EQ(engine_->GetLoad().disk_hit_tokens, 0);
+  MakeTierEngine(512, CacheDType::kBF16, 1 << 20, "", "tiny-v3");
+  EXPECT_EQ(Generate(a).cached, 0);
+  EXPECT_EQ(engine_->GetLoad().disk_hit_tokens, 0);
+}
+
+TEST_F(DiskTierEngineTest, CorruptFilesAreRecomputedAndCounted) {
+  const std::vector<int32_t>& a = goldens_[3].prompt;
+  MakeTierEngine();
+  const Run cold = Generate(a);
+  engine_.reset();
+  const std::string third = FileOf(a, 2), sixth = FileOf(a, 5);
+  ASSERT_FALSE(third.empty());
+  ASSERT_FALSE(sixth.empty());
+  {  // one flipped byte
+    std::fstream f(third, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-7, std::ios::end);
+    const char byte = static_cast<char>(f.get() ^ 0xff);
+    f.seekp(-7, std::ios::end);
+    f.put(byte);
+  }
+  std::filesystem::resize_file(sixth, 100);
+  MakeTierEngine();
+  const Run damaged = Generate(a);
+  EXPECT_EQ(damaged.cached, 32);  // blocks 0 and 1; block 2 failed its checksum
+  ExpectSameOutput(damaged, cold);
+  EXPECT_EQ(engine_->GetLoad().disk.corrupt_skipped, 1);
+  // Block 2 is written again (3-9 are listed: their files stay); block 5's truncated file
+  // is still listed too (the index is built from names and sizes), so it is found when a
+  // chain first reaches it.
+  WaitForWrites(1);
+  MakeTierEngine();
+  const Run next = Generate(a);
+  EXPECT_EQ(next.cached, 80);
+  ExpectSameOutput(next, cold);
+  EXPECT_EQ(engine_->GetLoad().disk.corrupt_skipped, 1);
+  WaitForWrites(1);
+  MakeTierEngine();
+  EXPECT_EQ(Generate(a).cached, 144);
+}
+
+TEST_F(DiskTierEngineTest, TinyBudgetOrUnwritableDirectoryKeepsServing) {
+  const std::vector<int32_t>& a = goldens_[3].prompt;
+  MakeTierEngine();
+  const Run want = Generate(a);
+  std::filesystem::remove_all(dir_);
+  MakeTierEngine(512, CacheDType::kBF16, /*disk_bytes=*/100);  // less than one block
+  ExpectSameOutput(Generate(a), want);
+  EXPECT_EQ(engine_->GetLoad().disk.blocks, 0);
+  EXPECT_TRUE(engine_->GetLoad().disk_enabled);
+  std::filesystem::create_directories(dir_);
+  std::ofstream(dir_ + "/a-file") << "not a directory";
+  MakeTierEngine(512, CacheDType::kBF16, 1 << 20, dir_ + "/a-file/tier");
+  ExpectSameOutput(Generate(a), want);
+  ExpectSameOutput(Generate(a), want);
+  EXPECT_FALSE(engine_->GetLoad().disk_enabled);
 }
 
 TEST_F(EngineTest, SmallCacheCompletesThroughPreemption) {

@@ -325,5 +325,98 @@ TEST(ServerIntegrationTest, InvalidConfigNamesTheField) {
   }
 }
 
+TEST(ServerIntegrationTest, BadKvCacheDtypeNamesTheFlag) {
+  auto server =
+      ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--kv_cache_dtype=int4"});
+  if (server.ok()) {
+    EXPECT_EQ((*server)->Stop(0, 20), 1);
+    EXPECT_THAT((*server)->Log(), HasSubstr("--kv_cache_dtype"));
+  } else {
+    EXPECT_THAT(server.status().message(), HasSubstr("--kv_cache_dtype"));
+  }
+}
+
+// An fp8 cache: ModelInfo and GetLoad say so, with the layout's bytes per token, and the
+// same budget holds more blocks than bf16 does.
+TEST(ServerIntegrationTest, Fp8CacheIsReportedAndServes) {
+  auto server = ServerProcess::Start(
+      {"--model_dir=" + kModel, "--device=cpu", "--kv_cache_dtype=fp8", "--kv_cache_mib=4"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions options;
+  options.target = (*server)->target();
+  auto client = std::make_unique<MlaClient>(options);
+  ASSERT_TRUE(WaitServing(*client).ok()) << (*server)->Log();
+  auto config = LoadModelConfig(kModel);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto info = client->GetModelInfo();
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->kv_cache_dtype(), "fp8_e4m3");
+  // One fp32 scale for the 32 latent values, which stay one byte each; k_pe in bf16.
+  const int64_t per_layer = config->kv_lora_rank + 4 + 2 * config->qk_rope_head_dim;
+  EXPECT_EQ(info->kv_bytes_per_token(), config->num_hidden_layers * per_layer);
+  EXPECT_EQ(info->kv_num_blocks(), (int64_t{4} << 20) / (64 * info->kv_bytes_per_token()));
+  auto load = client->GetLoad();
+  ASSERT_TRUE(load.ok()) << load.status();
+  EXPECT_EQ(load->kv_cache_dtype(), "fp8_e4m3");
+  EXPECT_EQ(load->kv_bytes_per_token(), info->kv_bytes_per_token());
+  client.reset();
+  EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
+}
+
+// The disk tier across a graceful restart: a long prompt's prefix blocks are written
+// behind the engine, SIGTERM flushes them, and the next server process serves the same
+// prompt's prefix from disk with the same tokens.
+TEST(ServerIntegrationTest, DiskTierServesARepeatedPromptAfterARestart) {
+  const std::string dir = ::testing::TempDir() + "/server-kv-disk";
+  std::filesystem::remove_all(dir);
+  std::vector<int> prompt(300);
+  for (int i = 0; i < 300; ++i) prompt[i] = 2 + (i * 37) % 500;
+  struct Result {
+    std::vector<int> tokens;
+    int64_t cached = -1;
+  };
+  auto serve_once = [&](v1::Load* load) {
+    Result out;
+    auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--threads=2",
+                                        "--kv_disk_dir=" + dir, "--kv_disk_gib=0.01"});
+    EXPECT_TRUE(server.ok()) << server.status();
+    if (!server.ok()) return out;
+    ClientOptions options;
+    options.target = (*server)->target();
+    auto client = std::make_unique<MlaClient>(options);
+    EXPECT_TRUE(WaitServing(*client).ok());
+    v1::GenerateRequest r;
+    for (int t : prompt) r.mutable_token_ids()->add_ids(t);
+    r.mutable_sampling()->set_max_tokens(8);
+    r.mutable_sampling()->set_ignore_eos(true);
+    EXPECT_TRUE(client
+                    ->Generate(r,
+                               [&](const v1::GenerateResponse& m) {
+                                 out.tokens.insert(out.tokens.end(), m.token_ids().begin(),
+                                                   m.token_ids().end());
+                                 if (m.has_finished())
+                                   out.cached = m.finished().usage().cached_prompt_tokens();
+                                 return true;
+                               })
+                    .ok());
+    auto got = client->GetLoad();
+    EXPECT_TRUE(got.ok()) << got.status();
+    if (got.ok()) *load = *got;
+    client.reset();
+    EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
+    return out;
+  };
+  v1::Load load;
+  const Result cold = serve_once(&load);
+  EXPECT_EQ(cold.cached, 0);
+  EXPECT_TRUE(load.kv_disk_enabled());
+  const Result warm = serve_once(&load);
+  EXPECT_EQ(warm.cached, 256);  // 4 whole blocks of 64 (the last token is computed)
+  EXPECT_EQ(warm.tokens, cold.tokens);
+  EXPECT_EQ(load.kv_disk_hit_tokens(), 256);
+  EXPECT_GE(load.kv_disk_blocks(), 4);
+  EXPECT_EQ(load.kv_disk_corrupt_skipped(), 0);
+}
+
 }  // namespace
 }  // namespace mla

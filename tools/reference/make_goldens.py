@@ -27,6 +27,8 @@ import transformers
 from transformers import AutoModelForCausalLM
 from transformers.models.deepseek_v2 import modeling_deepseek_v2
 
+from numpy_reference import write_safetensors
+
 DEFAULT_LENGTHS = "1,7,64,150"
 
 
@@ -169,22 +171,6 @@ def cached_decode_diff(model, prompt, greedy, greedy_logits):
 def top2_gap(rows):
     top = np.sort(rows, axis=-1)[:, -2:]
     return top[:, 1] - top[:, 0]
-
-
-def write_safetensors(path, tensors, metadata):
-    """Minimal safetensors writer: u64 LE header size, space-padded JSON, contiguous data."""
-    dtypes = {np.dtype("float32"): "F32", np.dtype("int32"): "I32"}
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, arr in tensors.items():
-        data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": dtypes[arr.dtype], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
 
 
 def checkpoint_digest(model_dir):

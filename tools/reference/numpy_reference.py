@@ -39,6 +39,22 @@ def read_safetensors(path):
     return out, header.get("__metadata__", {})
 
 
+def write_safetensors(path, tensors, metadata):
+    """Minimal safetensors writer: u64 LE header size, space-padded JSON, contiguous data."""
+    dtypes = {np.dtype("float32"): "F32", np.dtype("int32"): "I32"}
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name, arr in tensors.items():
+        data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": dtypes[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
 def yarn_mscale(factor, mscale):
     return 0.1 * mscale * math.log(factor) + 1.0 if factor > 1 and mscale else 1.0
 
@@ -53,6 +69,8 @@ class Model:
         for name in files:
             self.w.update(read_safetensors(os.path.join(model_dir, name))[0])
         self._init_rope()
+        # Optional (lat, k_pe) -> (lat, k_pe) applied where the engine writes its cache.
+        self.cache_round = None
 
     def _init_rope(self):
         c, rs = self.c, self.c.get("rope_scaling") or {}
@@ -110,6 +128,8 @@ class Model:
         ckv = self.lin(x, p + "kv_a_proj_with_mqa")
         lat = self.rms(ckv[:, :lr], p + "kv_a_layernorm", 1e-6)
         k_pe = self.rope(ckv[:, lr:], pos)
+        if self.cache_round is not None:  # what a latent cache stores (fp8_cache_sim.py)
+            lat, k_pe = self.cache_round(lat, k_pe)
         kv = self.lin(lat, p + "kv_b_proj").reshape(t, nh, nope + vd).transpose(1, 0, 2)
         s = q[..., :nope] @ kv[..., :nope].transpose(0, 2, 1)
         s = (s + self.rope(q[..., nope:], pos) @ k_pe.T[None]) * self.softmax_scale

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/kv_cache/cache_row.h"
 
 namespace mla {
 namespace {
@@ -54,9 +55,11 @@ absl::StatusOr<AttentionSharpness> ProbeAttentionRow(const LatentCache& cache, i
           absl::StrCat("attention probe: block id ", b, " outside [0, ", cache.num_blocks(), ")"));
     }
   }
-  const int lat = cache.layout().latent_dim(), rope = cache.layout().rope_dim();
-  const bf16_t* base = cache.LayerData(layer);
+  const CacheLayout& layout = cache.layout();
+  const int lat = layout.latent_dim(), rope = layout.rope_dim();
+  const uint8_t* base = cache.LayerBytes(layer);
   const int64_t width = lat + rope;
+  const int64_t row_bytes = layout.bytes_per_token_per_layer();
   // Keys are read a tile at a time, so memory stays small at any context length.
   const int64_t tile = std::max<int64_t>(cache.layout().block_size(), 64);
   std::vector<float> keys(static_cast<size_t>(tile * width));
@@ -65,8 +68,8 @@ absl::StatusOr<AttentionSharpness> ProbeAttentionRow(const LatentCache& cache, i
     const int64_t n = std::min(tile, num_keys - first);
     for (int64_t s = 0; s < n; ++s) {
       const int64_t pos = first + s;
-      const bf16_t* src = base + (block_ids[pos / bs] * bs + pos % bs) * width;
-      for (int64_t i = 0; i < width; ++i) keys[s * width + i] = Bf16ToFloat(src[i]);
+      const uint8_t* src = base + (block_ids[pos / bs] * bs + pos % bs) * row_bytes;
+      DecodeCacheRow(layout.dtype(), lat, rope, src, &keys[s * width], &keys[s * width + lat]);
     }
     for (int h = 0; h < heads; ++h) {
       const float* q = q_abs_row + static_cast<int64_t>(h) * width;

@@ -10,6 +10,7 @@
 #include "engine/backend/cpu/gemm.h"
 #include "engine/backend/cpu/pointwise.h"
 #include "engine/backend/host_sampling.h"
+#include "engine/kv_cache/cache_row.h"
 
 namespace mla::cpu {
 namespace {
@@ -48,6 +49,33 @@ absl::Status CpuBackend::AllocateCache(const CacheLayout& layout, int32_t num_bl
   absl::StatusOr<LatentCache> cache = LatentCache::CreateWithBlocks(layout, num_blocks);
   if (!cache.ok()) return cache.status();
   cache_.emplace(std::move(*cache));
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::CheckBlockCopy(int32_t block, size_t bytes) const {
+  if (!cache_ || block < 0 || block >= cache_->num_blocks() ||
+      static_cast<int64_t>(bytes) != cache_->layout().bytes_per_block()) {
+    return absl::InvalidArgumentError(absl::StrCat("cache block copy: block ", block, " of ",
+                                                   cache_num_blocks(), ", ", bytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) {
+  if (absl::Status s = CheckBlockCopy(block, bytes.size()); !s.ok()) return s;
+  const int64_t per_layer = cache_->layout().bytes_per_block_per_layer();
+  for (int l = 0; l < cache_->layout().num_layers(); ++l) {
+    std::memcpy(bytes.data() + l * per_layer, cache_->LayerBytes(l) + block * per_layer, per_layer);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) {
+  if (absl::Status s = CheckBlockCopy(block, bytes.size()); !s.ok()) return s;
+  const int64_t per_layer = cache_->layout().bytes_per_block_per_layer();
+  for (int l = 0; l < cache_->layout().num_layers(); ++l) {
+    std::memcpy(cache_->LayerBytes(l) + block * per_layer, bytes.data() + l * per_layer, per_layer);
+  }
   return absl::OkStatus();
 }
 
@@ -172,7 +200,7 @@ void CpuBackend::Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
 void CpuBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) {
   auto timer = profiler_.Time(op);
   const CacheLayout& layout = cache_->layout();
-  const int64_t lat = layout.latent_dim(), rope = layout.rope_dim(), width = lat + rope;
+  const int64_t lat = layout.latent_dim(), rope = layout.rope_dim();
   const int64_t num_slots = int64_t{cache_->num_blocks()} * layout.block_size();
   if (latent.cols != lat || k_pe.cols != rope || latent.rows != k_pe.rows ||
       latent.rows != static_cast<int64_t>(step_->slots.size())) {
@@ -188,14 +216,12 @@ void CpuBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe,
           absl::StrCat(op.name, ": cache slot ", slot, " outside [0, ", num_slots, ")")));
     }
   }
-  bf16_t* base = cache_->LayerData(layer);
+  // Quantized here, once per token, whatever the dtype: the kernels only read.
+  uint8_t* base = cache_->LayerBytes(layer);
+  const int64_t row_bytes = layout.bytes_per_token_per_layer();
   for (int64_t t = 0; t < latent.rows; ++t) {
-    const int64_t slot = step_->slots[t];
-    bf16_t* dst = base + slot * width;
-    const float* l = F32(latent) + t * latent.stride;
-    const float* k = F32(k_pe) + t * k_pe.stride;
-    for (int64_t i = 0; i < lat; ++i) dst[i] = FloatToBf16(l[i]);
-    for (int64_t i = 0; i < rope; ++i) dst[lat + i] = FloatToBf16(k[i]);
+    EncodeCacheRow(layout.dtype(), lat, rope, F32(latent) + t * latent.stride,
+                   F32(k_pe) + t * k_pe.stride, base + step_->slots[t] * row_bytes);
   }
 }
 
@@ -219,7 +245,8 @@ void CpuBackend::MlaAttention(int layer, int heads, float softmax_scale, const T
   p.num_blocks = cache_->num_blocks();
   p.max_blocks_per_seq = step_->max_blocks;
   p.softmax_scale = softmax_scale;
-  p.kv_cache = cache_->LayerData(layer);
+  p.kv_dtype = layout.dtype();
+  p.kv_cache = cache_->LayerBytes(layer);
   p.block_table = step_->block_table.data();
   p.seq_lens = step_->seq_lens.data();
   p.q_pos0 = step_->q_pos0.data();

@@ -34,6 +34,8 @@ class CpuBackend final : public Backend {
   absl::Status AllocateCache(const CacheLayout& layout, int32_t num_blocks) override;
   const CacheLayout& cache_layout() const override { return cache_->layout(); }
   int32_t cache_num_blocks() const override { return cache_ ? cache_->num_blocks() : 0; }
+  absl::Status ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) override;
+  absl::Status WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) override;
   Tensor Activation(int slot, int64_t rows, int64_t cols) override;
   BackendMemory Memory() const override;
 
@@ -64,6 +66,7 @@ class CpuBackend final : public Backend {
   absl::Status TakeError() override;
 
  private:
+  absl::Status CheckBlockCopy(int32_t block, size_t bytes) const;
   // Records the first error of the step (later ones are consequences).
   void Fail(absl::Status status);
   // An expert's SiLU MLP over m gathered rows: out [m, hidden].

@@ -1,7 +1,9 @@
 // Paged, absorbed Multi-head Latent Attention on the CPU (decode and chunked prefill).
 //
 // The cache of one layer holds, per token, the latent c (L = kv_lora_rank values) and the
-// rope key k_pe (R values) in bf16, in blocks of block_size tokens (FlashMLA's layout).
+// rope key k_pe (R values), in blocks of block_size tokens (FlashMLA's layout): in bf16,
+// or in DeepSeek's FP8 layout (engine/kv_cache/cache_row.h), which the kernels dequantize
+// as they read; everything after the read is the same fp32 arithmetic.
 // Queries arrive absorbed: per head q = [q_lat (L) | q_pe (R)] in fp32. For every query
 // row and head:
 //   score_s = (q_lat·c_s + q_pe·k_pe_s) · softmax_scale      for the keys s it may see
@@ -23,6 +25,7 @@
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/bf16.h"
 #include "engine/common/tensor.h"
+#include "engine/kv_cache/cache_layout.h"
 
 namespace mla::cpu {
 
@@ -37,8 +40,9 @@ struct MlaAttentionParams {
   int64_t num_blocks = 0;          // blocks in kv_cache; block ids must be below it
   int64_t max_blocks_per_seq = 0;  // row length of block_table
   float softmax_scale = 0.0f;
+  CacheDType kv_dtype = CacheDType::kBF16;  // element layout of kv_cache's token rows
 
-  const bf16_t* kv_cache = nullptr;       // [num_blocks, block_size, L + R]
+  const void* kv_cache = nullptr;         // [num_blocks, block_size, row] (cache_row.h)
   const int32_t* block_table = nullptr;   // [batch, max_blocks_per_seq]
   const int32_t* seq_lens = nullptr;      // [batch] tokens cached (keys valid)
   const int32_t* q_pos0 = nullptr;        // [batch] position of the first query row

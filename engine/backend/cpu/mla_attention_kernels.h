@@ -4,9 +4,12 @@
 //    the block to fp32 once (convert_keys) and hands it, a few query vectors (heads ×
 //    rows) at a time, to attend_tile, so that every key is loaded and converted once
 //    per work item and then reused by all heads. Compute-bound with many heads.
-//  - direct (few query vectors, optional): attend_rows reads the bf16 cache rows
-//    themselves and converts in registers. With one head the converted copy would cost
-//    more than the arithmetic; this way the loop keeps up with memory.
+//  - direct (few query vectors, optional, bf16 cache only): attend_rows reads the bf16
+//    cache rows themselves and converts in registers. With one head the converted copy
+//    would cost more than the arithmetic; this way the loop keeps up with memory.
+// Cache rows arrive as byte addresses in the cache's element layout (cache_row.h); an FP8
+// cache is dequantized by convert_keys_fp8 into the same fp32 block, so attend_tile does
+// not know which dtype the cache holds.
 #ifndef MLA_ENGINE_BACKEND_CPU_MLA_ATTENTION_KERNELS_H_
 #define MLA_ENGINE_BACKEND_CPU_MLA_ATTENTION_KERNELS_H_
 
@@ -29,12 +32,14 @@ struct MlaTileArgs {
   const float* q = nullptr;      // [nqv, width], rows `width` apart
   int nqv = 0;                   // 1 .. kMlaTileVectors
   const float* block = nullptr;  // converted path: the key block, in the variant's layout
-  // [rows_ahead] cache rows of `width` values: the block's nk, then those of the next
-  // block of the item (only to prefetch).
-  const bf16_t* const* rows = nullptr;
+  // [rows_ahead] cache rows (row_bytes each, in the cache's layout): the block's nk, then
+  // those of the next block of the item (only to prefetch). The direct path reads them
+  // as bf16 rows of `width` values.
+  const uint8_t* const* rows = nullptr;
   int rows_ahead = 0;
+  int row_bytes = 0;
   // Converted path: lines [prefetch_begin, prefetch_end) of rows[nk ..] (each row counted
-  // as ceil(2·width / 64) lines) to prefetch while computing, spread over the work so
+  // as ceil(row_bytes / 64) lines) to prefetch while computing, spread over the work so
   // that no burst of prefetches fills the miss buffers.
   int64_t prefetch_begin = 0;
   int64_t prefetch_end = 0;
@@ -55,7 +60,10 @@ struct MlaKernelOps {
   int64_t (*block_floats)(int width, int latent);
   // Converts the bf16 cache rows rows[0 .. nk) (each `width` values, the first `latent`
   // of them the latent c) to fp32 in `block` (64-byte aligned), laid out for attend_tile.
-  void (*convert_keys)(const bf16_t* const* rows, int nk, int width, int latent, float* block);
+  void (*convert_keys)(const uint8_t* const* rows, int nk, int width, int latent, float* block);
+  // The same for FP8 rows (cache_row.h): the values written are exactly DecodeCacheRow's,
+  // code · scale in fp32.
+  void (*convert_keys_fp8)(const uint8_t* const* rows, int nk, int width, int latent, float* block);
   // One online-softmax step of args.nqv query vectors over one converted key block.
   void (*attend_tile)(const MlaTileArgs& args);
   // The same step for args.nqv <= kMlaDirectVectors query vectors straight from

@@ -18,6 +18,9 @@
 // Direct path (1-3 query vectors, see "Direct path" below): the same arithmetic straight
 // from the bf16 rows.
 //
+// FP8 rows (cache_row.h) are converted into the same panels: 8 codes at a time widened to
+// 32-bit lanes and rebuilt as floats by bit placement (below), times the group's scale.
+//
 // Every loop over a register tile carries "#pragma GCC unroll": without full unrolling
 // (-O2 does not do it by itself) the accumulator arrays live in memory and the kernels
 // run about three times slower.
@@ -28,7 +31,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+
+#include "engine/kv_cache/cache_row.h"
 
 namespace mla::cpu::internal {
 namespace {
@@ -60,7 +66,7 @@ int64_t BlockFloatsAvx2(int width, int latent) {
   return PanelFloats(latent) + kMlaKeyBlock * RopeStride(width - latent);
 }
 
-MLA_TARGET_AVX2 void ConvertKeysAvx2(const bf16_t* const* rows, int nk, int width, int latent,
+MLA_TARGET_AVX2 void ConvertKeysAvx2(const uint8_t* const* rows, int nk, int width, int latent,
                                      float* block) {
   const int rope = width - latent;
   const int64_t ldr = RopeStride(rope);
@@ -74,7 +80,7 @@ MLA_TARGET_AVX2 void ConvertKeysAvx2(const bf16_t* const* rows, int nk, int widt
       const char* ahead = reinterpret_cast<const char*>(rows[k + kPrefetchRows]);
       for (int b = 0; b < row_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
     }
-    const bf16_t* src = rows[k];
+    const bf16_t* src = reinterpret_cast<const bf16_t*>(rows[k]);
     for (int j = 0; j < full_panels; ++j) {
       float* dst = block + (j * kMlaKeyBlock + k) * kPanel;
       _mm256_store_ps(dst, LoadBf16(src + j * kPanel));
@@ -92,6 +98,62 @@ MLA_TARGET_AVX2 void ConvertKeysAvx2(const bf16_t* const* rows, int nk, int widt
     int r = 0;
     for (; r + 8 <= rope; r += 8) _mm256_store_ps(rope_row + r, LoadBf16(src + latent + r));
     for (; r < rope; ++r) rope_row[r] = Bf16ToFloat(src[latent + r]);
+    for (; r < ldr; ++r) rope_row[r] = 0.0f;
+  }
+}
+
+// Eight e4m3 codes to fp32 values (before the scale). The code's sign goes to bit 31 and
+// its 7 exponent-and-mantissa bits to bits 20..26: read as fp32 that is the e4m3 value
+// times 2^-120 (exponent bias 127 instead of 7), so one exact multiplication by 2^120
+// fixes normal and subnormal codes alike (a subnormal code is an fp32 denormal there).
+// The NaN codes 0x7f/0xff read as ±480: the quantizer never writes them, and a NaN scale
+// (non-finite input, or poisoned memory) still makes the row NaN.
+MLA_TARGET_AVX2 inline __m256 DecodeFp8x8(const uint8_t* codes) {
+  const __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
+  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x80)), 24);
+  const __m256i rest = _mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7f)), 20);
+  const __m256 f = _mm256_castsi256_ps(_mm256_or_si256(sign, rest));
+  return _mm256_mul_ps(f, _mm256_set1_ps(0x1p120f));
+}
+
+MLA_TARGET_AVX2 void ConvertKeysFp8Avx2(const uint8_t* const* rows, int nk, int width, int latent,
+                                        float* block) {
+  const int rope = width - latent;
+  const int64_t ldr = RopeStride(rope);
+  float* ropes = block + PanelFloats(latent);
+  const int full_panels = latent / kPanel;
+  constexpr int kPanelsPerGroup = kFp8ScaleGroup / kPanel;  // a panel never spans two groups
+  static_assert(kFp8ScaleGroup % kPanel == 0);
+  const int row_bytes = static_cast<int>(CacheRowBytes(CacheDType::kFp8E4M3, latent, rope));
+  for (int k = 0; k < nk; ++k) {
+    if (k + kPrefetchRows < nk) {
+      const char* ahead = reinterpret_cast<const char*>(rows[k + kPrefetchRows]);
+      for (int b = 0; b < row_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+    }
+    const uint8_t* src = rows[k];
+    const uint8_t* scales = src + latent;
+    for (int j = 0; j < full_panels; ++j) {
+      float scale;
+      std::memcpy(&scale, scales + 4 * (j / kPanelsPerGroup), sizeof(scale));
+      const __m256 s = _mm256_set1_ps(scale);
+      float* dst = block + (j * kMlaKeyBlock + k) * kPanel;
+      _mm256_store_ps(dst, _mm256_mul_ps(DecodeFp8x8(src + j * kPanel), s));
+      _mm256_store_ps(dst + 8, _mm256_mul_ps(DecodeFp8x8(src + j * kPanel + 8), s));
+    }
+    if (full_panels * kPanel < latent) {  // the zero-padded last panel, value by value
+      float scale;
+      std::memcpy(&scale, scales + 4 * (full_panels / kPanelsPerGroup), sizeof(scale));
+      float* dst = block + (full_panels * kMlaKeyBlock + k) * kPanel;
+      for (int c = 0; c < kPanel; ++c) {
+        const int col = full_panels * kPanel + c;
+        dst[c] = col < latent ? Fp8E4M3ToFloat(src[col]) * scale : 0.0f;
+      }
+    }
+    const bf16_t* pe = reinterpret_cast<const bf16_t*>(scales + 4 * Fp8ScaleGroups(latent));
+    float* rope_row = ropes + k * ldr;
+    int r = 0;
+    for (; r + 8 <= rope; r += 8) _mm256_store_ps(rope_row + r, LoadBf16(pe + r));
+    for (; r < rope; ++r) rope_row[r] = Bf16ToFloat(pe[r]);
     for (; r < ldr; ++r) rope_row[r] = 0.0f;
   }
 }
@@ -163,7 +225,7 @@ class LinePrefetcher {
  public:
   LinePrefetcher(const MlaTileArgs& a, int64_t steps)
       : rows_(a.rows + a.nk),
-        row_lines_((a.width * 2 + 63) / 64),
+        row_lines_((a.row_bytes + 63) / 64),
         row_(a.prefetch_begin / row_lines_),
         line_(a.prefetch_begin % row_lines_),
         left_(a.prefetch_end - a.prefetch_begin),
@@ -180,7 +242,7 @@ class LinePrefetcher {
   }
 
  private:
-  const bf16_t* const* rows_;
+  const uint8_t* const* rows_;
   int64_t row_lines_;
   int64_t row_;
   int64_t line_;
@@ -348,6 +410,11 @@ MLA_TARGET_AVX2 void AttendTileAvx2(const MlaTileArgs& a) {
 }
 
 // ---- Direct path: bf16 cache rows, converted in registers. ----
+
+// Row k of the args as the bf16 values it holds (the direct path runs on bf16 caches only).
+MLA_INLINE_AVX2 const bf16_t* Bf16Row(const MlaTileArgs& a, int k) {
+  return reinterpret_cast<const bf16_t*>(a.rows[k]);
+}
 //
 // A 32-byte load holds 16 bf16 values; as eight 32-bit lanes, lane i holds columns 2i
 // (low half) and 2i + 1 (high half). Shifting left by 16 gives the even columns as fp32,
@@ -395,14 +462,15 @@ MLA_INLINE_AVX2 void RowScoreTile(const MlaTileArgs& a, const float* qp, int k0)
   const int ahead = a.rows_ahead - (k0 + kPrefetchKeys);
 #pragma GCC unroll 16
   for (int k = 0; k < kK; ++k) {
-    prefetch[k] = ahead > 0 ? a.rows[k0 + kPrefetchKeys + std::min(k, ahead - 1)] : a.rows[k0 + k];
+    prefetch[k] =
+        ahead > 0 ? Bf16Row(a, k0 + kPrefetchKeys + std::min(k, ahead - 1)) : Bf16Row(a, k0 + k);
   }
   const int width = a.width;
   auto panel = [&](int c) MLA_TARGET_AVX2 __attribute__((always_inline)) {
 #pragma GCC unroll 16
     for (int k = 0; k < kK; ++k) {
       __m256 even, odd;
-      SplitPanel(a.rows[k0 + k] + c, &even, &odd);
+      SplitPanel(Bf16Row(a, k0 + k) + c, &even, &odd);
 #pragma GCC unroll 16
       for (int t = 0; t < kQ; ++t) {
         acc[t * kK + k] =
@@ -452,7 +520,7 @@ MLA_INLINE_AVX2 void RowValueTile(const MlaTileArgs& a, const float* corr, int n
 #pragma GCC unroll 16
     for (int c = 0; c < kPC; ++c) {
       __m256 even, odd;
-      SplitPanel(a.rows[k] + c0 + c * kPanel, &even, &odd);
+      SplitPanel(Bf16Row(a, k) + c0 + c * kPanel, &even, &odd);
 #pragma GCC unroll 16
       for (int t = 0; t < kQ; ++t) {
         acc[t][2 * c] = _mm256_fmadd_ps(p[t], even, acc[t][2 * c]);
@@ -509,8 +577,8 @@ MLA_TARGET_AVX2 void AttendRowsAvx2(const MlaTileArgs& a) {
   }
 }
 
-constexpr MlaKernelOps kAvx2Ops = {BlockFloatsAvx2, ConvertKeysAvx2, AttendTileAvx2,
-                                   AttendRowsAvx2};
+constexpr MlaKernelOps kAvx2Ops = {BlockFloatsAvx2, ConvertKeysAvx2, ConvertKeysFp8Avx2,
+                                   AttendTileAvx2, AttendRowsAvx2};
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "engine/backend/cpu/mla_attention_kernels.h"
+#include "engine/kv_cache/cache_row.h"
 
 namespace mla::cpu::internal {
 namespace {
@@ -14,9 +15,17 @@ int64_t BlockFloatsScalar(int width, int latent) {
   return (int64_t{kMlaKeyBlock} * width + 15) / 16 * 16;
 }
 
-void ConvertKeysScalar(const bf16_t* const* rows, int nk, int width, int latent, float* block) {
+void ConvertKeysScalar(const uint8_t* const* rows, int nk, int width, int latent, float* block) {
   for (int k = 0; k < nk; ++k) {
-    for (int d = 0; d < width; ++d) block[k * width + d] = Bf16ToFloat(rows[k][d]);
+    DecodeCacheRow(CacheDType::kBF16, latent, width - latent, rows[k], block + k * width,
+                   block + k * width + latent);
+  }
+}
+
+void ConvertKeysFp8Scalar(const uint8_t* const* rows, int nk, int width, int latent, float* block) {
+  for (int k = 0; k < nk; ++k) {
+    DecodeCacheRow(CacheDType::kFp8E4M3, latent, width - latent, rows[k], block + k * width,
+                   block + k * width + latent);
   }
 }
 
@@ -60,8 +69,8 @@ void AttendTileScalar(const MlaTileArgs& a) {
   }
 }
 
-constexpr MlaKernelOps kScalarOps = {BlockFloatsScalar, ConvertKeysScalar, AttendTileScalar,
-                                     nullptr};
+constexpr MlaKernelOps kScalarOps = {BlockFloatsScalar, ConvertKeysScalar, ConvertKeysFp8Scalar,
+                                     AttendTileScalar, nullptr};
 
 }  // namespace
 

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "engine/kv_cache/cache_row.h"
+
 namespace mla::cpu {
 namespace {
 
@@ -13,16 +15,23 @@ void ReferenceVector(const MlaAttentionParams& p, int64_t j, const float* q, int
   const int64_t latent = p.kv_lora_rank;
   const int64_t width = latent + p.rope_dim;
   const int32_t* table = p.block_table + j * p.max_blocks_per_seq;
-  auto key = [&](int64_t t) {
-    return p.kv_cache +
-           (int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size) * width;
-  };
+  const int64_t row_bytes = CacheRowBytes(p.kv_dtype, latent, p.rope_dim);
+  // The keys as the cache gives them back (bf16, or fp8 code · scale), [num_keys, width].
+  std::vector<float> keys(num_keys * width);
+  for (int64_t t = 0; t < num_keys; ++t) {
+    const uint8_t* row =
+        static_cast<const uint8_t*>(p.kv_cache) +
+        (int64_t{table[t / p.block_size]} * p.block_size + t % p.block_size) * row_bytes;
+    DecodeCacheRow(p.kv_dtype, latent, p.rope_dim, row, &keys[t * width],
+                   &keys[t * width + latent]);
+  }
+  auto key = [&](int64_t t) { return keys.data() + t * width; };
   std::vector<double> scores(num_keys);
   double max_score = -INFINITY;
   for (int64_t t = 0; t < num_keys; ++t) {
-    const bf16_t* k = key(t);
+    const float* k = key(t);
     double s = 0;
-    for (int64_t d = 0; d < width; ++d) s += static_cast<double>(q[d]) * Bf16ToFloat(k[d]);
+    for (int64_t d = 0; d < width; ++d) s += static_cast<double>(q[d]) * k[d];
     scores[t] = s * p.softmax_scale;
     max_score = std::max(max_score, scores[t]);
   }
@@ -33,8 +42,8 @@ void ReferenceVector(const MlaAttentionParams& p, int64_t j, const float* q, int
   }
   std::vector<double> acc(latent, 0.0);
   for (int64_t t = 0; t < num_keys; ++t) {
-    const bf16_t* k = key(t);
-    for (int64_t d = 0; d < latent; ++d) acc[d] += scores[t] * Bf16ToFloat(k[d]);
+    const float* k = key(t);
+    for (int64_t d = 0; d < latent; ++d) acc[d] += scores[t] * k[d];
   }
   for (int64_t d = 0; d < latent; ++d) out[d] = static_cast<float>(acc[d] / sum);
   *lse = static_cast<float>(max_score + std::log(sum));

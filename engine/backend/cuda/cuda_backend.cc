@@ -164,6 +164,40 @@ absl::Status CudaBackend::AllocateCache(const CacheLayout& layout, int32_t num_b
   return absl::OkStatus();
 }
 
+// The disk tier's copies: after the stream's pending work (a step's cache writes), one
+// host copy per layer of the block's share of that layer.
+absl::Status CudaBackend::ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) {
+  if (!layout_ || block < 0 || block >= num_blocks_ ||
+      static_cast<int64_t>(bytes.size()) != layout_->bytes_per_block()) {
+    return absl::InvalidArgumentError(absl::StrCat("cache block copy: block ", block, " of ",
+                                                   num_blocks_, ", ", bytes.size(), " bytes"));
+  }
+  MLA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(Raw(stream_)));
+  const int64_t per_block = layout_->bytes_per_block_per_layer();
+  const int64_t per_layer = int64_t{num_blocks_} * per_block;
+  for (int l = 0; l < layout_->num_layers(); ++l) {
+    MLA_RETURN_IF_ERROR(cache_.CopyToHost(bytes.data() + l * per_block, per_block,
+                                          l * per_layer + int64_t{block} * per_block));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) {
+  if (!layout_ || block < 0 || block >= num_blocks_ ||
+      static_cast<int64_t>(bytes.size()) != layout_->bytes_per_block()) {
+    return absl::InvalidArgumentError(absl::StrCat("cache block copy: block ", block, " of ",
+                                                   num_blocks_, ", ", bytes.size(), " bytes"));
+  }
+  MLA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(Raw(stream_)));
+  const int64_t per_block = layout_->bytes_per_block_per_layer();
+  const int64_t per_layer = int64_t{num_blocks_} * per_block;
+  for (int l = 0; l < layout_->num_layers(); ++l) {
+    MLA_RETURN_IF_ERROR(cache_.CopyFromHost(bytes.data() + l * per_block, per_block,
+                                            l * per_layer + int64_t{block} * per_block));
+  }
+  return absl::OkStatus();
+}
+
 Tensor CudaBackend::Activation(int slot, int64_t rows, int64_t cols) {
   if (slot >= static_cast<int>(activations_.size())) activations_.resize(slot + 1);
   const size_t bytes = static_cast<size_t>(std::max<int64_t>(rows * cols, 1)) * sizeof(float);

@@ -53,6 +53,8 @@ class CudaBackend final : public Backend {
   absl::Status AllocateCache(const CacheLayout& layout, int32_t num_blocks) override;
   const CacheLayout& cache_layout() const override { return *layout_; }
   int32_t cache_num_blocks() const override { return num_blocks_; }
+  absl::Status ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) override;
+  absl::Status WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) override;
   Tensor Activation(int slot, int64_t rows, int64_t cols) override;
   BackendMemory Memory() const override;
   std::optional<DeviceMemoryStatus> DeviceMemory() const override;

@@ -56,6 +56,41 @@ TEST(ChainedBlockHashTest, IsTheDocumentedFnv1a) {
   EXPECT_EQ(ChainedBlockHash(h, "tenant", b), 0x1fe2f9543ddf363aull);
 }
 
+// The disk tier's two entry points: which blocks follow the cached prefix (with the
+// hashes CommitFullBlocks reports for them), and adding one as a cached block that the
+// next Allocate shares, in chain order only.
+TEST(BlockManagerTest, TierBlocksFollowTheCachedPrefixAndBecomeHits) {
+  BlockManager m(Config(16));
+  const std::vector<int32_t> tokens = Range(10, 13);  // 3 full blocks shareable
+  BlockTable first(kBlockSize);
+  std::vector<BlockManager::CommittedBlock> committed;
+  ASSERT_TRUE(m.Allocate(first, tokens, 13, "s").ok());
+  m.CommitFullBlocks(first, tokens, 13, "s", &committed);
+  ASSERT_EQ(committed.size(), 3u);
+  EXPECT_EQ(committed[0].parent_hash, kRootBlockHash);
+  EXPECT_EQ(committed[1].parent_hash, committed[0].hash);
+  EXPECT_EQ(committed[2].index, 2);
+  ASSERT_TRUE(m.Release(first).ok());
+
+  BlockManager fresh(Config(16));  // as after a restart: nothing cached
+  const std::vector<BlockManager::CommittedBlock> missing =
+      fresh.BlocksAfterCachedPrefix(tokens, "s");
+  ASSERT_EQ(missing.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(missing[i].hash, committed[i].hash);
+    EXPECT_EQ(missing[i].parent_hash, committed[i].parent_hash);
+  }
+  EXPECT_EQ(fresh.AddCachedBlock(tokens, "s", 1).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // block 0 is not cached yet
+  ASSERT_TRUE(fresh.AddCachedBlock(tokens, "s", 0).ok());
+  ASSERT_TRUE(fresh.AddCachedBlock(tokens, "s", 1).ok());
+  EXPECT_EQ(fresh.BlocksAfterCachedPrefix(tokens, "s").size(), 1u);
+  EXPECT_EQ(fresh.stats().blocks_cached_free, 2);
+  BlockTable table(kBlockSize);
+  EXPECT_EQ(fresh.Allocate(table, tokens, 13, "s").value_or(-1), 8);
+  EXPECT_EQ(fresh.BlocksAfterCachedPrefix(tokens, "other").size(), 3u);
+}
+
 TEST(BlockManagerTest, HitsTheLongestFullBlockPrefix) {
   BlockManager m(Config(16));
   BlockTable a(kBlockSize), b(kBlockSize);

@@ -34,9 +34,14 @@ TEST(CacheLayoutTest, Fp8LayoutIs656BytesPerTokenAndLayer) {
   EXPECT_EQ(layout->scale_bytes(), 16);
   EXPECT_EQ(layout->rope_offset(), 528);
   EXPECT_EQ(layout->bytes_per_token(), 61 * 656);
-  // Storage for it does not exist yet, and says so.
-  EXPECT_EQ(LatentCache::CreateWithBlocks(*layout, 1).status().code(),
-            absl::StatusCode::kUnimplemented);
+  // Storage is sized by the layout: 1.76x the blocks of bf16 in the same budget.
+  absl::StatusOr<LatentCache> cache = LatentCache::CreateWithBlocks(*layout, 1);
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  EXPECT_EQ(cache->bytes(), static_cast<size_t>(64 * 61 * 656));
+  const int64_t budget = int64_t{1} << 30;
+  const CacheLayout bf16 = *CacheLayout::Create(V3Config());
+  EXPECT_EQ(*LatentCache::BlocksForBudget(*layout, budget), budget / (64 * 61 * 656));
+  EXPECT_EQ(*LatentCache::BlocksForBudget(bf16, budget), budget / (64 * 61 * 1152));
 }
 
 TEST(CacheLayoutTest, RejectsBadShapes) {
@@ -49,11 +54,20 @@ TEST(CacheLayoutTest, RejectsBadShapes) {
   c = V3Config();
   c.latent_dim = -1;
   EXPECT_FALSE(CacheLayout::Create(c).ok());
-  c = V3Config(CacheDType::kFp8E4M3);
-  c.latent_dim = 200;  // Not a multiple of the 128-value scale group.
-  EXPECT_FALSE(CacheLayout::Create(c).ok());
-  c.dtype = CacheDType::kBF16;
-  EXPECT_TRUE(CacheLayout::Create(c).ok());
+}
+
+TEST(CacheLayoutTest, Fp8LastScaleGroupMayBeShort) {
+  // 200 latent values: a group of 128 and one of 72, two scales; small models (latent 32)
+  // have one group.
+  CacheLayoutConfig c = V3Config(CacheDType::kFp8E4M3);
+  c.latent_dim = 200;
+  absl::StatusOr<CacheLayout> layout = CacheLayout::Create(c);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->scale_bytes(), 8);
+  EXPECT_EQ(layout->bytes_per_token_per_layer(), 200 + 8 + 128);
+  c.latent_dim = 32;
+  c.rope_dim = 8;
+  EXPECT_EQ(CacheLayout::Create(c)->bytes_per_token_per_layer(), 32 + 4 + 16);
 }
 
 TEST(CacheLayoutTest, BlocksForTokens) {

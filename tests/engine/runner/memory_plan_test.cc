@@ -33,6 +33,8 @@ TEST(MemoryPlanTest, V2LiteBf16LeavesRoomForTheCache) {
   EXPECT_LT(*workspace, 4 * kGiB);
   const int64_t block_bytes = LatentCacheBlockBytes(c, kBlockSize);
   EXPECT_EQ(block_bytes, int64_t{27} * 64 * 576 * 2);
+  // The fp8 layout: 656 bytes per row, 1.76x the blocks in the same budget.
+  EXPECT_EQ(LatentCacheBlockBytes(c, kBlockSize, CacheDType::kFp8E4M3), int64_t{27} * 64 * 656);
   MemoryPlanInput in;
   in.total_bytes = kH200Total;
   in.free_bytes = kH200Total - kGiB / 2;  // the CUDA context

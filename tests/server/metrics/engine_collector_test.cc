@@ -18,6 +18,34 @@ testing::Exposition Parse(const std::vector<MetricFamily>& families) {
   return e.ok() ? *e : testing::Exposition();
 }
 
+TEST(EngineFamiliesTest, DiskTierFigures) {
+  EngineInfo info;
+  EngineLoad load;
+  load.disk_enabled = true;
+  load.disk_hit_tokens = 4032;
+  load.disk.blocks = 63;
+  load.disk.bytes = 5 << 20;
+  load.disk.writes = 70;
+  load.disk.write_failures = 1;
+  load.disk.corrupt_skipped = 2;
+  load.disk.evicted = 7;
+  std::vector<MetricFamily> families;
+  AppendEngineFamilies(info, load, families);
+  testing::Exposition e = Parse(families);
+  auto at = [&](const std::string& s) {
+    EXPECT_TRUE(e.samples.contains(s)) << s;
+    return e.samples.contains(s) ? e.samples.at(s) : -1.0;
+  };
+  EXPECT_EQ(at("mla_kv_disk_tier_enabled"), 1);
+  EXPECT_EQ(at("mla_kv_disk_tier_blocks"), 63);
+  EXPECT_EQ(at("mla_kv_disk_tier_bytes"), 5 << 20);
+  EXPECT_EQ(at("mla_kv_disk_tier_hit_tokens_total"), 4032);
+  EXPECT_EQ(at("mla_kv_disk_tier_writes_total"), 70);
+  EXPECT_EQ(at("mla_kv_disk_tier_write_failures_total"), 1);
+  EXPECT_EQ(at("mla_kv_disk_tier_corrupt_skipped_total"), 2);
+  EXPECT_EQ(at("mla_kv_disk_tier_evictions_total"), 7);
+}
+
 TEST(EngineFamiliesTest, CacheGaugesCountersInfoAndVllmAliases) {
   EngineInfo info;
   info.model_name = "m \"x\"";

@@ -143,6 +143,32 @@ TEST(CpuBackendTest, WriteCacheStoresAtSlotsAndRefusesBadSlotsWithoutWriting) {
   EXPECT_TRUE(std::isnan(Bf16ToFloat(base[5 * 6]))) << "a refused step wrote a valid slot";
 }
 
+// The disk tier's copies: one block of every layer, in and out, in the fp8 layout; other
+// blocks untouched; a wrong size or block refused.
+TEST(CpuBackendTest, CacheBlockCopiesMoveOneBlockOfEveryLayer) {
+  CpuBackend be(1);
+  const CacheLayout layout = *CacheLayout::Create({CacheDType::kFp8E4M3, 32, 8, 4, 3});
+  ASSERT_TRUE(be.AllocateCache(layout, 5).ok());
+  be.latent_cache()->PoisonWithNaN();
+  std::vector<uint8_t> in(static_cast<size_t>(layout.bytes_per_block()));
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint8_t>(i * 7 + 1);
+  ASSERT_TRUE(be.WriteCacheBlock(3, in).ok());
+  std::vector<uint8_t> out(in.size());
+  ASSERT_TRUE(be.ReadCacheBlock(3, out).ok());
+  EXPECT_EQ(out, in);
+  const int64_t per_block = layout.bytes_per_block_per_layer();
+  for (int l = 0; l < 3; ++l) {  // layer l's share sits at block 3 of layer l
+    const uint8_t* base = be.latent_cache()->LayerBytes(l);
+    EXPECT_EQ(base[3 * per_block], in[l * per_block]) << l;
+    EXPECT_EQ(base[2 * per_block + per_block - 1], 0xff) << "block 2 changed in layer " << l;
+    EXPECT_EQ(base[4 * per_block], 0xff) << "block 4 changed in layer " << l;
+  }
+  EXPECT_EQ(be.ReadCacheBlock(5, out).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(be.WriteCacheBlock(-1, in).code(), absl::StatusCode::kInvalidArgument);
+  out.pop_back();
+  EXPECT_EQ(be.ReadCacheBlock(0, out).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(CpuBackendTest, MoeExpertsMatchesNaiveRouting) {
   std::mt19937 rng(11);
   CpuBackend be(2);

@@ -10,6 +10,7 @@
 #include "engine/backend/cpu/cpu_features.h"
 #include "engine/backend/cpu/mla_attention_reference.h"
 #include "engine/backend/cpu/thread_pool.h"
+#include "engine/kv_cache/cache_row.h"
 #include "gtest/gtest.h"
 
 namespace mla::cpu {
@@ -25,16 +26,19 @@ struct SeqSpec {
 
 SeqSpec Decode(int len) { return {1, len - 1, len}; }
 
-// One layer's cache, block table and queries for a batch, with NaN in every cache slot a
-// sequence does not own and in spare blocks that no table lists (but a table's unused
-// tail points at), so that any read past a sequence's end shows up as NaN.
+// One layer's cache (bf16 or FP8 rows), block table and queries for a batch, with NaN in
+// every cache slot a sequence does not own and in spare blocks that no table lists (but a
+// table's unused tail points at), so that any read past a sequence's end shows up as NaN.
 class Problem {
  public:
-  Problem(int heads, int latent, int rope, int block_size, std::vector<SeqSpec> seqs, uint32_t seed)
+  Problem(int heads, int latent, int rope, int block_size, std::vector<SeqSpec> seqs, uint32_t seed,
+          CacheDType dtype = CacheDType::kBF16)
       : heads_(heads),
         latent_(latent),
         width_(latent + rope),
         block_size_(block_size),
+        dtype_(dtype),
+        row_bytes_(CacheRowBytes(dtype, latent, rope)),
         seqs_(std::move(seqs)) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
@@ -44,7 +48,7 @@ class Problem {
       total_blocks += Blocks(s);
     }
     num_blocks_ = total_blocks;
-    cache_.assign(static_cast<size_t>(num_blocks_) * block_size_ * width_, FloatToBf16(kNaN));
+    cache_.assign(static_cast<size_t>(num_blocks_) * block_size_ * row_bytes_, kCacheNaNByte);
     std::vector<int32_t> ids(num_blocks_);
     std::iota(ids.begin(), ids.end(), 0);
     std::shuffle(ids.begin(), ids.end(), rng);
@@ -54,11 +58,19 @@ class Problem {
     for (const SeqSpec& s : seqs_) {
       std::vector<int32_t> row(max_blocks_, spare);
       for (int b = 0; b < Blocks(s); ++b) row[b] = ids[next_id++];
+      std::vector<float> values(width_);
       for (int t = 0; t < s.seq_len; ++t) {
-        bf16_t* slot =
-            cache_.data() +
-            (static_cast<size_t>(row[t / block_size_]) * block_size_ + t % block_size_) * width_;
-        for (int d = 0; d < width_; ++d) slot[d] = FloatToBf16(unit(rng));
+        uint8_t* slot = cache_.data() + (static_cast<size_t>(row[t / block_size_]) * block_size_ +
+                                         t % block_size_) *
+                                            row_bytes_;
+        for (float& v : values) v = unit(rng);
+        // In an fp8 row every fourth latent value is tiny (a few 2^-15 of the group's
+        // largest): e4m3 subnormal codes, which the kernels decode on their own path.
+        for (int d = 0; dtype_ == CacheDType::kFp8E4M3 && d < latent_; d += 4) {
+          values[d] *= 0x1p-14f;
+        }
+        EncodeCacheRow(dtype_, latent_, width_ - latent_, values.data(), values.data() + latent_,
+                       slot);
       }
       table_.insert(table_.end(), row.begin(), row.end());
       seq_lens_.push_back(s.seq_len);
@@ -84,6 +96,7 @@ class Problem {
     p.num_blocks = num_blocks_;
     p.max_blocks_per_seq = max_blocks_;
     p.softmax_scale = 1.0f / std::sqrt(static_cast<float>(width_));
+    p.kv_dtype = dtype_;
     p.kv_cache = cache_.data();
     p.block_table = table_.data();
     p.seq_lens = seq_lens_.data();
@@ -102,10 +115,12 @@ class Problem {
   int Blocks(const SeqSpec& s) const { return (s.seq_len + block_size_ - 1) / block_size_; }
 
   int heads_, latent_, width_, block_size_;
+  CacheDType dtype_;
+  int64_t row_bytes_;
   std::vector<SeqSpec> seqs_;
   int max_blocks_ = 1;
   int num_blocks_ = 0;
-  std::vector<bf16_t> cache_;
+  std::vector<uint8_t> cache_;
   std::vector<int32_t> table_, seq_lens_, q_pos0_, cu_;
   std::vector<float> q_;
 };
@@ -253,6 +268,41 @@ TEST_P(MlaAttentionIsaTest, ThreadCountsAndWorkspaceReuseDoNotChangeResults) {
     ExpectClose(small, RunKernel(small, &pool, {}, &ws), want_small);
   }
   ExpectClose(big, RunKernel(big, nullptr), want_big);
+}
+
+// FP8 cache (DeepSeek's layout): the kernels dequantize as they read, the reference
+// decodes every row (cache_row.h) and computes in fp64 on those values, so the bound is
+// the bf16 one: both see the same keys. Latent widths cover whole and short scale groups
+// (200 = 128 + 72; 20 and 32, one short group, the tiny models' shapes); rope widths and
+// lengths are odd, blocks are crossed, unused slots are NaN (the NaN code and NaN
+// scales), and the fp8 path never takes the bf16-only direct path.
+TEST_P(MlaAttentionIsaTest, Fp8CacheMatchesReferenceOnDequantizedValues) {
+  const std::vector<SeqSpec> seqs = {Decode(1),   {0, 0, 0},    Decode(63),  Decode(64),
+                                     Decode(65),  {7, 30, 37},  {3, 60, 70}, Decode(1031),
+                                     {64, 0, 64}, {2, 128, 130}};
+  for (auto [latent, rope] :
+       {std::pair{512, 64}, std::pair{200, 7}, std::pair{20, 1}, std::pair{32, 8}}) {
+    for (int heads : {1, 3, 16}) {
+      for (int block_size : {64, 13}) {
+        SCOPED_TRACE(testing::Message() << "L " << latent << " R " << rope << " heads " << heads
+                                        << " block " << block_size);
+        CheckAgainstReference(
+            Problem(heads, latent, rope, block_size, seqs, 91, CacheDType::kFp8E4M3), &pool_);
+      }
+    }
+  }
+}
+
+TEST_P(MlaAttentionIsaTest, Fp8SplitKvAndOneTokenAgree) {
+  const Problem pr(8, 512, 64, 64, {Decode(4097), {4, 3000, 3004}, Decode(1)}, 93,
+                   CacheDType::kFp8E4M3);
+  MlaAttentionWorkspace ws;
+  MlaAttentionOptions on;
+  on.min_keys_per_split = 256;
+  on.items_per_worker = 4;
+  const Result split = RunKernel(pr, &pool_, on, &ws);
+  EXPECT_FALSE(ws.plan().combines.empty()) << "the test should exercise split-KV";
+  ExpectClose(pr, split, RunReference(pr));
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, MlaAttentionIsaTest, testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2),
