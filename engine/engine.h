@@ -121,6 +121,8 @@ class Engine {
   // The runner's input for this step's batch: chunks (rows to probe for attention
   // telemetry marked) and the logits rows to sample or score, with their owners.
   StepInput MakeStepInput(const std::vector<ScheduledChunk>& batch, std::vector<RowOwner>& owners);
+  void RecordIndexerRecall(const std::vector<ScheduledChunk>& batch,
+                           const std::vector<ChunkIndexerRecall>& recall);
   void RecordAttentionProbes(const std::vector<ScheduledChunk>& batch,
                              const std::vector<ChunkAttentionProbe>& probes);
   void EmitToken(Sequence& seq, const RowSample& sample);

@@ -82,6 +82,7 @@ void Engine::Step() {
       }
     } else {
       RecordAttentionProbes(batch, output->probes);
+      RecordIndexerRecall(batch, output->indexer_recall);
       UpdateFromOutput(batch, owners, *output);
     }
   }
@@ -120,6 +121,10 @@ StepInput Engine::MakeStepInput(const std::vector<ScheduledChunk>& batch,
                         seq.num_computed, &seq.table, all};
     const bool produces_token = n == seq.uncomputed();
     // Only a row that produces a token is probed: a decode row or a prompt's last one.
+    if (produces_token && seq.generated() <= 0) {  // The prompt's last row.
+      chunk.watch_begin = seq.request.indexer_watch_begin;
+      chunk.watch_end = seq.request.indexer_watch_end;
+    }
     if (produces_token) {
       if (seq.request.attention_stats) {
         chunk.probe_attention = true;
@@ -167,6 +172,13 @@ void Engine::RecordAttentionProbes(const std::vector<ScheduledChunk>& batch,
     if (seq.request.attention_stats && seq.attention_stats.size() < kMaxAttentionStats) {
       seq.attention_stats.push_back(p.sharpness);
     }
+  }
+}
+
+void Engine::RecordIndexerRecall(const std::vector<ScheduledChunk>& batch,
+                                 const std::vector<ChunkIndexerRecall>& recall) {
+  for (const ChunkIndexerRecall& r : recall) {
+    batch[r.chunk].seq->indexer_recall.push_back({r.layer, r.selected, r.watched});
   }
 }
 
@@ -234,6 +246,7 @@ void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
   out.error = std::move(error);
   if (!seq.first_output_sent) out.prompt_logprobs = std::move(seq.prompt_logprobs);
   out.attention_stats = std::move(seq.attention_stats);
+  out.indexer_recall = std::move(seq.indexer_recall);
   out.prompt_tokens = static_cast<int32_t>(seq.prompt_len());
   out.cached_prompt_tokens = static_cast<int32_t>(seq.cached_prompt_tokens);
   out.completion_tokens = static_cast<int32_t>(std::max<int64_t>(seq.generated(), 0));

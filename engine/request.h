@@ -31,6 +31,19 @@ struct GenerationRequest {
   // The front end that submitted it ("grpc", "openai"): a label for the observer's
   // metrics only; the engine treats every request alike.
   std::string api = "grpc";
+  // DeepSeek-V3.2 telemetry: prompt positions [indexer_watch_begin, indexer_watch_end)
+  // (e.g. a needle's tokens) whose selection by the lightning indexer, in every layer,
+  // for the row that produces the first token is reported with the final output. Empty:
+  // off. Dense-attention models report nothing.
+  int64_t indexer_watch_begin = 0;
+  int64_t indexer_watch_end = 0;
+};
+
+// How many watched positions one layer's indexer selected (GenerationRequest's watch).
+struct LayerIndexerRecall {
+  int32_t layer = 0;
+  int64_t selected = 0;  // Watched positions the indexer kept.
+  int64_t watched = 0;   // Watched positions the row could see.
 };
 
 // Most attention-sharpness records one request gets back (tokens x layers).
@@ -56,6 +69,9 @@ struct GenerationOutput {
   // With the final output, when the request asked for attention_stats: one record per
   // generated token and layer, in order, at most kMaxAttentionStats.
   std::vector<AttentionSharpness> attention_stats;
+  // With the final output, when the request set an indexer watch on a V3.2 model: one
+  // record per layer.
+  std::vector<LayerIndexerRecall> indexer_recall;
 };
 
 // Receives a request's outputs on the engine thread, in order; must not block.

@@ -115,6 +115,15 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   r.request_id = request.request_id();
   r.cache_salt = request.cache_salt();
   r.attention_stats = request.attention_stats();
+  if (request.has_indexer_watch()) {
+    const v1::PositionRange& w = request.indexer_watch();
+    if (w.begin() < 0 || w.end() < w.begin()) {
+      return Invalid("indexer_watch", absl::StrCat("must satisfy 0 <= begin <= end, got [",
+                                                   w.begin(), ", ", w.end(), ")"));
+    }
+    r.indexer_watch_begin = w.begin();
+    r.indexer_watch_end = w.end();
+  }
   r.priority = request.priority();
   MLA_ASSIGN_OR_RETURN(r.prompt, text.PromptIds(request));
   const v1::SamplingParams& s = request.sampling();
@@ -155,6 +164,12 @@ v1::GenerateResponse ToGenerateResponse(const GenerationOutput& o) {
       stat->set_context_tokens(a.context_tokens);
       stat->set_entropy(static_cast<float>(a.entropy));
       stat->set_max_weight(static_cast<float>(a.max_weight));
+    }
+    for (const LayerIndexerRecall& r : o.indexer_recall) {
+      v1::IndexerRecall* rec = f->add_indexer_recall();
+      rec->set_layer(r.layer);
+      rec->set_selected(r.selected);
+      rec->set_watched(r.watched);
     }
   }
   return m;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes a random DeepSeek-V2/V3 checkpoint in the Hugging Face layout.
+"""Writes a random DeepSeek-V2/V3/V3.2 checkpoint in the Hugging Face layout.
 
 The output directory holds config.json, generation_config.json, the weights as bf16
 safetensors sharded into --num-shards files and model.safetensors.index.json. The
@@ -13,6 +13,7 @@ and written in chunks of rows, so a multi-GB benchmark model never sits in memor
 Examples (see tools/README.md):
   python3 tools/make_tiny_model.py --variant v2-lite --out models/tiny-v2-lite
   python3 tools/make_tiny_model.py --variant v3 --out models/tiny-v3
+  python3 tools/make_tiny_model.py --variant v32 --out models/tiny-v32
 """
 
 import argparse
@@ -44,6 +45,19 @@ PRESETS = {
         norm_topk_prob=True, routed_scaling_factor=2.5, vocab_size=512, mtp_layers=1,
         rope_mscale=1.0, rope_mscale_all_dim=1.0, seed=9,
         architecture="DeepseekV3ForCausalLM", model_type="deepseek_v3"),
+    # DeepSeek-V3.2: V3 plus the lightning indexer (DSA). index_topk is small so that the
+    # goldens' prompts exercise sparse attention; V3.2's config.json names no router (it
+    # is V3's sigmoid + noaux_tc), so neither does this one.
+    "v32": dict(
+        hidden_size=64, num_layers=3, num_heads=4, q_lora_rank=48, kv_lora_rank=32,
+        qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, intermediate_size=96,
+        moe_intermediate_size=8, n_routed_experts=16, n_shared_experts=1,
+        num_experts_per_tok=4, first_k_dense_replace=1, moe_layer_freq=1,
+        topk_method="noaux_tc", scoring_func="sigmoid", n_group=4, topk_group=2,
+        norm_topk_prob=True, routed_scaling_factor=2.5, vocab_size=512, mtp_layers=0,
+        rope_mscale=1.0, rope_mscale_all_dim=1.0, seed=35, index_n_heads=8,
+        index_head_dim=16, index_topk=16,
+        architecture="DeepseekV32ForCausalLM", model_type="deepseek_v32"),
 }
 
 CHUNK_ELEMENTS = 1 << 22  # rows are generated and written this many values at a time
@@ -115,6 +129,12 @@ def attention(p, a):
             linear(p + "kv_b_proj", a.num_heads * (a.qk_nope_head_dim + a.v_head_dim),
                    a.kv_lora_rank),
             linear(p + "o_proj", a.hidden_size, a.num_heads * a.v_head_dim)]
+    if a.index_n_heads:  # V3.2's lightning indexer (transformers' DeepseekV32Indexer)
+        out += [linear(p + "indexer.wq_b", a.index_n_heads * a.index_head_dim, a.q_lora_rank),
+                linear(p + "indexer.wk", a.index_head_dim, a.hidden_size),
+                norm(p + "indexer.k_norm", a.index_head_dim),
+                Tensor(p + "indexer.k_norm.bias", (a.index_head_dim,), 0.1),
+                linear(p + "indexer.weights_proj", a.index_n_heads, a.hidden_size)]
     return out
 
 
@@ -253,6 +273,10 @@ def config_json(a):
     }
     if a.mtp_layers:
         c["num_nextn_predict_layers"] = a.mtp_layers
+    if a.index_n_heads:
+        c.update(index_n_heads=a.index_n_heads, index_head_dim=a.index_head_dim,
+                 index_topk=a.index_topk)
+        del c["topk_method"], c["scoring_func"]
     return c
 
 
@@ -269,6 +293,10 @@ def check_args(a):
             problems.append("--topk-group must be in [1, --n-group]")
         if a.topk_method == "noaux_tc" and a.n_routed_experts // a.n_group < 2:
             problems.append("noaux_tc needs at least 2 experts per group")
+    if a.index_n_heads and (not a.q_lora_rank or a.index_head_dim < a.qk_rope_head_dim
+                            or a.index_topk < 1):
+        problems.append("the indexer needs --q-lora-rank, --index-head-dim >= "
+                        "--qk-rope-head-dim and --index-topk >= 1")
     if not 0 <= a.eos_token_id < a.vocab_size or not 0 <= a.bos_token_id < a.vocab_size:
         problems.append("--bos-token-id/--eos-token-id must be inside the vocabulary")
     if problems:
@@ -288,7 +316,8 @@ def parse_args(argv):
             "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "intermediate_size",
             "moe_intermediate_size", "n_routed_experts", "n_shared_experts",
             "num_experts_per_tok", "first_k_dense_replace", "moe_layer_freq", "n_group",
-            "topk_group", "vocab_size", "mtp_layers"]
+            "topk_group", "vocab_size", "mtp_layers", "index_n_heads", "index_head_dim",
+            "index_topk"]
     for name in ints:
         ap.add_argument("--" + name.replace("_", "-"), type=int)
     ap.add_argument("--topk-method", choices=["greedy", "group_limited_greedy", "noaux_tc"])
@@ -308,7 +337,8 @@ def parse_args(argv):
     ap.add_argument("--rope-mscale-all-dim", type=float)
     ap.add_argument("--bos-token-id", type=int, default=0)
     ap.add_argument("--eos-token-id", type=int, default=1)
-    ap.set_defaults(**PRESETS[variant])
+    ap.set_defaults(**{"index_n_heads": 0, "index_head_dim": 0, "index_topk": 0,
+                       **PRESETS[variant]})
     a = ap.parse_args(argv)
     if a.q_lora_rank == 0:
         a.q_lora_rank = None

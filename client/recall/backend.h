@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,15 @@ struct GenerateResult {
   std::string text;       // The generated continuation.
   int tokens = 0;         // Generated tokens.
   int prompt_tokens = 0;  // The prompt's length as the server counted it; 0 if unknown.
+  // GenerateWatching on a DeepSeek-V3.2 server: the share of the watched tokens the
+  // lightning indexer selected, averaged over layers.
+  std::optional<double> indexer_recall;
+};
+
+// Characters [begin, end) of a prompt.
+struct TextSpan {
+  size_t begin = 0;
+  size_t end = 0;
 };
 
 // A serving endpoint. All methods are called from many threads at once.
@@ -32,6 +42,13 @@ class RecallBackend {
   // Greedy (temperature 0) continuation of `prompt`, at most `max_tokens` tokens. The
   // prompt has no special tokens: the tokenizer adds BOS.
   virtual absl::StatusOr<GenerateResult> Generate(const std::string& prompt, int max_tokens) = 0;
+  // Generate, also asking the server which share of the tokens of `watch` (the needle)
+  // its sparse-attention indexer selected (GenerateResult::indexer_recall). Endpoints
+  // without that telemetry just generate.
+  virtual absl::StatusOr<GenerateResult> GenerateWatching(const std::string& prompt, int max_tokens,
+                                                          TextSpan /*watch*/) {
+    return Generate(prompt, max_tokens);
+  }
   // Whether ScoreAnswer works; when not, note() says why.
   virtual bool can_score() const = 0;
   // Log-probability of `answer` as the continuation of `prompt`.

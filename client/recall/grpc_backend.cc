@@ -44,7 +44,25 @@ std::string GrpcBackend::note() const {
 }
 
 absl::StatusOr<GenerateResult> GrpcBackend::Generate(const std::string& prompt, int max_tokens) {
+  return Run(prompt, max_tokens, nullptr);
+}
+
+absl::StatusOr<GenerateResult> GrpcBackend::GenerateWatching(const std::string& prompt,
+                                                             int max_tokens, TextSpan watch) {
+  MLA_ASSIGN_OR_RETURN(const std::vector<int32_t> before,
+                       tokenizer_->Encode(prompt.substr(0, watch.begin), true));
+  MLA_ASSIGN_OR_RETURN(const std::vector<int32_t> through,
+                       tokenizer_->Encode(prompt.substr(0, watch.end), true));
+  v1::PositionRange range;
+  range.set_begin(static_cast<int64_t>(before.size()));
+  range.set_end(static_cast<int64_t>(through.size()));
+  return Run(prompt, max_tokens, &range);
+}
+
+absl::StatusOr<GenerateResult> GrpcBackend::Run(const std::string& prompt, int max_tokens,
+                                                const v1::PositionRange* watch) {
   v1::GenerateRequest request;
+  if (watch != nullptr) *request.mutable_indexer_watch() = *watch;
   if (mode_ == PromptMode::kText) {
     request.set_text(prompt);
   } else {
@@ -58,7 +76,17 @@ absl::StatusOr<GenerateResult> GrpcBackend::Generate(const std::string& prompt, 
   MLA_RETURN_IF_ERROR(client_->Generate(request, [&](const v1::GenerateResponse& m) {
     generated.insert(generated.end(), m.token_ids().begin(), m.token_ids().end());
     result.text += m.text();
-    if (m.has_finished()) result.prompt_tokens = m.finished().usage().prompt_tokens();
+    if (m.has_finished()) {
+      result.prompt_tokens = m.finished().usage().prompt_tokens();
+      double share = 0;
+      int layers = 0;
+      for (const v1::IndexerRecall& r : m.finished().indexer_recall()) {
+        if (r.watched() <= 0) continue;
+        share += static_cast<double>(r.selected()) / static_cast<double>(r.watched());
+        ++layers;
+      }
+      if (layers > 0) result.indexer_recall = share / layers;
+    }
     return true;
   }));
   result.tokens = static_cast<int>(generated.size());

@@ -37,12 +37,19 @@ class GrpcBackend : public RecallBackend {
 
   TokenCounter& counter() override { return counter_; }
   absl::StatusOr<GenerateResult> Generate(const std::string& prompt, int max_tokens) override;
+  // Sends the span as token positions (GenerateRequest.indexer_watch): the token counts
+  // of the prompt's text before it and through it, BOS included.
+  absl::StatusOr<GenerateResult> GenerateWatching(const std::string& prompt, int max_tokens,
+                                                  TextSpan watch) override;
   bool can_score() const override { return score_logprobs_; }
   absl::StatusOr<double> ScoreAnswer(const std::string& prompt, const std::string& answer) override;
   std::string Describe() const override { return description_; }
   std::string note() const override;
 
  private:
+  absl::StatusOr<GenerateResult> Run(const std::string& prompt, int max_tokens,
+                                     const v1::PositionRange* watch);
+
   MlaClient* const client_;
   const std::unique_ptr<Tokenizer> tokenizer_;
   CachingCounter counter_;

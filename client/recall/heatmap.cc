@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -25,6 +26,21 @@ struct Rgb {
 constexpr Rgb kRed{0xf8, 0x69, 0x6b};
 constexpr Rgb kYellow{0xff, 0xeb, 0x84};
 constexpr Rgb kGreen{0x63, 0xbe, 0x7b};
+
+// What a heatmap colors its cells by.
+struct Metric {
+  const char* legend;  // Above the color bar.
+  const char* title;   // Before the model name.
+  // The cell's value in [0, 1]; absent: no data.
+  std::optional<double> (*value)(const CellSummary&);
+};
+
+constexpr Metric kExactMatch{
+    "exact match", "Needle-in-a-haystack recall: ", [](const CellSummary& c) {
+      return c.n > 0 ? std::optional<double>(c.exact_match_rate) : std::nullopt;
+    }};
+constexpr Metric kIndexerRecall{"indexer recall", "Indexer selection recall (needle tokens kept): ",
+                                [](const CellSummary& c) { return c.mean_indexer_recall; }};
 
 Rgb Lerp(const Rgb& a, const Rgb& b, double t) {
   return {a.r + (b.r - a.r) * t, a.g + (b.g - a.g) * t, a.b + (b.b - a.b) * t};
@@ -73,9 +89,10 @@ Grid MakeGrid(const std::vector<const CellSummary*>& cells) {
   return g;
 }
 
-std::string Cell(int x, int y, int length, double depth, const CellSummary* c) {
-  const bool data = c != nullptr && c->n > 0;
-  const double rate = data ? c->exact_match_rate : -1;
+std::string Cell(int x, int y, int length, double depth, const CellSummary* c, const Metric& m) {
+  const std::optional<double> value = c != nullptr ? m.value(*c) : std::nullopt;
+  const bool data = value.has_value();
+  const double rate = data ? *value : -1;
   std::string svg = absl::StrFormat(
       "<rect class=\"cell\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\" "
       "data-rate=\"%.4f\"><title>%s tokens, depth %.0f%%: %s</title></rect>\n",
@@ -117,7 +134,7 @@ std::string Axes(const Grid& g, int x0) {
 
 // One panel (one needle kind) with its top-left corner at (x0, kTop).
 std::string Panel(NeedleKind kind, const std::vector<const CellSummary*>& cells, int x0,
-                  int* width) {
+                  const Metric& m, int* width) {
   const Grid g = MakeGrid(cells);
   std::string svg = Text(x0 + kLeft + g.lengths.size() * kCellW / 2.0, kTop - 10,
                          NeedleKindName(kind), " text-anchor=\"middle\" font-weight=\"bold\"");
@@ -127,7 +144,7 @@ std::string Panel(NeedleKind kind, const std::vector<const CellSummary*>& cells,
     for (const double depth : g.depths) {
       const auto it = g.at.find({length, depth});
       absl::StrAppend(&svg, Cell(x0 + kLeft + col * kCellW, kTop + row++ * kCellH, length, depth,
-                                 it == g.at.end() ? nullptr : it->second));
+                                 it == g.at.end() ? nullptr : it->second, m));
     }
     ++col;
   }
@@ -137,7 +154,7 @@ std::string Panel(NeedleKind kind, const std::vector<const CellSummary*>& cells,
 }
 
 // A vertical color bar from 100% (top) to 0% (bottom), plus the no-data swatch.
-std::string Legend(int x, int height) {
+std::string Legend(int x, int height, const Metric& m) {
   std::string svg =
       "<defs><linearGradient id=\"rate\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">"
       "<stop offset=\"0\" stop-color=\"" +
@@ -156,7 +173,7 @@ std::string Legend(int x, int height) {
   absl::StrAppend(&svg, Text(x + 22, kTop + 10, "100%", " font-size=\"11\""),
                   Text(x + 22, kTop + bar_h / 2.0 + 4, "50%", " font-size=\"11\""),
                   Text(x + 22, kTop + bar_h, "0%", " font-size=\"11\""),
-                  Text(x - 4, kTop - 10, "exact match", " font-size=\"11\""));
+                  Text(x - 4, kTop - 10, m.legend, " font-size=\"11\""));
   absl::StrAppendFormat(&svg,
                         "<rect x=\"%d\" y=\"%d\" width=\"16\" height=\"12\" fill=\"%s\" "
                         "stroke=\"#666\"/>\n",
@@ -179,7 +196,10 @@ std::string FormatLength(int length) {
   return absl::StrCat(length);
 }
 
-std::string RenderHeatmap(const std::vector<CellSummary>& cells, const std::string& model) {
+namespace {
+
+std::string Render(const std::vector<CellSummary>& cells, const std::string& model,
+                   const Metric& m) {
   std::map<NeedleKind, std::vector<const CellSummary*>> by_kind;
   std::set<double> all_depths;
   for (const CellSummary& c : cells) {
@@ -190,14 +210,14 @@ std::string RenderHeatmap(const std::vector<CellSummary>& cells, const std::stri
   int x = 0;
   for (const auto& [kind, kind_cells] : by_kind) {
     int width = 0;
-    absl::StrAppend(&body, Panel(kind, kind_cells, x, &width));
+    absl::StrAppend(&body, Panel(kind, kind_cells, x, m, &width));
     x += width + kPanelGap;
   }
   const int grid_h = static_cast<int>(all_depths.size()) * kCellH;
-  absl::StrAppend(&body, Legend(x + 10, grid_h));
+  absl::StrAppend(&body, Legend(x + 10, grid_h, m));
   const int width = x + 10 + kLegendW;
   const int height = kTop + std::max(grid_h, 100) + kBottom;
-  const std::string title = absl::StrCat("Needle-in-a-haystack recall: ", model);
+  const std::string title = absl::StrCat(m.title, model);
   return absl::StrCat(
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
       absl::StrFormat("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
@@ -205,6 +225,17 @@ std::string RenderHeatmap(const std::vector<CellSummary>& cells, const std::stri
                       width, height, width, height),
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
       Text(width / 2.0, 22, title, " text-anchor=\"middle\" font-size=\"15\""), body, "</svg>\n");
+}
+
+}  // namespace
+
+std::string RenderHeatmap(const std::vector<CellSummary>& cells, const std::string& model) {
+  return Render(cells, model, kExactMatch);
+}
+
+std::string RenderIndexerRecallHeatmap(const std::vector<CellSummary>& cells,
+                                       const std::string& model) {
+  return Render(cells, model, kIndexerRecall);
 }
 
 }  // namespace mla::recall

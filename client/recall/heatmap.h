@@ -25,6 +25,12 @@ std::string FormatLength(int length);
 // data-rate attribute; `model` goes into the title.
 std::string RenderHeatmap(const std::vector<CellSummary>& cells, const std::string& model);
 
+// The same layout colored by indexer selection recall (DeepSeek-V3.2 servers): the mean
+// share of the asked needle's tokens the lightning indexer kept for the answer's first
+// token, over layers and trials. Cells without that telemetry show as no data.
+std::string RenderIndexerRecallHeatmap(const std::vector<CellSummary>& cells,
+                                       const std::string& model);
+
 }  // namespace mla::recall
 
 #endif  // MLA_CLIENT_RECALL_HEATMAP_H_

@@ -5,6 +5,7 @@
 // summary.json and heatmap.svg; see docs/LONG_CONTEXT.md.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -208,9 +209,17 @@ absl::Status WriteSummaries(const std::filesystem::path& dir, const Endpoint& en
   MLA_RETURN_IF_ERROR(WriteFile(dir / "summary.csv", SummaryCsv(cells)));
   MLA_RETURN_IF_ERROR(WriteFile(dir / "summary.json", SummaryJson(cells, info)));
   MLA_RETURN_IF_ERROR(WriteFile(dir / "heatmap.svg", RenderHeatmap(cells, endpoint.model)));
+  // A sparse-attention (DeepSeek-V3.2) server also says whether its indexer kept the needle.
+  const bool has_indexer_recall = std::any_of(cells.begin(), cells.end(), [](const CellSummary& c) {
+    return c.mean_indexer_recall.has_value();
+  });
+  if (has_indexer_recall) {
+    MLA_RETURN_IF_ERROR(
+        WriteFile(dir / "indexer_recall.svg", RenderIndexerRecallHeatmap(cells, endpoint.model)));
+  }
   PrintTotals(cells);
-  std::printf("wrote %s/{results.jsonl,summary.csv,summary.json,heatmap.svg}\n",
-              dir.string().c_str());
+  std::printf("wrote %s/{results.jsonl,summary.csv,summary.json,heatmap.svg%s}\n",
+              dir.string().c_str(), has_indexer_recall ? ",indexer_recall.svg" : "");
   return absl::OkStatus();
 }
 

@@ -38,6 +38,7 @@ std::string ToJsonLine(const TrialResult& r) {
   j["generated_tokens"] = r.generated_tokens;
   j["exact_match"] = r.exact_match;
   j["answer_logprob"] = r.answer_logprob.has_value() ? Json(*r.answer_logprob) : Json(nullptr);
+  if (r.indexer_recall.has_value()) j["indexer_recall"] = *r.indexer_recall;
   if (!r.ok()) j["error"] = r.error;
   j["seconds"] = r.seconds;
   // Generated text may hold invalid UTF-8 (a byte-level model can emit any byte).
@@ -62,6 +63,9 @@ absl::StatusOr<TrialResult> FromJsonLine(absl::string_view line) {
     r.generated = j.value("generated", "");
     r.generated_tokens = j.value("generated_tokens", 0);
     r.exact_match = j.value("exact_match", false);
+    if (j.contains("indexer_recall") && j["indexer_recall"].is_number()) {
+      r.indexer_recall = j["indexer_recall"].get<double>();
+    }
     if (j.contains("answer_logprob") && j["answer_logprob"].is_number()) {
       r.answer_logprob = j["answer_logprob"].get<double>();
     }
@@ -138,6 +142,8 @@ std::vector<CellSummary> Summarize(const std::vector<TrialResult>& results) {
     int matches = 0;
     int scored = 0;
     double logprob_sum = 0;
+    int recalled = 0;
+    double recall_sum = 0;
   };
   std::map<CellId, Acc> cells;
   for (const auto& [key, r] : latest) {
@@ -155,23 +161,32 @@ std::vector<CellSummary> Summarize(const std::vector<TrialResult>& results) {
       ++a.scored;
       a.logprob_sum += *r->answer_logprob;
     }
+    if (r->indexer_recall.has_value()) {
+      ++a.recalled;
+      a.recall_sum += *r->indexer_recall;
+    }
   }
   std::vector<CellSummary> out;
   for (auto& [id, a] : cells) {
     if (a.cell.n > 0) a.cell.exact_match_rate = static_cast<double>(a.matches) / a.cell.n;
     if (a.scored > 0) a.cell.mean_answer_logprob = a.logprob_sum / a.scored;
+    if (a.recalled > 0) a.cell.mean_indexer_recall = a.recall_sum / a.recalled;
     out.push_back(a.cell);
   }
   return out;
 }
 
 std::string SummaryCsv(const std::vector<CellSummary>& cells) {
-  std::string csv = "length,depth,kind,n,exact_match_rate,mean_answer_logprob,errors\n";
+  std::string csv =
+      "length,depth,kind,n,exact_match_rate,mean_answer_logprob,errors,mean_indexer_recall\n";
+  auto optional = [](const std::optional<double>& v) {
+    return v.has_value() ? absl::StrFormat("%.4f", *v) : "";
+  };
   for (const CellSummary& c : cells) {
-    const std::string logprob =
-        c.mean_answer_logprob.has_value() ? absl::StrFormat("%.4f", *c.mean_answer_logprob) : "";
-    absl::StrAppendFormat(&csv, "%d,%.4f,%s,%d,%.4f,%s,%d\n", c.length, c.depth,
-                          NeedleKindName(c.kind), c.n, c.exact_match_rate, logprob, c.errors);
+    absl::StrAppendFormat(&csv, "%d,%.4f,%s,%d,%.4f,%s,%d,%s\n", c.length, c.depth,
+                          NeedleKindName(c.kind), c.n, c.exact_match_rate,
+                          optional(c.mean_answer_logprob), c.errors,
+                          optional(c.mean_indexer_recall));
   }
   return csv;
 }
@@ -192,7 +207,9 @@ std::string SummaryJson(const std::vector<CellSummary>& cells, const SummaryInfo
          {"errors", c.errors},
          {"exact_match_rate", c.exact_match_rate},
          {"mean_answer_logprob",
-          c.mean_answer_logprob.has_value() ? Json(*c.mean_answer_logprob) : Json(nullptr)}});
+          c.mean_answer_logprob.has_value() ? Json(*c.mean_answer_logprob) : Json(nullptr)},
+         {"mean_indexer_recall",
+          c.mean_indexer_recall.has_value() ? Json(*c.mean_indexer_recall) : Json(nullptr)}});
   }
   j["cells"] = std::move(rows);
   return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";

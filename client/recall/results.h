@@ -29,6 +29,9 @@ struct TrialResult {
   int generated_tokens = 0;
   bool exact_match = false;
   std::optional<double> answer_logprob;  // Absent when the backend cannot score.
+  // DeepSeek-V3.2 servers: the share of the asked needle's tokens the lightning indexer
+  // selected for the answer's first token, averaged over layers. Absent otherwise.
+  std::optional<double> indexer_recall;
   std::string error;                     // Non-empty: the trial failed; scores are void.
   double seconds = 0;
 
@@ -71,14 +74,15 @@ struct CellSummary {
   int errors = 0;  // Trials whose latest attempt failed.
   double exact_match_rate = 0;
   std::optional<double> mean_answer_logprob;  // Over the trials that have one.
+  std::optional<double> mean_indexer_recall;  // Over the trials that have one.
 };
 
 // One entry per (length, depth, kind), sorted by kind, length, depth. A trial that
 // appears more than once counts once: its last successful attempt wins.
 std::vector<CellSummary> Summarize(const std::vector<TrialResult>& results);
 
-// "length,depth,kind,n,exact_match_rate,mean_answer_logprob,errors" and one row per cell;
-// the logprob field is empty when no trial of the cell has one.
+// "length,depth,kind,n,exact_match_rate,mean_answer_logprob,errors,mean_indexer_recall" and
+// one row per cell; the logprob and recall fields are empty when no trial of the cell has one.
 std::string SummaryCsv(const std::vector<CellSummary>& cells);
 
 // The cells plus run information (model, backend, whether logprobs were scored).

@@ -114,8 +114,15 @@ TrialResult RunTrial(const TrialKey& key, const Corpus& corpus, RecallBackend& b
     r.needle_depths = prompt.needle_depths;
     r.asked_depth = prompt.needle_depths[task.asked];
     MLA_ASSIGN_OR_RETURN(const int answer_tokens, backend.counter().CountPiece(task.answer));
-    MLA_ASSIGN_OR_RETURN(const GenerateResult generated,
-                         backend.Generate(prompt.text, answer_tokens + options.answer_slack));
+    // The asked needle's characters, for a sparse-attention server's indexer telemetry.
+    const std::string& needle = task.needles[task.asked].sentence;
+    const size_t at = prompt.text.find(needle);
+    const TextSpan watch{at == std::string::npos ? 0 : at,
+                         at == std::string::npos ? 0 : at + needle.size()};
+    MLA_ASSIGN_OR_RETURN(
+        const GenerateResult generated,
+        backend.GenerateWatching(prompt.text, answer_tokens + options.answer_slack, watch));
+    r.indexer_recall = generated.indexer_recall;
     r.generated = generated.text;
     r.generated_tokens = generated.tokens;
     if (generated.prompt_tokens > 0) r.prompt_tokens = generated.prompt_tokens;

@@ -120,7 +120,8 @@ class Backend {
   virtual const CacheLayout& cache_layout() const = 0;
   virtual int32_t cache_num_blocks() const = 0;
   // Copies cache block `block`, every layer, to or from host bytes (the disk tier of the
-  // prefix cache): cache_layout().bytes_per_block() bytes, layer 0's block first.
+  // prefix cache): cache_layout().bytes_per_block() bytes, layer 0's block first, then
+  // (V3.2) each layer's indexer keys in layer order.
   // INVALID_ARGUMENT for a block out of range or a size that differs.
   virtual absl::Status ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) = 0;
   virtual absl::Status WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) = 0;
@@ -173,6 +174,31 @@ class Backend {
   virtual void MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits,
                           const Tensor& bias, std::span<const ExpertTensors> experts,
                           const Tensor& x, Tensor out, Op op) = 0;
+  // --- DeepSeek-V3.2 sparse attention (DSA) ------------------------------------------
+  // out[t] = weight ⊙ (x[t] − mean) / sqrt(var + eps) + bias (torch LayerNorm, fp32);
+  // weight and bias [1, cols]; out may alias x. The indexer's k_norm.
+  virtual void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                         Tensor out, Op op) = 0;
+  // As Rope, but rotating the pairs (x[i], x[i + R/2]) of each vector (the half-split
+  // layout of transformers' rotate_half, which the V3.2 indexer uses).
+  virtual void RopeHalves(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
+                          int64_t head_stride, Op op) = 0;
+  // Stores the step's indexer keys [T, index_key_dim] into cache `layer`'s indexer
+  // component at the step's slots (bf16), like WriteCache for the latent.
+  virtual void WriteIndexKeys(int layer, const Tensor& keys, Op op) = 0;
+  // The lightning indexer and its top-k, per step row t (causal: the row at position p
+  // sees keys 0..p of its sequence):
+  //   I[t, s] = Σ_h (weight_scale · w[t, h]) · relu(scale · q[t, h]·k_s)      (fp32)
+  // q [T, heads · index_key_dim], w [T, heads]; selected [T, topk] (dtype kI32) gets the
+  // min(topk, p + 1) best positions in ascending order (ties: the lower position), then -1.
+  virtual void IndexerTopK(int layer, int heads, float scale, float weight_scale, const Tensor& q,
+                           const Tensor& w, Tensor selected, Op op) = 0;
+  // MlaAttention restricted to each row's selected positions (selected as IndexerTopK
+  // writes it; -1 entries are ignored). A row whose selection is all its visible keys
+  // computes dense MLA's function.
+  virtual void SparseMlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                                  const Tensor& selected, Tensor out, Tensor lse, Op op) = 0;
+
   // Attention sharpness of one query row (q_row [1, heads · (L + R)]) of step sequence
   // `seq` against its first num_keys keys in `layer` (telemetry; engine/common/
   // attention_sharpness.h).

@@ -39,6 +39,10 @@ absl::StatusOr<CacheLayout> CacheLayout::Create(const CacheLayoutConfig& config)
     return absl::InvalidArgumentError(absl::StrCat("KV cache layout: block_size must be in [1, ",
                                                    kMaxBlockSize, "], got ", config.block_size));
   }
+  if (config.index_key_dim < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV cache layout: index_key_dim must be >= 0, got ", config.index_key_dim));
+  }
   CacheLayout layout;
   layout.config_ = config;
   const int64_t latent = config.latent_dim;

@@ -7,6 +7,12 @@
 //             L + 4⌈L/128⌉ + 2R bytes (the last scale group is shorter when 128 ∤ L)
 // Per layer the storage is [num_blocks, block_size, slot]; a block holds block_size
 // consecutive tokens of one sequence in every layer.
+//
+// DeepSeek-V3.2 adds a second component: the lightning indexer's key per token and layer
+// (index_key_dim bf16 values), stored beside the latent in its own per-layer
+// [num_blocks, block_size, index_key_dim] array under the same block ids and slots, so
+// that prefix caching, preemption and block accounting treat it as part of the block
+// while the latent slot layout (and every kernel reading it) stays as it is.
 #ifndef MLA_ENGINE_KV_CACHE_CACHE_LAYOUT_H_
 #define MLA_ENGINE_KV_CACHE_CACHE_LAYOUT_H_
 
@@ -45,6 +51,7 @@ struct CacheLayoutConfig {
   int rope_dim = 0;                    // R = qk_rope_head_dim (64 for DeepSeek).
   int block_size = kDefaultBlockSize;  // Tokens per block.
   int num_layers = 0;  // Layers that own a cache (V3: 61; the MTP layer is not counted).
+  int index_key_dim = 0;  // V3.2 indexer key width (index_head_dim, bf16); 0 = none.
 };
 
 class CacheLayout {
@@ -58,6 +65,7 @@ class CacheLayout {
   int block_size() const { return config_.block_size; }
   int num_layers() const { return config_.num_layers; }
   const CacheLayoutConfig& config() const { return config_; }
+  int index_key_dim() const { return config_.index_key_dim; }
 
   // Byte offsets inside one token's slot. scale_bytes() is 0 for kBF16, where
   // scale_offset() == rope_offset().
@@ -66,11 +74,15 @@ class CacheLayout {
   int64_t scale_bytes() const { return rope_offset_ - scale_offset_; }
   int64_t rope_offset() const { return rope_offset_; }
 
-  // Sizes. "token" = one token in one layer unless the name says otherwise.
+  // Sizes. "token" = one token in one layer unless the name says otherwise. The
+  // per-layer sizes are the latent slot's; the all-layer sizes include the indexer keys.
   int64_t bytes_per_token_per_layer() const { return token_bytes_; }
-  int64_t bytes_per_token() const { return token_bytes_ * config_.num_layers; }
+  int64_t index_bytes_per_token_per_layer() const { return int64_t{config_.index_key_dim} * 2; }
+  int64_t bytes_per_token() const {
+    return (token_bytes_ + index_bytes_per_token_per_layer()) * config_.num_layers;
+  }
   int64_t bytes_per_block_per_layer() const { return token_bytes_ * config_.block_size; }
-  int64_t bytes_per_block() const { return bytes_per_block_per_layer() * config_.num_layers; }
+  int64_t bytes_per_block() const { return bytes_per_token() * config_.block_size; }
 
   // Blocks needed to hold `num_tokens` tokens (ceil; 0 for 0).
   int64_t BlocksForTokens(int64_t num_tokens) const {

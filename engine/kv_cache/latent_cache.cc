@@ -43,16 +43,25 @@ LatentCache::LatentCache(const CacheLayout& layout, int32_t num_blocks)
       static_cast<size_t>(num_blocks) * static_cast<size_t>(layout.bytes_per_block_per_layer());
   layers_.reserve(layout.num_layers());
   for (int l = 0; l < layout.num_layers(); ++l) layers_.emplace_back(layer_bytes);
+  if (layout.index_key_dim() == 0) return;
+  const size_t index_bytes = static_cast<size_t>(num_blocks) * layout.block_size() *
+                             static_cast<size_t>(layout.index_bytes_per_token_per_layer());
+  index_layers_.reserve(layout.num_layers());
+  for (int l = 0; l < layout.num_layers(); ++l) index_layers_.emplace_back(index_bytes);
 }
 
 size_t LatentCache::bytes() const {
   size_t total = 0;
   for (const AlignedBuffer& b : layers_) total += b.size();
+  for (const AlignedBuffer& b : index_layers_) total += b.size();
   return total;
 }
 
 void LatentCache::PoisonWithNaN() {
-  for (AlignedBuffer& b : layers_) std::fill_n(b.as<uint8_t>(), b.size(), kCacheNaNByte);
+  // 0xff bytes are NaN in every element type here (fp8 e4m3 and bf16 alike).
+  for (std::vector<AlignedBuffer>* component : {&layers_, &index_layers_}) {
+    for (AlignedBuffer& b : *component) std::fill_n(b.as<uint8_t>(), b.size(), kCacheNaNByte);
+  }
 }
 
 absl::Status LatentCache::CheckAccess(int layer, const BlockTable& table, int64_t first_pos,

@@ -40,7 +40,7 @@ class LatentCache {
 
   const CacheLayout& layout() const { return layout_; }
   int32_t num_blocks() const { return num_blocks_; }
-  // Bytes of storage, all layers.
+  // Bytes of storage, all layers and components.
   size_t bytes() const;
 
   // Base of layer `layer`: [num_blocks, block_size, bytes_per_token_per_layer] bytes.
@@ -52,6 +52,14 @@ class LatentCache {
   // k_pe at element + L of each row.
   bf16_t* LayerData(int layer) { return layers_[layer].as<bf16_t>(); }
   const bf16_t* LayerData(int layer) const { return layers_[layer].as<bf16_t>(); }
+  // The V3.2 indexer keys of layer `layer`: bf16 [num_blocks, block_size, index_key_dim],
+  // same slots as LayerData. Null when layout().index_key_dim() == 0.
+  bf16_t* IndexKeyData(int layer) {
+    return index_layers_.empty() ? nullptr : index_layers_[layer].as<bf16_t>();
+  }
+  const bf16_t* IndexKeyData(int layer) const {
+    return index_layers_.empty() ? nullptr : index_layers_[layer].as<bf16_t>();
+  }
 
   // Stores tokens first_pos .. first_pos + n - 1 of the sequence in `table`, encoding
   // fp32 into the layout (EncodeCacheRow: bf16 round to nearest even, or fp8 groups). latent: [n,
@@ -67,8 +75,9 @@ class LatentCache {
                           float* latent, int64_t latent_stride, float* k_pe,
                           int64_t k_pe_stride) const;
 
-  // Fills every element of storage with a NaN (kCacheNaNByte), so that a kernel reading a
-  // slot that was never written produces NaN (tests use this to prove no read past the end).
+  // Fills every element of storage, indexer keys included, with a NaN (kCacheNaNByte), so
+  // that a kernel reading a slot that was never written produces NaN (tests use this to
+  // prove no read past the end).
   void PoisonWithNaN();
 
  private:
@@ -80,6 +89,7 @@ class LatentCache {
   CacheLayout layout_;
   int32_t num_blocks_;
   std::vector<AlignedBuffer> layers_;
+  std::vector<AlignedBuffer> index_layers_;  // Empty without indexer keys.
 };
 
 }  // namespace mla

@@ -111,8 +111,15 @@ class FieldReader {
   absl::Status status_;
 };
 
+// DeepSeek-V3 and V3.2 configs may leave the router out: transformers' V3 and V3.2 code
+// always route with sigmoid scores and noaux_tc, so that is their default here.
+bool HasV3Router(const ModelConfig& c) {
+  return c.model_type == "deepseek_v3" || c.model_type == "deepseek_v32";
+}
+
 void ReadEnums(FieldReader& r, ModelConfig& c) {
   std::string topk = "greedy", scoring = "softmax";
+  if (HasV3Router(c)) topk = "noaux_tc", scoring = "sigmoid";
   r.String("topk_method", &topk, false);
   r.String("scoring_func", &scoring, false);
   if (topk == "greedy") c.topk_method = TopkMethod::kGreedy;
@@ -149,6 +156,22 @@ void ReadRopeScaling(const Json& root, absl::string_view file, FieldReader& oute
   r.Double("mscale", &y.mscale, false, 0.0, 1e6);
   r.Double("mscale_all_dim", &y.mscale_all_dim, false, 0.0, 1e6);
   if (!r.status().ok()) outer.Fail("rope_scaling", r.status().message());
+}
+
+// The V3.2 indexer's fields: required for model_type deepseek_v32, refused elsewhere (a
+// dense model silently ignoring them would serve different attention than trained).
+void ReadIndexer(FieldReader& r, ModelConfig& c) {
+  const bool v32 = c.model_type == "deepseek_v32";
+  for (const char* name : {"index_n_heads", "index_head_dim", "index_topk"}) {
+    if (!v32 && r.Has(name)) {
+      return r.Fail(name, absl::StrCat("is a DeepSeek-V3.2 field but model_type is '", c.model_type,
+                                       "' (expected deepseek_v32)"));
+    }
+  }
+  if (!v32) return;
+  r.Int("index_n_heads", &c.index_n_heads, true, 1, kMaxHeads);
+  r.Int("index_head_dim", &c.index_head_dim, true, 2, kMaxHeadDim);
+  r.Int("index_topk", &c.index_topk, true, 1, std::numeric_limits<int>::max());
 }
 
 void ReadEos(const Json& root, FieldReader& r, ModelConfig& c) {
@@ -208,6 +231,13 @@ absl::Status CheckConsistency(const ModelConfig& c, absl::string_view file) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": ", what));
   };
   if (c.qk_rope_head_dim % 2 != 0) return fail("field 'qk_rope_head_dim' must be even");
+  if (c.has_indexer()) {
+    // The indexer reads the query's low-rank residual and rotates its first
+    // qk_rope_head_dim values (DeepseekV32Indexer).
+    if (c.q_lora_rank == 0) return fail("field 'q_lora_rank' is required by the V3.2 indexer");
+    if (c.index_head_dim < c.qk_rope_head_dim)
+      return fail("field 'index_head_dim' must be at least qk_rope_head_dim");
+  }
   if (c.n_routed_experts > 0) {
     if (c.num_experts_per_tok < 1 || c.num_experts_per_tok > c.n_routed_experts)
       return fail("field 'num_experts_per_tok' must be in [1, n_routed_experts]");
@@ -248,6 +278,7 @@ absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text,
   }
   r.String("model_type", &c.model_type, false);
   r.Int("hidden_size", &c.hidden_size, true, 1, kMaxWidth);
+  ReadIndexer(r, c);
   r.Int("num_hidden_layers", &c.num_hidden_layers, true, 1, kMaxLayers);
   r.Int("num_attention_heads", &c.num_attention_heads, true, 1, kMaxHeads);
   r.Int("q_lora_rank", &c.q_lora_rank, false, 1, kMaxWidth);

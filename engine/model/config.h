@@ -60,10 +60,17 @@ struct ModelConfig {
   int fp8_block_rows = 128;      // weight_block_size[0]
   int fp8_block_cols = 128;      // weight_block_size[1]
   bool tie_word_embeddings = false;
+  // DeepSeek-V3.2 sparse attention (model_type deepseek_v32): a lightning indexer of
+  // index_n_heads heads of index_head_dim scores every cached token and each query attends
+  // to its index_topk best. index_n_heads == 0: dense MLA (V2, V3).
+  int index_n_heads = 0;
+  int index_head_dim = 0;
+  int index_topk = 0;
 
   int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   // Values cached per token and layer: the latent plus the shared RoPE key.
   int latent_dim() const { return kv_lora_rank + qk_rope_head_dim; }
+  bool has_indexer() const { return index_n_heads > 0; }
   bool IsMoeLayer(int layer) const {
     return n_routed_experts > 0 && layer >= first_k_dense_replace &&
            layer % moe_layer_freq == 0;

@@ -1,6 +1,7 @@
 #include "engine/model/deepseek_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,7 @@ namespace {
 enum Slot {
   kCos, kSin, kH, kXn, kTmp, kQ, kQa, kCkv, kQAbs, kOLat, kAttn, kLse,
   kGate, kUp, kAct, kRouter, kSelected, kNormed, kLogits,
+  kIdxQ, kIdxK, kIdxW, kIdxSel,  // V3.2 indexer: queries, keys, head weights, selection.
 };
 
 struct MlpNames {
@@ -25,6 +27,9 @@ struct MlpNames {
 constexpr MlpNames kDenseNames{"ffn_gate", "ffn_up", "ffn_silu", "ffn_down"};
 constexpr MlpNames kSharedNames{"ffn_shared_gate", "ffn_shared_up", "ffn_shared_silu",
                                 "ffn_shared_down"};
+
+// transformers' DeepseekV32Indexer: nn.LayerNorm(index_head_dim, eps=1e-6).
+constexpr float kIndexerNormEps = 1e-6f;
 
 MatrixView VectorView(const std::vector<float>& v) {
   const int64_t n = static_cast<int64_t>(v.size());
@@ -38,6 +43,7 @@ struct DeepseekModel::Layer {
   Tensor input_norm, post_norm;
   Tensor q_proj, q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b, o_proj;
   std::vector<Tensor> w_uk_t;  // Per head [L, nope].
+  Tensor idx_wq_b, idx_wk, idx_k_norm, idx_k_norm_bias, idx_weights;  // V3.2 indexer.
   bool is_moe = false;
   ExpertTensors mlp;  // Dense layers.
   Tensor router, router_bias;
@@ -114,6 +120,15 @@ absl::Status DeepseekModel::UploadWeights() {
         add(p + ".self_attn.kv_a_layernorm", VectorView(a.kv_a_layernorm), t.kv_a_norm));
     MLA_RETURN_IF_ERROR(add(p + ".self_attn.kv_b_proj", a.kv_b_proj.View(), t.kv_b));
     MLA_RETURN_IF_ERROR(add(p + ".self_attn.o_proj", a.o_proj.View(), t.o_proj));
+    if (c.has_indexer()) {
+      const IndexerWeights& iw = a.indexer;
+      const std::string ip = p + ".self_attn.indexer.";
+      MLA_RETURN_IF_ERROR(add(ip + "wq_b", iw.wq_b.View(), t.idx_wq_b));
+      MLA_RETURN_IF_ERROR(add(ip + "wk", iw.wk.View(), t.idx_wk));
+      MLA_RETURN_IF_ERROR(add(ip + "k_norm", VectorView(iw.k_norm), t.idx_k_norm));
+      MLA_RETURN_IF_ERROR(add(ip + "k_norm.bias", VectorView(iw.k_norm_bias), t.idx_k_norm_bias));
+      MLA_RETURN_IF_ERROR(add(ip + "weights_proj", iw.weights_proj.View(), t.idx_weights));
+    }
     const Matrix& kv_b = a.kv_b_proj;
     const size_t elem = DTypeSize(kv_b.dtype);
     for (int h = 0; h < heads; ++h) {
@@ -154,8 +169,10 @@ absl::Status DeepseekModel::UploadWeights() {
 
 absl::Status DeepseekModel::CheckChunks(std::span<const SequenceChunk> chunks) const {
   const CacheLayout& layout = backend_->cache_layout();
-  if (layout.latent_dim() != config_.kv_lora_rank || layout.rope_dim() != config_.qk_rope_head_dim ||
-      layout.num_layers() != config_.num_hidden_layers) {
+  if (layout.latent_dim() != config_.kv_lora_rank ||
+      layout.rope_dim() != config_.qk_rope_head_dim ||
+      layout.num_layers() != config_.num_hidden_layers ||
+      layout.index_key_dim() != config_.index_head_dim) {
     return absl::InvalidArgumentError("the KV cache layout does not match the model");
   }
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -244,6 +261,67 @@ absl::Status DeepseekModel::ProbeAttention(int layer, std::span<const SequenceCh
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> DeepseekModel::Indexer(int l) {
+  Backend& be = *backend_;
+  const ModelConfig& c = config_;
+  const Layer& w = layers_[l];
+  const int64_t n = step_.num_tokens, heads = c.index_n_heads, dim = c.index_head_dim;
+  const int64_t rope = c.qk_rope_head_dim;
+  const Tensor xn = be.Activation(kXn, n, c.hidden_size), qa = be.Activation(kQa, n, c.q_lora_rank);
+  const Tensor cos = be.Activation(kCos, n, rope / 2), sin = be.Activation(kSin, n, rope / 2);
+  // Key: LayerNorm(wk · x), its first qk_rope_head_dim values rotated half-split.
+  const Tensor k = be.Activation(kIdxK, n, dim);
+  be.Gemm(xn, w.idx_wk, k, {"idx_k", l});
+  be.LayerNorm(k, w.idx_k_norm, w.idx_k_norm_bias, kIndexerNormEps, k, {"idx_k_norm", l});
+  be.RopeHalves(cos, sin, k.Cols(0, rope), 1, dim, {"idx_rope_k", l});
+  be.WriteIndexKeys(l, k, {"idx_cache_write", l});
+  // Up to index_topk visible keys every row attends to all of them: no selection needed.
+  const int32_t longest = *std::max_element(step_.seq_lens.begin(), step_.seq_lens.end());
+  if (longest <= c.index_topk) return false;
+  // Queries from the low-rank query residual, per-head weights from x.
+  const Tensor q = be.Activation(kIdxQ, n, heads * dim), wts = be.Activation(kIdxW, n, heads);
+  be.Gemm(qa, w.idx_wq_b, q, {"idx_q", l});
+  be.RopeHalves(cos, sin, q.Cols(0, rope), static_cast<int>(heads), dim, {"idx_rope_q", l});
+  be.Gemm(xn, w.idx_weights, wts, {"idx_weights", l});
+  Tensor selected = be.Activation(kIdxSel, n, c.index_topk);
+  selected.dtype = DType::kI32;  // Same 4-byte slots, holding positions.
+  be.IndexerTopK(l, static_cast<int>(heads), static_cast<float>(1.0 / std::sqrt(double(dim))),
+                 static_cast<float>(1.0 / std::sqrt(double(heads))), q, wts, selected,
+                 {"idx_topk", l});
+  return true;
+}
+
+absl::Status DeepseekModel::RecordIndexerRecall(int l, std::span<const SequenceChunk> chunks,
+                                                bool sparse) {
+  const int64_t topk = config_.index_topk;
+  int64_t row = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const SequenceChunk& ch = chunks[i];
+    const int64_t m = static_cast<int64_t>(ch.tokens.size());
+    row += m;
+    if (m == 0 || ch.watch_end <= ch.watch_begin) continue;
+    const int64_t visible = ch.start_pos + m;
+    const int64_t lo = std::max<int64_t>(ch.watch_begin, 0);
+    const int64_t hi = std::min(ch.watch_end, visible);
+    ChunkIndexerRecall r{i, l, 0, std::max<int64_t>(hi - lo, 0)};
+    if (!sparse || visible <= topk) {
+      r.selected = r.watched;  // Dense: every visible position is attended.
+    } else {
+      Tensor sel = backend_->Activation(kIdxSel, step_.num_tokens, topk);
+      selection_row_.resize(static_cast<size_t>(topk));
+      backend_->Download(sel.Rows(row - 1, 1), selection_row_, {"idx_recall", l});
+      MLA_RETURN_IF_ERROR(backend_->TakeError());
+      for (const float f : selection_row_) {
+        int32_t pos;
+        std::memcpy(&pos, &f, sizeof(pos));  // The slots hold int32 positions.
+        if (pos >= lo && pos < hi) ++r.selected;
+      }
+    }
+    recall_.push_back(r);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DeepseekModel::Attention(int l, std::span<const SequenceChunk> chunks) {
   Backend& be = *backend_;
   const ModelConfig& c = config_;
@@ -273,6 +351,11 @@ absl::Status DeepseekModel::Attention(int l, std::span<const SequenceChunk> chun
   be.Rope(cos, sin, k_pe, 1, width, {"attn_rope_k", l});
   be.Rope(cos, sin, q.Cols(nope, rope), heads, qk, {"attn_rope_q", l});
   be.WriteCache(l, latent, k_pe, {"attn_cache_write", l});
+  bool sparse = false;
+  if (c.has_indexer()) {
+    MLA_ASSIGN_OR_RETURN(sparse, Indexer(l));
+    MLA_RETURN_IF_ERROR(RecordIndexerRecall(l, chunks, sparse));
+  }
   // Absorb W_UK into the query: q_abs[t, h] = [q_nope·W_UK[h] | q_pe].
   const Tensor q_abs = be.Activation(kQAbs, n, heads * width);
   for (int h = 0; h < heads; ++h) {
@@ -280,8 +363,15 @@ absl::Status DeepseekModel::Attention(int l, std::span<const SequenceChunk> chun
     be.Copy(q.Cols(h * qk + nope, rope), q_abs.Cols(h * width + lat, rope), {"attn_absorb", l});
   }
   const Tensor o_lat = be.Activation(kOLat, n, heads * lat);
-  be.MlaAttention(l, heads, softmax_scale_, q_abs, o_lat, be.Activation(kLse, n, heads),
-                  {"attn_mla", l});
+  const Tensor lse = be.Activation(kLse, n, heads);
+  if (sparse) {
+    Tensor selected = be.Activation(kIdxSel, n, c.index_topk);
+    selected.dtype = DType::kI32;
+    be.SparseMlaAttention(l, heads, softmax_scale_, q_abs, selected, o_lat, lse,
+                          {"attn_sparse_mla", l});
+  } else {
+    be.MlaAttention(l, heads, softmax_scale_, q_abs, o_lat, lse, {"attn_mla", l});
+  }
   MLA_RETURN_IF_ERROR(be.TakeError());
   MLA_RETURN_IF_ERROR(ProbeAttention(l, chunks));
   // Decompress through W_UV per head (a row slice of kv_b_proj), then o_proj.
@@ -324,6 +414,7 @@ void DeepseekModel::Moe(int l, const Tensor& x, Tensor out) {
 absl::StatusOr<ForwardOutput> DeepseekModel::Forward(std::span<const SequenceChunk> chunks) {
   MLA_RETURN_IF_ERROR(CheckChunks(chunks));
   probes_.clear();
+  recall_.clear();
   Backend& be = *backend_;
   const ModelConfig& c = config_;
   BuildStep(chunks);

@@ -30,6 +30,19 @@ struct SequenceChunk {
   // Measure the attention sharpness of the chunk's last row in every layer (telemetry;
   // see Backend::ProbeAttention). Results: DeepseekModel::TakeAttentionProbes.
   bool probe_attention = false;
+  // DeepSeek-V3.2 telemetry: count, in every layer, how many of the positions
+  // [watch_begin, watch_end) (e.g. a needle's tokens) the indexer selected for the chunk's
+  // last row. Empty range: off. Results: DeepseekModel::TakeIndexerRecall.
+  int64_t watch_begin = 0;
+  int64_t watch_end = 0;
+};
+
+// How many watched positions one layer's indexer kept for a chunk's last row.
+struct ChunkIndexerRecall {
+  size_t chunk = 0;
+  int layer = 0;
+  int64_t selected = 0;  // Watched positions among the row's selection.
+  int64_t watched = 0;   // Watched positions the row may see.
 };
 
 // A probed row's sharpness in one layer, with the index of its chunk in the Forward call.
@@ -64,6 +77,8 @@ class DeepseekModel {
   Backend& backend() { return *backend_; }
   // The probes of the last Forward (chunks with probe_attention), layer by layer.
   std::vector<ChunkAttentionProbe> TakeAttentionProbes() { return std::move(probes_); }
+  // The indexer recall of the last Forward (chunks with a watch range), layer by layer.
+  std::vector<ChunkIndexerRecall> TakeIndexerRecall() { return std::move(recall_); }
   // Rows probed since construction, all layers counted once per row (tests prove with it
   // that nothing is probed while telemetry is off).
   int64_t probed_rows() const { return probed_rows_; }
@@ -84,6 +99,11 @@ class DeepseekModel {
   // the attention block's output lands in the kTmp activation.
   absl::Status Attention(int layer, std::span<const SequenceChunk> chunks);
   absl::Status ProbeAttention(int layer, std::span<const SequenceChunk> chunks);
+  // The V3.2 lightning indexer: writes every new token's indexer key to the cache and,
+  // when some row sees more than index_topk keys, each row's selection (true).
+  absl::StatusOr<bool> Indexer(int layer);
+  // Indexer recall telemetry for the chunks with a watch range (sparse: a selection exists).
+  absl::Status RecordIndexerRecall(int layer, std::span<const SequenceChunk> chunks, bool sparse);
   // A SiLU MLP; `shared` picks the shared-expert names for the profile.
   void Mlp(const ExpertTensors& w, const Tensor& x, Tensor out, int layer, bool shared);
   void Moe(int layer, const Tensor& x, Tensor out);
@@ -104,6 +124,8 @@ class DeepseekModel {
   std::vector<int32_t> step_tokens_;
   std::vector<float> cos_, sin_;
   std::vector<ChunkAttentionProbe> probes_;
+  std::vector<ChunkIndexerRecall> recall_;
+  std::vector<float> selection_row_;
   int64_t probed_rows_ = 0;
 };
 

@@ -185,6 +185,25 @@ absl::Status LoadMlp(Loader& l, const std::string& prefix, int64_t hidden, int64
   return absl::OkStatus();
 }
 
+absl::Status LoadIndexer(Loader& l, const ModelConfig& c, const std::string& p, IndexerWeights* w) {
+  if (!c.has_indexer()) {
+    if (l.Has(p + "wk.weight")) {
+      return l.Unexpected(p + "wk.weight", "config has no index_n_heads (not DeepSeek-V3.2)");
+    }
+    return absl::OkStatus();
+  }
+  const int64_t heads = c.index_n_heads, dim = c.index_head_dim;
+  MLA_ASSIGN_OR_RETURN(w->wq_b, l.Linear(p + "wq_b", heads * dim, c.q_lora_rank,
+                                         "[index_n_heads*index_head_dim, q_lora_rank]"));
+  MLA_ASSIGN_OR_RETURN(w->wk,
+                       l.Linear(p + "wk", dim, c.hidden_size, "[index_head_dim, hidden_size]"));
+  MLA_ASSIGN_OR_RETURN(w->k_norm, l.Vector(p + "k_norm.weight", dim, "[index_head_dim]"));
+  MLA_ASSIGN_OR_RETURN(w->k_norm_bias, l.Vector(p + "k_norm.bias", dim, "[index_head_dim]"));
+  MLA_ASSIGN_OR_RETURN(w->weights_proj, l.Linear(p + "weights_proj", heads, c.hidden_size,
+                                                 "[index_n_heads, hidden_size]"));
+  return absl::OkStatus();
+}
+
 absl::Status LoadAttention(Loader& l, const ModelConfig& c, const std::string& p,
                            AttentionWeights* a) {
   const int64_t hidden = c.hidden_size;
@@ -225,7 +244,7 @@ absl::Status LoadAttention(Loader& l, const ModelConfig& c, const std::string& p
                                 "[heads*(qk_nope+v_head_dim), kv_lora_rank]"));
   MLA_ASSIGN_OR_RETURN(a->o_proj,
                        l.Linear(p + "o_proj", hidden, o_cols, "[hidden_size, heads*v_head_dim]"));
-  return absl::OkStatus();
+  return LoadIndexer(l, c, p + "indexer.", &a->indexer);
 }
 
 absl::Status LoadMoe(Loader& l, const ModelConfig& c, const std::string& p, MoeWeights* moe) {
@@ -292,6 +311,8 @@ int64_t CountBytes(const ModelWeights& w) {
     n += MatrixBytes(a.q_proj) + MatrixBytes(a.q_a_proj) + VectorBytes(a.q_a_layernorm) +
          MatrixBytes(a.q_b_proj) + MatrixBytes(a.kv_a_proj_with_mqa) +
          VectorBytes(a.kv_a_layernorm) + MatrixBytes(a.kv_b_proj) + MatrixBytes(a.o_proj);
+    n += MatrixBytes(a.indexer.wq_b) + MatrixBytes(a.indexer.wk) + VectorBytes(a.indexer.k_norm) +
+         VectorBytes(a.indexer.k_norm_bias) + MatrixBytes(a.indexer.weights_proj);
     n += MlpBytes(l.mlp) + MatrixBytes(l.moe.gate) + VectorBytes(l.moe.score_bias) +
          MlpBytes(l.moe.shared);
     for (const MlpWeights& e : l.moe.experts) n += MlpBytes(e);

@@ -25,6 +25,15 @@ struct MoeWeights {
   MlpWeights shared;                   // [n_shared * moe_inter, hidden]; empty when n_shared == 0
 };
 
+// DeepSeek-V3.2's lightning indexer (transformers' DeepseekV32Indexer), per layer.
+struct IndexerWeights {
+  Matrix wq_b;                     // [index_n_heads*index_head_dim, q_lora_rank]
+  Matrix wk;                       // [index_head_dim, hidden]
+  std::vector<float> k_norm;       // LayerNorm weight [index_head_dim]
+  std::vector<float> k_norm_bias;  // LayerNorm bias [index_head_dim]
+  Matrix weights_proj;             // [index_n_heads, hidden]
+};
+
 struct AttentionWeights {
   Matrix q_proj;                      // [H*(nope+rope), hidden] when q_lora_rank == 0
   Matrix q_a_proj;                    // [q_lora_rank, hidden] when q_lora_rank > 0
@@ -34,6 +43,7 @@ struct AttentionWeights {
   std::vector<float> kv_a_layernorm;  // [kv_lora_rank]
   Matrix kv_b_proj;                   // [H*(nope+v), kv_lora_rank]
   Matrix o_proj;                      // [hidden, H*v]
+  IndexerWeights indexer;             // V3.2 only (config.has_indexer()); else empty
 };
 
 struct LayerWeights {

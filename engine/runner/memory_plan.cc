@@ -61,6 +61,12 @@ void TallyLayer(const ModelConfig& c, int layer, WeightTally& t) {
   t.Other(c.kv_lora_rank);
   t.Linear(heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
   t.Linear(hidden, heads * c.v_head_dim);
+  if (c.has_indexer()) {  // V3.2: wq_b, wk, k_norm (weight and bias), weights_proj.
+    t.Linear(int64_t{c.index_n_heads} * c.index_head_dim, c.q_lora_rank);
+    t.Linear(c.index_head_dim, hidden);
+    t.Other(2 * int64_t{c.index_head_dim});
+    t.Other(int64_t{c.index_n_heads} * hidden);
+  }
   if (!c.IsMoeLayer(layer)) {
     t.Linear(c.intermediate_size, hidden, 3);  // gate, up, down (same element count)
     return;

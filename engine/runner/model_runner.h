@@ -46,6 +46,7 @@ struct StepInput {
 struct StepOutput {
   std::vector<RowSample> samples;  // One per StepInput::rows entry.
   std::vector<ChunkAttentionProbe> probes;
+  std::vector<ChunkIndexerRecall> indexer_recall;  // V3.2 chunks with a watch range.
   std::vector<float> hidden;  // [logits rows, hidden] when return_hidden.
 };
 

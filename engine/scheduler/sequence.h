@@ -53,6 +53,7 @@ struct Sequence {
   int64_t prompt_logprobs_upto = 0;            // Prompt positions already scored.
   std::vector<TokenLogprobs> prompt_logprobs;  // Collected over prefill chunks.
   std::vector<AttentionSharpness> attention_stats;  // When the request asked for them.
+  std::vector<LayerIndexerRecall> indexer_recall;   // When the request set a watch.
 
   absl::Time arrival;
   absl::Time scheduled = absl::InfiniteFuture();

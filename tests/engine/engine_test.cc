@@ -69,9 +69,9 @@ struct Golden {
   std::vector<float> logits;
 };
 
-std::vector<Golden> LoadGoldens() {
-  auto f = SafetensorsFile::Open(std::string(MLA_TEST_DATA_DIR) +
-                                 "/goldens/tiny-v2-lite.bf16-kv.safetensors");
+std::vector<Golden> LoadGoldens(const std::string& model = "tiny-v2-lite") {
+  auto f = SafetensorsFile::Open(std::string(MLA_TEST_DATA_DIR) + "/goldens/" + model +
+                                 ".bf16-kv.safetensors");
   EXPECT_TRUE(f.ok()) << f.status();
   std::vector<Golden> out;
   for (int i = 0; f.ok() && (*f)->Contains("p" + std::to_string(i) + ".prompt"); ++i) {
@@ -96,7 +96,7 @@ class EngineTest : public ::testing::Test {
   void MakeEngine(int64_t max_batch_tokens = 512, int64_t cache_bytes = 8 << 20,
                   CacheDType cache_dtype = CacheDType::kBF16) {
     EngineOptions o;
-    o.model_dir = std::string(MLA_MODELS_DIR) + "/tiny-v2-lite";
+    o.model_dir = std::string(MLA_MODELS_DIR) + "/" + model_;
     o.kv_cache_bytes = cache_bytes;
     o.cache_dtype = cache_dtype;
     o.block_size = 16;
@@ -116,6 +116,7 @@ class EngineTest : public ::testing::Test {
     return r;
   }
 
+  std::string model_ = "tiny-v2-lite";
   std::unique_ptr<Engine> engine_;
   std::vector<Golden> goldens_ = LoadGoldens();
 };
@@ -579,6 +580,72 @@ TEST_F(EngineTest, ShutdownAbortsLiveRequests) {
   ASSERT_TRUE(engine_->Submit(Greedy(goldens_[0].prompt, 20000), c.Callback()).ok());
   engine_.reset();
   EXPECT_EQ(c.Wait().reason, FinishReason::kAbort);
+}
+
+// DeepSeek-V3.2 (sparse attention, index_topk 16) through the engine: the indexer keys
+// live in the paged cache beside the latent, so chunked prefill, batching, prefix-cache
+// hits and preemption must all reproduce the reference's greedy tokens.
+class DsaEngineTest : public EngineTest {
+ protected:
+  DsaEngineTest() {
+    model_ = "tiny-v32";
+    goldens_ = LoadGoldens("tiny-v32");
+  }
+};
+
+TEST_F(DsaEngineTest, ChunkedBatchedAndPreemptedMatchReference) {
+  // 16-token steps cut every prompt longer than index_topk into sparse chunks; the cache
+  // holds 14 blocks of 16 tokens while the six prompts (1 to 150 tokens) each generate 40:
+  // preemption, then recomputation of the latent and indexer keys.
+  const int64_t block_bytes = 16 * (3 * ((32 + 8) * 2 + 16 * 2));
+  MakeEngine(/*max_batch_tokens=*/16, /*cache_bytes=*/14 * block_bytes);
+  std::vector<std::unique_ptr<Collector>> collectors;
+  for (const Golden& g : goldens_) {
+    collectors.push_back(std::make_unique<Collector>());
+    ASSERT_TRUE(engine_->Submit(Greedy(g.prompt, 40), collectors.back()->Callback()).ok());
+  }
+  for (size_t i = 0; i < goldens_.size(); ++i) {
+    collectors[i]->Wait();
+    const std::vector<int32_t> tokens = collectors[i]->tokens();
+    ASSERT_EQ(tokens.size(), 40u);
+    // The reference's 8 greedy steps are a prefix of what the engine generated.
+    EXPECT_EQ(std::vector<int32_t>(tokens.begin(), tokens.begin() + 8), goldens_[i].greedy)
+        << "prompt " << i;
+  }
+  const CacheStats stats = engine_->GetLoad().cache;
+  EXPECT_GT(stats.preemptions, 0);
+  EXPECT_EQ(stats.blocks_used, 0);
+}
+
+TEST_F(DsaEngineTest, PrefixCacheHitsReuseTheIndexerKeys) {
+  MakeEngine();
+  const Golden& g = goldens_.back();  // 150 tokens: 9 full blocks of 16 can be shared.
+  for (const int64_t cached : {0, 144}) {
+    Collector c;
+    ASSERT_TRUE(engine_->Submit(Greedy(g.prompt, g.greedy.size()), c.Callback()).ok());
+    EXPECT_EQ(c.Wait().cached_prompt_tokens, cached);
+    EXPECT_EQ(c.tokens(), g.greedy) << "cached " << cached;
+  }
+}
+
+TEST_F(DsaEngineTest, IndexerWatchReportsEveryLayerOnce) {
+  MakeEngine();
+  const Golden& g = goldens_.back();  // 150 tokens: sparse.
+  GenerationRequest r = Greedy(g.prompt, 3);
+  r.indexer_watch_begin = 40;
+  r.indexer_watch_end = 60;
+  Collector c;
+  ASSERT_TRUE(engine_->Submit(r, c.Callback()).ok());
+  const GenerationOutput end = c.Wait();
+  ASSERT_EQ(end.indexer_recall.size(), 3u);  // One per layer, first token only.
+  for (size_t l = 0; l < end.indexer_recall.size(); ++l) {
+    EXPECT_EQ(end.indexer_recall[l].layer, static_cast<int>(l));
+    EXPECT_EQ(end.indexer_recall[l].watched, 20);
+    EXPECT_LE(end.indexer_recall[l].selected, 16);  // At most index_topk of them.
+  }
+  Collector plain;
+  ASSERT_TRUE(engine_->Submit(Greedy(g.prompt, 1), plain.Callback()).ok());
+  EXPECT_TRUE(plain.Wait().indexer_recall.empty());
 }
 
 }  // namespace

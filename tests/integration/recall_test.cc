@@ -1,6 +1,7 @@
 // The recall harness end to end against the trained demo model: mla-recall sweeps needle
 // depths at a context length the model was trained on, through the server's own
-// tokenizer (text mode), and the demo model must find enough of the needles.
+// tokenizer (text mode), and the demo model must find enough of the needles; and against
+// a DeepSeek-V3.2 server, whose indexer-selection telemetry it records.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -29,19 +30,23 @@ const std::string kModel = kSource + "/models/needle-v2-demo";
 // or the attention would find none; an untrained model finds none either.
 constexpr double kMinRecallAt128 = 0.4;
 
-// Runs mla-recall with `endpoint_flags` (the server to reach) on the sweep both tests
-// use; returns summary.json.
+// The sweep the demo-model tests use.
+constexpr char kDemoSweep[] = "--lengths=128 --num_depths=6 --kinds=passkey,kv --samples=2";
+
 std::string SweepDir(const std::string& name) {
   return ::testing::TempDir() + "/mla-recall-" + name + "-" + std::to_string(getpid());
 }
 
-nlohmann::json RunSweep(const std::string& endpoint_flags, const std::string& name) {
+// Runs mla-recall with `endpoint_flags` (the server to reach) on `sweep_flags`; returns
+// summary.json.
+
+nlohmann::json RunSweep(const std::string& endpoint_flags, const std::string& name,
+                        const std::string& sweep_flags = kDemoSweep) {
   const std::string out = SweepDir(name);
-  const std::string command =
-      std::string(MLA_RECALL_BINARY) + " " + endpoint_flags +
-      " --lengths=128 --num_depths=6 --kinds=passkey,kv --samples=2 --seed=7" +
-      " --concurrency=2 --progress=false --fresh --corpus=" + kSource +
-      "/data/haystack/haystack.txt --out=" + out + " 2>" + out + ".log";
+  const std::string command = std::string(MLA_RECALL_BINARY) + " " + endpoint_flags + " " +
+                              sweep_flags + " --seed=7" +
+                              " --concurrency=2 --progress=false --fresh --corpus=" + kSource +
+                              "/data/haystack/haystack.txt --out=" + out + " 2>" + out + ".log";
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
   std::ifstream file(out + "/summary.json");
   EXPECT_TRUE(file) << "no summary.json in " << out;
@@ -112,6 +117,35 @@ TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtItsTrainingLength) {
   EXPECT_EQ(trials, 6 * 2 * 2);  // depths x kinds x samples, none failed
   EXPECT_GE(matched / trials, kMinRecallAt128) << summary.dump();
   EXPECT_TRUE(std::filesystem::exists(SweepDir("grpc") + "/heatmap.svg"));
+  EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
+}
+
+// A DeepSeek-V3.2 server (tiny-v32: index_topk 16, no tokenizer, so one id per byte)
+// reports whether its indexer selected the needle: mla-recall records it per trial and
+// draws the second heatmap. The random model answers nothing; the telemetry is the point.
+TEST(RecallHarnessTest, SparseAttentionServerReportsIndexerRecall) {
+  auto server = ServerProcess::Start({"--model_dir=" + kSource + "/models/tiny-v32", "--device=cpu",
+                                      "--threads=2", "--metrics_address=", "--kv_cache_mib=16"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientOptions options;
+  options.target = (*server)->target();
+  MlaClient client(options);
+  ASSERT_TRUE(testing::WaitUntilServing(client)) << (*server)->Log();
+
+  const nlohmann::json summary = RunSweep(
+      "--target=" + (*server)->target() + " --mode=ids --tokenizer=bytes --bos_id=0", "v32",
+      "--lengths=300 --num_depths=3 --kinds=passkey --samples=2 --score_logprobs=false");
+  ASSERT_FALSE(summary.is_discarded());
+  ASSERT_EQ(summary.at("cells").size(), 3u);
+  for (const nlohmann::json& cell : summary.at("cells")) {
+    EXPECT_EQ(cell.at("errors").get<int>(), 0);
+    ASSERT_TRUE(cell.at("mean_indexer_recall").is_number()) << summary.dump();
+    const double recall = cell.at("mean_indexer_recall").get<double>();
+    EXPECT_GE(recall, 0.0);
+    // 16 of ~300 keys are kept: a needle of ~50 tokens cannot be wholly selected.
+    EXPECT_LT(recall, 1.0);
+  }
+  EXPECT_TRUE(std::filesystem::exists(SweepDir("v32") + "/indexer_recall.svg"));
   EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
 }
 

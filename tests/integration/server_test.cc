@@ -153,6 +153,11 @@ TEST_F(GenerateOverGrpcTest, InvalidRequestsGetInvalidArgumentNamingTheField) {
   v1::GenerateRequest hot = Request({1, 2}, 4);
   hot.mutable_sampling()->set_temperature(-2);
   EXPECT_THAT(call(hot).message(), HasSubstr("temperature"));
+  v1::GenerateRequest watch = Request({1, 2}, 4);
+  watch.mutable_indexer_watch()->set_begin(5);
+  watch.mutable_indexer_watch()->set_end(3);
+  EXPECT_EQ(call(watch).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(call(watch).message(), HasSubstr("indexer_watch"));
   v1::GenerateRequest text;
   text.set_text("hello");
   EXPECT_EQ(call(text).code(), absl::StatusCode::kFailedPrecondition);

@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import transformers
 from transformers import AutoModelForCausalLM
 from transformers.models.deepseek_v2 import modeling_deepseek_v2
@@ -30,6 +31,13 @@ from transformers.models.deepseek_v2 import modeling_deepseek_v2
 from numpy_reference import write_safetensors
 
 DEFAULT_LENGTHS = "1,7,64,150"
+
+
+def default_lengths(cfg):
+    """V3.2: contexts at, just past and far past index_topk, so that both the dense and the
+    sparse path are checked."""
+    k = cfg.get("index_topk")
+    return DEFAULT_LENGTHS if not k else f"1,7,{k},{k + 1},64,150"
 
 
 def check_supported(cfg):
@@ -44,6 +52,12 @@ def check_supported(cfg):
             problems.append("DeepseekV2 in transformers always scores with softmax")
         if cfg.get("topk_method", "greedy") not in ("greedy", "group_limited_greedy"):
             problems.append("DeepseekV2 in transformers has no " + cfg["topk_method"])
+    elif arch == "DeepseekV32ForCausalLM":
+        if cfg.get("scoring_func", "sigmoid") != "sigmoid" or \
+                cfg.get("topk_method", "noaux_tc") != "noaux_tc":
+            problems.append("DeepseekV32 in transformers always uses sigmoid + noaux_tc")
+        if not cfg.get("q_lora_rank"):
+            problems.append("DeepseekV32 in transformers needs q_lora_rank")
     elif arch == "DeepseekV3ForCausalLM":
         if cfg.get("scoring_func", "sigmoid") != "sigmoid" or \
                 cfg.get("topk_method", "noaux_tc") != "noaux_tc":
@@ -112,7 +126,7 @@ class RouterMargins:
 
 def round_cached_latents_to_bf16(model):
     """Rounds what the engine's latent KV cache stores to bf16: the normalized latent c
-    (kv_a_layernorm's output) and the rotated k_pe. Queries and all other math stay fp32,
+    (kv_a_layernorm's output), the rotated k_pe and (V3.2) the indexer's key. Queries and all other math stay fp32,
     so these goldens are the exact function the engine computes with its bf16 cache."""
     import importlib
 
@@ -122,8 +136,18 @@ def round_cached_latents_to_bf16(model):
     for layer in model.model.layers:
         norm = layer.self_attn.kv_a_layernorm
         norm.register_forward_hook(lambda _m, _i, out: to_bf16(out))
+        indexer = getattr(layer.self_attn, "indexer", None)
+        if indexer is not None:
+            # The V3.2 indexer key: its unrotated part is cached as k_norm leaves it; the
+            # rotated part is rounded after RoPE by the patch below.
+            r = indexer.qk_rope_head_dim
+            indexer.k_norm.register_forward_hook(
+                lambda _m, _i, out, r=r: torch.cat([out[..., :r], to_bf16(out[..., r:])], -1))
+    # deepseek_v32: apply_rotary_pos_emb_interleave rotates MLA's k_pe, apply_rotary_pos_emb
+    # the indexer's key, which the engine caches in bf16 too.
     for arch, names in (("deepseek_v2", ("apply_rotary_emb",)),
-                        ("deepseek_v3", ("apply_rotary_pos_emb", "apply_rotary_pos_emb_interleave"))):
+                        ("deepseek_v3", ("apply_rotary_pos_emb", "apply_rotary_pos_emb_interleave")),
+                        ("deepseek_v32", ("apply_rotary_pos_emb", "apply_rotary_pos_emb_interleave"))):
         module = importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
         for name in names:
             original = getattr(module, name)
@@ -133,6 +157,61 @@ def round_cached_latents_to_bf16(model):
                 return q, to_bf16(k)
 
             setattr(module, name, rounded)
+
+
+class IndexerCapture:
+    """Records, for the next forward, each layer's indexer inputs and outputs as the
+    engine's layered tests need them: the rotated queries and keys, the per-head weights
+    (n_heads^-0.5 applied), the causal index scores (-inf where masked) and the top-k."""
+
+    def __init__(self, model):
+        self.layers, self.enabled = {}, False
+        for i, layer in enumerate(model.model.layers):
+            ix = getattr(layer.self_attn, "indexer", None)
+            if ix is not None:
+                original = ix.forward
+                ix.forward = self._wrap(ix, i, original)
+
+    def _wrap(self, ix, layer, original):
+        from transformers.models.deepseek_v32 import modeling_deepseek_v32 as m
+
+        def forward(hidden_states, q_resid, position_embeddings, attention_mask, *a, **kw):
+            topk = original(hidden_states, q_resid, position_embeddings, attention_mask, *a, **kw)
+            if not self.enabled:
+                return topk
+            b, s, _ = hidden_states.shape
+            cos, sin = position_embeddings
+            r = ix.qk_rope_head_dim
+            q = ix.wq_b(q_resid).view(b, s, ix.n_heads, ix.head_dim)
+            k = ix.k_norm(ix.wk(hidden_states)).unsqueeze(2)
+            q_rot, k_rot = m.apply_rotary_pos_emb(q[..., :r], k[..., :r], cos, sin, unsqueeze_dim=2)
+            q = torch.cat([q_rot, q[..., r:]], dim=-1)
+            k = torch.cat([k_rot, k[..., r:]], dim=-1).squeeze(2)
+            scores = F.relu(torch.matmul(q.float(), k.transpose(-1, -2).float().unsqueeze(1))
+                            * ix.softmax_scale)
+            w = ix.weights_proj(hidden_states).float() * (ix.n_heads ** -0.5)
+            index = torch.matmul(w.unsqueeze(-2), scores).squeeze(-2)
+            causal = torch.ones(s, s, dtype=torch.bool).tril()
+            index = index.masked_fill(~causal, float("-inf"))
+            self.layers[layer] = dict(q=q[0].reshape(s, -1), k=k[0], w=w[0], scores=index[0],
+                                      topk=topk[0])
+            return topk
+
+        return forward
+
+
+def selection_stats(capture, k):
+    """Rows whose k-th and (k+1)-th visible scores tie exactly, and the smallest gap."""
+    ties, rows, min_gap = 0, 0, float("inf")
+    for t in capture.layers.values():
+        sc = t["scores"].double()
+        for i in range(k, sc.shape[0]):  # rows that see more than k keys
+            top = sc[i, : i + 1].sort(descending=True).values
+            gap = float(top[k - 1] - top[k])
+            rows += 1
+            ties += gap == 0.0
+            min_gap = min(min_gap, gap)
+    return ties, rows, min_gap
 
 
 def make_prompts(seed, lengths, vocab):
@@ -210,7 +289,8 @@ def make_goldens(model_dir, out_dir, args):
     if args.kv_cache_dtype == "bf16":
         round_cached_latents_to_bf16(model)
     margins = RouterMargins(model)
-    lengths = [int(x) for x in args.lengths.split(",")]
+    capture = IndexerCapture(model)
+    lengths = [int(x) for x in (args.lengths or default_lengths(cfg)).split(",")]
     tensors, gaps, cache_diff = {}, [], 0.0
     for i, prompt in enumerate(make_prompts(args.prompt_seed, lengths, cfg["vocab_size"])):
         logits, greedy, greedy_logits = run_prompt(model, prompt, args.greedy_steps)
@@ -219,6 +299,18 @@ def make_goldens(model_dir, out_dir, args):
         tensors[f"p{i}.logits"] = logits.astype(np.float32)
         tensors[f"p{i}.greedy"] = greedy
         tensors[f"p{i}.greedy_logits"] = greedy_logits.astype(np.float32)
+        if capture.layers is not None and i == len(lengths) - 1 and hasattr(model.config, "index_topk"):
+            capture.enabled = True
+            with torch.no_grad():
+                model(torch.from_numpy(prompt)[None], use_cache=False)
+            capture.enabled = False
+            for layer, t in capture.layers.items():
+                for key, v in t.items():
+                    dtype = np.int32 if key == "topk" else np.float32
+                    tensors[f"p{i}.idx{layer}.{key}"] = v.detach().numpy().astype(dtype)
+            ties, rows, min_gap = selection_stats(capture, model.config.index_topk)
+            print(f"  p{i}: indexer top-{model.config.index_topk}: {ties} exact ties at the "
+                  f"k-th score over {rows} row-layers; smallest k/k+1 gap {min_gap:.3e}")
         gap = top2_gap(greedy_logits)
         gaps.append(gap.min())
         print(f"  p{i}: T={len(prompt):4d} greedy={greedy.tolist()} min top-2 gap "
@@ -226,8 +318,9 @@ def make_goldens(model_dir, out_dir, args):
               f"logit std {logits.std():.2f}")
     metadata = {
         "model": name, "torch_version": torch.__version__,
+        "index_topk": str(getattr(model.config, "index_topk", 0)),
         "transformers_version": transformers.__version__, "numpy_version": np.__version__,
-        "prompt_seed": str(args.prompt_seed), "prompt_lengths": args.lengths,
+        "prompt_seed": str(args.prompt_seed), "prompt_lengths": ",".join(map(str, lengths)),
         "greedy_steps": str(args.greedy_steps), "num_prompts": str(len(lengths)),
         "checkpoint_sha256": checkpoint_digest(model_dir),
         "v2_norm_topk_prob_patch": str(patched).lower(),
@@ -250,7 +343,8 @@ def main(argv):
     ap.add_argument("model_dirs", nargs="+")
     ap.add_argument("--out-dir", default="tests/data/goldens")
     ap.add_argument("--prompt-seed", type=int, default=1234)
-    ap.add_argument("--lengths", default=DEFAULT_LENGTHS, help="comma-separated prompt lengths")
+    ap.add_argument("--lengths", help="comma-separated prompt lengths (default: "
+                    f"{DEFAULT_LENGTHS}; V3.2 adds lengths around index_topk)")
     ap.add_argument("--greedy-steps", type=int, default=8)
     ap.add_argument("--kv-cache-dtype", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: round the cached latent and k_pe as the engine's cache does")

@@ -27,8 +27,9 @@ cd "${root}"
 if [[ "${1:-}" == "--remake-models" ]]; then
   "${venv}/bin/python" tools/make_tiny_model.py --variant v2-lite --out models/tiny-v2-lite
   "${venv}/bin/python" tools/make_tiny_model.py --variant v3 --out models/tiny-v3
+  "${venv}/bin/python" tools/make_tiny_model.py --variant v32 --out models/tiny-v32
 fi
-"${venv}/bin/python" tools/reference/make_goldens.py models/tiny-v2-lite models/tiny-v3 \
+"${venv}/bin/python" tools/reference/make_goldens.py models/tiny-v2-lite models/tiny-v3 models/tiny-v32 \
   --out-dir tests/data/goldens
-"${venv}/bin/python" tools/reference/make_goldens.py models/tiny-v2-lite models/tiny-v3 \
+"${venv}/bin/python" tools/reference/make_goldens.py models/tiny-v2-lite models/tiny-v3 models/tiny-v32 \
   --out-dir tests/data/goldens --kv-cache-dtype bf16

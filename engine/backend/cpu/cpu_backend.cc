@@ -8,6 +8,7 @@
 #include "engine/backend/cpu/attention_probe.h"
 #include "engine/backend/cpu/cpu_features.h"
 #include "engine/backend/cpu/gemm.h"
+#include "engine/backend/cpu/indexer.h"
 #include "engine/backend/cpu/pointwise.h"
 #include "engine/backend/host_sampling.h"
 #include "engine/kv_cache/cache_row.h"
@@ -64,8 +65,17 @@ absl::Status CpuBackend::CheckBlockCopy(int32_t block, size_t bytes) const {
 absl::Status CpuBackend::ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) {
   if (absl::Status s = CheckBlockCopy(block, bytes.size()); !s.ok()) return s;
   const int64_t per_layer = cache_->layout().bytes_per_block_per_layer();
-  for (int l = 0; l < cache_->layout().num_layers(); ++l) {
+  const int layers = cache_->layout().num_layers();
+  for (int l = 0; l < layers; ++l) {
     std::memcpy(bytes.data() + l * per_layer, cache_->LayerBytes(l) + block * per_layer, per_layer);
+  }
+  // V3.2: the indexer keys of every layer follow the latents.
+  const int64_t per_index = IndexBytesPerBlock();
+  uint8_t* index = bytes.data() + layers * per_layer;
+  for (int l = 0; l < layers && per_index > 0; ++l) {
+    std::memcpy(index + l * per_index,
+                reinterpret_cast<const uint8_t*>(cache_->IndexKeyData(l)) + block * per_index,
+                per_index);
   }
   return absl::OkStatus();
 }
@@ -73,10 +83,22 @@ absl::Status CpuBackend::ReadCacheBlock(int32_t block, std::span<uint8_t> bytes)
 absl::Status CpuBackend::WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) {
   if (absl::Status s = CheckBlockCopy(block, bytes.size()); !s.ok()) return s;
   const int64_t per_layer = cache_->layout().bytes_per_block_per_layer();
-  for (int l = 0; l < cache_->layout().num_layers(); ++l) {
+  const int layers = cache_->layout().num_layers();
+  for (int l = 0; l < layers; ++l) {
     std::memcpy(cache_->LayerBytes(l) + block * per_layer, bytes.data() + l * per_layer, per_layer);
   }
+  const int64_t per_index = IndexBytesPerBlock();
+  const uint8_t* index = bytes.data() + layers * per_layer;
+  for (int l = 0; l < layers && per_index > 0; ++l) {
+    std::memcpy(reinterpret_cast<uint8_t*>(cache_->IndexKeyData(l)) + block * per_index,
+                index + l * per_index, per_index);
+  }
   return absl::OkStatus();
+}
+
+int64_t CpuBackend::IndexBytesPerBlock() const {
+  const CacheLayout& layout = cache_->layout();
+  return layout.index_bytes_per_token_per_layer() * layout.block_size();
 }
 
 Tensor CpuBackend::Activation(int slot, int64_t rows, int64_t cols) {
@@ -90,7 +112,7 @@ Tensor CpuBackend::Activation(int slot, int64_t rows, int64_t cols) {
 BackendMemory CpuBackend::Memory() const {
   BackendMemory m;
   m.cache_bytes = cache_ ? static_cast<int64_t>(cache_->bytes()) : 0;
-  size_t bytes = attention_ws_.bytes();
+  size_t bytes = attention_ws_.bytes() + sparse_ws_.bytes();
   for (const AlignedBuffer& b : activations_) bytes += b.size();
   for (const std::vector<float>* v : {&expert_in_, &expert_out_, &gate_, &up_, &act_}) {
     bytes += v->capacity() * sizeof(float);
@@ -197,25 +219,32 @@ void CpuBackend::Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
   }
 }
 
+absl::Status CpuBackend::CheckSlots(int64_t rows, Op op) const {
+  const int64_t num_slots = int64_t{cache_->num_blocks()} * cache_->layout().block_size();
+  if (rows != static_cast<int64_t>(step_->slots.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(op.name, ": ", rows, " rows for the step's ",
+                                                   step_->slots.size(), " cache slots"));
+  }
+  for (const int64_t slot : step_->slots) {
+    if (slot < 0 || slot >= num_slots) {
+      return absl::OutOfRangeError(
+          absl::StrCat(op.name, ": cache slot ", slot, " outside [0, ", num_slots, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void CpuBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) {
   auto timer = profiler_.Time(op);
   const CacheLayout& layout = cache_->layout();
   const int64_t lat = layout.latent_dim(), rope = layout.rope_dim();
-  const int64_t num_slots = int64_t{cache_->num_blocks()} * layout.block_size();
-  if (latent.cols != lat || k_pe.cols != rope || latent.rows != k_pe.rows ||
-      latent.rows != static_cast<int64_t>(step_->slots.size())) {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat(op.name, ": latent ", Shape(latent), " and k_pe ", Shape(k_pe),
-                     " do not match the cache rows [", step_->slots.size(), ", ", lat, " + ",
-                     rope, "]")));
+  if (latent.cols != lat || k_pe.cols != rope || latent.rows != k_pe.rows) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        op.name, ": latent ", Shape(latent), " and k_pe ", Shape(k_pe),
+        " do not match the cache rows [", step_->slots.size(), ", ", lat, " + ", rope, "]")));
   }
   // All slots are checked before anything is written: a bad step leaves the cache as it was.
-  for (const int64_t slot : step_->slots) {
-    if (slot < 0 || slot >= num_slots) {
-      return Fail(absl::OutOfRangeError(
-          absl::StrCat(op.name, ": cache slot ", slot, " outside [0, ", num_slots, ")")));
-    }
-  }
+  if (absl::Status s = CheckSlots(latent.rows, op); !s.ok()) return Fail(std::move(s));
   // Quantized here, once per token, whatever the dtype: the kernels only read.
   uint8_t* base = cache_->LayerBytes(layer);
   const int64_t row_bytes = layout.bytes_per_token_per_layer();
@@ -225,17 +254,22 @@ void CpuBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe,
   }
 }
 
-void CpuBackend::MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
-                              Tensor out, Tensor lse, Op op) {
-  auto timer = profiler_.Time(op);
+absl::Status CpuBackend::CheckAttentionTensors(int heads, const Tensor& q, const Tensor& out,
+                                               const Tensor& lse, Op op) const {
   const CacheLayout& layout = cache_->layout();
   const int64_t width = layout.latent_dim() + layout.rope_dim();
   if (q.cols != heads * width || q.stride != q.cols || out.cols != heads * layout.latent_dim() ||
       out.stride != out.cols || lse.cols != heads || lse.stride != heads) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-        op.name, ": q ", Shape(q), ", out ", Shape(out), ", lse ", Shape(lse),
-        " must be dense rows of ", heads, " heads")));
+    return absl::InvalidArgumentError(absl::StrCat(op.name, ": q ", Shape(q), ", out ", Shape(out),
+                                                   ", lse ", Shape(lse), " must be dense rows of ",
+                                                   heads, " heads"));
   }
+  return absl::OkStatus();
+}
+
+MlaAttentionParams CpuBackend::AttentionParams(int layer, int heads, float softmax_scale,
+                                               const Tensor& q, Tensor out, Tensor lse) const {
+  const CacheLayout& layout = cache_->layout();
   MlaAttentionParams p;
   p.batch = step_->batch;
   p.num_heads = heads;
@@ -254,7 +288,107 @@ void CpuBackend::MlaAttention(int layer, int heads, float softmax_scale, const T
   p.q = F32(q);
   p.out = F32(out);
   p.lse = F32(lse);
+  return p;
+}
+
+void CpuBackend::MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                              Tensor out, Tensor lse, Op op) {
+  auto timer = profiler_.Time(op);
+  if (absl::Status s = CheckAttentionTensors(heads, q, out, lse, op); !s.ok()) {
+    return Fail(std::move(s));
+  }
+  const MlaAttentionParams p = AttentionParams(layer, heads, softmax_scale, q, out, lse);
   if (absl::Status s = cpu::MlaAttention(p, &pool_, &attention_ws_); !s.ok()) Fail(std::move(s));
+}
+
+void CpuBackend::LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                           Tensor out, Op op) {
+  auto timer = profiler_.Time(op);
+  if (weight.cols != x.cols || bias.cols != x.cols || out.cols != x.cols || out.rows != x.rows) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(op.name, ": x ", Shape(x), ", weight ",
+                                                        Shape(weight), ", bias ", Shape(bias))));
+  }
+  mla::LayerNorm(F32(x), x.stride, x.rows, static_cast<int>(x.cols), F32(weight), F32(bias), eps,
+                 F32(out), out.stride);
+}
+
+void CpuBackend::RopeHalves(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
+                            int64_t head_stride, Op op) {
+  auto timer = profiler_.Time(op);
+  const int half = static_cast<int>(cos.cols);
+  for (int64_t t = 0; t < x.rows; ++t) {
+    RotateHalves(F32(cos) + t * cos.stride, F32(sin) + t * sin.stride, half, F32(x) + t * x.stride,
+                 heads, head_stride);
+  }
+}
+
+void CpuBackend::WriteIndexKeys(int layer, const Tensor& keys, Op op) {
+  auto timer = profiler_.Time(op);
+  const int64_t dim = cache_->layout().index_key_dim();
+  if (dim == 0 || keys.cols != dim) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": keys ", Shape(keys), " for a cache with indexer keys of ", dim)));
+  }
+  if (absl::Status s = CheckSlots(keys.rows, op); !s.ok()) return Fail(std::move(s));
+  bf16_t* base = cache_->IndexKeyData(layer);
+  for (int64_t t = 0; t < keys.rows; ++t) {
+    bf16_t* dst = base + step_->slots[t] * dim;
+    const float* src = F32(keys) + t * keys.stride;
+    for (int64_t i = 0; i < dim; ++i) dst[i] = FloatToBf16(src[i]);
+  }
+}
+
+void CpuBackend::IndexerTopK(int layer, int heads, float scale, float weight_scale, const Tensor& q,
+                             const Tensor& w, Tensor selected, Op op) {
+  auto timer = profiler_.Time(op);
+  const CacheLayout& layout = cache_->layout();
+  const int64_t dim = layout.index_key_dim(), rows = step_->num_tokens;
+  if (dim == 0 || q.cols != heads * dim || q.stride != q.cols || w.cols != heads ||
+      w.stride != heads || selected.dtype != DType::kI32 || selected.stride != selected.cols ||
+      q.rows != rows || w.rows != rows || selected.rows != rows) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": q ", Shape(q), ", w ", Shape(w), ", selected ", Shape(selected),
+                     " for ", heads, " heads of ", dim, " (selected must be kI32)")));
+  }
+  IndexerParams p;
+  p.batch = step_->batch;
+  p.num_heads = heads;
+  p.head_dim = dim;
+  p.block_size = layout.block_size();
+  p.num_blocks = cache_->num_blocks();
+  p.max_blocks_per_seq = step_->max_blocks;
+  p.topk = selected.cols;
+  p.scale = scale;
+  p.weight_scale = weight_scale;
+  p.key_cache = cache_->IndexKeyData(layer);
+  p.block_table = step_->block_table.data();
+  p.seq_lens = step_->seq_lens.data();
+  p.q_pos0 = step_->q_pos0.data();
+  p.cu_seqlens_q = step_->cu_seqlens_q.data();
+  p.q = F32(q);
+  p.weights = F32(w);
+  p.selected = static_cast<int32_t*>(selected.data);
+  if (absl::Status s = cpu::IndexerTopK(p, &pool_); !s.ok()) Fail(std::move(s));
+}
+
+void CpuBackend::SparseMlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                                    const Tensor& selected, Tensor out, Tensor lse, Op op) {
+  auto timer = profiler_.Time(op);
+  if (absl::Status s = CheckAttentionTensors(heads, q, out, lse, op); !s.ok()) {
+    return Fail(std::move(s));
+  }
+  if (selected.dtype != DType::kI32 || selected.stride != selected.cols ||
+      selected.rows != q.rows) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        op.name, ": selected ", Shape(selected), " must be dense kI32 rows, one per q row")));
+  }
+  SparseMlaParams p;
+  p.mla = AttentionParams(layer, heads, softmax_scale, q, out, lse);
+  p.topk = selected.cols;
+  p.selected = static_cast<const int32_t*>(selected.data);
+  if (absl::Status s = cpu::SparseMlaAttention(p, &pool_, &sparse_ws_); !s.ok()) {
+    Fail(std::move(s));
+  }
 }
 
 void CpuBackend::ExpertMlp(const ExpertTensors& e, int64_t m, int64_t hidden) {

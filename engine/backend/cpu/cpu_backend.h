@@ -13,6 +13,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/backend/cpu/mla_attention.h"
+#include "engine/backend/cpu/sparse_mla_attention.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/kv_cache/latent_cache.h"
 
@@ -55,6 +56,15 @@ class CpuBackend final : public Backend {
   void WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) override;
   void MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q, Tensor out,
                     Tensor lse, Op op) override;
+  void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor out,
+                 Op op) override;
+  void RopeHalves(const Tensor& cos, const Tensor& sin, Tensor x, int heads, int64_t head_stride,
+                  Op op) override;
+  void WriteIndexKeys(int layer, const Tensor& keys, Op op) override;
+  void IndexerTopK(int layer, int heads, float scale, float weight_scale, const Tensor& q,
+                   const Tensor& w, Tensor selected, Op op) override;
+  void SparseMlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                          const Tensor& selected, Tensor out, Tensor lse, Op op) override;
   void MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits,
                   const Tensor& bias, std::span<const ExpertTensors> experts, const Tensor& x,
                   Tensor out, Op op) override;
@@ -69,6 +79,15 @@ class CpuBackend final : public Backend {
   absl::Status CheckBlockCopy(int32_t block, size_t bytes) const;
   // Records the first error of the step (later ones are consequences).
   void Fail(absl::Status status);
+  // Bytes of one block of one layer's indexer keys (0 without them).
+  int64_t IndexBytesPerBlock() const;
+  // Checks a step's rows against the cache's slot count (before anything is written).
+  absl::Status CheckSlots(int64_t rows, Op op) const;
+  absl::Status CheckAttentionTensors(int heads, const Tensor& q, const Tensor& out,
+                                     const Tensor& lse, Op op) const;
+  // The step's attention parameters for `layer` (MlaAttention, SparseMlaAttention).
+  MlaAttentionParams AttentionParams(int layer, int heads, float softmax_scale, const Tensor& q,
+                                     Tensor out, Tensor lse) const;
   // An expert's SiLU MLP over m gathered rows: out [m, hidden].
   void ExpertMlp(const ExpertTensors& e, int64_t m, int64_t hidden);
 
@@ -76,6 +95,7 @@ class CpuBackend final : public Backend {
   std::optional<LatentCache> cache_;
   std::vector<AlignedBuffer> activations_;  // By slot.
   MlaAttentionWorkspace attention_ws_;
+  SparseMlaWorkspace sparse_ws_;
   const StepBatch* step_ = nullptr;
   absl::Status error_;
   // MoE scratch: gathered rows and the expert MLP's intermediates.

@@ -42,6 +42,34 @@ void RotateInterleaved(const float* cos, const float* sin, int half, float* x, i
   }
 }
 
+void RotateHalves(const float* cos, const float* sin, int half, float* x, int count,
+                  int64_t stride) {
+  for (int v = 0; v < count; ++v) {
+    float* p = x + v * stride;
+    for (int i = 0; i < half; ++i) {
+      const float a = p[i];
+      const float b = p[i + half];
+      p[i] = a * cos[i] - b * sin[i];
+      p[i + half] = b * cos[i] + a * sin[i];
+    }
+  }
+}
+
+void LayerNorm(const float* x, int64_t x_stride, int64_t n, int dim, const float* w, const float* b,
+               float eps, float* out, int64_t out_stride) {
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * x_stride;
+    float* o = out + t * out_stride;
+    double sum = 0.0, sq = 0.0;
+    for (int i = 0; i < dim; ++i) sum += xr[i];
+    const double mean = sum / dim;
+    for (int i = 0; i < dim; ++i) sq += (xr[i] - mean) * (xr[i] - mean);
+    const float inv = 1.0f / std::sqrt(static_cast<float>(sq / dim) + eps);
+    const float m = static_cast<float>(mean);
+    for (int i = 0; i < dim; ++i) o[i] = (xr[i] - m) * inv * w[i] + b[i];
+  }
+}
+
 namespace {
 
 // Indices of the k largest values (descending; lower index first on ties).

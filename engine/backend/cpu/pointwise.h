@@ -24,6 +24,16 @@ void SiluMul(const float* gate, const float* up, int64_t n, int64_t inter, int64
 void RotateInterleaved(const float* cos, const float* sin, int half, float* x, int count,
                        int64_t stride);
 
+// Rotates the half-split pairs (x[i], x[i + half]) of `count` vectors (transformers'
+// rotate_half layout, used by the V3.2 indexer), otherwise as RotateInterleaved.
+void RotateHalves(const float* cos, const float* sin, int half, float* x, int count,
+                  int64_t stride);
+
+// out[t] = w ⊙ (x[t] − mean) / sqrt(var + eps) + b (torch LayerNorm; biased variance) for
+// n rows of `dim`; out may alias x.
+void LayerNorm(const float* x, int64_t x_stride, int64_t n, int dim, const float* w, const float* b,
+               float eps, float* out, int64_t out_stride);
+
 // The experts chosen for one token and their combine weights.
 struct ExpertChoice {
   std::vector<int> experts;   // top_k ids

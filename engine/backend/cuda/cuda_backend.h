@@ -72,6 +72,15 @@ class CudaBackend final : public Backend {
   void Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads, int64_t head_stride,
             Op op) override;
   void WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) override;
+  void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor out,
+                 Op op) override;
+  void RopeHalves(const Tensor& cos, const Tensor& sin, Tensor x, int heads, int64_t head_stride,
+                  Op op) override;
+  void WriteIndexKeys(int layer, const Tensor& keys, Op op) override;
+  void IndexerTopK(int layer, int heads, float scale, float weight_scale, const Tensor& q,
+                   const Tensor& w, Tensor selected, Op op) override;
+  void SparseMlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                          const Tensor& selected, Tensor out, Tensor lse, Op op) override;
   void MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q, Tensor out,
                     Tensor lse, Op op) override;
   void MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits, const Tensor& bias,

@@ -120,5 +120,23 @@ TEST(HeatmapTest, EscapesTheModelName) {
   EXPECT_THAT(svg, HasSubstr("a&lt;b&gt;&amp;&quot;c&quot;"));
 }
 
+TEST(HeatmapTest, IndexerRecallHeatmapColorsByRecallAndGraysCellsWithout) {
+  std::vector<CellSummary> cells(3);
+  for (int i = 0; i < 3; ++i) {
+    cells[i].length = 1024 << i;
+    cells[i].n = 2;
+    cells[i].exact_match_rate = 1.0;
+  }
+  cells[0].mean_indexer_recall = 0.25;
+  cells[1].mean_indexer_recall = 1.0;  // cells[2]: a dense server, no telemetry.
+  const std::string svg = RenderIndexerRecallHeatmap(cells, "v32");
+  EXPECT_EQ(CheckXml(svg), "") << svg;
+  EXPECT_THAT(svg, HasSubstr("Indexer selection recall"));
+  EXPECT_THAT(svg, HasSubstr(">indexer recall<"));
+  EXPECT_THAT(svg, HasSubstr("fill=\"" + RateColor(0.25) + "\" data-rate=\"0.2500\""));
+  EXPECT_THAT(svg, HasSubstr("fill=\"" + RateColor(1) + "\" data-rate=\"1.0000\""));
+  EXPECT_THAT(svg, HasSubstr(std::string("fill=\"") + kNoDataColor + "\" data-rate=\"-1.0000\""));
+}
+
 }  // namespace
 }  // namespace mla::recall

@@ -106,9 +106,10 @@ TEST(ResultsTest, SummarizesCellsAndCountsEachTrialOnce) {
   EXPECT_EQ(cells[2].length, 1024);
 
   const std::vector<std::string> csv = absl::StrSplit(SummaryCsv(cells), '\n');
-  EXPECT_EQ(csv[0], "length,depth,kind,n,exact_match_rate,mean_answer_logprob,errors");
-  EXPECT_EQ(csv[1], "512,0.0000,kv,2,0.5000,-2.0000,0");
-  EXPECT_EQ(csv[2], "512,1.0000,kv,1,0.0000,-2.0000,1");
+  EXPECT_EQ(csv[0],
+            "length,depth,kind,n,exact_match_rate,mean_answer_logprob,errors,mean_indexer_recall");
+  EXPECT_EQ(csv[1], "512,0.0000,kv,2,0.5000,-2.0000,0,");
+  EXPECT_EQ(csv[2], "512,1.0000,kv,1,0.0000,-2.0000,1,");
 
   SummaryInfo info;
   info.model = "demo";
@@ -116,6 +117,24 @@ TEST(ResultsTest, SummarizesCellsAndCountsEachTrialOnce) {
   const std::string json = SummaryJson(cells, info);
   EXPECT_THAT(json, HasSubstr("\"model\": \"demo\""));
   EXPECT_THAT(json, HasSubstr("\"note\": \"exact match only\""));
+}
+
+TEST(ResultsTest, IndexerRecallRoundTripsAndAveragesPerCell) {
+  TrialResult a = Result(512, 0.0, 0, true, -1.0), b = Result(512, 0.0, 1, true, -1.0);
+  a.indexer_recall = 0.25;
+  b.indexer_recall = 0.75;
+  const TrialResult c = Result(1024, 0.0, 0, true, -1.0);  // A dense server: none.
+  auto back = FromJsonLine(ToJsonLine(a));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_DOUBLE_EQ(*back->indexer_recall, 0.25);
+  EXPECT_FALSE(FromJsonLine(ToJsonLine(c))->indexer_recall.has_value());
+  const std::vector<CellSummary> cells = Summarize({a, b, c});
+  ASSERT_EQ(cells.size(), 2u);
+  EXPECT_DOUBLE_EQ(*cells[0].mean_indexer_recall, 0.5);
+  EXPECT_FALSE(cells[1].mean_indexer_recall.has_value());
+  const std::vector<std::string> csv = absl::StrSplit(SummaryCsv(cells), '\n');
+  EXPECT_EQ(csv[1], "512,0.0000,kv,2,1.0000,-1.0000,0,0.5000");
+  EXPECT_THAT(SummaryJson(cells, {}), HasSubstr("\"mean_indexer_recall\": 0.5"));
 }
 
 }  // namespace

@@ -27,7 +27,22 @@ class FakeBackend : public RecallBackend {
     if (fail_) return absl::UnavailableError("down");
     EXPECT_GT(max_tokens, 4);
     const std::string value = Recall(prompt);
-    return GenerateResult{absl::StrCat(" ", value.empty() ? "0000000" : value, "."), 3, 0};
+    GenerateResult r;
+    r.text = absl::StrCat(" ", value.empty() ? "0000000" : value, ".");
+    r.tokens = 3;
+    return r;
+  }
+  // As a sparse-attention server would: the watch must be exactly the asked needle, and
+  // the fake "indexer" keeps it when it sits in the first half.
+  absl::StatusOr<GenerateResult> GenerateWatching(const std::string& prompt, int max_tokens,
+                                                  TextSpan watch) override {
+    EXPECT_LT(watch.begin, watch.end);
+    EXPECT_TRUE(std::regex_search(prompt.substr(watch.begin, watch.end - watch.begin),
+                                  std::regex("^" + AskedPattern(prompt) + ".*$")))
+        << prompt.substr(watch.begin, watch.end - watch.begin);
+    absl::StatusOr<GenerateResult> r = Generate(prompt, max_tokens);
+    if (r.ok()) r->indexer_recall = Recall(prompt).empty() ? 0.0 : 1.0;
+    return r;
   }
   bool can_score() const override { return true; }
   absl::StatusOr<double> ScoreAnswer(const std::string& prompt,
@@ -39,14 +54,18 @@ class FakeBackend : public RecallBackend {
   std::atomic<int> generate_calls{0};
 
  private:
-  static std::string Recall(const std::string& prompt) {
+  // The pattern of the needle the prompt's question asks about.
+  static std::string AskedPattern(const std::string& prompt) {
     std::smatch m;
     const std::string question = prompt.substr(prompt.rfind('\n'));
-    std::string pattern = "The pass key is ([0-9]+)\\.";
     if (std::regex_search(question, m, std::regex("value of key ([A-Z]{4})\\?"))) {
-      pattern = "The value of key " + m[1].str() + " is ([0-9]+)\\.";
+      return "The value of key " + m[1].str() + " is ([0-9]+)\\.";
     }
-    if (!std::regex_search(prompt, m, std::regex(pattern))) return "";
+    return "The pass key is ([0-9]+)\\.";
+  }
+  static std::string Recall(const std::string& prompt) {
+    std::smatch m;
+    if (!std::regex_search(prompt, m, std::regex(AskedPattern(prompt)))) return "";
     const double at = static_cast<double>(m.position(0)) / prompt.size();
     return at < 0.5 ? m[1].str() : "";
   }
@@ -112,11 +131,13 @@ TEST(SweepTest, RunsTrialsAndScoresThem) {
     const bool early = r.asked_depth < 0.5;
     EXPECT_EQ(r.exact_match, early) << r.key.ToString() << " " << r.asked_depth;
     EXPECT_DOUBLE_EQ(*r.answer_logprob, early ? -0.1 : -5.0);
+    EXPECT_DOUBLE_EQ(*r.indexer_recall, early ? 1.0 : 0.0);
   }
   for (const CellSummary& c : Summarize(results)) {
     if (c.kind != NeedleKind::kPasskey) continue;
     EXPECT_EQ(c.n, 2);
     EXPECT_DOUBLE_EQ(c.exact_match_rate, c.depth < 0.5 ? 1.0 : 0.0);
+    EXPECT_DOUBLE_EQ(*c.mean_indexer_recall, c.depth < 0.5 ? 1.0 : 0.0);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 
 #include "nlohmann/json.hpp"
@@ -229,6 +230,59 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"architectures_empty", "architectures",
                 [](Json& j) { j["architectures"] = Json::array(); }}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
+
+// DeepSeek-V3.2-Exp: V3's shape plus the indexer; its config.json names no router.
+Json V32Config() {
+  Json j = V3Config();
+  j["architectures"] = {"DeepseekV32ForCausalLM"};
+  j["model_type"] = "deepseek_v32";
+  j.erase("topk_method");
+  j.erase("scoring_func");
+  j["index_n_heads"] = 64;
+  j["index_head_dim"] = 128;
+  j["index_topk"] = 2048;
+  return j;
+}
+
+TEST(ModelConfigTest, ParsesV32WithV3RouterByDefault) {
+  auto c = ParseModelConfig(V32Config().dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->has_indexer());
+  EXPECT_EQ(c->index_n_heads, 64);
+  EXPECT_EQ(c->index_head_dim, 128);
+  EXPECT_EQ(c->index_topk, 2048);
+  EXPECT_EQ(c->topk_method, TopkMethod::kNoauxTc);
+  EXPECT_EQ(c->scoring_func, ScoringFunc::kSigmoid);
+  auto v3 = ParseModelConfig(V3Config().dump());
+  ASSERT_TRUE(v3.ok());
+  EXPECT_FALSE(v3->has_indexer());
+}
+
+TEST(ModelConfigTest, MalformedV32ConfigsNameTheField) {
+  struct Case {
+    std::function<void(Json&)> mutate;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {[](Json& j) { j.erase("index_topk"); }, "field 'index_topk' is required"},
+      {[](Json& j) { j.erase("index_n_heads"); }, "field 'index_n_heads' is required"},
+      {[](Json& j) { j["index_head_dim"] = "128"; }, "field 'index_head_dim' must be an integer"},
+      {[](Json& j) { j["index_topk"] = 0; }, "field 'index_topk' must be in [1, "},
+      {[](Json& j) { j["index_head_dim"] = 32; },
+       "field 'index_head_dim' must be at least qk_rope_head_dim"},
+      {[](Json& j) { j["q_lora_rank"] = nullptr; },
+       "field 'q_lora_rank' is required by the V3.2 indexer"},
+      {[](Json& j) { j["model_type"] = "deepseek_v3"; },
+       "field 'index_n_heads' is a DeepSeek-V3.2 field but model_type is 'deepseek_v3'"},
+  };
+  for (const Case& c : cases) {
+    Json j = V32Config();
+    c.mutate(j);
+    auto parsed = ParseModelConfig(j.dump());
+    ASSERT_FALSE(parsed.ok()) << c.expected;
+    EXPECT_THAT(parsed.status().message(), HasSubstr(c.expected));
+  }
+}
 
 }  // namespace
 }  // namespace mla

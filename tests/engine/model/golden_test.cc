@@ -1,7 +1,9 @@
-// The forward pass against golden logits from Hugging Face transformers' own DeepSeek-V2
-// and DeepSeek-V3 modeling code (fp32, CPU; tools/reference/make_goldens.py), for both
-// committed tiny models: whole prefill, chunked prefill with several chunk sizes, decode
-// after prefill, and a batch of all prompts in one step.
+// The forward pass against golden logits from Hugging Face transformers' own DeepSeek-V2,
+// DeepSeek-V3 and DeepSeek-V3.2 modeling code (fp32, CPU; tools/reference/make_goldens.py),
+// for the committed tiny models: whole prefill, chunked prefill with several chunk sizes,
+// decode after prefill, and a batch of all prompts in one step. tiny-v32 has index_topk
+// 16, so its prompts past 16 tokens run sparse attention (its bf16-kv goldens also round
+// the indexer keys); dsa_golden_test.cc checks it in layers.
 //
 // Two sets of goldens. `<model>.bf16-kv` is the reference with the cached latent c and the
 // rotated k_pe rounded to bf16, exactly what the engine's bf16 cache stores; everything
@@ -55,7 +57,8 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
   // and any read of an unwritten slot turns the logits into NaN.
   void ResetCache(BlockPool** pool_out, CacheDType dtype = CacheDType::kBF16) {
     const ModelConfig& c = model_->config();
-    CacheLayoutConfig lc{dtype, c.kv_lora_rank, c.qk_rope_head_dim, 16, c.num_hidden_layers};
+    CacheLayoutConfig lc{dtype, c.kv_lora_rank, c.qk_rope_head_dim, 16, c.num_hidden_layers,
+                         c.index_head_dim};
     auto layout = CacheLayout::Create(lc);
     EXPECT_TRUE(layout.ok());
     ASSERT_TRUE(backend_.AllocateCache(*layout, 256).ok());
@@ -316,7 +319,8 @@ std::string ModelParamName(const ::testing::TestParamInfo<std::string>& info) {
   return n;
 }
 
-INSTANTIATE_TEST_SUITE_P(TinyModels, GoldenTest, ::testing::Values("tiny-v2-lite", "tiny-v3"),
+INSTANTIATE_TEST_SUITE_P(TinyModels, GoldenTest,
+                         ::testing::Values("tiny-v2-lite", "tiny-v3", "tiny-v32"),
                          ModelParamName);
 
 INSTANTIATE_TEST_SUITE_P(RobustRouter, Fp32GoldenTest, ::testing::Values("tiny-v2-lite"),

@@ -69,6 +69,16 @@ ModelConfig V3Config() {
   return c;
 }
 
+// DeepSeek-V3.2 in miniature: V3 plus the lightning indexer.
+ModelConfig V32Config() {
+  ModelConfig c = V3Config();
+  c.model_type = "deepseek_v32";
+  c.index_n_heads = 3;
+  c.index_head_dim = 6;
+  c.index_topk = 4;
+  return c;
+}
+
 // Every tensor the loader reads, with its expected shape and (given weights) where it went.
 struct Spec {
   std::string name;  // Full tensor name.
@@ -111,6 +121,16 @@ std::vector<Spec> Specs(const ModelConfig& c, const ModelWeights* w) {
     lin(s + "kv_b_proj", h * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank,
         a ? &a->kv_b_proj : nullptr);
     lin(s + "o_proj", hid, h * c.v_head_dim, a ? &a->o_proj : nullptr);
+    if (c.has_indexer()) {
+      const IndexerWeights* ix = a ? &a->indexer : nullptr;
+      const std::string x = s + "indexer.";
+      lin(x + "wq_b", int64_t{c.index_n_heads} * c.index_head_dim, c.q_lora_rank,
+          ix ? &ix->wq_b : nullptr);
+      lin(x + "wk", c.index_head_dim, hid, ix ? &ix->wk : nullptr);
+      vec(x + "k_norm.weight", c.index_head_dim, ix ? &ix->k_norm : nullptr);
+      vec(x + "k_norm.bias", c.index_head_dim, ix ? &ix->k_norm_bias : nullptr);
+      lin(x + "weights_proj", c.index_n_heads, hid, ix ? &ix->weights_proj : nullptr);
+    }
     if (!c.IsMoeLayer(i)) {
       mlp(p + "mlp.", c.intermediate_size, l ? &l->mlp : nullptr);
       continue;
@@ -254,6 +274,45 @@ TEST(LoadModelWeightsTest, Fp8V3ModelWithMtpLayerIgnored) {
   EXPECT_EQ(w->dtype, DType::kBF16);
   EXPECT_TRUE(w->layers[0].attn.q_proj.empty());
   ExpectWeightsMatch(*w, t, c);
+}
+
+TEST(LoadModelWeightsTest, V32IndexerWeights) {
+  TempDir dir;
+  const ModelConfig c = V32Config();
+  const TensorMap t = MakeTensors(c, "BF16");
+  auto w = WriteAndLoad(dir, t, c);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->layers[2].attn.indexer.wq_b.rows, 18);
+  ExpectWeightsMatch(*w, t, c);
+}
+
+TEST(LoadModelWeightsTest, V32IndexerTensorsMissingOrMisshapenAreNamed) {
+  const std::string ix = "model.layers.1.self_attn.indexer.";
+  for (const std::string name :
+       {"wq_b.weight", "wk.weight", "k_norm.weight", "k_norm.bias", "weights_proj.weight"}) {
+    TempDir dir;
+    TensorMap t = MakeTensors(V32Config(), "BF16");
+    t.erase(ix + name);
+    auto w = WriteAndLoad(dir, t, V32Config());
+    EXPECT_EQ(w.status().code(), absl::StatusCode::kNotFound) << name;
+    EXPECT_THAT(w.status().message(), HasSubstr("'" + ix + name + "' is missing"));
+  }
+  TempDir dir;
+  TensorMap t = MakeTensors(V32Config(), "BF16");
+  t[ix + "wk.weight"] = {"BF16", {5, 16}, std::string(5 * 16 * 2, '\0')};
+  auto w = WriteAndLoad(dir, t, V32Config());
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(w.status().message(), AllOf(HasSubstr(ix + "wk.weight"), HasSubstr("[5, 16]"),
+                                          HasSubstr("[index_head_dim, hidden_size]")));
+}
+
+TEST(LoadModelWeightsTest, IndexerTensorsWithoutV32ConfigAreRefused) {
+  TempDir dir;
+  TensorMap t = MakeTensors(V32Config(), "BF16");
+  auto w = WriteAndLoad(dir, t, V3Config());
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(w.status().message(),
+              AllOf(HasSubstr("self_attn.indexer.wk.weight"), HasSubstr("index_n_heads")));
 }
 
 TEST(LoadModelWeightsTest, Fp8PartialBlocks) {
@@ -526,7 +585,8 @@ TEST_P(CommittedModelTest, LoadsWithConfigShapes) {
   EXPECT_EQ(w->bytes, bytes);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, CommittedModelTest, ::testing::Values("tiny-v2-lite", "tiny-v3"),
+INSTANTIATE_TEST_SUITE_P(Models, CommittedModelTest,
+                         ::testing::Values("tiny-v2-lite", "tiny-v3", "tiny-v32"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& ch : n) ch = std::isalnum(ch) ? ch : '_';

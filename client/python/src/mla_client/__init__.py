@@ -9,12 +9,13 @@
 
 from mla_client.client import ChatMessage, Client
 from mla_client.errors import MlaError
-from mla_client.messages import (FinishReason, Finished, GenerateChunk, HealthStatus, Load,
-                                 ModelInfo, Timings, TokenLogprob, Usage)
+from mla_client.messages import (FinishReason, Finished, GenerateChunk, HealthStatus,
+                                 IndexerRecall, Load, ModelInfo, Timings, TokenLogprob, Usage)
 from mla_client.stream import GenerateStream
 
 __all__ = [
     "ChatMessage", "Client", "FinishReason", "Finished", "GenerateChunk", "GenerateStream",
-    "HealthStatus", "Load", "MlaError", "ModelInfo", "Timings", "TokenLogprob", "Usage",
+    "HealthStatus", "IndexerRecall", "Load", "MlaError", "ModelInfo", "Timings",
+    "TokenLogprob", "Usage",
 ]
 __version__ = "0.1.0"

@@ -87,6 +87,7 @@ class Client:
         prompt_logprobs: Optional[int] = None,
         priority: int = 0,
         cache_salt: str = "",
+        indexer_watch: Optional[Tuple[int, int]] = None,
         request_id: Optional[str] = None,
         timeout: Optional[float] = None,
     ) -> GenerateStream:
@@ -97,7 +98,9 @@ class Client:
         temperature 0 is greedy; top_k 0 and top_p None disable those filters; seed makes
         sampling repeatable; stop strings need a tokenizer. request_id (unique among live
         requests) lets another client abort() the request; the server assigns one when
-        None. The last chunk carries `finished`. Errors (e.g. INVALID_ARGUMENT for a bad
+        None. indexer_watch (begin, end) asks a DeepSeek-V3.2 server which of those prompt
+        token positions its sparse-attention indexer selected for the first generated
+        token (finished.indexer_recall, per layer). The last chunk carries `finished`. Errors (e.g. INVALID_ARGUMENT for a bad
         field) raise MlaError while iterating.
         """
         given = [p is not None for p in (prompt_ids, text, messages)]
@@ -115,6 +118,8 @@ class Client:
             request.messages.messages.extend(_chat_message(m) for m in messages or ())
         if prompt_logprobs is not None:
             request.prompt_logprobs = prompt_logprobs
+        if indexer_watch is not None:
+            request.indexer_watch.begin, request.indexer_watch.end = indexer_watch
         sampling = request.sampling
         sampling.max_tokens = max_tokens or 0  # 0: up to the model's context.
         sampling.temperature = temperature

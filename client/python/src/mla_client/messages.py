@@ -90,6 +90,15 @@ class Timings:
 
 
 @dataclasses.dataclass(frozen=True)
+class IndexerRecall:
+    """DeepSeek-V3.2: how many watched prompt positions one layer's indexer selected."""
+
+    layer: int
+    selected: int  # Watched positions among the indexer's top-k (all of them when dense).
+    watched: int  # Watched positions the query row could see.
+
+
+@dataclasses.dataclass(frozen=True)
 class Finished:
     """How a request ended; carried by the last chunk of a stream."""
 
@@ -97,11 +106,14 @@ class Finished:
     usage: Usage
     timings: Timings
     stop_sequence: str  # The matched stop string for FinishReason.STOP_SEQUENCE.
+    # One per layer when the request set indexer_watch and the model is DeepSeek-V3.2.
+    indexer_recall: List[IndexerRecall] = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_proto(cls, m: inference_pb2.Finished) -> "Finished":
         return cls(FinishReason.from_proto(m.reason), _scalars_from(Usage, m.usage),
-                   _scalars_from(Timings, m.timings), m.stop_sequence)
+                   _scalars_from(Timings, m.timings), m.stop_sequence,
+                   [_scalars_from(IndexerRecall, r) for r in m.indexer_recall])
 
 
 @dataclasses.dataclass(frozen=True)
