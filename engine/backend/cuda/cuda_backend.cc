@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/backend/cuda/cublas_handle.h"
+#include "engine/backend/cuda/cuda_backend_util.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/gemm_lt.h"
 #include "engine/backend/cuda/host/mla_decode_plan.h"
@@ -20,27 +21,11 @@
 #include "engine/backend/host_sampling.h"
 
 namespace mla::cuda {
-namespace {
 
-std::string Shape(const Tensor& t) { return absl::StrCat("[", t.rows, ", ", t.cols, "]"); }
-
-F32Matrix F32(const Tensor& t) {
-  return F32Matrix{static_cast<float*>(t.data), t.rows, t.cols, t.stride};
-}
-
-cudaStream_t Raw(CudaStream s) { return reinterpret_cast<cudaStream_t>(s); }
-
-absl::Status NeedF32(const Op& op, std::initializer_list<const Tensor*> tensors) {
-  for (const Tensor* t : tensors) {
-    if (t->dtype != DType::kF32) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(op.name, ": activations must be F32, got ", DTypeName(t->dtype)));
-    }
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
+using internal::F32;
+using internal::NeedF32;
+using internal::Raw;
+using internal::Shape;
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int ordinal) {
   absl::StatusOr<std::vector<CudaDeviceProps>> listed = ListCudaDevices();
@@ -171,36 +156,35 @@ absl::Status CudaBackend::AllocateCache(const CacheLayout& layout, int32_t num_b
 
 // The disk tier's copies: after the stream's pending work (a step's cache writes), one
 // host copy per layer of the block's share of that layer.
-absl::Status CudaBackend::ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) {
+absl::Status CudaBackend::ForEachLayerOfBlock(
+    int32_t block, size_t bytes,
+    absl::FunctionRef<absl::Status(int64_t host_offset, int64_t device_offset, int64_t size)>
+        copy) {
   if (!layout_ || block < 0 || block >= num_blocks_ ||
-      static_cast<int64_t>(bytes.size()) != layout_->bytes_per_block()) {
+      static_cast<int64_t>(bytes) != layout_->bytes_per_block()) {
     return absl::InvalidArgumentError(absl::StrCat("cache block copy: block ", block, " of ",
-                                                   num_blocks_, ", ", bytes.size(), " bytes"));
+                                                   num_blocks_, ", ", bytes, " bytes"));
   }
   MLA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(Raw(stream_)));
   const int64_t per_block = layout_->bytes_per_block_per_layer();
   const int64_t per_layer = int64_t{num_blocks_} * per_block;
   for (int l = 0; l < layout_->num_layers(); ++l) {
-    MLA_RETURN_IF_ERROR(cache_.CopyToHost(bytes.data() + l * per_block, per_block,
-                                          l * per_layer + int64_t{block} * per_block));
+    MLA_RETURN_IF_ERROR(copy(l * per_block, l * per_layer + int64_t{block} * per_block,
+                             per_block));
   }
   return absl::OkStatus();
 }
 
+absl::Status CudaBackend::ReadCacheBlock(int32_t block, std::span<uint8_t> bytes) {
+  return ForEachLayerOfBlock(block, bytes.size(), [&](int64_t host, int64_t device, int64_t n) {
+    return cache_.CopyToHost(bytes.data() + host, n, device);
+  });
+}
+
 absl::Status CudaBackend::WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) {
-  if (!layout_ || block < 0 || block >= num_blocks_ ||
-      static_cast<int64_t>(bytes.size()) != layout_->bytes_per_block()) {
-    return absl::InvalidArgumentError(absl::StrCat("cache block copy: block ", block, " of ",
-                                                   num_blocks_, ", ", bytes.size(), " bytes"));
-  }
-  MLA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(Raw(stream_)));
-  const int64_t per_block = layout_->bytes_per_block_per_layer();
-  const int64_t per_layer = int64_t{num_blocks_} * per_block;
-  for (int l = 0; l < layout_->num_layers(); ++l) {
-    MLA_RETURN_IF_ERROR(cache_.CopyFromHost(bytes.data() + l * per_block, per_block,
-                                            l * per_layer + int64_t{block} * per_block));
-  }
-  return absl::OkStatus();
+  return ForEachLayerOfBlock(block, bytes.size(), [&](int64_t host, int64_t device, int64_t n) {
+    return cache_.CopyFromHost(bytes.data() + host, n, device);
+  });
 }
 
 Tensor CudaBackend::Activation(int slot, int64_t rows, int64_t cols) {
@@ -431,265 +415,6 @@ void CudaBackend::Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads
   Fail(op, LaunchRopeF32(p, stream_));
 }
 
-void CudaBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) {
-  auto timer = profiler_.Time(op);
-  if (!layout_ || step_ == nullptr) {
-    return Fail(op, absl::FailedPreconditionError("no cache or no step"));
-  }
-  const int64_t lat = layout_->latent_dim(), rope = layout_->rope_dim();
-  const int64_t num_slots = int64_t{num_blocks_} * layout_->block_size();
-  if (latent.cols != lat || k_pe.cols != rope || latent.rows != k_pe.rows ||
-      latent.rows != static_cast<int64_t>(step_->slots.size()) || layer < 0 ||
-      layer >= layout_->num_layers()) {
-    return Fail(op, absl::InvalidArgumentError(
-                        absl::StrCat("latent ", Shape(latent), " and k_pe ", Shape(k_pe),
-                                     " do not match the cache rows [", step_->slots.size(), ", ",
-                                     lat, " + ", rope, "] of layer ", layer)));
-  }
-  // All slots are checked before anything is written: a bad step leaves the cache as it was.
-  for (const int64_t slot : step_->slots) {
-    if (slot < 0 || slot >= num_slots) {
-      return Fail(op, absl::OutOfRangeError(
-                          absl::StrCat("cache slot ", slot, " outside [0, ", num_slots, ")")));
-    }
-  }
-  CacheWriteF32Params p;
-  p.latent = F32(latent);
-  p.k_pe = F32(k_pe);
-  p.slots = slots_.as<int64_t>();
-  p.cache = CacheLayer(layer);
-  Fail(op, LaunchCacheWriteF32(p, stream_));
-}
-
-void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
-                               Tensor out, Tensor lse, Op op) {
-  auto timer = profiler_.Time(op);
-  if (!layout_ || step_ == nullptr) {
-    return Fail(op, absl::FailedPreconditionError("no cache or no step"));
-  }
-  const int64_t lat = layout_->latent_dim(), width = lat + layout_->rope_dim();
-  if (q.cols != heads * width || q.stride != q.cols || out.cols != heads * lat ||
-      out.stride != out.cols || lse.cols != heads || lse.stride != heads ||
-      q.rows != step_->num_tokens || out.rows != q.rows || lse.rows != q.rows) {
-    return Fail(
-        op, absl::InvalidArgumentError(absl::StrCat("q ", Shape(q), ", out ", Shape(out), ", lse ",
-                                                    Shape(lse), " must be dense rows of ", heads,
-                                                    " heads for ", step_->num_tokens, " tokens")));
-  }
-  if (CanSplitKvDecode(heads)) {
-    return Fail(op, SplitKvDecode(layer, heads, softmax_scale, q, out, lse));
-  }
-  MlaAttentionF32Params p;
-  p.num_rows = q.rows;
-  p.heads = heads;
-  p.latent = static_cast<int>(lat);
-  p.rope = layout_->rope_dim();
-  p.block_size = layout_->block_size();
-  p.max_blocks = step_->max_blocks;
-  p.softmax_scale = softmax_scale;
-  p.cache = CacheLayer(layer);
-  p.block_table = block_table_.as<int32_t>();
-  p.q_pos0 = q_pos0_.as<int32_t>();
-  p.cu_seqlens_q = cu_seqlens_q_.as<int32_t>();
-  p.row_seq = row_seq_dev_.as<int32_t>();
-  p.q = static_cast<const float*>(q.data);
-  p.out = static_cast<float*>(out.data);
-  p.lse = static_cast<float*>(lse.data);
-  Fail(op, LaunchMlaAttentionF32(p, stream_));
-}
-
-bool CudaBackend::CanSplitKvDecode(int heads) const {
-  return split_kv_decode_ && decode_only_ && layout_->block_size() == kMlaBlockSize &&
-         layout_->latent_dim() <= kMlaMaxLatent && layout_->latent_dim() % 2 == 0 &&
-         layout_->rope_dim() <= kMlaMaxRope && layout_->rope_dim() % 2 == 0 && heads >= 1 &&
-         num_sms_ > 0;
-}
-
-// q rounds to bf16 for the kernel (its scores are bf16 products with fp32 sums); its bf16
-// output loses nothing downstream, since W_UV's GEMM rounds its input to bf16 anyway.
-absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
-                                        const Tensor& out, const Tensor& lse) {
-  const int lat = layout_->latent_dim(), rope = layout_->rope_dim();
-  const int64_t batch = step_->batch;
-  if (planned_step_ != step_number_ || planned_heads_ != heads) {
-    MlaDecodePlanOptions options;
-    options.num_sms = num_sms_;
-    options.num_heads = heads;
-    options.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
-    MlaDecodePlan plan;
-    MLA_RETURN_IF_ERROR(PlanMlaDecode(step_->seq_lens, options, &plan));
-    const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
-    const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
-    MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
-    MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
-    // Synchronous copies: `plan` is a local that an asynchronous copy could outlive.
-    MLA_CUDA_RETURN_IF_ERROR(
-        cudaMemcpy(plan_parts_dev_.data(), plan.parts.data(), parts_bytes, cudaMemcpyHostToDevice));
-    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(plan_splits_dev_.data(), plan.split_offsets.data(),
-                                        splits_bytes, cudaMemcpyHostToDevice));
-    plan_parts_ = plan.num_parts;
-    plan_partial_slots_ = plan.num_partial_slots();
-    planned_step_ = step_number_;
-    planned_heads_ = heads;
-  }
-  const size_t rows = static_cast<size_t>(batch) * heads;
-  MLA_RETURN_IF_ERROR(Reserve(q_bf16_, rows * (lat + rope) * sizeof(bf16_t)));
-  MLA_RETURN_IF_ERROR(Reserve(out_bf16_, rows * lat * sizeof(bf16_t)));
-  const size_t slots = static_cast<size_t>(std::max(plan_partial_slots_, 1));
-  MLA_RETURN_IF_ERROR(Reserve(partial_out_, slots * heads * lat * sizeof(float)));
-  MLA_RETURN_IF_ERROR(Reserve(partial_lse_, slots * heads * sizeof(float)));
-  MLA_RETURN_IF_ERROR(LaunchToBf16(F32(q), q_bf16_.as<bf16_t>(), stream_));
-  MlaDecodeParams p;
-  p.batch = static_cast<int>(batch);
-  p.q_rows_per_seq = 1;
-  p.num_heads = heads;
-  p.kv_lora_rank = lat;
-  p.rope_dim = rope;
-  p.block_size = kMlaBlockSize;
-  p.num_blocks = num_blocks_;
-  p.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
-  p.softmax_scale = softmax_scale;
-  p.num_parts = plan_parts_;
-  p.num_partial_slots = plan_partial_slots_;
-  p.q = q_bf16_.as<bf16_t>();
-  p.kv_cache = CacheLayer(layer);
-  p.block_table = block_table_.as<int32_t>();
-  p.seq_lens = seq_lens_.as<int32_t>();
-  p.parts = plan_parts_dev_.as<MlaDecodePart>();
-  p.split_offsets = plan_splits_dev_.as<int32_t>();
-  p.partial_out = partial_out_.as<float>();
-  p.partial_lse = partial_lse_.as<float>();
-  p.out = out_bf16_.as<bf16_t>();
-  p.lse = static_cast<float*>(lse.data);
-  MLA_RETURN_IF_ERROR(LaunchMlaDecode(p, stream_));
-  return LaunchFromBf16(out_bf16_.as<bf16_t>(), F32(out), stream_);
-}
-
-void CudaBackend::MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits,
-                             const Tensor& bias, std::span<const ExpertTensors> experts,
-                             const Tensor& x, Tensor out, Op op) {
-  auto timer = profiler_.Time(op);
-  const int64_t n = x.rows, hidden = x.cols;
-  if (static_cast<int>(experts.size()) != policy.num_experts ||
-      router_logits.cols < policy.num_experts || router_logits.rows != n || out.rows != n ||
-      out.cols != hidden || (policy.use_bias && bias.cols < policy.num_experts)) {
-    return Fail(op, absl::InvalidArgumentError(absl::StrCat(
-                        experts.size(), " experts and router logits ", Shape(router_logits),
-                        " for ", policy.num_experts, " experts, ", n, " rows")));
-  }
-  if (n == 0) return;
-  auto run = [&]() -> absl::Status {
-    const int top_k = policy.top_k, num_experts = policy.num_experts;
-    const int64_t pairs = n * top_k;
-    MLA_RETURN_IF_ERROR(Reserve(expert_ids_, static_cast<size_t>(pairs) * sizeof(int32_t)));
-    MLA_RETURN_IF_ERROR(Reserve(expert_weights_, static_cast<size_t>(pairs) * sizeof(float)));
-    MLA_RETURN_IF_ERROR(Reserve(counts_, static_cast<size_t>(num_experts) * sizeof(int32_t)));
-    MLA_RETURN_IF_ERROR(Reserve(offsets_, static_cast<size_t>(num_experts + 1) * sizeof(int32_t)));
-    MLA_RETURN_IF_ERROR(Reserve(sorted_pairs_, static_cast<size_t>(pairs) * sizeof(int32_t)));
-    MLA_RETURN_IF_ERROR(Reserve(pair_rows_, static_cast<size_t>(pairs) * sizeof(int32_t)));
-    MoeRoutingParams routing = MoeRoutingFromPolicy(policy);
-    routing.num_tokens = n;
-    routing.logits = static_cast<const float*>(router_logits.data);
-    routing.logits_stride = router_logits.stride;
-    routing.bias = policy.use_bias ? static_cast<const float*>(bias.data) : nullptr;
-    routing.expert_ids = expert_ids_.as<int32_t>();
-    routing.weights = expert_weights_.as<float>();
-    MLA_RETURN_IF_ERROR(LaunchMoeRouting(routing, stream_));
-    MoePlanParams plan;
-    plan.num_tokens = n;
-    plan.top_k = top_k;
-    plan.num_experts = num_experts;
-    plan.expert_ids = expert_ids_.as<int32_t>();
-    plan.counts = counts_.as<int32_t>();
-    plan.offsets = offsets_.as<int32_t>();
-    plan.sorted_pairs = sorted_pairs_.as<int32_t>();
-    plan.pair_rows = pair_rows_.as<int32_t>();
-    MLA_RETURN_IF_ERROR(LaunchMoePlan(plan, stream_));
-    // The host issues one GEMM triple per used expert, so it needs the offsets.
-    offsets_host_.resize(static_cast<size_t>(num_experts + 1));
-    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(offsets_host_.data(), offsets_.data(),
-                                             offsets_host_.size() * sizeof(int32_t),
-                                             cudaMemcpyDeviceToHost, Raw(stream_)));
-    MLA_RETURN_IF_ERROR(Sync());
-    int64_t max_rows = 0;
-    for (int e = 0; e < num_experts; ++e) {
-      max_rows = std::max<int64_t>(max_rows, offsets_host_[e + 1] - offsets_host_[e]);
-    }
-    int64_t inter = 0;
-    for (const ExpertTensors& e : experts) inter = std::max(inter, e.gate.rows);
-    MLA_RETURN_IF_ERROR(Reserve(permuted_, static_cast<size_t>(pairs * hidden) * sizeof(float)));
-    MLA_RETURN_IF_ERROR(Reserve(expert_out_, static_cast<size_t>(pairs * hidden) * sizeof(float)));
-    MLA_RETURN_IF_ERROR(
-        Reserve(expert_gate_, static_cast<size_t>(max_rows * inter) * sizeof(float)));
-    MLA_RETURN_IF_ERROR(Reserve(expert_up_, static_cast<size_t>(max_rows * inter) * sizeof(float)));
-    const Tensor permuted{permuted_.data(), DType::kF32, pairs, hidden, hidden};
-    const Tensor expert_out{expert_out_.data(), DType::kF32, pairs, hidden, hidden};
-    MLA_RETURN_IF_ERROR(
-        LaunchGatherRowsF32(F32(x), sorted_pairs_.as<int32_t>(), top_k, F32(permuted), stream_));
-    for (int e = 0; e < num_experts; ++e) {
-      const int64_t first = offsets_host_[e], m = offsets_host_[e + 1] - first;
-      if (m == 0) continue;
-      const ExpertTensors& w = experts[static_cast<size_t>(e)];
-      const int64_t rows_inter = w.gate.rows;
-      const Tensor gate{expert_gate_.data(), DType::kF32, m, rows_inter, rows_inter};
-      const Tensor up{expert_up_.data(), DType::kF32, m, rows_inter, rows_inter};
-      MLA_RETURN_IF_ERROR(GemmImpl(permuted.Rows(first, m), w.gate, gate));
-      MLA_RETURN_IF_ERROR(GemmImpl(permuted.Rows(first, m), w.up, up));
-      MLA_RETURN_IF_ERROR(LaunchSiluMulF32(F32(gate), F32(up), F32(gate), stream_));
-      MLA_RETURN_IF_ERROR(GemmImpl(gate, w.down, expert_out.Rows(first, m)));
-    }
-    return LaunchCombineExpertsF32(F32(expert_out), pair_rows_.as<int32_t>(),
-                                   expert_weights_.as<float>(), top_k, F32(out), stream_);
-  };
-  Fail(op, run());
-}
-
-absl::StatusOr<AttentionSharpness> CudaBackend::ProbeAttention(int layer, int64_t seq,
-                                                               int64_t num_keys,
-                                                               const Tensor& q_row, int heads,
-                                                               float softmax_scale, Op op) {
-  auto timer = profiler_.Time(op);
-  if (!layout_ || step_ == nullptr || seq < 0 || seq >= step_->batch) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op.name, ": sequence ", seq, " outside the step's batch"));
-  }
-  const int64_t width = layout_->latent_dim() + layout_->rope_dim();
-  if (num_keys < 1 || num_keys > step_->max_blocks * layout_->block_size() || q_row.rows != 1 ||
-      q_row.cols != heads * width) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op.name, ": ", num_keys, " keys, q ", Shape(q_row), " for ", heads, " heads"));
-  }
-  MLA_RETURN_IF_ERROR(Reserve(probe_stats_, static_cast<size_t>(heads) * 3 * sizeof(float)));
-  ProbeF32Params p;
-  p.heads = heads;
-  p.latent = layout_->latent_dim();
-  p.rope = layout_->rope_dim();
-  p.block_size = layout_->block_size();
-  p.num_keys = num_keys;
-  p.softmax_scale = softmax_scale;
-  p.cache = CacheLayer(layer);
-  p.blocks = block_table_.as<int32_t>() + seq * step_->max_blocks;
-  p.q = static_cast<const float*>(q_row.data);
-  p.stats = probe_stats_.as<float>();
-  MLA_RETURN_IF_ERROR(LaunchProbeF32(p, stream_));
-  std::vector<float> stats(static_cast<size_t>(heads) * 3);
-  MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(stats.data(), probe_stats_.data(),
-                                           stats.size() * sizeof(float), cudaMemcpyDeviceToHost,
-                                           Raw(stream_)));
-  MLA_RETURN_IF_ERROR(Sync());
-  AttentionSharpness out;
-  out.layer = layer;
-  out.context_tokens = num_keys;
-  for (int h = 0; h < heads; ++h) {
-    const double m = stats[h * 3], z = stats[h * 3 + 1], a = stats[h * 3 + 2];
-    out.entropy += m + std::log(z) - a / z;  // H = m + log Z − A / Z
-    out.max_weight += 1.0 / z;               // the max key has weight e⁰ / Z
-  }
-  out.entropy /= heads;
-  out.max_weight /= heads;
-  return out;
-}
-
 void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows,
                          std::span<RowSample> out, Op op) {
   auto timer = profiler_.Time(op);
@@ -713,22 +438,5 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
 
 // --- DeepSeek-V3.2 sparse attention: not on the device yet (AllocateCache refuses a cache
 // with indexer keys, so a V3.2 model fails at load; these only guard direct calls).
-
-void CudaBackend::LayerNorm(const Tensor&, const Tensor&, const Tensor&, float, Tensor, Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
-}
-void CudaBackend::RopeHalves(const Tensor&, const Tensor&, Tensor, int, int64_t, Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
-}
-void CudaBackend::WriteIndexKeys(int, const Tensor&, Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
-}
-void CudaBackend::IndexerTopK(int, int, float, float, const Tensor&, const Tensor&, Tensor, Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
-}
-void CudaBackend::SparseMlaAttention(int, int, float, const Tensor&, const Tensor&, Tensor, Tensor,
-                                     Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
-}
 
 }  // namespace mla::cuda

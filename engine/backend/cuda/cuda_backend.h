@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
@@ -105,6 +106,12 @@ class CudaBackend final : public Backend {
   // y = x · wᵀ without the op's timer (MoeExperts reuses it per expert).
   absl::Status GemmImpl(const Tensor& x, const Tensor& w, const Tensor& y);
   absl::Status Sync();
+  // Checks a cache block copy of `bytes`, waits for the stream, then calls `copy` once per
+  // layer with the offsets of that layer's share in the host bytes and in the device cache.
+  absl::Status ForEachLayerOfBlock(
+      int32_t block, size_t bytes,
+      absl::FunctionRef<absl::Status(int64_t host_offset, int64_t device_offset, int64_t size)>
+          copy);
   // The split-KV decode of MlaAttention; false when the step or shapes do not allow it.
   bool CanSplitKvDecode(int heads) const;
   absl::Status SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,

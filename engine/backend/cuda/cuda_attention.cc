@@ -1,0 +1,222 @@
+// CudaBackend's attention: cache writes, the generic paged attention, the split-KV decode
+// path, the attention probe, and the DeepSeek-V3.2 operations it does not have yet.
+#include "engine/backend/cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/backend/cuda/cuda_backend_util.h"
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/host/mla_decode_plan.h"
+#include "engine/backend/cuda/kernels/forward_f32.h"
+#include "engine/backend/cuda/kernels/mla_decode.h"
+
+namespace mla::cuda {
+
+using internal::F32;
+using internal::Raw;
+using internal::Shape;
+
+void CudaBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) {
+  auto timer = profiler_.Time(op);
+  if (!layout_ || step_ == nullptr) {
+    return Fail(op, absl::FailedPreconditionError("no cache or no step"));
+  }
+  const int64_t lat = layout_->latent_dim(), rope = layout_->rope_dim();
+  const int64_t num_slots = int64_t{num_blocks_} * layout_->block_size();
+  if (latent.cols != lat || k_pe.cols != rope || latent.rows != k_pe.rows ||
+      latent.rows != static_cast<int64_t>(step_->slots.size()) || layer < 0 ||
+      layer >= layout_->num_layers()) {
+    return Fail(op, absl::InvalidArgumentError(
+                        absl::StrCat("latent ", Shape(latent), " and k_pe ", Shape(k_pe),
+                                     " do not match the cache rows [", step_->slots.size(), ", ",
+                                     lat, " + ", rope, "] of layer ", layer)));
+  }
+  // All slots are checked before anything is written: a bad step leaves the cache as it was.
+  for (const int64_t slot : step_->slots) {
+    if (slot < 0 || slot >= num_slots) {
+      return Fail(op, absl::OutOfRangeError(
+                          absl::StrCat("cache slot ", slot, " outside [0, ", num_slots, ")")));
+    }
+  }
+  CacheWriteF32Params p;
+  p.latent = F32(latent);
+  p.k_pe = F32(k_pe);
+  p.slots = slots_.as<int64_t>();
+  p.cache = CacheLayer(layer);
+  Fail(op, LaunchCacheWriteF32(p, stream_));
+}
+
+void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                               Tensor out, Tensor lse, Op op) {
+  auto timer = profiler_.Time(op);
+  if (!layout_ || step_ == nullptr) {
+    return Fail(op, absl::FailedPreconditionError("no cache or no step"));
+  }
+  const int64_t lat = layout_->latent_dim(), width = lat + layout_->rope_dim();
+  if (q.cols != heads * width || q.stride != q.cols || out.cols != heads * lat ||
+      out.stride != out.cols || lse.cols != heads || lse.stride != heads ||
+      q.rows != step_->num_tokens || out.rows != q.rows || lse.rows != q.rows) {
+    return Fail(
+        op, absl::InvalidArgumentError(absl::StrCat("q ", Shape(q), ", out ", Shape(out), ", lse ",
+                                                    Shape(lse), " must be dense rows of ", heads,
+                                                    " heads for ", step_->num_tokens, " tokens")));
+  }
+  if (CanSplitKvDecode(heads)) {
+    return Fail(op, SplitKvDecode(layer, heads, softmax_scale, q, out, lse));
+  }
+  MlaAttentionF32Params p;
+  p.num_rows = q.rows;
+  p.heads = heads;
+  p.latent = static_cast<int>(lat);
+  p.rope = layout_->rope_dim();
+  p.block_size = layout_->block_size();
+  p.max_blocks = step_->max_blocks;
+  p.softmax_scale = softmax_scale;
+  p.cache = CacheLayer(layer);
+  p.block_table = block_table_.as<int32_t>();
+  p.q_pos0 = q_pos0_.as<int32_t>();
+  p.cu_seqlens_q = cu_seqlens_q_.as<int32_t>();
+  p.row_seq = row_seq_dev_.as<int32_t>();
+  p.q = static_cast<const float*>(q.data);
+  p.out = static_cast<float*>(out.data);
+  p.lse = static_cast<float*>(lse.data);
+  Fail(op, LaunchMlaAttentionF32(p, stream_));
+}
+
+bool CudaBackend::CanSplitKvDecode(int heads) const {
+  return split_kv_decode_ && decode_only_ && layout_->block_size() == kMlaBlockSize &&
+         layout_->latent_dim() <= kMlaMaxLatent && layout_->latent_dim() % 2 == 0 &&
+         layout_->rope_dim() <= kMlaMaxRope && layout_->rope_dim() % 2 == 0 && heads >= 1 &&
+         num_sms_ > 0;
+}
+
+// q rounds to bf16 for the kernel (its scores are bf16 products with fp32 sums); its bf16
+// output loses nothing downstream, since W_UV's GEMM rounds its input to bf16 anyway.
+absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
+                                        const Tensor& out, const Tensor& lse) {
+  const int lat = layout_->latent_dim(), rope = layout_->rope_dim();
+  const int64_t batch = step_->batch;
+  if (planned_step_ != step_number_ || planned_heads_ != heads) {
+    MlaDecodePlanOptions options;
+    options.num_sms = num_sms_;
+    options.num_heads = heads;
+    options.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
+    MlaDecodePlan plan;
+    MLA_RETURN_IF_ERROR(PlanMlaDecode(step_->seq_lens, options, &plan));
+    const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
+    const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
+    MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
+    MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
+    // Synchronous copies: `plan` is a local that an asynchronous copy could outlive.
+    MLA_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(plan_parts_dev_.data(), plan.parts.data(), parts_bytes, cudaMemcpyHostToDevice));
+    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(plan_splits_dev_.data(), plan.split_offsets.data(),
+                                        splits_bytes, cudaMemcpyHostToDevice));
+    plan_parts_ = plan.num_parts;
+    plan_partial_slots_ = plan.num_partial_slots();
+    planned_step_ = step_number_;
+    planned_heads_ = heads;
+  }
+  const size_t rows = static_cast<size_t>(batch) * heads;
+  MLA_RETURN_IF_ERROR(Reserve(q_bf16_, rows * (lat + rope) * sizeof(bf16_t)));
+  MLA_RETURN_IF_ERROR(Reserve(out_bf16_, rows * lat * sizeof(bf16_t)));
+  const size_t slots = static_cast<size_t>(std::max(plan_partial_slots_, 1));
+  MLA_RETURN_IF_ERROR(Reserve(partial_out_, slots * heads * lat * sizeof(float)));
+  MLA_RETURN_IF_ERROR(Reserve(partial_lse_, slots * heads * sizeof(float)));
+  MLA_RETURN_IF_ERROR(LaunchToBf16(F32(q), q_bf16_.as<bf16_t>(), stream_));
+  MlaDecodeParams p;
+  p.batch = static_cast<int>(batch);
+  p.q_rows_per_seq = 1;
+  p.num_heads = heads;
+  p.kv_lora_rank = lat;
+  p.rope_dim = rope;
+  p.block_size = kMlaBlockSize;
+  p.num_blocks = num_blocks_;
+  p.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
+  p.softmax_scale = softmax_scale;
+  p.num_parts = plan_parts_;
+  p.num_partial_slots = plan_partial_slots_;
+  p.q = q_bf16_.as<bf16_t>();
+  p.kv_cache = CacheLayer(layer);
+  p.block_table = block_table_.as<int32_t>();
+  p.seq_lens = seq_lens_.as<int32_t>();
+  p.parts = plan_parts_dev_.as<MlaDecodePart>();
+  p.split_offsets = plan_splits_dev_.as<int32_t>();
+  p.partial_out = partial_out_.as<float>();
+  p.partial_lse = partial_lse_.as<float>();
+  p.out = out_bf16_.as<bf16_t>();
+  p.lse = static_cast<float*>(lse.data);
+  MLA_RETURN_IF_ERROR(LaunchMlaDecode(p, stream_));
+  return LaunchFromBf16(out_bf16_.as<bf16_t>(), F32(out), stream_);
+}
+
+absl::StatusOr<AttentionSharpness> CudaBackend::ProbeAttention(int layer, int64_t seq,
+                                                               int64_t num_keys,
+                                                               const Tensor& q_row, int heads,
+                                                               float softmax_scale, Op op) {
+  auto timer = profiler_.Time(op);
+  if (!layout_ || step_ == nullptr || seq < 0 || seq >= step_->batch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": sequence ", seq, " outside the step's batch"));
+  }
+  const int64_t width = layout_->latent_dim() + layout_->rope_dim();
+  if (num_keys < 1 || num_keys > step_->max_blocks * layout_->block_size() || q_row.rows != 1 ||
+      q_row.cols != heads * width) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": ", num_keys, " keys, q ", Shape(q_row), " for ", heads, " heads"));
+  }
+  MLA_RETURN_IF_ERROR(Reserve(probe_stats_, static_cast<size_t>(heads) * 3 * sizeof(float)));
+  ProbeF32Params p;
+  p.heads = heads;
+  p.latent = layout_->latent_dim();
+  p.rope = layout_->rope_dim();
+  p.block_size = layout_->block_size();
+  p.num_keys = num_keys;
+  p.softmax_scale = softmax_scale;
+  p.cache = CacheLayer(layer);
+  p.blocks = block_table_.as<int32_t>() + seq * step_->max_blocks;
+  p.q = static_cast<const float*>(q_row.data);
+  p.stats = probe_stats_.as<float>();
+  MLA_RETURN_IF_ERROR(LaunchProbeF32(p, stream_));
+  std::vector<float> stats(static_cast<size_t>(heads) * 3);
+  MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(stats.data(), probe_stats_.data(),
+                                           stats.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                                           Raw(stream_)));
+  MLA_RETURN_IF_ERROR(Sync());
+  AttentionSharpness out;
+  out.layer = layer;
+  out.context_tokens = num_keys;
+  for (int h = 0; h < heads; ++h) {
+    const double m = stats[h * 3], z = stats[h * 3 + 1], a = stats[h * 3 + 2];
+    out.entropy += m + std::log(z) - a / z;  // H = m + log Z − A / Z
+    out.max_weight += 1.0 / z;               // the max key has weight e⁰ / Z
+  }
+  out.entropy /= heads;
+  out.max_weight /= heads;
+  return out;
+}
+
+void CudaBackend::LayerNorm(const Tensor&, const Tensor&, const Tensor&, float, Tensor, Op op) {
+  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+}
+void CudaBackend::RopeHalves(const Tensor&, const Tensor&, Tensor, int, int64_t, Op op) {
+  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+}
+void CudaBackend::WriteIndexKeys(int, const Tensor&, Op op) {
+  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+}
+void CudaBackend::IndexerTopK(int, int, float, float, const Tensor&, const Tensor&, Tensor, Op op) {
+  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+}
+void CudaBackend::SparseMlaAttention(int, int, float, const Tensor&, const Tensor&, Tensor, Tensor,
+                                     Op op) {
+  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+}
+
+}  // namespace mla::cuda
