@@ -71,6 +71,9 @@ struct StepBatch {
   std::vector<int32_t> q_pos0;        // [batch] position of the sequence's first new token.
   std::vector<int32_t> cu_seqlens_q;  // [batch + 1] row offsets of each sequence's tokens.
   std::vector<int64_t> slots;         // [T] cache slot (block · block_size + offset).
+  // [batch], or empty for none: sequences whose attention DecompressedAttention computes
+  // this step (long prefill chunks); MlaAttention leaves their rows as they are.
+  std::vector<uint8_t> decompress;
 };
 
 // One logits row to turn into a token (or to score, for prompt logprobs).
@@ -158,16 +161,26 @@ class Backend {
   virtual void SiluMul(const Tensor& gate, const Tensor& up, Tensor out, Op op) = 0;
   // Rotates interleaved pairs of `heads` vectors per row of x (each `head_stride` apart,
   // starting at x's first column, rope width cos.cols · 2) by row t's angles cos/sin [T, R/2].
-  virtual void Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
-                    int64_t head_stride, Op op) = 0;
+  virtual void Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads, int64_t head_stride,
+                    Op op) = 0;
   // Stores the step's latent rows [T, L] and k_pe rows [T, R] into cache `layer` at the
   // step's slots.
   virtual void WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) = 0;
   // Absorbed MLA over the paged cache for every sequence of the step (decode rows and
   // prefill chunks alike, causal): q [T, heads · (L + R)], out [T, heads · L],
   // lse [T, heads] (natural log). See engine/backend/cpu/mla_attention.h for the math.
-  virtual void MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
-                            Tensor out, Tensor lse, Op op) = 0;
+  virtual void MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q, Tensor out,
+                            Tensor lse, Op op) = 0;
+  // Decompressed attention (engine/backend/cpu/decompressed_attention.h has the math), for
+  // the step's sequences marked in StepBatch::decompress, whose rows it writes (the others
+  // are left as they are): per head, k_nope and v up-projected from the cached latents
+  // through kv_b [heads · (nope + v), L] (kv_b_proj), then causal attention of
+  // q [T, heads · (nope + R)] (RoPE applied) against [k_nope | k_pe] with v as values:
+  // out [T, heads · v], W_UV already applied. Cheaper than MlaAttention for chunks of many
+  // rows (see engine/model/attention_path.h). Only when SupportsDecompressedAttention().
+  virtual bool SupportsDecompressedAttention() const = 0;
+  virtual void DecompressedAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                                     const Tensor& kv_b, Tensor out, Op op) = 0;
   // Routed experts: routes each row of router_logits [T, E] by `policy` (bias [1, E] when
   // policy.use_bias), runs every chosen expert's SiLU MLP over its rows and adds the
   // weighted results into out [T, hidden]. experts: E entries of {gate, up, down}.
@@ -203,9 +216,9 @@ class Backend {
   // `seq` against its first num_keys keys in `layer` (telemetry; engine/common/
   // attention_sharpness.h).
   virtual absl::StatusOr<AttentionSharpness> ProbeAttention(int layer, int64_t seq,
-                                                            int64_t num_keys,
-                                                            const Tensor& q_row, int heads,
-                                                            float softmax_scale, Op op) = 0;
+                                                            int64_t num_keys, const Tensor& q_row,
+                                                            int heads, float softmax_scale,
+                                                            Op op) = 0;
   // Samples or scores logits rows [rows, vocab]; out has one entry per `rows` entry.
   virtual void Sample(const Tensor& logits, std::span<const RowSampling> rows,
                       std::span<RowSample> out, Op op) = 0;

@@ -12,11 +12,13 @@ namespace mla {
 namespace {
 
 // Activation buffers of a step (Backend::Activation slots).
+// clang-format off
 enum Slot {
   kCos, kSin, kH, kXn, kTmp, kQ, kQa, kCkv, kQAbs, kOLat, kAttn, kLse,
   kGate, kUp, kAct, kRouter, kSelected, kNormed, kLogits,
   kIdxQ, kIdxK, kIdxW, kIdxSel,  // V3.2 indexer: queries, keys, head weights, selection.
 };
+// clang-format on
 
 struct MlpNames {
   const char* gate;
@@ -42,7 +44,7 @@ MatrixView VectorView(const std::vector<float>& v) {
 struct DeepseekModel::Layer {
   Tensor input_norm, post_norm;
   Tensor q_proj, q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b, o_proj;
-  std::vector<Tensor> w_uk_t;  // Per head [L, nope].
+  std::vector<Tensor> w_uk_t;                                         // Per head [L, nope].
   Tensor idx_wq_b, idx_wk, idx_k_norm, idx_k_norm_bias, idx_weights;  // V3.2 indexer.
   bool is_moe = false;
   ExpertTensors mlp;  // Dense layers.
@@ -104,8 +106,8 @@ absl::Status DeepseekModel::UploadWeights() {
     Layer& t = layers_[l];
     const std::string p = absl::StrCat("model.layers.", l);
     MLA_RETURN_IF_ERROR(add(p + ".input_layernorm", VectorView(lw.input_layernorm), t.input_norm));
-    MLA_RETURN_IF_ERROR(add(p + ".post_attention_layernorm",
-                            VectorView(lw.post_attention_layernorm), t.post_norm));
+    MLA_RETURN_IF_ERROR(
+        add(p + ".post_attention_layernorm", VectorView(lw.post_attention_layernorm), t.post_norm));
     if (c.q_lora_rank > 0) {
       MLA_RETURN_IF_ERROR(add(p + ".self_attn.q_a_proj", a.q_a_proj.View(), t.q_a));
       MLA_RETURN_IF_ERROR(
@@ -160,8 +162,8 @@ absl::Status DeepseekModel::UploadWeights() {
     }
     t.experts.resize(lw.moe.experts.size());
     for (size_t e = 0; e < lw.moe.experts.size(); ++e) {
-      MLA_RETURN_IF_ERROR(add_mlp(absl::StrCat(p, ".mlp.experts.", e), lw.moe.experts[e],
-                                  t.experts[e]));
+      MLA_RETURN_IF_ERROR(
+          add_mlp(absl::StrCat(p, ".mlp.experts.", e), lw.moe.experts[e], t.experts[e]));
     }
   }
   return absl::OkStatus();
@@ -181,8 +183,8 @@ absl::Status DeepseekModel::CheckChunks(std::span<const SequenceChunk> chunks) c
     if (c.table == nullptr || c.start_pos < 0 ||
         c.table->capacity() < c.start_pos + static_cast<int64_t>(c.tokens.size())) {
       return absl::InvalidArgumentError(
-          absl::StrCat("chunk ", i, ": block table has no room for positions ", c.start_pos,
-                       "..", c.start_pos + static_cast<int64_t>(c.tokens.size()) - 1));
+          absl::StrCat("chunk ", i, ": block table has no room for positions ", c.start_pos, "..",
+                       c.start_pos + static_cast<int64_t>(c.tokens.size()) - 1));
     }
     if (c.table->block_size() != layout.block_size()) {
       return absl::InvalidArgumentError(
@@ -191,9 +193,9 @@ absl::Status DeepseekModel::CheckChunks(std::span<const SequenceChunk> chunks) c
     }
     for (int32_t t : c.tokens) {
       if (t < 0 || t >= config_.vocab_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("chunk ", i, ": token id ", t, " is outside the vocabulary [0, ",
-                         config_.vocab_size, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("chunk ", i, ": token id ", t,
+                                                       " is outside the vocabulary [0, ",
+                                                       config_.vocab_size, ")"));
       }
     }
   }
@@ -208,6 +210,7 @@ void DeepseekModel::BuildStep(std::span<const SequenceChunk> chunks) {
     v->clear();
   }
   b.slots.clear();
+  b.decompress.clear();
   step_tokens_.clear();
   const int64_t half = config_.qk_rope_head_dim / 2;
   cos_.clear();
@@ -235,14 +238,32 @@ void DeepseekModel::BuildStep(std::span<const SequenceChunk> chunks) {
       rope_.Angles(pos, cos_.data() + cos_.size() - half, sin_.data() + sin_.size() - half);
     }
     step_tokens_.insert(step_tokens_.end(), c.tokens.begin(), c.tokens.end());
+    b.decompress.push_back(Decompress(c) ? 1 : 0);
   }
   b.num_tokens = static_cast<int64_t>(step_tokens_.size());
+  // Empty when no chunk attends decompressed: the backends' usual absorbed path.
+  if (std::none_of(b.decompress.begin(), b.decompress.end(), [](uint8_t d) { return d != 0; })) {
+    b.decompress.clear();
+  }
+}
+
+bool DeepseekModel::Decompress(const SequenceChunk& chunk) const {
+  if (config_.has_indexer() || !backend_->SupportsDecompressedAttention()) return false;
+  switch (attention_path_) {
+    case AttentionPath::kAbsorbed:
+      return false;
+    case AttentionPath::kDecompressed:
+      return true;
+    case AttentionPath::kAuto:
+      break;
+  }
+  return PreferDecompressed(config_, static_cast<int64_t>(chunk.tokens.size()), chunk.start_pos);
 }
 
 absl::Status DeepseekModel::ProbeAttention(int layer, std::span<const SequenceChunk> chunks) {
   const int heads = config_.num_attention_heads;
-  const Tensor q_abs = backend_->Activation(kQAbs, step_.num_tokens,
-                                            int64_t{heads} * config_.latent_dim());
+  const Tensor q_abs =
+      backend_->Activation(kQAbs, step_.num_tokens, int64_t{heads} * config_.latent_dim());
   int64_t row = 0, seq = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
     const SequenceChunk& ch = chunks[i];
@@ -251,10 +272,10 @@ absl::Status DeepseekModel::ProbeAttention(int layer, std::span<const SequenceCh
     row += m;
     ++seq;
     if (!ch.probe_attention) continue;
-    MLA_ASSIGN_OR_RETURN(AttentionSharpness sharpness,
-                         backend_->ProbeAttention(layer, seq - 1, ch.start_pos + m,
-                                                  q_abs.Rows(row - 1, 1), heads, softmax_scale_,
-                                                  {"attn_probe", layer}));
+    MLA_ASSIGN_OR_RETURN(
+        AttentionSharpness sharpness,
+        backend_->ProbeAttention(layer, seq - 1, ch.start_pos + m, q_abs.Rows(row - 1, 1), heads,
+                                 softmax_scale_, {"attn_probe", layer}));
     probes_.push_back({i, sharpness});
     if (layer == 0) ++probed_rows_;
   }
@@ -322,6 +343,40 @@ absl::Status DeepseekModel::RecordIndexerRecall(int l, std::span<const SequenceC
   return absl::OkStatus();
 }
 
+absl::Status DeepseekModel::AbsorbedAttention(int l, bool sparse, const Tensor& q, Tensor attn,
+                                              std::span<const SequenceChunk> chunks) {
+  Backend& be = *backend_;
+  const Layer& w = layers_[l];
+  const int heads = config_.num_attention_heads;
+  const int64_t n = q.rows, nope = config_.qk_nope_head_dim, rope = config_.qk_rope_head_dim;
+  const int64_t lat = config_.kv_lora_rank, vdim = config_.v_head_dim;
+  const int64_t qk = nope + rope, width = lat + rope;
+  // Absorb W_UK into the query: q_abs[t, h] = [q_nope·W_UK[h] | q_pe].
+  const Tensor q_abs = be.Activation(kQAbs, n, heads * width);
+  for (int h = 0; h < heads; ++h) {
+    be.Gemm(q.Cols(h * qk, nope), w.w_uk_t[h], q_abs.Cols(h * width, lat), {"attn_absorb", l});
+    be.Copy(q.Cols(h * qk + nope, rope), q_abs.Cols(h * width + lat, rope), {"attn_absorb", l});
+  }
+  const Tensor o_lat = be.Activation(kOLat, n, heads * lat);
+  const Tensor lse = be.Activation(kLse, n, heads);
+  if (sparse) {
+    Tensor selected = be.Activation(kIdxSel, n, config_.index_topk);
+    selected.dtype = DType::kI32;
+    be.SparseMlaAttention(l, heads, softmax_scale_, q_abs, selected, o_lat, lse,
+                          {"attn_sparse_mla", l});
+  } else {
+    be.MlaAttention(l, heads, softmax_scale_, q_abs, o_lat, lse, {"attn_mla", l});
+  }
+  MLA_RETURN_IF_ERROR(be.TakeError());
+  MLA_RETURN_IF_ERROR(ProbeAttention(l, chunks));
+  // Decompress through W_UV per head (a row slice of kv_b_proj), then o_proj.
+  for (int h = 0; h < heads; ++h) {
+    be.Gemm(o_lat.Cols(h * lat, lat), w.kv_b.Rows(h * (nope + vdim) + nope, vdim),
+            attn.Cols(h * vdim, vdim), {"attn_uv", l});
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DeepseekModel::Attention(int l, std::span<const SequenceChunk> chunks) {
   Backend& be = *backend_;
   const ModelConfig& c = config_;
@@ -356,29 +411,20 @@ absl::Status DeepseekModel::Attention(int l, std::span<const SequenceChunk> chun
     MLA_ASSIGN_OR_RETURN(sparse, Indexer(l));
     MLA_RETURN_IF_ERROR(RecordIndexerRecall(l, chunks, sparse));
   }
-  // Absorb W_UK into the query: q_abs[t, h] = [q_nope·W_UK[h] | q_pe].
-  const Tensor q_abs = be.Activation(kQAbs, n, heads * width);
-  for (int h = 0; h < heads; ++h) {
-    be.Gemm(q.Cols(h * qk, nope), w.w_uk_t[h], q_abs.Cols(h * width, lat), {"attn_absorb", l});
-    be.Copy(q.Cols(h * qk + nope, rope), q_abs.Cols(h * width + lat, rope), {"attn_absorb", l});
-  }
-  const Tensor o_lat = be.Activation(kOLat, n, heads * lat);
-  const Tensor lse = be.Activation(kLse, n, heads);
-  if (sparse) {
-    Tensor selected = be.Activation(kIdxSel, n, c.index_topk);
-    selected.dtype = DType::kI32;
-    be.SparseMlaAttention(l, heads, softmax_scale_, q_abs, selected, o_lat, lse,
-                          {"attn_sparse_mla", l});
-  } else {
-    be.MlaAttention(l, heads, softmax_scale_, q_abs, o_lat, lse, {"attn_mla", l});
-  }
-  MLA_RETURN_IF_ERROR(be.TakeError());
-  MLA_RETURN_IF_ERROR(ProbeAttention(l, chunks));
-  // Decompress through W_UV per head (a row slice of kv_b_proj), then o_proj.
+  // Absorbed attention for the chunks that take it, and for the probes (they read q_abs).
+  const std::vector<uint8_t>& decompress = step_.decompress;
+  const bool any_decompressed = !decompress.empty();
+  const bool any_absorbed =
+      !any_decompressed ||
+      std::any_of(decompress.begin(), decompress.end(), [](uint8_t d) { return d == 0; }) ||
+      std::any_of(chunks.begin(), chunks.end(),
+                  [](const SequenceChunk& ch) { return ch.probe_attention; });
   const Tensor attn = be.Activation(kAttn, n, heads * vdim);
-  for (int h = 0; h < heads; ++h) {
-    be.Gemm(o_lat.Cols(h * lat, lat), w.kv_b.Rows(h * (nope + vdim) + nope, vdim),
-            attn.Cols(h * vdim, vdim), {"attn_uv", l});
+  if (any_absorbed) MLA_RETURN_IF_ERROR(AbsorbedAttention(l, sparse, q, attn, chunks));
+  // The decompressed chunks' rows: written over whatever the absorbed path left there.
+  if (any_decompressed) {
+    be.DecompressedAttention(l, heads, softmax_scale_, q, w.kv_b, attn, {"attn_decompressed", l});
+    MLA_RETURN_IF_ERROR(be.TakeError());
   }
   be.Gemm(attn, w.o_proj, be.Activation(kTmp, n, c.hidden_size), {"attn_o", l});
   return absl::OkStatus();
@@ -407,8 +453,7 @@ void DeepseekModel::Moe(int l, const Tensor& x, Tensor out) {
   } else {
     be.Fill(out, 0.0f, {"ffn_zero", l});
   }
-  be.MoeExperts(moe_policy_, router, w.router_bias, w.experts, x, out,
-                {"moe_experts", l});
+  be.MoeExperts(moe_policy_, router, w.router_bias, w.experts, x, out, {"moe_experts", l});
 }
 
 absl::StatusOr<ForwardOutput> DeepseekModel::Forward(std::span<const SequenceChunk> chunks) {

@@ -1,7 +1,9 @@
 // The DeepSeek-V2/V3 forward pass over a batch of sequence chunks, written once as named
 // operations on the backend seam (engine/backend/backend.h) and run on whatever device
-// the backend drives. Decode and prefill share one path: every chunk attends absorbed
-// (q_nope·W_UK against the 576-wide latent) to its cached prefix and causally to itself.
+// the backend drives. Decode and prefill share one path: every chunk attends to its cached
+// prefix and causally to itself, absorbed (q_nope·W_UK against the 576-wide latent) or,
+// for long chunks where the backend can, decompressed (k_nope and v up-projected per
+// head; attention_path.h says which and why).
 // This file never names a device.
 #ifndef MLA_ENGINE_MODEL_DEEPSEEK_MODEL_H_
 #define MLA_ENGINE_MODEL_DEEPSEEK_MODEL_H_
@@ -15,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "engine/backend/backend.h"
 #include "engine/kv_cache/block_table.h"
+#include "engine/model/attention_path.h"
 #include "engine/model/config.h"
 #include "engine/model/rope.h"
 #include "engine/model/weights.h"
@@ -23,10 +26,10 @@ namespace mla {
 
 // One sequence's new tokens in a forward step.
 struct SequenceChunk {
-  std::span<const int32_t> tokens;  // The new tokens, at positions start_pos...
-  int64_t start_pos = 0;            // Tokens already in the cache before this chunk.
+  std::span<const int32_t> tokens;    // The new tokens, at positions start_pos...
+  int64_t start_pos = 0;              // Tokens already in the cache before this chunk.
   const BlockTable* table = nullptr;  // Must have capacity for start_pos + tokens.size().
-  bool all_logits = false;          // Logits for every token (else only the last one).
+  bool all_logits = false;            // Logits for every token (else only the last one).
   // Measure the attention sharpness of the chunk's last row in every layer (telemetry;
   // see Backend::ProbeAttention). Results: DeepseekModel::TakeAttentionProbes.
   bool probe_attention = false;
@@ -83,6 +86,12 @@ class DeepseekModel {
   // that nothing is probed while telemetry is off).
   int64_t probed_rows() const { return probed_rows_; }
 
+  // How chunks attend (attention_path.h); starts as DefaultAttentionPath(). The
+  // decompressed form is used only where the backend supports it and the model has no
+  // V3.2 indexer (sparse attention stays absorbed); elsewhere every chunk is absorbed.
+  AttentionPath attention_path() const { return attention_path_; }
+  void set_attention_path(AttentionPath path) { attention_path_ = path; }
+
   // Runs every chunk through the model, writing their latents into the backend's cache.
   // Not thread-safe: one caller.
   absl::StatusOr<ForwardOutput> Forward(std::span<const SequenceChunk> chunks);
@@ -95,10 +104,17 @@ class DeepseekModel {
   absl::Status UploadWeights();
   absl::Status CheckChunks(std::span<const SequenceChunk> chunks) const;
   void BuildStep(std::span<const SequenceChunk> chunks);
+  // Whether a chunk attends decompressed this step (see attention_path.h).
+  bool Decompress(const SequenceChunk& chunk) const;
   // Projections, cache write, absorbed attention, telemetry probes, W_UV and o_proj:
   // the attention block's output lands in the kTmp activation.
   absl::Status Attention(int layer, std::span<const SequenceChunk> chunks);
   absl::Status ProbeAttention(int layer, std::span<const SequenceChunk> chunks);
+  // Absorbed attention (dense or, with a selection, sparse) of the step's queries
+  // q [T, heads · (nope + rope)], the probes, then W_UV per head into attn [T, heads · v];
+  // rows of decompressed chunks are overwritten afterwards.
+  absl::Status AbsorbedAttention(int layer, bool sparse, const Tensor& q, Tensor attn,
+                                 std::span<const SequenceChunk> chunks);
   // The V3.2 lightning indexer: writes every new token's indexer key to the cache and,
   // when some row sees more than index_topk keys, each row's selection (true).
   absl::StatusOr<bool> Indexer(int layer);
@@ -127,6 +143,7 @@ class DeepseekModel {
   std::vector<ChunkIndexerRecall> recall_;
   std::vector<float> selection_row_;
   int64_t probed_rows_ = 0;
+  AttentionPath attention_path_ = DefaultAttentionPath();
 };
 
 }  // namespace mla

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cpu/attention_probe.h"
 #include "engine/backend/cpu/cpu_features.h"
+#include "engine/backend/cpu/decompressed_attention.h"
 #include "engine/backend/cpu/gemm.h"
 #include "engine/backend/cpu/indexer.h"
 #include "engine/backend/cpu/pointwise.h"
@@ -28,7 +29,8 @@ CpuBackend::CpuBackend(int threads) : pool_(threads) {}
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::Describe() const {
-  return absl::StrCat("cpu (", pool_.num_threads(), " threads, ", std::string(CpuIsaName(ActiveIsa())), ")");
+  return absl::StrCat("cpu (", pool_.num_threads(), " threads, ",
+                      std::string(CpuIsaName(ActiveIsa())), ")");
 }
 
 void CpuBackend::Fail(absl::Status status) {
@@ -40,7 +42,8 @@ absl::Status CpuBackend::TakeError() { return std::exchange(error_, absl::OkStat
 absl::StatusOr<Tensor> CpuBackend::AddWeight(std::string_view name, const MatrixView& host) {
   if (host.dtype != DType::kBF16 && host.dtype != DType::kF32) {
     return absl::InvalidArgumentError(
-        absl::StrCat(std::string(name), ": the CPU backend takes bf16 or f32 weights, got ", DTypeName(host.dtype)));
+        absl::StrCat(std::string(name), ": the CPU backend takes bf16 or f32 weights, got ",
+                     DTypeName(host.dtype)));
   }
   // Read in place: the checkpoint's host copy is what the kernels stream.
   return Tensor{const_cast<void*>(host.data), host.dtype, host.rows, host.cols, host.row_stride};
@@ -124,8 +127,8 @@ BackendMemory CpuBackend::Memory() const {
 void CpuBackend::Upload(std::span<const float> host, Tensor dst, Op op) {
   auto timer = profiler_.Time(op);
   if (static_cast<int64_t>(host.size()) != dst.rows * dst.cols) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(op.name, ": ", host.size(),
-                                                        " values for a ", Shape(dst), " tensor")));
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": ", host.size(), " values for a ", Shape(dst), " tensor")));
   }
   for (int64_t r = 0; r < dst.rows; ++r) {
     std::memcpy(F32(dst) + r * dst.stride, host.data() + r * dst.cols, sizeof(float) * dst.cols);
@@ -135,8 +138,8 @@ void CpuBackend::Upload(std::span<const float> host, Tensor dst, Op op) {
 void CpuBackend::Download(const Tensor& src, std::span<float> host, Op op) {
   auto timer = profiler_.Time(op);
   if (static_cast<int64_t>(host.size()) != src.rows * src.cols) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(op.name, ": ", host.size(),
-                                                        " values for a ", Shape(src), " tensor")));
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat(op.name, ": ", host.size(), " values for a ", Shape(src), " tensor")));
   }
   for (int64_t r = 0; r < src.rows; ++r) {
     std::memcpy(host.data() + r * src.cols, F32(src) + r * src.stride, sizeof(float) * src.cols);
@@ -170,8 +173,9 @@ void CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tenso
 void CpuBackend::Gemm(const Tensor& x, const Tensor& w, Tensor y, Op op) {
   auto timer = profiler_.Time(op);
   if (x.cols != w.cols || y.cols != w.rows || y.rows != x.rows) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
-        op.name, " (layer ", op.layer, "): x ", Shape(x), " · w ", Shape(w), "ᵀ into y ", Shape(y))));
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat(op.name, " (layer ", op.layer, "): x ", Shape(x),
+                                                " · w ", Shape(w), "ᵀ into y ", Shape(y))));
   }
   cpu::Gemm(F32(x), x.stride, x.rows, ViewOf(w), F32(y), y.stride, &pool_);
 }
@@ -298,7 +302,67 @@ void CpuBackend::MlaAttention(int layer, int heads, float softmax_scale, const T
     return Fail(std::move(s));
   }
   const MlaAttentionParams p = AttentionParams(layer, heads, softmax_scale, q, out, lse);
-  if (absl::Status s = cpu::MlaAttention(p, &pool_, &attention_ws_); !s.ok()) Fail(std::move(s));
+  const std::vector<uint8_t>& skip = step_->decompress;
+  if (skip.empty()) {
+    if (absl::Status s = cpu::MlaAttention(p, &pool_, &attention_ws_); !s.ok()) Fail(std::move(s));
+    return;
+  }
+  // Sequences that attend decompressed are left out: one call per run of the others.
+  for (int64_t begin = 0; begin < p.batch;) {
+    if (skip[begin] != 0) {
+      ++begin;
+      continue;
+    }
+    int64_t end = begin + 1;
+    while (end < p.batch && skip[end] == 0) ++end;
+    if (absl::Status s = MlaAttentionRange(p, begin, end); !s.ok()) return Fail(std::move(s));
+    begin = end;
+  }
+}
+
+absl::Status CpuBackend::MlaAttentionRange(const MlaAttentionParams& all, int64_t begin,
+                                           int64_t end) {
+  MlaAttentionParams p = all;
+  const int64_t row0 = all.cu_seqlens_q[begin];
+  range_cu_seqlens_.clear();
+  for (int64_t j = begin; j <= end; ++j) {
+    range_cu_seqlens_.push_back(all.cu_seqlens_q[j] - static_cast<int32_t>(row0));
+  }
+  p.batch = end - begin;
+  p.block_table += begin * all.max_blocks_per_seq;
+  p.seq_lens += begin;
+  p.q_pos0 += begin;
+  p.cu_seqlens_q = range_cu_seqlens_.data();
+  p.q += row0 * all.num_heads * (all.kv_lora_rank + all.rope_dim);
+  p.out += row0 * all.num_heads * all.kv_lora_rank;
+  p.lse += row0 * all.num_heads;
+  return cpu::MlaAttention(p, &pool_, &attention_ws_);
+}
+
+void CpuBackend::DecompressedAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                                       const Tensor& kv_b, Tensor out, Op op) {
+  auto timer = profiler_.Time(op);
+  const CacheLayout& layout = cache_->layout();
+  const int64_t nope = heads > 0 ? q.cols / heads - layout.rope_dim() : 0;
+  const int64_t vdim = heads > 0 ? out.cols / heads : 0;
+  if (heads < 1 || q.cols != heads * (nope + layout.rope_dim()) || q.stride != q.cols ||
+      out.cols != heads * vdim || out.stride != out.cols || q.rows != step_->num_tokens ||
+      out.rows != q.rows) {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat(op.name, ": q ", Shape(q), ", out ", Shape(out),
+                                                " must be dense rows of ", heads, " heads")));
+  }
+  DecompressedAttentionParams p;
+  // AttentionParams' q, out and lse are for the absorbed kernel; this one has its own.
+  p.paged = AttentionParams(layer, heads, softmax_scale, q, out, out);
+  p.nope_dim = nope;
+  p.v_dim = vdim;
+  p.kv_b = ViewOf(kv_b);
+  p.take = step_->decompress.empty() ? nullptr : step_->decompress.data();
+  p.q = F32(q);
+  p.out = F32(out);
+  if (p.take == nullptr) return;  // Nothing marked: nothing to compute.
+  if (absl::Status s = cpu::DecompressedAttention(p, &pool_); !s.ok()) Fail(std::move(s));
 }
 
 void CpuBackend::LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
@@ -445,9 +509,9 @@ void CpuBackend::MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router
 }
 
 absl::StatusOr<AttentionSharpness> CpuBackend::ProbeAttention(int layer, int64_t seq,
-                                                              int64_t num_keys,
-                                                              const Tensor& q_row, int heads,
-                                                              float softmax_scale, Op op) {
+                                                              int64_t num_keys, const Tensor& q_row,
+                                                              int heads, float softmax_scale,
+                                                              Op op) {
   auto timer = profiler_.Time(op);
   if (seq < 0 || seq >= step_->batch) {
     return absl::InvalidArgumentError(

@@ -56,6 +56,9 @@ class CpuBackend final : public Backend {
   void WriteCache(int layer, const Tensor& latent, const Tensor& k_pe, Op op) override;
   void MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q, Tensor out,
                     Tensor lse, Op op) override;
+  bool SupportsDecompressedAttention() const override { return true; }
+  void DecompressedAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                             const Tensor& kv_b, Tensor out, Op op) override;
   void LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor out,
                  Op op) override;
   void RopeHalves(const Tensor& cos, const Tensor& sin, Tensor x, int heads, int64_t head_stride,
@@ -65,9 +68,9 @@ class CpuBackend final : public Backend {
                    const Tensor& w, Tensor selected, Op op) override;
   void SparseMlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
                           const Tensor& selected, Tensor out, Tensor lse, Op op) override;
-  void MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits,
-                  const Tensor& bias, std::span<const ExpertTensors> experts, const Tensor& x,
-                  Tensor out, Op op) override;
+  void MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits, const Tensor& bias,
+                  std::span<const ExpertTensors> experts, const Tensor& x, Tensor out,
+                  Op op) override;
   absl::StatusOr<AttentionSharpness> ProbeAttention(int layer, int64_t seq, int64_t num_keys,
                                                     const Tensor& q_row, int heads,
                                                     float softmax_scale, Op op) override;
@@ -88,6 +91,8 @@ class CpuBackend final : public Backend {
   // The step's attention parameters for `layer` (MlaAttention, SparseMlaAttention).
   MlaAttentionParams AttentionParams(int layer, int heads, float softmax_scale, const Tensor& q,
                                      Tensor out, Tensor lse) const;
+  // MlaAttention over the step's sequences [begin, end) only (rows rebased).
+  absl::Status MlaAttentionRange(const MlaAttentionParams& all, int64_t begin, int64_t end);
   // An expert's SiLU MLP over m gathered rows: out [m, hidden].
   void ExpertMlp(const ExpertTensors& e, int64_t m, int64_t hidden);
 
@@ -95,6 +100,7 @@ class CpuBackend final : public Backend {
   std::optional<LatentCache> cache_;
   std::vector<AlignedBuffer> activations_;  // By slot.
   MlaAttentionWorkspace attention_ws_;
+  std::vector<int32_t> range_cu_seqlens_;  // MlaAttentionRange's rebased row offsets.
   SparseMlaWorkspace sparse_ws_;
   const StepBatch* step_ = nullptr;
   absl::Status error_;

@@ -1,7 +1,5 @@
 // CudaBackend's attention: cache writes, the generic paged attention, the split-KV decode
 // path, the attention probe, and the DeepSeek-V3.2 operations it does not have yet.
-#include "engine/backend/cuda/cuda_backend.h"
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -10,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/cuda_backend_util.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/host/mla_decode_plan.h"
@@ -66,6 +65,10 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
         op, absl::InvalidArgumentError(absl::StrCat("q ", Shape(q), ", out ", Shape(out), ", lse ",
                                                     Shape(lse), " must be dense rows of ", heads,
                                                     " heads for ", step_->num_tokens, " tokens")));
+  }
+  if (std::any_of(step_->decompress.begin(), step_->decompress.end(),
+                  [](uint8_t d) { return d != 0; })) {
+    return Fail(op, absl::UnimplementedError("decompressed attention is not implemented on CUDA"));
   }
   if (CanSplitKvDecode(heads)) {
     return Fail(op, SplitKvDecode(layer, heads, softmax_scale, q, out, lse));
@@ -216,6 +219,10 @@ void CudaBackend::IndexerTopK(int, int, float, float, const Tensor&, const Tenso
 }
 void CudaBackend::SparseMlaAttention(int, int, float, const Tensor&, const Tensor&, Tensor, Tensor,
                                      Op op) {
+  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+}
+void CudaBackend::DecompressedAttention(int, int, float, const Tensor&, const Tensor&, Tensor,
+                                        Op op) {
   Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
 }
 

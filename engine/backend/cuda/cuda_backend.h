@@ -84,6 +84,10 @@ class CudaBackend final : public Backend {
                           const Tensor& selected, Tensor out, Tensor lse, Op op) override;
   void MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q, Tensor out,
                     Tensor lse, Op op) override;
+  // Not on CUDA yet: the model keeps the absorbed path here.
+  bool SupportsDecompressedAttention() const override { return false; }
+  void DecompressedAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                             const Tensor& kv_b, Tensor out, Op op) override;
   void MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits, const Tensor& bias,
                   std::span<const ExpertTensors> experts, const Tensor& x, Tensor out,
                   Op op) override;

@@ -36,6 +36,7 @@
 
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/kv_cache/block_pool.h"
+#include "engine/model/attention_path.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/model/safetensors.h"
 #include "tests/engine/model/golden_util.h"
@@ -57,8 +58,8 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
   // and any read of an unwritten slot turns the logits into NaN.
   void ResetCache(BlockPool** pool_out, CacheDType dtype = CacheDType::kBF16) {
     const ModelConfig& c = model_->config();
-    CacheLayoutConfig lc{dtype, c.kv_lora_rank, c.qk_rope_head_dim, 16, c.num_hidden_layers,
-                         c.index_head_dim};
+    CacheLayoutConfig lc{dtype, c.kv_lora_rank,      c.qk_rope_head_dim,
+                         16,    c.num_hidden_layers, c.index_head_dim};
     auto layout = CacheLayout::Create(lc);
     EXPECT_TRUE(layout.ok());
     ASSERT_TRUE(backend_.AllocateCache(*layout, 256).ok());
@@ -96,6 +97,75 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
     return all;
   }
 
+  // Whole prefill then greedy decode, step by step.
+  void CheckPrefillThenDecode() {
+    for (const Golden& g : goldens_) {
+      BlockPool* bp;
+      ResetCache(&bp);
+      const int64_t T = g.prompt.size(), G = g.greedy.size();
+      BlockTable table = MakeTable(*bp, T + G);
+      SequenceChunk chunk{g.prompt, 0, &table, true};
+      auto logits = model_->ForwardToHost({&chunk, 1});
+      ASSERT_TRUE(logits.ok()) << logits.status();
+      ExpectRowsClose(logits->data(), g.logits.data(), T, vocab(),
+                      "prefill T=" + std::to_string(T));
+      // Decode: feed the greedy tokens one at a time and compare each step's logits.
+      std::vector<float> last(logits->end() - vocab(), logits->end());
+      for (int64_t s = 0; s < G; ++s) {
+        ExpectRowsClose(last.data(), g.greedy_logits.data() + s * vocab(), 1, vocab(),
+                        "decode step " + std::to_string(s));
+        const int32_t argmax = std::max_element(last.begin(), last.end()) - last.begin();
+        ASSERT_EQ(argmax, g.greedy[s]) << "greedy step " << s << " T=" << T;
+        SequenceChunk step{std::span<const int32_t>(&g.greedy[s], 1), T + s, &table, false};
+        auto next = model_->ForwardToHost({&step, 1});
+        ASSERT_TRUE(next.ok()) << next.status();
+        last = *next;
+      }
+    }
+  }
+
+  // Every prompt prefilled in chunks of 1, 7 and 64 tokens.
+  void CheckChunkedPrefill() {
+    for (int chunk_size : {1, 7, 64}) {
+      for (const Golden& g : goldens_) {
+        const int64_t T = g.prompt.size();
+        if (chunk_size >= T && T > 1) continue;  // Same as whole prefill.
+        const std::vector<float> all = ChunkedPrefill(g.prompt, chunk_size, CacheDType::kBF16);
+        ASSERT_EQ(all.size(), static_cast<size_t>(T * vocab()));
+        ExpectRowsClose(all.data(), g.logits.data(), T, vocab(),
+                        "chunk " + std::to_string(chunk_size) + " T=" + std::to_string(T));
+      }
+    }
+  }
+
+  // All prompts in one step, every other one with all logits.
+  void CheckBatchOfAllPrompts() {
+    BlockPool* bp;
+    ResetCache(&bp);
+    std::vector<BlockTable> tables;
+    tables.reserve(goldens_.size());
+    std::vector<SequenceChunk> chunks;
+    for (const Golden& g : goldens_) tables.push_back(MakeTable(*bp, g.prompt.size()));
+    for (size_t i = 0; i < goldens_.size(); ++i) {
+      chunks.push_back({goldens_[i].prompt, 0, &tables[i], i % 2 == 0});
+    }
+    auto logits = model_->ForwardToHost(chunks);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    int64_t row = 0;
+    for (size_t i = 0; i < goldens_.size(); ++i) {
+      const Golden& g = goldens_[i];
+      const int64_t T = g.prompt.size();
+      if (chunks[i].all_logits) {
+        ExpectRowsClose(logits->data() + row * vocab(), g.logits.data(), T, vocab(), "batch all");
+        row += T;
+      } else {
+        ExpectRowsClose(logits->data() + row * vocab(), g.logits.data() + (T - 1) * vocab(), 1,
+                        vocab(), "batch last");
+        row += 1;
+      }
+    }
+  }
+
   int vocab() const { return model_->config().vocab_size; }
 
   cpu::CpuBackend backend_{2};
@@ -104,69 +174,65 @@ class GoldenTest : public ::testing::TestWithParam<std::string> {
   std::vector<Golden> goldens_;
 };
 
-TEST_P(GoldenTest, PrefillThenDecodeMatchesReference) {
-  for (const Golden& g : goldens_) {
-    BlockPool* bp;
-    ResetCache(&bp);
-    const int64_t T = g.prompt.size(), G = g.greedy.size();
-    BlockTable table = MakeTable(*bp, T + G);
-    SequenceChunk chunk{g.prompt, 0, &table, true};
-    auto logits = model_->ForwardToHost({&chunk, 1});
-    ASSERT_TRUE(logits.ok()) << logits.status();
-    ExpectRowsClose(logits->data(), g.logits.data(), T, vocab(), "prefill T=" + std::to_string(T));
-    // Decode: feed the greedy tokens one at a time and compare each step's logits.
-    std::vector<float> last(logits->end() - vocab(), logits->end());
-    for (int64_t s = 0; s < G; ++s) {
-      ExpectRowsClose(last.data(), g.greedy_logits.data() + s * vocab(), 1, vocab(),
-                      "decode step " + std::to_string(s));
-      const int32_t argmax = std::max_element(last.begin(), last.end()) - last.begin();
-      ASSERT_EQ(argmax, g.greedy[s]) << "greedy step " << s << " T=" << T;
-      SequenceChunk step{std::span<const int32_t>(&g.greedy[s], 1), T + s, &table, false};
-      auto next = model_->ForwardToHost({&step, 1});
-      ASSERT_TRUE(next.ok()) << next.status();
-      last = *next;
-    }
-  }
-}
+// Every test below runs three times per model: with the model's default path (kAuto,
+// unless MLA_ATTENTION_PATH says otherwise: chunks choose by cost), and with each path
+// forced (attention_path.h), so both must match the goldens on their own. Forced
+// decompressed also covers decode steps; tiny-v32 declines it (sparse attention stays
+// absorbed), which checks the fall-back.
+TEST_P(GoldenTest, PrefillThenDecodeMatchesReference) { CheckPrefillThenDecode(); }
+TEST_P(GoldenTest, ChunkedPrefillMatchesReference) { CheckChunkedPrefill(); }
+TEST_P(GoldenTest, BatchOfAllPromptsMatchesReference) { CheckBatchOfAllPrompts(); }
 
-TEST_P(GoldenTest, ChunkedPrefillMatchesReference) {
-  for (int chunk_size : {1, 7, 64}) {
-    for (const Golden& g : goldens_) {
-      const int64_t T = g.prompt.size();
-      if (chunk_size >= T && T > 1) continue;  // Same as whole prefill.
-      const std::vector<float> all = ChunkedPrefill(g.prompt, chunk_size, CacheDType::kBF16);
-      ASSERT_EQ(all.size(), static_cast<size_t>(T * vocab()));
-      ExpectRowsClose(all.data(), g.logits.data(), T, vocab(),
-                      "chunk " + std::to_string(chunk_size) + " T=" + std::to_string(T));
-    }
+template <AttentionPath kPath>
+class ForcedPathGoldenTest : public GoldenTest {
+ protected:
+  void SetUp() override {
+    GoldenTest::SetUp();
+    if (model_ != nullptr) model_->set_attention_path(kPath);
   }
-}
+};
+using AbsorbedGoldenTest = ForcedPathGoldenTest<AttentionPath::kAbsorbed>;
+using DecompressedGoldenTest = ForcedPathGoldenTest<AttentionPath::kDecompressed>;
 
-TEST_P(GoldenTest, BatchOfAllPromptsMatchesReference) {
+TEST_P(AbsorbedGoldenTest, PrefillThenDecodeMatchesReference) { CheckPrefillThenDecode(); }
+TEST_P(AbsorbedGoldenTest, ChunkedPrefillMatchesReference) { CheckChunkedPrefill(); }
+TEST_P(AbsorbedGoldenTest, BatchOfAllPromptsMatchesReference) { CheckBatchOfAllPrompts(); }
+TEST_P(DecompressedGoldenTest, PrefillThenDecodeMatchesReference) { CheckPrefillThenDecode(); }
+TEST_P(DecompressedGoldenTest, ChunkedPrefillMatchesReference) { CheckChunkedPrefill(); }
+TEST_P(DecompressedGoldenTest, BatchOfAllPromptsMatchesReference) { CheckBatchOfAllPrompts(); }
+
+// A step that mixes the paths: the first prompts prefilled absorbed, then one step with a
+// decode row (absorbed) beside a long chunk (decompressed), as the scheduler batches them.
+TEST_P(GoldenTest, MixedPathsInOneStepMatchReference) {
+  const Golden& a = goldens_.front();  // the shortest prompt: decodes
+  const Golden& b = goldens_.back();   // the longest: its second half is one chunk
+  const int64_t ta = a.prompt.size(), tb = b.prompt.size(), half = tb / 2;
+  ASSERT_GE(a.greedy.size(), 2u);
   BlockPool* bp;
   ResetCache(&bp);
-  std::vector<BlockTable> tables;
-  tables.reserve(goldens_.size());
-  std::vector<SequenceChunk> chunks;
-  for (const Golden& g : goldens_) tables.push_back(MakeTable(*bp, g.prompt.size()));
-  for (size_t i = 0; i < goldens_.size(); ++i) {
-    chunks.push_back({goldens_[i].prompt, 0, &tables[i], i % 2 == 0});
-  }
-  auto logits = model_->ForwardToHost(chunks);
+  BlockTable table_a = MakeTable(*bp, ta + 1), table_b = MakeTable(*bp, tb);
+  model_->set_attention_path(AttentionPath::kAbsorbed);
+  std::vector<SequenceChunk> first = {
+      {a.prompt, 0, &table_a, false},
+      {std::span<const int32_t>(b.prompt.data(), half), 0, &table_b, false}};
+  ASSERT_TRUE(model_->ForwardToHost(first).ok());
+  // kAuto would pick by cost; this step must mix, so the chunk's choice is made here.
+  model_->set_attention_path(AttentionPath::kAuto);
+  const ModelConfig& c = model_->config();
+  const bool long_chunk_decompresses = PreferDecompressed(c, tb - half, half);
+  const bool decode_decompresses = PreferDecompressed(c, 1, ta);
+  EXPECT_TRUE(c.has_indexer() || long_chunk_decompresses) << "chunk of " << tb - half;
+  EXPECT_FALSE(decode_decompresses);
+  std::vector<SequenceChunk> second = {
+      {std::span<const int32_t>(&a.greedy[0], 1), ta, &table_a, false},
+      {std::span<const int32_t>(b.prompt.data() + half, tb - half), half, &table_b, true}};
+  auto logits = model_->ForwardToHost(second);
   ASSERT_TRUE(logits.ok()) << logits.status();
-  int64_t row = 0;
-  for (size_t i = 0; i < goldens_.size(); ++i) {
-    const Golden& g = goldens_[i];
-    const int64_t T = g.prompt.size();
-    if (chunks[i].all_logits) {
-      ExpectRowsClose(logits->data() + row * vocab(), g.logits.data(), T, vocab(), "batch all");
-      row += T;
-    } else {
-      ExpectRowsClose(logits->data() + row * vocab(), g.logits.data() + (T - 1) * vocab(), 1,
-                      vocab(), "batch last");
-      row += 1;
-    }
-  }
+  // Feeding greedy token 0 gives the logits of greedy step 1.
+  ExpectRowsClose(logits->data(), a.greedy_logits.data() + vocab(), 1, vocab(),
+                  "mixed: decode row");
+  ExpectRowsClose(logits->data() + vocab(), b.logits.data() + half * vocab(), tb - half, vocab(),
+                  "mixed: chunk");
 }
 
 // Only for models whose router margins exceed the bf16 cache's rounding (see the top).
@@ -305,11 +371,17 @@ TEST_P(Fp8RobustRouterTest, Fp8ChunkedPrefillMatchesWholePrefill) {
   auto run = [&](int chunk_size) {
     return ChunkedPrefill(g.prompt, chunk_size, CacheDType::kFp8E4M3);
   };
+  model_->set_attention_path(AttentionPath::kAbsorbed);
   const std::vector<float> whole = run(static_cast<int>(T));
   ASSERT_EQ(whole.size(), static_cast<size_t>(T * vocab()));
   for (int chunk_size : {1, 7, 64}) {
     ExpectRowsClose(run(chunk_size).data(), whole.data(), T, vocab(),
                     "fp8 chunk " + std::to_string(chunk_size));
+    // The decompressed path reads the same fp8 rows: again only the order of sums moves.
+    model_->set_attention_path(AttentionPath::kDecompressed);
+    ExpectRowsClose(run(chunk_size).data(), whole.data(), T, vocab(),
+                    "fp8 decompressed chunk " + std::to_string(chunk_size));
+    model_->set_attention_path(AttentionPath::kAbsorbed);
   }
 }
 
@@ -320,8 +392,13 @@ std::string ModelParamName(const ::testing::TestParamInfo<std::string>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, GoldenTest,
-                         ::testing::Values("tiny-v2-lite", "tiny-v3", "tiny-v32"),
-                         ModelParamName);
+                         ::testing::Values("tiny-v2-lite", "tiny-v3", "tiny-v32"), ModelParamName);
+
+INSTANTIATE_TEST_SUITE_P(TinyModels, AbsorbedGoldenTest,
+                         ::testing::Values("tiny-v2-lite", "tiny-v3", "tiny-v32"), ModelParamName);
+
+INSTANTIATE_TEST_SUITE_P(TinyModels, DecompressedGoldenTest,
+                         ::testing::Values("tiny-v2-lite", "tiny-v3", "tiny-v32"), ModelParamName);
 
 INSTANTIATE_TEST_SUITE_P(RobustRouter, Fp32GoldenTest, ::testing::Values("tiny-v2-lite"),
                          [](const auto&) { return std::string("tiny_v2_lite"); });
