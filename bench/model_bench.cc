@@ -4,6 +4,7 @@
 //   mla_model_bench --model_dir=DIR [--contexts=512,4096,16384] [--decode_tokens=32]
 //                   [--threads=0] [--prefill_chunk=512] [--json=FILE] [--breakdown]
 //                   [--isas=avx2,avx512_bf16] [--kv_cache_dtype=bf16|fp8]
+//                   [--attention_paths=absorbed,decompressed] [--rounds=1]
 //
 // For each context N: a fresh paged cache sized for N + decode_tokens (block size 64), a
 // random prompt (fixed seed), prefill in chunks of --prefill_chunk tokens with logits for
@@ -17,6 +18,9 @@
 // --isas runs every context once per listed kernel variant (cpu_features.h), one after
 // the other in this process, and ends with their speeds as ratios to the first variant's:
 // a before/after comparison from one run. --json and --breakdown then describe the first.
+// --attention_paths does the same for the model's attention path (auto, absorbed,
+// decompressed: engine/model/attention_path.h), crossed with --isas. --rounds repeats the
+// whole interleaved sequence and keeps each variant's best prefill and best decode.
 //
 // --breakdown turns on the backend's timing by named operation (engine/backend/
 // op_profile.h) for the whole run and prints, per context, each operation's mean time per
@@ -45,6 +49,7 @@
 #include "engine/kv_cache/block_pool.h"
 #include "engine/kv_cache/cache_row.h"
 #include "engine/kv_cache/latent_cache.h"
+#include "engine/model/attention_path.h"
 #include "engine/model/deepseek_model.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-v2-lite", "Hugging Face model directory");
@@ -59,6 +64,9 @@ ABSL_FLAG(bool, fill_cache, false,
           "Skip prefill: fill the cache with random latents and time decode only");
 ABSL_FLAG(std::vector<std::string>, isas, {},
           "Kernel variants to compare (e.g. avx2,avx512_bf16); empty: the library's choice");
+ABSL_FLAG(std::vector<std::string>, attention_paths, {},
+          "Attention paths to compare (auto, absorbed, decompressed); empty: the model's default");
+ABSL_FLAG(int, rounds, 1, "Interleaved rounds; each variant keeps its best prefill and decode");
 ABSL_FLAG(std::string, kv_cache_dtype, "bf16", "Latent cache layout: bf16 or fp8");
 ABSL_FLAG(bool, roofline, true, "Measure read bandwidth and FMA peak first (a few seconds)");
 
@@ -305,21 +313,42 @@ void PrintResults(const std::vector<ContextResult>& results, const Costs& costs,
   }
 }
 
+// One kernel level and attention path combination to time.
+struct Variant {
+  cpu::CpuIsa isa = cpu::CpuIsa::kScalar;
+  AttentionPath path = AttentionPath::kAuto;
+  std::string name;
+};
+
 // Throughput of each variant after the first as a ratio to the first's, per context.
-void PrintIsaRatios(const std::vector<cpu::CpuIsa>& isas,
-                    const std::vector<std::vector<ContextResult>>& results) {
-  const std::string base(cpu::CpuIsaName(isas[0]));
-  std::printf("\nspeed against %s in this run (tokens/s ratio):\n%-12s %7s %8s %8s\n", base.c_str(),
-              "isa", "context", "prefill", "decode");
-  for (size_t i = 1; i < isas.size(); ++i) {
+void PrintVariantRatios(const std::vector<Variant>& variants,
+                        const std::vector<std::vector<ContextResult>>& results) {
+  std::printf("\nspeed against %s in this run (tokens/s ratio):\n%-24s %7s %8s %8s\n",
+              variants[0].name.c_str(), "variant", "context", "prefill", "decode");
+  for (size_t i = 1; i < variants.size(); ++i) {
     for (size_t k = 0; k < results[i].size(); ++k) {
       const ContextResult& a = results[0][k];
       const ContextResult& b = results[i][k];
-      std::printf("%-12s %7lld %7.2fx %7.2fx\n", std::string(cpu::CpuIsaName(isas[i])).c_str(),
+      std::printf("%-24s %7lld %7.2fx %7.2fx\n", variants[i].name.c_str(),
                   static_cast<long long>(b.context),
                   a.has_prefill() ? b.prefill_tps() / a.prefill_tps() : 0,
                   a.decode_tps() > 0 ? b.decode_tps() / a.decode_tps() : 0);
     }
+  }
+}
+
+// The better of two runs of one variant and context: prefill and decode each from the
+// faster run.
+void KeepBest(const ContextResult& r, ContextResult& best) {
+  if (r.prefill_tps() > best.prefill_tps()) {
+    best.prefill_s = r.prefill_s;
+    best.prefill_cpu_s = r.prefill_cpu_s;
+    best.prefill_chunks = r.prefill_chunks;
+  }
+  if (r.decode_tps() > best.decode_tps()) {
+    best.decode_s = r.decode_s;
+    best.decode_cpu_s = r.decode_cpu_s;
+    best.decode_tokens = r.decode_tokens;
   }
 }
 
@@ -339,7 +368,8 @@ void PrintBreakdown(const ContextResult& r) {
     for (const OpTiming& p : r.prefill_ops) pre += p.name == op.name ? p.seconds : 0;
     for (const OpTiming& d : r.decode_ops) dec += d.name == op.name ? d.seconds : 0;
     std::printf("  %-22s %14.3f %6.1f%% %14.4f %6.1f%%\n", op.name.c_str(), pre * 1e3,
-                pre_sum > 0 ? 100 * pre / pre_sum : 0, dec * 1e3, dec_sum > 0 ? 100 * dec / dec_sum : 0);
+                pre_sum > 0 ? 100 * pre / pre_sum : 0, dec * 1e3,
+                dec_sum > 0 ? 100 * dec / dec_sum : 0);
   }
   std::printf("  %-22s %14.3f %7s %14.4f\n", "sum of operations", pre_sum * 1e3, "", dec_sum * 1e3);
   char chunk_ms[32] = "-";
@@ -443,34 +473,61 @@ int Main() {
     isas.push_back(*isa);
   }
   if (isas.empty()) isas.push_back(cpu::ActiveIsa());
-
-  // results[i]: the contexts run with isas[i]; variants alternate per context so that a
-  // change in the machine's load touches all of them alike.
-  std::vector<std::vector<ContextResult>> results(isas.size());
-  for (int64_t n : contexts) {
-    for (size_t i = 0; i < isas.size(); ++i) {
-      cpu::ScopedIsaOverride force(isas[i]);
-      std::fprintf(stderr, "context %lld, %s:\n", static_cast<long long>(n),
-                   std::string(cpu::CpuIsaName(isas[i])).c_str());
-      auto r = RunContext(backend, **model, n, decode, chunk,
-                          i == 0 && absl::GetFlag(FLAGS_breakdown));
-      if (!r.ok()) {
-        std::fprintf(stderr, "context %lld: %s\n", static_cast<long long>(n),
-                     r.status().ToString().c_str());
-        return 1;
-      }
-      results[i].push_back(*r);
+  std::vector<AttentionPath> paths;
+  for (const std::string& name : absl::GetFlag(FLAGS_attention_paths)) {
+    const std::optional<AttentionPath> path = ParseAttentionPath(name);
+    if (!path.has_value()) {
+      std::fprintf(stderr, "bad --attention_paths entry '%s'\n", name.c_str());
+      return 2;
+    }
+    paths.push_back(*path);
+  }
+  if (paths.empty()) paths.push_back((*model)->attention_path());
+  std::vector<Variant> variants;
+  for (cpu::CpuIsa isa : isas) {
+    for (AttentionPath path : paths) {
+      variants.push_back(
+          {isa, path,
+           std::string(cpu::CpuIsaName(isa)) + "/" + std::string(AttentionPathName(path))});
     }
   }
 
-  for (size_t i = 0; i < isas.size(); ++i) {
-    if (isas.size() > 1) {
-      std::printf("%skernels: %s\n", i > 0 ? "\n" : "",
-                  std::string(cpu::CpuIsaName(isas[i])).c_str());
+  // results[i]: the contexts run with variants[i]; variants alternate per context (and
+  // rounds repeat the whole sequence) so that a change in the machine's load touches all
+  // of them alike.
+  const int rounds = std::max(1, absl::GetFlag(FLAGS_rounds));
+  std::vector<std::vector<ContextResult>> results(variants.size());
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t k = 0; k < contexts.size(); ++k) {
+      const int64_t n = contexts[k];
+      for (size_t i = 0; i < variants.size(); ++i) {
+        cpu::ScopedIsaOverride force(variants[i].isa);
+        (*model)->set_attention_path(variants[i].path);
+        std::fprintf(stderr, "round %d, context %lld, %s:\n", round + 1, static_cast<long long>(n),
+                     variants[i].name.c_str());
+        auto r = RunContext(backend, **model, n, decode, chunk,
+                            i == 0 && round == 0 && absl::GetFlag(FLAGS_breakdown));
+        if (!r.ok()) {
+          std::fprintf(stderr, "context %lld: %s\n", static_cast<long long>(n),
+                       r.status().ToString().c_str());
+          return 1;
+        }
+        if (round == 0) {
+          results[i].push_back(*r);
+        } else {
+          KeepBest(*r, results[i][k]);
+        }
+      }
+    }
+  }
+
+  for (size_t i = 0; i < variants.size(); ++i) {
+    if (variants.size() > 1) {
+      std::printf("%svariant: %s\n", i > 0 ? "\n" : "", variants[i].name.c_str());
     }
     PrintResults(results[i], costs, pool.num_threads());
   }
-  if (isas.size() > 1) PrintIsaRatios(isas, results);
+  if (variants.size() > 1) PrintVariantRatios(variants, results);
   for (const ContextResult& r : results[0]) {
     if (r.has_breakdown) PrintBreakdown(r);
   }
