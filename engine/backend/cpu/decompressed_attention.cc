@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/backend/cpu/cpu_features.h"
+#include "engine/backend/cpu/decompressed_attention_kernels.h"
 #include "engine/backend/cpu/gemm.h"
 #include "engine/common/bf16.h"
 #include "engine/kv_cache/cache_row.h"
@@ -18,6 +20,13 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 absl::Status Invalid(const std::string& message) {
   return absl::InvalidArgumentError(absl::StrCat("DecompressedAttention: ", message));
+}
+
+internal::SoftmaxRowFn SelectSoftmaxRow() {
+  if (ActiveIsa() >= CpuIsa::kAvx2) {
+    if (internal::SoftmaxRowFn fn = internal::SoftmaxRowAvx2()) return fn;
+  }
+  return &internal::SoftmaxRowScalar;
 }
 
 bool Takes(const DecompressedAttentionParams& p, int64_t j) {
@@ -55,6 +64,7 @@ struct SequenceRun {
   std::vector<float>& o;    // [heads, m, v] running Σ exp(score - max)·v
   std::vector<float>& mx;   // [heads, m] running max
   std::vector<float>& sum;  // [heads, m] running Σ exp(score - max)
+  internal::SoftmaxRowFn softmax_row;
 
   // Head h over the key block [kb, kb + nk) whose latents are c [nk, L] and k_pe
   // kpe [nk, R]. scratch: kDecompressedKeyBlock · (qk + v) + m · (kDecompressedKeyBlock + v).
@@ -80,20 +90,7 @@ struct SequenceRun {
       float* si = s + (i - first) * nk;
       // Causal: the row at position pos0 + i sees keys up to itself (at least key kb).
       const int64_t visible = std::min(nk, pos0 + i + 1 - kb);
-      float peak = mx_h[i];
-      for (int64_t t = 0; t < visible; ++t) {
-        si[t] *= p.paged.softmax_scale;
-        peak = std::max(peak, si[t]);
-      }
-      const float alpha = std::exp(mx_h[i] - peak);  // 0 on the first block a row sees
-      float total = 0.0f;
-      for (int64_t t = 0; t < visible; ++t) {
-        si[t] = std::exp(si[t] - peak);
-        total += si[t];
-      }
-      std::fill(si + visible, si + nk, 0.0f);
-      sum_h[i] = sum_h[i] * alpha + total;
-      mx_h[i] = peak;
+      const float alpha = softmax_row(si, visible, nk, p.paged.softmax_scale, &mx_h[i], &sum_h[i]);
       float* oi = o_h + i * vdim;
       for (int64_t d = 0; d < vdim; ++d) oi[d] *= alpha;
     }
@@ -158,6 +155,7 @@ absl::Status DecompressedAttention(const DecompressedAttentionParams& params, Th
   std::vector<float> w_uv_storage, c, kpe, o, mx, sum, scratch;
   int64_t w_uv_stride = 0, w_uv_head = 0;
   const float* w_uv = nullptr;
+  const internal::SoftmaxRowFn softmax_row = SelectSoftmaxRow();
   const int threads = pool == nullptr ? 1 : pool->num_threads();
   const int64_t slots = std::min<int64_t>(threads, heads);
   for (int64_t j = 0; j < p.batch; ++j) {
@@ -174,11 +172,9 @@ absl::Status DecompressedAttention(const DecompressedAttentionParams& params, Th
     const int64_t slot_floats =
         kDecompressedKeyBlock * (qk + vdim) + rows * (kDecompressedKeyBlock + vdim);
     scratch.resize(static_cast<size_t>(slots * slot_floats));
-    const SequenceRun run{
-        params, heads,       latent,    rope, nope,
-        vdim,   qk,          rows,      pos0, params.q + int64_t{p.cu_seqlens_q[j]} * heads * qk,
-        w_uv,   w_uv_stride, w_uv_head, o,    mx,
-        sum};
+    const float* q = params.q + int64_t{p.cu_seqlens_q[j]} * heads * qk;
+    const SequenceRun run{params, heads, latent,      rope,      nope, vdim, qk,  rows,       pos0,
+                          q,      w_uv,  w_uv_stride, w_uv_head, o,    mx,   sum, softmax_row};
     for (int64_t kb = 0; kb < keys; kb += kDecompressedKeyBlock) {
       const int64_t nk = std::min(kDecompressedKeyBlock, keys - kb);
       for (int64_t t = 0; t < nk; ++t) {
