@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""Retrieval accuracy of a saved needle model, by prompt length and needle kind.
+"""Retrieval of a saved needle model by length, depth and needle kind, in torch.
 
-Loads the model directory with transformers' DeepseekV2ForCausalLM (the bf16 weights as
-saved, computed in float32, eager attention) and scores fixed seeded prompts in the shared
-format. A prompt counts as retrieved when greedy decoding yields exactly the answer; that is
-checked in one forward pass over prompt + answer (greedy output equals the answer exactly
-when every answer token is the argmax given the correct prefix).
+Loads the model directory with transformers (DeepSeek-V2 MLA models and the Llama full-cache
+control alike; the bf16 weights as saved, computed in float32, eager attention) and scores
+fixed seeded prompts built exactly as the recall harness builds them (data.build_prompt).
+Per prompt, one forward pass over prompt + answer gives:
+  - exact: greedy decoding yields the answer (every answer token is the argmax given the
+    correct prefix);
+  - logprob: the answer's log-probability;
+  - margin: the smallest, over the answer tokens, of the correct token's logit minus the
+    best other logit (> 0 exactly when retrieved);
+  - attention sharpness of the last prompt position's query: entropy (nats) and largest
+    weight, per layer, averaged over heads.
 
-  tools/reference/.venv/bin/python tools/train_demo/evaluate.py models/needle-v2-demo
+  tools/reference/.venv/bin/python tools/train_demo/evaluate.py models/needle-v2-demo \\
+      --lengths 1024,2048,4096 --depths 11 --json out.json --svg out.svg
 """
 
 import argparse
@@ -21,6 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data  # noqa: E402
+import heatmap_svg  # noqa: E402
 
 
 def load(model_dir):
@@ -32,12 +40,25 @@ def load(model_dir):
 
 
 @torch.no_grad()
-def retrieved(model, prompt, answer):
+def score(model, prompt, answer, sharpness=True):
+    """exact, answer log-probability, margin and per-layer (entropy, max weight)."""
     target = data.encode(answer)
     ids = torch.tensor([prompt + target])
-    logits = model(ids[:, :-1], use_cache=False).logits[0]
-    picks = logits[len(prompt) - 1:].argmax(-1).tolist()
-    return picks == target
+    out = model(ids[:, :-1], use_cache=False, output_attentions=sharpness)
+    logits = out.logits[0, len(prompt) - 1:].float()
+    correct = logits[torch.arange(len(target)), torch.tensor(target)]
+    others = logits.clone()
+    others[torch.arange(len(target)), torch.tensor(target)] = float("-inf")
+    margin = float((correct - others.max(-1).values).min())
+    logprob = float(torch.log_softmax(logits, -1)[torch.arange(len(target)),
+                                                  torch.tensor(target)].sum())
+    layers = []
+    if sharpness:
+        for att in out.attentions:  # [1, heads, queries, keys]
+            w = att[0, :, len(prompt) - 1, :len(prompt)].float()
+            entropy = -(w * torch.log(w.clamp_min(1e-30))).sum(-1)
+            layers.append((float(entropy.mean()), float(w.max(-1).values.mean())))
+    return margin > 0, logprob, margin, layers
 
 
 @torch.no_grad()
@@ -53,15 +74,49 @@ def greedy(model, prompt, steps):
     return out
 
 
+def evaluate(model, sentences, lengths, depths, kinds, per_cell, seed, log=print):
+    """{"cells": [{length, depth, kind, exact, logprob, margin}], "sharpness": ...}."""
+    cells, sharp, t0 = [], {}, time.time()
+    for length in lengths:
+        per_layer = []
+        for kind in kinds:
+            rng = random.Random(f"{seed}-{length}-{kind}")
+            for depth in depths:
+                for _ in range(per_cell):
+                    prompt, answer = data.build_prompt(sentences, length, kind, depth, rng)
+                    exact, logprob, margin, layers = score(model, prompt, answer)
+                    cells.append({"length": length, "depth": depth, "kind": kind,
+                                  "exact": bool(exact), "logprob": logprob, "margin": margin})
+                    per_layer.append(layers)
+        sharp[length] = [
+            {"entropy": sum(p[i][0] for p in per_layer) / len(per_layer),
+             "max_weight": sum(p[i][1] for p in per_layer) / len(per_layer)}
+            for i in range(len(per_layer[0]))]
+        row = [c for c in cells if c["length"] == length]
+        log(f"len {length:5d}: " + "  ".join(
+            f"{k} {mean(c['exact'] for c in row if c['kind'] == k):.2f}" for k in kinds) +
+            f"  logprob {mean(c['logprob'] for c in row):.2f}  ({time.time() - t0:.0f} s)")
+    return {"cells": cells, "sharpness": sharp}
+
+
+def mean(values):
+    values = list(values)
+    return sum(values) / max(1, len(values))
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model_dir")
     ap.add_argument("--haystack", default="data/haystack/haystack.txt")
-    ap.add_argument("--lengths", default="128,256,512,1024,2048")
-    ap.add_argument("--per-kind", type=int, default=20, help="prompts per kind and length")
+    ap.add_argument("--lengths", default="256,512,1024,2048,4096")
+    ap.add_argument("--depths", type=int, default=11, help="evenly spaced depths 0.0 .. 1.0")
+    ap.add_argument("--kinds", default=",".join(data.KINDS))
+    ap.add_argument("--per-cell", type=int, default=1,
+                    help="prompts per (length, depth, kind) cell")
     ap.add_argument("--seed", type=int, default=12345)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", help="also write the table here")
+    ap.add_argument("--json", help="write every cell, the sharpness table and a summary here")
+    ap.add_argument("--svg", help="write a length x depth heatmap of the exact rate here")
     ap.add_argument("--dump-prompt", metavar="FILE",
                     help="write one passkey prompt of the first length as comma-separated ids "
                          "(for mla-client generate --prompt_ids) and print torch's greedy ids")
@@ -69,9 +124,9 @@ def main(argv):
     torch.set_num_threads(args.threads)
     model = load(args.model_dir)
     sentences = data.load_sentences(args.haystack)
+    lengths = [int(x) for x in args.lengths.split(",")]
     if args.dump_prompt:
-        length = int(args.lengths.split(",")[0])
-        prompt, answer = data.build_prompt(sentences, length, "passkey", 0.5,
+        prompt, answer = data.build_prompt(sentences, lengths[0], "passkey", 0.5,
                                            random.Random(args.seed))
         with open(args.dump_prompt, "w") as f:
             f.write(",".join(map(str, prompt)) + "\n")
@@ -79,24 +134,22 @@ def main(argv):
         print(f"prompt {len(prompt)} tokens, answer {answer!r}; torch greedy ids {out} = "
               f"{data.decode(out)!r}")
         return
-    table, t0 = {}, time.time()
-    for length in [int(x) for x in args.lengths.split(",")]:
-        row = {}
-        for kind in data.KINDS:
-            rng = random.Random(f"{args.seed}-{length}-{kind}")
-            hits = 0
-            for i in range(args.per_kind):
-                depth = i / max(1, args.per_kind - 1)  # depths evenly from 0.0 to 1.0
-                prompt, answer = data.build_prompt(sentences, length, kind, depth, rng)
-                hits += retrieved(model, prompt, answer)
-            row[kind] = hits / args.per_kind
-        table[length] = row
-        print(f"len {length:5d}: " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()) +
-              f"  ({time.time() - t0:.0f} s)", flush=True)
+    depths = [i / max(1, args.depths - 1) for i in range(args.depths)]
+    kinds = args.kinds.split(",")
+    result = evaluate(model, sentences, lengths, depths, kinds, args.per_cell, args.seed)
+    result["summary"] = {
+        str(length): {k: mean(c["exact"] for c in result["cells"]
+                              if c["length"] == length and c["kind"] == k) for k in kinds}
+        for length in lengths}
+    result["settings"] = {"model": os.path.basename(os.path.normpath(args.model_dir)),
+                          "per_cell": args.per_cell, "seed": args.seed, "depths": depths}
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"per_kind": args.per_kind, "seed": args.seed, "accuracy": table}, f,
-                      indent=2)
+            json.dump(result, f, indent=1)
+    if args.svg:
+        heatmap_svg.write(args.svg, result["cells"], lengths, depths,
+                          f"{result['settings']['model']}: exact match (mean over "
+                          f"{', '.join(kinds)})")
 
 
 if __name__ == "__main__":

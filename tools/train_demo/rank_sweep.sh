@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The rank question: trains MLA models with kv_lora_rank 8/16/32/64/128 and the full-cache
+# control (plain multi-head attention) with one recipe and one budget, evaluates them all
+# with the same prompts, and writes a report.
+#
+#   tools/train_demo/rank_sweep.sh [OUT_DIR] [MINUTES_PER_MODEL] [MAX_LEN]
+#
+# Two models train at a time, one thread each (a 2-core machine); a rerun resumes each
+# model from its checkpoint and skips finished ones. Per model OUT_DIR/NAME/ holds the
+# model, train.log, eval.json and recall.svg; OUT_DIR/report.md gathers the tables.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-build/rank-sweep}
+minutes=${2:-15}
+max_len=${3:-4096}
+eval_lengths=${EVAL_LENGTHS:-512,1024,2048,4096}
+py=${PY:-tools/reference/.venv/bin/python}
+seed=${SEED:-1}
+mkdir -p "$out"
+
+configs=("mla-r8 --kv-lora-rank 8" "mla-r16 --kv-lora-rank 16" "mla-r32 --kv-lora-rank 32"
+         "mla-r64 --kv-lora-rank 64" "mla-r128 --kv-lora-rank 128" "mha --attention mha")
+
+train_one() {
+  local name=$1
+  shift
+  local dir="$out/$name"
+  mkdir -p "$dir"
+  if [[ -f "$dir/model/model.safetensors" ]]; then
+    echo "$name: trained already"
+    return
+  fi
+  echo "$name: training ($minutes min, log $dir/train.log)"
+  "$py" tools/train_demo/train.py "$@" --out "$dir/model" --ckpt "$dir/state.pt" \
+    --max-minutes "$minutes" --max-len "$max_len" --threads 1 --seed "$seed" \
+    --log-every 50 > "$dir/train.log" 2>&1
+  tail -n 1 "$dir/train.log"
+}
+
+eval_one() {
+  local name=$1 dir="$out/$1"
+  if [[ -f "$dir/eval.json" ]]; then
+    echo "$name: evaluated already"
+    return
+  fi
+  echo "$name: evaluating at $eval_lengths"
+  "$py" tools/train_demo/evaluate.py "$dir/model" --lengths "$eval_lengths" --threads 1 \
+    --json "$dir/eval.json.tmp" --svg "$dir/recall.svg" > "$dir/eval.log" 2>&1
+  mv "$dir/eval.json.tmp" "$dir/eval.json"
+  grep '^len' "$dir/eval.log" | sed "s/^/  $name /"
+}
+
+run_pairs() {
+  local fn=$1 i
+  for ((i = 0; i < ${#configs[@]}; i += 2)); do
+    # shellcheck disable=SC2086
+    $fn ${configs[i]} &
+    if ((i + 1 < ${#configs[@]})); then
+      # shellcheck disable=SC2086
+      $fn ${configs[i + 1]} &
+    fi
+    wait
+  done
+}
+
+run_pairs train_one
+run_pairs eval_one
+"$py" tools/train_demo/sweep_report.py "$out" > "$out/report.md"
+echo "report: $out/report.md"

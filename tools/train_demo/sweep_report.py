@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Markdown report of a rank sweep (tools/train_demo/rank_sweep.sh): per model the cache
+bytes per token, parameters, training steps, exact-match rate by length and kind, answer
+log-probabilities and margins, and attention sharpness by context length.
+
+  tools/reference/.venv/bin/python tools/train_demo/sweep_report.py build/rank-sweep
+"""
+
+import json
+import os
+import re
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train import cache_bytes_per_token  # noqa: E402
+
+
+def load_models(root):
+    models = []
+    for name in sorted(os.listdir(root), key=sort_key):
+        d = os.path.join(root, name)
+        if not os.path.isfile(os.path.join(d, "eval.json")):
+            continue
+        with open(os.path.join(d, "model", "config.json")) as f:
+            cfg = json.load(f)
+        with open(os.path.join(d, "eval.json")) as f:
+            ev = json.load(f)
+        log = open(os.path.join(d, "train.log")).read() if os.path.exists(
+            os.path.join(d, "train.log")) else ""
+        params = re.search(r"params ([0-9,]+)", log)
+        done = re.search(r"done: (\d+) steps, ([0-9.]+) min", log)
+        models.append({"name": name, "cfg": cfg, "eval": ev,
+                       "params": params.group(1) if params else "?",
+                       "steps": done.group(1) if done else "?",
+                       "minutes": done.group(2) if done else "?"})
+    return models
+
+
+def sort_key(name):
+    m = re.search(r"r(\d+)$", name)
+    return (0, int(m.group(1))) if m else (1, 0)
+
+
+def cells(model, **where):
+    return [c for c in model["eval"]["cells"] if all(c[k] == v for k, v in where.items())]
+
+
+def main(argv):
+    root = argv[0]
+    models = load_models(root)
+    if not models:
+        sys.exit(f"error: no evaluated model under {root}")
+    lengths = sorted({c["length"] for m in models for c in m["eval"]["cells"]})
+    kinds = list(dict.fromkeys(c["kind"] for c in models[0]["eval"]["cells"]))
+    depths = models[0]["eval"]["settings"]["depths"]
+    per_cell = models[0]["eval"]["settings"]["per_cell"]
+    print(f"Exact-match rate, mean over {len(depths)} depths x {len(kinds)} kinds "
+          f"({', '.join(kinds)}) x {per_cell} prompt(s) = {len(depths) * len(kinds) * per_cell} "
+          f"prompts per length:\n")
+    print("| model | cache B/token | params | steps (min) | " +
+          " | ".join(str(n) for n in lengths) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(lengths))
+    for m in models:
+        rates = [statistics.mean(c["exact"] for c in cells(m, length=n)) for n in lengths]
+        print(f"| {m['name']} | {cache_bytes_per_token(m['cfg'])} | {m['params']} | "
+              f"{m['steps']} ({m['minutes']}) | " + " | ".join(f"{r:.2f}" for r in rates) + " |")
+    print("\nBy kind (passkey / kv / multi):\n")
+    print("| model | " + " | ".join(str(n) for n in lengths) + " |")
+    print("|---|" + "---|" * len(lengths))
+    for m in models:
+        row = []
+        for n in lengths:
+            row.append(" / ".join(
+                f"{statistics.mean(c['exact'] for c in cells(m, length=n, kind=k)):.2f}"
+                for k in kinds))
+        print(f"| {m['name']} | " + " | ".join(row) + " |")
+    print("\nAnswer log-probability (mean) and margin (median of the correct logit minus the "
+          "best other, smallest over the answer tokens; > 0 = retrieved):\n")
+    print("| model | " + " | ".join(str(n) for n in lengths) + " |")
+    print("|---|" + "---|" * len(lengths))
+    for m in models:
+        row = []
+        for n in lengths:
+            cs = cells(m, length=n)
+            row.append(f"{statistics.mean(c['logprob'] for c in cs):.2f} / "
+                       f"{statistics.median(c['margin'] for c in cs):+.2f}")
+        print(f"| {m['name']} | " + " | ".join(row) + " |")
+    print("\nAttention sharpness of the last prompt position (the query that must find the "
+          "needle), per layer: entropy in nats / largest weight, mean over heads and "
+          "prompts:\n")
+    print("| model | layer | " + " | ".join(str(n) for n in lengths) + " |")
+    print("|---|---|" + "---|" * len(lengths))
+    for m in models:
+        sharp = m["eval"]["sharpness"]
+        for layer in range(len(sharp[str(lengths[0])])):
+            row = [f"{sharp[str(n)][layer]['entropy']:.2f} / "
+                   f"{sharp[str(n)][layer]['max_weight']:.2f}" for n in lengths]
+            print(f"| {m['name']} | {layer} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
