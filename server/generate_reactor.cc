@@ -96,6 +96,9 @@ std::string GenerateReactor::ApplyText(GenerationOutput& output) {
 void GenerateReactor::Enqueue(GenerationOutput output) {
   absl::MutexLock lock(&mu_);
   if (done_) return;
+  // The engine may emit before Submit has returned its id to the constructor; an abort
+  // issued in that window with an empty id would leave the request running.
+  if (request_id_.empty()) request_id_ = output.request_id;
   std::string text;
   if (text_stream_ != nullptr) text = ApplyText(output);
   if (output.finished) {
