@@ -1,6 +1,10 @@
 // GEMV (n = 1, decode) and GEMM (n = 16, 128, 512, prefill) over DeepSeek projection
 // shapes with bf16 weights, against the roofline measured in the same run.
 // Usage: gemm_bench [--threads=N] [--dtype=bf16|f32] [--isas=avx2,avx512_bf16] [--onednn]
+//                   [--ns=1,16,128,512] [--shapes=q_proj,kv_b_proj,mlp_up,mlp_down,lm_head]
+//
+// --ns: the token counts to time (decode batches live at 2-64); --shapes: which shapes,
+// by the name before the space (default all but lm_head, whose 419 MB take long at n = 512).
 //
 // --isas times every listed kernel variant (cpu_features.h) on each shape, one after the
 // other in this process, and gives each row's speed as a ratio to the first variant's:
@@ -15,6 +19,7 @@
 // Successive calls rotate over copies of the weight totalling >= 256 MiB, so the weights
 // come from DRAM (as they do for a model's many layers), not from L3.
 // n > 1 is reported as GFLOP/s (2·n·rows·cols per call) against the FMA peak.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -43,13 +48,32 @@ struct Shape {
 };
 
 // V2-Lite: q_proj 2048 -> 16·192, kv_b_proj 512 -> 16·256, expert/dense MLP up 2048 ->
-// 10944 and down 10944 -> 2048.
+// 10944 and down 10944 -> 2048, lm_head 2048 -> 102400 (56% of a decode step's bytes).
 constexpr Shape kShapes[] = {
-    {"q_proj 2048->3072", 2048, 3072},
-    {"kv_b_proj 512->4096", 512, 4096},
-    {"mlp_up 2048->10944", 2048, 10944},
-    {"mlp_down 10944->2048", 10944, 2048},
+    {"q_proj 2048->3072", 2048, 3072},      {"kv_b_proj 512->4096", 512, 4096},
+    {"mlp_up 2048->10944", 2048, 10944},    {"mlp_down 10944->2048", 10944, 2048},
+    {"lm_head 2048->102400", 2048, 102400},
 };
+constexpr const char* kDefaultShapes = "q_proj,kv_b_proj,mlp_up,mlp_down";
+
+// "a,b,c" -> {"a", "b", "c"}.
+std::vector<std::string> SplitList(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    if (comma > start) out.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Whether `shape`'s name (up to its first space) is in `wanted`.
+bool Wanted(const Shape& shape, const std::vector<std::string>& wanted) {
+  const std::string name(shape.name);
+  const std::string key = name.substr(0, name.find(' '));
+  return std::find(wanted.begin(), wanted.end(), key) != wanted.end();
+}
 constexpr size_t kRotationBytes = size_t{256} << 20;
 
 std::vector<Matrix> MakeCopies(const Shape& shape, DType dtype) {
@@ -121,7 +145,8 @@ bool OneDnnAgrees(OneDnnGemm& gemm, const Shape& shape, int64_t n, const Matrix&
 }
 #endif
 
-int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas, bool onednn) {
+int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas, bool onednn,
+        const std::vector<int64_t>& ns, const std::vector<std::string>& shapes) {
   cpu::ThreadPool pool(threads);
   RooflineProbe probe(pool);
   PrintMachine(probe.Measure(), pool.num_threads());
@@ -130,8 +155,9 @@ int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas, bool one
               "ms/call", "GFLOP/s", "GB/s", "ratio", "BW", "peak", "of bound", "busy", "GF/cpu-s",
               "of core");
   for (const Shape& shape : kShapes) {
+    if (!Wanted(shape, shapes)) continue;
     const std::vector<Matrix> weights = MakeCopies(shape, dtype);
-    for (int64_t n : {1, 16, 128, 512}) {
+    for (int64_t n : ns) {
       const Roofline roofline = probe.Measure();  // next to the results it bounds
       std::vector<float> x(n * shape.in, 0.01f), y(n * shape.out);
       double first_s = 0;
@@ -198,6 +224,8 @@ int main(int argc, char** argv) {
   mla::DType dtype = mla::DType::kBF16;
   std::vector<mla::cpu::CpuIsa> isas;
   bool onednn = false;
+  std::vector<int64_t> ns = {1, 16, 128, 512};
+  std::vector<std::string> shapes = mla::bench::SplitList(mla::bench::kDefaultShapes);
   for (int i = 1; i < argc; ++i) {
     bool ok = true;
     if (std::strncmp(argv[i], "--threads=", 10) == 0) {
@@ -211,6 +239,16 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "--onednn: this build did not find oneDNN (Debian: libdnnl-dev)\n");
       return 2;
 #endif
+    } else if (std::strncmp(argv[i], "--ns=", 5) == 0) {
+      ns.clear();
+      for (const std::string& v : mla::bench::SplitList(argv[i] + 5)) {
+        ns.push_back(std::atoll(v.c_str()));
+        ok = ok && ns.back() > 0;
+      }
+      ok = ok && !ns.empty();
+    } else if (std::strncmp(argv[i], "--shapes=", 9) == 0) {
+      shapes = mla::bench::SplitList(argv[i] + 9);
+      ok = !shapes.empty();
     } else if (std::strncmp(argv[i], "--isas=", 7) == 0) {
       ok = mla::bench::ParseIsas(argv[i] + 7, &isas);
     } else {
@@ -219,7 +257,8 @@ int main(int argc, char** argv) {
     if (!ok) {
       std::fprintf(stderr,
                    "usage: %s [--threads=N] [--dtype=bf16|f32] [--isas=avx2,avx512_bf16] "
-                   "[--onednn]\n",
+                   "[--onednn] [--ns=1,16,128,512] "
+                   "[--shapes=q_proj,kv_b_proj,mlp_up,mlp_down,lm_head]\n",
                    argv[0]);
       return 2;
     }
@@ -227,5 +266,5 @@ int main(int argc, char** argv) {
   if (isas.empty()) isas.push_back(mla::cpu::ActiveIsa());
   // oneDNN runs on OpenMP; give it the pool's thread count unless the caller chose.
   if (threads > 0) setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), /*overwrite=*/0);
-  return mla::bench::Run(threads, dtype, isas, onednn);
+  return mla::bench::Run(threads, dtype, isas, onednn, ns, shapes);
 }

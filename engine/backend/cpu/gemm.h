@@ -15,10 +15,12 @@ namespace mla::cpu {
 //   x: [n, w.cols] fp32, rows x_stride floats apart (x_stride >= w.cols)
 //   y: [n, w.rows] fp32, rows y_stride floats apart (y_stride >= w.rows); overwritten
 //   w: dtype kBF16 or kF32; must not alias y.
-// n == 1 (decode) streams each weight row once, rows split over the pool's threads: it is
-// bound by memory bandwidth. Larger n packs 16-row weight panels (converted to fp32 once)
-// and reuses them from L1 across all tokens: bound by the FMA units. `pool` may be null
-// (single-threaded). Preconditions are the caller's: see CheckGemmArgs.
+// Rows are split over the pool's threads. n == 1 (decode) streams each weight row once:
+// bound by memory bandwidth. Up to 32 tokens (decode batches, the experts' few tokens)
+// take dot products straight from the bf16 weight rows, row blocks kept in L2 while the
+// next block is prefetched; more tokens pack 16-row weight panels and reuse them from L1
+// across all tokens: bound by the FMA units. `pool` may be null (single-threaded).
+// Preconditions are the caller's: see CheckGemmArgs.
 void Gemm(const float* x, int64_t x_stride, int64_t n, const MatrixView& w, float* y,
           int64_t y_stride, ThreadPool* pool);
 

@@ -1,17 +1,26 @@
-// AVX2 + FMA GEMM. Two shapes of work:
-//  - n <= 3 (decode): dot products. Each weight row is loaded (and converted from bf16)
-//    once and multiplied with every token's vector; 8 rows × 1 token or 4 rows × 2-3
-//    tokens keep 8-12 independent FMA chains in flight. Bound by memory bandwidth.
-//  - n > 3: a 16-row weight panel of kKc columns is converted to fp32 and transposed
+// AVX2 + FMA GEMM. Three shapes of work:
+//  - bf16 weights, n <= kDotMaxTokens (decode, decode batches, small experts): dot
+//    products straight from the weight rows, no packing. A 256-bit load holds 16 bf16
+//    weights; shifting each dword left by 16 gives the 8 even ones as floats and masking
+//    its low half gives the 8 odd ones, 3 instructions for 16 weights where widening 8 at a
+//    time takes 6. The activations are split to match once per call (per 16 columns: the
+//    8 even, then the 8 odd ones). n = 1 keeps 8 rows in flight (bound by memory
+//    bandwidth); larger n runs 3 rows × 4 tokens tiles over row blocks whose weights stay
+//    in L2 while every group of 4 tokens passes over them.
+//  - n <= 3 with f32 weights: plain dot products, 8 rows × 1 token or 4 rows × 2-3 tokens.
+//  - otherwise: a 16-row weight panel of kKc columns is converted to fp32 and transposed
 //    into L1 ([k][16]), then a 6-token × 16-row register tile accumulates over it
 //    (12 accumulators, 2 panel loads + 6 broadcasts per 12 FMAs), for every group of 6
-//    tokens. Bound by the FMA units once n is in the tens.
+//    tokens. Bound by the FMA units once n is in the tens; packing costs about a third
+//    of the work at n = 16, which the dot tiles avoid.
+#include "engine/backend/cpu/gemm_dot_loop.h"
 #include "engine/backend/cpu/gemm_kernels.h"
 #include "engine/backend/cpu/simd_avx2.h"
 
 #ifdef MLA_HAVE_AVX2_KERNELS
 
 #include <algorithm>
+#include <vector>
 
 namespace mla::cpu::internal {
 namespace {
@@ -74,6 +83,128 @@ MLA_TARGET_AVX2 void DotRows(const float* x, int64_t x_stride, const MatrixView&
   }
   for (; r < r_end; ++r) {
     DotTile<1, kTok>(x, x_stride, base + r * w.row_stride, w.row_stride, w.cols, y + r, y_stride);
+  }
+}
+
+// ---- bf16 dot tiles on even/odd-split activations ----
+
+constexpr int64_t kDotMaxTokens = 32;  // Larger n packs panels (measured: gemm_bench --ns).
+constexpr int kEoRows = 4;             // Tile: 4 rows × 2 tokens = 8 accumulators, the
+constexpr int kEoTokens = 2;           // tokens' x in 4 registers: 8 loads per 16 FMAs.
+constexpr int64_t kEoRowBlock = 32;    // 32 rows × kEoKc × 2 B = 256 KiB: stays in L2.
+constexpr int64_t kEoKc = 4096;        // Long row streams for the prefetchers.
+
+// out[t * cols16 ...] = x rows [0, n) over the first cols16 columns (a multiple of 16),
+// each 16 columns as their 8 even values followed by their 8 odd ones.
+MLA_TARGET_AVX2 void SplitEvenOdd(const float* x, int64_t x_stride, int64_t n, int64_t cols16,
+                                  float* out) {
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x + t * x_stride;
+    float* ot = out + t * cols16;
+    for (int64_t c = 0; c < cols16; c += 16) {
+      const __m256 a = _mm256_loadu_ps(xt + c);
+      const __m256 b = _mm256_loadu_ps(xt + c + 8);
+      // Per 128-bit lane: (a0 a2 b0 b2 | a4 a6 b4 b6); swapping the middle 64-bit pairs
+      // puts them in column order.
+      const __m256 e = _mm256_shuffle_ps(a, b, 0x88);
+      const __m256 o = _mm256_shuffle_ps(a, b, 0xdd);
+      _mm256_storeu_ps(ot + c, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
+      _mm256_storeu_ps(ot + c + 8,
+                       _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xd8)));
+    }
+  }
+}
+
+// y[t, r] (+)= Σ_{c in [c0, c1)} x[t, c] · w[r, c] for kRows rows × kTok tokens; c0 and c1
+// are multiples of 16, xeo is SplitEvenOdd's layout with rows xeo_stride floats apart.
+template <int kRows, int kTok>
+MLA_TARGET_AVX2 void EoTile(const float* xeo, int64_t xeo_stride, const bf16_t* w, int64_t w_stride,
+                            int64_t c0, int64_t c1, float* y, int64_t y_stride, bool accumulate,
+                            const bf16_t* prefetch) {
+  __m256 acc[kRows][kTok];
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
+  const __m256i odd_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t c = c0; c < c1; c += 16) {
+    __m256 xe[kTok];
+    __m256 xo[kTok];
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) {
+      xe[t] = _mm256_loadu_ps(xeo + t * xeo_stride + c);
+      xo[t] = _mm256_loadu_ps(xeo + t * xeo_stride + c + 8);
+    }
+    // Every other step: one 64-byte line per row covers 32 columns.
+    if (prefetch != nullptr && (c & 16) == 0) {
+#pragma GCC unroll 16
+      for (int r = 0; r < kRows; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(prefetch + r * w_stride + c), _MM_HINT_T1);
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < kRows; ++r) {
+      const __m256i raw =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * w_stride + c));
+      const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
+      const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(raw, odd_mask));
+#pragma GCC unroll 16
+      for (int t = 0; t < kTok; ++t) {
+        acc[r][t] = _mm256_fmadd_ps(even, xe[t], acc[r][t]);
+        acc[r][t] = _mm256_fmadd_ps(odd, xo[t], acc[r][t]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) {
+      const float s = HorizontalSum(acc[r][t]);
+      float& out = y[t * y_stride + r];
+      out = accumulate ? out + s : s;
+    }
+  }
+}
+
+using EoFn = void (*)(const float*, int64_t, const bf16_t*, int64_t, int64_t, int64_t, float*,
+                      int64_t, bool, const bf16_t*);
+// Indexed by tokens - 1: tiles of kEoRows rows, and of one row for the rest.
+constexpr EoFn kEoFull[kEoTokens] = {EoTile<kEoRows, 1>, EoTile<kEoRows, 2>};
+constexpr EoFn kEoOne[kEoTokens] = {EoTile<1, 1>, EoTile<1, 2>};
+
+// Rows [r_begin, r_end) of y for n <= kDotMaxTokens tokens and bf16 weights.
+MLA_TARGET_AVX2 void EoRows(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
+                            int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
+  const int64_t cols16 = w.cols / 16 * 16;
+  thread_local std::vector<float> scratch;  // grows once to the largest call
+  if (scratch.size() < static_cast<size_t>(n * cols16)) scratch.resize(n * cols16);
+  float* xeo = scratch.data();
+  SplitEvenOdd(x, x_stride, n, cols16, xeo);
+  const bf16_t* base = static_cast<const bf16_t*>(w.data);
+  // n = 1: 8 rows in flight, the next 8 prefetched. Otherwise 4 × 2 tiles.
+  const DotBlocking blocking =
+      n == 1 ? DotBlocking{8, 1, 8, cols16} : DotBlocking{kEoRows, kEoTokens, kEoRowBlock, kEoKc};
+  ForEachDotTile(
+      blocking, n, r_begin, r_end, cols16,
+      [&](int64_t r, int rows, int64_t t0, int64_t nt, int64_t c0, int64_t c1, int64_t next) {
+        const bf16_t* row = base + r * w.row_stride;
+        const EoFn fn = rows == 1 ? kEoOne[nt - 1] : n == 1 ? EoTile<8, 1> : kEoFull[nt - 1];
+        fn(xeo + t0 * cols16, cols16, row, w.row_stride, c0, c1, y + t0 * y_stride + r, y_stride,
+           c0 > 0, next > 0 ? row + next * w.row_stride : nullptr);
+      });
+  // The last cols % 16 columns (and every column when there are fewer than 16; zero
+  // columns write zeros).
+  if (cols16 == w.cols && cols16 > 0) return;
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    const bf16_t* wr = base + r * w.row_stride;
+    for (int64_t t = 0; t < n; ++t) {
+      const float* xt = x + t * x_stride;
+      float s = 0.0f;
+      for (int64_t c = cols16; c < w.cols; ++c) s += xt[c] * Bf16ToFloat(wr[c]);
+      float& out = y[t * y_stride + r];
+      out = cols16 > 0 ? out + s : s;
+    }
   }
 }
 
@@ -183,7 +314,9 @@ MLA_TARGET_AVX2 void GemmRowsTyped(const float* x, int64_t x_stride, int64_t n, 
 
 MLA_TARGET_AVX2 void GemmRowsAvx2(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
                                   int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
-  if (w.dtype == DType::kBF16) {
+  if (w.dtype == DType::kBF16 && n <= kDotMaxTokens) {
+    EoRows(x, x_stride, n, w, r_begin, r_end, y, y_stride);
+  } else if (w.dtype == DType::kBF16) {
     GemmRowsTyped<bf16_t>(x, x_stride, n, w, r_begin, r_end, y, y_stride);
   } else {
     GemmRowsTyped<float>(x, x_stride, n, w, r_begin, r_end, y, y_stride);

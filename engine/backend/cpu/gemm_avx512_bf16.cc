@@ -8,10 +8,11 @@
 //
 // The activations of a block of tokens are converted into a per-thread scratch row
 // (zero-padded to a multiple of 32 values, so no load of x needs a mask), then:
-//  - n <= 3 (decode): dot products over 32 columns per instruction, straight from the
-//    weight rows (masked loads at the row end); 8 rows × 1 token or 4 rows × 2-3 tokens
-//    of accumulators. Bound by memory bandwidth.
-//  - n > 3: two 16-row weight panels of kKc columns are transposed into pairs
+//  - n <= kDotMaxTokens (decode, decode batches, small experts): dot products over 32
+//    columns per instruction, straight from the weight rows (masked loads at the row
+//    end); 8 rows × 1 token (bound by memory bandwidth) or 4 rows × 4 tokens over row
+//    blocks kept in L2.
+//  - larger n: two 16-row weight panels of kKc columns are transposed into pairs
 //    ([kKc/2][32] dwords, two vectors per pair of columns, 16 KiB), then a
 //    12-token × 32-row tile accumulates over them: per pair two panel loads, 12
 //    broadcasts of the tokens' pairs and 24 vdpbf16ps. 24 independent chains cover
@@ -20,6 +21,7 @@
 // The kernels carry function target attributes rather than per-file -mavx512* flags: a
 // file compiled with those flags may emit AVX-512 code into inline functions from shared
 // headers, which the linker can then pick for callers on AVX2-only machines.
+#include "engine/backend/cpu/gemm_dot_loop.h"
 #include "engine/backend/cpu/gemm_kernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -94,21 +96,30 @@ MLA_TARGET_AVX512BF16 const bf16_t* ConvertBlock(const float* x, int64_t x_strid
   return scratch.data();
 }
 
-// y[t, r] for kRows weight rows × kTok tokens by dot products over all columns.
+// y[t, r] (+)= Σ_{c in [c0, c1)} x[t, c] · w[r, c] for kRows weight rows × kTok tokens by
+// dot products; c0 is a multiple of 32 and xb is zero-padded past the row end, so only the
+// weight loads need a mask (at c1 = cols).
 template <int kRows, int kTok>
 MLA_TARGET_AVX512BF16 void DotTile(const bf16_t* xb, int64_t xb_stride, const bf16_t* w,
-                                   int64_t w_stride, int64_t cols, float* y, int64_t y_stride) {
+                                   int64_t w_stride, int64_t c0, int64_t c1, float* y,
+                                   int64_t y_stride, bool accumulate, const bf16_t* prefetch) {
   __m512 acc[kRows][kTok];
 #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) acc[r][t] = _mm512_setzero_ps();
   }
-  for (int64_t c = 0; c < cols; c += 32) {
-    const __mmask32 mask = Mask32(cols - c);  // all ones but at the row end
+  for (int64_t c = c0; c < c1; c += 32) {
+    const __mmask32 mask = Mask32(c1 - c);  // all ones but at the row end
     __m512i xv[kTok];
 #pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) xv[t] = _mm512_loadu_si512(xb + t * xb_stride + c);
+    if (prefetch != nullptr) {
+#pragma GCC unroll 16
+      for (int r = 0; r < kRows; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(prefetch + r * w_stride + c), _MM_HINT_T1);
+      }
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       const __m512i wv = _mm512_maskz_loadu_epi16(mask, w + r * w_stride + c);
@@ -119,23 +130,53 @@ MLA_TARGET_AVX512BF16 void DotTile(const bf16_t* xb, int64_t xb_stride, const bf
 #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 16
-    for (int t = 0; t < kTok; ++t) y[t * y_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < kTok; ++t) {
+      const float s = _mm512_reduce_add_ps(acc[r][t]);
+      float& out = y[t * y_stride + r];
+      out = accumulate ? out + s : s;
+    }
   }
 }
 
-template <int kTok>
-MLA_TARGET_AVX512BF16 void DotRows(const bf16_t* xb, int64_t xb_stride, const MatrixView& w,
-                                   int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
-  constexpr int kRows = kTok == 1 ? 8 : 4;
+constexpr int64_t kDotMaxTokens = 32;  // Larger n packs panels (measured: gemm_bench --ns).
+constexpr int kDotRows = 4;            // Tile: 4 rows × 4 tokens = 16 accumulators, the
+constexpr int kDotTokens = 4;          // tokens' x in 4 registers: 8 loads per 16 vdpbf16ps.
+constexpr int64_t kDotRowBlock = 32;   // 32 rows × kDotKc × 2 B = 256 KiB: stays in L2.
+constexpr int64_t kDotKc = 4096;       // Long row streams for the prefetchers.
+
+using DotFn = void (*)(const bf16_t*, int64_t, const bf16_t*, int64_t, int64_t, int64_t, float*,
+                       int64_t, bool, const bf16_t*);
+// Indexed by tokens - 1: tiles of kDotRows rows, and of one row for the rest.
+constexpr DotFn kDotFull[kDotTokens] = {DotTile<kDotRows, 1>, DotTile<kDotRows, 2>,
+                                        DotTile<kDotRows, 3>, DotTile<kDotRows, 4>};
+constexpr DotFn kDotOne[kDotTokens] = {DotTile<1, 1>, DotTile<1, 2>, DotTile<1, 3>, DotTile<1, 4>};
+
+// Rows [r_begin, r_end) for n <= kDotMaxTokens tokens. n = 1 streams 8 rows at a time
+// (bound by memory bandwidth); larger n runs 4 × 4 tiles over row blocks whose weights stay
+// in L2 while each group of 4 tokens passes over them: no packing, which at these n would
+// cost as much as the products.
+MLA_TARGET_AVX512BF16 void DotRows(const bf16_t* xb, int64_t xb_stride, int64_t n,
+                                   const MatrixView& w, int64_t r_begin, int64_t r_end, float* y,
+                                   int64_t y_stride) {
   const bf16_t* base = static_cast<const bf16_t*>(w.data);
-  int64_t r = r_begin;
-  for (; r + kRows <= r_end; r += kRows) {
-    DotTile<kRows, kTok>(xb, xb_stride, base + r * w.row_stride, w.row_stride, w.cols, y + r,
-                         y_stride);
+  const int64_t cols = w.cols;
+  if (cols == 0) {
+    for (int64_t t = 0; t < n; ++t) {
+      std::fill(y + t * y_stride + r_begin, y + t * y_stride + r_end, 0.0f);
+    }
+    return;
   }
-  for (; r < r_end; ++r) {
-    DotTile<1, kTok>(xb, xb_stride, base + r * w.row_stride, w.row_stride, w.cols, y + r, y_stride);
-  }
+  // n = 1: 8 rows in flight, the next 8 prefetched. Otherwise 4 × 4 tiles.
+  const DotBlocking blocking =
+      n == 1 ? DotBlocking{8, 1, 8, cols} : DotBlocking{kDotRows, kDotTokens, kDotRowBlock, kDotKc};
+  ForEachDotTile(
+      blocking, n, r_begin, r_end, cols,
+      [&](int64_t r, int rows, int64_t t0, int64_t nt, int64_t c0, int64_t c1, int64_t next) {
+        const bf16_t* row = base + r * w.row_stride;
+        const DotFn fn = rows == 1 ? kDotOne[nt - 1] : n == 1 ? DotTile<8, 1> : kDotFull[nt - 1];
+        fn(xb + t0 * xb_stride, xb_stride, row, w.row_stride, c0, c1, y + t0 * y_stride + r,
+           y_stride, c0 > 0, next > 0 ? row + next * w.row_stride : nullptr);
+      });
 }
 
 // In-place transpose of a 16 × 16 block of dwords held in sixteen registers.
@@ -279,18 +320,10 @@ MLA_TARGET_AVX512BF16 void GemmRowsAvx512Bf16(const float* x, int64_t x_stride, 
     int64_t xb_stride = 0;
     const bf16_t* xb = ConvertBlock(x, x_stride, b0, b1, w.cols, &xb_stride);
     float* yb = y + b0 * y_stride;
-    switch (b1 - b0) {
-      case 1:
-        DotRows<1>(xb, xb_stride, w, r_begin, r_end, yb, y_stride);
-        break;
-      case 2:
-        DotRows<2>(xb, xb_stride, w, r_begin, r_end, yb, y_stride);
-        break;
-      case 3:
-        DotRows<3>(xb, xb_stride, w, r_begin, r_end, yb, y_stride);
-        break;
-      default:
-        PackedRows(xb, xb_stride, b1 - b0, w, r_begin, r_end, yb, y_stride);
+    if (b1 - b0 <= kDotMaxTokens) {
+      DotRows(xb, xb_stride, b1 - b0, w, r_begin, r_end, yb, y_stride);
+    } else {
+      PackedRows(xb, xb_stride, b1 - b0, w, r_begin, r_end, yb, y_stride);
     }
   }
 }

@@ -91,10 +91,12 @@ TEST_P(GemmIsaTest, MatchesReferenceOnOddShapes) {
   std::mt19937 rng(42);
   const int64_t sizes[] = {1, 3, 17, 63, 65, 513};
   for (DType dtype : {DType::kBF16, DType::kF32}) {
-    for (int64_t n : {1, 2, 5, 13, 64}) {
+    // n up to 32 takes the dot-product tiles (4 × 4 or 4 × 2 with token tails), above it the
+    // packed panels.
+    for (int64_t n : {1, 2, 4, 5, 13, 32, 33, 64}) {
       for (int64_t rows : sizes) {
         for (int64_t cols : sizes) {
-          if (n == 64 && rows * cols > 65 * 513) continue;  // Keep the runtime small.
+          if (n >= 32 && rows * cols > 65 * 513) continue;  // Keep the runtime small.
           CheckGemm(n, rows, cols, dtype, nullptr, rng);
         }
       }
@@ -110,6 +112,7 @@ TEST_P(GemmIsaTest, ParallelSplitsMatchReference) {
     for (DType dtype : {DType::kBF16, DType::kF32}) {
       CheckGemm(1, 513, 300, dtype, &pool, rng);  // GEMV split over row tiles
       CheckGemm(3, 200, 129, dtype, &pool, rng);
+      CheckGemm(16, 200, 129, dtype, &pool, rng);  // dot tiles on each thread's rows
       CheckGemm(70, 130, 257, dtype, &pool, rng);  // packed, K split across 2 panels
       CheckGemm(200, 17, 65, dtype, &pool, rng);   // few rows: also split over tokens
     }
@@ -125,6 +128,10 @@ TEST_P(GemmIsaTest, EdgeSizesMatchReference) {
     CheckGemm(193, 33, 31, dtype, nullptr, rng);  // a full token block and a 1-token rest
     CheckGemm(12, 16, 600, dtype, nullptr, rng);  // a whole register tile, K past 2 panels
     CheckGemm(3, 9, 1, dtype, nullptr, rng);
+    // Dot tiles: two 32-row blocks plus a rest (the next block is prefetched), columns past
+    // one 4096-column pass with a tail that is not a multiple of 16 or 32.
+    CheckGemm(7, 67, 4096 + 16 + 5, dtype, nullptr, rng);
+    CheckGemm(1, 27, 4096 + 40, dtype, nullptr, rng);  // 8-row GEMV tiles, the next prefetched
   }
 }
 
