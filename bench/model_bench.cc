@@ -22,6 +22,10 @@
 // decompressed: engine/model/attention_path.h), crossed with --isas. --rounds repeats the
 // whole interleaved sequence and keeps each variant's best prefill and best decode.
 //
+// Before timing, every variant runs one untimed prefill chunk and two decode steps
+// (--warmup, default on), so first-touch costs (activation buffers, kernels' scratch) are
+// not charged to the first context; llama.cpp's driver warms up the same way.
+//
 // --breakdown turns on the backend's timing by named operation (engine/backend/
 // op_profile.h) for the whole run and prints, per context, each operation's mean time per
 // prefill chunk and per decode step: the real forward pass, not a replay. The timers cost
@@ -66,6 +70,7 @@ ABSL_FLAG(std::vector<std::string>, isas, {},
           "Kernel variants to compare (e.g. avx2,avx512_bf16); empty: the library's choice");
 ABSL_FLAG(std::vector<std::string>, attention_paths, {},
           "Attention paths to compare (auto, absorbed, decompressed); empty: the model's default");
+ABSL_FLAG(bool, warmup, true, "Run one untimed chunk and two decode steps per variant first");
 ABSL_FLAG(int, rounds, 1, "Interleaved rounds; each variant keeps its best prefill and decode");
 ABSL_FLAG(std::string, kv_cache_dtype, "bf16", "Latent cache layout: bf16 or fp8");
 ABSL_FLAG(bool, roofline, true, "Measure read bandwidth and FMA peak first (a few seconds)");
@@ -495,6 +500,17 @@ int Main() {
   // results[i]: the contexts run with variants[i]; variants alternate per context (and
   // rounds repeat the whole sequence) so that a change in the machine's load touches all
   // of them alike.
+  if (absl::GetFlag(FLAGS_warmup)) {
+    for (const Variant& v : variants) {
+      cpu::ScopedIsaOverride force(v.isa);
+      (*model)->set_attention_path(v.path);
+      auto r = RunContext(backend, **model, std::min(chunk, contexts.front()), 2, chunk, false);
+      if (!r.ok()) {
+        std::fprintf(stderr, "warm-up: %s\n", r.status().ToString().c_str());
+        return 1;
+      }
+    }
+  }
   const int rounds = std::max(1, absl::GetFlag(FLAGS_rounds));
   std::vector<std::vector<ContextResult>> results(variants.size());
   for (int round = 0; round < rounds; ++round) {

@@ -29,8 +29,14 @@ CpuBackend::CpuBackend(int threads) : pool_(threads) {}
 CpuBackend::~CpuBackend() = default;
 
 std::string CpuBackend::Describe() const {
+  // The faster inexact level is opt-in (cpu_features.h); say so where the CPU has it.
+  const std::string detected(CpuIsaName(DetectedIsa()));
+  const std::string hint =
+      DetectedIsa() > ActiveIsa()
+          ? absl::StrCat("; ", detected, " available, opt in with MLA_CPU_ISA=", detected)
+          : "";
   return absl::StrCat("cpu (", pool_.num_threads(), " threads, ",
-                      std::string(CpuIsaName(ActiveIsa())), ")");
+                      std::string(CpuIsaName(ActiveIsa())), hint, ")");
 }
 
 void CpuBackend::Fail(absl::Status status) {

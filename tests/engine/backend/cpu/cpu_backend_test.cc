@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "engine/backend/cpu/cpu_features.h"
 #include "engine/backend/cpu/pointwise.h"
 #include "engine/sampling/logprobs.h"
 
@@ -58,6 +59,21 @@ TEST(TensorTest, RowsAndColsViewTheSameMemory) {
   EXPECT_EQ(cols.cols, 5);
   EXPECT_EQ(cols.stride, 10);
   EXPECT_EQ(cols.Rows(1, 1).data, v.data() + 14);
+}
+
+// The log line names the active instruction set and, where the CPU has a faster opt-in
+// level than the one running, how to turn it on.
+TEST(CpuBackendTest, DescribeNamesTheIsaAndTheOptInLevel) {
+  CpuBackend backend(2);
+  {
+    ScopedIsaOverride exact(CpuIsa::kScalar);
+    const std::string text = backend.Describe();
+    EXPECT_NE(text.find("2 threads, scalar"), std::string::npos) << text;
+    const bool faster = DetectedIsa() > CpuIsa::kScalar;
+    EXPECT_EQ(text.find("opt in with MLA_CPU_ISA=") != std::string::npos, faster) << text;
+  }
+  ScopedIsaOverride best(DetectedIsa());
+  EXPECT_EQ(backend.Describe().find("opt in"), std::string::npos) << backend.Describe();
 }
 
 TEST(CpuBackendTest, GemmOnStridedViewsMatchesNaive) {
@@ -238,7 +254,7 @@ TEST(CpuBackendTest, MoeExpertsMatchesNaiveRouting) {
 TEST(CpuBackendTest, SampleScoresAndSamplesRows) {
   CpuBackend be(1);
   std::vector<float> logits = {0.1f, 2.0f, -1.0f, 0.5f,   // row 0: argmax 1
-                               3.0f, 0.0f, 0.0f, 3.5f};   // row 1: argmax 3
+                               3.0f, 0.0f, 0.0f,  3.5f};  // row 1: argmax 3
   SamplingParams greedy;
   greedy.temperature = 0.0f;
   Rng rng(1);
