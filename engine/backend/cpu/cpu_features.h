@@ -4,7 +4,8 @@
 // reports.
 //
 // Levels are ordered: a kernel written for level L runs whenever the active level is >= L
-// (the AVX-512 level only has a GEMM of its own; attention keeps its AVX2 kernels there).
+// (the AVX-512 level only has a GEMM of its own, which the decompressed prefill attention
+// also uses for its bf16 products; the absorbed attention keeps its AVX2 kernels there).
 //
 // kAvx512Bf16 is not exact: its GEMM rounds the activations to bf16 so that vdpbf16ps
 // can multiply them with the bf16 weights (twice the multiply-adds per cycle of fp32

@@ -65,11 +65,16 @@ struct SequenceRun {
   std::vector<float>& mx;   // [heads, m] running max
   std::vector<float>& sum;  // [heads, m] running Σ exp(score - max)
   internal::SoftmaxRowFn softmax_row;
+  // The bf16 GEMM level is on (cpu_features.h): it rounds every GEMM's activations to bf16
+  // anyway, so the scores and the weighted sum also run on bf16 copies of this block's
+  // keys and values, with vdpbf16ps at twice the fp32 rate. Exact levels stay in fp32.
+  bool bf16_products;
 
   // Head h over the key block [kb, kb + nk) whose latents are c [nk, L] and k_pe
-  // kpe [nk, R]. scratch: kDecompressedKeyBlock · (qk + v) + m · (kDecompressedKeyBlock + v).
-  void Head(int64_t h, int64_t kb, int64_t nk, const float* c, const float* kpe,
-            float* scratch) const {
+  // kpe [nk, R]. scratch: kDecompressedKeyBlock · (qk + v) + m · (kDecompressedKeyBlock + v);
+  // kv16: kDecompressedKeyBlock · (qk + v) when bf16_products.
+  void Head(int64_t h, int64_t kb, int64_t nk, const float* c, const float* kpe, float* scratch,
+            bf16_t* kv16) const {
     // Rows before `first` end before key kb and see nothing of this block.
     const int64_t first = std::max<int64_t>(0, kb - pos0);
     if (first >= rows) return;
@@ -81,8 +86,18 @@ struct SequenceRun {
     Gemm(c, latent, nk, WeightRows(p.kv_b, h * (nope + vdim), nope), k, qk, nullptr);
     for (int64_t t = 0; t < nk; ++t) std::copy_n(kpe + t * rope, rope, k + t * qk + nope);
     Gemm(w_uv + h * w_uv_head, w_uv_stride, vdim, F32View(c, nk, latent), vt, nk, nullptr);
+    MatrixView k_view = F32View(k, nk, qk);
+    MatrixView vt_view = F32View(vt, vdim, nk);
+    if (bf16_products) {
+      bf16_t* k16 = kv16;
+      bf16_t* vt16 = kv16 + kDecompressedKeyBlock * qk;
+      for (int64_t i = 0; i < nk * qk; ++i) k16[i] = FloatToBf16(k[i]);
+      for (int64_t i = 0; i < vdim * nk; ++i) vt16[i] = FloatToBf16(vt[i]);
+      k_view = MatrixView{k16, DType::kBF16, nk, qk, qk};
+      vt_view = MatrixView{vt16, DType::kBF16, vdim, nk, nk};
+    }
     const int64_t q_stride = heads * qk;
-    Gemm(q + first * q_stride + h * qk, q_stride, m, F32View(k, nk, qk), s, nk, nullptr);
+    Gemm(q + first * q_stride + h * qk, q_stride, m, k_view, s, nk, nullptr);
     float* o_h = o.data() + h * rows * vdim;
     float* mx_h = mx.data() + h * rows;
     float* sum_h = sum.data() + h * rows;
@@ -94,7 +109,7 @@ struct SequenceRun {
       float* oi = o_h + i * vdim;
       for (int64_t d = 0; d < vdim; ++d) oi[d] *= alpha;
     }
-    Gemm(s, nk, m, F32View(vt, vdim, nk), pv, vdim, nullptr);
+    Gemm(s, nk, m, vt_view, pv, vdim, nullptr);
     for (int64_t i = 0; i < m * vdim; ++i) o_h[first * vdim + i] += pv[i];
   }
 };
@@ -153,6 +168,8 @@ absl::Status DecompressedAttention(const DecompressedAttentionParams& params, Th
   const int64_t nope = params.nope_dim, vdim = params.v_dim, qk = nope + rope;
   const int64_t row_bytes = CacheRowBytes(p.kv_dtype, latent, rope);
   std::vector<float> w_uv_storage, c, kpe, o, mx, sum, scratch;
+  std::vector<bf16_t> kv16;
+  const bool bf16_products = ActiveIsa() >= CpuIsa::kAvx512Bf16;
   int64_t w_uv_stride = 0, w_uv_head = 0;
   const float* w_uv = nullptr;
   const internal::SoftmaxRowFn softmax_row = SelectSoftmaxRow();
@@ -172,9 +189,12 @@ absl::Status DecompressedAttention(const DecompressedAttentionParams& params, Th
     const int64_t slot_floats =
         kDecompressedKeyBlock * (qk + vdim) + rows * (kDecompressedKeyBlock + vdim);
     scratch.resize(static_cast<size_t>(slots * slot_floats));
+    const int64_t slot_kv16 = bf16_products ? kDecompressedKeyBlock * (qk + vdim) : 0;
+    kv16.resize(static_cast<size_t>(slots * slot_kv16));
     const float* q = params.q + int64_t{p.cu_seqlens_q[j]} * heads * qk;
-    const SequenceRun run{params, heads, latent,      rope,      nope, vdim, qk,  rows,       pos0,
-                          q,      w_uv,  w_uv_stride, w_uv_head, o,    mx,   sum, softmax_row};
+    const SequenceRun run{params,    heads, latent, rope, nope,        vdim,
+                          qk,        rows,  pos0,   q,    w_uv,        w_uv_stride,
+                          w_uv_head, o,     mx,     sum,  softmax_row, bf16_products};
     for (int64_t kb = 0; kb < keys; kb += kDecompressedKeyBlock) {
       const int64_t nk = std::min(kDecompressedKeyBlock, keys - kb);
       for (int64_t t = 0; t < nk; ++t) {
@@ -185,7 +205,8 @@ absl::Status DecompressedAttention(const DecompressedAttentionParams& params, Th
       auto work = [&](int64_t slot_begin, int64_t slot_end) {
         for (int64_t slot = slot_begin; slot < slot_end; ++slot) {
           for (int64_t h = next.fetch_add(1); h < heads; h = next.fetch_add(1)) {
-            run.Head(h, kb, nk, c.data(), kpe.data(), scratch.data() + slot * slot_floats);
+            run.Head(h, kb, nk, c.data(), kpe.data(), scratch.data() + slot * slot_floats,
+                     kv16.data() + slot * slot_kv16);
           }
         }
       };

@@ -21,7 +21,8 @@
 // latents once, then per head (heads spread over the pool's threads) up-project them,
 // score every row of the chunk, update an online softmax and accumulate the values. All
 // four matrix products are the backend's Gemm (single-threaded inside a head), so they
-// use its instruction-set levels (cpu_features.h).
+// use its instruction-set levels (cpu_features.h); at the inexact bf16 level the scores
+// and the weighted sum run on bf16 copies of the block's keys and values as well.
 #ifndef MLA_ENGINE_BACKEND_CPU_DECOMPRESSED_ATTENTION_H_
 #define MLA_ENGINE_BACKEND_CPU_DECOMPRESSED_ATTENTION_H_
 
