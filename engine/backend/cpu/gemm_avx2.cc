@@ -5,8 +5,8 @@
 //    its low half gives the 8 odd ones, 3 instructions for 16 weights where widening 8 at a
 //    time takes 6. The activations are split to match once per call (per 16 columns: the
 //    8 even, then the 8 odd ones). n = 1 keeps 8 rows in flight (bound by memory
-//    bandwidth); larger n runs 3 rows × 4 tokens tiles over row blocks whose weights stay
-//    in L2 while every group of 4 tokens passes over them.
+//    bandwidth); larger n runs 4 rows × 2 tokens tiles over row blocks whose weights stay
+//    in L2 while every pair of tokens passes over them (gemm_dot_loop.h).
 //  - n <= 3 with f32 weights: plain dot products, 8 rows × 1 token or 4 rows × 2-3 tokens.
 //  - otherwise: a 16-row weight panel of kKc columns is converted to fp32 and transposed
 //    into L1 ([k][16]), then a 6-token × 16-row register tile accumulates over it
@@ -314,10 +314,12 @@ MLA_TARGET_AVX2 void GemmRowsTyped(const float* x, int64_t x_stride, int64_t n, 
 
 MLA_TARGET_AVX2 void GemmRowsAvx2(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
                                   int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
+  // bf16 weights never take GemmRowsTyped's small-n dot products: the even/odd tiles
+  // cover every n up to kDotMaxTokens.
   if (w.dtype == DType::kBF16 && n <= kDotMaxTokens) {
     EoRows(x, x_stride, n, w, r_begin, r_end, y, y_stride);
   } else if (w.dtype == DType::kBF16) {
-    GemmRowsTyped<bf16_t>(x, x_stride, n, w, r_begin, r_end, y, y_stride);
+    PackedRows<bf16_t>(x, x_stride, n, w, r_begin, r_end, y, y_stride);
   } else {
     GemmRowsTyped<float>(x, x_stride, n, w, r_begin, r_end, y, y_stride);
   }
