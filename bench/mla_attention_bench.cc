@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "bench/roofline.h"
+#include "engine/backend/cpu/cpu_features.h"
 #include "engine/backend/cpu/mla_attention.h"
 #include "engine/backend/cpu/mla_attention_reference.h"
 #include "engine/backend/cpu/thread_pool.h"
@@ -105,9 +106,13 @@ bool CheckAgainstReference(Bench& b) {
     worst = std::max(worst, std::fabs(double{lse[h]} - ref_lse[h]) /
                                 std::max(1.0, std::fabs(double{ref_lse[h]})));
   }
-  std::printf("check vs reference (16 heads, 4096 keys): worst relative error %.2e %s\n\n", worst,
-              worst < 1e-5 ? "ok" : "FAILED");
-  return worst < 1e-5;
+  // The opt-in bf16 level rounds queries and softmax weights to bf16 on a bf16 cache
+  // (mla_attention_kernels_avx512_bf16.cc); its kernel test bounds the error by 1e-2.
+  const bool bf16 = cpu::ActiveIsa() == cpu::CpuIsa::kAvx512Bf16 && b.dtype == CacheDType::kBF16;
+  const double tol = bf16 ? 1e-2 : 1e-5;
+  std::printf("check vs reference (16 heads, 4096 keys, %s level): worst relative error %.2e %s\n\n",
+              std::string(cpu::CpuIsaName(cpu::ActiveIsa())).c_str(), worst, worst < tol ? "ok" : "FAILED");
+  return worst < tol;
 }
 
 std::vector<int> ParseList(const char* text) {

@@ -358,7 +358,9 @@ void KeepBest(const ContextResult& r, ContextResult& best) {
 }
 
 // Every named operation's mean time per prefill chunk and per decode step (summed over
-// layers), in the order the forward pass first issued them.
+// layers), in the order the forward pass first issued them: the prefill's, then those
+// only decode issues (at long contexts prefill takes the decompressed attention path and
+// decode the absorbed one, whose operations would otherwise be missing from the table).
 void PrintBreakdown(const ContextResult& r) {
   double pre_sum = 0, dec_sum = 0;
   for (const OpTiming& op : r.prefill_ops) pre_sum += op.seconds;
@@ -367,7 +369,13 @@ void PrintBreakdown(const ContextResult& r) {
               static_cast<long long>(r.context));
   std::printf("  %-22s %14s %7s %14s %7s\n", "operation", "ms per chunk", "share", "ms per step",
               "share");
-  const std::vector<OpTiming>& names = r.prefill_ops.empty() ? r.decode_ops : r.prefill_ops;
+  std::vector<OpTiming> names = r.prefill_ops;
+  for (const OpTiming& d : r.decode_ops) {
+    if (std::none_of(names.begin(), names.end(),
+                     [&](const OpTiming& n) { return n.name == d.name; })) {
+      names.push_back(d);
+    }
+  }
   for (const OpTiming& op : names) {
     double pre = 0, dec = 0;
     for (const OpTiming& p : r.prefill_ops) pre += p.name == op.name ? p.seconds : 0;

@@ -1,5 +1,7 @@
 #include "bench/roofline.h"
 
+#include "engine/backend/cpu/simd_avx512.h"  // first of the <immintrin.h> includes
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -12,19 +14,7 @@
 #include "engine/common/tensor.h"
 
 #if defined(__x86_64__) || defined(__i386__)
-// GCC 12's AVX-512 intrinsics trip its own -Wmaybe-uninitialized once inlined.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
 #define MLA_BENCH_AVX2 __attribute__((target("avx2,fma")))
-#define MLA_BENCH_AVX512BF16 \
-  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16")))
 #endif
 
 namespace mla::bench {
@@ -98,7 +88,7 @@ MLA_BENCH_AVX2 float FmaAvx2(int64_t iters, float seed) {
 
 // The same for vdpbf16ps (64 FLOP per instruction): 12 chains cover its latency (6 cycles
 // on Zen 4 at one 512-bit instruction per cycle).
-MLA_BENCH_AVX512BF16 float DotBf16Avx512(int64_t iters, float seed) {
+MLA_TARGET_AVX512BF16 float DotBf16Avx512(int64_t iters, float seed) {
   __m512 a[12];
 #pragma GCC unroll 16
   for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(seed + i);
@@ -193,7 +183,7 @@ double FmaPeak(cpu::ThreadPool& pool, bool avx2) {
 }
 
 double Bf16DotPeak(cpu::ThreadPool& pool) {
-#ifdef MLA_BENCH_AVX512BF16
+#ifdef MLA_TARGET_AVX512BF16
   return cpu::IsaSupported(cpu::CpuIsa::kAvx512Bf16) ? PoolPeak(pool, DotBf16Avx512, 64.0 * 12) : 0;
 #else
   return 0;

@@ -18,34 +18,18 @@
 //    broadcasts of the tokens' pairs and 24 vdpbf16ps. 24 independent chains cover
 //    vdpbf16ps's latency; one broadcast per two vdpbf16ps keeps the load ports free.
 //
-// The kernels carry function target attributes rather than per-file -mavx512* flags: a
-// file compiled with those flags may emit AVX-512 code into inline functions from shared
-// headers, which the linker can then pick for callers on AVX2-only machines.
+#include "engine/backend/cpu/simd_avx512.h"  // first: see there
+
 #include "engine/backend/cpu/gemm_dot_loop.h"
 #include "engine/backend/cpu/gemm_kernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
-
-// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused merge source, which
-// its own -Wmaybe-uninitialized reports once they are inlined here.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <utility>
 #include <vector>
-
-#define MLA_TARGET_AVX512BF16 \
-  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16")))
 
 namespace mla::cpu::internal {
 namespace {
