@@ -194,13 +194,14 @@ def random_words(rng, n_bytes):
     return " ".join(words)
 
 
-def copy_example(sentences, length, rng):
+def copy_example(sentences, length, rng, random_only=False):
     """BOS + a segment + newline + the same segment again; the repeat is fully predictable by
     copying, which gives a dense signal for the look-back-and-copy circuit that needle
     retrieval needs. Returns (ids, start of the repeat). The segment is random letters and
-    digits, random words or haystack text, a third of the time each."""
+    digits, random words or haystack text, a third of the time each (always random letters
+    and digits with `random_only`)."""
     half = max(8, (length - 2) // 2)
-    u = rng.random()
+    u = 0.0 if random_only else rng.random()
     if u < 1 / 3:
         # Random letters and digits without spaces: the previous byte alone almost always
         # tells where to copy from, the plainest lesson for an induction head.

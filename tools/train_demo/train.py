@@ -94,12 +94,13 @@ def progress(a, step, elapsed):
     return min(1.0, max(step / a.steps, elapsed / (60 * a.max_minutes)))
 
 
-def length_range(a, p, grown):
+def length_range(a, p, grown, p0=0.0):
     """Curriculum: the longest training length is the larger of `grown` (raised by the
     training loop as the model succeeds, see --grow-acc) and a schedule that reaches
-    --max-len after the --ramp fraction of the run; rows are drawn between that maximum /
-    --len-span (at least --min-len) and the maximum, so training follows the frontier."""
-    frac = min(1.0, p / a.ramp)
+    --max-len after the --ramp fraction of the run after the opening phase (which ended at
+    progress p0); rows are drawn between that maximum / --len-span (at least --min-len) and
+    the maximum, so training follows the frontier."""
+    frac = min(1.0, max(0.0, p - p0) / (1.0 - p0) / a.ramp) if p0 < 1.0 else 1.0
     hi = max(grown, int(a.min_len * (a.max_len / a.min_len) ** frac))
     hi = min(a.max_len, hi)
     return max(a.min_len, hi // a.len_span), hi
@@ -108,12 +109,14 @@ def length_range(a, p, grown):
 COPY, DENSE, PROMPT = range(3)  # row kinds
 
 
-def make_batch(a, sentences, rng, p, grown):
+def make_batch(a, sentences, rng, p, grown, inducing=False):
     """A batch of rows of one length budget: with probability --copy-frac a copy row (a
     segment and its repeat, see data.copy_example), else with probability --multi-frac a
     dense row of several needles and questions (data.multi_question_example), else a prompt
     in the evaluation format and its answer."""
-    lo, hi = length_range(a, p, grown)
+    if inducing:
+        return induction_batch(a, rng)
+    lo, hi = length_range(a, p, grown, a.phase_end)
     # Log-uniform between lo and hi.
     length = int(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else lo
     n = max(1, a.batch_tokens // length)
@@ -140,6 +143,29 @@ def make_batch(a, sentences, rng, p, grown):
         lm_mask[r, :spans[0][0] - 1] = True
     is_prompt = torch.tensor([r[2] == PROMPT for r in rows])
     return ids, answer_mask, copy_mask, lm_mask, is_prompt, length
+
+
+def induction_batch(a, rng):
+    """A batch of the opening phase (--induction-loss): copy rows of random letters and
+    digits only, --min-len to 2 x --min-len tokens, --induction-batch-tokens per step. The
+    repeat of a random string can only be predicted by looking back for the current byte
+    and copying what followed it (an induction circuit), which needle retrieval builds on.
+    On the 2-core CPU the circuit did not form in 23 minutes of this phase either
+    (docs/LONG_CONTEXT.md), so the phase is off by default; it is there for runs with more
+    compute."""
+    length = rng.randint(a.min_len, 2 * a.min_len)
+    rows = [data.copy_example(None, length, rng, random_only=True)
+            for _ in range(max(1, a.induction_batch_tokens // length))]
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), data.PAD_ID, dtype=torch.long)
+    copy_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    lm_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for r, (s, start) in enumerate(rows):
+        ids[r, :len(s)] = torch.tensor(s)
+        copy_mask[r, start:len(s) - 1] = True  # the repeat's first byte is free
+        lm_mask[r, :start] = True
+    no_prompt = torch.zeros(len(rows), dtype=torch.bool)
+    return ids, torch.zeros_like(copy_mask), copy_mask, lm_mask, no_prompt, length
 
 
 def step_loss(model, batch, a):
@@ -224,6 +250,13 @@ def parse_args(argv):
     ap.add_argument("--copy-frac", type=float, default=0.2,
                     help="fraction of rows that are copy rows instead of needle prompts")
     ap.add_argument("--copy-weight", type=float, default=1.0)
+    ap.add_argument("--induction-loss", type=float, default=0.0,
+                    help="open on random copy rows only (induction_batch) until their logged "
+                         "loss falls below this, e.g. 1.0 (0, the default: no opening phase; "
+                         "see tools/train_demo/README.md)")
+    ap.add_argument("--induction-max", type=float, default=0.4,
+                    help="the opening phase ends at this fraction of the run in any case")
+    ap.add_argument("--induction-batch-tokens", type=int, default=2048)
     ap.add_argument("--multi-frac", type=float, default=0.5,
                     help="fraction of rows that are dense rows of several needles and questions")
     ap.add_argument("--seed", type=int, default=1)
@@ -251,6 +284,7 @@ def main(argv):
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
     rng, step, elapsed_before = random.Random(a.seed), 0, 0.0
     grown = a.min_len * 2  # the adaptive part of the length curriculum
+    inducing, a.phase_end = a.induction_loss > 0, 0.0  # the opening phase, and where it ended
     if os.path.exists(a.ckpt):
         st = torch.load(a.ckpt, weights_only=False, map_location=device)
         if st["config"] != cfg:
@@ -260,6 +294,7 @@ def main(argv):
         rng.setstate(st["rng"])
         step, elapsed_before = st["step"], st["elapsed"]
         grown = st.get("grown", grown)
+        inducing, a.phase_end = st.get("inducing", False), st.get("phase_end", 0.0)
         print(f"resumed from {a.ckpt} at step {step} ({elapsed_before / 60:.1f} min)")
     if a.export_only:
         save_final(model, cfg, a.out)
@@ -276,7 +311,7 @@ def main(argv):
     def checkpoint():
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.getstate(),
                     "step": step, "elapsed": elapsed_before + time.time() - t0, "config": cfg,
-                    "grown": grown},
+                    "grown": grown, "inducing": inducing, "phase_end": a.phase_end},
                    a.ckpt + ".tmp")
         os.replace(a.ckpt + ".tmp", a.ckpt)
 
@@ -285,7 +320,7 @@ def main(argv):
         if p >= 1.0:
             break
         batch = tuple(t.to(device) if torch.is_tensor(t) else t
-                      for t in make_batch(a, sentences, rng, p, grown))
+                      for t in make_batch(a, sentences, rng, p, grown, inducing))
         ids, length = batch[0], batch[-1]
         lr = lr_at(a, step, p)
         for g in opt.param_groups:
@@ -308,13 +343,21 @@ def main(argv):
         if step % a.log_every == 0:
             dt = time.time() - t0
             grew = total >= 8 and hits / total >= a.grow_acc and grown < a.max_len
-            hi = length_range(a, p, grown)[1]
+            hi = 2 * a.min_len if inducing else length_range(a, p, grown, a.phase_end)[1]
             print(f"step {step:5d} len {length:4d}/{hi:4d} ans_loss {sums[0] / sums[2]:.3f} "
                   f"copy_loss {sums[3] / sums[2]:.3f} lm_loss {sums[1] / sums[2]:.3f} "
                   f"frontier_acc {hits / max(1, total):.3f} "
                   f"lr {lr:.2e} tok/s {tokens / dt:.0f} "
                   f"wall {(elapsed_before + dt) / 60:.1f} min", flush=True)
+            copy_mean = sums[3] / sums[2]
             hits, total, sums = 0, 0, [0.0, 0.0, 0, 0.0]
+            if inducing:
+                grew = False  # the length curriculum starts with the needle rows
+                if copy_mean < a.induction_loss or p >= a.induction_max:
+                    inducing, a.phase_end = False, p
+                    print(f"  opening phase ends at step {step} (copy loss {copy_mean:.3f}, "
+                          f"progress {p:.2f}): needle rows and the length curriculum start",
+                          flush=True)
             if grew:
                 grown = min(a.max_len, int(grown * math.sqrt(2)))
                 print(f"  frontier rows retrieved: the maximum length grows to {grown}",
