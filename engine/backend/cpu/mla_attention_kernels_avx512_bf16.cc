@@ -41,6 +41,8 @@ constexpr int kScoreK = 4;  // score tile: keys
 constexpr int kValueH = 4;  // value tile: query vectors
 constexpr int kValueC = 4;  // value tile: 16-column chunks
 static_assert(kMlaKeyBlock % kScoreK == 0 && kMlaKeyBlock % 2 == 0);
+// A vector's bf16 softmax weights: RoundRow writes whole 32-value groups.
+constexpr int kPairStride = (kMlaKeyBlock + 31) / 32 * 32;
 static_assert(kMlaTileVectors % kScoreH == 0 && kMlaTileVectors % kValueH == 0);
 
 int64_t RowStride(int width) { return (width + 31) / 32 * 32; }    // wp
@@ -184,7 +186,7 @@ MLA_INLINE_AVX512BF16 void ScoreTile(const MlaTileArgs& a, const bf16_t* q16, in
 
 // o[h, 16·c0 .. 16·(c0 + chunks)) = corr_h · o + Σ_k p[h, k] · c_k for kValueH vectors
 // whose output rows start at `o` (a.latent apart); `pairs` holds each vector's bf16
-// weights, kMlaKeyBlock apart.
+// weights, kPairStride apart.
 template <bool kMasked>
 MLA_INLINE_AVX512BF16 void ValueTile(const MlaTileArgs& a, float* o_rows, const float* corr,
                                      const bf16_t* pairs, int64_t lp, int npairs, int c0,
@@ -217,7 +219,7 @@ MLA_INLINE_AVX512BF16 void ValueTile(const MlaTileArgs& a, float* o_rows, const 
 #pragma GCC unroll 4
     for (int h = 0; h < kValueH; ++h) {
       int32_t pair;
-      std::memcpy(&pair, pairs + h * kMlaKeyBlock + 2 * k, sizeof(pair));
+      std::memcpy(&pair, pairs + h * kPairStride + 2 * k, sizeof(pair));
       const __m512i p = _mm512_set1_epi32(pair);
 #pragma GCC unroll 4
       for (int c = 0; c < kValueC; ++c) acc[h][c] = Dot(acc[h][c], v[c], p);
@@ -259,10 +261,10 @@ MLA_TARGET_AVX512BF16 void AttendTileBf16(const MlaTileArgs& a) {
   // Weights to bf16 pairs: SoftmaxRow left zeros past nk (rounded up to 8), and the
   // padding vectors' weights are zero.
   const int npairs = (nk + 1) / 2;
-  alignas(64) bf16_t pairs[kMlaTileVectors * kMlaKeyBlock];
+  alignas(64) bf16_t pairs[kMlaTileVectors * kPairStride];
   for (int t = 0; t < hv; ++t) {
-    RoundRow(a.scores + t * kMlaKeyBlock, t < a.nqv ? 2 * npairs : 0, kMlaKeyBlock,
-             pairs + t * kMlaKeyBlock);
+    RoundRow(a.scores + t * kMlaKeyBlock, t < a.nqv ? 2 * npairs : 0, kPairStride,
+             pairs + t * kPairStride);
   }
   // The last group of vectors, when partly padding, works on a copy of its output rows
   // so that every store stays inside the caller's.
@@ -279,7 +281,7 @@ MLA_TARGET_AVX512BF16 void AttendTileBf16(const MlaTileArgs& a) {
     }
     for (int c0 = 0; c0 < chunks; c0 += kValueC) {
       const int n = std::min(kValueC, chunks - c0);
-      const bf16_t* p = pairs + h0 * kMlaKeyBlock;
+      const bf16_t* p = pairs + h0 * kPairStride;
       if (masked && c0 + n == chunks) {
         ValueTile<true>(a, o_rows, corr + h0, p, lp, npairs, c0, n);
       } else {
