@@ -10,7 +10,7 @@
 // the bf16 rows directly: they stream the cache once and are bound by DRAM. An FP8 cache
 // always takes the converted path: its dequantization (code · group scale) happens once
 // per key in the conversion, and the 43% fewer bytes per key make up for the copy. At the
-// opt-in bf16 level (bf16 caches) the conversion writes bf16 layouts for vdpbf16ps instead
+// opt-in bf16 level the conversion writes bf16 layouts for vdpbf16ps instead
 // (mla_attention_kernels_avx512_bf16.cc); the direct path is the same.
 #include "engine/backend/cpu/mla_attention.h"
 
@@ -34,8 +34,8 @@ using internal::MlaKernelOps;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 static_assert(internal::kMlaDirectVectors <= kMlaTileVectors, "nvalid holds either");
 
-const MlaKernelOps& SelectOps(CacheDType dtype, int width) {
-  if (ActiveIsa() >= CpuIsa::kAvx512Bf16 && dtype == CacheDType::kBF16) {
+const MlaKernelOps& SelectOps(int width) {
+  if (ActiveIsa() >= CpuIsa::kAvx512Bf16) {
     if (const MlaKernelOps* ops = internal::MlaKernelOpsAvx512Bf16(width)) return *ops;
   }
   if (ActiveIsa() >= CpuIsa::kAvx2) {
@@ -345,7 +345,7 @@ absl::Status MlaAttention(const MlaAttentionParams& p, ThreadPool* pool,
   const int64_t heads = p.num_heads;
   const int64_t latent = p.kv_lora_rank;
   const int64_t width = p.kv_lora_rank + p.rope_dim;
-  const MlaKernelOps& ops = SelectOps(p.kv_dtype, static_cast<int>(width));
+  const MlaKernelOps& ops = SelectOps(static_cast<int>(width));
   const ItemRunner runner{p, ops, width, CacheRowBytes(p.kv_dtype, latent, p.rope_dim),
                           ops.block_floats(static_cast<int>(width), static_cast<int>(latent))};
   // Per slot: converted key block, tile scores, direct-path queries, then m and l of the

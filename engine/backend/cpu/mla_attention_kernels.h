@@ -74,9 +74,9 @@ struct MlaKernelOps {
 const MlaKernelOps& MlaKernelOpsScalar();
 // Null on targets without the AVX2 variant.
 const MlaKernelOps* MlaKernelOpsAvx2();
-// The opt-in bf16 level's variant (cpu_features.h, kAvx512Bf16): rounds the queries and
-// the softmax weights to bf16. bf16 caches only (convert_keys_fp8 is null); null on
-// targets without it and for rows wider than it handles. Callers check the CPU.
+// The opt-in bf16 level's variant (cpu_features.h, kAvx512Bf16): rounds the queries, the
+// softmax weights and dequantized FP8 keys to bf16. Null on targets without it and for
+// rows wider than it handles. Callers check the CPU.
 const MlaKernelOps* MlaKernelOpsAvx512Bf16(int width);
 
 }  // namespace mla::cpu::internal

@@ -14,9 +14,10 @@
 //     the odd key's partner zero. vdpbf16ps multiplies a pair (p_2i, p_2i+1) of weights,
 //     broadcast, by the pair (c_2i[d], c_2i+1[d]) of every column d and adds both
 //     products to o[d]: the weighted sum needs no reduction across lanes.
-// The direct path (1-3 query vectors) is AVX2's: it streams the cache once and is bound
-// by DRAM, not by the multiplies. FP8 caches and widths above kMaxWidth stay on AVX2
-// (mla_attention.cc chooses).
+// An FP8 cache is dequantized (code · group scale) and rounded to bf16 into the same
+// layouts. The direct path (1-3 query vectors, bf16 caches) is AVX2's: it streams the
+// cache once and is bound by DRAM, not by the multiplies. Widths above kMaxWidth stay on
+// AVX2 (mla_attention.cc chooses).
 #include "engine/backend/cpu/mla_attention_kernels.h"
 
 #include "engine/backend/cpu/simd_avx512.h"  // first: see there
@@ -28,6 +29,8 @@
 
 #include <algorithm>
 #include <cstring>
+
+#include "engine/kv_cache/cache_row.h"
 
 #define MLA_INLINE_AVX512BF16 MLA_TARGET_AVX512BF16 inline __attribute__((always_inline))
 
@@ -69,33 +72,25 @@ MLA_INLINE_AVX512BF16 void RoundRow(const float* src, int n, int64_t padded, bf1
   }
 }
 
-MLA_TARGET_AVX512BF16 void ConvertKeysBf16(const uint8_t* const* rows, int nk, int width,
-                                           int latent, float* block) {
-  const int64_t wp = RowStride(width);
-  const int64_t lp = ValueStride(latent);
-  bf16_t* kr = reinterpret_cast<bf16_t*>(block);
-  bf16_t* vp = kr + KeyRowsValues(width);
-  const int64_t row_bytes = int64_t{width} * static_cast<int64_t>(sizeof(bf16_t));
-  // KR: copy, zero the padding columns and the rows up to the next whole score tile (a
-  // tile's padded keys get scores the softmax masks, but they must be finite numbers).
+// Zeroes the KR rows from nk up to the next whole score tile: a tile's padded keys get
+// scores the softmax masks, but they must be finite numbers.
+MLA_INLINE_AVX512BF16 void ZeroTileRows(int nk, int64_t wp, bf16_t* kr) {
   const int padded_keys = (nk + kScoreK - 1) / kScoreK * kScoreK;
-  for (int k = 0; k < padded_keys; ++k) {
-    bf16_t* dst = kr + k * wp;
-    if (k < nk) {
-      std::memcpy(dst, rows[k], static_cast<size_t>(row_bytes));
-      std::memset(dst + width, 0, static_cast<size_t>((wp - width) * sizeof(bf16_t)));
-    } else {
-      std::memset(dst, 0, static_cast<size_t>(wp * sizeof(bf16_t)));
-    }
+  for (int k = nk; k < padded_keys; ++k) {
+    std::memset(kr + k * wp, 0, static_cast<size_t>(wp * sizeof(bf16_t)));
   }
-  // VP: per pair of keys, 32 columns of both interleaved. unpacklo/hi_epi16 interleave
-  // the low / high 4 columns of each 128-bit lane; with the 4-column groups g0..g7
-  // permuted to lanes (g0 g4)(g1 g5)(g2 g6)(g3 g7) first, unpacklo yields columns 0-15
-  // in order and unpackhi 16-31.
+}
+
+// VP from the block's own KR rows: per pair of keys, 32 columns of both interleaved.
+// unpacklo/hi_epi16 interleave the low / high 4 columns of each 128-bit lane; with the
+// 4-column groups g0..g7 permuted to lanes (g0 g4)(g1 g5)(g2 g6)(g3 g7) first, unpacklo
+// yields columns 0-15 in order and unpackhi 16-31.
+MLA_INLINE_AVX512BF16 void InterleavePairs(const bf16_t* kr, int nk, int64_t wp, int latent,
+                                           int64_t lp, bf16_t* vp) {
   const __m512i order = _mm512_setr_epi64(0, 4, 1, 5, 2, 6, 3, 7);
   for (int k = 0; k < nk; k += 2) {
-    const bf16_t* c0 = reinterpret_cast<const bf16_t*>(rows[k]);
-    const bf16_t* c1 = k + 1 < nk ? reinterpret_cast<const bf16_t*>(rows[k + 1]) : nullptr;
+    const bf16_t* c0 = kr + k * wp;
+    const bf16_t* c1 = k + 1 < nk ? c0 + wp : nullptr;
     bf16_t* dst = vp + (k / 2) * lp * 2;
     int64_t d = 0;
     for (; d + 32 <= latent; d += 32) {
@@ -111,6 +106,64 @@ MLA_TARGET_AVX512BF16 void ConvertKeysBf16(const uint8_t* const* rows, int nk, i
       dst[2 * d + 1] = d < latent && c1 != nullptr ? c1[d] : bf16_t{};
     }
   }
+}
+
+MLA_TARGET_AVX512BF16 void ConvertKeysBf16(const uint8_t* const* rows, int nk, int width,
+                                           int latent, float* block) {
+  const int64_t wp = RowStride(width);
+  bf16_t* kr = reinterpret_cast<bf16_t*>(block);
+  for (int k = 0; k < nk; ++k) {
+    bf16_t* dst = kr + k * wp;
+    std::memcpy(dst, rows[k], static_cast<size_t>(width) * sizeof(bf16_t));
+    std::memset(dst + width, 0, static_cast<size_t>((wp - width) * sizeof(bf16_t)));
+  }
+  ZeroTileRows(nk, wp, kr);
+  InterleavePairs(kr, nk, wp, latent, ValueStride(latent), kr + KeyRowsValues(width));
+}
+
+// Sixteen e4m3 codes to fp32 (before the scale), as the AVX2 kernels decode eight: the
+// sign to bit 31 and the 7 exponent-and-mantissa bits to bits 20..26 make fp32 numbers
+// 2^-120 times the value, normal and subnormal codes alike; one exact multiplication by
+// 2^120 fixes them.
+MLA_INLINE_AVX512BF16 __m512 DecodeFp8x16(const uint8_t* codes) {
+  const __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
+  const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x80)), 24);
+  const __m512i rest = _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x7f)), 20);
+  return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_or_si512(sign, rest)),
+                       _mm512_set1_ps(0x1p120f));
+}
+
+// FP8 rows (cache_row.h): code · group scale in fp32, rounded to bf16 (the level's one
+// extra rounding: 2^-9 relative, where the e4m3 code itself carries 2^-4).
+MLA_TARGET_AVX512BF16 void ConvertKeysFp8Bf16(const uint8_t* const* rows, int nk, int width,
+                                              int latent, float* block) {
+  const int64_t wp = RowStride(width);
+  const int rope = width - latent;
+  bf16_t* kr = reinterpret_cast<bf16_t*>(block);
+  static_assert(kFp8ScaleGroup % 32 == 0, "32 values never span two scale groups");
+  for (int k = 0; k < nk; ++k) {
+    const uint8_t* src = rows[k];
+    const uint8_t* scales = src + latent;
+    bf16_t* dst = kr + k * wp;
+    auto scale_of = [&](int d) {
+      float scale;
+      std::memcpy(&scale, scales + 4 * (d / kFp8ScaleGroup), sizeof(scale));
+      return scale;
+    };
+    int d = 0;
+    for (; d + 32 <= latent; d += 32) {
+      const __m512 s = _mm512_set1_ps(scale_of(d));
+      const __m512 lo = _mm512_mul_ps(DecodeFp8x16(src + d), s);
+      const __m512 hi = _mm512_mul_ps(DecodeFp8x16(src + d + 16), s);
+      _mm512_storeu_si512(dst + d, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+    for (; d < latent; ++d) dst[d] = FloatToBf16(Fp8E4M3ToFloat(src[d]) * scale_of(d));
+    std::memcpy(dst + latent, scales + 4 * Fp8ScaleGroups(latent),
+                static_cast<size_t>(rope) * sizeof(bf16_t));
+    std::memset(dst + width, 0, static_cast<size_t>((wp - width) * sizeof(bf16_t)));
+  }
+  ZeroTileRows(nk, wp, kr);
+  InterleavePairs(kr, nk, wp, latent, ValueStride(latent), kr + KeyRowsValues(width));
 }
 
 MLA_INLINE_AVX512BF16 __m512 Dot(__m512 acc, __m512i a, __m512i b) {
@@ -297,8 +350,8 @@ MLA_TARGET_AVX512BF16 void AttendTileBf16(const MlaTileArgs& a) {
 const MlaKernelOps* MlaKernelOpsAvx512Bf16(int width) {
   const MlaKernelOps* avx2 = MlaKernelOpsAvx2();
   if (avx2 == nullptr || width > kMaxWidth) return nullptr;
-  static const MlaKernelOps ops = {BlockFloatsBf16, ConvertKeysBf16, nullptr, AttendTileBf16,
-                                   avx2->attend_rows};
+  static const MlaKernelOps ops = {BlockFloatsBf16, ConvertKeysBf16, ConvertKeysFp8Bf16,
+                                   AttendTileBf16, avx2->attend_rows};
   return &ops;
 }
 

@@ -108,7 +108,6 @@ class Problem {
 
   int heads() const { return heads_; }
   int latent() const { return latent_; }
-  CacheDType dtype() const { return dtype_; }
 
  private:
   int Blocks(const SeqSpec& s) const { return (s.seq_len + block_size_ - 1) / block_size_; }
