@@ -4,12 +4,13 @@
 // reports.
 //
 // Levels are ordered: a kernel written for level L runs whenever the active level is >= L
-// (the AVX-512 level only has a GEMM of its own, which the decompressed prefill attention
-// also uses for its bf16 products; the absorbed attention keeps its AVX2 kernels there).
+// (the AVX-512 level has a GEMM of its own, which the decompressed prefill attention also
+// uses for its bf16 products, and the absorbed attention's multi-head path; everything
+// else keeps its AVX2 kernels there).
 //
 // kAvx512Bf16 is not exact: its GEMM rounds the activations to bf16 so that vdpbf16ps
 // can multiply them with the bf16 weights (twice the multiply-adds per cycle of fp32
-// FMA). Measured on the golden tests' tiny models, that moves logits by 1 − cosine of
+// FMA), and its attention rounds queries and softmax weights the same way. Measured on the golden tests' tiny models, that moves logits by 1 − cosine of
 // about 1e-5 and up to 4e-3 per row, against a tolerance of 1e-6 that the exact levels
 // meet with 10× headroom (docs/BENCHMARKS.md, "CPU GEMM with AVX512_BF16"). So it is
 // never chosen by itself: the default is the best exact level, and
@@ -25,8 +26,8 @@ namespace mla::cpu {
 enum class CpuIsa {
   kScalar,  // Portable C++; the reference for what the SIMD variants must compute.
   kAvx2,    // AVX2 + FMA (x86-64 v3).
-  // AVX-512 F/BW/VL + AVX512_BF16 (Zen 4, Sapphire Rapids): GEMM on bf16 weights with
-  // bf16-rounded activations and fp32 accumulation. Opt-in (see above).
+  // AVX-512 F/BW/VL + AVX512_BF16 (Zen 4, Sapphire Rapids): GEMM and MLA attention on
+  // bf16-rounded operands with fp32 accumulation. Opt-in (see above).
   kAvx512Bf16,
 };
 
