@@ -34,6 +34,8 @@
 namespace mla::cpu::internal {
 namespace {
 
+using avx512::Mask16;
+
 constexpr int64_t kKc = 256;      // Panel depth in columns: 128 pairs × 32 rows × 4 B.
 constexpr int kMicroTokens = 12;  // Register tile: 12 tokens × 32 rows.
 constexpr int64_t kTokenBlock = 16 * kMicroTokens;  // 192 × 256 × 2 B of x per panel
@@ -44,10 +46,6 @@ constexpr int64_t kXAlign = 32;  // x scratch rows are padded to this many value
 inline int64_t RoundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
 // The first `count` (clamped to 0..16 / 0..32) lanes.
-inline __mmask16 Mask16(int64_t count) {
-  return count >= 16 ? __mmask16{0xffff}
-                     : static_cast<__mmask16>((1u << std::max<int64_t>(count, 0)) - 1);
-}
 inline __mmask32 Mask32(int64_t count) {
   return count >= 32 ? __mmask32{0xffffffffu}
                      : static_cast<__mmask32>((1u << std::max<int64_t>(count, 0)) - 1);
@@ -55,15 +53,6 @@ inline __mmask32 Mask32(int64_t count) {
 
 MLA_TARGET_AVX512BF16 inline __m512 Dot(__m512 acc, __m512i a, __m512i b) {
   return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
-}
-
-// out[0, cols_pad) = bf16(x[0, cols)) followed by zeros.
-MLA_TARGET_AVX512BF16 void ConvertRow(const float* x, int64_t cols, int64_t cols_pad, bf16_t* out) {
-  for (int64_t c = 0; c < cols_pad; c += 32) {
-    const __m512 lo = _mm512_maskz_loadu_ps(Mask16(cols - c), x + c);
-    const __m512 hi = _mm512_maskz_loadu_ps(Mask16(cols - c - 16), x + c + 16);
-    _mm512_storeu_si512(out + c, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-  }
 }
 
 // Rows [t0, t1) of x as bf16 in a per-thread scratch, rows `*stride` values apart. Grows
@@ -75,7 +64,7 @@ MLA_TARGET_AVX512BF16 const bf16_t* ConvertBlock(const float* x, int64_t x_strid
   const size_t need = static_cast<size_t>((t1 - t0) * *stride);
   if (scratch.size() < need) scratch.resize(need);
   for (int64_t t = t0; t < t1; ++t) {
-    ConvertRow(x + t * x_stride, cols, *stride, scratch.data() + (t - t0) * *stride);
+    avx512::RoundRowToBf16(x + t * x_stride, cols, *stride, scratch.data() + (t - t0) * *stride);
   }
   return scratch.data();
 }

@@ -38,13 +38,15 @@ namespace mla::cpu::internal {
 namespace {
 
 using avx2_softmax::SoftmaxRow;
+using avx512::Mask16;
+using avx512::RoundRowToBf16;
 
 constexpr int kScoreH = 4;  // score tile: query vectors
 constexpr int kScoreK = 4;  // score tile: keys
 constexpr int kValueH = 4;  // value tile: query vectors
 constexpr int kValueC = 4;  // value tile: 16-column chunks
 static_assert(kMlaKeyBlock % kScoreK == 0 && kMlaKeyBlock % 2 == 0);
-// A vector's bf16 softmax weights: RoundRow writes whole 32-value groups.
+// A vector's bf16 softmax weights: RoundRowToBf16 writes whole 32-value groups.
 constexpr int kPairStride = (kMlaKeyBlock + 31) / 32 * 32;
 static_assert(kMlaTileVectors % kScoreH == 0 && kMlaTileVectors % kValueH == 0);
 
@@ -57,19 +59,6 @@ int64_t KeyRowsValues(int width) { return kMlaKeyBlock * RowStride(width); }
 int64_t BlockFloatsBf16(int width, int latent) {
   const int64_t values = KeyRowsValues(width) + kMlaKeyBlock * ValueStride(latent);
   return (values / 2 + 15) / 16 * 16;
-}
-
-// n fp32 values to bf16, round to nearest even (vcvtne2ps2bf16), zero from n up to
-// `padded` (a multiple of 32).
-MLA_INLINE_AVX512BF16 void RoundRow(const float* src, int n, int64_t padded, bf16_t* dst) {
-  for (int64_t c = 0; c < padded; c += 32) {
-    const int left = n - static_cast<int>(c);
-    const __mmask16 lo = left >= 16 ? 0xffff : left > 0 ? (1u << left) - 1 : 0;
-    const __mmask16 hi = left >= 32 ? 0xffff : left > 16 ? (1u << (left - 16)) - 1 : 0;
-    const __m512 a = _mm512_maskz_loadu_ps(lo, src + c);
-    const __m512 b = _mm512_maskz_loadu_ps(hi, src + c + 16);
-    _mm512_storeu_si512(dst + c, (__m512i)_mm512_cvtne2ps_pbh(b, a));
-  }
 }
 
 // Zeroes the KR rows from nk up to the next whole score tile: a tile's padded keys get
@@ -251,7 +240,7 @@ MLA_INLINE_AVX512BF16 void ValueTile(const MlaTileArgs& a, float* o_rows, const 
 #pragma GCC unroll 4
   for (int c = 0; c < kValueC; ++c) {
     const int left = a.latent - (c0 + c) * 16;
-    mask[c] = !kMasked || left >= 16 ? 0xffff : left > 0 ? (1u << left) - 1 : 0;
+    mask[c] = kMasked ? Mask16(left) : __mmask16{0xffff};
   }
 #pragma GCC unroll 4
   for (int h = 0; h < kValueH; ++h) {
@@ -298,13 +287,15 @@ MLA_TARGET_AVX512BF16 void AttendTileBf16(const MlaTileArgs& a) {
   if (nk == 0) return;
   const int64_t wp = RowStride(a.width);
   const int64_t lp = ValueStride(a.latent);
-  // Queries rounded to bf16. The last score tile's padding vectors (up to a multiple of
-  // 4) are zero; their scores go to rows of a.scores past nqv, which has room for
+  // Queries rounded to bf16, again for every key block: 1 conversion per 48 of the
+  // tile's multiply-adds (about 2%), where keeping them across blocks would need bf16
+  // query scratch per work item from the driver. The last score tile's padding vectors
+  // (up to a multiple of 4) are zero; their scores go to rows of a.scores past nqv, which has room for
   // kMlaTileVectors, and are never read.
   const int hv = (a.nqv + kScoreH - 1) / kScoreH * kScoreH;
   alignas(64) bf16_t q16[kMlaTileVectors * kMaxWidth];
   for (int t = 0; t < hv; ++t) {
-    RoundRow(a.q + t * a.width, t < a.nqv ? a.width : 0, wp, q16 + t * wp);
+    RoundRowToBf16(a.q + t * a.width, t < a.nqv ? a.width : 0, wp, q16 + t * wp);
   }
   for (int h0 = 0; h0 < hv; h0 += kScoreH) {
     for (int k0 = 0; k0 < nk; k0 += kScoreK) ScoreTile(a, q16, wp, h0, k0);
@@ -316,7 +307,7 @@ MLA_TARGET_AVX512BF16 void AttendTileBf16(const MlaTileArgs& a) {
   const int npairs = (nk + 1) / 2;
   alignas(64) bf16_t pairs[kMlaTileVectors * kPairStride];
   for (int t = 0; t < hv; ++t) {
-    RoundRow(a.scores + t * kMlaKeyBlock, t < a.nqv ? 2 * npairs : 0, kPairStride,
+    RoundRowToBf16(a.scores + t * kMlaKeyBlock, t < a.nqv ? 2 * npairs : 0, kPairStride,
              pairs + t * kPairStride);
   }
   // The last group of vectors, when partly padding, works on a copy of its output rows

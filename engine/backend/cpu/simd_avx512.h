@@ -26,6 +26,32 @@
 #define MLA_TARGET_AVX512BF16 \
   __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16")))
 
+#include <algorithm>
+#include <cstdint>
+
+#include "engine/common/bf16.h"
+
+namespace mla::cpu::avx512 {
+
+// Lanes [0, count) of a 16-lane mask (count clamped to [0, 16]).
+inline __mmask16 Mask16(int64_t count) {
+  return count >= 16 ? __mmask16{0xffff}
+                     : static_cast<__mmask16>((1u << std::max<int64_t>(count, 0)) - 1);
+}
+
+// out[0, padded) = bf16(x[0, n)) rounded to nearest even (vcvtne2ps2bf16), then zeros;
+// `padded` is a multiple of 32. Reads no x past n.
+MLA_TARGET_AVX512BF16 inline void RoundRowToBf16(const float* x, int64_t n, int64_t padded,
+                                                 bf16_t* out) {
+  for (int64_t c = 0; c < padded; c += 32) {
+    const __m512 lo = _mm512_maskz_loadu_ps(Mask16(n - c), x + c);
+    const __m512 hi = _mm512_maskz_loadu_ps(Mask16(n - c - 16), x + c + 16);
+    _mm512_storeu_si512(out + c, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+  }
+}
+
+}  // namespace mla::cpu::avx512
+
 #endif  // x86
 
 #endif  // MLA_ENGINE_BACKEND_CPU_SIMD_AVX512_H_
