@@ -58,9 +58,9 @@ def batch(a, rng, sentences):
             masks.append([True] * (width - 1))
             text_rows.append(True)
         else:
-            seg = data.encode("".join(rng.choice(data.ALNUM) for _ in range(half)))
-            rows.append([data.BOS_ID] + seg + [ord("\n")] + seg)
-            masks.append([False] * (half + 1) + [True] * half)  # label j predicts byte j + 1
+            ids, start = data.copy_example(None, length, rng, random_only=True)
+            rows.append(ids)
+            masks.append([False] * (start - 1) + [True] * half)  # label j predicts byte j + 1
             text_rows.append(False)
     return torch.tensor(rows), torch.tensor(masks), torch.tensor(text_rows)
 
