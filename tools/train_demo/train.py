@@ -90,8 +90,10 @@ def build_model(cfg_dict, attn="sdpa"):
 
 
 def progress(a, step, elapsed):
-    """Fraction of the run done: by steps or by wall time, whichever is further."""
-    return min(1.0, max(step / a.steps, elapsed / (60 * a.max_minutes)))
+    """Fraction of the run done: by steps (when --steps is set) or by wall time, whichever
+    is further."""
+    by_steps = step / a.steps if a.steps > 0 else 0.0
+    return min(1.0, max(by_steps, elapsed / (60 * a.max_minutes)))
 
 
 def length_range(a, p, grown, p0=0.0):
@@ -147,13 +149,13 @@ def make_batch(a, sentences, rng, p, grown, inducing=False):
 
 def induction_batch(a, rng):
     """A batch of the opening phase (--induction-loss): copy rows of random letters and
-    digits only, --min-len to 2 x --min-len tokens, --induction-batch-tokens per step. The
-    repeat of a random string can only be predicted by looking back for the current byte
-    and copying what followed it (an induction circuit), which needle retrieval builds on.
-    With 128-256-token rows it did not form within 40 minutes on this CPU; with 32-64-token
-    rows and 256-token batches (--min-len 32 --induction-batch-tokens 256) it formed after
-    about 55,000 steps (docs/LONG_CONTEXT.md). Off by default."""
-    length = rng.randint(a.min_len, 2 * a.min_len)
+    digits only, --induction-len to twice that many tokens, --induction-batch-tokens per
+    step. The repeat of a random string can only be predicted by looking back for the
+    current byte and copying what followed it (an induction circuit), which needle
+    retrieval builds on. With 128-256-token rows it did not form within 40 minutes on this
+    CPU; with 32-64-token rows and 256-token batches (the defaults) it formed after about
+    55,000 steps (docs/LONG_CONTEXT.md)."""
+    length = rng.randint(a.induction_len, 2 * a.induction_len)
     rows = [data.copy_example(None, length, rng, random_only=True)
             for _ in range(max(1, a.induction_batch_tokens // length))]
     width = max(len(ids) for ids, _ in rows)
@@ -186,11 +188,16 @@ def step_loss(model, batch, a):
     return loss, ans_loss, copy_loss, lm_loss, correct[is_prompt]
 
 
-def lr_at(a, step, p):
-    """Linear warm-up over --warmup steps, then cosine decay to 10% by the end of the run."""
+def lr_at(a, step, p, inducing):
+    """Linear warm-up over --warmup steps, flat through the opening phase (the copy circuit
+    formed at the full rate, and a decaying rate would delay it), then cosine decay to 10%
+    over the rest of the run."""
     if step < a.warmup:
         return a.lr * (step + 1) / a.warmup
-    return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+    if inducing:
+        return a.lr
+    q = max(0.0, p - a.phase_end) / (1.0 - a.phase_end) if a.phase_end < 1.0 else 1.0
+    return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
 
 
 def save_final(model, cfg, out):
@@ -233,10 +240,14 @@ def parse_args(argv):
     ap.add_argument("--vocab", type=int, default=264, help="256 bytes + specials, padded")
     ap.add_argument("--max-positions", type=int, default=8192)
     ap.add_argument("--rope-theta", type=float, default=10000.0)
-    ap.add_argument("--steps", type=int, default=100000)
+    ap.add_argument("--steps", type=int, default=0,
+                    help="end the schedule after this many steps if sooner than --max-minutes "
+                         "(0: wall time only; opening-phase steps are small and many)")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--min-len", type=int, default=128)
-    ap.add_argument("--max-len", type=int, default=4096)
+    ap.add_argument("--max-len", type=int, default=5120,
+                    help="longest training row: above the longest length evaluated (4K), "
+                         "whose positions are otherwise seen only at the edge of training")
     ap.add_argument("--grow-acc", type=float, default=0.6,
                     help="the maximum length grows by 2^(1/2) whenever the exact-answer rate "
                          "of a log interval's rows reaches this (or by the --ramp schedule)")
@@ -250,13 +261,20 @@ def parse_args(argv):
     ap.add_argument("--copy-frac", type=float, default=0.2,
                     help="fraction of rows that are copy rows instead of needle prompts")
     ap.add_argument("--copy-weight", type=float, default=1.0)
-    ap.add_argument("--induction-loss", type=float, default=0.0,
+    ap.add_argument("--induction-loss", type=float, default=1.0,
                     help="open on random copy rows only (induction_batch) until their logged "
-                         "loss falls below this, e.g. 1.0 (0, the default: no opening phase; "
-                         "see tools/train_demo/README.md)")
-    ap.add_argument("--induction-max", type=float, default=0.4,
+                         "loss falls below this (0: no opening phase; see "
+                         "docs/LONG_CONTEXT.md)")
+    ap.add_argument("--induction-max", type=float, default=0.6,
                     help="the opening phase ends at this fraction of the run in any case")
-    ap.add_argument("--induction-batch-tokens", type=int, default=2048)
+    ap.add_argument("--induction-batch-tokens", type=int, default=256,
+                    help="tokens per step in the opening phase: small batches make the copy "
+                         "circuit form in the fewest tokens (docs/LONG_CONTEXT.md)")
+    ap.add_argument("--induction-len", type=int, default=32,
+                    help="opening-phase rows are this to twice this many tokens long")
+    ap.add_argument("--induction-threads", type=int, default=1,
+                    help="threads in the opening phase, whose steps are too small to gain "
+                         "from a second one")
     ap.add_argument("--multi-frac", type=float, default=0.5,
                     help="fraction of rows that are dense rows of several needles and questions")
     ap.add_argument("--seed", type=int, default=1)
@@ -266,7 +284,7 @@ def parse_args(argv):
                     help="write --out from the --ckpt state without training")
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--ckpt-every", type=int, default=25)
-    ap.add_argument("--max-minutes", type=float, default=32.0,
+    ap.add_argument("--max-minutes", type=float, default=60.0,
                     help="wall-time budget: the schedule ends at --steps or here, if sooner")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                     help="bf16 autocast (fp32 master weights); about 3x slower on a 2-core CPU")
@@ -275,7 +293,6 @@ def parse_args(argv):
 
 def main(argv):
     a = parse_args(argv)
-    torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     cfg = model_config(a)
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available()
@@ -284,7 +301,9 @@ def main(argv):
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
     rng, step, elapsed_before = random.Random(a.seed), 0, 0.0
     grown = a.min_len * 2  # the adaptive part of the length curriculum
-    inducing, a.phase_end = a.induction_loss > 0, 0.0  # the opening phase, and where it ended
+    # The opening phase, and where it ended: progress then, recomputed from its step and
+    # wall time on a resume, so that a resumed run with another --max-minutes keeps it right.
+    inducing, a.phase_end, phase_end_at = a.induction_loss > 0, 0.0, None
     if os.path.exists(a.ckpt):
         st = torch.load(a.ckpt, weights_only=False, map_location=device)
         if st["config"] != cfg:
@@ -294,7 +313,8 @@ def main(argv):
         rng.setstate(st["rng"])
         step, elapsed_before = st["step"], st["elapsed"]
         grown = st.get("grown", grown)
-        inducing, a.phase_end = st.get("inducing", False), st.get("phase_end", 0.0)
+        inducing, phase_end_at = st.get("inducing", False), st.get("phase_end_at")
+        a.phase_end = progress(a, *phase_end_at) if phase_end_at else st.get("phase_end", 0.0)
         print(f"resumed from {a.ckpt} at step {step} ({elapsed_before / 60:.1f} min)")
     if a.export_only:
         save_final(model, cfg, a.out)
@@ -311,18 +331,25 @@ def main(argv):
     def checkpoint():
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.getstate(),
                     "step": step, "elapsed": elapsed_before + time.time() - t0, "config": cfg,
-                    "grown": grown, "inducing": inducing, "phase_end": a.phase_end},
+                    "grown": grown, "inducing": inducing, "phase_end": a.phase_end,
+                    "phase_end_at": phase_end_at},
                    a.ckpt + ".tmp")
         os.replace(a.ckpt + ".tmp", a.ckpt)
 
+    # Opening-phase steps are --batch-tokens / --induction-batch-tokens times smaller, so
+    # they log and checkpoint that many times less often.
+    small = max(1, a.batch_tokens // a.induction_batch_tokens)
     while True:
         p = progress(a, step, elapsed_before + time.time() - t0)
         if p >= 1.0:
             break
+        threads, scale = (a.induction_threads, small) if inducing else (a.threads, 1)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         batch = tuple(t.to(device) if torch.is_tensor(t) else t
                       for t in make_batch(a, sentences, rng, p, grown, inducing))
         ids, length = batch[0], batch[-1]
-        lr = lr_at(a, step, p)
+        lr = lr_at(a, step, p, inducing)
         for g in opt.param_groups:
             g["lr"] = lr
         loss, ans, cp, lm, correct = step_loss(model, batch, a)
@@ -340,10 +367,10 @@ def main(argv):
         sums[1] += float(lm.detach())
         sums[2] += 1
         sums[3] += float(cp.detach())
-        if step % a.log_every == 0:
+        if sums[2] >= a.log_every * scale:
             dt = time.time() - t0
             grew = total >= 8 and hits / total >= a.grow_acc and grown < a.max_len
-            hi = 2 * a.min_len if inducing else length_range(a, p, grown, a.phase_end)[1]
+            hi = 2 * a.induction_len if inducing else length_range(a, p, grown, a.phase_end)[1]
             print(f"step {step:5d} len {length:4d}/{hi:4d} ans_loss {sums[0] / sums[2]:.3f} "
                   f"copy_loss {sums[3] / sums[2]:.3f} lm_loss {sums[1] / sums[2]:.3f} "
                   f"frontier_acc {hits / max(1, total):.3f} "
@@ -354,7 +381,7 @@ def main(argv):
             if inducing:
                 grew = False  # the length curriculum starts with the needle rows
                 if copy_mean < a.induction_loss or p >= a.induction_max:
-                    inducing, a.phase_end = False, p
+                    inducing, a.phase_end, phase_end_at = False, p, (step, elapsed_before + dt)
                     print(f"  opening phase ends at step {step} (copy loss {copy_mean:.3f}, "
                           f"progress {p:.2f}): needle rows and the length curriculum start",
                           flush=True)
@@ -362,7 +389,7 @@ def main(argv):
                 grown = min(a.max_len, int(grown * math.sqrt(2)))
                 print(f"  frontier rows retrieved: the maximum length grows to {grown}",
                       flush=True)
-        if step % a.ckpt_every == 0:
+        if step % (a.ckpt_every * scale) == 0:
             checkpoint()
     checkpoint()
     save_final(model, cfg, a.out)
