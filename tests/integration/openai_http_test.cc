@@ -283,7 +283,7 @@ TEST_F(OpenAiHttpTest, BearerTokensAndErrorShapes) {
   ASSERT_EQ(r->status, 200) << r->body;
   const Json models = Json::parse(r->body);
   EXPECT_EQ(models["data"][0]["id"], kModelName);
-  EXPECT_EQ(models["data"][0]["max_model_len"], 4096);
+  EXPECT_EQ(models["data"][0]["max_model_len"], 8192);
   // The body limit, answered by the HTTP server itself, in OpenAI's shape.
   Json big = Completion(2, false);
   big["prompt"] = std::string(3000, 'a');
@@ -301,7 +301,7 @@ TEST_F(OpenAiHttpTest, BearerTokensAndErrorShapes) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(Json::parse(r->body)["error"]["code"], "model_not_found");
-  Json high = Completion(5000, false);
+  Json high = Completion(9000, false);
   r = Post(http_port_, "/v1/completions", high, auth);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->status, 400);

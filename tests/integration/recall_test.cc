@@ -24,14 +24,15 @@ using testing::ServerProcess;
 
 const std::string kSource = MLA_SOURCE_DIR;
 const std::string kModel = kSource + "/models/needle-v2-demo";
-// The demo model retrieves reliably only in short contexts (models/needle-v2-demo/
-// README.md): over these 24 trials at 128 tokens it found 0.5 of the needles (all of those
-// in the later half of the context). A server, tokenizer or harness that broke the prompt
-// or the attention would find none; an untrained model finds none either.
-constexpr double kMinRecallAt128 = 0.4;
+// The demo model retrieves passkeys and kv needles at every depth to 2K tokens (models/
+// needle-v2-demo/README.md: 1.00 / 0.97 at 1K over 33 trials each); these 24 trials at 1K
+// it answers all. A server, tokenizer or harness that broke the prompt or the attention
+// would find few or none; an untrained model finds none, and the previous demo model found
+// 0.03 at 1K.
+constexpr double kMinRecallAt1K = 0.9;
 
 // The sweep the demo-model tests use.
-constexpr char kDemoSweep[] = "--lengths=128 --num_depths=6 --kinds=passkey,kv --samples=2";
+constexpr char kDemoSweep[] = "--lengths=1K --num_depths=6 --kinds=passkey,kv --samples=2";
 
 std::string SweepDir(const std::string& name) {
   return ::testing::TempDir() + "/mla-recall-" + name + "-" + std::to_string(getpid());
@@ -94,7 +95,7 @@ TEST(RecallHarnessTest, OpenAiEndpointGivesTheSameRecallAsGrpc) {
   EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
 }
 
-TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtItsTrainingLength) {
+TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtEveryDepth) {
   auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--threads=2",
                                       "--metrics_address=", "--kv_cache_mib=64"});
   ASSERT_TRUE(server.ok()) << server.status();
@@ -115,7 +116,7 @@ TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtItsTrainingLength) {
     EXPECT_EQ(cell.at("errors").get<int>(), 0);
   }
   EXPECT_EQ(trials, 6 * 2 * 2);  // depths x kinds x samples, none failed
-  EXPECT_GE(matched / trials, kMinRecallAt128) << summary.dump();
+  EXPECT_GE(matched / trials, kMinRecallAt1K) << summary.dump();
   EXPECT_TRUE(std::filesystem::exists(SweepDir("grpc") + "/heatmap.svg"));
   EXPECT_EQ((*server)->Stop(SIGTERM, 20), 0) << (*server)->Log();
 }

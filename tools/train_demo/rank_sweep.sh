@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-build/rank-sweep}
 minutes=${2:-60}
-max_len=${3:-4096}
+max_len=${3:-5120}
 eval_lengths=${EVAL_LENGTHS:-512,1024,2048,4096}
 py=${PY:-tools/reference/.venv/bin/python}
 seed=${SEED:-1}

@@ -7,7 +7,9 @@
 #   tools/train_demo/recall_check.sh BUILD_DIR MODEL_DIR OUT_DIR [mla-recall flags...]
 #
 # Default sweep: the demo model's goal, 1K / 2K / 4K tokens x 11 depths x passkey, kv and
-# multi, 3 samples per cell, seed 0. Flags after OUT_DIR replace or add to those.
+# multi, 3 samples per cell, seed 0. Flags after OUT_DIR replace or add to those;
+# SERVER_THREADS (default 2) sets the server's threads; SERVER_ARGS adds server flags
+# (e.g. --kv_cache_dtype=fp8).
 set -euo pipefail
 build=${1:?usage: recall_check.sh BUILD_DIR MODEL_DIR OUT_DIR [mla-recall flags...]}
 model=${2:?usage: recall_check.sh BUILD_DIR MODEL_DIR OUT_DIR [mla-recall flags...]}
@@ -17,7 +19,8 @@ cd "$(dirname "$0")/../.."
 mkdir -p "$out"
 rm -f "$out/port"  # a previous run's port would be read before the new one is written
 "$build/server/mla-server" --model_dir="$model" --listen=127.0.0.1:0 \
-  --port_file="$out/port" --metrics_address=127.0.0.1:0 --http_address= --threads=2 \
+  --port_file="$out/port" --metrics_address=127.0.0.1:0 --http_address= \
+  --threads="${SERVER_THREADS:-2}" ${SERVER_ARGS:-} \
   >"$out/server.log" 2>&1 &
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true' EXIT
