@@ -89,7 +89,10 @@ std::string GenerateReactor::ApplyText(GenerationOutput& output) {
   // Runs on the engine thread between steps: the abort lands before the next step, so
   // no token is generated past the stop and the blocks are freed at once.
   // The engine then finishes it as a stop_sequence (metrics count it so), not an abort.
-  if (abort) engine_->Abort(output.request_id, FinishReason::kStopSequence);
+  if (abort) {
+    engine_->Abort(output.request_id, FinishReason::kStopSequence);
+    aborted_ = true;
+  }
   return text;
 }
 
@@ -125,7 +128,7 @@ void GenerateReactor::Enqueue(GenerationOutput output) {
     if (queue_.back().token_ids_size() > max_unread_tokens_ && !finished_) {
       LogWarning("request ", LogQuoted(request_id_), ": the client stopped reading (", max_unread_tokens_,
                  " tokens unread); aborting it");
-      engine_->Abort(request_id_);
+      AbortLocked();
       final_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                    "the client is not reading its stream: request aborted");
       queue_.pop_back();
@@ -137,11 +140,20 @@ void GenerateReactor::Enqueue(GenerationOutput output) {
   WriteNextLocked();
 }
 
+void GenerateReactor::AbortLocked() {
+  // Once only, and never after the last output: by then the engine has released the id,
+  // and a client may have reused it for a new request that a late abort from this call
+  // would kill (a write that fails after a deadline already cancelled the call did).
+  if (aborted_ || finished_ || request_id_.empty()) return;
+  aborted_ = true;
+  engine_->Abort(request_id_);
+}
+
 void GenerateReactor::WriteNextLocked() {
   if (writing_ || done_) return;
   if (!queue_.empty()) {
     if (grpc::Status s = SerializeResponse(queue_.front(), &write_buffer_); !s.ok()) {
-      engine_->Abort(request_id_);
+      AbortLocked();
       done_ = true;
       Finish(s);
       return;
@@ -159,7 +171,7 @@ void GenerateReactor::OnWriteDone(bool ok) {
   writing_ = false;
   if (!ok) {
     // The stream broke (client gone): stop the work and end the call.
-    engine_->Abort(request_id_);
+    AbortLocked();
     if (!done_) {
       done_ = true;
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream was closed"));
@@ -171,8 +183,8 @@ void GenerateReactor::OnWriteDone(bool ok) {
 }
 
 void GenerateReactor::OnCancel() {
-  if (!request_id_.empty()) engine_->Abort(request_id_);
   absl::MutexLock lock(&mu_);
+  AbortLocked();
   if (!done_ && !writing_) {
     done_ = true;
     Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));

@@ -52,6 +52,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   };
   void Enqueue(GenerationOutput output);  // Engine thread.
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AbortLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The text of `output`'s tokens. On a stop string it drops the tokens after it, aborts
   // the engine request and, on the last output, sets the reason to kStopSequence.
   std::string ApplyText(GenerationOutput& output) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -68,6 +69,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;  // The engine sent its last output.
   bool done_ ABSL_GUARDED_BY(mu_) = false;      // Finish() was called.
+  bool aborted_ ABSL_GUARDED_BY(mu_) = false;   // The engine was asked to abort it.
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
 };
 
