@@ -141,18 +141,23 @@ TEST_F(MetricsEndToEndTest, GaugesWhileRunningAndCancelledCall) {
   EXPECT_GT(At(during, "vllm:kv_cache_usage_perc"), 0);
   EXPECT_EQ(At(during, "vllm:kv_cache_usage_perc"), At(during, "mla_kv_cache_usage_ratio"));
 
+  // The engine counts the abort when it drops the request; the call is counted when gRPC
+  // ends it, which can come later (a write in flight delays the reactor's Finish): wait
+  // for both.
+  const std::string cancelled_call =
+      "mla_rpcs_handled_total{service=\"mla.v1.Inference\",method=\"Generate\","
+      "code=\"CANCELLED\"}";
   testing::Exposition after;
   for (int i = 0; i < 200; ++i) {
     after = Scrape();
-    if (after.samples["mla_requests_finished_total{finished_reason=\"abort\",api=\"grpc\"}"] == 1)
+    if (after.samples["mla_requests_finished_total{finished_reason=\"abort\",api=\"grpc\"}"] == 1 &&
+        after.samples[cancelled_call] == 1) {
       break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(At(after, "mla_requests_finished_total{finished_reason=\"abort\",api=\"grpc\"}"), 1);
-  EXPECT_EQ(At(after,
-               "mla_rpcs_handled_total{service=\"mla.v1.Inference\",method=\"Generate\","
-               "code=\"CANCELLED\"}"),
-            1);
+  EXPECT_EQ(At(after, cancelled_call), 1);
   EXPECT_EQ(At(after, "mla_kv_cache_blocks{state=\"used\"}"), 0);
 }
 
