@@ -96,13 +96,19 @@ def progress(a, step, elapsed):
     return min(1.0, max(by_steps, elapsed / (60 * a.max_minutes)))
 
 
-def length_range(a, p, grown, p0=0.0):
+def after_opening(a, p):
+    """Fraction done of what follows the opening phase (which ended at progress
+    a.phase_end): the length curriculum and the learning-rate decay run on it."""
+    return max(0.0, p - a.phase_end) / (1.0 - a.phase_end) if a.phase_end < 1.0 else 1.0
+
+
+def length_range(a, p, grown):
     """Curriculum: the longest training length is the larger of `grown` (raised by the
     training loop as the model succeeds, see --grow-acc) and a schedule that reaches
-    --max-len after the --ramp fraction of the run after the opening phase (which ended at
-    progress p0); rows are drawn between that maximum / --len-span (at least --min-len) and
-    the maximum, so training follows the frontier."""
-    frac = min(1.0, max(0.0, p - p0) / (1.0 - p0) / a.ramp) if p0 < 1.0 else 1.0
+    --max-len after the --ramp fraction of what follows the opening phase; rows are drawn
+    between that maximum / --len-span (at least --min-len) and the maximum, so training
+    follows the frontier."""
+    frac = min(1.0, after_opening(a, p) / a.ramp)
     hi = max(grown, int(a.min_len * (a.max_len / a.min_len) ** frac))
     hi = min(a.max_len, hi)
     return max(a.min_len, hi // a.len_span), hi
@@ -118,7 +124,7 @@ def make_batch(a, sentences, rng, p, grown, inducing=False):
     in the evaluation format and its answer."""
     if inducing:
         return induction_batch(a, rng)
-    lo, hi = length_range(a, p, grown, a.phase_end)
+    lo, hi = length_range(a, p, grown)
     # Log-uniform between lo and hi.
     length = int(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else lo
     n = max(1, a.batch_tokens // length)
@@ -126,12 +132,24 @@ def make_batch(a, sentences, rng, p, grown, inducing=False):
     for _ in range(n):
         u = rng.random()
         if u < a.copy_frac:
-            ids, start = data.copy_example(sentences, length, rng)
-            rows.append((ids, [(start + 1, len(ids))], COPY))  # the repeat's first byte is free
+            rows.append(copy_row(*data.copy_example(sentences, length, rng)))
         elif u < a.copy_frac + a.multi_frac:
             rows.append((*data.multi_question_example(sentences, length, rng), DENSE))
         else:
             rows.append((*data.training_example(sentences, length, rng), PROMPT))
+    return (*to_tensors(rows), length)
+
+
+def copy_row(ids, start):
+    """A copy row (see data.copy_example): the target is the repeat but its first byte,
+    which nothing before it predicts."""
+    return ids, [(start + 1, len(ids))], COPY
+
+
+def to_tensors(rows):
+    """(ids, answer_mask, copy_mask, lm_mask, is_prompt) of rows (ids, [(first, end) target
+    spans], kind), padded to the longest row; masks are on label positions."""
+    n = len(rows)
     width = max(len(r[0]) for r in rows)
     ids = torch.full((n, width), data.PAD_ID, dtype=torch.long)
     answer_mask = torch.zeros((n, width), dtype=torch.bool)  # on label positions
@@ -144,7 +162,7 @@ def make_batch(a, sentences, rng, p, grown, inducing=False):
             (copy_mask if kind == COPY else answer_mask)[r, begin - 1:end - 1] = True
         lm_mask[r, :spans[0][0] - 1] = True
     is_prompt = torch.tensor([r[2] == PROMPT for r in rows])
-    return ids, answer_mask, copy_mask, lm_mask, is_prompt, length
+    return ids, answer_mask, copy_mask, lm_mask, is_prompt
 
 
 def induction_batch(a, rng):
@@ -153,21 +171,12 @@ def induction_batch(a, rng):
     step. The repeat of a random string can only be predicted by looking back for the
     current byte and copying what followed it (an induction circuit), which needle
     retrieval builds on. With 128-256-token rows it did not form within 40 minutes on this
-    CPU; with 32-64-token rows and 256-token batches (the defaults) it formed after about
-    55,000 steps (docs/LONG_CONTEXT.md)."""
+    CPU; with 32-64-token rows and 256-token batches (the defaults) it formed after 10,000 to
+    55,000 steps, a few to 24 minutes (docs/LONG_CONTEXT.md)."""
     length = rng.randint(a.induction_len, 2 * a.induction_len)
-    rows = [data.copy_example(None, length, rng, random_only=True)
+    rows = [copy_row(*data.copy_example(None, length, rng, random_only=True))
             for _ in range(max(1, a.induction_batch_tokens // length))]
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.full((len(rows), width), data.PAD_ID, dtype=torch.long)
-    copy_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    lm_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for r, (s, start) in enumerate(rows):
-        ids[r, :len(s)] = torch.tensor(s)
-        copy_mask[r, start:len(s) - 1] = True  # the repeat's first byte is free
-        lm_mask[r, :start] = True
-    no_prompt = torch.zeros(len(rows), dtype=torch.bool)
-    return ids, torch.zeros_like(copy_mask), copy_mask, lm_mask, no_prompt, length
+    return (*to_tensors(rows), length)
 
 
 def step_loss(model, batch, a):
@@ -196,8 +205,7 @@ def lr_at(a, step, p, inducing):
         return a.lr * (step + 1) / a.warmup
     if inducing:
         return a.lr
-    q = max(0.0, p - a.phase_end) / (1.0 - a.phase_end) if a.phase_end < 1.0 else 1.0
-    return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * q)))
+    return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * after_opening(a, p))))
 
 
 def save_final(model, cfg, out):
@@ -370,7 +378,7 @@ def main(argv):
         if sums[2] >= a.log_every * scale:
             dt = time.time() - t0
             grew = total >= 8 and hits / total >= a.grow_acc and grown < a.max_len
-            hi = 2 * a.induction_len if inducing else length_range(a, p, grown, a.phase_end)[1]
+            hi = 2 * a.induction_len if inducing else length_range(a, p, grown)[1]
             print(f"step {step:5d} len {length:4d}/{hi:4d} ans_loss {sums[0] / sums[2]:.3f} "
                   f"copy_loss {sums[3] / sums[2]:.3f} lm_loss {sums[1] / sums[2]:.3f} "
                   f"frontier_acc {hits / max(1, total):.3f} "
