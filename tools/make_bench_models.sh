@@ -3,7 +3,7 @@
 # and decode") with tools/make_tiny_model.py. A model whose directory already holds a
 # config.json is left alone, so re-running is cheap.
 #
-#   tools/make_bench_models.sh [OUT_DIR]     (default: build/bench-models)
+#   tools/make_bench_models.sh [OUT_DIR [NAME...]]   (default: build/bench-models, both)
 #
 # v2-lite-2layer       DeepSeek-V2-Lite shapes, 2 layers (1 dense + 1 MoE of 64 x 1408,
 #                      2 shared, top-6), vocab 102400: ~1.09 G parameters, ~2.2 GB.
@@ -41,9 +41,15 @@ v2_lite_attention=(
   --num-experts-per-tok 6 --first-k-dense-replace 1 --moe-layer-freq 1
 )
 
+# The models named after OUT_DIR, or all of them.
+wanted=("${@:2}")
+
 make_model() {
   local name="$1"
   shift
+  if ((${#wanted[@]} > 0)) && [[ " ${wanted[*]} " != *" ${name} "* ]]; then
+    return
+  fi
   local dir="${out_dir}/${name}"
   if [[ -f "${dir}/config.json" ]]; then
     echo "${dir}: exists, kept"

@@ -93,6 +93,11 @@ struct RowSample {
   TokenLogprobs logprobs;
 };
 
+// The most scratch a device backend's DecompressedAttention holds for the keys it
+// up-projects at once (engine/backend/cuda/host/decompress_plan.h); its per-row softmax
+// state comes on top (4 · rows · heads · (v_head_dim + 2) bytes).
+inline constexpr int64_t kMaxDecompressedChunkBytes = int64_t{64} << 20;
+
 // A device's own memory, for sizing the cache from a fraction of it.
 struct DeviceMemoryStatus {
   int64_t total_bytes = 0;
@@ -178,6 +183,8 @@ class Backend {
   // q [T, heads · (nope + R)] (RoPE applied) against [k_nope | k_pe] with v as values:
   // out [T, heads · v], W_UV already applied. Cheaper than MlaAttention for chunks of many
   // rows (see engine/model/attention_path.h). Only when SupportsDecompressedAttention().
+  // A device backend up-projects the keys of a long sequence chunk by chunk and keeps each
+  // chunk's scratch under kMaxDecompressedChunkBytes, so that a memory plan can bound it.
   virtual bool SupportsDecompressedAttention() const = 0;
   virtual void DecompressedAttention(int layer, int heads, float softmax_scale, const Tensor& q,
                                      const Tensor& kv_b, Tensor out, Op op) = 0;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/backend/backend.h"
 #include "engine/kv_cache/cache_row.h"
 
 namespace mla {
@@ -169,6 +170,9 @@ absl::StatusOr<int64_t> EstimateWorkspaceBytes(const ModelConfig& c, const Works
   // At most batch + num_parts − 1 partial slots (host/mla_decode_plan.h), each one output
   // row of kv_lora_rank floats and one LSE per head.
   bytes += 4 * (s.max_batch_seqs + s.num_parts) * heads * (c.kv_lora_rank + 1);
+  // Decompressed prefill: the up-projected keys of one chunk, and the fp32 softmax state
+  // of every row ((m, l) and a v-wide accumulator per head).
+  bytes += kMaxDecompressedChunkBytes + 4 * s.max_batch_tokens * heads * (c.v_head_dim + 2);
   return bytes;
 }
 

@@ -66,7 +66,8 @@ struct WorkspaceShape {
 
 // An upper bound on the forward pass's device workspace: per-token activations of every
 // stage (bf16, reused across layers) × max_batch_tokens, routed-expert rows (× top_k),
-// fp32 logits per sequence and the split-KV attention partials. INVALID_ARGUMENT for
+// fp32 logits per sequence, the split-KV attention partials and the decompressed
+// prefill's scratch (kMaxDecompressedChunkBytes and its softmax state). INVALID_ARGUMENT for
 // non-positive shapes.
 absl::StatusOr<int64_t> EstimateWorkspaceBytes(const ModelConfig& config,
                                                const WorkspaceShape& shape);

@@ -100,6 +100,58 @@ void RunAttention(Backend& be, const AttnCase& c, const StepBatch& step,
   ASSERT_TRUE(be.TakeError().ok());
 }
 
+// The two steps of a case: every sequence's cached prefix, then its new rows, through
+// block tables of shuffled block ids (a kernel assuming the identity mapping fails).
+std::vector<StepBatch> MakeSteps(const AttnCase& c, int num_blocks, std::mt19937& rng) {
+  std::vector<int32_t> free_blocks(num_blocks);
+  std::iota(free_blocks.begin(), free_blocks.end(), 0);
+  std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
+  const size_t batch = c.cached.size();
+  std::vector<std::vector<int32_t>> tables(batch);
+  int64_t max_blocks = 0;
+  for (size_t s = 0; s < batch; ++s) {
+    const int total = c.cached[s] + c.new_rows[s];
+    for (int b = 0; b * c.block_size < total; ++b) {
+      tables[s].push_back(free_blocks.back());
+      free_blocks.pop_back();
+    }
+    max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(tables[s].size()));
+  }
+  std::vector<StepBatch> steps;
+  for (int phase = 0; phase < 2; ++phase) {
+    StepBatch step;
+    step.max_blocks = max_blocks;
+    step.cu_seqlens_q.push_back(0);
+    for (size_t s = 0; s < batch; ++s) {
+      const int first = phase == 0 ? 0 : c.cached[s];
+      const int rows = phase == 0 ? c.cached[s] : c.new_rows[s];
+      if (rows == 0) continue;
+      std::vector<int32_t> row = tables[s];
+      row.resize(static_cast<size_t>(max_blocks), 0);
+      step.block_table.insert(step.block_table.end(), row.begin(), row.end());
+      step.seq_lens.push_back(first + rows);
+      step.q_pos0.push_back(first);
+      step.cu_seqlens_q.push_back(step.cu_seqlens_q.back() + rows);
+      for (int i = 0; i < rows; ++i) {
+        const int pos = first + i;
+        step.slots.push_back(int64_t{tables[s][pos / c.block_size]} * c.block_size +
+                             pos % c.block_size);
+      }
+      ++step.batch;
+    }
+    step.num_tokens = static_cast<int64_t>(step.slots.size());
+    steps.push_back(std::move(step));
+  }
+  return steps;
+}
+
+std::vector<float> RandomVector(size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
 TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
   MLA_SKIP_WITHOUT_CUDA();
   const std::vector<AttnCase> cases = {
@@ -113,7 +165,6 @@ TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
       {128, 512, 64, 64, {0, 130}, {1, 1}},
   };
   std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const AttnCase& c : cases) {
     SCOPED_TRACE(::testing::Message() << "heads " << c.heads << " L " << c.latent);
     const int num_blocks = 96;
@@ -130,51 +181,14 @@ TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
     ASSERT_TRUE(gpu->AllocateCache(*layout, num_blocks).ok());
     cpu_be.latent_cache()->PoisonWithNaN();
     ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
-    // Shuffled block ids, so that a kernel assuming the identity mapping fails.
-    std::vector<int32_t> free_blocks(num_blocks);
-    std::iota(free_blocks.begin(), free_blocks.end(), 0);
-    std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
-    // Step 1 writes every sequence's cached prefix; step 2 its new rows.
-    const size_t batch = c.cached.size();
-    std::vector<std::vector<int32_t>> tables(batch);
-    int64_t max_blocks = 0;
-    for (size_t s = 0; s < batch; ++s) {
-      const int total = c.cached[s] + c.new_rows[s];
-      for (int b = 0; b * c.block_size < total; ++b) {
-        tables[s].push_back(free_blocks.back());
-        free_blocks.pop_back();
-      }
-      max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(tables[s].size()));
-    }
-    for (int phase = 0; phase < 2; ++phase) {
-      StepBatch step;
-      step.max_blocks = max_blocks;
-      step.cu_seqlens_q.push_back(0);
-      for (size_t s = 0; s < batch; ++s) {
-        const int first = phase == 0 ? 0 : c.cached[s];
-        const int rows = phase == 0 ? c.cached[s] : c.new_rows[s];
-        if (rows == 0) continue;
-        std::vector<int32_t> row = tables[s];
-        row.resize(static_cast<size_t>(max_blocks), 0);
-        step.block_table.insert(step.block_table.end(), row.begin(), row.end());
-        step.seq_lens.push_back(first + rows);
-        step.q_pos0.push_back(first);
-        step.cu_seqlens_q.push_back(step.cu_seqlens_q.back() + rows);
-        for (int i = 0; i < rows; ++i) {
-          const int pos = first + i;
-          step.slots.push_back(int64_t{tables[s][pos / c.block_size]} * c.block_size +
-                               pos % c.block_size);
-        }
-        ++step.batch;
-      }
-      step.num_tokens = static_cast<int64_t>(step.slots.size());
+    const std::vector<StepBatch> steps = MakeSteps(c, num_blocks, rng);
+    for (size_t phase = 0; phase < steps.size(); ++phase) {
+      const StepBatch& step = steps[phase];
       if (step.num_tokens == 0) continue;
       const int64_t t = step.num_tokens;
-      std::vector<float> latent(t * c.latent), k_pe(t * c.rope),
-          q(t * c.heads * (c.latent + c.rope));
-      for (auto* v : {&latent, &k_pe, &q}) {
-        for (float& x : *v) x = normal(rng);
-      }
+      const std::vector<float> latent = RandomVector(t * c.latent, rng);
+      const std::vector<float> k_pe = RandomVector(t * c.rope, rng);
+      const std::vector<float> q = RandomVector(t * c.heads * (c.latent + c.rope), rng);
       std::vector<float> out_cpu, lse_cpu, out_gpu, lse_gpu, out_gen, lse_gen;
       RunAttention(cpu_be, c, step, latent, k_pe, q, &out_cpu, &lse_cpu);
       RunAttention(*gpu, c, step, latent, k_pe, q, &out_gpu, &lse_gpu);
@@ -196,6 +210,137 @@ TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
       for (size_t i = 0; i < lse_cpu.size(); ++i) {
         ASSERT_NEAR(lse_gpu[i], lse_cpu[i], tol + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
         ASSERT_NEAR(lse_gen[i], lse_cpu[i], 1e-4f + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
+      }
+    }
+  }
+}
+
+// Writes the step's rows into the cache, then runs DecompressedAttention on the marked
+// sequences; out starts as a sentinel so that rows of unmarked sequences show any write.
+constexpr float kUntouched = 12345.0f;
+std::vector<float> RunDecompressed(Backend& be, const AttnCase& c, int nope, int v,
+                                   const Tensor& kv_b, const StepBatch& step,
+                                   const std::vector<float>& latent,
+                                   const std::vector<float>& k_pe, const std::vector<float>& q) {
+  const int64_t t = step.num_tokens;
+  be.BeginStep(step);
+  const Tensor lat = be.Activation(0, t, c.latent), kpe = be.Activation(1, t, c.rope);
+  const Tensor qt = be.Activation(2, t, int64_t{c.heads} * (nope + c.rope));
+  const Tensor o = be.Activation(3, t, int64_t{c.heads} * v);
+  be.Upload(latent, lat, {"up"});
+  be.Upload(k_pe, kpe, {"up"});
+  be.Upload(q, qt, {"up"});
+  be.Fill(o, kUntouched, {"fill"});
+  be.WriteCache(0, lat, kpe, {"write"});
+  be.DecompressedAttention(0, c.heads, 0.125f, qt, kv_b, o, {"decompressed"});
+  std::vector<float> out(static_cast<size_t>(o.rows * o.cols));
+  be.Download(o, out, {"down"});
+  EXPECT_TRUE(be.TakeError().ok());
+  return out;
+}
+
+// MlaAttention in a step with marked sequences: their rows stay as they were, the others
+// are computed. Runs after RunDecompressed has written the step's cache rows.
+void ExpectAbsorbedSkipsMarked(Backend& be, const AttnCase& c, const StepBatch& step,
+                               std::mt19937& rng) {
+  const int64_t t = step.num_tokens, width = c.latent + c.rope;
+  be.BeginStep(step);
+  const Tensor qt = be.Activation(2, t, c.heads * width);
+  const Tensor o = be.Activation(3, t, int64_t{c.heads} * c.latent);
+  const Tensor l = be.Activation(4, t, c.heads);
+  be.Upload(RandomVector(static_cast<size_t>(t * c.heads * width), rng), qt, {"up"});
+  be.Fill(o, kUntouched, {"fill"});
+  be.MlaAttention(0, c.heads, 0.125f, qt, o, l, {"attn"});
+  std::vector<float> out(static_cast<size_t>(o.rows * o.cols));
+  be.Download(o, out, {"down"});
+  ASSERT_TRUE(be.TakeError().ok());
+  for (int64_t s = 0; s < step.batch; ++s) {
+    const bool marked = step.decompress[static_cast<size_t>(s)] != 0;
+    for (int32_t r = step.cu_seqlens_q[s]; r < step.cu_seqlens_q[s + 1]; ++r) {
+      for (int64_t i = 0; i < o.cols; ++i) {
+        const float x = out[static_cast<size_t>(r * o.cols + i)];
+        if (marked) {
+          ASSERT_EQ(x, kUntouched) << "marked row " << r;
+        } else {
+          ASSERT_TRUE(std::isfinite(x) && x != kUntouched) << "row " << r << " col " << i;
+        }
+      }
+    }
+  }
+}
+
+// Against the CPU backend's decompressed attention (itself tested against a float64
+// reference), with chunk budgets that cut the keys into many chunks, at and off block
+// boundaries, and one that takes every key at once.
+TEST(CudaBackendAttention, DecompressedMatchesCpu) {
+  MLA_SKIP_WITHOUT_CUDA();
+  struct Case {
+    AttnCase shape;
+    int nope, v;
+  };
+  const std::vector<Case> cases = {
+      {{2, 96, 32, 8, {0, 7, 20, 40}, {9, 1, 17, 33}}, 32, 48},
+      {{3, 64, 16, 16, {0, 130}, {70, 5}}, 24, 40},
+      {{16, 512, 64, 64, {0, 200}, {130, 64}}, 128, 128},  // DeepSeek's head shapes.
+      {{1, 32, 2, 4, {5}, {1}}, 8, 8},                     // One head, one row.
+  };
+  std::mt19937 rng(11);
+  for (const Case& cs : cases) {
+    const AttnCase& c = cs.shape;
+    const int64_t per_key = 4 * (int64_t{c.heads} * (cs.nope + cs.v) + c.latent);
+    for (const int64_t chunk_keys : {int64_t{7}, int64_t{64}, int64_t{1} << 20}) {
+      SCOPED_TRACE(::testing::Message() << "heads " << c.heads << " L " << c.latent << " chunk "
+                                        << chunk_keys);
+      const int num_blocks = 128;
+      auto layout = CacheLayout::Create({CacheDType::kBF16, c.latent, c.rope, c.block_size, 1});
+      ASSERT_TRUE(layout.ok());
+      cpu::CpuBackend cpu_be(2);
+      std::unique_ptr<CudaBackend> gpu = MakeCuda();
+      ASSERT_NE(gpu, nullptr);
+      gpu->set_decompress_chunk_bytes(per_key * chunk_keys);
+      ASSERT_TRUE(cpu_be.AllocateCache(*layout, num_blocks).ok());
+      ASSERT_TRUE(gpu->AllocateCache(*layout, num_blocks).ok());
+      cpu_be.latent_cache()->PoisonWithNaN();
+      ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
+      Matrix kv_b = Matrix::Allocate(int64_t{c.heads} * (cs.nope + cs.v), c.latent, DType::kBF16);
+      const std::vector<float> w = RandomVector(static_cast<size_t>(kv_b.rows * kv_b.cols), rng);
+      for (size_t i = 0; i < w.size(); ++i) kv_b.bf16()[i] = FloatToBf16(0.1f * w[i]);
+      absl::StatusOr<Tensor> kv_cpu = cpu_be.AddWeight("kv_b", kv_b.View());
+      absl::StatusOr<Tensor> kv_gpu = gpu->AddWeight("kv_b", kv_b.View());
+      ASSERT_TRUE(kv_cpu.ok() && kv_gpu.ok());
+      std::vector<StepBatch> steps = MakeSteps(c, num_blocks, rng);
+      for (StepBatch& step : steps) {
+        if (step.num_tokens == 0) continue;
+        // Every other sequence decompressed: the others' rows must stay as they were.
+        step.decompress.assign(static_cast<size_t>(step.batch), 0);
+        for (size_t s = 0; s < step.decompress.size(); s += 2) step.decompress[s] = 1;
+        const int64_t t = step.num_tokens;
+        const std::vector<float> latent = RandomVector(t * c.latent, rng);
+        const std::vector<float> k_pe = RandomVector(t * c.rope, rng);
+        const std::vector<float> q = RandomVector(t * c.heads * (cs.nope + c.rope), rng);
+        const std::vector<float> want =
+            RunDecompressed(cpu_be, c, cs.nope, cs.v, *kv_cpu, step, latent, k_pe, q);
+        const std::vector<float> got =
+            RunDecompressed(*gpu, c, cs.nope, cs.v, *kv_gpu, step, latent, k_pe, q);
+        ASSERT_EQ(got.size(), want.size());
+        ExpectAbsorbedSkipsMarked(*gpu, c, step, rng);
+        const int64_t width = int64_t{c.heads} * cs.v;
+        for (int64_t s = 0; s < step.batch; ++s) {
+          for (int32_t r = step.cu_seqlens_q[s]; r < step.cu_seqlens_q[s + 1]; ++r) {
+            for (int64_t i = 0; i < width; ++i) {
+              const size_t k = static_cast<size_t>(r * width + i);
+              if (step.decompress[static_cast<size_t>(s)] == 0) {
+                ASSERT_EQ(got[k], kUntouched) << "unmarked row " << r;
+                continue;
+              }
+              // fp32 on both sides, the up-projection a bf16 × bf16 GEMM with fp32 sums
+              // on either: summation order only.
+              ASSERT_TRUE(std::isfinite(got[k])) << "row " << r << " col " << i;
+              ASSERT_NEAR(got[k], want[k], 1e-4f + 1e-4f * std::fabs(want[k]))
+                  << "row " << r << " col " << i;
+            }
+          }
+        }
       }
     }
   }
@@ -331,6 +476,38 @@ TEST_P(CudaModelTest, ChunkedPrefillEqualsWholePrefill) {
                   "chunk " + std::to_string(chunk_size) + " T=" + std::to_string(T), nullptr);
     }
   }
+}
+
+// Every chunk decompressed on the device (decode-sized chunks too), with a chunk budget of
+// five keys so that every prompt spans several key chunks: the goldens' tolerances, for
+// whole prompts and for chunks of 7 rows over cached prefixes.
+TEST_P(CudaModelTest, DecompressedPathMatchesGoldens) {
+  const ModelConfig& c = gpu_model_->config();
+  gpu_model_->set_attention_path(AttentionPath::kDecompressed);
+  gpu_->set_decompress_chunk_bytes(
+      4 * (int64_t{c.num_attention_heads} * (c.qk_nope_head_dim + c.v_head_dim) + c.kv_lora_rank) *
+      5);
+  RowStats vs_golden;
+  for (const Golden& g : goldens_) {
+    const int64_t T = static_cast<int64_t>(g.prompt.size());
+    for (const int64_t chunk_size : {T, int64_t{7}}) {
+      ResetCaches();
+      BlockTable table = MakeTable(T);
+      std::vector<float> got;
+      for (int64_t start = 0; start < T; start += chunk_size) {
+        const int64_t m = std::min<int64_t>(chunk_size, T - start);
+        SequenceChunk ch{std::span<const int32_t>(g.prompt.data() + start, m), start, &table,
+                         true};
+        const std::vector<float> part = Run(*gpu_model_, {&ch, 1});
+        got.insert(got.end(), part.begin(), part.end());
+      }
+      CompareRows(got, g.logits, vocab(), 1e-2,
+                  "chunk " + std::to_string(chunk_size) + " T=" + std::to_string(T), &vs_golden);
+    }
+  }
+  std::printf("[ %s ] decompressed: 1 - cosine per row, median %.3g vs goldens (%zu rows)\n",
+              GetParam().c_str(), vs_golden.Median(), vs_golden.one_minus_cosine.size());
+  EXPECT_LE(vs_golden.Median(), 1e-4);
 }
 
 TEST_P(CudaModelTest, BatchEqualsSoloRuns) {

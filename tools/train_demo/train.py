@@ -89,11 +89,13 @@ def build_model(cfg_dict, attn="sdpa"):
     return AutoModelForCausalLM.from_config(cfg, attn_implementation=attn, dtype=torch.float32)
 
 
-def progress(a, step, elapsed):
-    """Fraction of the run done: by steps (when --steps is set) or by wall time, whichever
-    is further."""
-    by_steps = step / a.steps if a.steps > 0 else 0.0
-    return min(1.0, max(by_steps, elapsed / (60 * a.max_minutes)))
+def progress(a, step, elapsed, seen=0):
+    """Fraction of the run done: by steps (--steps), by training tokens seen (--tokens) or
+    by wall time (--max-minutes), whichever is furthest; a budget of 0 is no limit."""
+    done = [step / a.steps if a.steps > 0 else 0.0,
+            seen / a.tokens if a.tokens > 0 else 0.0,
+            elapsed / (60 * a.max_minutes) if a.max_minutes > 0 else 0.0]
+    return min(1.0, max(done))
 
 
 def after_opening(a, p):
@@ -250,7 +252,11 @@ def parse_args(argv):
     ap.add_argument("--rope-theta", type=float, default=10000.0)
     ap.add_argument("--steps", type=int, default=0,
                     help="end the schedule after this many steps if sooner than --max-minutes "
-                         "(0: wall time only; opening-phase steps are small and many)")
+                         "(0: no step limit; opening-phase steps are small and many)")
+    ap.add_argument("--tokens", type=float, default=0,
+                    help="end the schedule after this many training tokens if sooner: a "
+                         "budget that, unlike wall time, does not depend on the machine or "
+                         "its load, so a rerun repeats the run (0: no token limit)")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--min-len", type=int, default=128)
     ap.add_argument("--max-len", type=int, default=5120,
@@ -293,7 +299,8 @@ def parse_args(argv):
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--ckpt-every", type=int, default=25)
     ap.add_argument("--max-minutes", type=float, default=60.0,
-                    help="wall-time budget: the schedule ends at --steps or here, if sooner")
+                    help="wall-time budget: the schedule ends at --steps, --tokens or here, "
+                         "whichever comes first (0: no wall-time limit)")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
                     help="bf16 autocast (fp32 master weights); about 3x slower on a 2-core CPU")
     return ap.parse_args(argv)
@@ -307,7 +314,9 @@ def main(argv):
                           else ("cpu" if a.device == "auto" else a.device))
     model = build_model(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    rng, step, elapsed_before = random.Random(a.seed), 0, 0.0
+    if a.steps <= 0 and a.tokens <= 0 and a.max_minutes <= 0:
+        sys.exit("error: no budget: set --max-minutes, --steps or --tokens")
+    rng, step, elapsed_before, seen = random.Random(a.seed), 0, 0.0, 0
     grown = a.min_len * 2  # the adaptive part of the length curriculum
     # The opening phase, and where it ended: progress then, recomputed from its step and
     # wall time on a resume, so that a resumed run with another --max-minutes keeps it right.
@@ -319,7 +328,7 @@ def main(argv):
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         rng.setstate(st["rng"])
-        step, elapsed_before = st["step"], st["elapsed"]
+        step, elapsed_before, seen = st["step"], st["elapsed"], st.get("seen", 0)
         grown = st.get("grown", grown)
         inducing, phase_end_at = st.get("inducing", False), st.get("phase_end_at")
         a.phase_end = progress(a, *phase_end_at) if phase_end_at else st.get("phase_end", 0.0)
@@ -339,7 +348,8 @@ def main(argv):
     def checkpoint():
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.getstate(),
                     "step": step, "elapsed": elapsed_before + time.time() - t0, "config": cfg,
-                    "grown": grown, "inducing": inducing, "phase_end": a.phase_end,
+                    "seen": seen, "grown": grown, "inducing": inducing,
+                    "phase_end": a.phase_end,
                     "phase_end_at": phase_end_at},
                    a.ckpt + ".tmp")
         os.replace(a.ckpt + ".tmp", a.ckpt)
@@ -348,7 +358,7 @@ def main(argv):
     # they log and checkpoint that many times less often.
     small = max(1, a.batch_tokens // a.induction_batch_tokens)
     while True:
-        p = progress(a, step, elapsed_before + time.time() - t0)
+        p = progress(a, step, elapsed_before + time.time() - t0, seen)
         if p >= 1.0:
             break
         threads, scale = (a.induction_threads, small) if inducing else (a.threads, 1)
@@ -367,6 +377,7 @@ def main(argv):
         opt.step()
         step += 1
         tokens += ids.numel()
+        seen += ids.numel()
         # A sequence counts as retrieved when every answer token is the argmax (= greedy).
         if 2 * length >= grown:  # only rows near the frontier decide the next length
             hits += int(correct.sum())
@@ -382,14 +393,15 @@ def main(argv):
             print(f"step {step:5d} len {length:4d}/{hi:4d} ans_loss {sums[0] / sums[2]:.3f} "
                   f"copy_loss {sums[3] / sums[2]:.3f} lm_loss {sums[1] / sums[2]:.3f} "
                   f"frontier_acc {hits / max(1, total):.3f} "
-                  f"lr {lr:.2e} tok/s {tokens / dt:.0f} "
+                  f"lr {lr:.2e} tok/s {tokens / dt:.0f} seen {seen / 1e6:.2f}M "
                   f"wall {(elapsed_before + dt) / 60:.1f} min", flush=True)
             copy_mean = sums[3] / sums[2]
             hits, total, sums = 0, 0, [0.0, 0.0, 0, 0.0]
             if inducing:
                 grew = False  # the length curriculum starts with the needle rows
                 if copy_mean < a.induction_loss or p >= a.induction_max:
-                    inducing, a.phase_end, phase_end_at = False, p, (step, elapsed_before + dt)
+                    inducing, a.phase_end = False, p
+                    phase_end_at = (step, elapsed_before + dt, seen)
                     print(f"  opening phase ends at step {step} (copy loss {copy_mean:.3f}, "
                           f"progress {p:.2f}): needle rows and the length curriculum start",
                           flush=True)
@@ -401,7 +413,8 @@ def main(argv):
             checkpoint()
     checkpoint()
     save_final(model, cfg, a.out)
-    print(f"done: {step} steps, {(elapsed_before + time.time() - t0) / 60:.1f} min wall; "
+    print(f"done: {step} steps, {seen / 1e6:.2f} M tokens, "
+          f"{(elapsed_before + time.time() - t0) / 60:.1f} min wall; "
           f"saved {a.out}", flush=True)
 
 

@@ -1,5 +1,6 @@
 // CudaBackend's attention: cache writes, the generic paged attention, the split-KV decode
-// path, the attention probe, and the DeepSeek-V3.2 operations it does not have yet.
+// path, the attention probe, and the DeepSeek-V3.2 operations it does not have yet (the
+// decompressed path is in cuda_decompressed.cc).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -66,11 +67,10 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
                                                     Shape(lse), " must be dense rows of ", heads,
                                                     " heads for ", step_->num_tokens, " tokens")));
   }
-  if (std::any_of(step_->decompress.begin(), step_->decompress.end(),
-                  [](uint8_t d) { return d != 0; })) {
-    return Fail(op, absl::UnimplementedError("decompressed attention is not implemented on CUDA"));
-  }
-  if (CanSplitKvDecode(heads)) {
+  // Sequences marked for DecompressedAttention are skipped, which only the generic kernel
+  // does (the model marks decode rows only when the decompressed path is forced).
+  const bool any_marked = !step_->decompress.empty();
+  if (!any_marked && CanSplitKvDecode(heads)) {
     return Fail(op, SplitKvDecode(layer, heads, softmax_scale, q, out, lse));
   }
   MlaAttentionF32Params p;
@@ -86,6 +86,7 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   p.q_pos0 = q_pos0_.as<int32_t>();
   p.cu_seqlens_q = cu_seqlens_q_.as<int32_t>();
   p.row_seq = row_seq_dev_.as<int32_t>();
+  p.skip_seq = any_marked ? decompress_dev_.as<uint8_t>() : nullptr;
   p.q = static_cast<const float*>(q.data);
   p.out = static_cast<float*>(out.data);
   p.lse = static_cast<float*>(lse.data);
@@ -219,10 +220,6 @@ void CudaBackend::IndexerTopK(int, int, float, float, const Tensor&, const Tenso
 }
 void CudaBackend::SparseMlaAttention(int, int, float, const Tensor&, const Tensor&, Tensor, Tensor,
                                      Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
-}
-void CudaBackend::DecompressedAttention(int, int, float, const Tensor&, const Tensor&, Tensor,
-                                        Op op) {
   Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
 }
 

@@ -278,7 +278,8 @@ void CudaBackend::BeginStep(const StepBatch& batch) {
         upload(q_pos0_, batch.q_pos0.data(), bytes(batch.q_pos0)),
         upload(cu_seqlens_q_, batch.cu_seqlens_q.data(), bytes(batch.cu_seqlens_q)),
         upload(row_seq_dev_, row_seq_.data(), bytes(row_seq_)),
-        upload(slots_, batch.slots.data(), bytes(batch.slots))}) {
+        upload(slots_, batch.slots.data(), bytes(batch.slots)),
+        upload(decompress_dev_, batch.decompress.data(), bytes(batch.decompress))}) {
     Fail(op, std::move(s));
   }
 }

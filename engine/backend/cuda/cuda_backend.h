@@ -18,6 +18,7 @@
 #ifndef MLA_ENGINE_BACKEND_CUDA_CUDA_BACKEND_H_
 #define MLA_ENGINE_BACKEND_CUDA_CUDA_BACKEND_H_
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,12 @@ class CudaBackend final : public Backend {
   // mla_decode.h) when the shapes allow (64-token blocks, L ≤ 512); off, every step runs
   // the generic attention kernel. On by default; tests compare the two.
   void set_split_kv_decode(bool on) { split_kv_decode_ = on; }
+  // The scratch budget of DecompressedAttention's key chunks (kMaxDecompressedChunkBytes;
+  // at most that, or the memory plan no longer bounds it). Tests lower it so that short
+  // sequences span several chunks.
+  void set_decompress_chunk_bytes(int64_t bytes) {
+    decompress_chunk_bytes_ = std::min(bytes, kMaxDecompressedChunkBytes);
+  }
 
   // "cuda:0 (NVIDIA H200)", as GetModelInfo.device documents it.
   std::string DeviceName() const override { return name_; }
@@ -84,8 +91,8 @@ class CudaBackend final : public Backend {
                           const Tensor& selected, Tensor out, Tensor lse, Op op) override;
   void MlaAttention(int layer, int heads, float softmax_scale, const Tensor& q, Tensor out,
                     Tensor lse, Op op) override;
-  // Not on CUDA yet: the model keeps the absorbed path here.
-  bool SupportsDecompressedAttention() const override { return false; }
+  // Chunk by chunk (host/decompress_plan.h, kernels/decompressed_attention.h).
+  bool SupportsDecompressedAttention() const override { return true; }
   void DecompressedAttention(int layer, int heads, float softmax_scale, const Tensor& q,
                              const Tensor& kv_b, Tensor out, Op op) override;
   void MoeExperts(const MoeRoutingPolicy& policy, const Tensor& router_logits, const Tensor& bias,
@@ -120,11 +127,16 @@ class CudaBackend final : public Backend {
   bool CanSplitKvDecode(int heads) const;
   absl::Status SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
                              const Tensor& out, const Tensor& lse);
+  // DecompressedAttention for one marked sequence of the step, after the checks.
+  absl::Status DecompressSequence(int layer, int64_t seq, int heads, int nope, int v,
+                                  float softmax_scale, const Tensor& q, const Tensor& kv_b,
+                                  const Tensor& out);
 
   std::string name_;
   std::string description_;
   int num_sms_ = 0;
   bool split_kv_decode_ = true;
+  int64_t decompress_chunk_bytes_ = kMaxDecompressedChunkBytes;
   CudaStream stream_ = nullptr;
   std::unique_ptr<CublasHandle> cublas_;
   std::unique_ptr<GemmLt> lt_;
@@ -140,13 +152,16 @@ class CudaBackend final : public Backend {
   // The current step on the device (BeginStep) and its host description.
   const StepBatch* step_ = nullptr;
   std::vector<int32_t> row_seq_;
-  DeviceBuffer block_table_, seq_lens_, q_pos0_, cu_seqlens_q_, row_seq_dev_, slots_, tokens_;
+  DeviceBuffer block_table_, seq_lens_, q_pos0_, cu_seqlens_q_, row_seq_dev_, slots_, tokens_,
+      decompress_dev_;
   bool decode_only_ = false;  // Every sequence of the step has one row.
   // The split-KV plan of the step (planned at its first attention, reused by every layer).
   int64_t step_number_ = 0, planned_step_ = -1;
   int planned_heads_ = 0;
   int32_t plan_parts_ = 0, plan_partial_slots_ = 0;
   DeviceBuffer plan_parts_dev_, plan_splits_dev_, q_bf16_, out_bf16_, partial_out_, partial_lse_;
+  // Decompressed attention: one chunk's latents and up-projected keys, the rows' state.
+  DeviceBuffer decompress_latent_, decompress_kv_, decompress_state_;
   // Scratch: the GEMM's bf16 input, MoE routing and expert rows, probe sums.
   DeviceBuffer gemm_in_, expert_ids_, expert_weights_, counts_, offsets_, sorted_pairs_, pair_rows_,
       permuted_, expert_out_, expert_gate_, expert_up_, probe_stats_;

@@ -1,6 +1,7 @@
 // The host-boundary shape checks of the CUDA kernels (they run before any launch).
 #include <vector>
 
+#include "engine/backend/cuda/kernels/decompressed_attention.h"
 #include "engine/backend/cuda/kernels/latent_cache.h"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/pointwise.h"
@@ -146,6 +147,94 @@ TEST(SamplingChecksTest, Argmax) {
   p.logits_stride = 4;
   p.ids = nullptr;
   EXPECT_EQ(ValidateArgmaxParams(p).code(), kInvalid);
+}
+
+DecompressedChunkF32Params GoodChunk() {
+  DecompressedChunkF32Params p;
+  p.num_rows = 3;
+  p.heads = 16;
+  p.nope = 128;
+  p.rope = 64;
+  p.v = 128;
+  p.latent = 512;
+  p.block_size = 64;
+  p.q_pos0 = 100;
+  p.first_key = 64;
+  p.num_keys = 39;
+  p.softmax_scale = 0.07f;
+  p.cache = g_bf16;
+  p.blocks = g_i32;
+  p.q = p.kv = g_f32;
+  p.q_stride = 16 * 192;
+  p.state = p.out = g_f32;
+  p.out_stride = 16 * 128;
+  return p;
+}
+
+// Expects INVALID_ARGUMENT whose message names the kernel and `field`.
+void ExpectRefused(const absl::Status& s, const std::string& field) {
+  EXPECT_EQ(s.code(), kInvalid) << field;
+  EXPECT_NE(s.message().find("DecompressedChunkF32"), std::string::npos) << s;
+  EXPECT_NE(s.message().find(field), std::string::npos) << s;
+}
+
+TEST(DecompressedChecksTest, Chunk) {
+  EXPECT_TRUE(ValidateDecompressedChunkF32Params(GoodChunk()).ok());
+  DecompressedChunkF32Params p = GoodChunk();
+  p.nope = 460;  // nope + rope over the shared-memory q
+  ExpectRefused(ValidateDecompressedChunkF32Params(p), "nope + rope");
+  p = GoodChunk();
+  p.v = kDecompressedMaxV + 2;
+  ExpectRefused(ValidateDecompressedChunkF32Params(p), "v must be");
+  p = GoodChunk();
+  p.q_stride = 16 * 192 - 1;
+  ExpectRefused(ValidateDecompressedChunkF32Params(p), "q_stride");
+  p = GoodChunk();
+  p.softmax_scale = 0.0f;
+  ExpectRefused(ValidateDecompressedChunkF32Params(p), "softmax_scale");
+  p = GoodChunk();
+  p.kv = nullptr;
+  ExpectRefused(ValidateDecompressedChunkF32Params(p), "kv is null");
+  // No keys in the chunk: kv and the cache are not read.
+  p.num_keys = 0;
+  p.cache = nullptr;
+  EXPECT_TRUE(ValidateDecompressedChunkF32Params(p).ok());
+  // Not the last chunk: out is not written.
+  p = GoodChunk();
+  p.last_chunk = false;
+  p.out = nullptr;
+  EXPECT_TRUE(ValidateDecompressedChunkF32Params(p).ok());
+  p.last_chunk = true;
+  ExpectRefused(ValidateDecompressedChunkF32Params(p), "out is null");
+  // No rows: nothing at all is read.
+  p = DecompressedChunkF32Params{};
+  p.heads = 1;
+  p.nope = p.v = p.latent = p.block_size = 1;
+  p.q_stride = 1;
+  p.out_stride = 1;
+  p.softmax_scale = 1.0f;
+  EXPECT_TRUE(ValidateDecompressedChunkF32Params(p).ok());
+}
+
+TEST(DecompressedChecksTest, GatherLatent) {
+  GatherLatentF32Params p;
+  p.cache = g_bf16;
+  p.blocks = g_i32;
+  p.block_size = 16;
+  p.latent = 4;
+  p.rope = 2;
+  p.out = F32Matrix{g_f32, 1, 4, 4};
+  EXPECT_TRUE(ValidateGatherLatentF32Params(p).ok());
+  p.out.cols = 3;
+  absl::Status s = ValidateGatherLatentF32Params(p);
+  EXPECT_EQ(s.code(), kInvalid);
+  EXPECT_NE(s.message().find("GatherLatentF32: out must be [keys, 4]"), std::string::npos) << s;
+  p.out.cols = 4;
+  p.blocks = nullptr;
+  s = ValidateGatherLatentF32Params(p);
+  EXPECT_NE(s.message().find("blocks is null"), std::string::npos) << s;
+  p.out.rows = 0;
+  EXPECT_TRUE(ValidateGatherLatentF32Params(p).ok());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/backend/backend.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/cuda_host/deepseek_shapes.h"
@@ -31,6 +32,11 @@ TEST(MemoryPlanTest, V2LiteBf16LeavesRoomForTheCache) {
   ASSERT_TRUE(workspace.ok()) << workspace.status();
   EXPECT_GT(*workspace, 8192 * 2 * c.hidden_size);
   EXPECT_LT(*workspace, 4 * kGiB);
+  // One row's activations are ~1 MB; the decompressed prefill's key chunk comes on top.
+  absl::StatusOr<int64_t> one_row = EstimateWorkspaceBytes(c, {1, 1, 1});
+  ASSERT_TRUE(one_row.ok()) << one_row.status();
+  EXPECT_GT(*one_row, kMaxDecompressedChunkBytes);
+  EXPECT_LT(*one_row, kMaxDecompressedChunkBytes + 2'000'000);
   const int64_t block_bytes = LatentCacheBlockBytes(c, kBlockSize);
   EXPECT_EQ(block_bytes, int64_t{27} * 64 * 576 * 2);
   // The fp8 layout: 656 bytes per row, 1.76x the blocks in the same budget.

@@ -175,10 +175,11 @@ __global__ void __launch_bounds__(kAttnWarps * 32) MlaAttentionKernel(MlaAttenti
   const int head = blockIdx.y;
   const int width = p.latent + p.rope;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int s = p.row_seq[row];
+  if (p.skip_seq != nullptr && p.skip_seq[s] != 0) return;  // The whole CTA, before any barrier.
   const float* q = p.q + row * int64_t{p.heads} * width + int64_t{head} * width;
   for (int i = threadIdx.x; i < width; i += blockDim.x) q_s[i] = q[i];
   __syncthreads();
-  const int s = p.row_seq[row];
   const int64_t num_keys = int64_t{p.q_pos0[s]} + (row - p.cu_seqlens_q[s]) + 1;
   const int32_t* blocks = p.block_table + int64_t{s} * p.max_blocks;
   float acc[kLatentPerLane];

@@ -105,6 +105,9 @@ struct MlaAttentionF32Params {
   const int32_t* q_pos0 = nullptr;        // [batch]
   const int32_t* cu_seqlens_q = nullptr;  // [batch + 1]
   const int32_t* row_seq = nullptr;       // [num_rows]
+  // [batch] or null: rows of sequences marked nonzero are skipped (left as they are), for
+  // the sequences that DecompressedAttention computes.
+  const uint8_t* skip_seq = nullptr;
   const float* q = nullptr;
   float* out = nullptr;
   float* lse = nullptr;

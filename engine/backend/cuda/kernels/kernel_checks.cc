@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cuda/kernels/check_util.h"
+#include "engine/backend/cuda/kernels/decompressed_attention.h"
 #include "engine/backend/cuda/kernels/latent_cache.h"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/pointwise.h"
@@ -122,6 +123,45 @@ absl::Status ValidateArgmaxParams(const ArgmaxParams& p) {
   if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
   const bool work = p.num_rows > 0;
   return NeedPointers(k, work, {{p.logits, "logits"}, {p.ids, "ids"}});
+}
+
+absl::Status ValidateGatherLatentF32Params(const GatherLatentF32Params& p) {
+  constexpr const char* k = "GatherLatentF32";
+  if (p.block_size < 1 || p.latent < 1 || p.rope < 0 || p.first_key < 0) {
+    return Invalid(k, "need block_size, latent >= 1 and rope, first_key >= 0");
+  }
+  if (p.out.rows < 0 || p.out.cols != p.latent || (p.out.rows > 1 && p.out.stride < p.latent)) {
+    return Invalid(k, absl::StrCat("out must be [keys, ", p.latent, "] with stride >= ", p.latent));
+  }
+  return NeedPointers(k, p.out.rows > 0,
+                      {{p.cache, "cache"}, {p.blocks, "blocks"}, {p.out.data, "out"}});
+}
+
+absl::Status ValidateDecompressedChunkF32Params(const DecompressedChunkF32Params& p) {
+  constexpr const char* k = "DecompressedChunkF32";
+  if (p.num_rows < 0 || p.num_rows > INT32_MAX || p.heads < 1 || p.heads > 65535) {
+    return Invalid(k, "need num_rows in [0, 2^31) and heads in [1, 65535]");
+  }
+  if (p.nope < 1 || p.rope < 0 || p.nope + p.rope > kDecompressedMaxQk) {
+    return Invalid(k, absl::StrCat("nope + rope must be in [1, ", kDecompressedMaxQk, "], got ",
+                                   p.nope, " + ", p.rope));
+  }
+  if (p.v < 1 || p.v > kDecompressedMaxV) {
+    return Invalid(k, absl::StrCat("v must be in [1, ", kDecompressedMaxV, "], got ", p.v));
+  }
+  if (p.latent < 1 || p.block_size < 1 || p.q_pos0 < 0 || p.first_key < 0 || p.num_keys < 0) {
+    return Invalid(k, "need latent, block_size >= 1 and q_pos0, first_key, num_keys >= 0");
+  }
+  if (p.q_stride < int64_t{p.heads} * (p.nope + p.rope) ||
+      p.out_stride < int64_t{p.heads} * p.v) {
+    return Invalid(k, "q_stride and out_stride must hold every head's row");
+  }
+  if (!(p.softmax_scale > 0.0f)) return Invalid(k, "softmax_scale must be > 0");
+  const bool work = p.num_rows > 0;
+  if (absl::Status s = NeedPointers(k, work, {{p.q, "q"}, {p.state, "state"}}); !s.ok()) return s;
+  if (absl::Status s = NeedPointer(k, p.out, "out", work && p.last_chunk); !s.ok()) return s;
+  return NeedPointers(k, work && p.num_keys > 0,
+                      {{p.cache, "cache"}, {p.blocks, "blocks"}, {p.kv, "kv"}});
 }
 
 }  // namespace mla::cuda

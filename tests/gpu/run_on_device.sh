@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The GPU check in one run, on a machine with one NVIDIA GPU and the CUDA 13 runtime but
+# none of the build's dependencies, from a bundle made beside the source on a CPU machine
+# (scripts/gpu_bundle.sh) and carried along with the checkout:
+#   1. the device: nvidia-smi;
+#   2. every gpu test binary (kernels against the CPU backend, the whole model against the
+#      goldens, mla-server --device=cuda over gRPC); a skip counts as a failure here;
+#   3. cuda_mla_decode_bench: the split-KV decode kernel's GB/s (16 heads) and TFLOP/s
+#      (128 heads) over batch × context;
+#   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
+#      engine on the GPU: decode tokens/s at batch 1 / 16 / 64 and prefill tokens/s of a
+#      4K prompt (mla_engine_bench --device=cuda).
+# Each step has its own time limit and the run goes on past a failing one; the whole run
+# stays under 8 minutes.
+#
+#   tests/gpu/run_on_device.sh [BUNDLE_DIR]      # default build/gpu-dist
+#
+# Results go to $OUT (default BUNDLE_DIR/out), at most 8 files: summary.txt (one line per
+# step, pass/fail counts, the verdict), nvidia-smi.txt, gpu_tests.log, decode_bench.txt,
+# engine_bench.txt and bench_model.log. Exit status 0 only when every step passed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+bundle="${1:-build/gpu-dist}"
+out="${OUT:-${bundle}/out}"
+mkdir -p "${out}"
+summary="${out}/summary.txt"
+: >"${summary}"
+t0=${SECONDS}
+failed=0
+say() { echo "[$((SECONDS - t0)) s] $*" | tee -a "${summary}"; }
+fail() {
+  say "FAIL: $*"
+  failed=1
+}
+
+if [[ ! -f "${bundle}/source_dir" ]]; then
+  say "FAIL: no bundle at ${bundle} (make it with scripts/gpu_bundle.sh and carry it)"
+  exit 1
+fi
+say "bundle ${bundle}, revision $(cat "${bundle}/revision")"
+
+# --- 1. The device -------------------------------------------------------------------
+if ! nvidia-smi >"${out}/nvidia-smi.txt" 2>&1; then
+  say "FAIL: nvidia-smi failed: no NVIDIA driver"
+  exit 1
+fi
+say "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)"
+
+# --- The bundle's binaries where their compiled-in paths point -------------------------
+src="$(cat "${bundle}/source_dir")"
+build_rel="$(cat "${bundle}/build_dir")"
+if [[ "$(realpath -m "${src}")" != "$(realpath "${PWD}")" ]]; then
+  if [[ -e "${src}" || -L "${src}" ]]; then
+    if [[ "$(realpath "${src}")" != "$(realpath "${PWD}")" ]]; then
+      say "FAIL: the binaries expect the checkout at ${src}, which is something else here"
+      exit 1
+    fi
+  else
+    mkdir -p "$(dirname "${src}")" && ln -s "${PWD}" "${src}"
+  fi
+fi
+mkdir -p "${build_rel}"
+cp -a "${bundle}/tree/." "${build_rel}/"
+
+# CUDA's libraries come from the machine: the loader's cache, else the toolkit's folders,
+# else the Python wheels (nvidia/cu13/lib, nvidia/cublas/lib).
+cuda_dirs=""
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublasLt\.so\.13'; then
+  for lib in $(find /usr/local/cuda* /usr/local/lib /usr/lib /opt -name 'libcublasLt.so.13' \
+                 2>/dev/null | head -1) \
+             $(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' \
+                 2>/dev/null | xargs -r -I{} find {} -name 'libcublasLt.so.13' 2>/dev/null |
+               head -1); do
+    cuda_dirs="${cuda_dirs}:$(dirname "${lib}")"
+  done
+  for lib in $(find /usr/local/cuda* /usr/local/lib /usr/lib /opt -name 'libcudart.so.13' \
+                 2>/dev/null | head -1); do
+    cuda_dirs="${cuda_dirs}:$(dirname "${lib}")"
+  done
+fi
+export LD_LIBRARY_PATH="${PWD}/${bundle}/lib${cuda_dirs}${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
+missing="$(find "${bundle}/tree" -type f -exec ldd {} \; 2>/dev/null | grep 'not found' | sort -u)"
+if [[ -n "${missing}" ]]; then
+  say "FAIL: libraries not found (LD_LIBRARY_PATH=${LD_LIBRARY_PATH}):"
+  echo "${missing}" | tee -a "${summary}"
+  exit 1
+fi
+
+# --- 2. The gpu tests ------------------------------------------------------------------
+tests_log="${out}/gpu_tests.log"
+: >"${tests_log}"
+for t in device_test cuda_pointwise_test cuda_gemm_lt_test cuda_mla_decode_test \
+         cuda_moe_routing_test cuda_backend_test cuda_server_test; do
+  bin="${build_rel}/tests/gpu/${t}"
+  echo "===== ${t}" >>"${tests_log}"
+  timeout 240 "${bin}" --gtest_color=no >>"${tests_log}" 2>&1
+  rc=$?
+  passed=$(sed -n "/^===== ${t}\$/,\$p" "${tests_log}" | grep -c '^\[       OK \]')
+  failed_n=$(sed -n "/^===== ${t}\$/,\$p" "${tests_log}" | grep -c '^\[  FAILED  \] [A-Za-z]')
+  skipped=$(sed -n "/^===== ${t}\$/,\$p" "${tests_log}" | grep -c '^\[  SKIPPED \] [A-Za-z]')
+  if ((rc != 0 || skipped > 0)); then
+    fail "${t}: exit ${rc}, ${passed} passed, ${failed_n} failed, ${skipped} skipped"
+  else
+    say "ok: ${t}: ${passed} passed"
+  fi
+done
+grep -h '1 - cosine' "${tests_log}" | tee -a "${summary}"
+
+# --- 3. The decode kernel's benchmark ----------------------------------------------------
+# Without a usable device the benchmark says "nothing measured" and exits 0.
+if timeout 150 "${build_rel}/bench/cuda_mla_decode_bench" >"${out}/decode_bench.txt" 2>&1 &&
+   ! grep -q 'nothing measured' "${out}/decode_bench.txt"; then
+  say "ok: cuda_mla_decode_bench (decode_bench.txt)"
+else
+  fail "cuda_mla_decode_bench (decode_bench.txt)"
+fi
+
+# --- 4. The whole model on the GPU --------------------------------------------------------
+models=/tmp/mla-bench-models
+model="${models}/v2-lite-2layer"
+if timeout 150 tools/make_bench_models.sh "${models}" v2-lite-2layer >"${out}/bench_model.log" 2>&1; then
+  say "ok: bench model ${model} ($(du -shL "${model}" | cut -f1))"
+  engine=(timeout 90 "${build_rel}/bench/mla_engine_bench" --device=cuda "--model_dir=${model}"
+          --kv_cache_mib=16384 --max_batch_tokens=4096)
+  {
+    echo "## decode, prompt 512, 64 tokens each"
+    "${engine[@]}" --mode=batch --batches=1,16,64 --prompt_len=512 --decode_tokens=64
+    echo "rc $?"
+    echo "## prefill, 4096-token prompt"
+    "${engine[@]}" --mode=prefix --prompt_len=4096
+    echo "rc $?"
+  } >"${out}/engine_bench.txt" 2>&1
+  if grep -q '^rc [^0]' "${out}/engine_bench.txt"; then
+    fail "mla_engine_bench --device=cuda (engine_bench.txt)"
+  else
+    say "ok: mla_engine_bench --device=cuda (engine_bench.txt)"
+  fi
+  grep -E '^\| [0-9]+ \||^prefill' "${out}/engine_bench.txt" | tee -a "${summary}"
+else
+  fail "tools/make_bench_models.sh (bench_model.log)"
+fi
+
+if ((failed)); then
+  say "verdict: FAILED"
+  exit 1
+fi
+say "verdict: all passed"
