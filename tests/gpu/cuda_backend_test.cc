@@ -27,6 +27,8 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/kv_cache/block_pool.h"
 #include "engine/model/deepseek_model.h"
+#include "engine/sampling/rng.h"
+#include "engine/sampling/sampling_params.h"
 #include "tests/engine/model/golden_util.h"
 #include "tests/gpu/cuda_test_util.h"
 
@@ -220,8 +222,8 @@ TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
 constexpr float kUntouched = 12345.0f;
 std::vector<float> RunDecompressed(Backend& be, const AttnCase& c, int nope, int v,
                                    const Tensor& kv_b, const StepBatch& step,
-                                   const std::vector<float>& latent,
-                                   const std::vector<float>& k_pe, const std::vector<float>& q) {
+                                   const std::vector<float>& latent, const std::vector<float>& k_pe,
+                                   const std::vector<float>& q) {
   const int64_t t = step.num_tokens;
   be.BeginStep(step);
   const Tensor lat = be.Activation(0, t, c.latent), kpe = be.Activation(1, t, c.rope);
@@ -289,8 +291,8 @@ TEST(CudaBackendAttention, DecompressedMatchesCpu) {
     const AttnCase& c = cs.shape;
     const int64_t per_key = 4 * (int64_t{c.heads} * (cs.nope + cs.v) + c.latent);
     for (const int64_t chunk_keys : {int64_t{7}, int64_t{64}, int64_t{1} << 20}) {
-      SCOPED_TRACE(::testing::Message() << "heads " << c.heads << " L " << c.latent << " chunk "
-                                        << chunk_keys);
+      SCOPED_TRACE(::testing::Message()
+                   << "heads " << c.heads << " L " << c.latent << " chunk " << chunk_keys);
       const int num_blocks = 128;
       auto layout = CacheLayout::Create({CacheDType::kBF16, c.latent, c.rope, c.block_size, 1});
       ASSERT_TRUE(layout.ok());
@@ -342,6 +344,59 @@ TEST(CudaBackendAttention, DecompressedMatchesCpu) {
           }
         }
       }
+    }
+  }
+}
+
+// --- Sampling ---------------------------------------------------------------------------
+
+// Every kind of row against the CPU backend: greedy rows without logprobs take the device
+// argmax (ties, an all-NaN row refused with the host's message), the others the host
+// sampler on downloaded rows (temperature with top-k and a seeded generator, greedy with
+// logprobs, a scored token).
+TEST(CudaBackendSampling, MatchesCpuOnEveryKindOfRow) {
+  MLA_SKIP_WITHOUT_CUDA();
+  const int64_t rows = 6, vocab = 1003;
+  std::mt19937 rng(5);
+  std::vector<float> logits = RandomVector(static_cast<size_t>(rows * vocab), rng);
+  for (int64_t i = 0; i < vocab; ++i) logits[2 * vocab + i] = std::nanf("");
+  logits[5 * vocab + 700] = logits[5 * vocab + 300] = 9.0f;  // A tie: 300 wins.
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  SamplingParams warm;
+  warm.temperature = 0.8f;
+  warm.top_k = 50;
+  cpu::CpuBackend cpu_be(1);
+  std::unique_ptr<CudaBackend> gpu = MakeCuda();
+  ASSERT_NE(gpu, nullptr);
+  std::vector<std::vector<RowSample>> results;
+  for (Backend* be : {static_cast<Backend*>(&cpu_be), static_cast<Backend*>(gpu.get())}) {
+    Rng rng_a(77), rng_b(77);
+    const std::vector<RowSampling> want = {
+        {0, &greedy, &rng_a, -1, -1}, {1, &greedy, &rng_a, -1, 3}, {2, &greedy, &rng_a, -1, -1},
+        {3, &warm, &rng_b, -1, -1},   {4, nullptr, nullptr, 17, 0}, {5, &greedy, &rng_a, -1, -1},
+    };
+    const Tensor t = be->Activation(0, rows, vocab);
+    be->Upload(logits, t, {"up"});
+    results.emplace_back(want.size());
+    be->Sample(t, want, results.back(), {"sample"});
+    ASSERT_TRUE(be->TakeError().ok());
+  }
+  const std::vector<RowSample>& cpu = results[0];
+  const std::vector<RowSample>& dev = results[1];
+  EXPECT_FALSE(dev[2].status.ok());
+  EXPECT_EQ(dev[5].token, 300);
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    SCOPED_TRACE(::testing::Message() << "row " << i);
+    EXPECT_EQ(dev[i].status, cpu[i].status);
+    EXPECT_EQ(dev[i].token, cpu[i].token);
+    ASSERT_EQ(dev[i].has_logprobs, cpu[i].has_logprobs);
+    if (!cpu[i].has_logprobs) continue;
+    EXPECT_EQ(dev[i].logprobs.token_id, cpu[i].logprobs.token_id);
+    EXPECT_FLOAT_EQ(dev[i].logprobs.logprob, cpu[i].logprobs.logprob);
+    ASSERT_EQ(dev[i].logprobs.top.size(), cpu[i].logprobs.top.size());
+    for (size_t k = 0; k < cpu[i].logprobs.top.size(); ++k) {
+      EXPECT_EQ(dev[i].logprobs.top[k].token_id, cpu[i].logprobs.top[k].token_id);
     }
   }
 }
@@ -496,8 +551,7 @@ TEST_P(CudaModelTest, DecompressedPathMatchesGoldens) {
       std::vector<float> got;
       for (int64_t start = 0; start < T; start += chunk_size) {
         const int64_t m = std::min<int64_t>(chunk_size, T - start);
-        SequenceChunk ch{std::span<const int32_t>(g.prompt.data() + start, m), start, &table,
-                         true};
+        SequenceChunk ch{std::span<const int32_t>(g.prompt.data() + start, m), start, &table, true};
         const std::vector<float> part = Run(*gpu_model_, {&ch, 1});
         got.insert(got.end(), part.begin(), part.end());
       }

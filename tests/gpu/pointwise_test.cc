@@ -226,8 +226,9 @@ TEST(SamplingCudaTest, ArgmaxTakesTheLowestIndexOnTiesAndSkipsNaN) {
   logits[3 * stride + 20] = 60.0f;
   DeviceBuffer dlogits = Upload(logits);
   DeviceBuffer dids = Upload(std::vector<int32_t>(rows, -7));
-  MLA_ASSERT_OK(
-      LaunchArgmax({rows, vocab, dlogits.as<float>(), stride, dids.as<int32_t>()}, nullptr));
+  DeviceBuffer dmax = Upload(std::vector<float>(rows, 7.0f));
+  MLA_ASSERT_OK(LaunchArgmax(
+      {rows, vocab, dlogits.as<float>(), stride, dids.as<int32_t>(), dmax.as<float>()}, nullptr));
   MLA_ASSERT_OK(DeviceSynchronize());
   std::vector<int32_t> want(rows, 0);
   for (int r = 0; r < rows; ++r) {
@@ -239,6 +240,11 @@ TEST(SamplingCudaTest, ArgmaxTakesTheLowestIndexOnTiesAndSkipsNaN) {
   EXPECT_EQ(want[1], 5000);
   EXPECT_EQ(want[3], 20);
   EXPECT_EQ(Download<int32_t>(dids), want);
+  const std::vector<float> max_values = Download<float>(dmax);
+  EXPECT_EQ(max_values[1], 50.0f);
+  EXPECT_EQ(max_values[2], -INFINITY);  // The host sampler refuses such a row.
+  EXPECT_EQ(max_values[3], 60.0f);
+  EXPECT_EQ(max_values[0], logits[static_cast<size_t>(want[0])]);
 }
 
 }  // namespace

@@ -18,7 +18,6 @@
 #include "engine/backend/cuda/kernels/forward_f32.h"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/moe_routing.h"
-#include "engine/backend/host_sampling.h"
 
 namespace mla::cuda {
 
@@ -169,8 +168,7 @@ absl::Status CudaBackend::ForEachLayerOfBlock(
   const int64_t per_block = layout_->bytes_per_block_per_layer();
   const int64_t per_layer = int64_t{num_blocks_} * per_block;
   for (int l = 0; l < layout_->num_layers(); ++l) {
-    MLA_RETURN_IF_ERROR(copy(l * per_block, l * per_layer + int64_t{block} * per_block,
-                             per_block));
+    MLA_RETURN_IF_ERROR(copy(l * per_block, l * per_layer + int64_t{block} * per_block, per_block));
   }
   return absl::OkStatus();
 }
@@ -415,29 +413,5 @@ void CudaBackend::Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads
   p.head_stride = head_stride;
   Fail(op, LaunchRopeF32(p, stream_));
 }
-
-void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows,
-                         std::span<RowSample> out, Op op) {
-  auto timer = profiler_.Time(op);
-  if (rows.size() != out.size()) {
-    return Fail(op, absl::InvalidArgumentError("one result per sampled row"));
-  }
-  logits_host_.resize(static_cast<size_t>(logits.rows * logits.cols));
-  Download(logits, logits_host_, op);
-  if (!error_.ok()) return;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    if (rows[i].row < 0 || rows[i].row >= logits.rows) {
-      out[i].status = absl::InvalidArgumentError(
-          absl::StrCat(op.name, ": row ", rows[i].row, " outside ", Shape(logits)));
-      continue;
-    }
-    SampleHostRow(std::span<const float>(logits_host_.data() + rows[i].row * logits.cols,
-                                         static_cast<size_t>(logits.cols)),
-                  rows[i], out[i]);
-  }
-}
-
-// --- DeepSeek-V3.2 sparse attention: not on the device yet (AllocateCache refuses a cache
-// with indexer keys, so a V3.2 model fails at load; these only guard direct calls).
 
 }  // namespace mla::cuda

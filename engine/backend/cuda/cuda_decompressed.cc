@@ -24,23 +24,21 @@ void CudaBackend::DecompressedAttention(int layer, int heads, float softmax_scal
   const int64_t lat = layout_->latent_dim(), rope = layout_->rope_dim();
   const int64_t nope = heads > 0 ? q.cols / heads - rope : 0;
   const int64_t v = heads > 0 ? out.cols / heads : 0;
-  if (heads < 1 || nope < 1 || v < 1 || q.cols != heads * (nope + rope) ||
-      out.cols != heads * v || q.rows != step_->num_tokens || out.rows != q.rows ||
-      layer < 0 || layer >= layout_->num_layers()) {
-    return Fail(op, absl::InvalidArgumentError(absl::StrCat("q ", Shape(q), ", out ", Shape(out),
-                                                            " must be rows of ", heads,
-                                                            " heads for ", step_->num_tokens,
-                                                            " tokens, layer ", layer)));
+  if (heads < 1 || nope < 1 || v < 1 || q.cols != heads * (nope + rope) || out.cols != heads * v ||
+      q.rows != step_->num_tokens || out.rows != q.rows || layer < 0 ||
+      layer >= layout_->num_layers()) {
+    return Fail(op, absl::InvalidArgumentError(absl::StrCat(
+                        "q ", Shape(q), ", out ", Shape(out), " must be rows of ", heads,
+                        " heads for ", step_->num_tokens, " tokens, layer ", layer)));
   }
   if (kv_b.rows != heads * (nope + v) || kv_b.cols != lat) {
-    return Fail(op, absl::InvalidArgumentError(absl::StrCat(
-                        "kv_b ", Shape(kv_b), " must be [", heads * (nope + v), ", ", lat, "]")));
+    return Fail(op, absl::InvalidArgumentError(absl::StrCat("kv_b ", Shape(kv_b), " must be [",
+                                                            heads * (nope + v), ", ", lat, "]")));
   }
   for (int64_t s = 0; s < static_cast<int64_t>(step_->decompress.size()); ++s) {
     if (step_->decompress[static_cast<size_t>(s)] == 0) continue;
-    if (absl::Status st =
-            DecompressSequence(layer, s, heads, static_cast<int>(nope), static_cast<int>(v),
-                               softmax_scale, q, kv_b, out);
+    if (absl::Status st = DecompressSequence(layer, s, heads, static_cast<int>(nope),
+                                             static_cast<int>(v), softmax_scale, q, kv_b, out);
         !st.ok()) {
       return Fail(op, std::move(st));
     }
@@ -59,8 +57,7 @@ absl::Status CudaBackend::DecompressSequence(int layer, int64_t seq, int heads, 
                        PlanDecompressChunks(heads, nope, v, lat, decompress_chunk_bytes_));
   const int64_t chunk = std::min(plan.keys_per_chunk, keys);
   MLA_RETURN_IF_ERROR(Reserve(decompress_latent_, static_cast<size_t>(4 * chunk * lat)));
-  MLA_RETURN_IF_ERROR(
-      Reserve(decompress_kv_, static_cast<size_t>(4 * chunk * heads * (nope + v))));
+  MLA_RETURN_IF_ERROR(Reserve(decompress_kv_, static_cast<size_t>(4 * chunk * heads * (nope + v))));
   MLA_RETURN_IF_ERROR(
       Reserve(decompress_state_, static_cast<size_t>(DecompressStateBytes(rows, heads, v))));
   const int32_t* blocks = block_table_.as<int32_t>() + seq * step_->max_blocks;

@@ -14,7 +14,8 @@ TEST(DecompressPlanTest, LargestMultipleOf64UnderTheBudget) {
     int heads, nope, v, latent;
   };
   // DeepSeek-V3 (128 heads), V2-Lite (16 heads), the tiny test models.
-  for (const Shape& s : {Shape{128, 128, 128, 512}, Shape{16, 128, 128, 512}, Shape{4, 32, 48, 64}}) {
+  for (const Shape& s :
+       {Shape{128, 128, 128, 512}, Shape{16, 128, 128, 512}, Shape{4, 32, 48, 64}}) {
     absl::StatusOr<DecompressChunking> c =
         PlanDecompressChunks(s.heads, s.nope, s.v, s.latent, kMaxDecompressedChunkBytes);
     ASSERT_TRUE(c.ok()) << c.status();

@@ -37,7 +37,8 @@ __global__ void GatherLatentKernel(GatherLatentF32Params p) {
 // One CTA per (row, head): q in shared memory, warp w takes the chunk's keys w, w + 4, ...
 // that the row may see; each lane keeps v / 32 accumulators. The warps merge through
 // shared memory, then with the state of the earlier chunks.
-__global__ void __launch_bounds__(kWarps * 32) DecompressedChunkKernel(DecompressedChunkF32Params p) {
+__global__ void __launch_bounds__(kWarps * 32)
+    DecompressedChunkKernel(DecompressedChunkF32Params p) {
   __shared__ float q_s[kDecompressedMaxQk];
   __shared__ float acc_s[kWarps][kDecompressedMaxV];
   __shared__ float m_s[kWarps];
@@ -62,8 +63,7 @@ __global__ void __launch_bounds__(kWarps * 32) DecompressedChunkKernel(Decompres
   float m = -INFINITY, l = 0.0f;
   for (int64_t key = p.first_key + warp; key < end; key += kWarps) {
     const float* kv = p.kv + (key - p.first_key) * kv_stride + int64_t{head} * kv_width;
-    const uint16_t* k_pe =
-        CacheRow(p.cache, p.blocks, p.block_size, width, key) + p.latent;
+    const uint16_t* k_pe = CacheRow(p.cache, p.blocks, p.block_size, width, key) + p.latent;
     float dot = 0.0f;
     for (int i = lane; i < p.nope; i += 32) dot = fmaf(q_s[i], kv[i], dot);
     for (int i = lane; i < p.rope; i += 32) dot = fmaf(q_s[p.nope + i], Bf16Bits(k_pe[i]), dot);

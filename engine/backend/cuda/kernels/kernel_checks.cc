@@ -152,8 +152,7 @@ absl::Status ValidateDecompressedChunkF32Params(const DecompressedChunkF32Params
   if (p.latent < 1 || p.block_size < 1 || p.q_pos0 < 0 || p.first_key < 0 || p.num_keys < 0) {
     return Invalid(k, "need latent, block_size >= 1 and q_pos0, first_key, num_keys >= 0");
   }
-  if (p.q_stride < int64_t{p.heads} * (p.nope + p.rope) ||
-      p.out_stride < int64_t{p.heads} * p.v) {
+  if (p.q_stride < int64_t{p.heads} * (p.nope + p.rope) || p.out_stride < int64_t{p.heads} * p.v) {
     return Invalid(k, "q_stride and out_stride must hold every head's row");
   }
   if (!(p.softmax_scale > 0.0f)) return Invalid(k, "softmax_scale must be > 0");

@@ -61,6 +61,7 @@ __global__ void __launch_bounds__(kThreads) ArgmaxKernel(ArgmaxParams p) {
         }
       }
       p.ids[row] = idx < 0 ? 0 : static_cast<int32_t>(idx);
+      if (p.max_values != nullptr) p.max_values[row] = idx < 0 ? NAN : v;
     }
   }
 }

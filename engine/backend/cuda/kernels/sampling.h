@@ -1,6 +1,7 @@
 // Token selection on the device. Declarations only; see pointwise.h for the convention.
-// Greedy only for now: temperature / top-k sampling stays on the host sampler
-// (engine/sampling), which needs the logits there anyway for logprobs.
+// Greedy only for now (CudaBackend::Sample sends greedy rows without logprobs here, so
+// only their ids come back): temperature / top-k sampling and logprobs stay on the host
+// sampler (engine/sampling), on downloaded rows.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
 
@@ -19,6 +20,9 @@ struct ArgmaxParams {
   const float* logits = nullptr;  // [num_rows, logits_stride], the first vocab_size used
   int64_t logits_stride = 0;
   int32_t* ids = nullptr;  // [num_rows]
+  // [num_rows] or null: the winning logit, NaN when the row has only NaN (the host
+  // sampler refuses a row whose best is NaN or -inf; its caller checks this).
+  float* max_values = nullptr;
 };
 
 absl::Status ValidateArgmaxParams(const ArgmaxParams& p);
