@@ -170,7 +170,8 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCallback on_output) {
+absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCallback on_output,
+                                           uint64_t* serial) {
   MLA_RETURN_IF_ERROR(Validate(request));
   const int64_t prompt = static_cast<int64_t>(request.prompt.size());
   const int64_t room = info_.max_context - prompt;
@@ -197,17 +198,19 @@ absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCall
   auto seq = std::make_unique<Sequence>(std::move(request), std::move(on_output),
                                         info_.kv_block_size, absl::Now());
   seq->max_total = prompt + max_new;
+  seq->serial = ++next_serial_;
+  if (serial != nullptr) *serial = seq->serial;
   const std::string id = seq->request.request_id;
-  live_[id] = FinishReason::kNone;
+  live_[id] = Live{seq->serial, FinishReason::kNone};
   incoming_.push_back(std::move(seq));
   return id;
 }
 
-bool Engine::Abort(const std::string& request_id, FinishReason reason) {
+bool Engine::Abort(const std::string& request_id, FinishReason reason, uint64_t serial) {
   absl::MutexLock lock(&mu_);
   auto it = live_.find(request_id);
-  if (it == live_.end()) return false;
-  if (it->second == FinishReason::kNone) it->second = reason;
+  if (it == live_.end() || (serial != 0 && it->second.serial != serial)) return false;
+  if (it->second.abort == FinishReason::kNone) it->second.abort = reason;
   return true;
 }
 

@@ -77,12 +77,17 @@ class Engine {
   // Validates and queues a request. Errors: INVALID_ARGUMENT naming the field,
   // ALREADY_EXISTS for a live request_id, RESOURCE_EXHAUSTED when it could never fit in
   // the cache or the waiting queue is full. On success `on_output` will be called until
-  // an output with finished = true. Returns the request id (assigned when empty).
-  absl::StatusOr<std::string> Submit(GenerationRequest request, OutputCallback on_output);
-  // Aborts a live request at the next step boundary; false when no live request has the id.
+  // an output with finished = true. Returns the request id (assigned when empty) and sets
+  // *serial, when given, to the submission's serial (never 0; every output carries it).
+  absl::StatusOr<std::string> Submit(GenerationRequest request, OutputCallback on_output,
+                                     uint64_t* serial = nullptr);
+  // Aborts a live request at the next step boundary; false when no live request has the id
+  // (or, with serial != 0, when the live one is another submission: a caller that aborts
+  // late, after its request ended, cannot kill a new request that reused the id).
   // `reason` is the finish reason it reports: kAbort, or kStopSequence when the caller
   // matched a stop string in the text (the engine sees token ids only).
-  bool Abort(const std::string& request_id, FinishReason reason = FinishReason::kAbort);
+  bool Abort(const std::string& request_id, FinishReason reason = FinishReason::kAbort,
+             uint64_t serial = 0);
 
   EngineLoad GetLoad() const;
   // Requests submitted and not yet finished (exact, unlike the per-step GetLoad()).
@@ -142,7 +147,13 @@ class Engine {
   // Submitted but not yet handed to the scheduler (Submit runs on gRPC threads).
   std::deque<std::unique_ptr<Sequence>> incoming_ ABSL_GUARDED_BY(mu_);
   // id -> the reason to finish it with at the next step boundary (kNone: not aborted).
-  std::unordered_map<std::string, FinishReason> live_ ABSL_GUARDED_BY(mu_);
+  // Live requests by id: the submission's serial and the abort asked for (kNone: none).
+  struct Live {
+    uint64_t serial = 0;
+    FinishReason abort = FinishReason::kNone;
+  };
+  std::unordered_map<std::string, Live> live_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_serial_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool idle_ ABSL_GUARDED_BY(mu_) = true;  // The scheduler holds no sequence.
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;

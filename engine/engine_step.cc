@@ -51,8 +51,8 @@ void Engine::ApplyAborts() {
   std::vector<std::pair<std::string, FinishReason>> aborts;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [id, reason] : live_) {
-      if (reason != FinishReason::kNone) aborts.emplace_back(id, reason);
+    for (const auto& [id, live] : live_) {
+      if (live.abort != FinishReason::kNone) aborts.emplace_back(id, live.abort);
     }
   }
   for (const auto& [id, reason] : aborts) {
@@ -216,6 +216,7 @@ void Engine::EmitToken(Sequence& seq, const RowSample& sample) {
   seq.tokens.push_back(token);
   GenerationOutput out;
   out.request_id = seq.request.request_id;
+  out.serial = seq.serial;
   out.tokens.push_back(token);
   if (seq.request.logprobs > 0) out.logprobs.push_back(sample.logprobs);
   FinishReason reason = FinishReason::kNone;
@@ -241,6 +242,7 @@ void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
   seq.done = true;
   const absl::Time now = absl::Now();
   out.request_id = seq.request.request_id;
+  out.serial = seq.serial;
   out.finished = true;
   out.reason = reason;
   out.error = std::move(error);

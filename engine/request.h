@@ -54,6 +54,7 @@ enum class FinishReason { kNone, kStop, kLength, kStopSequence, kAbort };
 // One message of a request's output stream.
 struct GenerationOutput {
   std::string request_id;
+  uint64_t serial = 0;  // The submission's serial (Engine::Submit): aborts name it.
   std::vector<int32_t> tokens;                   // New tokens since the last output.
   std::vector<TokenLogprobs> logprobs;           // One per token when logprobs > 0.
   std::vector<TokenLogprobs> prompt_logprobs;    // Once, with the first output.

@@ -63,13 +63,16 @@ GenerateReactor::GenerateReactor(Engine* engine, const TextSupport* text,
     state_->reactor = this;
   }
   std::weak_ptr<State> weak = state_;
-  absl::StatusOr<std::string> id =
-      engine_->Submit(std::move(*converted), [weak](GenerationOutput output) {
+  uint64_t serial = 0;
+  absl::StatusOr<std::string> id = engine_->Submit(
+      std::move(*converted),
+      [weak](GenerationOutput output) {
         std::shared_ptr<State> state = weak.lock();
         if (!state) return;
         absl::MutexLock lock(&state->mu);
         if (state->reactor != nullptr) state->reactor->Enqueue(std::move(output));
-      });
+      },
+      &serial);
   absl::MutexLock lock(&mu_);
   if (!id.ok()) {
     done_ = true;
@@ -80,6 +83,7 @@ GenerateReactor::GenerateReactor(Engine* engine, const TextSupport* text,
     return;
   }
   request_id_ = *id;
+  serial_ = serial;
   streams_->AddRequest(request_id_);
 }
 
@@ -90,7 +94,7 @@ std::string GenerateReactor::ApplyText(GenerationOutput& output) {
   // no token is generated past the stop and the blocks are freed at once.
   // The engine then finishes it as a stop_sequence (metrics count it so), not an abort.
   if (abort) {
-    engine_->Abort(output.request_id, FinishReason::kStopSequence);
+    engine_->Abort(output.request_id, FinishReason::kStopSequence, output.serial);
     aborted_ = true;
   }
   return text;
@@ -101,7 +105,10 @@ void GenerateReactor::Enqueue(GenerationOutput output) {
   if (done_) return;
   // The engine may emit before Submit has returned its id to the constructor; an abort
   // issued in that window with an empty id would leave the request running.
-  if (request_id_.empty()) request_id_ = output.request_id;
+  if (request_id_.empty()) {
+    request_id_ = output.request_id;
+    serial_ = output.serial;
+  }
   std::string text;
   if (text_stream_ != nullptr) text = ApplyText(output);
   if (output.finished) {
@@ -143,10 +150,11 @@ void GenerateReactor::Enqueue(GenerationOutput output) {
 void GenerateReactor::AbortLocked() {
   // Once only, and never after the last output: by then the engine has released the id,
   // and a client may have reused it for a new request that a late abort from this call
-  // would kill (a write that fails after a deadline already cancelled the call did).
+  // would kill (a write that fails after a deadline already cancelled the call did). The
+  // serial covers the rest: the engine releases the id just before the last output.
   if (aborted_ || finished_ || request_id_.empty()) return;
   aborted_ = true;
-  engine_->Abort(request_id_);
+  engine_->Abort(request_id_, FinishReason::kAbort, serial_);
 }
 
 void GenerateReactor::WriteNextLocked() {

@@ -62,6 +62,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   const int max_unread_tokens_;
   std::shared_ptr<State> state_;
   std::string request_id_;
+  uint64_t serial_ = 0;  // Engine::Submit's serial: aborts name this submission only.
   absl::Mutex mu_;
   std::deque<v1::GenerateResponse> queue_ ABSL_GUARDED_BY(mu_);
   grpc::ByteBuffer write_buffer_ ABSL_GUARDED_BY(mu_);  // queue_.front(), being written.

@@ -22,6 +22,8 @@ struct Sequence {
         tokens(request.prompt),
         arrival(now) {}
 
+  uint64_t serial = 0;  // Engine::Submit's serial of this submission.
+
   int64_t prompt_len() const { return static_cast<int64_t>(request.prompt.size()); }
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t generated() const { return num_tokens() - prompt_len(); }

@@ -83,9 +83,10 @@ void CompletionStream::Start(const Context& context, OpenAiRequest request,
   converted->request_id = stream->encoder_.id();
   stream->prompt_ = converted->prompt;
   const GenerationRequest copy_for_errors = *converted;
+  uint64_t serial = 0;
   absl::StatusOr<std::string> id = context.engine->Submit(
       std::move(*converted),
-      [stream](GenerationOutput output) { stream->OnOutput(std::move(output)); });
+      [stream](GenerationOutput output) { stream->OnOutput(std::move(output)); }, &serial);
   if (!id.ok()) {
     context.streams->Leave("");
     stream->done_ = true;
@@ -98,12 +99,15 @@ void CompletionStream::Start(const Context& context, OpenAiRequest request,
     return Reply(context, responder, error);
   }
   stream->request_id_ = *id;
+  stream->serial_ = serial;
   context.streams->AddRequest(*id);
   if (streamed) {
     responder.StartStream(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
     if (context.on_status) context.on_status(200);
   }
-  responder.OnDisconnect([engine = context.engine, id = *id] { engine->Abort(id); });
+  responder.OnDisconnect([engine = context.engine, id = *id, serial] {
+    engine->Abort(id, FinishReason::kAbort, serial);
+  });
 }
 
 void CompletionStream::OnOutput(GenerationOutput output) {
@@ -114,7 +118,7 @@ void CompletionStream::OnOutput(GenerationOutput output) {
     text = text_stream_->Apply(output, &abort);
     // As in GenerateReactor: the stop lands before the next step, so no token is
     // generated past it, and the engine reports a stop_sequence, not an abort.
-    if (abort) context_.engine->Abort(request_id_, FinishReason::kStopSequence);
+    if (abort) context_.engine->Abort(request_id_, FinishReason::kStopSequence, serial_);
   }
   if (first_output_) {
     first_output_ = false;
@@ -126,7 +130,7 @@ void CompletionStream::OnOutput(GenerationOutput output) {
       Finish(output);
     } else if (request_.stream && !SendChunk(nullptr)) {
       // The client is gone or too far behind: the work stops now.
-      context_.engine->Abort(request_id_);
+      context_.engine->Abort(request_id_, FinishReason::kAbort, serial_);
       done_ = true;
     }
   }

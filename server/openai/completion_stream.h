@@ -52,6 +52,7 @@ class CompletionStream {
   const OpenAiRequest request_;
   const http::HttpResponder responder_;
   std::string request_id_;
+  uint64_t serial_ = 0;  // Engine::Submit's serial: aborts name this submission only.
   std::vector<int32_t> prompt_;  // For echo.
   absl::Mutex mu_;
   std::unique_ptr<TextStream> text_stream_ ABSL_GUARDED_BY(mu_);  // Null without a tokenizer.

@@ -251,6 +251,31 @@ TEST_F(EngineTest, DuplicateLiveIdIsRefused) {
   EXPECT_FALSE(engine_->Abort("never-existed"));
 }
 
+// A caller that aborts late, after its request ended, names its own submission: the
+// engine refuses the abort when a new submission has taken the id since.
+TEST_F(EngineTest, AbortWithAStaleSerialSparesANewRequestWithTheSameId) {
+  MakeEngine();
+  GenerationRequest r = Greedy(goldens_[3].prompt, 2000);
+  r.request_id = "reused";
+  Collector first, second;
+  uint64_t first_serial = 0, second_serial = 0;
+  ASSERT_TRUE(engine_->Submit(r, first.Callback(), &first_serial).ok());
+  EXPECT_NE(first_serial, 0u);
+  EXPECT_TRUE(engine_->Abort("reused", FinishReason::kAbort, first_serial));
+  const GenerationOutput first_end = first.Wait();
+  EXPECT_EQ(first_end.reason, FinishReason::kAbort);
+  EXPECT_EQ(first_end.serial, first_serial);
+  r.max_tokens = 8;
+  r.ignore_eos = true;
+  ASSERT_TRUE(engine_->Submit(r, second.Callback(), &second_serial).ok());
+  EXPECT_NE(second_serial, first_serial);
+  EXPECT_FALSE(engine_->Abort("reused", FinishReason::kAbort, first_serial));
+  const GenerationOutput second_end = second.Wait();
+  EXPECT_EQ(second_end.reason, FinishReason::kLength);
+  EXPECT_EQ(second_end.serial, second_serial);
+  EXPECT_EQ(second.tokens().size(), 8u);
+}
+
 TEST_F(EngineTest, AbortFreesBlocksAndEndsTheStream) {
   MakeEngine();
   Collector c;

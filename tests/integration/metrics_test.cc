@@ -99,7 +99,15 @@ TEST_F(MetricsEndToEndTest, HealthReadinessAndGenerateCounters) {
   ASSERT_TRUE(client_->Generate(Request({5, 6, 7, 8}, 8), keep_going).ok());
   auto info = client_->GetModelInfo();
   ASSERT_TRUE(info.ok()) << info.status();
-  testing::Exposition e = Scrape();
+  // The engine publishes its load (the running gauges) at the end of the step whose
+  // callback sent the last token, so a scrape right after the call may see the step
+  // before: wait for it, bounded.
+  testing::Exposition e;
+  for (int i = 0; i < 200; ++i) {
+    e = Scrape();
+    if (e.samples["vllm:num_requests_running"] == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(At(e, "mla_prompt_tokens_total"), 4);
   EXPECT_EQ(At(e, "mla_generation_tokens_total"), 8);
   EXPECT_EQ(At(e, "mla_requests_finished_total{finished_reason=\"length\",api=\"grpc\"}"), 1);
