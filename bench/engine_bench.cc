@@ -6,6 +6,7 @@
 //   --mode=prefix  time to first token of a long prompt cold, then again with its prefix
 //                  cached (same cache_salt), then cold again under another salt; the
 //                  prefill rate of the better cold run.
+//   --mode=first   a new engine's first request against its second (--engine_warmup).
 //   --device=cuda  the same on the GPU backend (tests/gpu/run_on_device.sh).
 #include <algorithm>
 #include <cstdio>
@@ -22,13 +23,14 @@
 #include "engine/engine.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-v2-lite", "Model directory");
-ABSL_FLAG(std::string, mode, "batch", "batch, prefix or telemetry");
+ABSL_FLAG(std::string, mode, "batch", "batch, prefix, first or telemetry");
 ABSL_FLAG(std::string, batches, "1,4,16,64", "batch: batch sizes");
 ABSL_FLAG(int, prompt_len, 128, "batch: prompt tokens per request; prefix: prompt tokens");
 ABSL_FLAG(int, decode_tokens, 32, "batch: tokens generated per request");
 ABSL_FLAG(int, threads, 0, "CPU threads (0 = all)");
 ABSL_FLAG(int64_t, kv_cache_mib, 2048, "KV cache budget");
 ABSL_FLAG(std::string, device, "cpu", "The engine's backend: cpu or cuda");
+ABSL_FLAG(bool, engine_warmup, true, "The engine's start-up warm-up step (EngineOptions::warmup)");
 ABSL_FLAG(int64_t, max_batch_tokens, 512, "Tokens per step");
 ABSL_FLAG(std::string, probe_every, "0,16,4,1",
           "telemetry: attention_probe_every values to compare (the first is the baseline)");
@@ -63,6 +65,7 @@ std::unique_ptr<Engine> MakeEngine(int attention_probe_every = 0) {
   o.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   o.max_running = 128;
   o.device = absl::GetFlag(FLAGS_device);
+  o.warmup = absl::GetFlag(FLAGS_engine_warmup);
   auto e = Engine::Create(o);
   if (!e.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(e.status().message()).c_str());
@@ -171,6 +174,23 @@ void PrefixMode() {
               static_cast<double>(prompt.size()) / std::min(cold, other), prompt.size());
 }
 
+// The first request a new engine serves, against the second (another prompt of the same
+// length): what the first user pays for buffers and first calls, with --engine_warmup
+// on or off.
+void FirstMode() {
+  const absl::Time start = absl::Now();
+  std::unique_ptr<Engine> engine = MakeEngine();
+  const double created = absl::ToDoubleSeconds(absl::Now() - start);
+  const int n = absl::GetFlag(FLAGS_prompt_len), vocab = engine->info().config.vocab_size;
+  int cached = 0;
+  const double first = Ttft(*engine, RandomPrompt(n, vocab, 1), "first", &cached);
+  const double second = Ttft(*engine, RandomPrompt(n, vocab, 2), "second", &cached);
+  std::printf("| warm-up | engine start s | first TTFT s | second TTFT s | first / second |\n"
+              "|---|---:|---:|---:|---:|\n| %s | %.3f | %.4f | %.4f | %.2fx |\n",
+              absl::GetFlag(FLAGS_engine_warmup) ? "on" : "off", created, first, second,
+              first / second);
+}
+
 // Decode throughput with attention telemetry at several sampling rates, against the first
 // rate given (normally 0 = off), at one batch size (the first of --batches).
 void TelemetryMode() {
@@ -208,6 +228,8 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_mode) == "prefix") {
     mla::PrefixMode();
+  } else if (absl::GetFlag(FLAGS_mode) == "first") {
+    mla::FirstMode();
   } else if (absl::GetFlag(FLAGS_mode) == "telemetry") {
     mla::TelemetryMode();
   } else {

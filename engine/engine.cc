@@ -57,6 +57,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   ro.max_batch_tokens = options.max_batch_tokens;
   ro.max_batch_seqs = options.max_running;
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, ModelRunner::Create(ro));
+  if (options.warmup) {
+    const absl::Time start = absl::Now();
+    absl::StatusOr<int64_t> rows = runner->Warmup(options.max_batch_tokens, options.max_running);
+    if (!rows.ok()) {
+      return absl::Status(rows.status().code(),
+                          absl::StrCat("warm-up step: ", rows.status().message()));
+    }
+    LogInfo("warm-up: a prefill step of ", *rows, " tokens and a decode step in ",
+            absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))),
+            "; workspace ", runner->workspace_bytes() >> 20, " MiB");
+  }
   const ModelConfig& c = runner->config();
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<const Tokenizer> tokenizer,
                        LoadModelTokenizer(options.model_dir, c.vocab_size));
@@ -103,6 +114,7 @@ Engine::Engine(const EngineOptions& options, std::unique_ptr<ModelRunner> runner
   {
     absl::MutexLock lock(&mu_);
     load_.cache = blocks_.stats();
+    load_.workspace_bytes = runner_->workspace_bytes();  // The warm-up's, if it ran.
     load_.cache_dtype = info_.cache_dtype;
     load_.kv_bytes_per_token = info_.kv_bytes_per_token;
   }

@@ -41,6 +41,11 @@ struct EngineOptions {
   bool enable_prefix_caching = true;          // Share cached prompt prefixes (per cache_salt).
   int64_t starvation_steps = 256;             // Steps after which a waiting request jumps the queue.
   int threads = 0;                            // CPU threads; 0 = all cores.
+  // Run a throwaway prefill step of max_batch_tokens rows and a step of up to max_running
+  // sequences at start-up (ModelRunner::Warmup), so that the first request does not pay
+  // for buffers and first calls. Off by default: on the CPU it costs more start-up than
+  // it saves (docs/BENCHMARKS.md, "Start-up warm-up"); the server turns it on for CUDA.
+  bool warmup = false;
   std::string device = "cpu";                 // The runner's backend: cpu or cuda.
   // Attention-sharpness telemetry: every N-th engine step (0 = off) probes the rows that
   // produce a token of up to attention_probe_max_rows sequences, reported to the observer.

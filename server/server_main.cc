@@ -70,6 +70,10 @@ ABSL_FLAG(double, kv_disk_gib, 16,
           "beyond it)");
 ABSL_FLAG(int64_t, max_batch_tokens, 512,
           "Tokens per engine step; long prompts are prefilled in chunks of this size");
+ABSL_FLAG(std::string, warmup, "auto",
+          "Run a throwaway prefill step of --max_batch_tokens tokens and a decode step before "
+          "serving, so that the first request does not pay for buffers and first device "
+          "calls: on, off, or auto (on for --device=cuda, where first calls cost most)");
 ABSL_FLAG(int, max_running, 64, "Most sequences batched in one engine step");
 ABSL_FLAG(int, max_waiting, 1024, "Queued requests beyond which Generate is refused");
 ABSL_FLAG(int, threads, 0, "CPU threads for the engine (0 = all cores)");
@@ -240,6 +244,11 @@ int Run() {
   if (const double f = absl::GetFlag(FLAGS_gpu_memory_fraction); !(f >= 0.0 && f <= 1.0)) {
     return Fail(absl::InvalidArgumentError("--gpu_memory_fraction must be in [0, 1]"));
   }
+  const std::string warmup = absl::GetFlag(FLAGS_warmup);
+  if (warmup != "auto" && warmup != "on" && warmup != "off") {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--warmup must be auto, on or off, got '", warmup, "'")));
+  }
 
   // Declared before the service and the engine, so that they outlive both: the engine
   // reports to `serving_metrics` until it is destroyed.
@@ -312,6 +321,7 @@ int Run() {
   options.starvation_steps = absl::GetFlag(FLAGS_starvation_steps);
   options.attention_probe_every = absl::GetFlag(FLAGS_attention_probe_every);
   options.device = device->cuda ? "cuda" : "cpu";
+  options.warmup = warmup == "on" || (warmup == "auto" && device->cuda);
   options.observer = &serving_metrics;
   const absl::Time load_start = absl::Now();
   absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(options);

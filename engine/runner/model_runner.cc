@@ -1,16 +1,20 @@
 #include "engine/runner/model_runner.h"
 
+#include <algorithm>
 #include <limits>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-
 #include "common/status_macros.h"
 #include "engine/backend/backend_factory.h"
 #include "engine/common/log.h"
+#include "engine/kv_cache/block_pool.h"
+#include "engine/kv_cache/block_table.h"
 #include "engine/kv_cache/latent_cache.h"
 #include "engine/runner/memory_plan.h"
+#include "engine/sampling/rng.h"
+#include "engine/sampling/sampling_params.h"
 
 namespace mla {
 
@@ -99,6 +103,41 @@ absl::StatusOr<StepOutput> ModelRunner::Execute(const StepInput& input) {
   MLA_RETURN_IF_ERROR(backend_->TakeError());
   workspace_bytes_.store(backend_->Memory().workspace_bytes, std::memory_order_relaxed);
   return out;
+}
+
+absl::StatusOr<int64_t> ModelRunner::Warmup(int64_t tokens, int64_t seqs) {
+  const int block = cache_layout().block_size();
+  const int64_t capacity = int64_t{num_cache_blocks()} * block;
+  seqs = std::max<int64_t>(1, std::min(seqs, tokens));
+  // Each sequence may waste up to a block to rounding.
+  tokens = std::min(
+      {tokens, capacity - (seqs + 1) * block, int64_t{config().max_position_embeddings} - 1});
+  if (tokens < seqs) return 0;  // A cache too small to bother: the first request warms up.
+  BlockPool pool(num_cache_blocks());
+  std::vector<BlockTable> tables(static_cast<size_t>(seqs), BlockTable(block));
+  // Token 1: any id inside the vocabulary will do; the outputs are thrown away.
+  const std::vector<int32_t> ids(static_cast<size_t>(tokens), 1);
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  Rng rng(0);
+  // Step 1, one chunk of `tokens` rows: the most rows, and the longest chunk's attention.
+  // Step 2, `seqs` sequences of one row: the first decodes at `tokens` keys (the split
+  // decode's partials), the others start (the most logits rows and samples).
+  StepInput prefill, step;
+  prefill.chunks.push_back({ids, 0, &tables[0]});
+  prefill.rows.push_back({0, &greedy, &rng, -1, -1});
+  absl::Status status = tables[0].Append(tokens + 1, pool);
+  for (int64_t s = 0; s < seqs && status.ok(); ++s) {
+    if (s > 0) status.Update(tables[static_cast<size_t>(s)].Append(1, pool));
+    step.chunks.push_back({std::span<const int32_t>(ids.data(), 1), s == 0 ? tokens : 0,
+                           &tables[static_cast<size_t>(s)]});
+    step.rows.push_back({s, &greedy, &rng, -1, -1});
+  }
+  if (status.ok()) status.Update(Execute(prefill).status());
+  if (status.ok()) status.Update(Execute(step).status());
+  for (BlockTable& t : tables) t.Release(pool).IgnoreError();  // The scratch pool goes too.
+  MLA_RETURN_IF_ERROR(status);
+  return tokens;
 }
 
 }  // namespace mla

@@ -63,6 +63,15 @@ class ModelRunner {
   // sampling fails reports it in its RowSample.
   absl::StatusOr<StepOutput> Execute(const StepInput& input);
 
+  // Two throwaway steps: a prefill chunk of up to `tokens` rows (capped by the cache and
+  // the model's positions), then a step of up to `seqs` one-row sequences, the first of
+  // them decoding after that chunk: the activation buffers reach the size the largest
+  // step needs, and the device's first calls (GEMM algorithm choice, page faults, device
+  // allocations) happen before any request, not in the first request's time to first
+  // token. Uses cache blocks as scratch: call it before the cache holds anything.
+  // Returns the prefill's rows (0: a cache too small to bother).
+  absl::StatusOr<int64_t> Warmup(int64_t tokens, int64_t seqs);
+
   const ModelConfig& config() const { return model_->config(); }
   const ModelWeights& weights() const { return model_->weights(); }
   // Bytes of weights where the forward reads them: the device's copy on a GPU, the loaded

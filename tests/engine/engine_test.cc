@@ -94,8 +94,9 @@ std::vector<Golden> LoadGoldens(const std::string& model = "tiny-v2-lite") {
 class EngineTest : public ::testing::Test {
  protected:
   void MakeEngine(int64_t max_batch_tokens = 512, int64_t cache_bytes = 8 << 20,
-                  CacheDType cache_dtype = CacheDType::kBF16) {
+                  CacheDType cache_dtype = CacheDType::kBF16, bool warmup = false) {
     EngineOptions o;
+    o.warmup = warmup;
     o.model_dir = std::string(MLA_MODELS_DIR) + "/" + model_;
     o.kv_cache_bytes = cache_bytes;
     o.cache_dtype = cache_dtype;
@@ -249,6 +250,25 @@ TEST_F(EngineTest, DuplicateLiveIdIsRefused) {
   EXPECT_EQ(a.Wait().reason, FinishReason::kAbort);
   EXPECT_FALSE(engine_->Abort("same"));
   EXPECT_FALSE(engine_->Abort("never-existed"));
+}
+
+// The start-up steps size the workspace before any request and leave nothing behind: the
+// cache is empty, and a request then gives the goldens' tokens.
+TEST_F(EngineTest, WarmupSizesTheWorkspaceAndLeavesTheCacheEmpty) {
+  MakeEngine();
+  EXPECT_EQ(engine_->GetLoad().workspace_bytes, 0);
+  MakeEngine(512, 8 << 20, CacheDType::kBF16, /*warmup=*/true);
+  const EngineLoad load = engine_->GetLoad();
+  EXPECT_GT(load.workspace_bytes, 0);
+  EXPECT_EQ(load.cache.blocks_used, 0);
+  EXPECT_EQ(load.cache.blocks_cached_free, 0);
+  const Golden& g = goldens_[3];
+  Collector c;
+  ASSERT_TRUE(engine_->Submit(Greedy(g.prompt, g.greedy.size()), c.Callback()).ok());
+  EXPECT_EQ(c.Wait().cached_prompt_tokens, 0);
+  EXPECT_EQ(c.tokens(), g.greedy);
+  // The largest step the engine can schedule fits what the warm-up reserved.
+  EXPECT_EQ(engine_->GetLoad().workspace_bytes, load.workspace_bytes);
 }
 
 // A caller that aborts late, after its request ended, names its own submission: the
