@@ -8,8 +8,9 @@
 #   3. cuda_mla_decode_bench: the split-KV decode kernel's GB/s (16 heads) and TFLOP/s
 #      (128 heads) over batch × context;
 #   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
-#      engine on the GPU: decode tokens/s at batch 1 / 16 / 64 and prefill tokens/s of a
-#      4K prompt (mla_engine_bench --device=cuda).
+#      engine on the GPU: decode tokens/s at batch 1 / 16 / 64, prefill tokens/s of a 4K
+#      prompt, and a new engine's first request with and without the start-up warm-up
+#      (mla_engine_bench --device=cuda).
 # Each step has its own time limit and the run goes on past a failing one; the whole run
 # stays under 8 minutes.
 #
@@ -129,13 +130,18 @@ if timeout 150 tools/make_bench_models.sh "${models}" v2-lite-2layer >"${out}/be
     echo "## prefill, 4096-token prompt"
     "${engine[@]}" --mode=prefix --prompt_len=4096
     echo "rc $?"
+    echo "## a new engine's first request against its second, 4096-token prompts"
+    for w in false true; do
+      "${engine[@]}" --mode=first --prompt_len=4096 --engine_warmup=${w}
+      echo "rc $?"
+    done
   } >"${out}/engine_bench.txt" 2>&1
   if grep -q '^rc [^0]' "${out}/engine_bench.txt"; then
     fail "mla_engine_bench --device=cuda (engine_bench.txt)"
   else
     say "ok: mla_engine_bench --device=cuda (engine_bench.txt)"
   fi
-  grep -E '^\| [0-9]+ \||^prefill' "${out}/engine_bench.txt" | tee -a "${summary}"
+  grep -E '^\| [0-9]+ \||^prefill|^\| (on|off) \|' "${out}/engine_bench.txt" | tee -a "${summary}"
 else
   fail "tools/make_bench_models.sh (bench_model.log)"
 fi
