@@ -49,6 +49,7 @@ void CudaBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe
   p.k_pe = F32(k_pe);
   p.slots = slots_.as<int64_t>();
   p.cache = CacheLayer(layer);
+  p.cache_fp8 = CacheFp8();
   Fail(op, LaunchCacheWriteF32(p, stream_));
 }
 
@@ -82,6 +83,7 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   p.max_blocks = step_->max_blocks;
   p.softmax_scale = softmax_scale;
   p.cache = CacheLayer(layer);
+  p.cache_fp8 = CacheFp8();
   p.block_table = block_table_.as<int32_t>();
   p.q_pos0 = q_pos0_.as<int32_t>();
   p.cu_seqlens_q = cu_seqlens_q_.as<int32_t>();
@@ -93,8 +95,10 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   Fail(op, LaunchMlaAttentionF32(p, stream_));
 }
 
+// The split kernel reads bf16 rows only: an fp8 cache takes the generic kernel.
 bool CudaBackend::CanSplitKvDecode(int heads) const {
-  return split_kv_decode_ && decode_only_ && layout_->block_size() == kMlaBlockSize &&
+  return split_kv_decode_ && decode_only_ && !CacheFp8() &&
+         layout_->block_size() == kMlaBlockSize &&
          layout_->latent_dim() <= kMlaMaxLatent && layout_->latent_dim() % 2 == 0 &&
          layout_->rope_dim() <= kMlaMaxRope && layout_->rope_dim() % 2 == 0 && heads >= 1 &&
          num_sms_ > 0;
@@ -147,7 +151,7 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
   p.num_parts = plan_parts_;
   p.num_partial_slots = plan_partial_slots_;
   p.q = q_bf16_.as<bf16_t>();
-  p.kv_cache = CacheLayer(layer);
+  p.kv_cache = static_cast<const bf16_t*>(CacheLayer(layer));  // bf16 only (CanSplitKvDecode)
   p.block_table = block_table_.as<int32_t>();
   p.seq_lens = seq_lens_.as<int32_t>();
   p.parts = plan_parts_dev_.as<MlaDecodePart>();
@@ -184,6 +188,7 @@ absl::StatusOr<AttentionSharpness> CudaBackend::ProbeAttention(int layer, int64_
   p.num_keys = num_keys;
   p.softmax_scale = softmax_scale;
   p.cache = CacheLayer(layer);
+  p.cache_fp8 = CacheFp8();
   p.blocks = block_table_.as<int32_t>() + seq * step_->max_blocks;
   p.q = static_cast<const float*>(q_row.data);
   p.stats = probe_stats_.as<float>();

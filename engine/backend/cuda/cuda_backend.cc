@@ -96,9 +96,9 @@ absl::Status CudaBackend::Reserve(DeviceBuffer& buffer, size_t bytes) {
   return absl::OkStatus();
 }
 
-bf16_t* CudaBackend::CacheLayer(int layer) const {
+void* CudaBackend::CacheLayer(int layer) const {
   const int64_t per_layer = int64_t{num_blocks_} * layout_->bytes_per_block_per_layer();
-  return reinterpret_cast<bf16_t*>(cache_.as<unsigned char>() + layer * per_layer);
+  return cache_.as<unsigned char>() + layer * per_layer;
 }
 
 // --- Memory ---------------------------------------------------------------------------
@@ -129,10 +129,9 @@ absl::StatusOr<Tensor> CudaBackend::AddWeight(std::string_view name, const Matri
 }
 
 absl::Status CudaBackend::AllocateCache(const CacheLayout& layout, int32_t num_blocks) {
-  if (layout.dtype() != CacheDType::kBF16) {
-    return absl::UnimplementedError(
-        absl::StrCat("the CUDA backend stores a ", CacheDTypeName(CacheDType::kBF16),
-                     " latent cache only, not ", CacheDTypeName(layout.dtype())));
+  if (layout.dtype() != CacheDType::kBF16 && layout.dtype() != CacheDType::kFp8E4M3) {
+    return absl::UnimplementedError(absl::StrCat("the CUDA backend has no ",
+                                                 CacheDTypeName(layout.dtype()), " latent cache"));
   }
   if (layout.index_key_dim() > 0) {
     return absl::UnimplementedError(

@@ -114,8 +114,9 @@ class CudaBackend final : public Backend {
   void Fail(const Op& op, absl::Status status);
   // Grows `buffer` to at least `bytes` (contents lost on growth).
   absl::Status Reserve(DeviceBuffer& buffer, size_t bytes);
-  // The base of layer `layer` in the cache (bf16 elements).
-  bf16_t* CacheLayer(int layer) const;
+  // The base of layer `layer` in the cache: rows of the layout's bytes per token and layer.
+  void* CacheLayer(int layer) const;
+  bool CacheFp8() const { return layout_ && layout_->dtype() == CacheDType::kFp8E4M3; }
   // y = x · wᵀ without the op's timer (MoeExperts reuses it per expert).
   absl::Status GemmImpl(const Tensor& x, const Tensor& w, const Tensor& y);
   absl::Status Sync();

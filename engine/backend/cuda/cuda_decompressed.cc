@@ -68,6 +68,7 @@ absl::Status CudaBackend::DecompressSequence(int layer, int64_t seq, int heads, 
                     int64_t{heads} * (nope + v)};
     GatherLatentF32Params g;
     g.cache = CacheLayer(layer);
+    g.cache_fp8 = CacheFp8();
     g.blocks = blocks;
     g.block_size = layout_->block_size();
     g.latent = lat;
@@ -91,6 +92,7 @@ absl::Status CudaBackend::DecompressSequence(int layer, int64_t seq, int heads, 
     p.last_chunk = first + n >= keys;
     p.softmax_scale = softmax_scale;
     p.cache = CacheLayer(layer);
+    p.cache_fp8 = CacheFp8();
     p.blocks = blocks;
     p.q = static_cast<const float*>(q.data) + row0 * q.stride;
     p.q_stride = q.stride;

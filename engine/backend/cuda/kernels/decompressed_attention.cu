@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/decompressed_attention.h"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 
@@ -20,17 +21,19 @@ constexpr int kWarps = 4;
 constexpr int kVPerLane = kDecompressedMaxV / 32;
 constexpr int64_t kMaxGrid = 65535;
 
-__device__ __forceinline__ const uint16_t* CacheRow(const uint16_t* cache, const int32_t* blocks,
-                                                    int block_size, int width, int64_t key) {
-  return cache + (int64_t{blocks[key / block_size]} * block_size + key % block_size) * width;
+__device__ __forceinline__ CacheRowView KeyRow(const void* cache, bool fp8, int latent, int rope,
+                                               const int32_t* blocks, int block_size,
+                                               int64_t key) {
+  return CacheRowAt(cache, fp8, latent, rope,
+                    int64_t{blocks[key / block_size]} * block_size + key % block_size);
 }
 
 __global__ void GatherLatentKernel(GatherLatentF32Params p) {
-  const int width = p.latent + p.rope;
   for (int64_t i = blockIdx.x; i < p.out.rows; i += gridDim.x) {
-    const uint16_t* row = CacheRow(p.cache, p.blocks, p.block_size, width, p.first_key + i);
+    const CacheRowView row =
+        KeyRow(p.cache, p.cache_fp8, p.latent, p.rope, p.blocks, p.block_size, p.first_key + i);
     float* out = p.out.data + i * p.out.stride;
-    for (int c = threadIdx.x; c < p.latent; c += blockDim.x) out[c] = Bf16Bits(row[c]);
+    for (int c = threadIdx.x; c < p.latent; c += blockDim.x) out[c] = row.Latent(c);
   }
 }
 
@@ -45,7 +48,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   __shared__ float l_s[kWarps];
   const int64_t row = blockIdx.x;
   const int head = blockIdx.y;
-  const int qk = p.nope + p.rope, kv_width = p.nope + p.v, width = p.latent + p.rope;
+  const int qk = p.nope + p.rope, kv_width = p.nope + p.v;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* q = p.q + row * p.q_stride + int64_t{head} * qk;
   for (int i = threadIdx.x; i < qk; i += blockDim.x) q_s[i] = q[i];
@@ -63,10 +66,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   float m = -INFINITY, l = 0.0f;
   for (int64_t key = p.first_key + warp; key < end; key += kWarps) {
     const float* kv = p.kv + (key - p.first_key) * kv_stride + int64_t{head} * kv_width;
-    const uint16_t* k_pe = CacheRow(p.cache, p.blocks, p.block_size, width, key) + p.latent;
+    const CacheRowView key_row =
+        KeyRow(p.cache, p.cache_fp8, p.latent, p.rope, p.blocks, p.block_size, key);
     float dot = 0.0f;
     for (int i = lane; i < p.nope; i += 32) dot = fmaf(q_s[i], kv[i], dot);
-    for (int i = lane; i < p.rope; i += 32) dot = fmaf(q_s[p.nope + i], Bf16Bits(k_pe[i]), dot);
+    for (int i = lane; i < p.rope; i += 32) dot = fmaf(q_s[p.nope + i], key_row.Rope(i), dot);
     const float score = WarpSum(dot) * p.softmax_scale;
     const float m_new = fmaxf(m, score);
     const float correction = expf(m - m_new);  // 0 on the first key (m = −inf).

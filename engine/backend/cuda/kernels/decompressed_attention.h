@@ -32,7 +32,8 @@ inline constexpr int kDecompressedMaxV = 256;
 
 // out[i] = latent part of the cache row of the sequence's key first_key + i, as fp32.
 struct GatherLatentF32Params {
-  const bf16_t* cache = nullptr;    // one layer: [num_blocks · block_size, L + R]
+  const void* cache = nullptr;  // one layer: [num_blocks · block_size] rows, bf16 or fp8
+  bool cache_fp8 = false;       // the row layout (forward_f32.h, CacheWriteF32Params)
   const int32_t* blocks = nullptr;  // the sequence's block ids
   int block_size = 0;
   int latent = 0;  // L
@@ -61,7 +62,8 @@ struct DecompressedChunkF32Params {
   bool first_chunk = true;
   bool last_chunk = true;
   float softmax_scale = 0.0f;
-  const bf16_t* cache = nullptr;    // one layer, as above (k_pe)
+  const void* cache = nullptr;  // one layer, as above (k_pe)
+  bool cache_fp8 = false;
   const int32_t* blocks = nullptr;  // the sequence's block ids
   const float* q = nullptr;         // [num_rows, q_stride]: heads × (nope + R), RoPE applied
   int64_t q_stride = 0;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/forward_f32.h"
 
@@ -147,13 +148,31 @@ __global__ void FromBf16Kernel(const uint16_t* x, F32Matrix out) {
 }
 
 __global__ void CacheWriteKernel(CacheWriteF32Params p) {
-  const int64_t lat = p.latent.cols, rope = p.k_pe.cols, width = lat + rope;
+  const int lat = static_cast<int>(p.latent.cols), rope = static_cast<int>(p.k_pe.cols);
+  const int64_t row_bytes = CacheRowBytesOf(p.cache_fp8, lat, rope);
   for (int64_t t = blockIdx.x; t < p.latent.rows; t += gridDim.x) {
-    uint16_t* dst = p.cache + p.slots[t] * width;
-    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
-      const float v = i < lat ? p.latent.data[t * p.latent.stride + i]
-                              : p.k_pe.data[t * p.k_pe.stride + (i - lat)];
-      dst[i] = ToBf16Bits(v);
+    uint8_t* dst = static_cast<uint8_t*>(p.cache) + p.slots[t] * row_bytes;
+    const float* latent = p.latent.data + t * p.latent.stride;
+    const float* k_pe = p.k_pe.data + t * p.k_pe.stride;
+    if (!p.cache_fp8) {
+      uint16_t* row = reinterpret_cast<uint16_t*>(dst);
+      for (int i = threadIdx.x; i < lat + rope; i += blockDim.x) {
+        row[i] = ToBf16Bits(i < lat ? latent[i] : k_pe[i - lat]);
+      }
+      continue;
+    }
+    // A warp per group of 128, then k_pe in bf16 byte by byte (an fp8 row may be odd-sized).
+    const int groups = CacheFp8Groups(lat), warps = static_cast<int>(blockDim.x) / 32;
+    for (int g = threadIdx.x / 32; g < groups; g += warps) {
+      const int first = g * kCacheFp8Group;
+      QuantizeFp8GroupWarp(latent + first, min(kCacheFp8Group, lat - first), dst + first,
+                           dst + lat + 4 * g);
+    }
+    uint8_t* rope_dst = dst + lat + 4 * groups;
+    for (int i = threadIdx.x; i < rope; i += blockDim.x) {
+      const uint16_t v = ToBf16Bits(k_pe[i]);
+      rope_dst[2 * i] = static_cast<uint8_t>(v & 0xff);
+      rope_dst[2 * i + 1] = static_cast<uint8_t>(v >> 8);
     }
   }
 }
@@ -187,10 +206,11 @@ __global__ void __launch_bounds__(kAttnWarps * 32) MlaAttentionKernel(MlaAttenti
   for (int j = 0; j < kLatentPerLane; ++j) acc[j] = 0.0f;
   WarpState st;
   for (int64_t k = warp; k < num_keys; k += kAttnWarps) {
-    const uint16_t* key =
-        p.cache + (int64_t{blocks[k / p.block_size]} * p.block_size + k % p.block_size) * width;
+    const CacheRowView key =
+        CacheRowAt(p.cache, p.cache_fp8, p.latent, p.rope,
+                   int64_t{blocks[k / p.block_size]} * p.block_size + k % p.block_size);
     float dot = 0.0f;
-    for (int i = lane; i < width; i += 32) dot = fmaf(q_s[i], Bf16Bits(key[i]), dot);
+    for (int i = lane; i < width; i += 32) dot = fmaf(q_s[i], key.At(i), dot);
     const float score = WarpSum(dot) * p.softmax_scale;
     const float m_new = fmaxf(st.m, score);
     const float correction = expf(st.m - m_new);  // 0 on the first key (m = −inf).
@@ -200,7 +220,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32) MlaAttentionKernel(MlaAttenti
 #pragma unroll
     for (int j = 0; j < kLatentPerLane; ++j) {
       const int i = lane + 32 * j;
-      if (i < p.latent) acc[j] = fmaf(w, Bf16Bits(key[i]), acc[j] * correction);
+      if (i < p.latent) acc[j] = fmaf(w, key.Latent(i), acc[j] * correction);
     }
   }
 #pragma unroll
@@ -242,10 +262,11 @@ __global__ void __launch_bounds__(kThreads) ProbeKernel(ProbeF32Params p) {
   __syncthreads();
   float m = -INFINITY, z = 0.0f, a = 0.0f;
   for (int64_t k = threadIdx.x; k < p.num_keys; k += blockDim.x) {
-    const uint16_t* key =
-        p.cache + (int64_t{p.blocks[k / p.block_size]} * p.block_size + k % p.block_size) * width;
+    const CacheRowView key =
+        CacheRowAt(p.cache, p.cache_fp8, p.latent, p.rope,
+                   int64_t{p.blocks[k / p.block_size]} * p.block_size + k % p.block_size);
     float dot = 0.0f;
-    for (int i = 0; i < width; ++i) dot = fmaf(q_s[i], Bf16Bits(key[i]), dot);
+    for (int i = 0; i < width; ++i) dot = fmaf(q_s[i], key.At(i), dot);
     const float s = dot * p.softmax_scale;
     const float m_new = fmaxf(m, s);
     const float c = expf(m - m_new), e = expf(s - m_new);

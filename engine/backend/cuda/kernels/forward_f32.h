@@ -73,14 +73,17 @@ absl::Status LaunchToBf16(const F32Matrix& x, bf16_t* out, CudaStream stream);
 // decode kernel's bf16 output back into an fp32 activation.
 absl::Status LaunchFromBf16(const bf16_t* x, const F32Matrix& out, CudaStream stream);
 
-// Writes step rows into one layer's bf16 latent cache ([slots, L + R] per layer, slot =
-// block · block_size + offset): cache[slots[t]] = [bf16(latent[t]) | bf16(k_pe[t])]. The
-// caller checks the slots against the cache on the host first.
+// Writes step rows into one layer's latent cache (a row per slot, slot = block ·
+// block_size + offset) in its element layout (engine/kv_cache/cache_row.h, mirrored by
+// kernels/cache_row.cuh): bf16 [c | k_pe], or with cache_fp8 DeepSeek's FP8 layout, c
+// quantized per group of 128 exactly as the host quantizes it. The caller checks the
+// slots against the cache on the host first.
 struct CacheWriteF32Params {
   F32Matrix latent;                // [T, L]
   F32Matrix k_pe;                  // [T, R]
   const int64_t* slots = nullptr;  // [T]
-  bf16_t* cache = nullptr;
+  void* cache = nullptr;           // One layer: [slots, CacheRowBytes] bytes.
+  bool cache_fp8 = false;
 };
 absl::Status LaunchCacheWriteF32(const CacheWriteF32Params& p, CudaStream stream);
 
@@ -100,7 +103,8 @@ struct MlaAttentionF32Params {
   int block_size = 0;
   int64_t max_blocks = 0;
   float softmax_scale = 0.0f;
-  const bf16_t* cache = nullptr;          // [num_blocks, block_size, L + R]
+  const void* cache = nullptr;            // [num_blocks, block_size] rows, bf16 or fp8
+  bool cache_fp8 = false;                 // The row layout (CacheWriteF32Params).
   const int32_t* block_table = nullptr;   // [batch, max_blocks]
   const int32_t* q_pos0 = nullptr;        // [batch]
   const int32_t* cu_seqlens_q = nullptr;  // [batch + 1]
@@ -124,7 +128,8 @@ struct ProbeF32Params {
   int block_size = 0;
   int64_t num_keys = 0;
   float softmax_scale = 0.0f;
-  const bf16_t* cache = nullptr;
+  const void* cache = nullptr;  // As in MlaAttentionF32Params.
+  bool cache_fp8 = false;
   const int32_t* blocks = nullptr;  // The sequence's block ids.
   const float* q = nullptr;         // [heads, L + R]
   float* stats = nullptr;           // [heads, 3]
