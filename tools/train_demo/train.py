@@ -93,7 +93,7 @@ def progress(a, step, elapsed, seen=0):
     """Fraction of the run done: by steps (--steps), by training tokens seen (--tokens) or
     by wall time (--max-minutes), whichever is furthest; a budget of 0 is no limit."""
     done = [step / a.steps if a.steps > 0 else 0.0,
-            seen / a.tokens if a.tokens > 0 else 0.0,
+            seen / a.tokens_total if a.tokens > 0 else 0.0,
             elapsed / (60 * a.max_minutes) if a.max_minutes > 0 else 0.0]
     return min(1.0, max(done))
 
@@ -257,6 +257,11 @@ def parse_args(argv):
                     help="end the schedule after this many training tokens if sooner: a "
                          "budget that, unlike wall time, does not depend on the machine or "
                          "its load, so a rerun repeats the run (0: no token limit)")
+    ap.add_argument("--tokens-after-opening", action="store_true",
+                    help="count --tokens from the end of the opening phase, so that every "
+                         "model gets the same needle training however long its copy circuit "
+                         "took to form (the opening ends on --induction-loss, or after "
+                         "--induction-max x --tokens tokens)")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--min-len", type=int, default=128)
     ap.add_argument("--max-len", type=int, default=5120,
@@ -321,6 +326,7 @@ def main(argv):
     # The opening phase, and where it ended: progress then, recomputed from its step and
     # wall time on a resume, so that a resumed run with another --max-minutes keeps it right.
     inducing, a.phase_end, phase_end_at = a.induction_loss > 0, 0.0, None
+    a.tokens_total = a.tokens  # --tokens-after-opening moves it when the opening ends.
     if os.path.exists(a.ckpt):
         st = torch.load(a.ckpt, weights_only=False, map_location=device)
         if st["config"] != cfg:
@@ -331,6 +337,8 @@ def main(argv):
         step, elapsed_before, seen = st["step"], st["elapsed"], st.get("seen", 0)
         grown = st.get("grown", grown)
         inducing, phase_end_at = st.get("inducing", False), st.get("phase_end_at")
+        if phase_end_at and a.tokens_after_opening and len(phase_end_at) > 2:
+            a.tokens_total = phase_end_at[2] + a.tokens
         a.phase_end = progress(a, *phase_end_at) if phase_end_at else st.get("phase_end", 0.0)
         print(f"resumed from {a.ckpt} at step {step} ({elapsed_before / 60:.1f} min)")
     if a.export_only:
@@ -400,8 +408,11 @@ def main(argv):
             if inducing:
                 grew = False  # the length curriculum starts with the needle rows
                 if copy_mean < a.induction_loss or p >= a.induction_max:
-                    inducing, a.phase_end = False, p
+                    inducing = False
                     phase_end_at = (step, elapsed_before + dt, seen)
+                    if a.tokens_after_opening:
+                        a.tokens_total = seen + a.tokens
+                    a.phase_end = p = progress(a, *phase_end_at)
                     print(f"  opening phase ends at step {step} (copy loss {copy_mean:.3f}, "
                           f"progress {p:.2f}): needle rows and the length curriculum start",
                           flush=True)
