@@ -95,10 +95,8 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   Fail(op, LaunchMlaAttentionF32(p, stream_));
 }
 
-// The split kernel reads bf16 rows only: an fp8 cache takes the generic kernel.
 bool CudaBackend::CanSplitKvDecode(int heads) const {
-  return split_kv_decode_ && decode_only_ && !CacheFp8() &&
-         layout_->block_size() == kMlaBlockSize &&
+  return split_kv_decode_ && decode_only_ && layout_->block_size() == kMlaBlockSize &&
          layout_->latent_dim() <= kMlaMaxLatent && layout_->latent_dim() % 2 == 0 &&
          layout_->rope_dim() <= kMlaMaxRope && layout_->rope_dim() % 2 == 0 && heads >= 1 &&
          num_sms_ > 0;
@@ -151,7 +149,8 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
   p.num_parts = plan_parts_;
   p.num_partial_slots = plan_partial_slots_;
   p.q = q_bf16_.as<bf16_t>();
-  p.kv_cache = static_cast<const bf16_t*>(CacheLayer(layer));  // bf16 only (CanSplitKvDecode)
+  p.kv_cache = CacheLayer(layer);
+  p.kv_fp8 = CacheFp8();
   p.block_table = block_table_.as<int32_t>();
   p.seq_lens = seq_lens_.as<int32_t>();
   p.parts = plan_parts_dev_.as<MlaDecodePart>();

@@ -30,7 +30,8 @@ MlaDecodeParams GoodDecode() {
   p.softmax_scale = 0.1147f;
   p.num_parts = 1;
   p.num_partial_slots = 2;
-  p.q = p.kv_cache = g_bf16;
+  p.q = g_bf16;
+  p.kv_cache = g_bf16;
   p.block_table = p.seq_lens = p.split_offsets = g_i32;
   p.parts = g_parts;
   p.partial_out = p.partial_lse = p.lse = g_f32;

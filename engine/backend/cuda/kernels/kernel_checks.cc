@@ -107,7 +107,7 @@ absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p) {
   for (int i = 0; i < 8; ++i) {
     if (absl::Status s = NeedPointer(k, needed[i], names[i], true); !s.ok()) return s;
   }
-  if (reinterpret_cast<uintptr_t>(p.kv_cache) % 4 != 0) {
+  if (!p.kv_fp8 && reinterpret_cast<uintptr_t>(p.kv_cache) % 4 != 0) {
     return Invalid(k, "kv_cache must be 4-byte aligned (the kernel loads bf16 pairs)");
   }
   const bool partials = p.num_partial_slots > 0;

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 
@@ -65,6 +66,24 @@ __device__ SplitShared CarveShared(unsigned char* base, int width) {
   s.alpha = s.l + kRows;
   s.keys = reinterpret_cast<uint32_t*>(s.alpha + kRows);
   return s;
+}
+
+// Step 1 for FP8 rows: each value dequantized (code · its group's scale) and rounded to
+// bf16, as the kernel computes on bf16 keys (it rounds q to bf16 as well).
+__device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq_len, int latent,
+                                int rope, uint32_t* keys) {
+  const int width = latent + rope, stride = KeyStrideWords(width), words = width / 2;
+  const int64_t row_bytes = CacheRowBytesOf(true, latent, rope);
+  for (int i = threadIdx.x; i < kKeys * words; i += kThreads) {
+    const int key = i / words;
+    const int w = i - key * words;
+    uint32_t word = 0u;
+    if (first_key + key < seq_len) {
+      const CacheRowView row{block_ptr + key * row_bytes, true, latent};
+      word = uint32_t{ToBf16Bits(row.At(2 * w))} | (uint32_t{ToBf16Bits(row.At(2 * w + 1))} << 16);
+    }
+    keys[key * stride + w] = word;
+  }
 }
 
 // Step 1: keys [block·64, block·64 + 64) of the sequence, zero past `seq_len`.
@@ -264,9 +283,17 @@ __global__ void __launch_bounds__(kThreads, 1) MlaDecodeSplitKernel(MlaDecodePar
     LoadQueryTile(p, seq, row0, rows_total, width, s.q);
     const int32_t* table = p.block_table + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
     for (int b = range.block_begin; b < block_end; ++b) {
-      const uint16_t* block_ptr = p.kv_cache + static_cast<int64_t>(table[b]) * kKeys * width;
+      const uint8_t* block_ptr =
+          static_cast<const uint8_t*>(p.kv_cache) +
+          static_cast<int64_t>(table[b]) * kKeys *
+              CacheRowBytesOf(p.kv_fp8, p.kv_lora_rank, p.rope_dim);
       __syncthreads();  // Keys and p of the previous block are consumed.
-      LoadKeyBlock(block_ptr, b * kKeys, seq_len, width, s.keys);
+      if (p.kv_fp8) {
+        LoadFp8KeyBlock(block_ptr, b * kKeys, seq_len, p.kv_lora_rank, p.rope_dim, s.keys);
+      } else {
+        LoadKeyBlock(reinterpret_cast<const uint16_t*>(block_ptr), b * kKeys, seq_len, width,
+                     s.keys);
+      }
       __syncthreads();
       ComputeScores(s, width, b * kKeys, row0, seq_len, p.q_rows_per_seq, p.num_heads, scale_log2);
       __syncthreads();

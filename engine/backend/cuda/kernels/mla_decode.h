@@ -45,7 +45,10 @@ struct MlaDecodeParams {
   int num_partial_slots = 0;  // MlaDecodePlan::num_partial_slots()
 
   const bf16_t* q = nullptr;               // [batch, s_q, num_heads, L + R]
-  const bf16_t* kv_cache = nullptr;        // [num_blocks, block_size, L + R]
+  // [num_blocks, block_size] rows: bf16 [L + R], or with kv_fp8 DeepSeek's FP8 rows
+  // (kernels/cache_row.cuh), dequantized to bf16 pairs as a block is loaded.
+  const void* kv_cache = nullptr;
+  bool kv_fp8 = false;
   const int32_t* block_table = nullptr;    // [batch, max_blocks_per_seq]
   const int32_t* seq_lens = nullptr;       // [batch]
   const MlaDecodePart* parts = nullptr;    // [num_parts]       (MlaDecodePlan::parts)
