@@ -2,10 +2,10 @@
 # Packs what tests/gpu/run_on_device.sh needs into one folder, to carry to a GPU machine
 # that has an NVIDIA driver and the CUDA 13 runtime libraries (cudart, cuBLAS, cuBLASLt)
 # but none of the build's dependencies (Abseil, gRPC, protobuf, GoogleTest): the gpu test
-# binaries, mla-server, cuda_mla_decode_bench and mla_engine_bench built here for sm_90,
-# without debug info, at their paths under the build folder; every shared library they
-# load except the C/C++ runtime and CUDA's; and the checkout and build paths compiled
-# into them (run_on_device.sh links the checkout there).
+# binaries, mla-server, mla-recall, cuda_mla_decode_bench and mla_engine_bench built here
+# for sm_90, without debug info, at their paths under the build folder; every shared
+# library they load except the C/C++ runtime and CUDA's; and the checkout and build paths
+# compiled into them (run_on_device.sh links the checkout there).
 #
 #   scripts/gpu_bundle.sh [BUILD_DIR [BUNDLE_DIR]]    # defaults: build/ci, build/gpu-dist
 #
@@ -31,7 +31,7 @@ if [[ ! -d "${build}/engine/backend/cuda/CMakeFiles/mla_cuda.dir" ]]; then
 fi
 
 targets=(device_test cuda_mla_decode_test cuda_pointwise_test cuda_gemm_lt_test
-         cuda_moe_routing_test cuda_backend_test cuda_server_test mla-server
+         cuda_moe_routing_test cuda_backend_test cuda_server_test mla-server mla-recall
          cuda_mla_decode_bench mla_engine_bench)
 echo "gpu_bundle: building ${targets[*]} in ${build}"
 cmake --build "${build}" -j"$(nproc)" --target "${targets[@]}" >/dev/null

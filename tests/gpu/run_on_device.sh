@@ -10,7 +10,10 @@
 #   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
 #      engine on the GPU: decode tokens/s at batch 1 / 16 / 64, prefill tokens/s of a 4K
 #      prompt, and a new engine's first request with and without the start-up warm-up
-#      (mla_engine_bench --device=cuda).
+#      (mla_engine_bench --device=cuda);
+#   5. the founding question on the GPU: the demo model's needle sweep (1K / 2K / 4K x 11
+#      depths x 3 kinds x 3 samples, tools/train_demo/recall_check.sh) served by
+#      mla-server --device=cuda and --device=cpu, and how many answers agree.
 # Each step has its own time limit and the run goes on past a failing one; the whole run
 # stays under 8 minutes.
 #
@@ -18,7 +21,8 @@
 #
 # Results go to $OUT (default BUNDLE_DIR/out), at most 8 files: summary.txt (one line per
 # step, pass/fail counts, the verdict), nvidia-smi.txt, gpu_tests.log, decode_bench.txt,
-# engine_bench.txt and bench_model.log. Exit status 0 only when every step passed.
+# engine_bench.txt, bench_model.log and recall.txt. Exit status 0 only when every step
+# passed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle="${1:-build/gpu-dist}"
@@ -144,6 +148,34 @@ if timeout 150 tools/make_bench_models.sh "${models}" v2-lite-2layer >"${out}/be
   grep -E '^\| [0-9]+ \||^prefill|^\| (on|off) \|' "${out}/engine_bench.txt" | tee -a "${summary}"
 else
   fail "tools/make_bench_models.sh (bench_model.log)"
+fi
+
+# --- 5. The demo model's needles, GPU against CPU ------------------------------------------
+recall="${out}/recall.txt"
+: >"${recall}"
+for device in cuda cpu; do
+  echo "## mla-server --device=${device}" >>"${recall}"
+  SERVER_ARGS="--device=${device}" SERVER_THREADS=8 timeout 150 \
+    tools/train_demo/recall_check.sh "${build_rel}" models/needle-v2-demo "/tmp/recall-${device}" \
+    >>"${recall}" 2>&1
+  echo "rc $?" >>"${recall}"
+done
+if grep -q '^rc [^0]' "${recall}"; then
+  fail "recall_check.sh (recall.txt)"
+else
+  python3 - /tmp/recall-cpu/results.jsonl /tmp/recall-cuda/results.jsonl >>"${recall}" <<'PY'
+import json, sys
+def load(path):
+    rows = (json.loads(line) for line in open(path))
+    return {(r["kind"], r["length"], r["asked_depth"], r["sample"]): r for r in rows}
+cpu, gpu = load(sys.argv[1]), load(sys.argv[2])
+same = sum(1 for k in cpu if k in gpu and cpu[k]["generated"] == gpu[k]["generated"])
+hits = lambda d: sum(1 for r in d.values() if r["exact_match"])
+print(f"GPU vs CPU: {same} of {len(cpu)} answers identical; exact match "
+      f"{hits(gpu)}/{len(gpu)} on the GPU, {hits(cpu)}/{len(cpu)} on the CPU")
+PY
+  say "ok: recall_check.sh on cuda and cpu (recall.txt)"
+  tail -1 "${recall}" | tee -a "${summary}"
 fi
 
 if ((failed)); then
