@@ -30,7 +30,10 @@ def load_models(root):
             os.path.join(d, "train.log")) else ""
         params = re.search(r"params ([0-9,]+)", log)
         done = re.search(r"done: (\d+) steps, (?:([0-9.]+) M tokens, )?([0-9.]+) min", log)
+        # Where the copy circuit formed: the opening phase's end (its last logged step).
+        opening = re.search(r"opening phase ends at step (\d+)", log)
         models.append({"name": name, "cfg": cfg, "eval": ev,
+                       "opening": opening.group(1) if opening else "?",
                        "params": params.group(1) if params else "?",
                        "steps": done.group(1) if done else "?",
                        "tokens": done.group(2) or "?" if done else "?",
@@ -59,13 +62,14 @@ def main(argv):
     print(f"Exact-match rate, mean over {len(depths)} depths x {len(kinds)} kinds "
           f"({', '.join(kinds)}) x {per_cell} prompt(s) = {len(depths) * len(kinds) * per_cell} "
           f"prompts per length:\n")
-    print("| model | cache B/token | params | steps | M tokens (min) | " +
+    print("| model | cache B/token | params | opening ended (step) | steps | M tokens (min) | " +
           " | ".join(str(n) for n in lengths) + " |")
-    print("|---|---:|---:|---:|---:|" + "---:|" * len(lengths))
+    print("|---|---:|---:|---:|---:|---:|" + "---:|" * len(lengths))
     for m in models:
         rates = [statistics.mean(c["exact"] for c in cells(m, length=n)) for n in lengths]
         print(f"| {m['name']} | {cache_bytes_per_token(m['cfg'])} | {m['params']} | "
-              f"{m['steps']} | {m['tokens']} ({m['minutes']}) | " + " | ".join(f"{r:.2f}" for r in rates) + " |")
+              f"{m['opening']} | {m['steps']} | {m['tokens']} ({m['minutes']}) | "
+              + " | ".join(f"{r:.2f}" for r in rates) + " |")
     print("\nBy kind (passkey / kv / multi):\n")
     print("| model | " + " | ".join(str(n) for n in lengths) + " |")
     print("|---|" + "---|" * len(lengths))
