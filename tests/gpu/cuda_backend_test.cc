@@ -25,10 +25,13 @@
 #include <vector>
 
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/kernels/sampling.h"
 #include "engine/kv_cache/block_pool.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/sampling/rng.h"
 #include "engine/sampling/sampling_params.h"
+#include "engine/sampling/top_k.h"
 #include "tests/engine/model/golden_util.h"
 #include "tests/gpu/cuda_test_util.h"
 
@@ -36,6 +39,10 @@ namespace mla {
 namespace {
 
 using cuda::CudaBackend;
+using cuda::DeviceBuffer;
+using cuda::kDeviceTopKMax;
+using cuda::LaunchTopK;
+using cuda::TopKParams;
 
 struct RowStats {
   std::vector<double> one_minus_cosine;
@@ -180,56 +187,56 @@ TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
   };
   std::mt19937 rng(7);
   for (const CacheDType dtype : {CacheDType::kBF16, CacheDType::kFp8E4M3})
-  for (const AttnCase& c : cases) {
-    SCOPED_TRACE(::testing::Message() << CacheDTypeName(dtype) << " heads " << c.heads << " L "
-                                      << c.latent);
-    const int num_blocks = 96;
-    auto layout = CacheLayout::Create({dtype, c.latent, c.rope, c.block_size, 1});
-    ASSERT_TRUE(layout.ok());
-    cpu::CpuBackend cpu_be(2);
-    std::unique_ptr<CudaBackend> gpu = MakeCuda(), generic = MakeCuda();
-    ASSERT_NE(gpu, nullptr);
-    ASSERT_NE(generic, nullptr);
-    generic->set_split_kv_decode(false);
-    ASSERT_TRUE(generic->AllocateCache(*layout, num_blocks).ok());
-    ASSERT_TRUE(generic->PoisonCacheWithNaN().ok());
-    ASSERT_TRUE(cpu_be.AllocateCache(*layout, num_blocks).ok());
-    ASSERT_TRUE(gpu->AllocateCache(*layout, num_blocks).ok());
-    cpu_be.latent_cache()->PoisonWithNaN();
-    ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
-    const std::vector<StepBatch> steps = MakeSteps(c, num_blocks, rng);
-    for (size_t phase = 0; phase < steps.size(); ++phase) {
-      const StepBatch& step = steps[phase];
-      if (step.num_tokens == 0) continue;
-      const int64_t t = step.num_tokens;
-      const std::vector<float> latent = RandomVector(t * c.latent, rng);
-      const std::vector<float> k_pe = RandomVector(t * c.rope, rng);
-      const std::vector<float> q = RandomVector(t * c.heads * (c.latent + c.rope), rng);
-      std::vector<float> out_cpu, lse_cpu, out_gpu, lse_gpu, out_gen, lse_gen;
-      RunAttention(cpu_be, c, step, latent, k_pe, q, &out_cpu, &lse_cpu);
-      RunAttention(*gpu, c, step, latent, k_pe, q, &out_gpu, &lse_gpu);
-      RunAttention(*generic, c, step, latent, k_pe, q, &out_gen, &lse_gen);
-      ExpectSameCacheBytes(cpu_be, *gpu, num_blocks);
-      // The generic kernel is fp32 throughout: summation order only. The split-KV kernel
-      // takes q in bf16 and stores out in bf16: a score moves by about
-      // sqrt(L + R) · E|q·k| · 2^-9 · scale ≈ 2e-3 here and out by 2^-9 of its size, so
-      // 1e-2 absolute + relative is 3-5x headroom while a wrong key or head moves outputs
-      // by O(1).
-      const bool split =
-          phase == 1 && c.block_size == 64 &&
-          std::all_of(c.new_rows.begin(), c.new_rows.end(), [](int r) { return r == 1; });
-      const float tol = split ? 1e-2f : 1e-4f;
-      for (size_t i = 0; i < out_cpu.size(); ++i) {
-        ASSERT_TRUE(std::isfinite(out_gpu[i])) << "out " << i;
-        ASSERT_NEAR(out_gpu[i], out_cpu[i], tol + tol * std::fabs(out_cpu[i])) << "out " << i;
-        ASSERT_NEAR(out_gen[i], out_cpu[i], 1e-4f + 1e-4f * std::fabs(out_cpu[i])) << "out " << i;
-      }
-      for (size_t i = 0; i < lse_cpu.size(); ++i) {
-        ASSERT_NEAR(lse_gpu[i], lse_cpu[i], tol + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
-        ASSERT_NEAR(lse_gen[i], lse_cpu[i], 1e-4f + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
+    for (const AttnCase& c : cases) {
+      SCOPED_TRACE(::testing::Message()
+                   << CacheDTypeName(dtype) << " heads " << c.heads << " L " << c.latent);
+      const int num_blocks = 96;
+      auto layout = CacheLayout::Create({dtype, c.latent, c.rope, c.block_size, 1});
+      ASSERT_TRUE(layout.ok());
+      cpu::CpuBackend cpu_be(2);
+      std::unique_ptr<CudaBackend> gpu = MakeCuda(), generic = MakeCuda();
+      ASSERT_NE(gpu, nullptr);
+      ASSERT_NE(generic, nullptr);
+      generic->set_split_kv_decode(false);
+      ASSERT_TRUE(generic->AllocateCache(*layout, num_blocks).ok());
+      ASSERT_TRUE(generic->PoisonCacheWithNaN().ok());
+      ASSERT_TRUE(cpu_be.AllocateCache(*layout, num_blocks).ok());
+      ASSERT_TRUE(gpu->AllocateCache(*layout, num_blocks).ok());
+      cpu_be.latent_cache()->PoisonWithNaN();
+      ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
+      const std::vector<StepBatch> steps = MakeSteps(c, num_blocks, rng);
+      for (size_t phase = 0; phase < steps.size(); ++phase) {
+        const StepBatch& step = steps[phase];
+        if (step.num_tokens == 0) continue;
+        const int64_t t = step.num_tokens;
+        const std::vector<float> latent = RandomVector(t * c.latent, rng);
+        const std::vector<float> k_pe = RandomVector(t * c.rope, rng);
+        const std::vector<float> q = RandomVector(t * c.heads * (c.latent + c.rope), rng);
+        std::vector<float> out_cpu, lse_cpu, out_gpu, lse_gpu, out_gen, lse_gen;
+        RunAttention(cpu_be, c, step, latent, k_pe, q, &out_cpu, &lse_cpu);
+        RunAttention(*gpu, c, step, latent, k_pe, q, &out_gpu, &lse_gpu);
+        RunAttention(*generic, c, step, latent, k_pe, q, &out_gen, &lse_gen);
+        ExpectSameCacheBytes(cpu_be, *gpu, num_blocks);
+        // The generic kernel is fp32 throughout: summation order only. The split-KV kernel
+        // takes q in bf16 and stores out in bf16: a score moves by about
+        // sqrt(L + R) · E|q·k| · 2^-9 · scale ≈ 2e-3 here and out by 2^-9 of its size, so
+        // 1e-2 absolute + relative is 3-5x headroom while a wrong key or head moves outputs
+        // by O(1).
+        const bool split =
+            phase == 1 && c.block_size == 64 &&
+            std::all_of(c.new_rows.begin(), c.new_rows.end(), [](int r) { return r == 1; });
+        const float tol = split ? 1e-2f : 1e-4f;
+        for (size_t i = 0; i < out_cpu.size(); ++i) {
+          ASSERT_TRUE(std::isfinite(out_gpu[i])) << "out " << i;
+          ASSERT_NEAR(out_gpu[i], out_cpu[i], tol + tol * std::fabs(out_cpu[i])) << "out " << i;
+          ASSERT_NEAR(out_gen[i], out_cpu[i], 1e-4f + 1e-4f * std::fabs(out_cpu[i])) << "out " << i;
+        }
+        for (size_t i = 0; i < lse_cpu.size(); ++i) {
+          ASSERT_NEAR(lse_gpu[i], lse_cpu[i], tol + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
+          ASSERT_NEAR(lse_gen[i], lse_cpu[i], 1e-4f + 1e-5f * std::fabs(lse_cpu[i])) << "lse " << i;
+        }
       }
     }
-  }
 }
 
 // Writes the step's rows into the cache, then runs DecompressedAttention on the marked
@@ -303,94 +310,116 @@ TEST(CudaBackendAttention, DecompressedMatchesCpu) {
   };
   std::mt19937 rng(11);
   for (const CacheDType dtype : {CacheDType::kBF16, CacheDType::kFp8E4M3})
-  for (const Case& cs : cases) {
-    const AttnCase& c = cs.shape;
-    const int64_t per_key = 4 * (int64_t{c.heads} * (cs.nope + cs.v) + c.latent);
-    for (const int64_t chunk_keys : {int64_t{7}, int64_t{64}, int64_t{1} << 20}) {
-      SCOPED_TRACE(::testing::Message() << CacheDTypeName(dtype) << " heads " << c.heads << " L "
-                                        << c.latent << " chunk " << chunk_keys);
-      const int num_blocks = 128;
-      auto layout = CacheLayout::Create({dtype, c.latent, c.rope, c.block_size, 1});
-      ASSERT_TRUE(layout.ok());
-      cpu::CpuBackend cpu_be(2);
-      std::unique_ptr<CudaBackend> gpu = MakeCuda();
-      ASSERT_NE(gpu, nullptr);
-      gpu->set_decompress_chunk_bytes(per_key * chunk_keys);
-      ASSERT_TRUE(cpu_be.AllocateCache(*layout, num_blocks).ok());
-      ASSERT_TRUE(gpu->AllocateCache(*layout, num_blocks).ok());
-      cpu_be.latent_cache()->PoisonWithNaN();
-      ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
-      Matrix kv_b = Matrix::Allocate(int64_t{c.heads} * (cs.nope + cs.v), c.latent, DType::kBF16);
-      const std::vector<float> w = RandomVector(static_cast<size_t>(kv_b.rows * kv_b.cols), rng);
-      for (size_t i = 0; i < w.size(); ++i) kv_b.bf16()[i] = FloatToBf16(0.1f * w[i]);
-      absl::StatusOr<Tensor> kv_cpu = cpu_be.AddWeight("kv_b", kv_b.View());
-      absl::StatusOr<Tensor> kv_gpu = gpu->AddWeight("kv_b", kv_b.View());
-      ASSERT_TRUE(kv_cpu.ok() && kv_gpu.ok());
-      std::vector<StepBatch> steps = MakeSteps(c, num_blocks, rng);
-      for (StepBatch& step : steps) {
-        if (step.num_tokens == 0) continue;
-        // Every other sequence decompressed: the others' rows must stay as they were.
-        step.decompress.assign(static_cast<size_t>(step.batch), 0);
-        for (size_t s = 0; s < step.decompress.size(); s += 2) step.decompress[s] = 1;
-        const int64_t t = step.num_tokens;
-        const std::vector<float> latent = RandomVector(t * c.latent, rng);
-        const std::vector<float> k_pe = RandomVector(t * c.rope, rng);
-        const std::vector<float> q = RandomVector(t * c.heads * (cs.nope + c.rope), rng);
-        const std::vector<float> want =
-            RunDecompressed(cpu_be, c, cs.nope, cs.v, *kv_cpu, step, latent, k_pe, q);
-        const std::vector<float> got =
-            RunDecompressed(*gpu, c, cs.nope, cs.v, *kv_gpu, step, latent, k_pe, q);
-        ASSERT_EQ(got.size(), want.size());
-        ExpectAbsorbedSkipsMarked(*gpu, c, step, rng);
-        const int64_t width = int64_t{c.heads} * cs.v;
-        for (int64_t s = 0; s < step.batch; ++s) {
-          for (int32_t r = step.cu_seqlens_q[s]; r < step.cu_seqlens_q[s + 1]; ++r) {
-            for (int64_t i = 0; i < width; ++i) {
-              const size_t k = static_cast<size_t>(r * width + i);
-              if (step.decompress[static_cast<size_t>(s)] == 0) {
-                ASSERT_EQ(got[k], kUntouched) << "unmarked row " << r;
-                continue;
+    for (const Case& cs : cases) {
+      const AttnCase& c = cs.shape;
+      const int64_t per_key = 4 * (int64_t{c.heads} * (cs.nope + cs.v) + c.latent);
+      for (const int64_t chunk_keys : {int64_t{7}, int64_t{64}, int64_t{1} << 20}) {
+        SCOPED_TRACE(::testing::Message() << CacheDTypeName(dtype) << " heads " << c.heads << " L "
+                                          << c.latent << " chunk " << chunk_keys);
+        const int num_blocks = 128;
+        auto layout = CacheLayout::Create({dtype, c.latent, c.rope, c.block_size, 1});
+        ASSERT_TRUE(layout.ok());
+        cpu::CpuBackend cpu_be(2);
+        std::unique_ptr<CudaBackend> gpu = MakeCuda();
+        ASSERT_NE(gpu, nullptr);
+        gpu->set_decompress_chunk_bytes(per_key * chunk_keys);
+        ASSERT_TRUE(cpu_be.AllocateCache(*layout, num_blocks).ok());
+        ASSERT_TRUE(gpu->AllocateCache(*layout, num_blocks).ok());
+        cpu_be.latent_cache()->PoisonWithNaN();
+        ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
+        Matrix kv_b = Matrix::Allocate(int64_t{c.heads} * (cs.nope + cs.v), c.latent, DType::kBF16);
+        const std::vector<float> w = RandomVector(static_cast<size_t>(kv_b.rows * kv_b.cols), rng);
+        for (size_t i = 0; i < w.size(); ++i) kv_b.bf16()[i] = FloatToBf16(0.1f * w[i]);
+        absl::StatusOr<Tensor> kv_cpu = cpu_be.AddWeight("kv_b", kv_b.View());
+        absl::StatusOr<Tensor> kv_gpu = gpu->AddWeight("kv_b", kv_b.View());
+        ASSERT_TRUE(kv_cpu.ok() && kv_gpu.ok());
+        std::vector<StepBatch> steps = MakeSteps(c, num_blocks, rng);
+        for (StepBatch& step : steps) {
+          if (step.num_tokens == 0) continue;
+          // Every other sequence decompressed: the others' rows must stay as they were.
+          step.decompress.assign(static_cast<size_t>(step.batch), 0);
+          for (size_t s = 0; s < step.decompress.size(); s += 2) step.decompress[s] = 1;
+          const int64_t t = step.num_tokens;
+          const std::vector<float> latent = RandomVector(t * c.latent, rng);
+          const std::vector<float> k_pe = RandomVector(t * c.rope, rng);
+          const std::vector<float> q = RandomVector(t * c.heads * (cs.nope + c.rope), rng);
+          const std::vector<float> want =
+              RunDecompressed(cpu_be, c, cs.nope, cs.v, *kv_cpu, step, latent, k_pe, q);
+          const std::vector<float> got =
+              RunDecompressed(*gpu, c, cs.nope, cs.v, *kv_gpu, step, latent, k_pe, q);
+          ASSERT_EQ(got.size(), want.size());
+          ExpectAbsorbedSkipsMarked(*gpu, c, step, rng);
+          const int64_t width = int64_t{c.heads} * cs.v;
+          for (int64_t s = 0; s < step.batch; ++s) {
+            for (int32_t r = step.cu_seqlens_q[s]; r < step.cu_seqlens_q[s + 1]; ++r) {
+              for (int64_t i = 0; i < width; ++i) {
+                const size_t k = static_cast<size_t>(r * width + i);
+                if (step.decompress[static_cast<size_t>(s)] == 0) {
+                  ASSERT_EQ(got[k], kUntouched) << "unmarked row " << r;
+                  continue;
+                }
+                // fp32 on both sides, the up-projection a bf16 × bf16 GEMM with fp32 sums
+                // on either: summation order only.
+                ASSERT_TRUE(std::isfinite(got[k])) << "row " << r << " col " << i;
+                ASSERT_NEAR(got[k], want[k], 1e-4f + 1e-4f * std::fabs(want[k]))
+                    << "row " << r << " col " << i;
               }
-              // fp32 on both sides, the up-projection a bf16 × bf16 GEMM with fp32 sums
-              // on either: summation order only.
-              ASSERT_TRUE(std::isfinite(got[k])) << "row " << r << " col " << i;
-              ASSERT_NEAR(got[k], want[k], 1e-4f + 1e-4f * std::fabs(want[k]))
-                  << "row " << r << " col " << i;
             }
           }
         }
       }
     }
-  }
 }
 
 // --- Sampling ---------------------------------------------------------------------------
 
-// Every kind of row against the CPU backend: greedy rows without logprobs take the device
-// argmax (ties, an all-NaN row refused with the host's message), the others the host
-// sampler on downloaded rows (temperature with top-k and a seeded generator, greedy with
-// logprobs, a scored token).
+// Every kind of row against the CPU backend, token for token: greedy rows without
+// logprobs take the device argmax (ties, an all-NaN row refused with the host's message);
+// top-k rows the device top-k (k of 1, 50 and 256; ties across the k-th place, -0 against
+// +0, NaN among the logits; top-p and min-p on top), whose draw must equal the full row's;
+// the others the host sampler on downloaded rows (greedy with logprobs, a scored token,
+// top-p alone, top_k at the vocabulary size). Each row has its own seeded generator.
 TEST(CudaBackendSampling, MatchesCpuOnEveryKindOfRow) {
   MLA_SKIP_WITHOUT_CUDA();
-  const int64_t rows = 6, vocab = 1003;
+  const int64_t rows = 12, vocab = 1003;
   std::mt19937 rng(5);
   std::vector<float> logits = RandomVector(static_cast<size_t>(rows * vocab), rng);
-  for (int64_t i = 0; i < vocab; ++i) logits[2 * vocab + i] = std::nanf("");
-  logits[5 * vocab + 700] = logits[5 * vocab + 300] = 9.0f;  // A tie: 300 wins.
+  auto row = [&](int r) { return logits.data() + r * vocab; };
+  for (int64_t i = 0; i < vocab; ++i) row(2)[i] = std::nanf("");
+  row(5)[700] = row(5)[300] = 9.0f;                        // A tie: 300 wins.
+  for (int64_t i = 0; i < 400; ++i) row(7)[i * 2] = 3.0f;  // 400 ties across the 256th place.
+  for (int64_t i = 0; i < vocab; ++i) row(8)[i] = (i % 3 == 0) ? -0.0f : 0.0f;  // All "equal".
+  for (int64_t i = 0; i < vocab; i += 5) row(9)[i] = std::nanf("");
   SamplingParams greedy;
   greedy.temperature = 0.0f;
-  SamplingParams warm;
-  warm.temperature = 0.8f;
-  warm.top_k = 50;
+  SamplingParams k50, k1, k256, top_p, k_vocab;
+  k50.temperature = 0.8f;
+  k50.top_k = 50;
+  k1.temperature = 1.0f;
+  k1.top_k = 1;
+  k256.temperature = 1.5f;
+  k256.top_k = 256;
+  k256.top_p = 0.9f;
+  k256.min_p = 0.05f;
+  top_p.temperature = 0.7f;
+  top_p.top_p = 0.8f;
+  k_vocab.temperature = 1.0f;
+  k_vocab.top_k = static_cast<int32_t>(vocab);
   cpu::CpuBackend cpu_be(1);
   std::unique_ptr<CudaBackend> gpu = MakeCuda();
   ASSERT_NE(gpu, nullptr);
   std::vector<std::vector<RowSample>> results;
   for (Backend* be : {static_cast<Backend*>(&cpu_be), static_cast<Backend*>(gpu.get())}) {
-    Rng rng_a(77), rng_b(77);
+    std::vector<Rng> gens;
+    for (uint64_t seed = 0; seed < static_cast<uint64_t>(rows); ++seed)
+      gens.emplace_back(77 + seed);
     const std::vector<RowSampling> want = {
-        {0, &greedy, &rng_a, -1, -1}, {1, &greedy, &rng_a, -1, 3}, {2, &greedy, &rng_a, -1, -1},
-        {3, &warm, &rng_b, -1, -1},   {4, nullptr, nullptr, 17, 0}, {5, &greedy, &rng_a, -1, -1},
+        {0, &greedy, &gens[0], -1, -1},  {1, &greedy, &gens[1], -1, 3},
+        {2, &greedy, &gens[2], -1, -1},  {3, &k50, &gens[3], -1, -1},
+        {4, nullptr, nullptr, 17, 0},    {5, &greedy, &gens[5], -1, -1},
+        {6, &k1, &gens[6], -1, -1},      {7, &k256, &gens[7], -1, -1},
+        {8, &k50, &gens[8], -1, -1},     {9, &k50, &gens[9], -1, -1},
+        {10, &top_p, &gens[10], -1, -1}, {11, &k_vocab, &gens[11], -1, -1},
     };
     const Tensor t = be->Activation(0, rows, vocab);
     be->Upload(logits, t, {"up"});
@@ -414,6 +443,46 @@ TEST(CudaBackendSampling, MatchesCpuOnEveryKindOfRow) {
     for (size_t k = 0; k < cpu[i].logprobs.top.size(); ++k) {
       EXPECT_EQ(dev[i].logprobs.top[k].token_id, cpu[i].logprobs.top[k].token_id);
     }
+  }
+}
+
+// The device top-k against the host's TopKIndices on random rows with many ties: the same
+// set of ids for k = 1 .. kDeviceTopKMax.
+TEST(CudaBackendSampling, DeviceTopKPicksTheHostsSet) {
+  MLA_SKIP_WITHOUT_CUDA();
+  const int64_t rows = 6, vocab = 5000;
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> level(0, 40);  // Few distinct values: many ties.
+  std::vector<float> logits(static_cast<size_t>(rows * vocab));
+  for (float& x : logits) x = 0.25f * static_cast<float>(level(rng)) - 5.0f;
+  logits[3] = std::nanf("");
+  logits[vocab + 7] = INFINITY;
+  const std::vector<int32_t> ks = {1, 2, 17, 64, 255, 256};
+  DeviceBuffer d_logits = *DeviceBuffer::FromHost(logits);
+  DeviceBuffer d_k = *DeviceBuffer::FromHost(ks);
+  DeviceBuffer d_ids = *DeviceBuffer::Allocate(rows * kDeviceTopKMax * sizeof(int32_t));
+  DeviceBuffer d_values = *DeviceBuffer::Allocate(rows * kDeviceTopKMax * sizeof(float));
+  TopKParams p;
+  p.num_rows = rows;
+  p.vocab_size = vocab;
+  p.logits = d_logits.as<float>();
+  p.logits_stride = vocab;
+  p.k = d_k.as<int32_t>();
+  p.k_cap = kDeviceTopKMax;
+  p.ids = d_ids.as<int32_t>();
+  p.values = d_values.as<float>();
+  ASSERT_TRUE(LaunchTopK(p, nullptr).ok());
+  std::vector<int32_t> ids(static_cast<size_t>(rows * kDeviceTopKMax));
+  ASSERT_TRUE(d_ids.CopyToHost(ids.data(), ids.size() * sizeof(int32_t), 0).ok());
+  for (int64_t r = 0; r < rows; ++r) {
+    const int k = ks[static_cast<size_t>(r)];
+    std::vector<int32_t> want =
+        TopKIndices(std::span<const float>(logits.data() + r * vocab, vocab), k);
+    std::vector<int32_t> got(ids.begin() + r * kDeviceTopKMax,
+                             ids.begin() + r * kDeviceTopKMax + k);
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, want) << "row " << r << ", k " << k;
   }
 }
 

@@ -150,6 +150,32 @@ TEST(SamplingChecksTest, Argmax) {
   EXPECT_EQ(ValidateArgmaxParams(p).code(), kInvalid);
 }
 
+TEST(SamplingChecksTest, TopK) {
+  float logits[8] = {};
+  TopKParams p;
+  p.num_rows = 2;
+  p.vocab_size = 4;
+  p.logits = logits;
+  p.logits_stride = 4;
+  p.k = g_i32;
+  p.k_cap = 2;
+  p.ids = g_i32;
+  p.values = g_f32;
+  EXPECT_TRUE(ValidateTopKParams(p).ok());
+  p.k_cap = kDeviceTopKMax + 1;
+  absl::Status s = ValidateTopKParams(p);
+  EXPECT_EQ(s.code(), kInvalid);
+  EXPECT_NE(s.message().find("TopK: k_cap must be in [1, 256]"), std::string::npos) << s;
+  p.k_cap = 2;
+  p.values = nullptr;
+  s = ValidateTopKParams(p);
+  EXPECT_NE(s.message().find("values is null"), std::string::npos) << s;
+  p.num_rows = 0;  // Nothing to read or write.
+  EXPECT_TRUE(ValidateTopKParams(p).ok());
+  p.logits_stride = 3;
+  EXPECT_EQ(ValidateTopKParams(p).code(), kInvalid);
+}
+
 DecompressedChunkF32Params GoodChunk() {
   DecompressedChunkF32Params p;
   p.num_rows = 3;

@@ -163,4 +163,17 @@ absl::Status ValidateDecompressedChunkF32Params(const DecompressedChunkF32Params
                       {{p.cache, "cache"}, {p.blocks, "blocks"}, {p.kv, "kv"}});
 }
 
+absl::Status ValidateTopKParams(const TopKParams& p) {
+  constexpr const char* k = "TopK";
+  if (p.num_rows < 0 || p.vocab_size < 1 || p.vocab_size > INT32_MAX) {
+    return Invalid(k, "num_rows must be >= 0 and vocab_size in [1, 2^31)");
+  }
+  if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
+  if (p.k_cap < 1 || p.k_cap > kDeviceTopKMax) {
+    return Invalid(k, absl::StrCat("k_cap must be in [1, ", kDeviceTopKMax, "], got ", p.k_cap));
+  }
+  return NeedPointers(k, p.num_rows > 0,
+                      {{p.logits, "logits"}, {p.k, "k"}, {p.ids, "ids"}, {p.values, "values"}});
+}
+
 }  // namespace mla::cuda

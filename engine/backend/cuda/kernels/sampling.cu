@@ -66,7 +66,103 @@ __global__ void __launch_bounds__(kThreads) ArgmaxKernel(ArgmaxParams p) {
   }
 }
 
+// The host sampler's order as an ascending unsigned key: NaN as -inf, -0 as +0 (top_k.h).
+__device__ __forceinline__ uint32_t RankBits(float x) {
+  if (isnan(x)) x = -INFINITY;
+  if (x == 0.0f) x = 0.0f;
+  const uint32_t b = __float_as_uint(x);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+__global__ void __launch_bounds__(kThreads) TopKKernel(TopKParams p) {
+  __shared__ uint32_t hist[256];
+  __shared__ uint32_t prefix, mask;
+  __shared__ int remaining;
+  __shared__ int greater_before[kThreads], equal_before[kThreads];
+  const int64_t row = blockIdx.x;
+  const int k = p.k[row];
+  if (k <= 0) return;  // The whole CTA, before any barrier.
+  const float* x = p.logits + row * p.logits_stride;
+  const int tid = static_cast<int>(threadIdx.x);
+  if (tid == 0) {
+    prefix = 0;
+    mask = 0;
+    remaining = k;
+  }
+  __syncthreads();
+  // The k-th largest key T, eight bits at a time: `remaining` is T's rank among the keys
+  // that share the bits found so far.
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < 256; i += kThreads) hist[i] = 0;
+    __syncthreads();
+    for (int64_t i = tid; i < p.vocab_size; i += kThreads) {
+      const uint32_t key = RankBits(x[i]);
+      if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+    }
+    __syncthreads();
+    if (tid == 0) {
+      int above = 0, b = 255;
+      for (; b > 0 && above + static_cast<int>(hist[b]) < remaining; --b) above += hist[b];
+      remaining -= above;
+      prefix |= static_cast<uint32_t>(b) << shift;
+      mask |= 255u << shift;
+    }
+    __syncthreads();
+  }
+  const uint32_t t = prefix;
+  const int take_equal = remaining;  // keys equal to T to keep, the lowest indices first
+  // Contiguous index ranges per thread, so that a scan over threads follows index order.
+  const int64_t chunk = (p.vocab_size + kThreads - 1) / kThreads;
+  const int64_t begin = tid * chunk, end = min(p.vocab_size, begin + chunk);
+  int greater = 0, equal = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    const uint32_t key = RankBits(x[i]);
+    greater += key > t;
+    equal += key == t;
+  }
+  greater_before[tid] = greater;
+  equal_before[tid] = equal;
+  __syncthreads();
+  if (tid == 0) {  // Exclusive scans, serial: 256 additions.
+    int g = 0, e = 0;
+    for (int i = 0; i < kThreads; ++i) {
+      const int gi = greater_before[i], ei = equal_before[i];
+      greater_before[i] = g;
+      equal_before[i] = e;
+      g += gi;
+      e += ei;
+    }
+  }
+  __syncthreads();
+  const int total_greater = k - take_equal;
+  int out_greater = greater_before[tid], rank_equal = equal_before[tid];
+  int32_t* ids = p.ids + row * p.k_cap;
+  float* values = p.values + row * p.k_cap;
+  for (int64_t i = begin; i < end; ++i) {
+    const uint32_t key = RankBits(x[i]);
+    int slot = -1;
+    if (key > t) {
+      slot = out_greater++;
+    } else if (key == t) {
+      if (rank_equal < take_equal) slot = total_greater + rank_equal;
+      ++rank_equal;
+    }
+    if (slot >= 0) {
+      ids[slot] = static_cast<int32_t>(i);
+      values[slot] = x[i];
+    }
+  }
+}
+
 }  // namespace
+
+absl::Status LaunchTopK(const TopKParams& p, CudaStream stream) {
+  if (absl::Status s = ValidateTopKParams(p); !s.ok()) return s;
+  if (p.num_rows == 0) return absl::OkStatus();
+  if (p.num_rows > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("TopK: too many rows");
+  TopKKernel<<<static_cast<unsigned>(p.num_rows), kThreads, 0, stream>>>(p);
+  return CudaLaunchStatus("TopKKernel");
+}
 
 absl::Status LaunchArgmax(const ArgmaxParams& p, CudaStream stream) {
   if (absl::Status s = ValidateArgmaxParams(p); !s.ok()) return s;

@@ -28,6 +28,27 @@ struct ArgmaxParams {
 absl::Status ValidateArgmaxParams(const ArgmaxParams& p);
 absl::Status LaunchArgmax(const ArgmaxParams& p, CudaStream stream);
 
+// The k[r] best tokens of logits row r for top-k sampling, in the host sampler's order
+// (engine/sampling/top_k.h: larger value first, NaN as -inf, -0 as +0, then lower index):
+// ids[r, 0..k[r]) and their logits values[r, ...], in no particular order (the host
+// sampler ranks them again). A row with k[r] = 0 is skipped. One CTA per row: a radix
+// select of the k-th key in four 8-bit passes, then the keys above it and the lowest
+// indices among those equal to it.
+inline constexpr int kDeviceTopKMax = 256;
+struct TopKParams {
+  int64_t num_rows = 0;
+  int64_t vocab_size = 0;
+  const float* logits = nullptr;  // [num_rows, logits_stride]
+  int64_t logits_stride = 0;
+  const int32_t* k = nullptr;  // [num_rows], each in [0, min(k_cap, vocab_size)]
+  int k_cap = 0;               // <= kDeviceTopKMax: the row stride of ids and values
+  int32_t* ids = nullptr;      // [num_rows, k_cap]
+  float* values = nullptr;     // [num_rows, k_cap]
+};
+
+absl::Status ValidateTopKParams(const TopKParams& p);
+absl::Status LaunchTopK(const TopKParams& p, CudaStream stream);
+
 }  // namespace mla::cuda
 
 #endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
