@@ -114,7 +114,16 @@ TEST_F(BackpressureTest, FullWaitingQueueRefusesWithRetryHint) {
     queued = load.ok() && load->num_requests_waiting() >= 1;
     if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  ASSERT_TRUE(queued) << "the second request was never queued";
+  if (!queued) {
+    waiting_ctx.TryCancel();
+    while (waiting->Read(&message)) {
+    }
+    const grpc::Status ws = waiting->Finish();
+    FAIL() << "the second request was never queued; it ended " << ws.error_code() << " "
+           << ws.error_message() << "; last load: "
+           << (client_->GetLoad().ok() ? client_->GetLoad()->DebugString() : "?") << "\n"
+           << server_->Log();
+  }
   refused_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   auto third = stub->Generate(&refused_ctx, LongRequest(4));
   while (third->Read(&message)) {
