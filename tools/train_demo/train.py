@@ -321,7 +321,7 @@ def main(argv):
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
     if a.steps <= 0 and a.tokens <= 0 and a.max_minutes <= 0:
         sys.exit("error: no budget: set --max-minutes, --steps or --tokens")
-    rng, step, elapsed_before, seen = random.Random(a.seed), 0, 0.0, 0
+    rng, step, elapsed_before, seen, window = random.Random(a.seed), 0, 0.0, 0, None
     grown = a.min_len * 2  # the adaptive part of the length curriculum
     # The opening phase, and where it ended: progress then, recomputed from its step and
     # wall time on a resume, so that a resumed run with another --max-minutes keeps it right.
@@ -335,6 +335,7 @@ def main(argv):
         opt.load_state_dict(st["opt"])
         rng.setstate(st["rng"])
         step, elapsed_before, seen = st["step"], st["elapsed"], st.get("seen", 0)
+        window = st.get("window")
         grown = st.get("grown", grown)
         inducing, phase_end_at = st.get("inducing", False), st.get("phase_end_at")
         if phase_end_at and a.tokens_after_opening and len(phase_end_at) > 2:
@@ -351,6 +352,8 @@ def main(argv):
     sentences = data.load_sentences(a.haystack)
     model.train()
     t0, tokens, hits, total, sums = time.time(), 0, 0, 0, [0.0, 0.0, 0, 0.0]
+    if window is not None:  # the log window in progress at the checkpoint (see below)
+        hits, total, sums = window
     os.makedirs(os.path.dirname(a.ckpt) or ".", exist_ok=True)
 
     def checkpoint():
@@ -358,7 +361,11 @@ def main(argv):
                     "step": step, "elapsed": elapsed_before + time.time() - t0, "config": cfg,
                     "seen": seen, "grown": grown, "inducing": inducing,
                     "phase_end": a.phase_end,
-                    "phase_end_at": phase_end_at},
+                    "phase_end_at": phase_end_at,
+                    # The log window in progress: the opening phase ends and the curriculum
+                    # grows on a window's means, so a resumed run must see the same windows
+                    # as an uninterrupted one to repeat it.
+                    "window": (hits, total, list(sums))},
                    a.ckpt + ".tmp")
         os.replace(a.ckpt + ".tmp", a.ckpt)
 
