@@ -374,7 +374,10 @@ def main(argv):
     small = max(1, a.batch_tokens // a.induction_batch_tokens)
     while True:
         p = progress(a, step, elapsed_before + time.time() - t0, seen)
-        if p >= 1.0:
+        # With --tokens-after-opening the budget is reached in the opening phase only when
+        # the copy circuit has not formed by --induction-max: the opening then ends at the
+        # next log window (below) and the needle budget starts, rather than the run.
+        if p >= 1.0 and not (inducing and a.tokens_after_opening):
             break
         threads, scale = (a.induction_threads, small) if inducing else (a.threads, 1)
         if torch.get_num_threads() != threads:
