@@ -11,9 +11,9 @@
 // fp32 input to bf16 and run on cuBLASLt with fp32 accumulation and output (fp32 weights go
 // through cuBLAS' SGEMM); attention runs the kernels of kernels/forward_f32.h; MoE routes
 // and permutes on the device and runs one GEMM triple per used expert. Sampling takes the
-// argmax of greedy rows and the top k of top-k rows on the device (only ids, and the k
-// candidates, come back); rows that sample without top-k, score a token or want logprobs
-// download their logits and run the CPU backend's sampler.
+// argmax of greedy rows, the top k of top-k rows and the logprob statistics on the device
+// (cuda_sampling.cc: only ids, candidates and a few numbers per row come back); rows that
+// sample without top-k download their logits and run the CPU backend's sampler.
 //
 // Errors are sticky (backend.h): a failing launch or CUDA call records the first error,
 // naming the operation and layer, and TakeError() returns it.
@@ -171,9 +171,13 @@ class CudaBackend final : public Backend {
   std::vector<int32_t> offsets_host_;
   // Sampling (cuda_sampling.cc): the device argmax of greedy rows, the device top-k of
   // top-k rows, host copies of the other rows' logits.
-  DeviceBuffer argmax_ids_, argmax_max_, top_k_dev_, top_k_ids_, top_k_values_;
-  std::vector<int32_t> argmax_ids_host_, top_k_host_, top_k_ids_host_;
-  std::vector<float> argmax_max_host_, top_k_values_host_, logits_host_, sparse_row_;
+  DeviceBuffer argmax_ids_, argmax_max_, top_k_dev_, top_k_ids_, top_k_values_, stats_max_,
+      stats_log_sum_, stats_infs_, score_rows_dev_, score_tokens_dev_, score_logits_;
+  std::vector<int32_t> argmax_ids_host_, top_k_host_, top_k_ids_host_, score_tokens_;
+  std::vector<int64_t> score_rows_;
+  std::vector<double> stats_log_sum_host_;
+  std::vector<float> argmax_max_host_, top_k_values_host_, stats_max_host_, score_logits_host_,
+      logits_host_, sparse_row_;
 };
 
 }  // namespace mla::cuda

@@ -176,6 +176,24 @@ TEST(SamplingChecksTest, TopK) {
   EXPECT_EQ(ValidateTopKParams(p).code(), kInvalid);
 }
 
+TEST(SamplingChecksTest, LogSumExpAndGatherLogits) {
+  float logits[8] = {};
+  double sums[2] = {};
+  LogSumExpParams l{2, 4, logits, 4, g_f32, sums, g_i32};
+  EXPECT_TRUE(ValidateLogSumExpParams(l).ok());
+  l.log_sum = nullptr;
+  absl::Status s = ValidateLogSumExpParams(l);
+  EXPECT_NE(s.message().find("LogSumExp: log_sum is null"), std::string::npos) << s;
+  l.num_rows = 0;
+  EXPECT_TRUE(ValidateLogSumExpParams(l).ok());
+  int64_t rows[2] = {0, 1};
+  GatherLogitsParams g{2, 4, logits, 4, rows, g_i32, g_f32};
+  EXPECT_TRUE(ValidateGatherLogitsParams(g).ok());
+  g.logits_stride = 2;
+  s = ValidateGatherLogitsParams(g);
+  EXPECT_NE(s.message().find("GatherLogits: logits_stride"), std::string::npos) << s;
+}
+
 DecompressedChunkF32Params GoodChunk() {
   DecompressedChunkF32Params p;
   p.num_rows = 3;

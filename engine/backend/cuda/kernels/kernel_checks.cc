@@ -163,6 +163,24 @@ absl::Status ValidateDecompressedChunkF32Params(const DecompressedChunkF32Params
                       {{p.cache, "cache"}, {p.blocks, "blocks"}, {p.kv, "kv"}});
 }
 
+absl::Status ValidateLogSumExpParams(const LogSumExpParams& p) {
+  constexpr const char* k = "LogSumExp";
+  if (p.num_rows < 0 || p.vocab_size < 1) return Invalid(k, "num_rows >= 0, vocab_size >= 1");
+  if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
+  return NeedPointers(k, p.num_rows > 0,
+                      {{p.logits, "logits"}, {p.max, "max"}, {p.log_sum, "log_sum"},
+                       {p.inf_count, "inf_count"}});
+}
+
+absl::Status ValidateGatherLogitsParams(const GatherLogitsParams& p) {
+  constexpr const char* k = "GatherLogits";
+  if (p.num < 0 || p.vocab_size < 1) return Invalid(k, "num >= 0, vocab_size >= 1");
+  if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
+  return NeedPointers(k, p.num > 0,
+                      {{p.logits, "logits"}, {p.rows, "rows"}, {p.tokens, "tokens"},
+                       {p.out, "out"}});
+}
+
 absl::Status ValidateTopKParams(const TopKParams& p) {
   constexpr const char* k = "TopK";
   if (p.num_rows < 0 || p.vocab_size < 1 || p.vocab_size > INT32_MAX) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/sampling.h"
 
 namespace mla::cuda {
@@ -154,7 +155,75 @@ __global__ void __launch_bounds__(kThreads) TopKKernel(TopKParams p) {
   }
 }
 
+__global__ void __launch_bounds__(kThreads) LogSumExpKernel(LogSumExpParams p) {
+  __shared__ float max_part[kThreads / 32];
+  __shared__ double sum_part[kThreads / 32];
+  __shared__ int inf_part[kThreads / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t row = blockIdx.x; row < p.num_rows; row += gridDim.x) {
+    const float* x = p.logits + row * p.logits_stride;
+    float m = -INFINITY;
+    int infs = 0;
+    for (int64_t i = threadIdx.x; i < p.vocab_size; i += kThreads) {
+      const float v = isnan(x[i]) ? -INFINITY : x[i];
+      m = fmaxf(m, v);
+      infs += v == INFINITY;
+    }
+    m = WarpMax(m);
+    for (int o = 16; o > 0; o >>= 1) infs += __shfl_xor_sync(0xffffffffu, infs, o);
+    __syncthreads();  // The previous row's parts have been read.
+    if (lane == 0) {
+      max_part[warp] = m;
+      inf_part[warp] = infs;
+    }
+    __syncthreads();
+    m = -INFINITY;
+    infs = 0;
+    for (int w = 0; w < kThreads / 32; ++w) {
+      m = fmaxf(m, max_part[w]);
+      infs += inf_part[w];
+    }
+    double sum = 0.0;
+    if (isfinite(m)) {
+      for (int64_t i = threadIdx.x; i < p.vocab_size; i += kThreads) {
+        const float v = isnan(x[i]) ? -INFINITY : x[i];
+        sum += static_cast<double>(expf(v - m));
+      }
+    }
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) sum_part[warp] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      double total = 0.0;
+      for (int w = 0; w < kThreads / 32; ++w) total += sum_part[w];
+      p.max[row] = m;
+      p.log_sum[row] = isfinite(m) ? log(total) : 0.0;
+      p.inf_count[row] = infs;
+    }
+  }
+}
+
+__global__ void GatherLogitsKernel(GatherLogitsParams p) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i < p.num) p.out[i] = p.logits[p.rows[i] * p.logits_stride + p.tokens[i]];
+}
+
 }  // namespace
+
+absl::Status LaunchLogSumExp(const LogSumExpParams& p, CudaStream stream) {
+  if (absl::Status s = ValidateLogSumExpParams(p); !s.ok()) return s;
+  if (p.num_rows == 0) return absl::OkStatus();
+  const int grid = static_cast<int>(std::min(p.num_rows, kMaxGrid));
+  LogSumExpKernel<<<grid, kThreads, 0, stream>>>(p);
+  return CudaLaunchStatus("LogSumExpKernel");
+}
+
+absl::Status LaunchGatherLogits(const GatherLogitsParams& p, CudaStream stream) {
+  if (absl::Status s = ValidateGatherLogitsParams(p); !s.ok()) return s;
+  if (p.num == 0) return absl::OkStatus();
+  GatherLogitsKernel<<<static_cast<unsigned>((p.num + 255) / 256), 256, 0, stream>>>(p);
+  return CudaLaunchStatus("GatherLogitsKernel");
+}
 
 absl::Status LaunchTopK(const TopKParams& p, CudaStream stream) {
   if (absl::Status s = ValidateTopKParams(p); !s.ok()) return s;

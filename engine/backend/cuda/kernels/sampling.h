@@ -49,6 +49,35 @@ struct TopKParams {
 absl::Status ValidateTopKParams(const TopKParams& p);
 absl::Status LaunchTopK(const TopKParams& p, CudaStream stream);
 
+// What engine/sampling/logprobs.h's LogSoftmax needs of a row, so that logprobs need not
+// download it: max[r] over the logits with NaN as -inf; when it is finite, log_sum[r] =
+// log Σ exp(x − max) (each term in fp32, the sum in fp64, as on the host); inf_count[r]
+// the number of +inf logits.
+struct LogSumExpParams {
+  int64_t num_rows = 0;
+  int64_t vocab_size = 0;
+  const float* logits = nullptr;
+  int64_t logits_stride = 0;
+  float* max = nullptr;        // [num_rows]
+  double* log_sum = nullptr;   // [num_rows]
+  int32_t* inf_count = nullptr;  // [num_rows]
+};
+absl::Status ValidateLogSumExpParams(const LogSumExpParams& p);
+absl::Status LaunchLogSumExp(const LogSumExpParams& p, CudaStream stream);
+
+// out[i] = logits[rows[i], tokens[i]] (a scored token's logit).
+struct GatherLogitsParams {
+  int64_t num = 0;
+  int64_t vocab_size = 0;
+  const float* logits = nullptr;
+  int64_t logits_stride = 0;
+  const int64_t* rows = nullptr;    // [num]
+  const int32_t* tokens = nullptr;  // [num], each in [0, vocab_size)
+  float* out = nullptr;             // [num]
+};
+absl::Status ValidateGatherLogitsParams(const GatherLogitsParams& p);
+absl::Status LaunchGatherLogits(const GatherLogitsParams& p, CudaStream stream);
+
 }  // namespace mla::cuda
 
 #endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
