@@ -104,7 +104,8 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
     if (paths[i] == Path::kHost) continue;
     any_stats = any_stats || r.top_logprobs >= 0;
     int32_t& k = top_k_host_[static_cast<size_t>(r.row)];
-    k = std::max(k, CandidatesOf(r, paths[i]));
+    // TopN asks for at most the vocabulary (TopKIndices clamps, and so must the kernel).
+    k = std::max(k, static_cast<int32_t>(std::min<int64_t>(CandidatesOf(r, paths[i]), vocab)));
     k_cap = std::max(k_cap, k);
     if (paths[i] == Path::kScore) {
       score_slot[i] = score_rows_.size();
