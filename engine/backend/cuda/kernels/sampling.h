@@ -1,7 +1,7 @@
-// Token selection on the device. Declarations only; see pointwise.h for the convention.
-// Greedy only for now (CudaBackend::Sample sends greedy rows without logprobs here, so
-// only their ids come back): temperature / top-k sampling and logprobs stay on the host
-// sampler (engine/sampling), on downloaded rows.
+// Token selection on the device, for CudaBackend::Sample (cuda_sampling.cc): the greedy
+// argmax, the top k of a top-k row, a row's log-sum-exp for logprobs and a scored token's
+// logit, so that only ids, candidates and a few numbers per row come back to the host.
+// Declarations only; see pointwise.h for the convention.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
 
