@@ -26,10 +26,12 @@ std::vector<float> LogSoftmax(std::span<const float> logits) {
   double sum = 0.0;
   for (float x : logits) sum += std::exp(SortKey(x) - max);
   const double log_sum = std::log(sum);  // >= 0: the maximum contributes exp(0) = 1.
-  for (size_t i = 0; i < logits.size(); ++i) {
-    out[i] = static_cast<float>(static_cast<double>(SortKey(logits[i]) - max) - log_sum);
-  }
+  for (size_t i = 0; i < logits.size(); ++i) out[i] = LogprobFromLogSum(logits[i], max, log_sum);
   return out;
+}
+
+float LogprobFromLogSum(float logit, float max, double log_sum) {
+  return static_cast<float>(static_cast<double>(SortKey(logit) - max) - log_sum);
 }
 
 std::vector<TokenLogprob> TopN(std::span<const float> logprobs, int n) {

@@ -30,6 +30,10 @@ struct TokenLogprobs {
 // mass (each gets -log(count)). When every logit is NaN or -inf there is no distribution
 // and every entry is NaN.
 std::vector<float> LogSoftmax(std::span<const float> logits);
+// LogSoftmax's entry for one logit from the row's statistics, when `max` (the largest
+// logit, NaN as -inf) is finite and log_sum = log Σ exp(x − max): what a device backend
+// that computed those statistics itself returns for the tokens it reports.
+float LogprobFromLogSum(float logit, float max, double log_sum);
 
 // The min(n, size) most likely tokens, most likely first, equal logprobs by lower id.
 // NaN ranks last. n <= 0 gives an empty vector.

@@ -177,7 +177,8 @@ class CudaBackend final : public Backend {
   std::vector<int64_t> score_rows_;
   std::vector<double> stats_log_sum_host_;
   std::vector<float> argmax_max_host_, top_k_values_host_, stats_max_host_, score_logits_host_,
-      logits_host_, sparse_row_;
+      logits_host_, sparse_row_, candidate_logprobs_;
+  std::vector<size_t> candidate_order_;
 };
 
 }  // namespace mla::cuda

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -27,9 +28,9 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/sampling.h"
 #include "engine/backend/host_sampling.h"
+#include "engine/sampling/logprobs.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sampling/sampling_params.h"
-#include "engine/sampling/top_k.h"
 
 namespace mla::cuda {
 
@@ -64,11 +65,6 @@ Params OnLogits(const Tensor& logits) {
   p.logits = static_cast<const float*>(logits.data);
   p.logits_stride = logits.stride;
   return p;
-}
-
-// LogSoftmax's value for one logit given the row's max, log-sum-exp (max finite).
-float Logprob(float logit, float max, double log_sum) {
-  return static_cast<float>(static_cast<double>(SortKey(logit) - max) - log_sum);
 }
 
 }  // namespace
@@ -249,20 +245,21 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
     const double log_sum = stats_log_sum_host_[row];
     out[i].has_logprobs = true;
     out[i].logprobs.token_id = out[i].token;
-    out[i].logprobs.logprob = Logprob(token_logit, max, log_sum);
-    // TopN: the N best candidates by logprob, ties by lower id (TopKIndices' order).
-    std::vector<TokenLogprob> top;
-    top.reserve(static_cast<size_t>(candidates));
-    for (int32_t c = 0; c < candidates; ++c) {
-      top.push_back(
-          {top_k_ids_host_[first + c], Logprob(top_k_values_host_[first + c], max, log_sum)});
+    out[i].logprobs.logprob = LogprobFromLogSum(token_logit, max, log_sum);
+    // TopN over the candidates in id order, so that its ties (lower index first) fall
+    // as they fall over the full row.
+    candidate_order_.resize(static_cast<size_t>(candidates));
+    std::iota(candidate_order_.begin(), candidate_order_.end(), first);
+    std::sort(candidate_order_.begin(), candidate_order_.end(),
+              [&](size_t a, size_t b) { return top_k_ids_host_[a] < top_k_ids_host_[b]; });
+    candidate_logprobs_.clear();
+    for (const size_t c : candidate_order_) {
+      candidate_logprobs_.push_back(LogprobFromLogSum(top_k_values_host_[c], max, log_sum));
     }
-    std::sort(top.begin(), top.end(), [](const TokenLogprob& a, const TokenLogprob& b) {
-      const float ka = SortKey(a.logprob), kb = SortKey(b.logprob);
-      return ka > kb || (ka == kb && a.token_id < b.token_id);
-    });
-    top.resize(std::min(top.size(), static_cast<size_t>(r.top_logprobs)));
-    out[i].logprobs.top = std::move(top);
+    out[i].logprobs.top = TopN(candidate_logprobs_, r.top_logprobs);
+    for (TokenLogprob& t : out[i].logprobs.top) {
+      t.token_id = top_k_ids_host_[candidate_order_[static_cast<size_t>(t.token_id)]];
+    }
   }
 }
 
