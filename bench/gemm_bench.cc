@@ -48,11 +48,14 @@ struct Shape {
 };
 
 // V2-Lite: q_proj 2048 -> 16·192, kv_b_proj 512 -> 16·256, expert/dense MLP up 2048 ->
-// 10944 and down 10944 -> 2048, lm_head 2048 -> 102400 (56% of a decode step's bytes).
+// 10944 and down 10944 -> 2048, lm_head 2048 -> 102400 (56% of a decode step's bytes), a
+// routed expert's up 2048 -> 1408 and down 1408 -> 2048 (a 512-token prefill chunk gives
+// each of the 64 experts ~48 tokens).
 constexpr Shape kShapes[] = {
     {"q_proj 2048->3072", 2048, 3072},      {"kv_b_proj 512->4096", 512, 4096},
     {"mlp_up 2048->10944", 2048, 10944},    {"mlp_down 10944->2048", 10944, 2048},
-    {"lm_head 2048->102400", 2048, 102400},
+    {"lm_head 2048->102400", 2048, 102400}, {"expert_up 2048->1408", 2048, 1408},
+    {"expert_down 1408->2048", 1408, 2048},
 };
 constexpr const char* kDefaultShapes = "q_proj,kv_b_proj,mlp_up,mlp_down";
 
@@ -97,11 +100,14 @@ std::vector<Matrix> MakeCopies(const Shape& shape, DType dtype) {
   return weights;
 }
 
-// The compute peak a variant's rows are measured against: vdpbf16ps for the bf16 kernel
-// on bf16 weights, fp32 FMA otherwise.
-double ComputePeak(const Roofline& roofline, cpu::CpuIsa isa, DType dtype) {
-  return isa == cpu::CpuIsa::kAvx512Bf16 && dtype == DType::kBF16 ? roofline.bf16_peak_gflops
-                                                                  : roofline.peak_gflops;
+// The compute peak a variant's rows are measured against: TDPBF16PS for the AMX kernel's
+// tiles (n >= kAmxMinTokens), vdpbf16ps for the other bf16 kernels on bf16 weights, fp32 FMA
+// otherwise.
+double ComputePeak(const Roofline& roofline, cpu::CpuIsa isa, DType dtype, int64_t n) {
+  if (cpu::IsaIsExact(isa) || dtype != DType::kBF16) return roofline.peak_gflops;
+  return isa >= cpu::CpuIsa::kAmxBf16 && n >= cpu::kAmxMinTokens
+             ? roofline.amx_peak_gflops
+                                                : roofline.bf16_peak_gflops;
 }
 
 void PrintRow(const Shape& shape, int64_t n, const std::string& name, const CallTiming& t,
@@ -172,7 +178,7 @@ int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas, bool one
             pool.num_threads(), 3, 5000, 0.5);
         if (first_s == 0) first_s = t.best_s;
         PrintRow(shape, n, std::string(cpu::CpuIsaName(isa)), t, first_s, roofline,
-                 ComputePeak(roofline, isa, dtype), dtype);
+                 ComputePeak(roofline, isa, dtype, n), dtype);
       }
 #if MLA_HAVE_ONEDNN
       if (onednn && dtype == DType::kBF16) {
@@ -183,14 +189,15 @@ int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas, bool one
                                        pool.num_threads(), 3, 5000, 0.5);
         // Against the bf16 dot-product peak: oneDNN multiplies bf16 by bf16 as well.
         PrintRow(shape, n, "onednn", t, first_s, roofline,
-                 ComputePeak(roofline, cpu::CpuIsa::kAvx512Bf16, dtype), dtype);
+                 ComputePeak(roofline, cpu::CpuIsa::kAvx512Bf16, dtype, n), dtype);
       }
 #endif
     }
   }
   std::printf(
       "\nratio: speed against the first isa on the same row; BW, peak: read bandwidth (GB/s) "
-      "and compute peak (GFLOP/s: fp32 FMA, or vdpbf16ps for avx512_bf16 on bf16 weights)\n"
+      "and compute peak (GFLOP/s: fp32 FMA, vdpbf16ps for avx512_bf16 on bf16 weights, "
+      "TDPBF16PS for amx_bf16 from n = 8)\n"
       "measured just before the row; the bound is BW for n = 1 (GB/s of weights), peak for "
       "n > 1; busy = process CPU time / (wall time x threads);\nGF/cpu-s = FLOPs per "
       "CPU-second of all threads, against one core's fp32 FMA peak per CPU-second.\n");

@@ -102,6 +102,42 @@ MLA_TARGET_AVX512BF16 float DotBf16Avx512(int64_t iters, float seed) {
   for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
   return _mm512_cvtss_f32(s);
 }
+
+// TDPBF16PS on tiles held in registers (2 · 16 · 16 · 32 = 16,384 FLOP per instruction):
+// four independent C tiles from two A and two B tiles, as the AMX GEMM's block runs it,
+// without its loads. The tile state is this thread's: configured and released here.
+__attribute__((target("avx512f,amx-tile,amx-bf16"))) float DotBf16Amx(int64_t iters, float seed) {
+  struct alignas(64) {
+    uint8_t palette = 1;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+    uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+  } config;
+  alignas(64) uint16_t ones[16 * 32];
+  std::fill(std::begin(ones), std::end(ones), uint16_t{0x3f80});
+  alignas(64) float c[16 * 16];
+  _tile_loadconfig(&config);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  // Each TDPBF16PS takes 16 cycles: an eighth of the iterations keeps the loop as long as
+  // the vector ones.
+  for (int64_t it = 0; it < iters / 8; ++it) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, 64);
+  _tile_release();
+  return c[0] + seed;
+}
 #endif
 
 // Best of 4 passes with one stream per thread and 4 with four (AVX2 only).
@@ -190,6 +226,16 @@ double Bf16DotPeak(cpu::ThreadPool& pool) {
 #endif
 }
 
+// 0 where the AMX level is not usable (cpu_features.cc asks the OS for the tile state).
+double Bf16AmxPeak(cpu::ThreadPool& pool) {
+#ifdef MLA_TARGET_AVX512BF16
+  return cpu::IsaSupported(cpu::CpuIsa::kAmxBf16) ? PoolPeak(pool, DotBf16Amx, 4 * 16384.0 / 8)
+                                                 : 0;
+#else
+  return 0;
+#endif
+}
+
 std::string CpuModel() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -219,6 +265,7 @@ Roofline RooflineProbe::Measure() {
   r.peak_gflops = FmaPeak(pool_, avx2);
   r.core_peak_gflops = CoreFmaPeak(avx2);
   r.bf16_peak_gflops = Bf16DotPeak(pool_);
+  r.amx_peak_gflops = Bf16AmxPeak(pool_);
   return r;
 }
 
@@ -243,6 +290,10 @@ void PrintMachine(const Roofline& r, int threads) {
   if (r.bf16_peak_gflops > 0) {
     std::printf("bf16 dot-product peak (vdpbf16ps, all threads): %.1f GFLOP/s\n",
                 r.bf16_peak_gflops);
+  }
+  if (r.amx_peak_gflops > 0) {
+    std::printf("bf16 AMX tile peak (TDPBF16PS, all threads): %.1f GFLOP/s\n",
+                r.amx_peak_gflops);
   }
   std::printf("\n");
 }

@@ -5,13 +5,40 @@
 #include <cstdlib>
 #include <string>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace mla::cpu {
 namespace {
 
 // -1: no override; otherwise the CpuIsa value.
 std::atomic<int> g_override{-1};
 
-constexpr CpuIsa kAllIsas[] = {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16};
+constexpr CpuIsa kAllIsas[] = {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16,
+                               CpuIsa::kAmxBf16};
+
+// AMX-TILE and AMX-BF16 reported by CPUID, and the tile data state granted to this process
+// by Linux (arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)): without the grant the first tile
+// instruction faults. Asked once; the grant lasts for the process and all its threads.
+bool AmxUsable() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__linux__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  constexpr unsigned kAmxBf16Bit = 1u << 22;
+  constexpr unsigned kAmxTileBit = 1u << 24;
+  if ((edx & kAmxBf16Bit) == 0 || (edx & kAmxTileBit) == 0) return false;
+  constexpr long kArchReqXcompPerm = 0x1023;  // <asm/prctl.h>, Linux 5.16
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 CpuIsa Detect() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -20,7 +47,7 @@ CpuIsa Detect() {
   // __builtin_cpu_supports also checks that the OS saves the AVX-512 registers (XCR0).
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16")) {
-    return CpuIsa::kAvx512Bf16;
+    return AmxUsable() ? CpuIsa::kAmxBf16 : CpuIsa::kAvx512Bf16;
   }
   return CpuIsa::kAvx2;
 #else
@@ -28,13 +55,10 @@ CpuIsa Detect() {
 #endif
 }
 
-// True for the levels whose results match the scalar reference to fp32 rounding.
-bool IsExact(CpuIsa isa) { return isa != CpuIsa::kAvx512Bf16; }
-
 CpuIsa ComputeDefault() {
   CpuIsa best_exact = CpuIsa::kScalar;
   for (CpuIsa isa : kAllIsas) {
-    if (IsExact(isa) && IsaSupported(isa)) best_exact = isa;
+    if (IsaIsExact(isa) && IsaSupported(isa)) best_exact = isa;
   }
   const char* env = std::getenv("MLA_CPU_ISA");
   if (env == nullptr || *env == '\0') return best_exact;
@@ -58,6 +82,8 @@ std::string_view CpuIsaName(CpuIsa isa) {
       return "avx2";
     case CpuIsa::kAvx512Bf16:
       return "avx512_bf16";
+    case CpuIsa::kAmxBf16:
+      return "amx_bf16";
   }
   return "?";
 }
@@ -70,6 +96,8 @@ std::string_view CpuIsaFeatures(CpuIsa isa) {
       return "AVX2 + FMA";
     case CpuIsa::kAvx512Bf16:
       return "AVX-512 F/BW/VL + AVX512_BF16";
+    case CpuIsa::kAmxBf16:
+      return "AVX-512 F/BW/VL + AVX512_BF16 + AMX-TILE/AMX-BF16 (granted by the OS)";
   }
   return "?";
 }
@@ -90,6 +118,8 @@ CpuIsa DefaultIsa() {
   static const CpuIsa isa = ComputeDefault();
   return isa;
 }
+
+bool IsaIsExact(CpuIsa isa) { return isa < CpuIsa::kAvx512Bf16; }
 
 bool IsaSupported(CpuIsa isa) { return isa <= DetectedIsa(); }
 

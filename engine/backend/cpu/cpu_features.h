@@ -8,7 +8,7 @@
 // uses for its bf16 products, and the absorbed attention's multi-head path; everything
 // else keeps its AVX2 kernels there).
 //
-// kAvx512Bf16 is not exact: its GEMM rounds the activations to bf16 so that vdpbf16ps
+// kAvx512Bf16 and kAmxBf16 are not exact: its GEMM rounds the activations to bf16 so that vdpbf16ps
 // can multiply them with the bf16 weights (twice the multiply-adds per cycle of fp32
 // FMA), and its attention rounds queries and softmax weights the same way. Measured on the golden tests' tiny models, that moves logits by 1 − cosine of
 // about 1e-5 and up to 4e-3 per row, against a tolerance of 1e-6 that the exact levels
@@ -29,6 +29,10 @@ enum class CpuIsa {
   // AVX-512 F/BW/VL + AVX512_BF16 (Zen 4, Sapphire Rapids): GEMM and MLA attention on
   // bf16-rounded operands with fp32 accumulation. Opt-in (see above).
   kAvx512Bf16,
+  // The above plus AMX-BF16 tiles (Sapphire Rapids and later) for GEMMs of more than 32
+  // tokens: the same bf16 numerics, 8,192 multiply-adds per instruction. Opt-in like the
+  // level below; needs Linux to grant the tile state (arch_prctl, asked at detection).
+  kAmxBf16,
 };
 
 std::string_view CpuIsaName(CpuIsa isa);
@@ -63,6 +67,9 @@ class ScopedIsaOverride {
  private:
   std::optional<CpuIsa> previous_;
 };
+
+// False for the levels that round activations to bf16 (kAvx512Bf16 and above).
+bool IsaIsExact(CpuIsa isa);
 
 // True when `isa` can run on this CPU (every level below a supported one is supported).
 bool IsaSupported(CpuIsa isa);

@@ -72,9 +72,10 @@ struct SequenceRun {
 
   // Head h over the key block [kb, kb + nk) whose latents are c [nk, L] and k_pe
   // kpe [nk, R]. scratch: kDecompressedKeyBlock · (qk + v) + m · (kDecompressedKeyBlock + v);
-  // kv16: kDecompressedKeyBlock · (qk + v) when bf16_products.
-  void Head(int64_t h, int64_t kb, int64_t nk, const float* c, const float* kpe, float* scratch,
-            bf16_t* kv16) const {
+  // kv16: kDecompressedKeyBlock · (qk + v) when bf16_products; c16: c rounded to bf16
+  // when bf16_products, else null.
+  void Head(int64_t h, int64_t kb, int64_t nk, const float* c, const bf16_t* c16,
+            const float* kpe, float* scratch, bf16_t* kv16) const {
     // Rows before `first` end before key kb and see nothing of this block.
     const int64_t first = std::max<int64_t>(0, kb - pos0);
     if (first >= rows) return;
@@ -85,7 +86,12 @@ struct SequenceRun {
     float* pv = s + rows * kDecompressedKeyBlock;  // [m, v]
     Gemm(c, latent, nk, WeightRows(p.kv_b, h * (nope + vdim), nope), k, qk, nullptr);
     for (int64_t t = 0; t < nk; ++t) std::copy_n(kpe + t * rope, rope, k + t * qk + nope);
-    Gemm(w_uv + h * w_uv_head, w_uv_stride, vdim, F32View(c, nk, latent), vt, nk, nullptr);
+    // vᵀ = W_UV · cᵀ has the latents as its "weights": on the bf16 level their bf16 copy
+    // puts this GEMM on the bf16 kernels too (exact for W_UV when kv_b is bf16, and for c
+    // when the cache is).
+    const MatrixView c_view = c16 != nullptr ? MatrixView{c16, DType::kBF16, nk, latent, latent}
+                                             : F32View(c, nk, latent);
+    Gemm(w_uv + h * w_uv_head, w_uv_stride, vdim, c_view, vt, nk, nullptr);
     MatrixView k_view = F32View(k, nk, qk);
     MatrixView vt_view = F32View(vt, vdim, nk);
     if (bf16_products) {
@@ -168,7 +174,7 @@ absl::Status DecompressedAttention(const DecompressedAttentionParams& params, Th
   const int64_t nope = params.nope_dim, vdim = params.v_dim, qk = nope + rope;
   const int64_t row_bytes = CacheRowBytes(p.kv_dtype, latent, rope);
   std::vector<float> w_uv_storage, c, kpe, o, mx, sum, scratch;
-  std::vector<bf16_t> kv16;
+  std::vector<bf16_t> kv16, c16;
   const bool bf16_products = ActiveIsa() >= CpuIsa::kAvx512Bf16;
   int64_t w_uv_stride = 0, w_uv_head = 0;
   const float* w_uv = nullptr;
@@ -186,6 +192,7 @@ absl::Status DecompressedAttention(const DecompressedAttentionParams& params, Th
     sum.assign(static_cast<size_t>(heads * rows), 0.0f);
     c.resize(static_cast<size_t>(kDecompressedKeyBlock * latent));
     kpe.resize(static_cast<size_t>(kDecompressedKeyBlock * rope));
+    if (bf16_products) c16.resize(static_cast<size_t>(kDecompressedKeyBlock * latent));
     const int64_t slot_floats =
         kDecompressedKeyBlock * (qk + vdim) + rows * (kDecompressedKeyBlock + vdim);
     scratch.resize(static_cast<size_t>(slots * slot_floats));
@@ -201,12 +208,15 @@ absl::Status DecompressedAttention(const DecompressedAttentionParams& params, Th
         DecodeCacheRow(p.kv_dtype, latent, rope, KeyRow(p, table, row_bytes, kb + t),
                        &c[t * latent], &kpe[t * rope]);
       }
+      if (bf16_products) {
+        for (int64_t i = 0; i < nk * latent; ++i) c16[i] = FloatToBf16(c[i]);
+      }
       std::atomic<int64_t> next{0};
       auto work = [&](int64_t slot_begin, int64_t slot_end) {
         for (int64_t slot = slot_begin; slot < slot_end; ++slot) {
           for (int64_t h = next.fetch_add(1); h < heads; h = next.fetch_add(1)) {
-            run.Head(h, kb, nk, c.data(), kpe.data(), scratch.data() + slot * slot_floats,
-                     kv16.data() + slot * slot_kv16);
+            run.Head(h, kb, nk, c.data(), bf16_products ? c16.data() : nullptr, kpe.data(),
+                     scratch.data() + slot * slot_floats, kv16.data() + slot * slot_kv16);
           }
         }
       };

@@ -44,6 +44,9 @@ internal::GemmRowsFn SelectKernel(DType dtype) {
   const CpuIsa isa = ActiveIsa();
   // The bf16 dot-product kernel needs bf16 weights; f32 weights stay on the exact AVX2
   // kernel rather than being rounded as well.
+  if (isa >= CpuIsa::kAmxBf16 && dtype == DType::kBF16) {
+    if (internal::GemmRowsFn fn = internal::GemmRowsAmxBf16Fn()) return fn;
+  }
   if (isa >= CpuIsa::kAvx512Bf16 && dtype == DType::kBF16) {
     if (internal::GemmRowsFn fn = internal::GemmRowsAvx512Bf16Fn()) return fn;
   }

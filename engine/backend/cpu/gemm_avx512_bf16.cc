@@ -20,6 +20,7 @@
 //
 #include "engine/backend/cpu/simd_avx512.h"  // first: see there
 
+#include "engine/backend/cpu/gemm_bf16_panel.h"
 #include "engine/backend/cpu/gemm_dot_loop.h"
 #include "engine/backend/cpu/gemm_kernels.h"
 
@@ -44,12 +45,6 @@ static_assert(kPanel == 16, "one 512-bit vector of fp32 per panel pair");
 constexpr int64_t kXAlign = 32;  // x scratch rows are padded to this many values
 
 inline int64_t RoundUp(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
-
-// The first `count` (clamped to 0..16 / 0..32) lanes.
-inline __mmask32 Mask32(int64_t count) {
-  return count >= 32 ? __mmask32{0xffffffffu}
-                     : static_cast<__mmask32>((1u << std::max<int64_t>(count, 0)) - 1);
-}
 
 MLA_TARGET_AVX512BF16 inline __m512 Dot(__m512 acc, __m512i a, __m512i b) {
   return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
@@ -150,59 +145,6 @@ MLA_TARGET_AVX512BF16 void DotRows(const bf16_t* xb, int64_t xb_stride, int64_t 
         fn(xb + t0 * xb_stride, xb_stride, row, w.row_stride, c0, c1, y + t0 * y_stride + r,
            y_stride, c0 > 0, next > 0 ? row + next * w.row_stride : nullptr);
       });
-}
-
-// In-place transpose of a 16 × 16 block of dwords held in sixteen registers.
-MLA_TARGET_AVX512BF16 inline void Transpose16x16(__m512i r[16]) {
-  __m512i t[16];
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; i += 4) {
-    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
-    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < 8; ++i) {
-    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-  }
-}
-
-// For the 16 rows from row0 (rows j >= valid read as zero): panel[p * kHalves * 16 + j]
-// = the bf16 pair (w[row0 + j, col0 + 2p], w[row0 + j, col0 + 2p + 1]) for
-// 2p < RoundUp(kc, 32); columns >= kc are zero. kHalves = 2 interleaves two such 16-row
-// panels (the second written from panel + 16) so one tile can read both.
-template <int kHalves>
-MLA_TARGET_AVX512BF16 void PackPanel(const bf16_t* w, int64_t w_stride, int64_t row0, int valid,
-                                     int64_t col0, int64_t kc, uint32_t* panel) {
-  const bf16_t* src = w + row0 * w_stride + col0;
-  for (int64_t k = 0; k < kc; k += 32) {
-    const __mmask32 mask = Mask32(kc - k);
-    __m512i v[16];
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; ++j) {
-      v[j] = j < valid ? _mm512_maskz_loadu_epi16(mask, src + j * w_stride + k)
-                       : _mm512_setzero_si512();
-    }
-    Transpose16x16(v);
-#pragma GCC unroll 16
-    for (int p = 0; p < 16; ++p) {
-      _mm512_store_si512(panel + (k / 2 + p) * kHalves * kPanel, v[p]);
-    }
-  }
 }
 
 // y[t, 0..valid) (+)= Σ_p x[t, pair p] · panel[p] for kTok tokens and kHalves × 16 rows

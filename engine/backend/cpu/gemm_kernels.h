@@ -23,6 +23,9 @@ GemmRowsFn GemmRowsAvx2Fn();
 // bf16 weights only; rounds x to bf16 (cpu_features.h, kAvx512Bf16). Null on targets
 // without the variant.
 GemmRowsFn GemmRowsAvx512Bf16Fn();
+// bf16 weights only, the numerics of GemmRowsAvx512Bf16Fn (kAmxBf16; gemm_amx_bf16.cc). Calls
+// with fewer than kAmxMinTokens (gemm.h) tokens go to that kernel. Null on targets without it.
+GemmRowsFn GemmRowsAmxBf16Fn();
 
 }  // namespace mla::cpu::internal
 

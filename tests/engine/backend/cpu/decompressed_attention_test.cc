@@ -81,7 +81,7 @@ constexpr double kRelTol = 1e-5;
 // dropped or counted twice at the key counts used here (≤ 640 keys: ≥ 4e-2).
 constexpr double kBf16RelTol = 1e-2;
 
-double LevelTol(CpuIsa isa) { return isa == CpuIsa::kAvx512Bf16 ? kBf16RelTol : kRelTol; }
+double LevelTol(CpuIsa isa) { return !IsaIsExact(isa) ? kBf16RelTol : kRelTol; }
 
 void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, int64_t vdim,
                  double tol) {
@@ -192,7 +192,8 @@ TEST(DecompressedAttentionTest, RejectsAWrongKvB) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, DecompressedAttentionIsaTest,
-                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16),
+                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16,
+                                         CpuIsa::kAmxBf16),
                          [](const testing::TestParamInfo<CpuIsa>& info) {
                            return std::string(CpuIsaName(info.param));
                          });

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -30,7 +32,7 @@ Matrix RandomMatrix(int64_t rows, int64_t cols, DType dtype, std::mt19937& rng) 
 }
 
 // Runs Gemm on strided x / y and checks every output against a double reference.
-// `round_x`: the kernel rounds the activations to bf16 (kAvx512Bf16 on bf16 weights), so
+// `round_x`: the kernel rounds the activations to bf16 (the bf16 levels on bf16 weights), so
 // the reference does too.
 //
 // Tolerance: the reference uses the same (bf16-rounded) weights in double, so the only
@@ -38,19 +40,29 @@ Matrix RandomMatrix(int64_t rows, int64_t cols, DType dtype, std::mt19937& rng) 
 // a relative error <= u = 2^-24 and a sum of k terms in any order adds at most (k-1)·u·Σ|terms|
 // (Higham, Accuracy and Stability, §3.1), so |y - ref| <= (cols + 1)·u·Σ_c |x_c||w_c|. A wrong
 // index or a missed term is off by a whole |x·w| term, ~ Σ|x||w| / cols, far above this bound.
-void CheckGemm(int64_t n, int64_t rows, int64_t cols, DType dtype, ThreadPool* pool,
-               std::mt19937& rng) {
-  const bool round_x = ActiveIsa() == CpuIsa::kAvx512Bf16 && dtype == DType::kBF16;
+//
+// `pad` fills x's padding between rows (past cols) with that value: NaN checks that no
+// kernel reads it.
+void CheckGemmView(int64_t n, const MatrixView& w, ThreadPool* pool, std::mt19937& rng, float pad) {
+  const int64_t rows = w.rows, cols = w.cols;
+  const DType dtype = w.dtype;
+  const bool round_x = !IsaIsExact(ActiveIsa()) && dtype == DType::kBF16;
   SCOPED_TRACE(testing::Message() << "n=" << n << " rows=" << rows << " cols=" << cols
                                   << " dtype=" << DTypeName(dtype));
-  const Matrix w = RandomMatrix(rows, cols, dtype, rng);
+  auto weight = [&](int64_t r, int64_t c) -> double {
+    const int64_t i = r * w.row_stride + c;
+    return dtype == DType::kBF16 ? Bf16ToFloat(static_cast<const bf16_t*>(w.data)[i])
+                                 : static_cast<const float*>(w.data)[i];
+  };
   const int64_t x_stride = cols + 3;
   const int64_t y_stride = rows + 5;
   std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
-  std::vector<float> x(n * x_stride);
-  for (float& v : x) v = dist(rng);
+  std::vector<float> x(n * x_stride, pad);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t c = 0; c < cols; ++c) x[i * x_stride + c] = dist(rng);
+  }
   std::vector<float> y(n * y_stride, kSentinel);
-  Gemm(x.data(), x_stride, n, w.View(), y.data(), y_stride, pool);
+  Gemm(x.data(), x_stride, n, w, y.data(), y_stride, pool);
   const double u = std::ldexp(1.0, -24);
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t r = 0; r < rows; ++r) {
@@ -59,7 +71,7 @@ void CheckGemm(int64_t n, int64_t rows, int64_t cols, DType dtype, ThreadPool* p
       for (int64_t c = 0; c < cols; ++c) {
         const float xc = x[i * x_stride + c];
         const double p =
-            static_cast<double>(round_x ? Bf16ToFloat(FloatToBf16(xc)) : xc) * w.At(r, c);
+            static_cast<double>(round_x ? Bf16ToFloat(FloatToBf16(xc)) : xc) * weight(r, c);
         ref += p;
         abs_sum += std::fabs(p);
       }
@@ -70,6 +82,12 @@ void CheckGemm(int64_t n, int64_t rows, int64_t cols, DType dtype, ThreadPool* p
       ASSERT_EQ(y[i * y_stride + r], kSentinel) << "wrote past the row end, i=" << i;
     }
   }
+}
+
+void CheckGemm(int64_t n, int64_t rows, int64_t cols, DType dtype, ThreadPool* pool,
+               std::mt19937& rng) {
+  const Matrix w = RandomMatrix(rows, cols, dtype, rng);
+  CheckGemmView(n, w.View(), pool, rng, 0.0f);
 }
 
 class GemmIsaTest : public testing::TestWithParam<CpuIsa> {
@@ -135,6 +153,42 @@ TEST_P(GemmIsaTest, EdgeSizesMatchReference) {
   }
 }
 
+// The weight view sits inside a larger matrix whose other rows and columns are NaN, and
+// x's row padding is NaN: a kernel that reads past the view or x's columns (a tile edge,
+// a token or row tail, the AMX level's full 16 × 32 tiles) turns outputs into NaN.
+TEST_P(GemmIsaTest, NeverReadsPastTheOperands) {
+  ScopedIsaOverride isa(GetParam());
+  std::mt19937 rng(23);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (DType dtype : {DType::kBF16, DType::kF32}) {
+    for (int64_t rows : {1, 37, 64}) {
+      for (int64_t cols : {45, 64}) {
+        Matrix big = Matrix::Allocate(rows + 2, cols + 7, dtype);
+        for (int64_t i = 0; i < big.rows * big.cols; ++i) {
+          if (dtype == DType::kBF16) {
+            big.bf16()[i] = FloatToBf16(nan);
+          } else {
+            big.f32()[i] = nan;
+          }
+        }
+        const Matrix inner = RandomMatrix(rows, cols, dtype, rng);
+        const size_t elem = DTypeSize(dtype);
+        for (int64_t r = 0; r < rows; ++r) {
+          std::memcpy(reinterpret_cast<char*>(big.data.data()) + ((r + 1) * big.cols + 2) * elem,
+                      reinterpret_cast<const char*>(inner.data.data()) + r * cols * elem,
+                      cols * elem);
+        }
+        const MatrixView view{
+            reinterpret_cast<const char*>(big.data.data()) + (big.cols + 2) * elem, dtype, rows,
+            cols, big.cols};
+        // Below, at and above the AMX level's 8-token threshold, one 512-token block and a
+        // rest of 18.
+        for (int64_t n : {1, 7, 8, 17, 33, 530}) CheckGemmView(n, view, nullptr, rng, nan);
+      }
+    }
+  }
+}
+
 TEST_P(GemmIsaTest, ZeroColumnsGiveZeros) {
   ScopedIsaOverride isa(GetParam());
   for (int64_t n : {1, 8}) {
@@ -147,7 +201,8 @@ TEST_P(GemmIsaTest, ZeroColumnsGiveZeros) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, GemmIsaTest,
-                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16),
+                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16,
+                                         CpuIsa::kAmxBf16),
                          [](const testing::TestParamInfo<CpuIsa>& info) {
                            return std::string(CpuIsaName(info.param));
                          });
@@ -169,9 +224,9 @@ TEST(GemmTest, RowsViewComputesASliceOfTheRows) {
 // Rounding activations to bf16 is opt-in: without MLA_CPU_ISA the default stays exact.
 TEST(GemmTest, DefaultIsaIsExact) {
   if (std::getenv("MLA_CPU_ISA") != nullptr) GTEST_SKIP() << "MLA_CPU_ISA is set";
-  EXPECT_NE(DefaultIsa(), CpuIsa::kAvx512Bf16);
+  EXPECT_TRUE(IsaIsExact(DefaultIsa()));
   EXPECT_TRUE(IsaSupported(DefaultIsa()));
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16}) {
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16, CpuIsa::kAmxBf16}) {
     EXPECT_EQ(ParseCpuIsa(CpuIsaName(isa)), isa);
   }
   EXPECT_FALSE(ParseCpuIsa("avx9").has_value());

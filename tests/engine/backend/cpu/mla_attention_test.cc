@@ -64,7 +64,7 @@ constexpr double kBf16RelTol = 1e-2;
 
 // `tol`, or the bf16 bound where the active level computes in bf16. The bound holds for
 // FP8 caches too: the dequantized keys' rounding to bf16 adds 2^-9 relative per value.
-double LevelTol(double tol) { return ActiveIsa() == CpuIsa::kAvx512Bf16 ? kBf16RelTol : tol; }
+double LevelTol(double tol) { return !IsaIsExact(ActiveIsa()) ? kBf16RelTol : tol; }
 
 void ExpectClose(const Problem& pr, const Result& got, const Result& want, double tol = kRelTol) {
   tol = LevelTol(tol);
@@ -217,7 +217,8 @@ TEST_P(MlaAttentionIsaTest, Fp8SplitKvAndOneTokenAgree) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, MlaAttentionIsaTest,
-                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16),
+                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16,
+                                         CpuIsa::kAmxBf16),
                          [](const testing::TestParamInfo<CpuIsa>& info) {
                            return std::string(CpuIsaName(info.param));
                          });
