@@ -86,6 +86,24 @@ MLA_BENCH_AVX2 float FmaAvx2(int64_t iters, float seed) {
   return out[0];
 }
 
+#ifdef MLA_TARGET_AVX512BF16
+// The same with 512-bit FMAs (32 FLOP per instruction): the exact avx512 level's peak.
+MLA_TARGET_AVX512F float FmaAvx512(int64_t iters, float seed) {
+  __m512 a[12];
+#pragma GCC unroll 16
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(seed + i);
+  const __m512 m = _mm512_set1_ps(0.999999f);
+  const __m512 c = _mm512_set1_ps(1e-6f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
+  }
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+#endif
+
 // The same for vdpbf16ps (64 FLOP per instruction): 12 chains cover its latency (6 cycles
 // on Zen 4 at one 512-bit instruction per cycle).
 MLA_TARGET_AVX512BF16 float DotBf16Avx512(int64_t iters, float seed) {
@@ -226,6 +244,15 @@ double Bf16DotPeak(cpu::ThreadPool& pool) {
 #endif
 }
 
+// 0 without AVX-512.
+double Fma512Peak(cpu::ThreadPool& pool) {
+#ifdef MLA_TARGET_AVX512BF16
+  return cpu::IsaSupported(cpu::CpuIsa::kAvx512) ? PoolPeak(pool, FmaAvx512, 2.0 * 16 * 12) : 0;
+#else
+  return 0;
+#endif
+}
+
 // 0 where the AMX level is not usable (cpu_features.cc asks the OS for the tile state).
 double Bf16AmxPeak(cpu::ThreadPool& pool) {
 #ifdef MLA_TARGET_AVX512BF16
@@ -264,6 +291,7 @@ Roofline RooflineProbe::Measure() {
   r.read_gbps = ReadBandwidth(pool_, avx2, buffer_);
   r.peak_gflops = FmaPeak(pool_, avx2);
   r.core_peak_gflops = CoreFmaPeak(avx2);
+  r.fma512_peak_gflops = Fma512Peak(pool_);
   r.bf16_peak_gflops = Bf16DotPeak(pool_);
   r.amx_peak_gflops = Bf16AmxPeak(pool_);
   return r;
@@ -287,6 +315,9 @@ void PrintMachine(const Roofline& r, int threads) {
       "roofline: read bandwidth %.1f GB/s, FMA peak %.1f GFLOP/s (best of runs); one core: "
       "%.1f GFLOP/s per CPU-second\n",
       r.read_gbps, r.peak_gflops, r.core_peak_gflops);
+  if (r.fma512_peak_gflops > 0) {
+    std::printf("fp32 AVX-512 FMA peak (all threads): %.1f GFLOP/s\n", r.fma512_peak_gflops);
+  }
   if (r.bf16_peak_gflops > 0) {
     std::printf("bf16 dot-product peak (vdpbf16ps, all threads): %.1f GFLOP/s\n",
                 r.bf16_peak_gflops);

@@ -19,6 +19,7 @@ struct Roofline {
   double read_gbps = 0;         // STREAM-like sum over a buffer far larger than the caches
   double peak_gflops = 0;       // register-only FMA loop (8-wide fp32 FMA on AVX2), all threads
   double core_peak_gflops = 0;  // the same loop on one thread, per second of its CPU time
+  double fma512_peak_gflops = 0;  // 512-bit fp32 FMA loop, all threads; 0 without AVX-512
   double bf16_peak_gflops = 0;  // vdpbf16ps loop, all threads; 0 without AVX512_BF16
   double amx_peak_gflops = 0;   // TDPBF16PS loop, all threads; 0 without usable AMX-BF16
   std::string isa;              // the kernel variant the numbers apply to

@@ -42,13 +42,16 @@ float DotScalar(const float* x, const T* w, int64_t cols) {
 
 internal::GemmRowsFn SelectKernel(DType dtype) {
   const CpuIsa isa = ActiveIsa();
-  // The bf16 dot-product kernel needs bf16 weights; f32 weights stay on the exact AVX2
-  // kernel rather than being rounded as well.
+  // The bf16 kernels need bf16 weights; f32 weights stay on the exact kernels rather than
+  // being rounded as well.
   if (isa >= CpuIsa::kAmxBf16 && dtype == DType::kBF16) {
     if (internal::GemmRowsFn fn = internal::GemmRowsAmxBf16Fn()) return fn;
   }
   if (isa >= CpuIsa::kAvx512Bf16 && dtype == DType::kBF16) {
     if (internal::GemmRowsFn fn = internal::GemmRowsAvx512Bf16Fn()) return fn;
+  }
+  if (isa >= CpuIsa::kAvx512) {
+    if (internal::GemmRowsFn fn = internal::GemmRowsAvx512Fn()) return fn;
   }
   if (isa >= CpuIsa::kAvx2) {
     if (internal::GemmRowsFn fn = internal::GemmRowsAvx2Fn()) return fn;

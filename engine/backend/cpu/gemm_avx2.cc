@@ -277,24 +277,16 @@ MLA_TARGET_AVX2 void PackedRows(const float* x, int64_t x_stride, int64_t n, con
   const T* base = static_cast<const T*>(w.data);
   // Token blocks keep the x slice a panel is applied to (kTokenBlock × kKc floats) in L2;
   // each panel is packed once per token block.
-  for (int64_t b0 = 0; b0 < n; b0 += kTokenBlock) {
-    const int64_t b1 = std::min(n, b0 + kTokenBlock);
-    for (int64_t r0 = r_begin; r0 < r_end; r0 += kPanel) {
-      const int valid = static_cast<int>(std::min<int64_t>(kPanel, r_end - r0));
-      if (w.cols == 0) {
-        for (int64_t i = b0; i < b1; ++i) std::fill_n(y + i * y_stride + r0, valid, 0.0f);
-      }
-      for (int64_t c0 = 0; c0 < w.cols; c0 += kKc) {
-        const int64_t kc = std::min(kKc, w.cols - c0);
+  ForEachPanelTile(
+      PanelBlocking{kTokenBlock, kPanel, kKc, kMicroTokens}, n, r_begin, r_end, w.cols, y,
+      y_stride,
+      [&](int64_t r0, int valid, int64_t c0, int64_t kc) {
         PackPanel(base, w.row_stride, r0, valid, c0, kc, panel);
-        for (int64_t t0 = b0; t0 < b1; t0 += kMicroTokens) {
-          const int nt = static_cast<int>(std::min<int64_t>(kMicroTokens, b1 - t0));
-          kMicro[nt](x + t0 * x_stride + c0, x_stride, panel, kc, y + t0 * y_stride + r0, y_stride,
-                     valid, c0 > 0);
-        }
-      }
-    }
-  }
+      },
+      [&](int64_t t0, int nt, int64_t r0, int valid, int64_t c0, int64_t kc) {
+        kMicro[nt](x + t0 * x_stride + c0, x_stride, panel, kc, y + t0 * y_stride + r0, y_stride,
+                   valid, c0 > 0);
+      });
 }
 
 template <typename T>

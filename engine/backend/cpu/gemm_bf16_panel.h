@@ -1,5 +1,6 @@
-// Packing bf16 weight rows into the pair-interleaved panels that both bf16 GEMM levels
-// multiply from (vdpbf16ps broadcasts and AMX's TDPBF16PS B tiles read the same layout).
+// Packing bf16 rows into the pair-interleaved panels that both bf16 GEMM levels multiply
+// from (vdpbf16ps broadcasts and AMX's TDPBF16PS B tiles read the same layout), and the
+// 16 × 16 dword transpose that the AVX-512 GEMMs share.
 // Internal to the CPU backend's GEMM files; include simd_avx512.h first.
 #ifndef MLA_ENGINE_BACKEND_CPU_GEMM_BF16_PANEL_H_
 #define MLA_ENGINE_BACKEND_CPU_GEMM_BF16_PANEL_H_
@@ -23,7 +24,7 @@ inline __mmask32 Mask32(int64_t count) {
 }
 
 // In-place transpose of a 16 × 16 block of dwords held in sixteen registers.
-MLA_TARGET_AVX512BF16 inline void Transpose16x16(__m512i r[16]) {
+MLA_TARGET_AVX512F inline void Transpose16x16(__m512i r[16]) {
   __m512i t[16];
 #pragma GCC unroll 16
   for (int i = 0; i < 16; i += 2) {

@@ -1,5 +1,5 @@
-// The blocking both instruction-set levels use for their dot-product GEMM tiles (small n).
-// Internal to the CPU backend's GEMM files.
+// The blocking the instruction-set levels share: dot-product GEMM tiles (small n) and the
+// fp32 packed-panel loop (large n). Internal to the CPU backend's GEMM files.
 #ifndef MLA_ENGINE_BACKEND_CPU_GEMM_DOT_LOOP_H_
 #define MLA_ENGINE_BACKEND_CPU_GEMM_DOT_LOOP_H_
 
@@ -34,6 +34,40 @@ void ForEachDotTile(const DotBlocking& b, int64_t n, int64_t r_begin, int64_t r_
         int64_t r = rb;
         for (; r + b.rows <= re; r += b.rows) tile(r, b.rows, t0, nt, c0, c1, next);
         for (; r < re; ++r) tile(r, 1, t0, nt, c0, c1, next);
+      }
+    }
+  }
+}
+
+struct PanelBlocking {
+  int64_t token_block;  // tokens whose x slice stays in L2 while the panels pass over it
+  int panel_rows;       // weight rows per packed panel
+  int64_t col_pass;     // panel depth in columns
+  int micro_tokens;     // tokens per register tile
+};
+
+// The fp32 packed GEMMs' loop (gemm_avx2.cc, gemm_avx512.cc) over rows [r_begin, r_end) ×
+// tokens [0, n): token blocks outermost, then panels of rows, then column passes, each
+// packed once by pack(r0, valid_rows, c0, kc), then register tiles of up to micro_tokens
+// tokens, micro(t0, nt, r0, valid_rows, c0, kc); c0 > 0 means the tile adds to y. With
+// no columns, y's rows are zeroed instead.
+template <typename Pack, typename Micro>
+void ForEachPanelTile(const PanelBlocking& b, int64_t n, int64_t r_begin, int64_t r_end,
+                      int64_t cols, float* y, int64_t y_stride, Pack&& pack, Micro&& micro) {
+  for (int64_t b0 = 0; b0 < n; b0 += b.token_block) {
+    const int64_t b1 = std::min(n, b0 + b.token_block);
+    for (int64_t r0 = r_begin; r0 < r_end; r0 += b.panel_rows) {
+      const int valid = static_cast<int>(std::min<int64_t>(b.panel_rows, r_end - r0));
+      if (cols == 0) {
+        for (int64_t i = b0; i < b1; ++i) std::fill_n(y + i * y_stride + r0, valid, 0.0f);
+      }
+      for (int64_t c0 = 0; c0 < cols; c0 += b.col_pass) {
+        const int64_t kc = std::min(b.col_pass, cols - c0);
+        pack(r0, valid, c0, kc);
+        for (int64_t t0 = b0; t0 < b1; t0 += b.micro_tokens) {
+          micro(t0, static_cast<int>(std::min<int64_t>(b.micro_tokens, b1 - t0)), r0, valid, c0,
+                kc);
+        }
       }
     }
   }

@@ -23,6 +23,9 @@
 #include <immintrin.h>
 #endif
 
+// The exact AVX-512 level's kernels (fp32 FMA, no bf16 products), and helpers both levels
+// share: a function may inline only callees whose target is a subset of its own.
+#define MLA_TARGET_AVX512F __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl")))
 #define MLA_TARGET_AVX512BF16 \
   __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16")))
 

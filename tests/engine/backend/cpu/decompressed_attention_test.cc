@@ -192,8 +192,8 @@ TEST(DecompressedAttentionTest, RejectsAWrongKvB) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, DecompressedAttentionIsaTest,
-                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16,
-                                         CpuIsa::kAmxBf16),
+                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512,
+                                         CpuIsa::kAvx512Bf16, CpuIsa::kAmxBf16),
                          [](const testing::TestParamInfo<CpuIsa>& info) {
                            return std::string(CpuIsaName(info.param));
                          });

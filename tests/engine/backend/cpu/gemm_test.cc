@@ -201,8 +201,8 @@ TEST_P(GemmIsaTest, ZeroColumnsGiveZeros) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, GemmIsaTest,
-                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16,
-                                         CpuIsa::kAmxBf16),
+                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512,
+                                         CpuIsa::kAvx512Bf16, CpuIsa::kAmxBf16),
                          [](const testing::TestParamInfo<CpuIsa>& info) {
                            return std::string(CpuIsaName(info.param));
                          });
@@ -226,7 +226,8 @@ TEST(GemmTest, DefaultIsaIsExact) {
   if (std::getenv("MLA_CPU_ISA") != nullptr) GTEST_SKIP() << "MLA_CPU_ISA is set";
   EXPECT_TRUE(IsaIsExact(DefaultIsa()));
   EXPECT_TRUE(IsaSupported(DefaultIsa()));
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16, CpuIsa::kAmxBf16}) {
+  for (CpuIsa isa :
+       {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16, CpuIsa::kAmxBf16}) {
     EXPECT_EQ(ParseCpuIsa(CpuIsaName(isa)), isa);
   }
   EXPECT_FALSE(ParseCpuIsa("avx9").has_value());

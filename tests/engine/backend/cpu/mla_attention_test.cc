@@ -217,8 +217,8 @@ TEST_P(MlaAttentionIsaTest, Fp8SplitKvAndOneTokenAgree) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, MlaAttentionIsaTest,
-                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512Bf16,
-                                         CpuIsa::kAmxBf16),
+                         testing::Values(CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512,
+                                         CpuIsa::kAvx512Bf16, CpuIsa::kAmxBf16),
                          [](const testing::TestParamInfo<CpuIsa>& info) {
                            return std::string(CpuIsaName(info.param));
                          });
