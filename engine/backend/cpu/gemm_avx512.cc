@@ -33,7 +33,7 @@ constexpr int64_t kDotMaxTokens = 32;  // At most this many: the AVX2 kernel's d
 constexpr int64_t kKc = 256;           // Panel depth: 256 × 32 rows × 4 B = 32 KiB of L1.
 constexpr int kRows = 32;              // Rows per panel: two vectors of 16.
 constexpr int kMicroTokens = 12;       // Register tile: 12 tokens × 32 rows.
-constexpr int64_t kTokenBlock = 16 * kMicroTokens;  // 192 tokens × kKc × 4 B of x in L2
+constexpr int64_t kTokenBlock = 48 * kMicroTokens;  // 576 × kKc × 4 B of x: L2 (2 MiB on Xeons)
 
 MLA_TARGET_AVX512F inline __m512 Load16(const float* p, __mmask16 mask) {
   return _mm512_maskz_loadu_ps(mask, p);
