@@ -144,6 +144,8 @@ TEST_P(GemmIsaTest, EdgeSizesMatchReference) {
     CheckGemm(0, 7, 9, dtype, nullptr, rng);      // no tokens: nothing written
     CheckGemm(4, 1, 1, dtype, nullptr, rng);      // one row, one column
     CheckGemm(193, 33, 31, dtype, nullptr, rng);  // a full token block and a 1-token rest
+    // Past the AMX level's 512-token and the avx512 level's 576-token blocks.
+    CheckGemm(600, 40, 70, dtype, nullptr, rng);
     CheckGemm(12, 16, 600, dtype, nullptr, rng);  // a whole register tile, K past 2 panels
     CheckGemm(3, 9, 1, dtype, nullptr, rng);
     // Dot tiles: two 32-row blocks plus a rest (the next block is prefetched), columns past
