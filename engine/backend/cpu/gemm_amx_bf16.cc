@@ -203,6 +203,44 @@ MLA_TARGET_AMX void Block(const RowHalf& a0, const RowHalf& a1, const uint32_t* 
   }
 }
 
+// y[t, r] for the 16 rows of one half (a) × 33-48 tokens (packed x panels b, b + step,
+// b + 2 · step) in one pass: one A load feeds three TDPBF16PS, so each weight row is read
+// from memory once with nothing left to reread from L2. The experts of a 512-token chunk
+// get ~48 tokens each: their GEMMs stream weights from memory, and the 32 + 16 split of
+// Block reread every row once more. C tiles 0..2, A tile 4, B tiles 5..7.
+MLA_TARGET_AMX void BlockThreeTok(const RowHalf& a, const uint32_t* b, int64_t panel_dwords,
+                                  int64_t full_steps, bool tail, float* y, int64_t y_stride,
+                                  int rows, int tokens) {
+  const uint32_t* b1 = b + panel_dwords;
+  const uint32_t* b2 = b + 2 * panel_dwords;
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  for (int64_t s = 0; s < full_steps; ++s) {
+    _tile_loadd(4, a.base + s * kCols, a.stride);
+    _tile_loadd(5, b + s * kPanelDwords, 64);
+    _tile_loadd(6, b1 + s * kPanelDwords, 64);
+    _tile_loadd(7, b2 + s * kPanelDwords, 64);
+    _tile_dpbf16ps(0, 4, 5);
+    _tile_dpbf16ps(1, 4, 6);
+    _tile_dpbf16ps(2, 4, 7);
+  }
+  if (tail) {
+    const int64_t s = full_steps;
+    _tile_loadd(4, a.tail, a.tail_stride);
+    _tile_loadd(5, b + s * kPanelDwords, 64);
+    _tile_loadd(6, b1 + s * kPanelDwords, 64);
+    _tile_loadd(7, b2 + s * kPanelDwords, 64);
+    _tile_dpbf16ps(0, 4, 5);
+    _tile_dpbf16ps(1, 4, 6);
+    _tile_dpbf16ps(2, 4, 7);
+  }
+  alignas(64) float c[kTile * kTile];
+  MLA_STORE_C_TILE(0, y, kTile, rows);
+  MLA_STORE_C_TILE(1, y + kTile * y_stride, kTile, rows);
+  MLA_STORE_C_TILE(2, y + 2 * kTile * y_stride, tokens - 2 * kTile, rows);
+}
+
 #undef MLA_STORE_C_TILE
 
 using BlockFn = void (*)(const RowHalf&, const RowHalf&, const uint32_t*, const uint32_t*, int64_t,
@@ -259,6 +297,14 @@ MLA_TARGET_AMX void GemmRowsAmxBf16(const float* x, int64_t x_stride, int64_t n,
         const int valid = static_cast<int>(std::min<int64_t>(kTile, m1 - m0 - h * kTile));
         halves[h] = PrepareHalf(w, m0 + h * kTile, valid, full_steps, padded,
                                 tails + h * kTile * kCols, copy);
+      }
+      if (nb > 2 * kTile && nb <= 3 * kTile) {
+        for (int64_t h = 0; h < count; ++h) {
+          const int rows = static_cast<int>(std::min<int64_t>(kTile, m1 - m0 - h * kTile));
+          BlockThreeTok(halves[h], panels, panel_dwords, full_steps, tail,
+                        yb + m0 + h * kTile, y_stride, rows, static_cast<int>(nb));
+        }
+        continue;
       }
       for (int64_t t0 = 0; t0 < nb; t0 += 2 * kTile) {
         const int tokens = static_cast<int>(std::min<int64_t>(2 * kTile, nb - t0));

@@ -183,9 +183,9 @@ TEST_P(GemmIsaTest, NeverReadsPastTheOperands) {
         const MatrixView view{
             reinterpret_cast<const char*>(big.data.data()) + (big.cols + 2) * elem, dtype, rows,
             cols, big.cols};
-        // Below, at and above the AMX level's 8-token threshold, one 512-token block and a
-        // rest of 18.
-        for (int64_t n : {1, 7, 8, 17, 33, 530}) CheckGemmView(n, view, nullptr, rng, nan);
+        // Below, at and above the AMX level's 8-token threshold, its one-pass 33-48 tokens,
+        // one 512-token block and a rest of 18.
+        for (int64_t n : {1, 7, 8, 17, 33, 48, 530}) CheckGemmView(n, view, nullptr, rng, nan);
       }
     }
   }
