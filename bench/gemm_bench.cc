@@ -101,14 +101,16 @@ std::vector<Matrix> MakeCopies(const Shape& shape, DType dtype) {
 }
 
 // The compute peak a variant's rows are measured against: 512-bit fp32 FMA for the exact
-// avx512 kernel's packed path (n > 32), TDPBF16PS for the AMX kernel's
+// avx512 kernels (n > 32, or n >= 2 on bf16 weights), TDPBF16PS for the AMX kernel's
 // tiles (n >= kAmxMinTokens), vdpbf16ps for the other bf16 kernels on bf16 weights, fp32 FMA
 // otherwise.
 double ComputePeak(const Roofline& roofline, cpu::CpuIsa isa, DType dtype, int64_t n) {
   if (cpu::IsaIsExact(isa) || dtype != DType::kBF16) {
-    // The exact avx512 kernel uses 512-bit FMAs from 33 tokens; below, the AVX2 ones.
-    return isa >= cpu::CpuIsa::kAvx512 && n > 32 ? roofline.fma512_peak_gflops
-                                                 : roofline.peak_gflops;
+    // The exact avx512 kernel uses 512-bit FMAs from 33 tokens, and from 2 on bf16
+    // weights; otherwise the AVX2 ones.
+    const bool wide = n > 32 || (n >= 2 && dtype == DType::kBF16);
+    return isa >= cpu::CpuIsa::kAvx512 && wide ? roofline.fma512_peak_gflops
+                                               : roofline.peak_gflops;
   }
   return isa >= cpu::CpuIsa::kAmxBf16 && n >= cpu::kAmxMinTokens
              ? roofline.amx_peak_gflops
@@ -201,7 +203,7 @@ int Run(int threads, DType dtype, const std::vector<cpu::CpuIsa>& isas, bool one
   }
   std::printf(
       "\nratio: speed against the first isa on the same row; BW, peak: read bandwidth (GB/s) "
-      "and compute peak (GFLOP/s: fp32 FMA (512-bit for avx512 at n > 32), vdpbf16ps for avx512_bf16 on bf16 weights, "
+      "and compute peak (GFLOP/s: fp32 FMA (512-bit for avx512 from n = 2), vdpbf16ps for avx512_bf16 on bf16 weights, "
       "TDPBF16PS for amx_bf16 from n = 8)\n"
       "measured just before the row; the bound is BW for n = 1 (GB/s of weights), peak for "
       "n > 1; busy = process CPU time / (wall time x threads);\nGF/cpu-s = FLOPs per "

@@ -137,12 +137,7 @@ MLA_TARGET_AVX2 void EoTile(const float* xeo, int64_t xeo_stride, const bf16_t* 
       xo[t] = _mm256_loadu_ps(xeo + t * xeo_stride + c + 8);
     }
     // Every other step: one 64-byte line per row covers 32 columns.
-    if (prefetch != nullptr && (c & 16) == 0) {
-#pragma GCC unroll 16
-      for (int r = 0; r < kRows; ++r) {
-        _mm_prefetch(reinterpret_cast<const char*>(prefetch + r * w_stride + c), _MM_HINT_T1);
-      }
-    }
+    if (prefetch != nullptr && (c & 16) == 0) PrefetchRows<kRows>(prefetch + c, w_stride);
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       const __m256i raw =
@@ -196,16 +191,7 @@ MLA_TARGET_AVX2 void EoRows(const float* x, int64_t x_stride, int64_t n, const M
   // The last cols % 16 columns (and every column when there are fewer than 16; zero
   // columns write zeros).
   if (cols16 == w.cols && cols16 > 0) return;
-  for (int64_t r = r_begin; r < r_end; ++r) {
-    const bf16_t* wr = base + r * w.row_stride;
-    for (int64_t t = 0; t < n; ++t) {
-      const float* xt = x + t * x_stride;
-      float s = 0.0f;
-      for (int64_t c = cols16; c < w.cols; ++c) s += xt[c] * Bf16ToFloat(wr[c]);
-      float& out = y[t * y_stride + r];
-      out = cols16 > 0 ? out + s : s;
-    }
-  }
+  AddColumnTail(x, x_stride, n, base, w.row_stride, w.cols, r_begin, r_end, cols16, y, y_stride);
 }
 
 // panel[k * 16 + j] = w[row0 + j, col0 + k] as fp32 for k < kc; rows j >= valid are zero.

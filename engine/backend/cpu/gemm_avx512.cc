@@ -1,12 +1,14 @@
-// AVX-512 fp32 GEMM for the exact kAvx512 level: the AVX2 kernel's packed path with 512-bit
-// FMAs, for more than kDotMaxTokens tokens (prefill chunks). Every product and sum is an
-// fp32 FMA as in the AVX2 kernel, in another order: exact to fp32 rounding, so this level
-// can be a default (on Intel CPUs: cpu_features.cc). Cores with two 512-bit FMA units do
-// twice the AVX2 kernel's multiply-adds per cycle (measured 1.4-1.5x its GEMMs on a Xeon);
-// Zen 4 splits a 512-bit FMA into two 256-bit halves, so there it cannot gain.
+// AVX-512 fp32 GEMMs for the exact kAvx512 level: the AVX2 kernel's packed path (more
+// than kDotMaxTokens tokens: prefill chunks) and dot tiles, with 512-bit FMAs. Every
+// product and sum is an fp32 FMA as in the AVX2 kernel, in another order: exact to fp32
+// rounding, so this level can be a default (on Intel CPUs: cpu_features.cc). Cores with
+// two 512-bit FMA units do twice the AVX2 kernel's multiply-adds per cycle (measured
+// 1.4-1.6x its GEMMs on a Xeon); Zen 4 splits a 512-bit FMA into two 256-bit halves, so
+// there it cannot gain.
 //
-// Up to kDotMaxTokens tokens (decode, decode batches, the experts' few tokens) stay on the
-// AVX2 dot tiles: they stream weights from memory, where wider FMAs gain nothing.
+// Two to kDotMaxTokens tokens on bf16 weights (decode batches, the experts' few tokens)
+// run 512-bit even/odd dot tiles (below); one token (bound by memory) and f32 weights stay
+// on the AVX2 kernel.
 //
 // Packed path: two 16-row weight panels of kKc columns are converted to fp32 and
 // transposed into [k][32] (32 KiB: L1 of a Xeon core, 48 KiB), then a 12-token × 32-row
@@ -23,6 +25,7 @@
 #include <algorithm>
 #include <array>
 #include <utility>
+#include <vector>
 
 namespace mla::cpu::internal {
 namespace {
@@ -129,10 +132,107 @@ MLA_TARGET_AVX512F void PackedRows(const float* x, int64_t x_stride, int64_t n,
       });
 }
 
+// ---- bf16 dot tiles for 2..kDotMaxTokens tokens (decode batches, small experts) ----
+//
+// The AVX2 kernel's even/odd dot tiles with 512-bit FMAs: a 64-byte load holds 32 bf16
+// weights; shifting each dword left by 16 gives the 16 even ones as floats and masking
+// its low half the 16 odd ones. The activations are split to match once per call (per
+// 32 columns: the 16 even, then the 16 odd ones). Tiles of 4 rows × 4 tokens (16
+// accumulators, the tokens' x in 8 registers) over row blocks that stay in L2 while each
+// group of 4 tokens passes over them. One token keeps the AVX2 GEMV: it is bound by
+// memory, not by FMAs.
+constexpr int kEoRows = 4;
+constexpr int kEoTokens = 4;
+constexpr int64_t kEoRowBlock = 32;  // 32 rows × kEoKc × 2 B = 256 KiB: stays in L2.
+constexpr int64_t kEoKc = 4096;      // Long row streams for the prefetchers.
+
+// out[t * cols32 ...] = x rows [0, n) over the first cols32 columns (a multiple of 32),
+// each 32 columns as their 16 even values followed by their 16 odd ones.
+MLA_TARGET_AVX512F void SplitEvenOdd32(const float* x, int64_t x_stride, int64_t n,
+                                       int64_t cols32, float* out) {
+  const __m512i even_idx =
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd_idx = _mm512_add_epi32(even_idx, _mm512_set1_epi32(1));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x + t * x_stride;
+    float* ot = out + t * cols32;
+    for (int64_t c = 0; c < cols32; c += 32) {
+      const __m512 a = _mm512_loadu_ps(xt + c);
+      const __m512 b = _mm512_loadu_ps(xt + c + 16);
+      _mm512_storeu_ps(ot + c, _mm512_permutex2var_ps(a, even_idx, b));
+      _mm512_storeu_ps(ot + c + 16, _mm512_permutex2var_ps(a, odd_idx, b));
+    }
+  }
+}
+
+// y[t, r] (+)= Σ_{c in [c0, c1)} x[t, c] · w[r, c] for kRows rows × kTok tokens; c0 and c1
+// are multiples of 32, xeo is SplitEvenOdd32's layout with rows xeo_stride floats apart.
+template <int kRows, int kTok>
+MLA_TARGET_AVX512F void EoTile(const float* xeo, int64_t xeo_stride, const bf16_t* w,
+                               int64_t w_stride, int64_t c0, int64_t c1, float* y,
+                               int64_t y_stride, bool accumulate, const bf16_t* prefetch) {
+  __m512 acc[kRows][kTok];
+  ZeroTile(acc);
+  const __m512i odd_mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t c = c0; c < c1; c += 32) {
+    __m512 xe[kTok];
+    __m512 xo[kTok];
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) {
+      xe[t] = _mm512_loadu_ps(xeo + t * xeo_stride + c);
+      xo[t] = _mm512_loadu_ps(xeo + t * xeo_stride + c + 16);
+    }
+    if (prefetch != nullptr) PrefetchRows<kRows>(prefetch + c, w_stride);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRows; ++r) {
+      const __m512i raw = _mm512_loadu_si512(w + r * w_stride + c);
+      const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+      const __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(raw, odd_mask));
+#pragma GCC unroll 16
+      for (int t = 0; t < kTok; ++t) {
+        acc[r][t] = _mm512_fmadd_ps(even, xe[t], acc[r][t]);
+        acc[r][t] = _mm512_fmadd_ps(odd, xo[t], acc[r][t]);
+      }
+    }
+  }
+  StoreTileSums(acc, y, y_stride, accumulate);
+}
+
+using EoFn = void (*)(const float*, int64_t, const bf16_t*, int64_t, int64_t, int64_t, float*,
+                      int64_t, bool, const bf16_t*);
+// Indexed by tokens - 1: tiles of kEoRows rows, and of one row for the rest.
+constexpr EoFn kEoFull[kEoTokens] = {EoTile<kEoRows, 1>, EoTile<kEoRows, 2>, EoTile<kEoRows, 3>,
+                                     EoTile<kEoRows, 4>};
+constexpr EoFn kEoOne[kEoTokens] = {EoTile<1, 1>, EoTile<1, 2>, EoTile<1, 3>, EoTile<1, 4>};
+
+// Rows [r_begin, r_end) of y for 2 <= n <= kDotMaxTokens tokens and bf16 weights.
+MLA_TARGET_AVX512F void EoRows(const float* x, int64_t x_stride, int64_t n, const MatrixView& w,
+                               int64_t r_begin, int64_t r_end, float* y, int64_t y_stride) {
+  const int64_t cols32 = w.cols / 32 * 32;
+  thread_local std::vector<float> scratch;  // grows once to the largest call
+  if (scratch.size() < static_cast<size_t>(n * cols32)) scratch.resize(n * cols32);
+  float* xeo = scratch.data();
+  SplitEvenOdd32(x, x_stride, n, cols32, xeo);
+  const bf16_t* base = static_cast<const bf16_t*>(w.data);
+  ForEachDotTile(
+      DotBlocking{kEoRows, kEoTokens, kEoRowBlock, kEoKc}, n, r_begin, r_end, cols32,
+      [&](int64_t r, int rows, int64_t t0, int64_t nt, int64_t c0, int64_t c1, int64_t next) {
+        const bf16_t* row = base + r * w.row_stride;
+        const EoFn fn = rows == 1 ? kEoOne[nt - 1] : kEoFull[nt - 1];
+        fn(xeo + t0 * cols32, cols32, row, w.row_stride, c0, c1, y + t0 * y_stride + r, y_stride,
+           c0 > 0, next > 0 ? row + next * w.row_stride : nullptr);
+      });
+  // The last cols % 32 columns (and every column when there are fewer than 32).
+  if (cols32 == w.cols) return;
+  AddColumnTail(x, x_stride, n, base, w.row_stride, w.cols, r_begin, r_end, cols32, y, y_stride);
+}
+
 MLA_TARGET_AVX512F void GemmRowsAvx512(const float* x, int64_t x_stride, int64_t n,
                                        const MatrixView& w, int64_t r_begin, int64_t r_end,
                                        float* y, int64_t y_stride) {
-  if (n <= kDotMaxTokens) {
+  if (n >= 2 && n <= kDotMaxTokens && w.dtype == DType::kBF16 && w.cols > 0) {
+    EoRows(x, x_stride, n, w, r_begin, r_end, y, y_stride);
+  } else if (n <= kDotMaxTokens) {
     GemmRowsAvx2Fn()(x, x_stride, n, w, r_begin, r_end, y, y_stride);
   } else if (w.dtype == DType::kBF16) {
     PackedRows<bf16_t>(x, x_stride, n, w, r_begin, r_end, y, y_stride);

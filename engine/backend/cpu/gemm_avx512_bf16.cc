@@ -72,22 +72,13 @@ MLA_TARGET_AVX512BF16 void DotTile(const bf16_t* xb, int64_t xb_stride, const bf
                                    int64_t w_stride, int64_t c0, int64_t c1, float* y,
                                    int64_t y_stride, bool accumulate, const bf16_t* prefetch) {
   __m512 acc[kRows][kTok];
-#pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r) {
-#pragma GCC unroll 16
-    for (int t = 0; t < kTok; ++t) acc[r][t] = _mm512_setzero_ps();
-  }
+  ZeroTile(acc);
   for (int64_t c = c0; c < c1; c += 32) {
     const __mmask32 mask = Mask32(c1 - c);  // all ones but at the row end
     __m512i xv[kTok];
 #pragma GCC unroll 16
     for (int t = 0; t < kTok; ++t) xv[t] = _mm512_loadu_si512(xb + t * xb_stride + c);
-    if (prefetch != nullptr) {
-#pragma GCC unroll 16
-      for (int r = 0; r < kRows; ++r) {
-        _mm_prefetch(reinterpret_cast<const char*>(prefetch + r * w_stride + c), _MM_HINT_T1);
-      }
-    }
+    if (prefetch != nullptr) PrefetchRows<kRows>(prefetch + c, w_stride);
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       const __m512i wv = _mm512_maskz_loadu_epi16(mask, w + r * w_stride + c);
@@ -95,15 +86,7 @@ MLA_TARGET_AVX512BF16 void DotTile(const bf16_t* xb, int64_t xb_stride, const bf
       for (int t = 0; t < kTok; ++t) acc[r][t] = Dot(acc[r][t], wv, xv[t]);
     }
   }
-#pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r) {
-#pragma GCC unroll 16
-    for (int t = 0; t < kTok; ++t) {
-      const float s = _mm512_reduce_add_ps(acc[r][t]);
-      float& out = y[t * y_stride + r];
-      out = accumulate ? out + s : s;
-    }
-  }
+  StoreTileSums(acc, y, y_stride, accumulate);
 }
 
 constexpr int64_t kDotMaxTokens = 32;  // Larger n packs panels (measured: gemm_bench --ns).

@@ -1,6 +1,6 @@
 // Packing bf16 rows into the pair-interleaved panels that both bf16 GEMM levels multiply
 // from (vdpbf16ps broadcasts and AMX's TDPBF16PS B tiles read the same layout), and the
-// 16 × 16 dword transpose that the AVX-512 GEMMs share.
+// 16 × 16 dword transpose and the dot-product tile helpers that the AVX-512 GEMMs share.
 // Internal to the CPU backend's GEMM files; include simd_avx512.h first.
 #ifndef MLA_ENGINE_BACKEND_CPU_GEMM_BF16_PANEL_H_
 #define MLA_ENGINE_BACKEND_CPU_GEMM_BF16_PANEL_H_
@@ -72,6 +72,31 @@ MLA_TARGET_AVX512BF16 inline void PackPanel(const bf16_t* w, int64_t w_stride, i
 #pragma GCC unroll 16
     for (int p = 0; p < 16; ++p) {
       _mm512_store_si512(panel + (k / 2 + p) * kHalves * kGemmPanelRows, v[p]);
+    }
+  }
+}
+
+// The accumulators of a kRows × kTok dot-product tile, zeroed.
+template <int kRows, int kTok>
+MLA_TARGET_AVX512F inline void ZeroTile(__m512 (&acc)[kRows][kTok]) {
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+}
+
+// y[t, r] (+)= the sum of acc[r][t]'s lanes, for a dot-product tile at y.
+template <int kRows, int kTok>
+MLA_TARGET_AVX512F inline void StoreTileSums(__m512 (&acc)[kRows][kTok], float* y,
+                                             int64_t y_stride, bool accumulate) {
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 16
+    for (int t = 0; t < kTok; ++t) {
+      const float s = _mm512_reduce_add_ps(acc[r][t]);
+      float& out = y[t * y_stride + r];
+      out = accumulate ? out + s : s;
     }
   }
 }

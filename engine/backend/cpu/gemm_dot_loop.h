@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "engine/common/bf16.h"
+
 namespace mla::cpu::internal {
 
 struct DotBlocking {
@@ -36,6 +38,34 @@ void ForEachDotTile(const DotBlocking& b, int64_t n, int64_t r_begin, int64_t r_
         for (; r < re; ++r) tile(r, 1, t0, nt, c0, c1, next);
       }
     }
+  }
+}
+
+// y[t, r] (+)= Σ_{c in [c_begin, cols)} x[t, c] · w[r, c] for rows [r_begin, r_end) and
+// tokens [0, n), in plain fp32: the columns a dot-tile kernel's vector step does not
+// cover. Overwrites y when c_begin == 0 (then every column is here; none writes zeros).
+inline void AddColumnTail(const float* x, int64_t x_stride, int64_t n, const bf16_t* w,
+                          int64_t w_stride, int64_t cols, int64_t r_begin, int64_t r_end,
+                          int64_t c_begin, float* y, int64_t y_stride) {
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    const bf16_t* wr = w + r * w_stride;
+    for (int64_t t = 0; t < n; ++t) {
+      const float* xt = x + t * x_stride;
+      float s = 0.0f;
+      for (int64_t c = c_begin; c < cols; ++c) s += xt[c] * Bf16ToFloat(wr[c]);
+      float& out = y[t * y_stride + r];
+      out = c_begin > 0 ? out + s : s;
+    }
+  }
+}
+
+// Prefetches into L2 the cache line at `p` in each of kRows rows w_stride values apart:
+// the dot tiles' next row block, fetched while the first token group runs.
+template <int kRows>
+inline void PrefetchRows(const bf16_t* p, int64_t w_stride) {
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+    __builtin_prefetch(p + r * w_stride, 0, 2);
   }
 }
 

@@ -20,8 +20,9 @@ void GemmRowsScalar(const float* x, int64_t x_stride, int64_t n, const MatrixVie
                     int64_t r_begin, int64_t r_end, float* y, int64_t y_stride);
 // Null on targets without the AVX2 variant.
 GemmRowsFn GemmRowsAvx2Fn();
-// Exact (fp32 FMA) AVX-512 F/BW/VL kernel for more than 32 tokens; fewer go to the AVX2
-// kernel (kAvx512; gemm_avx512.cc). Null on targets without the variant.
+// Exact (fp32 FMA) AVX-512 F/BW/VL kernel: packed panels above 32 tokens, dot tiles for 2-32
+// tokens on bf16 weights; the rest goes to the AVX2 kernel (kAvx512; gemm_avx512.cc). Null
+// on targets without the variant.
 GemmRowsFn GemmRowsAvx512Fn();
 // bf16 weights only; rounds x to bf16 (cpu_features.h, kAvx512Bf16). Null on targets
 // without the variant.
