@@ -96,13 +96,24 @@ TEST_F(BackpressureTest, FullWaitingQueueRefusesWithRetryHint) {
   // is long (150k tokens: seconds even on a fast machine) and the unread bound is above it
   // (it would otherwise be aborted as a stalled reader, letting the second one run).
   Start({"--max_running=1", "--max_waiting=1", "--max_unread_tokens=1000000"});
-  auto stub = v1::Inference::NewStub(
-      grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
+  // One connection per stream. The running stream's unread tokens fill its connection's
+  // HTTP/2 flow-control window; with the second stream on the same connection, its
+  // request sometimes never reached the server within 20 s on a loaded machine (2 of 12
+  // runs with both cores busy; 0 of 14 with separate connections). Channels with
+  // distinct arguments do not share a connection.
+  auto new_stub = [&](int index) {
+    grpc::ChannelArguments args;
+    args.SetInt("mla.test_connection", index);
+    return v1::Inference::NewStub(
+        grpc::CreateCustomChannel(server_->target(), grpc::InsecureChannelCredentials(), args));
+  };
+  auto stub = new_stub(0);
+  auto waiting_stub = new_stub(1);
   grpc::ClientContext running_ctx, waiting_ctx;
   auto running = stub->Generate(&running_ctx, LongRequest(150000));
   v1::GenerateResponse message;
   ASSERT_TRUE(running->Read(&message));  // Running: the one slot of the batch is taken.
-  auto waiting = stub->Generate(&waiting_ctx, LongRequest(4));
+  auto waiting = waiting_stub->Generate(&waiting_ctx, LongRequest(4));
   absl::Status refused;
   grpc::ClientContext refused_ctx;
   // The third request must reach the server after the second is queued, or the two swap
@@ -125,7 +136,8 @@ TEST_F(BackpressureTest, FullWaitingQueueRefusesWithRetryHint) {
            << server_->Log();
   }
   refused_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  auto third = stub->Generate(&refused_ctx, LongRequest(4));
+  auto third_stub = new_stub(2);  // Outlives its call: the stub holds the channel.
+  auto third = third_stub->Generate(&refused_ctx, LongRequest(4));
   while (third->Read(&message)) {
   }
   const grpc::Status status = third->Finish();
