@@ -102,6 +102,10 @@ struct RowHalf {
   int64_t stride = 0;
   const bf16_t* tail = nullptr;
   int64_t tail_stride = 0;
+  int64_t full = 0;  // full steps; step `full`, when there is one, is the tail
+
+  const bf16_t* Tile(int64_t s) const { return s < full ? base + s * kCols : tail; }
+  int64_t Stride(int64_t s) const { return s < full ? stride : tail_stride; }
 };
 
 // The A source for rows [r, r + valid) of w. Full halves read w in place with a copy of
@@ -112,6 +116,7 @@ RowHalf PrepareHalf(const MatrixView& w, int64_t r, int valid, int64_t full_step
   const bf16_t* base = static_cast<const bf16_t*>(w.data) + r * w.row_stride;
   const int64_t tail_cols = w.cols - full_steps * kCols;
   RowHalf half;
+  half.full = full_steps;
   if (valid == kTile) {
     half.base = base;
     half.stride = w.row_stride * static_cast<int64_t>(sizeof(bf16_t));
@@ -160,32 +165,22 @@ MLA_TARGET_AMX void StoreTransposed(const float* c, float* y, int64_t y_stride, 
   } while (false)
 
 // y[t, r] = Σ_c x[t, c] · w[r, c] for up to 32 rows (halves a0, a1) × up to 32 tokens
-// (packed x panels b0, b1) over full_steps 32-column steps plus the tail step when
-// `tail`. kTwoRows / kTwoTok: the second 16 rows / tokens exist. C tiles 0..3 (rows half
-// × tokens half), A tiles 4 and 5, B tiles 6 and 7.
+// (packed x panels b0, b1) over `steps` 32-column steps (the halves' full steps, plus
+// their tail step when cols is not a multiple of 32). kTwoRows / kTwoTok: the second 16
+// rows / tokens exist. C tiles 0..3 (rows half × tokens half), A tiles 4 and 5, B tiles
+// 6 and 7.
 template <bool kTwoRows, bool kTwoTok>
 MLA_TARGET_AMX void Block(const RowHalf& a0, const RowHalf& a1, const uint32_t* b0,
-                          const uint32_t* b1, int64_t full_steps, bool tail, float* y,
-                          int64_t y_stride, int rows, int tokens) {
+                          const uint32_t* b1, int64_t steps, float* y, int64_t y_stride, int rows,
+                          int tokens) {
   _tile_zero(0);
   if constexpr (kTwoTok) _tile_zero(1);
   if constexpr (kTwoRows) _tile_zero(2);
   if constexpr (kTwoRows && kTwoTok) _tile_zero(3);
-  for (int64_t s = 0; s < full_steps; ++s) {
-    _tile_loadd(4, a0.base + s * kCols, a0.stride);
+  for (int64_t s = 0; s < steps; ++s) {
+    _tile_loadd(4, a0.Tile(s), a0.Stride(s));
     _tile_loadd(6, b0 + s * kPanelDwords, 64);
-    if constexpr (kTwoRows) _tile_loadd(5, a1.base + s * kCols, a1.stride);
-    if constexpr (kTwoTok) _tile_loadd(7, b1 + s * kPanelDwords, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    if constexpr (kTwoTok) _tile_dpbf16ps(1, 4, 7);
-    if constexpr (kTwoRows) _tile_dpbf16ps(2, 5, 6);
-    if constexpr (kTwoRows && kTwoTok) _tile_dpbf16ps(3, 5, 7);
-  }
-  if (tail) {
-    const int64_t s = full_steps;
-    _tile_loadd(4, a0.tail, a0.tail_stride);
-    _tile_loadd(6, b0 + s * kPanelDwords, 64);
-    if constexpr (kTwoRows) _tile_loadd(5, a1.tail, a1.tail_stride);
+    if constexpr (kTwoRows) _tile_loadd(5, a1.Tile(s), a1.Stride(s));
     if constexpr (kTwoTok) _tile_loadd(7, b1 + s * kPanelDwords, 64);
     _tile_dpbf16ps(0, 4, 6);
     if constexpr (kTwoTok) _tile_dpbf16ps(1, 4, 7);
@@ -209,25 +204,14 @@ MLA_TARGET_AMX void Block(const RowHalf& a0, const RowHalf& a1, const uint32_t* 
 // get ~48 tokens each: their GEMMs stream weights from memory, and the 32 + 16 split of
 // Block reread every row once more. C tiles 0..2, A tile 4, B tiles 5..7.
 MLA_TARGET_AMX void BlockThreeTok(const RowHalf& a, const uint32_t* b, int64_t panel_dwords,
-                                  int64_t full_steps, bool tail, float* y, int64_t y_stride,
-                                  int rows, int tokens) {
+                                  int64_t steps, float* y, int64_t y_stride, int rows, int tokens) {
   const uint32_t* b1 = b + panel_dwords;
   const uint32_t* b2 = b + 2 * panel_dwords;
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
-  for (int64_t s = 0; s < full_steps; ++s) {
-    _tile_loadd(4, a.base + s * kCols, a.stride);
-    _tile_loadd(5, b + s * kPanelDwords, 64);
-    _tile_loadd(6, b1 + s * kPanelDwords, 64);
-    _tile_loadd(7, b2 + s * kPanelDwords, 64);
-    _tile_dpbf16ps(0, 4, 5);
-    _tile_dpbf16ps(1, 4, 6);
-    _tile_dpbf16ps(2, 4, 7);
-  }
-  if (tail) {
-    const int64_t s = full_steps;
-    _tile_loadd(4, a.tail, a.tail_stride);
+  for (int64_t s = 0; s < steps; ++s) {
+    _tile_loadd(4, a.Tile(s), a.Stride(s));
     _tile_loadd(5, b + s * kPanelDwords, 64);
     _tile_loadd(6, b1 + s * kPanelDwords, 64);
     _tile_loadd(7, b2 + s * kPanelDwords, 64);
@@ -244,7 +228,7 @@ MLA_TARGET_AMX void BlockThreeTok(const RowHalf& a, const uint32_t* b, int64_t p
 #undef MLA_STORE_C_TILE
 
 using BlockFn = void (*)(const RowHalf&, const RowHalf&, const uint32_t*, const uint32_t*, int64_t,
-                         bool, float*, int64_t, int, int);
+                         float*, int64_t, int, int);
 // kBlock[two rows][two tokens].
 constexpr BlockFn kBlock[2][2] = {{Block<false, false>, Block<false, true>},
                                   {Block<true, false>, Block<true, true>}};
@@ -272,8 +256,8 @@ MLA_TARGET_AMX void GemmRowsAmxBf16(const float* x, int64_t x_stride, int64_t n,
   }
   const int64_t padded = RoundUp(w.cols, kCols);
   const int64_t full_steps = w.cols / kCols;
-  const bool tail = full_steps * kCols < w.cols;
-  const int64_t panel_dwords = padded / kCols * kPanelDwords;
+  const int64_t steps = padded / kCols;  // full_steps, plus one for a tail
+  const int64_t panel_dwords = steps * kPanelDwords;
   const int64_t macro_rows = std::clamp<int64_t>(
       kL2WeightBytes / (padded * static_cast<int64_t>(sizeof(bf16_t))) / (2 * kTile) * (2 * kTile),
       2 * kTile, kMaxMacroRows);
@@ -301,8 +285,8 @@ MLA_TARGET_AMX void GemmRowsAmxBf16(const float* x, int64_t x_stride, int64_t n,
       if (nb > 2 * kTile && nb <= 3 * kTile) {
         for (int64_t h = 0; h < count; ++h) {
           const int rows = static_cast<int>(std::min<int64_t>(kTile, m1 - m0 - h * kTile));
-          BlockThreeTok(halves[h], panels, panel_dwords, full_steps, tail,
-                        yb + m0 + h * kTile, y_stride, rows, static_cast<int>(nb));
+          BlockThreeTok(halves[h], panels, panel_dwords, steps, yb + m0 + h * kTile, y_stride, rows,
+                        static_cast<int>(nb));
         }
         continue;
       }
@@ -312,7 +296,7 @@ MLA_TARGET_AMX void GemmRowsAmxBf16(const float* x, int64_t x_stride, int64_t n,
         for (int64_t h = 0; h < count; h += 2) {
           const int rows = static_cast<int>(std::min<int64_t>(2 * kTile, m1 - m0 - h * kTile));
           kBlock[rows > kTile][tokens > kTile](
-              halves[h], halves[rows > kTile ? h + 1 : h], b, b + panel_dwords, full_steps, tail,
+              halves[h], halves[rows > kTile ? h + 1 : h], b, b + panel_dwords, steps,
               yb + t0 * y_stride + m0 + h * kTile, y_stride, rows, tokens);
         }
       }

@@ -222,15 +222,16 @@ MLA_TARGET_AVX512F void EoRows(const float* x, int64_t x_stride, int64_t n, cons
         fn(xeo + t0 * cols32, cols32, row, w.row_stride, c0, c1, y + t0 * y_stride + r, y_stride,
            c0 > 0, next > 0 ? row + next * w.row_stride : nullptr);
       });
-  // The last cols % 32 columns (and every column when there are fewer than 32).
-  if (cols32 == w.cols) return;
+  // The last cols % 32 columns (and every column when there are fewer than 32; zero
+  // columns write zeros).
+  if (cols32 == w.cols && cols32 > 0) return;
   AddColumnTail(x, x_stride, n, base, w.row_stride, w.cols, r_begin, r_end, cols32, y, y_stride);
 }
 
 MLA_TARGET_AVX512F void GemmRowsAvx512(const float* x, int64_t x_stride, int64_t n,
                                        const MatrixView& w, int64_t r_begin, int64_t r_end,
                                        float* y, int64_t y_stride) {
-  if (n >= 2 && n <= kDotMaxTokens && w.dtype == DType::kBF16 && w.cols > 0) {
+  if (n >= 2 && n <= kDotMaxTokens && w.dtype == DType::kBF16) {
     EoRows(x, x_stride, n, w, r_begin, r_end, y, y_stride);
   } else if (n <= kDotMaxTokens) {
     GemmRowsAvx2Fn()(x, x_stride, n, w, r_begin, r_end, y, y_stride);
