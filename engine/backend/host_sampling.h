@@ -1,6 +1,6 @@
 // Sampling and scoring of one logits row on the host, shared by the backends: the CPU
-// backend calls it on its own memory, the CUDA backend on rows it downloaded (until
-// sampling runs on the device).
+// backend calls it on its own memory, the CUDA backend on the rows it downloads (those its
+// device paths cannot decide, cuda_sampling.cc).
 #ifndef MLA_ENGINE_BACKEND_HOST_SAMPLING_H_
 #define MLA_ENGINE_BACKEND_HOST_SAMPLING_H_
 

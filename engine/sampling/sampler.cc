@@ -28,18 +28,6 @@ struct Weigher {
   }
 };
 
-// The sampling order (larger logit first, then lower id) as one unique, ascending
-// 64-bit key: the logit's bits mapped to an order-preserving unsigned, inverted, then
-// the id. -0 is folded into +0 so that the two compare equal, as floats do.
-uint64_t RankKey(float logit, int32_t id) {
-  float x = SortKey(logit);
-  if (x == 0.0f) x = 0.0f;
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof(bits));
-  const uint32_t ascending = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-  return (static_cast<uint64_t>(~ascending) << 32) | static_cast<uint32_t>(id);
-}
-
 struct Ranked {
   uint64_t key;
   float weight;
@@ -219,6 +207,30 @@ absl::StatusOr<Argmax> CheckedArgmax(std::span<const float> logits, const Sampli
 }
 
 }  // namespace
+
+std::optional<uint64_t> TopPBoundaryOfCandidates(std::span<const int32_t> ids,
+                                                 std::span<const float> logits, int64_t vocab_size,
+                                                 float max, double total,
+                                                 const SamplingParams& params) {
+  if (!(params.top_p < 1.0f)) return kKeepAllRanks;
+  const Weigher weigh{max, params.temperature};
+  std::vector<Ranked> ranked(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ranked[i] = {RankKey(logits[i], ids[i]), weigh(logits[i])};
+  }
+  std::sort(ranked.begin(), ranked.end(),
+            [](const Ranked& a, const Ranked& b) { return a.key < b.key; });
+  // ApplyTopP's rule: the smallest rank-ordered prefix whose weight reaches the target.
+  const double target = static_cast<double>(params.top_p) * total;
+  double cumulative = 0.0;
+  for (const Ranked& r : ranked) {
+    cumulative += r.weight;
+    if (cumulative >= target) return r.key;
+  }
+  // Short of the target: the prefix goes on past the candidates, unless they are the row.
+  if (static_cast<int64_t>(ids.size()) >= vocab_size) return kKeepAllRanks;
+  return std::nullopt;
+}
 
 absl::StatusOr<int32_t> Sample(std::span<const float> logits, const SamplingParams& params,
                                Rng& rng) {

@@ -26,6 +26,7 @@
 #define MLA_ENGINE_SAMPLING_SAMPLER_H_
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -51,6 +52,23 @@ struct TokenProbability {
 // "processed" logprobs; Sample itself does not build this list.
 absl::StatusOr<std::vector<TokenProbability>> SamplingDistribution(std::span<const float> logits,
                                                                    const SamplingParams& params);
+
+// Top-p of a full-vocabulary row (top-k off) known only by its best tokens, for a sampler
+// that keeps the row elsewhere (the CUDA backend draws on the device): the RankKey
+// (top_k.h) of the last token of Sample's top-p prefix, kKeepAllRanks when top_p is 1,
+// or std::nullopt when the prefix reaches past the candidates (only the full row can
+// tell then). `ids` and `logits` are the candidates in any order, and every other token
+// ranks after all of them (TopKIndices picks such a set); `vocab_size` is the row's
+// length, `max` its largest logit (finite) and `total` the sum over the whole row of
+// exp((logit - max) / temperature). Sample keeps exactly the tokens ranking at or before
+// the boundary whose weight exp((logit - max) / temperature) is at least min_p, when
+// `total` is the sum Sample computes; a total summed in another order can move the
+// boundary only where the prefix's mass lies within rounding of top_p × total.
+inline constexpr uint64_t kKeepAllRanks = ~uint64_t{0};
+std::optional<uint64_t> TopPBoundaryOfCandidates(std::span<const int32_t> ids,
+                                                 std::span<const float> logits, int64_t vocab_size,
+                                                 float max, double total,
+                                                 const SamplingParams& params);
 
 }  // namespace mla
 

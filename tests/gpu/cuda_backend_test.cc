@@ -21,6 +21,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,7 @@
 #include "engine/kv_cache/block_pool.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/sampling/rng.h"
+#include "engine/sampling/sampler.h"
 #include "engine/sampling/sampling_params.h"
 #include "engine/sampling/top_k.h"
 #include "tests/engine/model/golden_util.h"
@@ -495,6 +497,106 @@ TEST(CudaBackendSampling, DeviceTopKPicksTheHostsSet) {
     std::sort(got.begin(), got.end());
     EXPECT_EQ(got, want) << "row " << r << ", k " << k;
   }
+}
+
+// Full-vocabulary rows (top-k off: temperature, top-p, min-p) drawn on the device against
+// the CPU backend's sampler, seed for seed: the same token, the same logprobs, and one
+// generator output taken per row on both. Exactly the rows whose top-p prefix reaches past
+// their best 256 tokens fall back to the host (a flat row; 300 tied leaders with top-p
+// 0.9), and most rows stay on the device. Rows: peaked heads over a noisy tail (like a
+// language model's), ties across the 256th place, NaN-poisoned logits, -0 against +0 at
+// the top, a flat row.
+TEST(CudaBackendSampling, DeviceDrawMatchesTheHostSampler) {
+  MLA_SKIP_WITHOUT_CUDA();
+  const int64_t rows = 8, vocab = 32003;
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<float> logits(static_cast<size_t>(rows * vocab));
+  for (float& x : logits) x = normal(rng);
+  auto row = [&](int r) { return logits.data() + r * vocab; };
+  std::uniform_int_distribution<int64_t> any_id(0, vocab - 1);
+  for (int r = 0; r < 6; ++r) {
+    for (int i = 0; i < 6; ++i) row(r)[any_id(rng)] += 14.0f + static_cast<float>(i);
+  }
+  for (int i = 0; i < 300; ++i) row(3)[i * 7] = 25.0f;  // Ties across the 256th place.
+  for (int64_t i = 0; i < vocab; i += 7) row(4)[i] = std::nanf("");
+  for (int64_t i = 0; i < vocab; ++i) row(5)[i] = -std::fabs(row(5)[i]) - 0.5f;
+  row(5)[11] = -0.0f;
+  row(5)[12] = 0.0f;
+  for (int64_t i = 0; i < vocab; ++i) row(7)[i] = 0.001f * static_cast<float>(i % 5);
+  auto params = [](float t, float top_p, float min_p, int32_t top_k = 0) {
+    SamplingParams p;
+    p.temperature = t;
+    p.top_p = top_p;
+    p.min_p = min_p;
+    p.top_k = top_k;
+    return p;
+  };
+  const std::vector<SamplingParams> settings = {
+      params(1.0f, 1.0f, 0.0f),  params(0.7f, 0.9f, 0.0f),
+      params(1.3f, 1.0f, 0.05f), params(0.5f, 0.8f, 0.1f),
+      params(2.0f, 0.5f, 0.0f),  params(1.0f, 0.95f, 0.0f, static_cast<int32_t>(vocab))};
+  cpu::CpuBackend cpu_be(1);
+  std::unique_ptr<CudaBackend> gpu = MakeCuda();
+  ASSERT_NE(gpu, nullptr);
+  const Tensor t_cpu = cpu_be.Activation(0, rows, vocab);
+  cpu_be.Upload(logits, t_cpu, {"up"});
+  const Tensor t_gpu = gpu->Activation(0, rows, vocab);
+  gpu->Upload(logits, t_gpu, {"up"});
+  int64_t device_rows = 0;
+  for (size_t s = 0; s < settings.size(); ++s) {
+    const SamplingParams& p = settings[s];
+    // The rows the candidates cannot decide, by the host's own rule on the host's sums.
+    int64_t undecided = 0;
+    for (int r = 0; r < rows && p.top_p < 1.0f; ++r) {
+      const std::span<const float> x(row(r), static_cast<size_t>(vocab));
+      float max = -INFINITY;
+      for (float v : x) max = std::max(max, SortKey(v));
+      double total = 0.0;
+      for (float v : x) total += std::exp((SortKey(v) - max) / p.temperature);
+      const std::vector<int32_t> ids = TopKIndices(x, kDeviceTopKMax);
+      std::vector<float> values;
+      for (int32_t id : ids) values.push_back(x[static_cast<size_t>(id)]);
+      undecided += !TopPBoundaryOfCandidates(ids, values, vocab, max, total, p).has_value();
+    }
+    for (uint64_t seed = 0; seed < 6; ++seed) {
+      SCOPED_TRACE(::testing::Message() << "setting " << s << " seed " << seed);
+      std::vector<Rng> cpu_gens, gpu_gens;
+      for (int r = 0; r < rows; ++r) {
+        cpu_gens.emplace_back(seed * 100 + static_cast<uint64_t>(r));
+        gpu_gens.emplace_back(seed * 100 + static_cast<uint64_t>(r));
+      }
+      std::vector<RowSampling> cpu_rows, gpu_rows;
+      for (int r = 0; r < rows; ++r) {
+        const int top_logprobs = r == 0 ? 5 : -1;  // Logprobs on a drawn row too.
+        cpu_rows.push_back({r, &p, &cpu_gens[static_cast<size_t>(r)], -1, top_logprobs});
+        gpu_rows.push_back({r, &p, &gpu_gens[static_cast<size_t>(r)], -1, top_logprobs});
+      }
+      std::vector<RowSample> want(rows), got(rows);
+      cpu_be.Sample(t_cpu, cpu_rows, want, {"sample"});
+      const int64_t host_before = gpu->host_sampled_rows();
+      gpu->Sample(t_gpu, gpu_rows, got, {"sample"});
+      ASSERT_TRUE(cpu_be.TakeError().ok());
+      ASSERT_TRUE(gpu->TakeError().ok());
+      for (int r = 0; r < rows; ++r) {
+        SCOPED_TRACE(::testing::Message() << "row " << r);
+        ASSERT_EQ(got[r].status, want[r].status);
+        EXPECT_EQ(got[r].token, want[r].token);
+        EXPECT_EQ(gpu_gens[r].state(), cpu_gens[r].state());
+        ASSERT_EQ(got[r].has_logprobs, want[r].has_logprobs);
+        if (!want[r].has_logprobs) continue;
+        EXPECT_NEAR(got[r].logprobs.logprob, want[r].logprobs.logprob, 1e-5f);
+        ASSERT_EQ(got[r].logprobs.top.size(), want[r].logprobs.top.size());
+        for (size_t k = 0; k < want[r].logprobs.top.size(); ++k) {
+          EXPECT_EQ(got[r].logprobs.top[k].token_id, want[r].logprobs.top[k].token_id);
+        }
+      }
+      const int64_t host_rows = gpu->host_sampled_rows() - host_before;
+      EXPECT_EQ(host_rows, undecided);
+      device_rows += rows - host_rows;
+    }
+  }
+  EXPECT_GE(device_rows, 6 * rows * 3);  // Most rows: the device path really ran.
 }
 
 // --- The whole model --------------------------------------------------------------------

@@ -11,9 +11,10 @@
 // fp32 input to bf16 and run on cuBLASLt with fp32 accumulation and output (fp32 weights go
 // through cuBLAS' SGEMM); attention runs the kernels of kernels/forward_f32.h; MoE routes
 // and permutes on the device and runs one GEMM triple per used expert. Sampling takes the
-// argmax of greedy rows, the top k of top-k rows and the logprob statistics on the device
-// (cuda_sampling.cc: only ids, candidates and a few numbers per row come back); rows that
-// sample without top-k download their logits and run the CPU backend's sampler.
+// argmax of greedy rows, the top k of top-k rows, the draw of rows without top-k and the
+// logprob statistics on the device (cuda_sampling.cc: only ids, candidates and a few
+// numbers per row come back); rows the device cannot decide download their logits and run
+// the CPU backend's sampler.
 //
 // Errors are sticky (backend.h): a failing launch or CUDA call records the first error,
 // naming the operation and layer, and TakeError() returns it.
@@ -30,6 +31,7 @@
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
+#include "engine/backend/cuda/kernels/sampling.h"
 
 namespace mla::cuda {
 
@@ -45,6 +47,9 @@ class CudaBackend final : public Backend {
   // Sets every cache byte to 0xff (a NaN in every bf16 element), so that a test sees any
   // read of a slot that was never written.
   absl::Status PoisonCacheWithNaN() { return cache_.Fill(0xff); }
+  // Rows Sample has drawn on the host from downloaded logits so far (cuda_sampling.cc's
+  // host path): tests check which rows stay on the device.
+  int64_t host_sampled_rows() const { return host_sampled_rows_; }
   // Steps whose every row is a decode row run the split-KV decode kernel (kernels/
   // mla_decode.h) when the shapes allow (64-token blocks, L ≤ 512); off, every step runs
   // the generic attention kernel. On by default; tests compare the two.
@@ -179,6 +184,13 @@ class CudaBackend final : public Backend {
   std::vector<float> argmax_max_host_, top_k_values_host_, stats_max_host_, score_logits_host_,
       logits_host_, sparse_row_, candidate_logprobs_;
   std::vector<size_t> candidate_order_;
+  // Draw rows (top-k off): their WeightSum sums, then the rows that Draw takes.
+  DeviceBuffer draw_rows_dev_, draw_max_, draw_weight_sum_, draw_ids_, draw_logits_;
+  std::vector<DrawRow> draw_rows_, draw_active_;
+  std::vector<float> draw_max_host_, draw_logits_host_;
+  std::vector<double> draw_weight_sum_host_;
+  std::vector<int32_t> draw_ids_host_;
+  int64_t host_sampled_rows_ = 0;
 };
 
 }  // namespace mla::cuda

@@ -1,14 +1,22 @@
-// CudaBackend::Sample. Each row takes one of four paths:
+// CudaBackend::Sample. Each row takes one of five paths:
 //   - greedy: the device's argmax; the id and the winning logit come back (an all-NaN
 //     row is refused as the host sampler refuses it);
 //   - top-k (0 < top_k <= kDeviceTopKMax, below the vocabulary): the device selects the k
 //     best tokens in the host sampler's order and only they come back; the host sampler
 //     draws from a row that holds them and -inf elsewhere, which is its draw from the
 //     full row, since it draws from the top k alone;
+//   - draw (top-k off: temperature, top-p, min-p): the device sums the row's weights
+//     (WeightSum); with top-p, its best kDeviceTopKMax tokens come back and the host finds
+//     where the top-p prefix ends among them (TopPBoundaryOfCandidates); the device then
+//     draws with the request's u (Draw) and only the id comes back. A prefix that reaches
+//     past the candidates (a flat row with top-p near 1) sends the row to the host path;
 //   - scored (prompt logprobs): the token is given, its logit gathered on the device;
-//   - host: anything else (top-p or min-p without top-k, more than kDeviceTopKMax
-//     logprobs) downloads its row for the CPU backend's sampler (host_sampling.h).
-// Logprobs on the first three paths come from the device too: the row's max, log-sum-exp
+//   - host: anything else (top_k above kDeviceTopKMax and below the vocabulary, more than
+//     kDeviceTopKMax logprobs, a row without a finite max) downloads its row for the CPU
+//     backend's sampler (host_sampling.h).
+// Every non-greedy row takes one rng.NextDouble(), as the host sampler does, so a
+// request's stream does not depend on the path its rows took.
+// Logprobs on the device paths come from the device too: the row's max, log-sum-exp
 // and +inf count, and its top N candidates, combined on the host as LogSoftmax and TopN
 // combine them (engine/sampling/logprobs.h). The sums' order differs from the host's, so
 // a logprob may differ from the CPU's in its last bits. A row whose max is not finite
@@ -19,6 +27,8 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -39,7 +49,7 @@ using internal::Shape;
 
 namespace {
 
-enum class Path { kGreedy, kTopK, kScore, kHost };
+enum class Path { kGreedy, kTopK, kDraw, kScore, kHost };
 
 Path PathOf(const RowSampling& r, int64_t vocab) {
   if (r.top_logprobs > kDeviceTopKMax) return Path::kHost;
@@ -47,13 +57,18 @@ Path PathOf(const RowSampling& r, int64_t vocab) {
   if (r.params == nullptr) return Path::kHost;
   if (r.params->greedy()) return Path::kGreedy;
   const int32_t k = r.params->top_k;
-  return k > 0 && k <= kDeviceTopKMax && k < vocab ? Path::kTopK : Path::kHost;
+  // The host sampler's rule: top-k applies only below the vocabulary size.
+  if (k > 0 && k < vocab) return k <= kDeviceTopKMax ? Path::kTopK : Path::kHost;
+  return Path::kDraw;
 }
 
-// The candidates a row needs: the top k it samples from, the top N of its logprobs.
+// The candidates a row needs: the top k it samples from, the most a top-p prefix may use
+// on the device, the top N of its logprobs.
 int32_t CandidatesOf(const RowSampling& r, Path path) {
   const int32_t n = std::max(r.top_logprobs, 0);
-  return path == Path::kTopK ? std::max(r.params->top_k, n) : n;
+  if (path == Path::kTopK) return std::max(r.params->top_k, n);
+  if (path == Path::kDraw && r.params->top_p < 1.0f) return kDeviceTopKMax;
+  return n;
 }
 
 // The parameters every per-row kernel of kernels/sampling.h shares, set for `logits`.
@@ -83,11 +98,13 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
   const float* device_logits = static_cast<const float*>(logits.data);
   std::vector<Path> paths(rows.size(), Path::kHost);
   std::vector<size_t> score_slot(rows.size(), 0);  // A scored row's place in score_rows_.
+  std::vector<size_t> draw_slot(rows.size(), 0);   // A drawn row's place in draw_rows_.
   bool any_greedy = false, any_stats = false;
   int k_cap = 0;
   top_k_host_.assign(n, 0);  // Per logits row: the most candidates its rows need.
   score_rows_.clear();
   score_tokens_.clear();
+  draw_rows_.clear();
   for (size_t i = 0; i < rows.size(); ++i) {
     const RowSampling& r = rows[i];
     if (r.row < 0 || r.row >= logits.rows || (r.score_token >= vocab)) {
@@ -96,6 +113,19 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
       continue;
     }
     paths[i] = PathOf(r, vocab);
+    if (paths[i] == Path::kDraw) {
+      // The host sampler's checks, in its words, before the parameters reach a kernel.
+      if (absl::Status s = ValidateSamplingParams(*r.params); !s.ok()) {
+        out[i].status = std::move(s);
+        continue;
+      }
+      draw_slot[i] = draw_rows_.size();
+      DrawRow d;
+      d.row = r.row;
+      d.temperature = r.params->temperature;
+      d.min_p = r.params->min_p;
+      draw_rows_.push_back(d);
+    }
     any_greedy = any_greedy || paths[i] == Path::kGreedy;
     if (paths[i] == Path::kHost) continue;
     any_stats = any_stats || r.top_logprobs >= 0;
@@ -114,6 +144,55 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
     MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host.data(), buffer.data(), count * sizeof(host[0]),
                                              cudaMemcpyDeviceToHost, Raw(stream_)));
     return absl::OkStatus();
+  };
+  // The draw rows' second step, after WeightSum's sums and the candidates are back: the
+  // top-p boundary and u on the host, then Draw for the rows that stay on the device.
+  auto draw_on_device = [&]() -> absl::Status {
+    draw_active_.clear();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (!out[i].status.ok() || paths[i] != Path::kDraw) continue;
+      const RowSampling& r = rows[i];
+      DrawRow d = draw_rows_[draw_slot[i]];
+      d.max = draw_max_host_[draw_slot[i]];
+      if (!std::isfinite(d.max)) {  // All NaN or -inf, or +inf logits: the host's rules.
+        paths[i] = Path::kHost;
+        continue;
+      }
+      if (r.params->top_p < 1.0f) {
+        const size_t first = static_cast<size_t>(r.row) * static_cast<size_t>(k_cap);
+        const size_t count = static_cast<size_t>(top_k_host_[static_cast<size_t>(r.row)]);
+        const std::optional<uint64_t> boundary = TopPBoundaryOfCandidates(
+            std::span<const int32_t>(top_k_ids_host_.data() + first, count),
+            std::span<const float>(top_k_values_host_.data() + first, count), vocab, d.max,
+            draw_weight_sum_host_[draw_slot[i]], *r.params);
+        if (!boundary.has_value()) {
+          paths[i] = Path::kHost;
+          continue;
+        }
+        d.boundary = *boundary;
+      }
+      d.u = r.rng->NextDouble();
+      draw_slot[i] = draw_active_.size();
+      draw_active_.push_back(d);
+    }
+    if (draw_active_.empty()) return absl::OkStatus();
+    const size_t m = draw_active_.size();
+    MLA_RETURN_IF_ERROR(Reserve(draw_ids_, m * sizeof(int32_t)));
+    MLA_RETURN_IF_ERROR(Reserve(draw_logits_, m * sizeof(float)));
+    // Synchronous: draw_active_ is host memory that an asynchronous copy would race.
+    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(draw_rows_dev_.data(), draw_active_.data(),
+                                        m * sizeof(DrawRow), cudaMemcpyHostToDevice));
+    DrawParams p;
+    p.num = static_cast<int64_t>(m);
+    p.vocab_size = vocab;
+    p.logits = device_logits;
+    p.logits_stride = logits.stride;
+    p.draws = draw_rows_dev_.as<DrawRow>();
+    p.ids = draw_ids_.as<int32_t>();
+    p.logits_out = draw_logits_.as<float>();
+    MLA_RETURN_IF_ERROR(LaunchDraw(p, stream_));
+    MLA_RETURN_IF_ERROR(download(draw_ids_, draw_ids_host_, m));
+    return download(draw_logits_, draw_logits_host_, m);
   };
   auto device_work = [&]() -> absl::Status {
     if (any_greedy) {
@@ -156,6 +235,25 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
       MLA_RETURN_IF_ERROR(download(stats_max_, stats_max_host_, n));
       MLA_RETURN_IF_ERROR(download(stats_log_sum_, stats_log_sum_host_, n));
     }
+    if (!draw_rows_.empty()) {
+      const size_t m = draw_rows_.size();
+      MLA_RETURN_IF_ERROR(Reserve(draw_rows_dev_, m * sizeof(DrawRow)));
+      MLA_RETURN_IF_ERROR(Reserve(draw_max_, m * sizeof(float)));
+      MLA_RETURN_IF_ERROR(Reserve(draw_weight_sum_, m * sizeof(double)));
+      MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(draw_rows_dev_.data(), draw_rows_.data(),
+                                          m * sizeof(DrawRow), cudaMemcpyHostToDevice));
+      WeightSumParams p;
+      p.num = static_cast<int64_t>(m);
+      p.vocab_size = vocab;
+      p.logits = device_logits;
+      p.logits_stride = logits.stride;
+      p.draws = draw_rows_dev_.as<DrawRow>();
+      p.max = draw_max_.as<float>();
+      p.weight_sum = draw_weight_sum_.as<double>();
+      MLA_RETURN_IF_ERROR(LaunchWeightSum(p, stream_));
+      MLA_RETURN_IF_ERROR(download(draw_max_, draw_max_host_, m));
+      MLA_RETURN_IF_ERROR(download(draw_weight_sum_, draw_weight_sum_host_, m));
+    }
     if (!score_rows_.empty()) {
       const size_t m = score_rows_.size();
       MLA_RETURN_IF_ERROR(Reserve(score_rows_dev_, m * sizeof(int64_t)));
@@ -184,6 +282,7 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
         paths[i] = Path::kHost;
       }
     }
+    MLA_RETURN_IF_ERROR(draw_on_device());
     logits_host_.resize(n * cols);
     for (size_t i = 0; i < rows.size(); ++i) {
       if (!out[i].status.ok() || paths[i] != Path::kHost) continue;
@@ -200,6 +299,7 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
     const RowSampling& r = rows[i];
     const size_t row = static_cast<size_t>(r.row);
     if (paths[i] == Path::kHost) {
+      ++host_sampled_rows_;
       SampleHostRow(std::span<const float>(logits_host_.data() + row * cols, cols), r, out[i]);
       continue;
     }
@@ -209,6 +309,9 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
     if (paths[i] == Path::kScore) {
       out[i].token = r.score_token;
       token_logit = score_logits_host_[score_slot[i]];
+    } else if (paths[i] == Path::kDraw) {
+      out[i].token = draw_ids_host_[draw_slot[i]];
+      token_logit = draw_logits_host_[draw_slot[i]];
     } else if (paths[i] == Path::kGreedy) {
       // The host sampler's checks, in its words (engine/sampling/sampler.cc).
       if (absl::Status s = ValidateSamplingParams(*r.params); !s.ok()) {

@@ -194,6 +194,35 @@ TEST(SamplingChecksTest, LogSumExpAndGatherLogits) {
   EXPECT_NE(s.message().find("GatherLogits: logits_stride"), std::string::npos) << s;
 }
 
+TEST(SamplingChecksTest, WeightSumAndDraw) {
+  float logits[8] = {};
+  double sums[2] = {};
+  DrawRow draws[2];
+  WeightSumParams w{2, 4, logits, 4, draws, g_f32, sums};
+  EXPECT_TRUE(ValidateWeightSumParams(w).ok());
+  w.weight_sum = nullptr;
+  absl::Status s = ValidateWeightSumParams(w);
+  EXPECT_NE(s.message().find("WeightSum: weight_sum is null"), std::string::npos) << s;
+  w.num = 0;
+  EXPECT_TRUE(ValidateWeightSumParams(w).ok());
+  w.num = 2;
+  w.weight_sum = sums;
+  w.logits_stride = 3;
+  EXPECT_EQ(ValidateWeightSumParams(w).code(), kInvalid);
+  DrawParams d{2, 4, logits, 4, draws, g_i32, g_f32};
+  EXPECT_TRUE(ValidateDrawParams(d).ok());
+  d.ids = nullptr;
+  s = ValidateDrawParams(d);
+  EXPECT_NE(s.message().find("Draw: ids is null"), std::string::npos) << s;
+  d.ids = g_i32;
+  d.vocab_size = int64_t{1} << 31;
+  d.logits_stride = d.vocab_size;
+  s = ValidateDrawParams(d);
+  EXPECT_NE(s.message().find("Draw: num must be >= 0 and vocab_size in [1, 2^31)"),
+            std::string::npos)
+      << s;
+}
+
 DecompressedChunkF32Params GoodChunk() {
   DecompressedChunkF32Params p;
   p.num_rows = 3;

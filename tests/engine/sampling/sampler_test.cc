@@ -297,6 +297,84 @@ TEST(SampleTest, MatchesAFullSortReference) {
   }
 }
 
+// A sampler that knows a full-vocabulary row only by its best K tokens (the CUDA
+// backend's device draw) keeps the tokens ranking at or before the returned boundary whose
+// weight reaches min_p: exactly Sample's set whenever a boundary is returned, and
+// std::nullopt only when Sample's top-p prefix really reaches past the candidates.
+TEST(TopPBoundaryOfCandidatesTest, KeepsSamplesSetOrSaysTheCandidatesCannotTell) {
+  Rng gen(31);
+  int decided = 0, undecided = 0;
+  for (int shape = 0; shape < 4; ++shape) {
+    const int vocab = shape == 3 ? 40 : 3000;
+    std::vector<float> logits(vocab);
+    for (float& x : logits) x = static_cast<float>(gen.NextDouble() * 4.0);
+    if (shape >= 1) {  // A peaked head: a few tokens hold most of the mass.
+      for (int i = 0; i < 6; ++i) logits[gen.Next() % vocab] += 9.0f + static_cast<float>(i);
+    }
+    if (shape == 2) {  // Ties across the candidates' edge, -0 against +0, NaN.
+      for (int i = 0; i < vocab; i += 3) logits[i] = 1.5f;
+      logits[10] = -0.0f;
+      logits[11] = 0.0f;
+      logits[12] = kNaN;
+    }
+    const std::vector<int32_t> order = FullOrder(logits);
+    for (const SamplingParams& p :
+         {Params(1.0f, 0, 0.9f), Params(0.5f, 0, 0.95f), Params(2.0f, 0, 0.6f, 0.001f),
+          Params(1.0f, 0, 0.3f, 0.2f), Params(0.8f, 0, 1.0f, 0.05f), Params(1.0f, vocab, 0.8f)}) {
+      float max = -kInf;
+      for (float x : logits) max = std::max(max, SortKey(x));
+      std::vector<float> w(vocab);
+      double total = 0.0;  // In index order, as Sample sums.
+      for (int i = 0; i < vocab; ++i) {
+        total += w[i] = std::exp((SortKey(logits[i]) - max) / p.temperature);
+      }
+      absl::StatusOr<std::vector<TokenProbability>> want = SamplingDistribution(logits, p);
+      ASSERT_TRUE(want.ok());
+      for (int k : {1, 7, 256, vocab}) {
+        SCOPED_TRACE(testing::Message() << "shape " << shape << " k " << k << " T " << p.temperature
+                                        << " top_p " << p.top_p << " min_p " << p.min_p);
+        std::vector<int32_t> ids = TopKIndices(logits, k);
+        std::reverse(ids.begin(), ids.end());  // Any order.
+        std::vector<float> values;
+        for (int32_t id : ids) values.push_back(logits[id]);
+        const std::optional<uint64_t> boundary =
+            TopPBoundaryOfCandidates(ids, values, vocab, max, total, p);
+        if (p.top_p == 1.0f) {
+          EXPECT_EQ(boundary, kKeepAllRanks);
+        }
+        if (static_cast<int>(ids.size()) == vocab) {
+          EXPECT_TRUE(boundary.has_value());
+        }
+        if (!boundary.has_value()) {
+          ++undecided;
+          // Sample's prefix (before min-p) holds a token outside the candidates.
+          SamplingParams no_min_p = p;
+          no_min_p.min_p = 0.0f;
+          const std::vector<std::pair<int32_t, float>> prefix =
+              ReferenceKept(logits, order, no_min_p);
+          EXPECT_TRUE(std::any_of(prefix.begin(), prefix.end(), [&](const auto& kw) {
+            return std::find(ids.begin(), ids.end(), kw.first) == ids.end();
+          }));
+          continue;
+        }
+        ++decided;
+        std::vector<int32_t> kept;
+        for (int i = 0; i < vocab; ++i) {
+          if (RankKey(logits[i], i) <= *boundary && w[i] >= p.min_p && w[i] > 0.0f) {
+            kept.push_back(i);
+          }
+        }
+        std::vector<int32_t> want_ids;
+        for (const TokenProbability& t : *want) want_ids.push_back(t.token_id);
+        EXPECT_EQ(kept, want_ids);
+      }
+    }
+  }
+  // Both outcomes were exercised.
+  EXPECT_GT(decided, 20);
+  EXPECT_GT(undecided, 5);
+}
+
 TEST(SamplingDistributionTest, GreedyAndFilteredSets) {
   absl::StatusOr<std::vector<TokenProbability>> d =
       SamplingDistribution(kGoldenLogits, Params(0.0f));

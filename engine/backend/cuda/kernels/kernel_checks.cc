@@ -181,6 +181,27 @@ absl::Status ValidateGatherLogitsParams(const GatherLogitsParams& p) {
                        {p.out, "out"}});
 }
 
+absl::Status ValidateWeightSumParams(const WeightSumParams& p) {
+  constexpr const char* k = "WeightSum";
+  if (p.num < 0 || p.vocab_size < 1) return Invalid(k, "num >= 0, vocab_size >= 1");
+  if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
+  return NeedPointers(
+      k, p.num > 0,
+      {{p.logits, "logits"}, {p.draws, "draws"}, {p.max, "max"}, {p.weight_sum, "weight_sum"}});
+}
+
+absl::Status ValidateDrawParams(const DrawParams& p) {
+  constexpr const char* k = "Draw";
+  // Ids are int32_t, as everywhere in sampling.
+  if (p.num < 0 || p.vocab_size < 1 || p.vocab_size > INT32_MAX) {
+    return Invalid(k, "num must be >= 0 and vocab_size in [1, 2^31)");
+  }
+  if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
+  return NeedPointers(
+      k, p.num > 0,
+      {{p.logits, "logits"}, {p.draws, "draws"}, {p.ids, "ids"}, {p.logits_out, "logits_out"}});
+}
+
 absl::Status ValidateTopKParams(const TopKParams& p) {
   constexpr const char* k = "TopK";
   if (p.num_rows < 0 || p.vocab_size < 1 || p.vocab_size > INT32_MAX) {

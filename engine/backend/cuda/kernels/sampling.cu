@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
@@ -155,50 +156,156 @@ __global__ void __launch_bounds__(kThreads) TopKKernel(TopKParams p) {
   }
 }
 
-__global__ void __launch_bounds__(kThreads) LogSumExpKernel(LogSumExpParams p) {
+// The largest of x[0, n) (NaN as -inf) and, when it is finite, Σ expf((x − max) / t) in
+// fp64 (the host sampler's weights and sum; t = 1 gives the log-sum-exp's sum exactly,
+// since (x − max) / 1 is x − max), returned to every thread of the CTA. `infs`, when not
+// null, gets the count of +inf. Every thread must call it; it may be called again right
+// away (the barriers protect the scratch).
+__device__ void CtaMaxAndWeightSum(const float* x, int64_t n, float t, float& max_out,
+                                   double& sum_out, int* infs_out) {
   __shared__ float max_part[kThreads / 32];
   __shared__ double sum_part[kThreads / 32];
   __shared__ int inf_part[kThreads / 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int64_t row = blockIdx.x; row < p.num_rows; row += gridDim.x) {
-    const float* x = p.logits + row * p.logits_stride;
-    float m = -INFINITY;
-    int infs = 0;
-    for (int64_t i = threadIdx.x; i < p.vocab_size; i += kThreads) {
+  float m = -INFINITY;
+  int infs = 0;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) {
+    const float v = isnan(x[i]) ? -INFINITY : x[i];
+    m = fmaxf(m, v);
+    infs += v == INFINITY;
+  }
+  m = WarpMax(m);
+  for (int o = 16; o > 0; o >>= 1) infs += __shfl_xor_sync(0xffffffffu, infs, o);
+  __syncthreads();  // The previous call's parts have been read.
+  if (lane == 0) {
+    max_part[warp] = m;
+    inf_part[warp] = infs;
+  }
+  __syncthreads();
+  m = -INFINITY;
+  infs = 0;
+  for (int w = 0; w < kThreads / 32; ++w) {
+    m = fmaxf(m, max_part[w]);
+    infs += inf_part[w];
+  }
+  double sum = 0.0;
+  if (isfinite(m)) {
+    for (int64_t i = threadIdx.x; i < n; i += kThreads) {
       const float v = isnan(x[i]) ? -INFINITY : x[i];
-      m = fmaxf(m, v);
-      infs += v == INFINITY;
+      sum += static_cast<double>(expf((v - m) / t));
     }
-    m = WarpMax(m);
-    for (int o = 16; o > 0; o >>= 1) infs += __shfl_xor_sync(0xffffffffu, infs, o);
-    __syncthreads();  // The previous row's parts have been read.
-    if (lane == 0) {
-      max_part[warp] = m;
-      inf_part[warp] = infs;
-    }
-    __syncthreads();
-    m = -INFINITY;
-    infs = 0;
-    for (int w = 0; w < kThreads / 32; ++w) {
-      m = fmaxf(m, max_part[w]);
-      infs += inf_part[w];
-    }
-    double sum = 0.0;
-    if (isfinite(m)) {
-      for (int64_t i = threadIdx.x; i < p.vocab_size; i += kThreads) {
-        const float v = isnan(x[i]) ? -INFINITY : x[i];
-        sum += static_cast<double>(expf(v - m));
-      }
-    }
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) sum_part[warp] = sum;
-    __syncthreads();
+  }
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane == 0) sum_part[warp] = sum;
+  __syncthreads();
+  double total = 0.0;
+  for (int w = 0; w < kThreads / 32; ++w) total += sum_part[w];
+  max_out = m;
+  sum_out = total;
+  if (infs_out != nullptr) *infs_out = infs;
+}
+
+__global__ void __launch_bounds__(kThreads) LogSumExpKernel(LogSumExpParams p) {
+  for (int64_t row = blockIdx.x; row < p.num_rows; row += gridDim.x) {
+    float m;
+    double total;
+    int infs;
+    CtaMaxAndWeightSum(p.logits + row * p.logits_stride, p.vocab_size, 1.0f, m, total, &infs);
     if (threadIdx.x == 0) {
-      double total = 0.0;
-      for (int w = 0; w < kThreads / 32; ++w) total += sum_part[w];
       p.max[row] = m;
       p.log_sum[row] = isfinite(m) ? log(total) : 0.0;
       p.inf_count[row] = infs;
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) WeightSumKernel(WeightSumParams p) {
+  for (int64_t i = blockIdx.x; i < p.num; i += gridDim.x) {
+    const DrawRow d = p.draws[i];
+    float m;
+    double total;
+    CtaMaxAndWeightSum(p.logits + d.row * p.logits_stride, p.vocab_size, d.temperature, m,
+                       total, nullptr);
+    if (threadIdx.x == 0) {
+      p.max[i] = m;
+      p.weight_sum[i] = isfinite(m) ? total : 0.0;
+    }
+  }
+}
+
+// A token's weight in a draw: exp((x − max) / T), 0 when top-p or min-p drops it.
+__device__ __forceinline__ float DrawWeight(float x, int64_t id, const DrawRow& d, float max) {
+  const float v = isnan(x) ? -INFINITY : x;
+  const float w = expf((v - max) / d.temperature);
+  if (w < d.min_p) return 0.0f;
+  if (d.boundary != kDrawKeepAll &&
+      ((uint64_t{~RankBits(x)} << 32) | static_cast<uint32_t>(id)) > d.boundary) {
+    return 0.0f;
+  }
+  return w;
+}
+
+__global__ void __launch_bounds__(kThreads) DrawKernel(DrawParams p) {
+  __shared__ double before[kThreads];  // Exclusive prefix of the slices' kept weight.
+  __shared__ double kept_total;
+  __shared__ int first_over, last_kept;
+  const int tid = static_cast<int>(threadIdx.x);
+  // Contiguous slices per thread, so that slices follow id order (as in TopKKernel).
+  const int64_t chunk = (p.vocab_size + kThreads - 1) / kThreads;
+  const int64_t begin = tid * chunk, end = min(p.vocab_size, begin + chunk);
+  for (int64_t i = blockIdx.x; i < p.num; i += gridDim.x) {
+    const DrawRow d = p.draws[i];
+    const float m = d.max;
+    const float* x = p.logits + d.row * p.logits_stride;
+    double slice = 0.0;
+    int last = -1;
+    for (int64_t j = begin; j < end; ++j) {
+      const float w = DrawWeight(x[j], j, d, m);
+      if (w > 0.0f) {
+        slice += w;
+        last = static_cast<int>(j);
+      }
+    }
+    __syncthreads();  // The previous draw's results have been read.
+    before[tid] = slice;
+    if (tid == 0) {
+      first_over = INT_MAX;
+      last_kept = -1;
+    }
+    __syncthreads();
+    if (tid == 0) {  // Exclusive scan, serial: 256 additions.
+      double sum = 0.0;
+      for (int t = 0; t < kThreads; ++t) {
+        const double s = before[t];
+        before[t] = sum;
+        sum += s;
+      }
+      kept_total = sum;
+    }
+    __syncthreads();
+    atomicMax(&last_kept, last);
+    // The host's walk, from this slice's start: the first kept token whose cumulative
+    // weight exceeds the target. The lowest such id over the slices wins.
+    const double target = d.u * kept_total;
+    if (slice > 0.0 && before[tid] + slice > target) {
+      double cumulative = before[tid];
+      for (int64_t j = begin; j < end; ++j) {
+        const float w = DrawWeight(x[j], j, d, m);
+        if (w <= 0.0f) continue;
+        cumulative += w;
+        if (target < cumulative) {
+          atomicMin(&first_over, static_cast<int>(j));
+          break;
+        }
+      }
+    }
+    __syncthreads();
+    if (tid == 0) {
+      // Rounding can leave u × total at the full sum: the host then takes the last kept
+      // token. The most likely token always has weight 1 and is kept, so one exists.
+      const int id = first_over != INT_MAX ? first_over : max(last_kept, 0);
+      p.ids[i] = id;
+      p.logits_out[i] = x[id];
     }
   }
 }
@@ -216,6 +323,22 @@ absl::Status LaunchLogSumExp(const LogSumExpParams& p, CudaStream stream) {
   const int grid = static_cast<int>(std::min(p.num_rows, kMaxGrid));
   LogSumExpKernel<<<grid, kThreads, 0, stream>>>(p);
   return CudaLaunchStatus("LogSumExpKernel");
+}
+
+absl::Status LaunchWeightSum(const WeightSumParams& p, CudaStream stream) {
+  if (absl::Status s = ValidateWeightSumParams(p); !s.ok()) return s;
+  if (p.num == 0) return absl::OkStatus();
+  const int grid = static_cast<int>(std::min(p.num, kMaxGrid));
+  WeightSumKernel<<<grid, kThreads, 0, stream>>>(p);
+  return CudaLaunchStatus("WeightSumKernel");
+}
+
+absl::Status LaunchDraw(const DrawParams& p, CudaStream stream) {
+  if (absl::Status s = ValidateDrawParams(p); !s.ok()) return s;
+  if (p.num == 0) return absl::OkStatus();
+  const int grid = static_cast<int>(std::min(p.num, kMaxGrid));
+  DrawKernel<<<grid, kThreads, 0, stream>>>(p);
+  return CudaLaunchStatus("DrawKernel");
 }
 
 absl::Status LaunchGatherLogits(const GatherLogitsParams& p, CudaStream stream) {

@@ -1,6 +1,7 @@
 // Token selection on the device, for CudaBackend::Sample (cuda_sampling.cc): the greedy
-// argmax, the top k of a top-k row, a row's log-sum-exp for logprobs and a scored token's
-// logit, so that only ids, candidates and a few numbers per row come back to the host.
+// argmax, the top k of a top-k row, a row's log-sum-exp for logprobs, a scored token's
+// logit and the draw of a full-vocabulary row (temperature, top-p, min-p), so that only
+// ids, candidates and a few numbers per row come back to the host.
 // Declarations only; see pointwise.h for the convention.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_SAMPLING_H_
@@ -77,6 +78,55 @@ struct GatherLogitsParams {
 };
 absl::Status ValidateGatherLogitsParams(const GatherLogitsParams& p);
 absl::Status LaunchGatherLogits(const GatherLogitsParams& p, CudaStream stream);
+
+// One draw from a full-vocabulary row (top-k off), engine/sampling/sampler.h's steps 1, 3,
+// 4 and 5 on the device. The host fills it in two steps: `row`, `temperature` and `min_p`
+// before WeightSum; `max` (WeightSum's), `boundary` (TopPBoundaryOfCandidates' key, or
+// kDrawKeepAll without top-p) and `u` (the request's rng.NextDouble()) before Draw.
+inline constexpr uint64_t kDrawKeepAll = ~uint64_t{0};
+struct DrawRow {
+  int64_t row = 0;           // the logits row
+  float temperature = 1.0f;  // > 0
+  float min_p = 0.0f;        // in [0, 1]
+  float max = 0.0f;          // the row's largest logit, finite
+  uint64_t boundary = kDrawKeepAll;
+  double u = 0.0;  // in [0, 1)
+};
+
+// For each draw i: max[i] = the largest logit of its row (NaN as -inf) and, when that is
+// finite, weight_sum[i] = Σ exp((x − max) / temperature) over the row (each term in fp32,
+// the sum in fp64, as the host sampler sums them; top-p's total). One CTA per draw.
+struct WeightSumParams {
+  int64_t num = 0;
+  int64_t vocab_size = 0;
+  const float* logits = nullptr;  // [rows, logits_stride]
+  int64_t logits_stride = 0;
+  const DrawRow* draws = nullptr;  // [num]
+  float* max = nullptr;            // [num]
+  double* weight_sum = nullptr;    // [num]
+};
+absl::Status ValidateWeightSumParams(const WeightSumParams& p);
+absl::Status LaunchWeightSum(const WeightSumParams& p, CudaStream stream);
+
+// For each draw i: the host sampler's inverse-CDF draw over the kept tokens of its row.
+// A token's weight is exp((x − max) / temperature); it is kept when
+// its rank key (engine/sampling/top_k.h's RankKey) is at most `boundary` and its weight at
+// least `min_p` (and above 0). ids[i] = the first kept token in ascending id order whose
+// cumulative weight exceeds u × the kept total (the last kept token when rounding leaves
+// none), logits_out[i] its logit. The cumulative sums add per-thread slices, so they may
+// differ from the host's in the last bits: the token differs only where u × total lies
+// within rounding of a boundary between two tokens. One CTA per draw.
+struct DrawParams {
+  int64_t num = 0;
+  int64_t vocab_size = 0;
+  const float* logits = nullptr;
+  int64_t logits_stride = 0;
+  const DrawRow* draws = nullptr;  // [num]
+  int32_t* ids = nullptr;          // [num]
+  float* logits_out = nullptr;     // [num]
+};
+absl::Status ValidateDrawParams(const DrawParams& p);
+absl::Status LaunchDraw(const DrawParams& p, CudaStream stream);
 
 }  // namespace mla::cuda
 
