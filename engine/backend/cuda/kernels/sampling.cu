@@ -233,44 +233,28 @@ __global__ void __launch_bounds__(kThreads) WeightSumKernel(WeightSumParams p) {
   }
 }
 
-// A token's weight in a draw: exp((x − max) / T), 0 when top-p or min-p drops it.
-__device__ __forceinline__ float DrawWeight(float x, int64_t id, const DrawRow& d, float max) {
-  const float v = isnan(x) ? -INFINITY : x;
-  const float w = expf((v - max) / d.temperature);
-  if (w < d.min_p) return 0.0f;
-  if (d.boundary != kDrawKeepAll &&
-      ((uint64_t{~RankBits(x)} << 32) | static_cast<uint32_t>(id)) > d.boundary) {
-    return 0.0f;
-  }
-  return w;
-}
-
+// One CTA per draw; the slices, the per-token rule and the walk are draw_rule.h's (the CPU
+// tests replay them against the host sampler).
+static_assert(kThreads == kDrawThreads, "a draw's thread t takes draw_rule.h's slice t");
 __global__ void __launch_bounds__(kThreads) DrawKernel(DrawParams p) {
   __shared__ double before[kThreads];  // Exclusive prefix of the slices' kept weight.
   __shared__ double kept_total;
-  __shared__ int first_over, last_kept;
+  // The crossing's id (ULLONG_MAX: none) and the last kept id + 1 (0: none), as the
+  // unsigned 64-bit words atomicMin and atomicMax take.
+  __shared__ unsigned long long first_over, last_kept;
   const int tid = static_cast<int>(threadIdx.x);
-  // Contiguous slices per thread, so that slices follow id order (as in TopKKernel).
-  const int64_t chunk = (p.vocab_size + kThreads - 1) / kThreads;
-  const int64_t begin = tid * chunk, end = min(p.vocab_size, begin + chunk);
+  const int64_t begin = DrawSliceBegin(p.vocab_size, tid);
+  const int64_t end = DrawSliceEnd(p.vocab_size, tid);
   for (int64_t i = blockIdx.x; i < p.num; i += gridDim.x) {
     const DrawRow d = p.draws[i];
-    const float m = d.max;
     const float* x = p.logits + d.row * p.logits_stride;
-    double slice = 0.0;
-    int last = -1;
-    for (int64_t j = begin; j < end; ++j) {
-      const float w = DrawWeight(x[j], j, d, m);
-      if (w > 0.0f) {
-        slice += w;
-        last = static_cast<int>(j);
-      }
-    }
+    int64_t last = -1;
+    const double slice = DrawSliceSum(x, begin, end, d, &last);
     __syncthreads();  // The previous draw's results have been read.
     before[tid] = slice;
     if (tid == 0) {
-      first_over = INT_MAX;
-      last_kept = -1;
+      first_over = ULLONG_MAX;
+      last_kept = 0;
     }
     __syncthreads();
     if (tid == 0) {  // Exclusive scan, serial: 256 additions.
@@ -283,28 +267,22 @@ __global__ void __launch_bounds__(kThreads) DrawKernel(DrawParams p) {
       kept_total = sum;
     }
     __syncthreads();
-    atomicMax(&last_kept, last);
-    // The host's walk, from this slice's start: the first kept token whose cumulative
-    // weight exceeds the target. The lowest such id over the slices wins.
+    if (last >= 0) atomicMax(&last_kept, static_cast<unsigned long long>(last + 1));
+    // The host's walk from this slice's start; the lowest id found over the slices wins.
+    // A slice whose end stays at or below the target cannot hold the crossing.
     const double target = d.u * kept_total;
     if (slice > 0.0 && before[tid] + slice > target) {
-      double cumulative = before[tid];
-      for (int64_t j = begin; j < end; ++j) {
-        const float w = DrawWeight(x[j], j, d, m);
-        if (w <= 0.0f) continue;
-        cumulative += w;
-        if (target < cumulative) {
-          atomicMin(&first_over, static_cast<int>(j));
-          break;
-        }
-      }
+      const int64_t found = DrawSliceWalk(x, begin, end, d, before[tid], target);
+      if (found >= 0) atomicMin(&first_over, static_cast<unsigned long long>(found));
     }
     __syncthreads();
     if (tid == 0) {
       // Rounding can leave u × total at the full sum: the host then takes the last kept
       // token. The most likely token always has weight 1 and is kept, so one exists.
-      const int id = first_over != INT_MAX ? first_over : max(last_kept, 0);
-      p.ids[i] = id;
+      const int64_t id = first_over != ULLONG_MAX ? static_cast<int64_t>(first_over)
+                         : last_kept > 0          ? static_cast<int64_t>(last_kept - 1)
+                                                  : 0;
+      p.ids[i] = static_cast<int32_t>(id);
       p.logits_out[i] = x[id];
     }
   }

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
+#include "engine/backend/cuda/kernels/draw_rule.h"
 
 namespace mla::cuda {
 
@@ -79,20 +80,6 @@ struct GatherLogitsParams {
 absl::Status ValidateGatherLogitsParams(const GatherLogitsParams& p);
 absl::Status LaunchGatherLogits(const GatherLogitsParams& p, CudaStream stream);
 
-// One draw from a full-vocabulary row (top-k off), engine/sampling/sampler.h's steps 1, 3,
-// 4 and 5 on the device. The host fills it in two steps: `row`, `temperature` and `min_p`
-// before WeightSum; `max` (WeightSum's), `boundary` (TopPBoundaryOfCandidates' key, or
-// kDrawKeepAll without top-p) and `u` (the request's rng.NextDouble()) before Draw.
-inline constexpr uint64_t kDrawKeepAll = ~uint64_t{0};
-struct DrawRow {
-  int64_t row = 0;           // the logits row
-  float temperature = 1.0f;  // > 0
-  float min_p = 0.0f;        // in [0, 1]
-  float max = 0.0f;          // the row's largest logit, finite
-  uint64_t boundary = kDrawKeepAll;
-  double u = 0.0;  // in [0, 1)
-};
-
 // For each draw i: max[i] = the largest logit of its row (NaN as -inf) and, when that is
 // finite, weight_sum[i] = Σ exp((x − max) / temperature) over the row (each term in fp32,
 // the sum in fp64, as the host sampler sums them; top-p's total). One CTA per draw.
@@ -108,8 +95,8 @@ struct WeightSumParams {
 absl::Status ValidateWeightSumParams(const WeightSumParams& p);
 absl::Status LaunchWeightSum(const WeightSumParams& p, CudaStream stream);
 
-// For each draw i: the host sampler's inverse-CDF draw over the kept tokens of its row.
-// A token's weight is exp((x − max) / temperature); it is kept when
+// For each draw i (DrawRow, draw_rule.h): the host sampler's inverse-CDF draw over the kept
+// tokens of its row. A token's weight is exp((x − max) / temperature); it is kept when
 // its rank key (engine/sampling/top_k.h's RankKey) is at most `boundary` and its weight at
 // least `min_p` (and above 0). ids[i] = the first kept token in ascending id order whose
 // cumulative weight exceeds u × the kept total (the last kept token when rounding leaves
