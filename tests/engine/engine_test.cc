@@ -17,52 +17,15 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/model/safetensors.h"
 #include "engine/sampling/logprobs.h"
+#include "tests/engine/collector.h"
 
 namespace mla {
 namespace {
 
+using ::mla::testing::Collector;
+using ::mla::testing::RunOneByOne;
+using ::mla::testing::RunTogether;
 using ::testing::HasSubstr;
-
-// Collects one request's stream; Wait() blocks until the finished output arrives.
-class Collector {
- public:
-  OutputCallback Callback() {
-    return [this](GenerationOutput o) {
-      absl::MutexLock lock(&mu_);
-      tokens_.insert(tokens_.end(), o.tokens.begin(), o.tokens.end());
-      for (auto& l : o.logprobs) logprobs_.push_back(l);
-      for (auto& l : o.prompt_logprobs) prompt_logprobs_.push_back(l);
-      ++messages_;
-      if (o.finished) final_ = o;
-      done_ = o.finished;
-    };
-  }
-  GenerationOutput Wait() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&done_));
-    return final_;
-  }
-  std::vector<int32_t> tokens() {
-    absl::MutexLock lock(&mu_);
-    return tokens_;
-  }
-  std::vector<TokenLogprobs> logprobs() {
-    absl::MutexLock lock(&mu_);
-    return logprobs_;
-  }
-  std::vector<TokenLogprobs> prompt_logprobs() {
-    absl::MutexLock lock(&mu_);
-    return prompt_logprobs_;
-  }
-
- private:
-  absl::Mutex mu_;
-  bool done_ = false;
-  int messages_ = 0;
-  std::vector<int32_t> tokens_;
-  std::vector<TokenLogprobs> logprobs_, prompt_logprobs_;
-  GenerationOutput final_;
-};
 
 struct Golden {
   std::vector<int32_t> prompt, greedy;
@@ -598,26 +561,19 @@ TEST_F(EngineTest, ConcurrentStreamsEqualSoloRunsWithLogprobs) {
     r.logprobs = 3;
     return r;
   };
-  std::vector<std::vector<TokenLogprobs>> solo;
-  for (size_t i = 0; i < goldens_.size(); ++i) {
-    Collector c;
-    ASSERT_TRUE(engine_->Submit(request(i), c.Callback()).ok());
-    c.Wait();
-    solo.push_back(c.logprobs());
-  }
-  std::vector<std::unique_ptr<Collector>> together;
-  for (size_t i = 0; i < goldens_.size(); ++i) {
-    together.push_back(std::make_unique<Collector>());
-    ASSERT_TRUE(engine_->Submit(request(i), together.back()->Callback()).ok());
-  }
-  for (size_t i = 0; i < goldens_.size(); ++i) {
-    together[i]->Wait();
+  std::vector<GenerationRequest> requests;
+  for (size_t i = 0; i < goldens_.size(); ++i) requests.push_back(request(i));
+  const std::vector<std::unique_ptr<Collector>> solo = RunOneByOne(*engine_, requests);
+  const std::vector<std::unique_ptr<Collector>> together = RunTogether(*engine_, requests);
+  ASSERT_EQ(together.size(), solo.size());
+  for (size_t i = 0; i < solo.size(); ++i) {
     const std::vector<TokenLogprobs> batched = together[i]->logprobs();
-    ASSERT_EQ(batched.size(), solo[i].size());
+    const std::vector<TokenLogprobs> alone = solo[i]->logprobs();
+    ASSERT_EQ(batched.size(), alone.size());
     for (size_t t = 0; t < batched.size(); ++t) {
-      EXPECT_EQ(batched[t].token_id, solo[i][t].token_id);
+      EXPECT_EQ(batched[t].token_id, alone[t].token_id);
       // Batching changes only the grouping of tokens in GEMMs and attention splits.
-      EXPECT_NEAR(batched[t].logprob, solo[i][t].logprob, 1e-4);
+      EXPECT_NEAR(batched[t].logprob, alone[t].logprob, 1e-4);
     }
   }
 }

@@ -109,7 +109,7 @@ fi
 tests_log="${out}/gpu_tests.log"
 : >"${tests_log}"
 for t in device_test cuda_pointwise_test cuda_gemm_lt_test cuda_mla_decode_test \
-         cuda_moe_routing_test cuda_backend_test cuda_server_test; do
+         cuda_moe_routing_test cuda_backend_test cuda_engine_test cuda_server_test; do
   bin="${build_rel}/tests/gpu/${t}"
   echo "===== ${t}" >>"${tests_log}"
   timeout "$(limit 240)" "${bin}" --gtest_color=no >>"${tests_log}" 2>&1
