@@ -12,8 +12,9 @@
 # must not get fewer needle rows for it; the opening runs until the circuit forms, at most
 # as many tokens again. Default 24 M needle-phase tokens (the shipped demo model saw 27 M
 # in its 51 needle minutes). Two models train at a time, one thread each (a 2-core machine:
-# 1.5 to 2.5 hours a pair), the most telling pair first; a rerun resumes each model from
-# its checkpoint and skips finished ones. Per model OUT_DIR/NAME/ holds the
+# 1.5 to 2.5 hours a pair), the most telling pair first; each pair is evaluated and the
+# report refreshed as soon as it is trained; a rerun resumes each model from its checkpoint
+# and skips finished steps. Per model OUT_DIR/NAME/ holds the
 # model, train.log, eval.json and recall.svg; OUT_DIR/report.md gathers the tables.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -61,20 +62,24 @@ eval_one() {
   grep '^len' "$dir/eval.log" | sed "s/^/  $name /"
 }
 
+# Trains a pair, then evaluates it and refreshes the report, so that a sweep spread over
+# several sessions has results for every pair it has finished.
 run_pairs() {
-  local fn=$1 i
+  local i step
   for ((i = 0; i < ${#configs[@]}; i += 2)); do
-    # shellcheck disable=SC2086
-    $fn ${configs[i]} &
-    if ((i + 1 < ${#configs[@]})); then
+    for step in train_one eval_one; do
       # shellcheck disable=SC2086
-      $fn ${configs[i + 1]} &
-    fi
-    wait
+      $step ${configs[i]} &
+      if ((i + 1 < ${#configs[@]})); then
+        # shellcheck disable=SC2086
+        $step ${configs[i + 1]} &
+      fi
+      wait
+    done
+    "$py" tools/train_demo/sweep_report.py "$out" > "$out/report.md"
+    echo "report so far: $out/report.md"
   done
 }
 
-run_pairs train_one
-run_pairs eval_one
-"$py" tools/train_demo/sweep_report.py "$out" > "$out/report.md"
+run_pairs
 echo "report: $out/report.md"
