@@ -1,5 +1,6 @@
 // MoE routing on the device against the CPU router (RouteToken) for the V2-Lite, V2 and V3
-// policies, and the permute / unpermute round trip with a host plan.
+// policies, the permute / unpermute round trip with a host plan, and the grouped expert
+// GEMM against a naive product.
 #include "engine/backend/cuda/kernels/moe_routing.h"
 #include "engine/model/moe_config.h"
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "engine/backend/cuda/host/moe_plan.h"
+#include "engine/backend/cuda/kernels/grouped_gemm.h"
 #include "engine/backend/cpu/pointwise.h"
 #include "tests/engine/cuda_host/deepseek_shapes.h"
 #include "tests/gpu/cuda_test_util.h"
@@ -220,6 +222,95 @@ TEST(MoeRoutingCudaTest, PermuteUnpermuteRoundTrip) {
       ASSERT_TRUE(Bf16Close(out[t * hidden + i], want, 1e-3f))
           << "token " << t << " i " << i << ": " << Bf16ToFloat(out[t * hidden + i]) << " vs "
           << want;
+    }
+  }
+}
+
+// The grouped expert GEMM on skewed routings (empty experts, one row, 8-row passes with
+// tails, one expert holding most rows) at tiny-model and V2-Lite widths, bf16 and fp32
+// weights, against a double-precision product; NaN in the padding of x, y and the weights
+// and in a spare row of x and y must stay out of the results and stay unwritten.
+TEST(GroupedGemmCudaTest, MatchesNaiveProduct) {
+  MLA_SKIP_WITHOUT_CUDA();
+  struct Case {
+    std::vector<int32_t> counts;
+    int64_t n, k;
+    bool bf16;
+  };
+  std::vector<Case> cases = {
+      {{0, 8, 0, 9, 17, 1}, 24, 64, true}, {{3, 0, 40, 1}, 17, 33, false}, {{1}, 1, 1, true}};
+  // V2-Lite's gate/up (1408 × 2048) for a decode batch of 16 at top-6 over 64 experts.
+  Case v2_lite{std::vector<int32_t>(64, 0), 1408, 2048, true};
+  std::mt19937 pick(5);
+  for (int pair = 0; pair < 16 * 6; ++pair) ++v2_lite.counts[pick() % 64];
+  cases.push_back(v2_lite);
+  const float nan = std::nanf("");
+  for (const Case& c : cases) {
+    const int experts = static_cast<int>(c.counts.size());
+    std::vector<int32_t> offsets = {0};
+    for (int32_t n : c.counts) offsets.push_back(offsets.back() + n);
+    const int64_t rows = offsets.back(), x_stride = c.k + 3, y_stride = c.n + 2;
+    const int64_t w_stride = c.k + 5;
+    std::vector<float> x = RandomFloats((rows + 1) * x_stride, 11, 1.0f);
+    for (int64_t r = 0; r <= rows; ++r) {
+      for (int64_t i = 0; i < x_stride; ++i) {
+        if (r == rows || i >= c.k) x[r * x_stride + i] = nan;
+      }
+    }
+    std::vector<float> w_f32 = RandomFloats(experts * (c.n + 1) * w_stride, 12, 0.05f);
+    std::vector<bf16_t> w_bf16(w_f32.size());
+    for (size_t i = 0; i < w_f32.size(); ++i) {
+      const int64_t in_expert = static_cast<int64_t>(i) % ((c.n + 1) * w_stride);
+      if (in_expert / w_stride == c.n || in_expert % w_stride >= c.k) w_f32[i] = nan;
+      w_bf16[i] = FloatToBf16(w_f32[i]);
+      if (c.bf16) w_f32[i] = Bf16ToFloat(w_bf16[i]);
+    }
+    DeviceBuffer dx = Upload(x), doffsets = Upload(offsets), dw_f32 = Upload(w_f32),
+                 dw_bf16 = Upload(w_bf16);
+    DeviceBuffer dy = Upload(std::vector<float>((rows + 1) * y_stride, nan));
+    std::vector<GroupedWeight> table(experts);
+    for (int e = 0; e < experts; ++e) {
+      const int64_t at = e * (c.n + 1) * w_stride;
+      table[e].stride = w_stride;
+      if (c.bf16) {
+        table[e].bf16 = dw_bf16.as<bf16_t>() + at;
+      } else {
+        table[e].f32 = dw_f32.as<float>() + at;
+      }
+    }
+    DeviceBuffer dtable = Upload(table);
+    GroupedGemmParams p;
+    p.num_experts = experts;
+    p.rows = rows;
+    p.n = c.n;
+    p.k = c.k;
+    p.x = dx.as<float>();
+    p.x_stride = x_stride;
+    p.offsets = doffsets.as<int32_t>();
+    p.weights = dtable.as<GroupedWeight>();
+    p.y = dy.as<float>();
+    p.y_stride = y_stride;
+    MLA_ASSERT_OK(LaunchGroupedGemm(p, nullptr));
+    MLA_ASSERT_OK(DeviceSynchronize());
+    const std::vector<float> y = Download<float>(dy);
+    for (int e = 0; e < experts; ++e) {
+      for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r) {
+        for (int64_t j = 0; j < c.n; ++j) {
+          double want = 0.0;
+          for (int64_t i = 0; i < c.k; ++i) {
+            want += static_cast<double>(x[r * x_stride + i]) *
+                    w_f32[e * (c.n + 1) * w_stride + j * w_stride + i];
+          }
+          ASSERT_NEAR(y[r * y_stride + j], want, 1e-5 * std::sqrt(static_cast<double>(c.k)) + 1e-6)
+              << "n " << c.n << " k " << c.k << " expert " << e << " row " << r << " col " << j;
+        }
+      }
+    }
+    for (int64_t r = 0; r <= rows; ++r) {
+      for (int64_t j = 0; j < y_stride; ++j) {
+        if (r < rows && j < c.n) continue;
+        ASSERT_TRUE(std::isnan(y[r * y_stride + j])) << "stored outside: row " << r << " col " << j;
+      }
     }
   }
 }

@@ -151,6 +151,12 @@ elif timeout "$(limit 150)" tools/make_bench_models.sh "${models}" v2-lite-2laye
     timeout "$(limit 90)" "${engine[@]}" --mode=batch --batches=1,16,64 --prompt_len=512 \
       --decode_tokens=64
     echo "rc $?"
+    # The MoE experts' two device paths at the same batches: the grouped kernel (the
+    # default up to 512 token-expert pairs) against one cuBLASLt GEMM triple per expert.
+    echo "## decode as above, experts one GEMM triple each (MLA_CUDA_GROUPED_EXPERTS=never)"
+    MLA_CUDA_GROUPED_EXPERTS=never timeout "$(limit 90)" "${engine[@]}" --mode=batch \
+      --batches=1,16,64 --prompt_len=512 --decode_tokens=64
+    echo "rc $?"
     echo "## prefill, 4096-token prompt"
     timeout "$(limit 60)" "${engine[@]}" --mode=prefix --prompt_len=4096
     echo "rc $?"
@@ -165,7 +171,7 @@ elif timeout "$(limit 150)" tools/make_bench_models.sh "${models}" v2-lite-2laye
   else
     say "ok: mla_engine_bench --device=cuda (engine_bench.txt)"
   fi
-  grep -E '^\| [0-9]+ \||^prefill|^\| (on|off) \|' "${out}/engine_bench.txt" | tee -a "${summary}"
+  grep -E '^## decode|^\| [0-9]+ \||^prefill|^\| (on|off) \|' "${out}/engine_bench.txt" | tee -a "${summary}"
 else
   fail "tools/make_bench_models.sh (bench_model.log)"
 fi

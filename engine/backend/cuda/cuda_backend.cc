@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -54,6 +55,15 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int ordinal) {
       CublasStatus(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode"));
   MLA_ASSIGN_OR_RETURN(backend->lt_, GemmLt::Create());
   backend->num_sms_ = d.multiprocessors;
+  // The benchmarks compare the MoE paths on the device through this variable.
+  if (const char* env = std::getenv("MLA_CUDA_GROUPED_EXPERTS"); env != nullptr) {
+    absl::StatusOr<GroupedExperts> mode = ParseGroupedExperts(env);
+    if (!mode.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("MLA_CUDA_GROUPED_EXPERTS: ", mode.status().message()));
+    }
+    backend->grouped_experts_ = *mode;
+  }
   return backend;
 }
 

@@ -7,10 +7,13 @@
 // device buffers per slot, grown on demand and reused across steps.
 //
 // Work: everything is enqueued on one stream; the host waits only where it must read a
-// result (Download, Sample, the MoE expert counts, ProbeAttention). GEMMs convert their
-// fp32 input to bf16 and run on cuBLASLt with fp32 accumulation and output (fp32 weights go
-// through cuBLAS' SGEMM); attention runs the kernels of kernels/forward_f32.h; MoE routes
-// and permutes on the device and runs one GEMM triple per used expert. Sampling takes the
+// result (Download, Sample, ProbeAttention, and the expert counts of a MoE step too large
+// for the grouped kernel). GEMMs convert their fp32 input to bf16 and run on cuBLASLt with
+// fp32 accumulation and output (fp32 weights go through cuBLAS' SGEMM); attention runs the
+// kernels of kernels/forward_f32.h; MoE routes and permutes on the device, then runs the
+// experts of decode-sized steps through the grouped kernel (kernels/grouped_gemm.h, the
+// offsets never leave the device) and larger steps as one GEMM triple per used expert.
+// Sampling takes the
 // argmax of greedy rows, the top k of top-k rows, the draw of rows without top-k and the
 // logprob statistics on the device (cuda_sampling.cc: only ids, candidates and a few
 // numbers per row come back); rows the device cannot decide download their logits and run
@@ -27,9 +30,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/host/moe_plan.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
 #include "engine/backend/cuda/kernels/sampling.h"
 
@@ -50,6 +55,11 @@ class CudaBackend final : public Backend {
   // Rows Sample has drawn on the host from downloaded logits so far (cuda_sampling.cc's
   // host path): tests check which rows stay on the device.
   int64_t host_sampled_rows() const { return host_sampled_rows_; }
+  // How MoeExperts runs the expert GEMMs (host/moe_plan.h); kAuto by default, tests force
+  // either path and compare them. moe_grouped_calls() counts the MoeExperts calls that ran
+  // grouped.
+  void set_grouped_experts(GroupedExperts mode) { grouped_experts_ = mode; }
+  int64_t moe_grouped_calls() const { return moe_grouped_calls_; }
   // Steps whose every row is a decode row run the split-KV decode kernel (kernels/
   // mla_decode.h) when the shapes allow (64-token blocks, L ≤ 512); off, every step runs
   // the generic attention kernel. On by default; tests compare the two.
@@ -122,6 +132,12 @@ class CudaBackend final : public Backend {
   // The base of layer `layer` in the cache: rows of the layout's bytes per token and layer.
   void* CacheLayer(int layer) const;
   bool CacheFp8() const { return layout_ && layout_->dtype() == CacheDType::kFp8E4M3; }
+  // MoeExperts' expert GEMMs from the permuted rows into expert_out: one grouped launch per
+  // matrix kind, or one GEMM triple per used expert after downloading the offsets.
+  absl::Status GroupedExpertGemms(std::span<const ExpertTensors> experts, const Tensor& permuted,
+                                  const Tensor& expert_out);
+  absl::Status PerExpertGemms(std::span<const ExpertTensors> experts, const Tensor& permuted,
+                              const Tensor& expert_out);
   // y = x · wᵀ without the op's timer (MoeExperts reuses it per expert).
   absl::Status GemmImpl(const Tensor& x, const Tensor& w, const Tensor& y);
   absl::Status Sync();
@@ -174,6 +190,12 @@ class CudaBackend final : public Backend {
   DeviceBuffer gemm_in_, expert_ids_, expert_weights_, counts_, offsets_, sorted_pairs_, pair_rows_,
       permuted_, expert_out_, expert_gate_, expert_up_, probe_stats_;
   std::vector<int32_t> offsets_host_;
+  GroupedExperts grouped_experts_ = GroupedExperts::kAuto;
+  int64_t moe_grouped_calls_ = 0;
+  // The grouped kernel's weight table of each layer's experts (gate, then up, then down,
+  // num_experts each), uploaded at the layer's first grouped call; the key is the layer's
+  // expert span, which lives as long as the model.
+  absl::flat_hash_map<const ExpertTensors*, DeviceBuffer> grouped_tables_;
   // Sampling (cuda_sampling.cc): the device argmax of greedy rows, the device top-k of
   // top-k rows, host copies of the other rows' logits.
   DeviceBuffer argmax_ids_, argmax_max_, top_k_dev_, top_k_ids_, top_k_values_, stats_max_,

@@ -1,5 +1,7 @@
 // CudaBackend's mixture of experts: routing and the per-expert plan on the device, then
-// one GEMM triple per expert that received rows.
+// the expert GEMMs, grouped (two launches per matrix kind, no host wait) for decode-sized
+// steps, else one cuBLASLt GEMM triple per expert that received rows (host/moe_plan.h's
+// UseGroupedExperts chooses).
 #include "engine/backend/cuda/cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -7,12 +9,14 @@
 #include <algorithm>
 #include <cmath>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/backend/cuda/cuda_backend_util.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/forward_f32.h"
+#include "engine/backend/cuda/kernels/grouped_gemm.h"
 #include "engine/backend/cuda/kernels/moe_routing.h"
 
 namespace mla::cuda {
@@ -61,43 +65,106 @@ void CudaBackend::MoeExperts(const MoeRoutingPolicy& policy, const Tensor& route
     plan.sorted_pairs = sorted_pairs_.as<int32_t>();
     plan.pair_rows = pair_rows_.as<int32_t>();
     MLA_RETURN_IF_ERROR(LaunchMoePlan(plan, stream_));
-    // The host issues one GEMM triple per used expert, so it needs the offsets.
-    offsets_host_.resize(static_cast<size_t>(num_experts + 1));
-    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(offsets_host_.data(), offsets_.data(),
-                                             offsets_host_.size() * sizeof(int32_t),
-                                             cudaMemcpyDeviceToHost, Raw(stream_)));
-    MLA_RETURN_IF_ERROR(Sync());
-    int64_t max_rows = 0;
-    for (int e = 0; e < num_experts; ++e) {
-      max_rows = std::max<int64_t>(max_rows, offsets_host_[e + 1] - offsets_host_[e]);
-    }
-    int64_t inter = 0;
-    for (const ExpertTensors& e : experts) inter = std::max(inter, e.gate.rows);
     MLA_RETURN_IF_ERROR(Reserve(permuted_, static_cast<size_t>(pairs * hidden) * sizeof(float)));
     MLA_RETURN_IF_ERROR(Reserve(expert_out_, static_cast<size_t>(pairs * hidden) * sizeof(float)));
-    MLA_RETURN_IF_ERROR(
-        Reserve(expert_gate_, static_cast<size_t>(max_rows * inter) * sizeof(float)));
-    MLA_RETURN_IF_ERROR(Reserve(expert_up_, static_cast<size_t>(max_rows * inter) * sizeof(float)));
     const Tensor permuted{permuted_.data(), DType::kF32, pairs, hidden, hidden};
     const Tensor expert_out{expert_out_.data(), DType::kF32, pairs, hidden, hidden};
     MLA_RETURN_IF_ERROR(
         LaunchGatherRowsF32(F32(x), sorted_pairs_.as<int32_t>(), top_k, F32(permuted), stream_));
-    for (int e = 0; e < num_experts; ++e) {
-      const int64_t first = offsets_host_[e], m = offsets_host_[e + 1] - first;
-      if (m == 0) continue;
-      const ExpertTensors& w = experts[static_cast<size_t>(e)];
-      const int64_t rows_inter = w.gate.rows;
-      const Tensor gate{expert_gate_.data(), DType::kF32, m, rows_inter, rows_inter};
-      const Tensor up{expert_up_.data(), DType::kF32, m, rows_inter, rows_inter};
-      MLA_RETURN_IF_ERROR(GemmImpl(permuted.Rows(first, m), w.gate, gate));
-      MLA_RETURN_IF_ERROR(GemmImpl(permuted.Rows(first, m), w.up, up));
-      MLA_RETURN_IF_ERROR(LaunchSiluMulF32(F32(gate), F32(up), F32(gate), stream_));
-      MLA_RETURN_IF_ERROR(GemmImpl(gate, w.down, expert_out.Rows(first, m)));
+    if (UseGroupedExperts(experts, hidden, pairs, grouped_experts_)) {
+      MLA_RETURN_IF_ERROR(GroupedExpertGemms(experts, permuted, expert_out));
+      ++moe_grouped_calls_;
+    } else {
+      MLA_RETURN_IF_ERROR(PerExpertGemms(experts, permuted, expert_out));
     }
     return LaunchCombineExpertsF32(F32(expert_out), pair_rows_.as<int32_t>(),
                                    expert_weights_.as<float>(), top_k, F32(out), stream_);
   };
   Fail(op, run());
+}
+
+absl::Status CudaBackend::GroupedExpertGemms(std::span<const ExpertTensors> experts,
+                                             const Tensor& permuted, const Tensor& expert_out) {
+  const int num_experts = static_cast<int>(experts.size());
+  const int64_t pairs = permuted.rows, hidden = permuted.cols, inter = experts[0].gate.rows;
+  auto table = grouped_tables_.find(experts.data());
+  if (table == grouped_tables_.end()) {
+    std::vector<GroupedWeight> host;
+    host.reserve(3 * experts.size());
+    for (auto part : {&ExpertTensors::gate, &ExpertTensors::up, &ExpertTensors::down}) {
+      for (const ExpertTensors& e : experts) {
+        const Tensor& w = e.*part;
+        GroupedWeight g;
+        if (w.dtype == DType::kF32) {
+          g.f32 = static_cast<const float*>(w.data);
+        } else {
+          g.bf16 = static_cast<const bf16_t*>(w.data);
+        }
+        g.stride = w.stride;
+        host.push_back(g);
+      }
+    }
+    MLA_ASSIGN_OR_RETURN(DeviceBuffer uploaded, DeviceBuffer::FromHost(host));
+    table = grouped_tables_.emplace(experts.data(), std::move(uploaded)).first;
+  }
+  const GroupedWeight* weights = table->second.as<GroupedWeight>();
+  MLA_RETURN_IF_ERROR(Reserve(expert_gate_, static_cast<size_t>(pairs * inter) * sizeof(float)));
+  MLA_RETURN_IF_ERROR(Reserve(expert_up_, static_cast<size_t>(pairs * inter) * sizeof(float)));
+  GroupedGemmParams p;
+  p.num_experts = num_experts;
+  p.rows = pairs;
+  p.offsets = offsets_.as<int32_t>();
+  auto run = [&](const float* x, int64_t k, const GroupedWeight* w, int64_t n,
+                 float* y) -> absl::Status {
+    p.x = x;
+    p.x_stride = k;
+    p.k = k;
+    p.weights = w;
+    p.n = n;
+    p.y = y;
+    p.y_stride = n;
+    return LaunchGroupedGemm(p, stream_);
+  };
+  float* gate = expert_gate_.as<float>();
+  float* up = expert_up_.as<float>();
+  MLA_RETURN_IF_ERROR(run(static_cast<const float*>(permuted.data), hidden, weights, inter, gate));
+  MLA_RETURN_IF_ERROR(
+      run(static_cast<const float*>(permuted.data), hidden, weights + num_experts, inter, up));
+  const F32Matrix gate_m{gate, pairs, inter, inter}, up_m{up, pairs, inter, inter};
+  MLA_RETURN_IF_ERROR(LaunchSiluMulF32(gate_m, up_m, gate_m, stream_));
+  return run(gate, inter, weights + 2 * num_experts, hidden, static_cast<float*>(expert_out.data));
+}
+
+absl::Status CudaBackend::PerExpertGemms(std::span<const ExpertTensors> experts,
+                                         const Tensor& permuted, const Tensor& expert_out) {
+  // The host issues one GEMM triple per used expert, so it needs the offsets.
+  const int num_experts = static_cast<int>(experts.size());
+  offsets_host_.resize(static_cast<size_t>(num_experts + 1));
+  MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(offsets_host_.data(), offsets_.data(),
+                                           offsets_host_.size() * sizeof(int32_t),
+                                           cudaMemcpyDeviceToHost, Raw(stream_)));
+  MLA_RETURN_IF_ERROR(Sync());
+  int64_t max_rows = 0;
+  for (int e = 0; e < num_experts; ++e) {
+    max_rows = std::max<int64_t>(max_rows, offsets_host_[e + 1] - offsets_host_[e]);
+  }
+  int64_t inter = 0;
+  for (const ExpertTensors& e : experts) inter = std::max(inter, e.gate.rows);
+  MLA_RETURN_IF_ERROR(Reserve(expert_gate_, static_cast<size_t>(max_rows * inter) * sizeof(float)));
+  MLA_RETURN_IF_ERROR(Reserve(expert_up_, static_cast<size_t>(max_rows * inter) * sizeof(float)));
+  for (int e = 0; e < num_experts; ++e) {
+    const int64_t first = offsets_host_[e], m = offsets_host_[e + 1] - first;
+    if (m == 0) continue;
+    const ExpertTensors& w = experts[static_cast<size_t>(e)];
+    const int64_t rows_inter = w.gate.rows;
+    const Tensor gate{expert_gate_.data(), DType::kF32, m, rows_inter, rows_inter};
+    const Tensor up{expert_up_.data(), DType::kF32, m, rows_inter, rows_inter};
+    MLA_RETURN_IF_ERROR(GemmImpl(permuted.Rows(first, m), w.gate, gate));
+    MLA_RETURN_IF_ERROR(GemmImpl(permuted.Rows(first, m), w.up, up));
+    MLA_RETURN_IF_ERROR(LaunchSiluMulF32(F32(gate), F32(up), F32(gate), stream_));
+    MLA_RETURN_IF_ERROR(GemmImpl(gate, w.down, expert_out.Rows(first, m)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace mla::cuda

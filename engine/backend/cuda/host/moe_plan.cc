@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 
@@ -48,6 +49,33 @@ absl::Status PlanMoePermutation(absl::Span<const int32_t> expert_ids, int64_t nu
     plan->pair_rows[p] = row;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<GroupedExperts> ParseGroupedExperts(std::string_view value) {
+  if (value == "auto") return GroupedExperts::kAuto;
+  if (value == "always") return GroupedExperts::kAlways;
+  if (value == "never") return GroupedExperts::kNever;
+  return absl::InvalidArgumentError(
+      absl::StrCat("expected auto, always or never, got \"", std::string(value), "\""));
+}
+
+bool UseGroupedExperts(std::span<const ExpertTensors> experts, int64_t hidden, int64_t pairs,
+                       GroupedExperts mode) {
+  if (mode == GroupedExperts::kNever || experts.empty()) return false;
+  if (mode == GroupedExperts::kAuto && pairs > kGroupedMaxPairs) return false;
+  const DType dtype = experts[0].gate.dtype;
+  const int64_t inter = experts[0].gate.rows;
+  if (dtype != DType::kBF16 && dtype != DType::kF32) return false;
+  for (const ExpertTensors& e : experts) {
+    for (const Tensor* t : {&e.gate, &e.up, &e.down}) {
+      if (t->dtype != dtype || t->data == nullptr) return false;
+    }
+    if (e.gate.rows != inter || e.gate.cols != hidden || e.up.rows != inter ||
+        e.up.cols != hidden || e.down.rows != hidden || e.down.cols != inter) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace mla::cuda

@@ -10,10 +10,14 @@
 #define MLA_ENGINE_BACKEND_CUDA_HOST_MOE_PLAN_H_
 
 #include <cstdint>
+#include <span>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/backend/backend.h"
 
 namespace mla::cuda {
 
@@ -34,6 +38,29 @@ struct MoePlan {
 // when the sizes disagree, an id is outside [0, num_experts) or the pairs overflow int32.
 absl::Status PlanMoePermutation(absl::Span<const int32_t> expert_ids, int64_t num_tokens, int top_k,
                                 int num_experts, MoePlan* plan);
+
+// How MoeExperts runs the experts' GEMMs: through the grouped kernel (kernels/
+// grouped_gemm.h: two launches per matrix kind, no host wait) or one cuBLASLt GEMM per
+// used expert (tensor cores, but a host wait for the expert counts and three launches per
+// expert). Tests force either; the backend runs kAuto.
+enum class GroupedExperts { kAuto, kAlways, kNever };
+// "auto", "always" or "never" (the MLA_CUDA_GROUPED_EXPERTS values); INVALID_ARGUMENT
+// naming the value otherwise.
+absl::StatusOr<GroupedExperts> ParseGroupedExperts(std::string_view value);
+
+// kAuto's limit on a step's token-expert pairs. The grouped kernel sums on CUDA cores and
+// reads each weight once per 8 rows, which suits decode steps, where the GEMMs are a few
+// rows each and the per-expert path pays about 3 · 64 launches per layer; above some
+// batch the tensor cores win. 512 pairs is batch 85 at V2-Lite's top-6: an estimate from
+// the arithmetic (at 512 pairs, about 9 GFLOP per V2-Lite layer on the CUDA cores against
+// a 1.1 GB weight read), not yet a measurement.
+inline constexpr int64_t kGroupedMaxPairs = 512;
+
+// True when MoeExperts takes the grouped kernel for a step of `pairs` pairs: `mode` allows
+// it, and the experts are uniform: every gate and up [inter, hidden], every down
+// [hidden, inter], all bf16 or all fp32 (the dtypes the kernel reads).
+bool UseGroupedExperts(std::span<const ExpertTensors> experts, int64_t hidden, int64_t pairs,
+                       GroupedExperts mode);
 
 }  // namespace mla::cuda
 

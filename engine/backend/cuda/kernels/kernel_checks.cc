@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cuda/kernels/check_util.h"
 #include "engine/backend/cuda/kernels/decompressed_attention.h"
+#include "engine/backend/cuda/kernels/grouped_gemm.h"
 #include "engine/backend/cuda/kernels/latent_cache.h"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/pointwise.h"
@@ -200,6 +201,18 @@ absl::Status ValidateDrawParams(const DrawParams& p) {
   return NeedPointers(
       k, p.num > 0,
       {{p.logits, "logits"}, {p.draws, "draws"}, {p.ids, "ids"}, {p.logits_out, "logits_out"}});
+}
+
+absl::Status ValidateGroupedGemmParams(const GroupedGemmParams& p) {
+  constexpr const char* k = "GroupedGemm";
+  if (p.num_experts < 1 || p.num_experts > 65535) {
+    return Invalid(k, absl::StrCat("num_experts must be in [1, 65535], got ", p.num_experts));
+  }
+  if (p.rows < 0 || p.n < 1 || p.k < 1) return Invalid(k, "rows must be >= 0, n and k >= 1");
+  if (p.x_stride < p.k && p.rows > 1) return Invalid(k, "x_stride must be >= k");
+  if (p.y_stride < p.n && p.rows > 1) return Invalid(k, "y_stride must be >= n");
+  return NeedPointers(k, p.rows > 0,
+                      {{p.x, "x"}, {p.offsets, "offsets"}, {p.weights, "weights"}, {p.y, "y"}});
 }
 
 absl::Status ValidateTopKParams(const TopKParams& p) {
