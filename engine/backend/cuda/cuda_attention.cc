@@ -113,17 +113,19 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
     options.num_sms = num_sms_;
     options.num_heads = heads;
     options.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
-    MlaDecodePlan plan;
+    MlaDecodePlan& plan = decode_plan_;
     MLA_RETURN_IF_ERROR(PlanMlaDecode(step_->seq_lens, options, &plan));
     const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
     const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
     MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
     MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
-    // Synchronous copies: `plan` is a local that an asynchronous copy could outlive.
-    MLA_CUDA_RETURN_IF_ERROR(
-        cudaMemcpy(plan_parts_dev_.data(), plan.parts.data(), parts_bytes, cudaMemcpyHostToDevice));
-    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(plan_splits_dev_.data(), plan.split_offsets.data(),
-                                        splits_bytes, cudaMemcpyHostToDevice));
+    // On the step's stream, like BeginStep's uploads: ordered after the work that may still
+    // read the previous plan, and no device-wide wait (a pageable source is staged before
+    // the call returns; the plan is a member all the same).
+    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_parts_dev_.data(), plan.parts.data(), parts_bytes,
+                                             cudaMemcpyHostToDevice, Raw(stream_)));
+    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_splits_dev_.data(), plan.split_offsets.data(),
+                                             splits_bytes, cudaMemcpyHostToDevice, Raw(stream_)));
     plan_parts_ = plan.num_parts;
     plan_partial_slots_ = plan.num_partial_slots();
     planned_step_ = step_number_;

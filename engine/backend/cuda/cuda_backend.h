@@ -34,6 +34,7 @@
 #include "absl/functional/function_ref.h"
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/host/mla_decode_plan.h"
 #include "engine/backend/cuda/host/moe_plan.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
 #include "engine/backend/cuda/kernels/sampling.h"
@@ -183,6 +184,7 @@ class CudaBackend final : public Backend {
   int64_t step_number_ = 0, planned_step_ = -1;
   int planned_heads_ = 0;
   int32_t plan_parts_ = 0, plan_partial_slots_ = 0;
+  MlaDecodePlan decode_plan_;  // host copy of the plan uploaded for the step
   DeviceBuffer plan_parts_dev_, plan_splits_dev_, q_bf16_, out_bf16_, partial_out_, partial_lse_;
   // Decompressed attention: one chunk's latents and up-projected keys, the rows' state.
   DeviceBuffer decompress_latent_, decompress_kv_, decompress_state_;
