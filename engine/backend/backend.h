@@ -110,6 +110,13 @@ struct BackendMemory {
   int64_t workspace_bytes = 0;  // Activations and kernel scratch.
 };
 
+// What BeginGraphRegion asks of the model (see there).
+enum class GraphRegion {
+  kEager,      // issue the region's operations as usual
+  kCapturing,  // issue them; the backend records them, then EndGraphRegion
+  kReplayed,   // issue none: the backend has replayed its recording of them
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -148,6 +155,23 @@ class Backend {
   // --- Per-step state -----------------------------------------------------------------
   // Makes `batch` the current step's layout for WriteCache and MlaAttention.
   virtual void BeginStep(const StepBatch& batch) = 0;
+
+  // A replayable region (CUDA graphs; optional, the default and the CPU backend never
+  // record). The model brackets the operations of a step from the first layer to lm_head
+  // when they depend on nothing but the step's device state, which BeginStep, Upload and
+  // Embed set before the region: a step of decode rows whose logits are all wanted, with
+  // no telemetry. The backend keys a recording by every host value the region's launches
+  // bake in (rows, batch, block-table width, its attention plan), so a later step with the
+  // same key replays it on new tokens, positions and block tables. The protocol:
+  //   kEager      -> issue the operations.
+  //   kCapturing  -> issue them, then call EndGraphRegion(complete), complete = false when
+  //                  the model stopped early (an error); when it returns true nothing ran
+  //                  (the recording failed or was incomplete), so issue them again, eagerly.
+  //   kReplayed   -> issue none; the region's activations hold what the operations would
+  //                  have written.
+  // Errors while recording do not stick: the eager re-issue reports them.
+  virtual GraphRegion BeginGraphRegion() { return GraphRegion::kEager; }
+  virtual bool EndGraphRegion(bool /*complete*/) { return false; }
 
   // --- Operations (out may alias x only where said) -----------------------------------
   // out[t] = table[tokens[t]] as fp32.

@@ -470,25 +470,15 @@ absl::StatusOr<ForwardOutput> DeepseekModel::Forward(std::span<const SequenceChu
   const int64_t hidden = c.hidden_size, half = c.qk_rope_head_dim / 2;
   const float eps = static_cast<float>(c.rms_norm_eps);
   be.BeginStep(step_);
-  be.Upload(cos_, be.Activation(kCos, n, half), {"rope_angles"});
-  be.Upload(sin_, be.Activation(kSin, n, half), {"rope_angles"});
   const Tensor h = be.Activation(kH, n, hidden), xn = be.Activation(kXn, n, hidden);
   const Tensor tmp = be.Activation(kTmp, n, hidden);
-  be.Embed(embed_, step_tokens_, h, {"embed"});
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const Layer& w = layers_[l];
-    be.RmsNorm(h, w.input_norm, eps, xn, {"attn_norm", l});
-    MLA_RETURN_IF_ERROR(Attention(l, chunks));
-    be.Add(tmp, h, {"attn_residual", l});
-    be.RmsNorm(h, w.post_norm, eps, xn, {"ffn_norm", l});
-    if (w.is_moe) {
-      Moe(l, xn, tmp);
-    } else {
-      Mlp(w.mlp, xn, tmp, l, /*shared=*/false);
-    }
-    be.Add(tmp, h, {"ffn_residual", l});
-    MLA_RETURN_IF_ERROR(be.TakeError());
-  }
+  // The step's inputs in device buffers; the region below reads them (and updates h).
+  auto inputs = [&] {
+    be.Upload(cos_, be.Activation(kCos, n, half), {"rope_angles"});
+    be.Upload(sin_, be.Activation(kSin, n, half), {"rope_angles"});
+    be.Embed(embed_, step_tokens_, h, {"embed"});
+  };
+  inputs();
   // Final norm and lm_head only for the rows whose logits are wanted.
   int64_t rows = 0;
   for (const SequenceChunk& ch : chunks) {
@@ -496,23 +486,68 @@ absl::StatusOr<ForwardOutput> DeepseekModel::Forward(std::span<const SequenceChu
     rows += m == 0 ? 0 : (ch.all_logits ? m : 1);
   }
   const Tensor selected = be.Activation(kSelected, rows, hidden);
-  int64_t row = 0, dst = 0;
-  for (const SequenceChunk& ch : chunks) {
-    const int64_t m = static_cast<int64_t>(ch.tokens.size());
-    if (m == 0) continue;
-    const int64_t count = ch.all_logits ? m : 1;
-    be.Copy(h.Rows(row + m - count, count), selected.Rows(dst, count), {"output_rows"});
-    dst += count;
-    row += m;
-  }
   const Tensor normed = be.Activation(kNormed, rows, hidden);
-  be.RmsNorm(selected, norm_, eps, normed, {"output_norm"});
   out.rows = rows;
   out.hidden = selected;
   out.logits = be.Activation(kLogits, rows, c.vocab_size);
-  be.Gemm(normed, lm_head_, out.logits, {"lm_head"});
+  // Everything from here reads only device state set above: the region a backend may
+  // record and replay (Backend::BeginGraphRegion).
+  auto region = [&]() -> absl::Status {
+    for (int l = 0; l < c.num_hidden_layers; ++l) {
+      const Layer& w = layers_[l];
+      be.RmsNorm(h, w.input_norm, eps, xn, {"attn_norm", l});
+      MLA_RETURN_IF_ERROR(Attention(l, chunks));
+      be.Add(tmp, h, {"attn_residual", l});
+      be.RmsNorm(h, w.post_norm, eps, xn, {"ffn_norm", l});
+      if (w.is_moe) {
+        Moe(l, xn, tmp);
+      } else {
+        Mlp(w.mlp, xn, tmp, l, /*shared=*/false);
+      }
+      be.Add(tmp, h, {"ffn_residual", l});
+      MLA_RETURN_IF_ERROR(be.TakeError());
+    }
+    int64_t row = 0, dst = 0;
+    for (const SequenceChunk& ch : chunks) {
+      const int64_t m = static_cast<int64_t>(ch.tokens.size());
+      if (m == 0) continue;
+      const int64_t count = ch.all_logits ? m : 1;
+      be.Copy(h.Rows(row + m - count, count), selected.Rows(dst, count), {"output_rows"});
+      dst += count;
+      row += m;
+    }
+    be.RmsNorm(selected, norm_, eps, normed, {"output_norm"});
+    be.Gemm(normed, lm_head_, out.logits, {"lm_head"});
+    return be.TakeError();
+  };
+  switch (Replayable(chunks) ? be.BeginGraphRegion() : GraphRegion::kEager) {
+    case GraphRegion::kReplayed:
+      break;
+    case GraphRegion::kCapturing: {
+      absl::Status status = region();
+      if (be.EndGraphRegion(status.ok())) {
+        // Nothing was recorded, or part of the region ran eagerly over h: from the inputs.
+        inputs();
+        status = region();
+      }
+      MLA_RETURN_IF_ERROR(status);
+      break;
+    }
+    case GraphRegion::kEager:
+      MLA_RETURN_IF_ERROR(region());
+      break;
+  }
   MLA_RETURN_IF_ERROR(be.TakeError());
   return out;
+}
+
+bool DeepseekModel::Replayable(std::span<const SequenceChunk> chunks) const {
+  // Telemetry reads results back mid-region, V3.2's indexer decides on the host whether a
+  // layer selects, and decompressed chunks are prefill: all eager.
+  if (config_.has_indexer() || !step_.decompress.empty()) return false;
+  return std::all_of(chunks.begin(), chunks.end(), [](const SequenceChunk& ch) {
+    return ch.tokens.size() <= 1 && !ch.probe_attention && ch.watch_end <= ch.watch_begin;
+  });
 }
 
 absl::StatusOr<std::vector<float>> DeepseekModel::ForwardToHost(

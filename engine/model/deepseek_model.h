@@ -106,6 +106,9 @@ class DeepseekModel {
   void BuildStep(std::span<const SequenceChunk> chunks);
   // Whether a chunk attends decompressed this step (see attention_path.h).
   bool Decompress(const SequenceChunk& chunk) const;
+  // True when a step's region from the first layer to lm_head may be recorded and
+  // replayed (Backend::BeginGraphRegion): decode rows only, no telemetry, no indexer.
+  bool Replayable(std::span<const SequenceChunk> chunks) const;
   // Projections, cache write, absorbed attention, telemetry probes, W_UV and o_proj:
   // the attention block's output lands in the kTmp activation.
   absl::Status Attention(int layer, std::span<const SequenceChunk> chunks);

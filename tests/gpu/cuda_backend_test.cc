@@ -854,6 +854,57 @@ TEST_P(CudaModelTest, GroupedExpertsMatchPerExpertGemms) {
   EXPECT_LE(diff.Median(), 1e-4);
 }
 
+// CUDA graphs: every golden prompt's decode steps, one sequence and all of them batched,
+// with 64-token blocks (split-KV kernel, its plan uploaded by BeginStep) and 16-token
+// blocks (the generic kernel), recorded and replayed against the same steps run eagerly.
+// A replay runs the recorded launches on the new step's inputs, so it must give the eager
+// logits (the same kernels on the same data; 1e-6 allows for nothing but a different
+// cuBLASLt algorithm), and keys must actually be recorded and replayed.
+TEST_P(CudaModelTest, GraphReplaysMatchEagerDecodeSteps) {
+  for (const int block_size : {64, 16}) {
+    for (const bool batched : {false, true}) {
+      std::vector<float> logits[2];
+      for (const bool graphs : {false, true}) {
+        gpu_->set_graphs(graphs);
+        const int64_t replays_before = gpu_->graph_replays();
+        ResetCaches(block_size);
+        std::vector<BlockTable> tables;
+        tables.reserve(goldens_.size());
+        std::vector<int64_t> pos;
+        const size_t count = batched ? goldens_.size() : 1;
+        int64_t steps = 0;
+        for (size_t i = 0; i < count; ++i) {
+          const Golden& g = goldens_[i];
+          steps = std::max<int64_t>(steps, static_cast<int64_t>(g.greedy.size()));
+          tables.push_back(MakeTable(g.prompt.size() + g.greedy.size()));
+          SequenceChunk prompt{g.prompt, 0, &tables.back(), false};
+          Run(*gpu_model_, {&prompt, 1});
+          pos.push_back(static_cast<int64_t>(g.prompt.size()));
+        }
+        for (int64_t s = 0; s < steps; ++s) {
+          std::vector<SequenceChunk> chunks;
+          for (size_t i = 0; i < count; ++i) {
+            if (s >= static_cast<int64_t>(goldens_[i].greedy.size())) continue;
+            chunks.push_back({std::span<const int32_t>(&goldens_[i].greedy[s], 1), pos[i] + s,
+                              &tables[i], false});
+          }
+          const std::vector<float> step = Run(*gpu_model_, chunks);
+          logits[graphs].insert(logits[graphs].end(), step.begin(), step.end());
+        }
+        if (graphs) {
+          EXPECT_GT(gpu_->graph_replays(), replays_before)
+              << "block " << block_size << (batched ? " batched" : " alone");
+        }
+      }
+      gpu_->set_graphs(false);
+      CompareRows(logits[1], logits[0], vocab(), 1e-6,
+                  "graphs, block " + std::to_string(block_size) + (batched ? " batched" : ""),
+                  nullptr);
+    }
+  }
+  EXPECT_GT(gpu_->graph_captures(), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(TinyModels, CudaModelTest, ::testing::Values("tiny-v2-lite", "tiny-v3"),
                          [](const auto& info) {
                            std::string n = info.param;

@@ -108,21 +108,30 @@ fi
 # --- 2. The gpu tests ------------------------------------------------------------------
 tests_log="${out}/gpu_tests.log"
 : >"${tests_log}"
+# run_test BINARY LABEL [VAR=VALUE...]: one test binary, its log section headed by LABEL.
+run_test() {
+  local t=$1 label=$2
+  shift 2
+  local bin="${build_rel}/tests/gpu/${t}" rc passed failed_n skipped
+  echo "===== ${label}" >>"${tests_log}"
+  env "$@" timeout "$(limit 240)" "${bin}" --gtest_color=no >>"${tests_log}" 2>&1
+  rc=$?
+  passed=$(sed -n "/^===== ${label}\$/,\$p" "${tests_log}" | grep -c '^\[       OK \]')
+  failed_n=$(sed -n "/^===== ${label}\$/,\$p" "${tests_log}" | grep -c '^\[  FAILED  \] [A-Za-z]')
+  skipped=$(sed -n "/^===== ${label}\$/,\$p" "${tests_log}" | grep -c '^\[  SKIPPED \] [A-Za-z]')
+  if ((rc != 0 || skipped > 0)); then
+    fail "${label}: exit ${rc}, ${passed} passed, ${failed_n} failed, ${skipped} skipped"
+  else
+    say "ok: ${label}: ${passed} passed"
+  fi
+}
 for t in device_test cuda_pointwise_test cuda_gemm_lt_test cuda_mla_decode_test \
          cuda_moe_routing_test cuda_backend_test cuda_engine_test cuda_server_test; do
-  bin="${build_rel}/tests/gpu/${t}"
-  echo "===== ${t}" >>"${tests_log}"
-  timeout "$(limit 240)" "${bin}" --gtest_color=no >>"${tests_log}" 2>&1
-  rc=$?
-  passed=$(sed -n "/^===== ${t}\$/,\$p" "${tests_log}" | grep -c '^\[       OK \]')
-  failed_n=$(sed -n "/^===== ${t}\$/,\$p" "${tests_log}" | grep -c '^\[  FAILED  \] [A-Za-z]')
-  skipped=$(sed -n "/^===== ${t}\$/,\$p" "${tests_log}" | grep -c '^\[  SKIPPED \] [A-Za-z]')
-  if ((rc != 0 || skipped > 0)); then
-    fail "${t}: exit ${rc}, ${passed} passed, ${failed_n} failed, ${skipped} skipped"
-  else
-    say "ok: ${t}: ${passed} passed"
-  fi
+  run_test "${t}" "${t}"
 done
+# The engine again with CUDA graphs on (off by default until measured): preemption,
+# prefix hits and seeded sampling through recorded and replayed decode steps.
+run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_GRAPHS=on" MLA_CUDA_GRAPHS=on
 grep -h '1 - cosine' "${tests_log}" | tee -a "${summary}"
 
 # --- 3. The decode kernel's benchmark ----------------------------------------------------
@@ -153,6 +162,10 @@ elif timeout "$(limit 150)" tools/make_bench_models.sh "${models}" v2-lite-2laye
     echo "rc $?"
     # The MoE experts' two device paths at the same batches: the grouped kernel (the
     # default up to 512 token-expert pairs) against one cuBLASLt GEMM triple per expert.
+    echo "## decode as above, CUDA graphs on (MLA_CUDA_GRAPHS=on)"
+    MLA_CUDA_GRAPHS=on timeout "$(limit 90)" "${engine[@]}" --mode=batch \
+      --batches=1,16,64 --prompt_len=512 --decode_tokens=64
+    echo "rc $?"
     echo "## decode as above, experts one GEMM triple each (MLA_CUDA_GROUPED_EXPERTS=never)"
     MLA_CUDA_GROUPED_EXPERTS=never timeout "$(limit 90)" "${engine[@]}" --mode=batch \
       --batches=1,16,64 --prompt_len=512 --decode_tokens=64

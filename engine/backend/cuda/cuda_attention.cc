@@ -68,6 +68,7 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
                                                     Shape(lse), " must be dense rows of ", heads,
                                                     " heads for ", step_->num_tokens, " tokens")));
   }
+  last_heads_ = heads;
   // Sequences marked for DecompressedAttention are skipped, which only the generic kernel
   // does (the model marks decode rows only when the decompressed path is forced).
   const bool any_marked = !step_->decompress.empty();
@@ -102,35 +103,39 @@ bool CudaBackend::CanSplitKvDecode(int heads) const {
          num_sms_ > 0;
 }
 
+absl::Status CudaBackend::PlanSplitKv(int heads) {
+  if (planned_step_ == step_number_ && planned_heads_ == heads) return absl::OkStatus();
+  MlaDecodePlanOptions options;
+  options.num_sms = num_sms_;
+  options.num_heads = heads;
+  options.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
+  MlaDecodePlan& plan = decode_plan_;
+  MLA_RETURN_IF_ERROR(PlanMlaDecode(step_->seq_lens, options, &plan));
+  const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
+  const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
+  MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
+  MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
+  // On the step's stream, like BeginStep's uploads: ordered after the work that may still
+  // read the previous plan, and no device-wide wait (a pageable source is staged before
+  // the call returns; the plan is a member all the same).
+  MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_parts_dev_.data(), plan.parts.data(), parts_bytes,
+                                           cudaMemcpyHostToDevice, Raw(stream_)));
+  MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_splits_dev_.data(), plan.split_offsets.data(),
+                                           splits_bytes, cudaMemcpyHostToDevice, Raw(stream_)));
+  plan_parts_ = plan.num_parts;
+  plan_partial_slots_ = plan.num_partial_slots();
+  planned_step_ = step_number_;
+  planned_heads_ = heads;
+  return absl::OkStatus();
+}
+
 // q rounds to bf16 for the kernel (its scores are bf16 products with fp32 sums); its bf16
 // output loses nothing downstream, since W_UV's GEMM rounds its input to bf16 anyway.
 absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
                                         const Tensor& out, const Tensor& lse) {
   const int lat = layout_->latent_dim(), rope = layout_->rope_dim();
   const int64_t batch = step_->batch;
-  if (planned_step_ != step_number_ || planned_heads_ != heads) {
-    MlaDecodePlanOptions options;
-    options.num_sms = num_sms_;
-    options.num_heads = heads;
-    options.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
-    MlaDecodePlan& plan = decode_plan_;
-    MLA_RETURN_IF_ERROR(PlanMlaDecode(step_->seq_lens, options, &plan));
-    const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
-    const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
-    MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
-    MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
-    // On the step's stream, like BeginStep's uploads: ordered after the work that may still
-    // read the previous plan, and no device-wide wait (a pageable source is staged before
-    // the call returns; the plan is a member all the same).
-    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_parts_dev_.data(), plan.parts.data(), parts_bytes,
-                                             cudaMemcpyHostToDevice, Raw(stream_)));
-    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_splits_dev_.data(), plan.split_offsets.data(),
-                                             splits_bytes, cudaMemcpyHostToDevice, Raw(stream_)));
-    plan_parts_ = plan.num_parts;
-    plan_partial_slots_ = plan.num_partial_slots();
-    planned_step_ = step_number_;
-    planned_heads_ = heads;
-  }
+  MLA_RETURN_IF_ERROR(PlanSplitKv(heads));
   const size_t rows = static_cast<size_t>(batch) * heads;
   MLA_RETURN_IF_ERROR(Reserve(q_bf16_, rows * (lat + rope) * sizeof(bf16_t)));
   MLA_RETURN_IF_ERROR(Reserve(out_bf16_, rows * lat * sizeof(bf16_t)));

@@ -55,7 +55,15 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int ordinal) {
       CublasStatus(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode"));
   MLA_ASSIGN_OR_RETURN(backend->lt_, GemmLt::Create());
   backend->num_sms_ = d.multiprocessors;
-  // The benchmarks compare the MoE paths on the device through this variable.
+  // The benchmarks compare eager steps with CUDA graphs, and the MoE paths, through these.
+  if (const char* env = std::getenv("MLA_CUDA_GRAPHS"); env != nullptr) {
+    const std::string_view v = env;
+    if (v != "on" && v != "off") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("MLA_CUDA_GRAPHS: expected on or off, got \"", env, "\""));
+    }
+    backend->graphs_on_ = v == "on";
+  }
   if (const char* env = std::getenv("MLA_CUDA_GROUPED_EXPERTS"); env != nullptr) {
     absl::StatusOr<GroupedExperts> mode = ParseGroupedExperts(env);
     if (!mode.ok()) {
@@ -71,24 +79,27 @@ CudaBackend::CudaBackend(std::string name, std::string description)
     : name_(std::move(name)), description_(std::move(description)) {}
 
 CudaBackend::~CudaBackend() {
-  if (stream_ != nullptr) {
-    cudaStreamSynchronize(Raw(stream_));
-    cudaStreamDestroy(Raw(stream_));
-  }
+  if (stream_ != nullptr) cudaStreamSynchronize(Raw(stream_));
+  DestroyGraphs(graph_cache_.TakeAll());
+  if (stream_ != nullptr) cudaStreamDestroy(Raw(stream_));
 }
 
 void CudaBackend::Fail(const Op& op, absl::Status status) {
-  if (status.ok() || !error_.ok()) return;
+  if (status.ok()) return;
+  // While recording, an error only spoils the recording: the region runs again eagerly,
+  // where a real error recurs and sticks.
+  absl::Status& first = InCapture() ? capture_error_ : error_;
+  if (!first.ok()) return;
   const std::string where =
       op.layer >= 0 ? absl::StrCat(op.name, " (layer ", op.layer, ")") : std::string(op.name);
-  error_ = absl::Status(status.code(), absl::StrCat(where, ": ", status.message()));
+  first = absl::Status(status.code(), absl::StrCat(where, ": ", status.message()));
 }
 
 absl::Status CudaBackend::TakeError() {
   // A launch error not yet attributed to an operation (normally none: every launch checks).
   if (error_.ok()) {
     if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) {
-      error_ = CudaStatus(static_cast<int>(e), "a kernel launch");
+      Fail({"a kernel launch"}, CudaStatus(static_cast<int>(e), "cudaGetLastError"));
     }
   }
   return std::exchange(error_, absl::OkStatus());
@@ -101,6 +112,9 @@ absl::Status CudaBackend::Sync() {
 
 absl::Status CudaBackend::Reserve(DeviceBuffer& buffer, size_t bytes) {
   if (buffer.bytes() >= bytes) return absl::OkStatus();
+  // Freeing memory a recording points into ends it, and outdates every recording.
+  if (capturing_) AbortCapture();
+  ++generation_;
   // Grow by half again so a slowly growing batch does not reallocate every step.
   MLA_ASSIGN_OR_RETURN(buffer, DeviceBuffer::Allocate(std::max(bytes, buffer.bytes() * 3 / 2)));
   return absl::OkStatus();
@@ -157,6 +171,7 @@ absl::Status CudaBackend::AllocateCache(const CacheLayout& layout, int32_t num_b
                                                      description_, ": ", cache.status().message()));
   }
   cache_ = std::move(*cache);
+  ++generation_;  // recordings point into the old cache
   layout_ = layout;
   num_blocks_ = num_blocks;
   return absl::OkStatus();
@@ -288,6 +303,12 @@ void CudaBackend::BeginStep(const StepBatch& batch) {
         upload(slots_, batch.slots.data(), bytes(batch.slots)),
         upload(decompress_dev_, batch.decompress.data(), bytes(batch.decompress))}) {
     Fail(op, std::move(s));
+  }
+  // The split-KV plan goes up with the step's other inputs, before any region a graph
+  // records, for the heads of the last attention (the model's; a first step plans at its
+  // first attention instead).
+  if (layout_ && last_heads_ > 0 && batch.decompress.empty() && CanSplitKvDecode(last_heads_)) {
+    Fail(op, PlanSplitKv(last_heads_));
   }
 }
 

@@ -19,6 +19,9 @@
 // numbers per row come back); rows the device cannot decide download their logits and run
 // the CPU backend's sampler.
 //
+// Decode steps can be recorded as CUDA graphs and replayed (cuda_graphs.cc; off by
+// default, MLA_CUDA_GRAPHS=on).
+//
 // Errors are sticky (backend.h): a failing launch or CUDA call records the first error,
 // naming the operation and layer, and TakeError() returns it.
 #ifndef MLA_ENGINE_BACKEND_CUDA_CUDA_BACKEND_H_
@@ -28,12 +31,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "engine/backend/backend.h"
 #include "engine/backend/cuda/device_buffer.h"
+#include "engine/backend/cuda/host/graph_cache.h"
 #include "engine/backend/cuda/host/mla_decode_plan.h"
 #include "engine/backend/cuda/host/moe_plan.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
@@ -61,6 +66,13 @@ class CudaBackend final : public Backend {
   // grouped.
   void set_grouped_experts(GroupedExperts mode) { grouped_experts_ = mode; }
   int64_t moe_grouped_calls() const { return moe_grouped_calls_; }
+  // CUDA graphs (cuda_graphs.cc): decode steps' regions recorded per key and replayed.
+  // Off by default until measured on a device (MLA_CUDA_GRAPHS=on turns it on at
+  // Create); tests turn it on. The counters say how many regions were recorded and
+  // replayed.
+  void set_graphs(bool on) { graphs_on_ = on; }
+  int64_t graph_captures() const { return graph_captures_; }
+  int64_t graph_replays() const { return graph_replays_; }
   // Steps whose every row is a decode row run the split-KV decode kernel (kernels/
   // mla_decode.h) when the shapes allow (64-token blocks, L ≤ 512); off, every step runs
   // the generic attention kernel. On by default; tests compare the two.
@@ -122,8 +134,20 @@ class CudaBackend final : public Backend {
   void Sample(const Tensor& logits, std::span<const RowSampling> rows, std::span<RowSample> out,
               Op op) override;
   absl::Status TakeError() override;
+  GraphRegion BeginGraphRegion() override;
+  bool EndGraphRegion(bool complete) override;
 
  private:
+  StepGraphKey CurrentGraphKey() const;
+  // Ends a recording that cannot go on (a buffer must grow, which frees memory the
+  // recording points into); the region's remaining operations run eagerly and
+  // EndGraphRegion asks for the whole region again.
+  void AbortCapture();
+  // Destroys the recordings the cache hands back.
+  void DestroyGraphs(const std::vector<void*>& execs);
+  bool InCapture() const { return capturing_ || capture_aborted_; }
+  // Plans and uploads the split-KV decode of the current step for `heads` (once a step).
+  absl::Status PlanSplitKv(int heads);
   CudaBackend(std::string name, std::string description);
 
   // Records the first error (later ones are consequences), prefixed with the operation.
@@ -192,6 +216,16 @@ class CudaBackend final : public Backend {
   DeviceBuffer gemm_in_, expert_ids_, expert_weights_, counts_, offsets_, sorted_pairs_, pair_rows_,
       permuted_, expert_out_, expert_gate_, expert_up_, probe_stats_;
   std::vector<int32_t> offsets_host_;
+  // CUDA graphs (host/graph_cache.h decides; a recording's handle is a cudaGraphExec_t).
+  bool graphs_on_ = false;
+  int64_t generation_ = 0;  // bumped whenever a device buffer moves
+  int last_heads_ = 0;      // heads of the last attention, to plan split-KV in BeginStep
+  StepGraphCache graph_cache_;
+  bool capturing_ = false, capture_aborted_ = false;
+  absl::Status capture_error_;
+  StepGraphKey capture_key_;
+  int64_t capture_generation_ = 0;
+  int64_t graph_captures_ = 0, graph_replays_ = 0;
   GroupedExperts grouped_experts_ = GroupedExperts::kAuto;
   int64_t moe_grouped_calls_ = 0;
   // The grouped kernel's weight table of each layer's experts (gate, then up, then down,

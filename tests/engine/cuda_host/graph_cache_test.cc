@@ -1,0 +1,90 @@
+// host/graph_cache.h: when CudaBackend records a decode region, replays it, runs it eagerly
+// and destroys a recording, over a sequence of steps and buffer generations.
+#include "engine/backend/cuda/host/graph_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace mla::cuda {
+namespace {
+
+using Action = StepGraphCache::Action;
+
+StepGraphKey Key(int64_t batch, int64_t max_blocks = 1) {
+  StepGraphKey k;
+  k.rows = k.batch = batch;
+  k.max_blocks = max_blocks;
+  return k;
+}
+
+// Stand-ins for cudaGraphExec_t handles.
+int g_exec[8];
+
+TEST(StepGraphCacheTest, EagerFirstThenRecordThenReplay) {
+  StepGraphCache cache;
+  EXPECT_EQ(cache.Decide(Key(4), 0).action, Action::kEager) << "first sighting sizes buffers";
+  EXPECT_EQ(cache.Decide(Key(4), 0).action, Action::kRecord);
+  cache.Recorded(Key(4), 0, &g_exec[0]);
+  for (int i = 0; i < 3; ++i) {
+    const StepGraphCache::Decision d = cache.Decide(Key(4), 0);
+    EXPECT_EQ(d.action, Action::kReplay);
+    EXPECT_EQ(d.exec, &g_exec[0]);
+    EXPECT_TRUE(d.stale.empty());
+  }
+  // Any part of the key is a different recording.
+  EXPECT_EQ(cache.Decide(Key(4, 2), 0).action, Action::kEager);
+  StepGraphKey other_plan = Key(4);
+  other_plan.split_kv = true;
+  other_plan.plan_parts = 66;
+  EXPECT_EQ(cache.Decide(other_plan, 0).action, Action::kEager);
+  StepGraphKey other_moe = Key(4);
+  other_moe.grouped = GroupedExperts::kNever;
+  EXPECT_EQ(cache.Decide(other_moe, 0).action, Action::kEager);
+  EXPECT_EQ(cache.Decide(Key(4), 0).action, Action::kReplay);
+}
+
+TEST(StepGraphCacheTest, ANewGenerationDestroysTheRecordingAndStartsOver) {
+  StepGraphCache cache;
+  cache.Decide(Key(2), 0);
+  ASSERT_EQ(cache.Decide(Key(2), 0).action, Action::kRecord);
+  cache.Recorded(Key(2), 0, &g_exec[1]);
+  const StepGraphCache::Decision moved = cache.Decide(Key(2), 1);
+  EXPECT_EQ(moved.action, Action::kEager) << "buffers moved: size them again first";
+  EXPECT_EQ(moved.stale, std::vector<void*>{&g_exec[1]});
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.Decide(Key(2), 1).action, Action::kRecord);
+}
+
+TEST(StepGraphCacheTest, AFailedKeyStaysEagerUntilTheGenerationChanges) {
+  StepGraphCache cache;
+  cache.Decide(Key(8), 5);
+  ASSERT_EQ(cache.Decide(Key(8), 5).action, Action::kRecord);
+  cache.Failed(Key(8), 5);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(cache.Decide(Key(8), 5).action, Action::kEager);
+  EXPECT_EQ(cache.Decide(Key(8), 6).action, Action::kEager) << "first sighting in gen 6";
+  EXPECT_EQ(cache.Decide(Key(8), 6).action, Action::kRecord);
+}
+
+TEST(StepGraphCacheTest, PastTheLimitEveryRecordingIsDropped) {
+  StepGraphCache cache(2);
+  for (int b = 1; b <= 2; ++b) {
+    cache.Decide(Key(b), 0);
+    ASSERT_EQ(cache.Decide(Key(b), 0).action, Action::kRecord);
+    cache.Recorded(Key(b), 0, &g_exec[b]);
+  }
+  cache.Decide(Key(3), 0);
+  StepGraphCache::Decision d = cache.Decide(Key(3), 0);
+  EXPECT_EQ(d.action, Action::kRecord);
+  std::sort(d.stale.begin(), d.stale.end());
+  EXPECT_EQ(d.stale, (std::vector<void*>{&g_exec[1], &g_exec[2]}));
+  cache.Recorded(Key(3), 0, &g_exec[3]);
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_EQ(cache.TakeAll(), std::vector<void*>{&g_exec[3]});
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(cache.Decide(Key(1), 0).action, Action::kRecord) << "key 1 was seen in gen 0";
+}
+
+}  // namespace
+}  // namespace mla::cuda
