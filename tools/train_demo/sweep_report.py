@@ -62,12 +62,21 @@ def main(argv):
     print(f"Exact-match rate, mean over {len(depths)} depths x {len(kinds)} kinds "
           f"({', '.join(kinds)}) x {per_cell} prompt(s) = {len(depths) * len(kinds) * per_cell} "
           f"prompts per length:\n")
-    print("| model | cache B/token | params | opening ended (step) | steps | M tokens (min) | " +
-          " | ".join(str(n) for n in lengths) + " |")
+    # The control's parameters against each model's (the budget is to match within 10%).
+    control = next((m for m in models if m["cfg"].get("model_type") != "deepseek_v2"), None)
+
+    def vs_control(m):
+        if control is None or m is control or "?" in (m["params"], control["params"]):
+            return ""
+        ratio = int(control["params"].replace(",", "")) / int(m["params"].replace(",", ""))
+        return f" ({ratio - 1:+.0%})"
+
+    print("| model | cache B/token | params (control vs it) | opening ended (step) | steps | "
+          "M tokens (min) | " + " | ".join(str(n) for n in lengths) + " |")
     print("|---|---:|---:|---:|---:|---:|" + "---:|" * len(lengths))
     for m in models:
         rates = [statistics.mean(c["exact"] for c in cells(m, length=n)) for n in lengths]
-        print(f"| {m['name']} | {cache_bytes_per_token(m['cfg'])} | {m['params']} | "
+        print(f"| {m['name']} | {cache_bytes_per_token(m['cfg'])} | {m['params']}{vs_control(m)} | "
               f"{m['opening']} | {m['steps']} | {m['tokens']} ({m['minutes']}) | "
               + " | ".join(f"{r:.2f}" for r in rates) + " |")
     print("\nBy kind (passkey / kv / multi):\n")
