@@ -236,21 +236,28 @@ TEST(GroupedGemmCudaTest, MatchesNaiveProduct) {
     std::vector<int32_t> counts;
     int64_t n, k;
     bool bf16;
+    bool paired = false;  // even strides: bf16 weights with an even k take the paired walk
   };
-  std::vector<Case> cases = {
-      {{0, 8, 0, 9, 17, 1}, 24, 64, true}, {{3, 0, 40, 1}, 17, 33, false}, {{1}, 1, 1, true}};
-  // V2-Lite's gate/up (1408 × 2048) for a decode batch of 16 at top-6 over 64 experts.
+  std::vector<Case> cases = {{{0, 8, 0, 9, 17, 1}, 24, 64, true},
+                             {{3, 0, 40, 1}, 17, 33, false},
+                             {{1}, 1, 1, true},
+                             {{0, 8, 0, 9, 17, 1}, 24, 66, true, true},
+                             {{3, 0, 40, 1}, 17, 130, true, true}};
+  // V2-Lite's gate/up (1408 × 2048) for a decode batch of 16 at top-6 over 64 experts,
+  // both walks.
   Case v2_lite{std::vector<int32_t>(64, 0), 1408, 2048, true};
   std::mt19937 pick(5);
   for (int pair = 0; pair < 16 * 6; ++pair) ++v2_lite.counts[pick() % 64];
+  cases.push_back(v2_lite);
+  v2_lite.paired = true;
   cases.push_back(v2_lite);
   const float nan = std::nanf("");
   for (const Case& c : cases) {
     const int experts = static_cast<int>(c.counts.size());
     std::vector<int32_t> offsets = {0};
     for (int32_t n : c.counts) offsets.push_back(offsets.back() + n);
-    const int64_t rows = offsets.back(), x_stride = c.k + 3, y_stride = c.n + 2;
-    const int64_t w_stride = c.k + 5;
+    const int64_t rows = offsets.back(), x_stride = c.k + (c.paired ? 2 : 3), y_stride = c.n + 2;
+    const int64_t w_stride = c.k + (c.paired ? 4 : 5);
     std::vector<float> x = RandomFloats((rows + 1) * x_stride, 11, 1.0f);
     for (int64_t r = 0; r <= rows; ++r) {
       for (int64_t i = 0; i < x_stride; ++i) {

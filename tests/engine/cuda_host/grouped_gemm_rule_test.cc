@@ -84,6 +84,7 @@ struct Case {
   std::vector<int32_t> counts;
   int64_t n, k;
   bool bf16;
+  bool paired = false;  // even strides, so that bf16 weights with an even k read pairs
 };
 
 class GroupedGemmRuleTest : public ::testing::TestWithParam<Case> {};
@@ -95,7 +96,7 @@ TEST_P(GroupedGemmRuleTest, ReplayMatchesNaiveProductAndStoresEachRoutedElementO
   Launch l;
   l.n = tc.n;
   l.k = tc.k;
-  l.x_stride = tc.k + 3;
+  l.x_stride = tc.k + (tc.paired ? 2 : 3);
   l.y_stride = tc.n + 2;
   l.offsets = {0};
   for (int32_t c : tc.counts) l.offsets.push_back(l.offsets.back() + c);
@@ -106,7 +107,7 @@ TEST_P(GroupedGemmRuleTest, ReplayMatchesNaiveProductAndStoresEachRoutedElementO
     for (int64_t i = 0; i < l.k; ++i) l.x[r * l.x_stride + i] = dist(rng);
   }
   l.y.assign(static_cast<size_t>(stored_rows * l.y_stride), kNaN);
-  const int64_t w_stride = tc.k + 5;
+  const int64_t w_stride = tc.k + (tc.paired ? 4 : 5);
   std::vector<std::vector<float>> w_f32(tc.counts.size());
   std::vector<std::vector<bf16_t>> w_bf16(tc.counts.size());
   for (size_t e = 0; e < tc.counts.size(); ++e) {
@@ -128,6 +129,9 @@ TEST_P(GroupedGemmRuleTest, ReplayMatchesNaiveProductAndStoresEachRoutedElementO
     }
     l.weights.push_back(g);
   }
+  ASSERT_EQ(GroupedPaired(l.x.data(), l.x_stride, l.weights[0], l.k),
+            tc.paired && tc.bf16 && tc.k % 2 == 0)
+      << "the case runs the walk it is meant to";
   const std::vector<int> stores = Replay(l);
 
   for (size_t e = 0; e < tc.counts.size(); ++e) {
@@ -166,7 +170,13 @@ INSTANTIATE_TEST_SUITE_P(
         Case{{0, 8, 0, 9, 17, 1}, 24, 31, true}, Case{{3, 0, 0, 16}, 17, 32, false},
         Case{{5, 7}, 5, 33, true}, Case{{0, 0, 40}, 33, 100, false},
         // tiny-v3's experts (8 wide) and a V2-Lite-like hidden size with decode rows.
-        Case{{2, 1, 0, 3, 4, 0, 1, 1}, 8, 64, true}, Case{{1, 2, 1, 0, 2}, 48, 2048, true}));
+        Case{{2, 1, 0, 3, 4, 0, 1, 1}, 8, 64, true}, Case{{1, 2, 1, 0, 2}, 48, 2048, true},
+        // The paired walk: k below, at and above a pass of 64, V2-Lite's widths; an odd k
+        // and fp32 weights stay scalar even with even strides.
+        Case{{0, 8, 0, 9, 17, 1}, 24, 30, true, true}, Case{{3, 0, 40}, 17, 64, true, true},
+        Case{{5, 7}, 5, 130, true, true}, Case{{1, 2, 1, 0, 2}, 48, 2048, true, true},
+        Case{{2, 1, 0, 3}, 24, 1408, true, true}, Case{{4, 4}, 9, 33, true, true},
+        Case{{4, 4}, 9, 34, false, true}));
 
 // Two experts sharing one all-ones fp32 weight [n, k], dense x and y of `rows` rows, y
 // poisoned.
