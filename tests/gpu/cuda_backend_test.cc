@@ -892,7 +892,10 @@ TEST_P(CudaModelTest, GraphReplaysMatchEagerDecodeSteps) {
           logits[graphs].insert(logits[graphs].end(), step.begin(), step.end());
         }
         if (graphs) {
-          EXPECT_GT(gpu_->graph_replays(), replays_before)
+          // Every step after the first two (eager, then recorded) replays: no sequence
+          // outgrows its block-table bucket here and the batch keeps its size, so the key
+          // must not change from step to step.
+          EXPECT_GE(gpu_->graph_replays() - replays_before, steps - 2)
               << "block " << block_size << (batched ? " batched" : " alone");
         }
       }

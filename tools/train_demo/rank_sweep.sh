@@ -14,7 +14,9 @@
 # in its 51 needle minutes). Two models train at a time, one thread each (a 2-core machine:
 # 1.5 to 2.5 hours a pair), the most telling pair first; each pair is evaluated and the
 # report refreshed as soon as it is trained; a rerun resumes each model from its checkpoint
-# and skips finished steps. Per model OUT_DIR/NAME/ holds the
+# and skips finished steps. MODELS="mla-r128 mla-r64" trains and evaluates only those
+# (in that order, two at a time), e.g. to finish a sweep whose other models are done
+# elsewhere. Per model OUT_DIR/NAME/ holds the
 # model, train.log, eval.json and recall.svg; OUT_DIR/report.md gathers the tables.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +32,24 @@ mkdir -p "$out"
 # In pairs: the control beside the lowest rank first, then the rest from the ends inwards.
 configs=("mha --attention mha" "mla-r8 --kv-lora-rank 8" "mla-r32 --kv-lora-rank 32"
          "mla-r128 --kv-lora-rank 128" "mla-r16 --kv-lora-rank 16" "mla-r64 --kv-lora-rank 64")
+if [[ -n "${MODELS:-}" ]]; then
+  chosen=()
+  for name in $MODELS; do
+    found=""
+    for config in "${configs[@]}"; do
+      if [[ "${config%% *}" == "$name" ]]; then
+        chosen+=("$config")
+        found=1
+      fi
+    done
+    if [[ -z "$found" ]]; then
+      echo "rank_sweep.sh: MODELS names '$name', which is not one of:" \
+        "mha mla-r8 mla-r32 mla-r128 mla-r16 mla-r64" >&2
+      exit 2
+    fi
+  done
+  configs=("${chosen[@]}")
+fi
 
 train_one() {
   local name=$1

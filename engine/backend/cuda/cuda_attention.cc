@@ -81,7 +81,7 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   p.latent = static_cast<int>(lat);
   p.rope = layout_->rope_dim();
   p.block_size = layout_->block_size();
-  p.max_blocks = step_->max_blocks;
+  p.max_blocks = table_width_;
   p.softmax_scale = softmax_scale;
   p.cache = CacheLayer(layer);
   p.cache_fp8 = CacheFp8();
@@ -108,13 +108,20 @@ absl::Status CudaBackend::PlanSplitKv(int heads) {
   MlaDecodePlanOptions options;
   options.num_sms = num_sms_;
   options.num_heads = heads;
-  options.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
+  options.max_blocks_per_seq = static_cast<int>(table_width_);
   MlaDecodePlan& plan = decode_plan_;
   MLA_RETURN_IF_ERROR(PlanMlaDecode(step_->seq_lens, options, &plan));
   const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
   const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
   MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
   MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
+  // Partial results for the plan's bound, not its count, which changes whenever a sequence
+  // crosses a block: buffers that moved would outdate every recorded step.
+  const size_t slots = static_cast<size_t>(
+      std::max<int64_t>(MaxPartialSlots(static_cast<int64_t>(step_->seq_lens.size()), options), 1));
+  const size_t lat = static_cast<size_t>(layout_->latent_dim());
+  MLA_RETURN_IF_ERROR(Reserve(partial_out_, slots * heads * lat * sizeof(float)));
+  MLA_RETURN_IF_ERROR(Reserve(partial_lse_, slots * heads * sizeof(float)));
   // On the step's stream, like BeginStep's uploads: ordered after the work that may still
   // read the previous plan, and no device-wide wait (a pageable source is staged before
   // the call returns; the plan is a member all the same).
@@ -139,9 +146,6 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
   const size_t rows = static_cast<size_t>(batch) * heads;
   MLA_RETURN_IF_ERROR(Reserve(q_bf16_, rows * (lat + rope) * sizeof(bf16_t)));
   MLA_RETURN_IF_ERROR(Reserve(out_bf16_, rows * lat * sizeof(bf16_t)));
-  const size_t slots = static_cast<size_t>(std::max(plan_partial_slots_, 1));
-  MLA_RETURN_IF_ERROR(Reserve(partial_out_, slots * heads * lat * sizeof(float)));
-  MLA_RETURN_IF_ERROR(Reserve(partial_lse_, slots * heads * sizeof(float)));
   MLA_RETURN_IF_ERROR(LaunchToBf16(F32(q), q_bf16_.as<bf16_t>(), stream_));
   MlaDecodeParams p;
   p.batch = static_cast<int>(batch);
@@ -151,7 +155,7 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
   p.rope_dim = rope;
   p.block_size = kMlaBlockSize;
   p.num_blocks = num_blocks_;
-  p.max_blocks_per_seq = static_cast<int>(step_->max_blocks);
+  p.max_blocks_per_seq = static_cast<int>(table_width_);
   p.softmax_scale = softmax_scale;
   p.num_parts = plan_parts_;
   p.num_partial_slots = plan_partial_slots_;
@@ -195,7 +199,7 @@ absl::StatusOr<AttentionSharpness> CudaBackend::ProbeAttention(int layer, int64_
   p.softmax_scale = softmax_scale;
   p.cache = CacheLayer(layer);
   p.cache_fp8 = CacheFp8();
-  p.blocks = block_table_.as<int32_t>() + seq * step_->max_blocks;
+  p.blocks = block_table_.as<int32_t>() + seq * table_width_;
   p.q = static_cast<const float*>(q_row.data);
   p.stats = probe_stats_.as<float>();
   MLA_RETURN_IF_ERROR(LaunchProbeF32(p, stream_));

@@ -201,6 +201,10 @@ class CudaBackend final : public Backend {
   // The current step on the device (BeginStep) and its host description.
   const StepBatch* step_ = nullptr;
   std::vector<int32_t> row_seq_;
+  // The block table on the device has rows of table_width_ = BlockTableWidth(max_blocks)
+  // entries (host/graph_cache.h), re-strided from the step's through table_host_.
+  int64_t table_width_ = 0;
+  std::vector<int32_t> table_host_;
   DeviceBuffer block_table_, seq_lens_, q_pos0_, cu_seqlens_q_, row_seq_dev_, slots_, tokens_,
       decompress_dev_;
   bool decode_only_ = false;  // Every sequence of the step has one row.

@@ -60,7 +60,7 @@ absl::Status CudaBackend::DecompressSequence(int layer, int64_t seq, int heads, 
   MLA_RETURN_IF_ERROR(Reserve(decompress_kv_, static_cast<size_t>(4 * chunk * heads * (nope + v))));
   MLA_RETURN_IF_ERROR(
       Reserve(decompress_state_, static_cast<size_t>(DecompressStateBytes(rows, heads, v))));
-  const int32_t* blocks = block_table_.as<int32_t>() + seq * step_->max_blocks;
+  const int32_t* blocks = block_table_.as<int32_t>() + seq * table_width_;
   for (int64_t first = 0; first < keys; first += chunk) {
     const int64_t n = std::min(chunk, keys - first);
     const Tensor latent{decompress_latent_.data(), DType::kF32, n, lat, lat};

@@ -36,12 +36,9 @@ StepGraphKey CudaBackend::CurrentGraphKey() const {
   StepGraphKey k;
   k.rows = step_->num_tokens;
   k.batch = step_->batch;
-  k.max_blocks = step_->max_blocks;
+  k.table_width = table_width_;
   k.split_kv = planned_step_ == step_number_;
-  if (k.split_kv) {
-    k.plan_parts = plan_parts_;
-    k.plan_partial_slots = plan_partial_slots_;
-  }
+  if (k.split_kv) k.plan_parts = plan_parts_;
   k.grouped = grouped_experts_;
   return k;
 }

@@ -12,15 +12,35 @@ namespace {
 
 using Action = StepGraphCache::Action;
 
-StepGraphKey Key(int64_t batch, int64_t max_blocks = 1) {
+StepGraphKey Key(int64_t batch, int64_t table_width = 4) {
   StepGraphKey k;
   k.rows = k.batch = batch;
-  k.max_blocks = max_blocks;
+  k.table_width = table_width;
   return k;
 }
 
 // Stand-ins for cudaGraphExec_t handles.
 int g_exec[8];
+
+TEST(BlockTableWidthTest, PowersOfTwoFromTheMinimum) {
+  EXPECT_EQ(BlockTableWidth(0), kMinBlockTableWidth);
+  EXPECT_EQ(BlockTableWidth(1), kMinBlockTableWidth);
+  EXPECT_EQ(BlockTableWidth(kMinBlockTableWidth), kMinBlockTableWidth);
+  EXPECT_EQ(BlockTableWidth(kMinBlockTableWidth + 1), 2 * kMinBlockTableWidth);
+  EXPECT_EQ(BlockTableWidth(2048), 2048);  // 128K tokens of 64-token blocks
+  EXPECT_EQ(BlockTableWidth(2049), 4096);
+  // Every width holds its blocks and wastes less than half; a decode batch growing one
+  // block at a time meets a new width only at powers of two.
+  int changes = 0;
+  for (int64_t blocks = 1; blocks <= 5000; ++blocks) {
+    const int64_t w = BlockTableWidth(blocks);
+    ASSERT_GE(w, blocks);
+    ASSERT_TRUE(w == kMinBlockTableWidth || w < 2 * blocks) << blocks;
+    ASSERT_EQ(w & (w - 1), 0) << blocks;
+    changes += w != BlockTableWidth(blocks - 1);
+  }
+  EXPECT_EQ(changes, 11);  // 8, 16, ..., 8192
+}
 
 TEST(StepGraphCacheTest, EagerFirstThenRecordThenReplay) {
   StepGraphCache cache;
@@ -34,7 +54,7 @@ TEST(StepGraphCacheTest, EagerFirstThenRecordThenReplay) {
     EXPECT_TRUE(d.stale.empty());
   }
   // Any part of the key is a different recording.
-  EXPECT_EQ(cache.Decide(Key(4, 2), 0).action, Action::kEager);
+  EXPECT_EQ(cache.Decide(Key(4, 8), 0).action, Action::kEager);
   StepGraphKey other_plan = Key(4);
   other_plan.split_kv = true;
   other_plan.plan_parts = 66;

@@ -72,6 +72,7 @@ void ExpectValidPlan(const std::vector<int32_t>& lens, const MlaDecodePlanOption
   }
   EXPECT_LE(split_seqs, plan.num_parts - 1);
   EXPECT_EQ(plan.num_partial_slots(), plan.split_offsets.back());
+  EXPECT_LE(plan.num_partial_slots(), MaxPartialSlots(static_cast<int64_t>(lens.size()), o));
 }
 
 TEST(MlaDecodePlanTest, EdgeLengths) {
@@ -108,6 +109,20 @@ TEST(MlaDecodePlanTest, RandomBatches) {
     SCOPED_TRACE(testing::Message() << "trial " << trial);
     ExpectValidPlan(lens, Options(sms, heads, s_q));
   }
+}
+
+// The bound the CUDA backend sizes its partial buffers by is reached: two sequences of 7
+// blocks over 7 parts of 2 blocks put three part boundaries inside each.
+TEST(MlaDecodePlanTest, MaxPartialSlotsIsReached) {
+  const MlaDecodePlanOptions o = Options(7, 16);
+  MlaDecodePlan plan;
+  ASSERT_TRUE(PlanMlaDecode({7 * kMlaBlockSize, 7 * kMlaBlockSize}, o, &plan).ok());
+  ASSERT_EQ(plan.num_parts, 7);
+  EXPECT_EQ(plan.num_partial_slots(), 8);
+  EXPECT_EQ(MaxPartialSlots(2, o), 8);
+  // More heads take more head tiles and so fewer columns of parts.
+  EXPECT_EQ(MaxPartialSlots(2, Options(132, 128)), 2 + 132 / 8 - 1);
+  EXPECT_EQ(MaxPartialSlots(0, Options(1, 16)), 0);
 }
 
 TEST(MlaDecodePlanTest, SingleLongSequenceIsSplitOverAllParts) {

@@ -2,6 +2,12 @@
 
 namespace mla::cuda {
 
+int64_t BlockTableWidth(int64_t max_blocks) {
+  int64_t width = kMinBlockTableWidth;
+  while (width < max_blocks) width *= 2;
+  return width;
+}
+
 StepGraphCache::Decision StepGraphCache::Decide(const StepGraphKey& key, int64_t generation) {
   Decision d;
   if (auto it = graphs_.find(key); it != graphs_.end()) {

@@ -20,19 +20,32 @@
 
 namespace mla::cuda {
 
-// Every host value a decode region's launches bake in.
+// Every host value a decode region's launches bake in. What changes from one decode step
+// to the next stays out of it: the sequences' lengths and the split-KV plan's pieces are
+// device data the region reads, the partial-result buffers are sized for the plan's
+// bound (MaxPartialSlots), and the block table's width moves in buckets.
 struct StepGraphKey {
-  int64_t rows = 0, batch = 0, max_blocks = 0;
-  int32_t plan_parts = 0, plan_partial_slots = 0;  // the split-KV plan, when it runs
+  int64_t rows = 0, batch = 0;
+  int64_t table_width = 0;  // BlockTableWidth of the step's longest table
+  int32_t plan_parts = 0;   // the split-KV plan's grid, when it runs
   bool split_kv = false;
   GroupedExperts grouped = GroupedExperts::kAuto;
   bool operator==(const StepGraphKey&) const = default;
   template <typename H>
   friend H AbslHashValue(H h, const StepGraphKey& k) {
-    return H::combine(std::move(h), k.rows, k.batch, k.max_blocks, k.plan_parts,
-                      k.plan_partial_slots, k.split_kv, k.grouped);
+    return H::combine(std::move(h), k.rows, k.batch, k.table_width, k.plan_parts, k.split_kv,
+                      k.grouped);
   }
 };
+
+// The row length of the block table on the device for a step whose longest table holds
+// `max_blocks` blocks: a power of two, at least kMinBlockTableWidth. A width that followed
+// the longest sequence would change the key every block (every 64 tokens), and with it the
+// recording; in buckets a decode batch keeps its recording until its longest sequence
+// doubles. The padding costs a few int32 per sequence, and no kernel reads past a
+// sequence's own blocks.
+inline constexpr int64_t kMinBlockTableWidth = 4;
+int64_t BlockTableWidth(int64_t max_blocks);
 
 // The recordings, as opaque handles the caller creates and destroys (cudaGraphExec_t).
 class StepGraphCache {

@@ -10,6 +10,10 @@ namespace {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+int64_t Columns(const MlaDecodePlanOptions& o, int64_t head_tiles) {
+  return std::max<int64_t>(1, o.num_sms / std::max<int64_t>(1, head_tiles));
+}
+
 absl::Status CheckOptions(absl::Span<const int32_t> seq_lens, const MlaDecodePlanOptions& o) {
   if (o.num_sms < 1) return absl::InvalidArgumentError("num_sms must be >= 1");
   if (o.num_heads < 1) return absl::InvalidArgumentError("num_heads must be >= 1");
@@ -49,7 +53,7 @@ absl::Status PlanMlaDecode(absl::Span<const int32_t> seq_lens, const MlaDecodePl
   plan->num_head_tiles =
       static_cast<int32_t>(CeilDiv(int64_t{o.q_rows_per_seq} * o.num_heads, o.rows_per_cta));
   // One column of CTAs per part; more parts than blocks would only add empty parts.
-  const int64_t columns = std::max<int64_t>(1, o.num_sms / plan->num_head_tiles);
+  const int64_t columns = Columns(o, plan->num_head_tiles);
   plan->num_parts = static_cast<int32_t>(std::max<int64_t>(1, std::min(columns, total)));
   plan->parts.assign(plan->num_parts, MlaDecodePart{});
   std::vector<int32_t> pieces(batch, 0);  // Parts that touch each sequence so far.
@@ -76,6 +80,11 @@ absl::Status PlanMlaDecode(absl::Span<const int32_t> seq_lens, const MlaDecodePl
   for (int32_t j = 0; j < batch; ++j)
     plan->split_offsets[j + 1] = plan->split_offsets[j] + pieces[j];
   return absl::OkStatus();
+}
+
+int64_t MaxPartialSlots(int64_t batch, const MlaDecodePlanOptions& o) {
+  const int64_t tiles = CeilDiv(int64_t{o.q_rows_per_seq} * o.num_heads, o.rows_per_cta);
+  return std::max<int64_t>(0, batch) + Columns(o, tiles) - 1;
 }
 
 std::vector<MlaDecodePiece> ListMlaDecodePieces(const MlaDecodePlan& plan,

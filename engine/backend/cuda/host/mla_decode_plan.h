@@ -49,6 +49,13 @@ struct MlaDecodePlan {
 absl::Status PlanMlaDecode(absl::Span<const int32_t> seq_lens, const MlaDecodePlanOptions& options,
                            MlaDecodePlan* plan);
 
+// The most partial slots a plan for `batch` sequences can need with these options: one
+// piece per sequence, and one more for each part boundary that falls inside a sequence
+// (at most num_parts - 1, and num_parts never exceeds the columns of CTAs the options
+// allow). Buffers sized to it need not move when the plan's own count changes from step
+// to step, which a recorded CUDA graph requires.
+int64_t MaxPartialSlots(int64_t batch, const MlaDecodePlanOptions& options);
+
 // One part's share of one sequence, as the kernel reads it from the plan.
 struct MlaDecodePiece {
   int32_t part = 0;
