@@ -33,14 +33,9 @@ cudaGraphExec_t Exec(void* handle) { return static_cast<cudaGraphExec_t>(handle)
 }  // namespace
 
 StepGraphKey CudaBackend::CurrentGraphKey() const {
-  StepGraphKey k;
-  k.rows = step_->num_tokens;
-  k.batch = step_->batch;
-  k.table_width = table_width_;
-  k.split_kv = planned_step_ == step_number_;
-  if (k.split_kv) k.plan_parts = plan_parts_;
-  k.grouped = grouped_experts_;
-  return k;
+  const bool split_kv = planned_step_ == step_number_;
+  return DecodeStepKey(step_->num_tokens, step_->batch, step_->max_blocks,
+                       split_kv ? &decode_plan_ : nullptr, grouped_experts_);
 }
 
 GraphRegion CudaBackend::BeginGraphRegion() {

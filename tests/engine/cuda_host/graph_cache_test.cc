@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 #include <vector>
 
 namespace mla::cuda {
@@ -40,6 +42,73 @@ TEST(BlockTableWidthTest, PowersOfTwoFromTheMinimum) {
     changes += w != BlockTableWidth(blocks - 1);
   }
   EXPECT_EQ(changes, 11);  // 8, 16, ..., 8192
+}
+
+struct DecodeCounts {
+  int eager = 0, record = 0, replay = 0;
+  double replayed() const { return static_cast<double>(replay) / (eager + record + replay); }
+};
+
+// A decode run as CudaBackend meets it: every sequence grows a token a step, each step is
+// planned for the split-KV kernel, keyed and decided as BeginGraphRegion does, and the
+// generation moves when the block table's device buffer must grow (its width doubled).
+DecodeCounts SimulateDecode(std::vector<int32_t> lens, int steps, int num_sms, int heads) {
+  StepGraphCache cache;
+  MlaDecodePlanOptions o;
+  o.num_sms = num_sms;
+  o.num_heads = heads;
+  MlaDecodePlan plan;
+  DecodeCounts n;
+  int64_t generation = 0, table_entries = 0;
+  for (int s = 0; s < steps; ++s) {
+    int64_t max_blocks = 0;
+    for (int32_t& len : lens) {
+      ++len;
+      max_blocks = std::max<int64_t>(max_blocks, (len + kMlaBlockSize - 1) / kMlaBlockSize);
+    }
+    o.max_blocks_per_seq = static_cast<int>(BlockTableWidth(max_blocks));
+    EXPECT_TRUE(PlanMlaDecode(lens, o, &plan).ok());
+    const int64_t entries = static_cast<int64_t>(lens.size()) * o.max_blocks_per_seq;
+    if (entries > table_entries) {
+      table_entries = entries;
+      ++generation;
+    }
+    const int64_t batch = static_cast<int64_t>(lens.size());
+    const StepGraphKey key = DecodeStepKey(batch, batch, max_blocks, &plan, GroupedExperts::kAuto);
+    const StepGraphCache::Decision d = cache.Decide(key, generation);
+    switch (d.action) {
+      case Action::kEager:
+        ++n.eager;
+        break;
+      case Action::kRecord:
+        cache.Recorded(key, generation, &g_exec[0]);
+        ++n.record;
+        break;
+      case Action::kReplay:
+        ++n.replay;
+        break;
+    }
+  }
+  std::printf("decode of %zu sequences, %d steps: %d eager, %d recorded, %d replayed (%.3f)\n",
+              lens.size(), steps, n.eager, n.record, n.replay, n.replayed());
+  return n;
+}
+
+// The key leaves out what moves every step (lengths, the plan's pieces and slot count), so
+// a steady decode batch replays nearly every step; H200-like 132 columns of CTAs.
+TEST(StepGraphCacheTest, ASteadyDecodeBatchReplaysNearlyEveryStep) {
+  std::mt19937 rng(5);
+  std::vector<int32_t> lens(16);
+  for (int32_t& len : lens) len = 500 + static_cast<int32_t>(rng() % 2500);
+  const DecodeCounts batch = SimulateDecode(lens, 2000, 132, 16);
+  EXPECT_GE(batch.replayed(), 0.99);
+  EXPECT_LE(batch.record, 3);  // the longest sequence crosses at most two widths
+  // One sequence from its first token: the plan's part count grows with every block until
+  // the GPU's columns are full (132 blocks), each a new key recorded at its second step.
+  const DecodeCounts alone = SimulateDecode({0}, 12000, 132, 16);
+  EXPECT_GE(alone.replayed(), 0.95);
+  // 128 heads take 8 head tiles, so 16 columns fill after 16 blocks.
+  EXPECT_GE(SimulateDecode({0}, 12000, 132, 128).replayed(), 0.99);
 }
 
 TEST(StepGraphCacheTest, EagerFirstThenRecordThenReplay) {

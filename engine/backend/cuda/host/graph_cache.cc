@@ -8,6 +8,18 @@ int64_t BlockTableWidth(int64_t max_blocks) {
   return width;
 }
 
+StepGraphKey DecodeStepKey(int64_t rows, int64_t batch, int64_t max_blocks,
+                           const MlaDecodePlan* split_plan, GroupedExperts grouped) {
+  StepGraphKey k;
+  k.rows = rows;
+  k.batch = batch;
+  k.table_width = BlockTableWidth(max_blocks);
+  k.split_kv = split_plan != nullptr;
+  if (k.split_kv) k.plan_parts = split_plan->num_parts;
+  k.grouped = grouped;
+  return k;
+}
+
 StepGraphCache::Decision StepGraphCache::Decide(const StepGraphKey& key, int64_t generation) {
   Decision d;
   if (auto it = graphs_.find(key); it != graphs_.end()) {

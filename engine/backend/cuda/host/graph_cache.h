@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "engine/backend/cuda/host/mla_decode_plan.h"
 #include "engine/backend/cuda/host/moe_plan.h"
 
 namespace mla::cuda {
@@ -46,6 +47,12 @@ struct StepGraphKey {
 // sequence's own blocks.
 inline constexpr int64_t kMinBlockTableWidth = 4;
 int64_t BlockTableWidth(int64_t max_blocks);
+
+// The key of a step of `rows` query rows over `batch` sequences whose longest block table
+// holds `max_blocks` blocks; `split_plan` is the step's split-KV plan when that kernel
+// runs it, else null.
+StepGraphKey DecodeStepKey(int64_t rows, int64_t batch, int64_t max_blocks,
+                           const MlaDecodePlan* split_plan, GroupedExperts grouped);
 
 // The recordings, as opaque handles the caller creates and destroys (cudaGraphExec_t).
 class StepGraphCache {
