@@ -25,7 +25,7 @@ using testing::ServerProcess;
 const std::string kSource = MLA_SOURCE_DIR;
 const std::string kModel = kSource + "/models/needle-v2-demo";
 // The demo model retrieves passkeys and kv needles at every depth to 2K tokens (models/
-// needle-v2-demo/README.md: 1.00 / 0.97 at 1K over 33 trials each); these 24 trials at 1K
+// needle-v2-demo/README.md: 1.00 / 1.00 at 1K over 33 trials each); these 24 trials at 1K
 // it answers all. A server, tokenizer or harness that broke the prompt or the attention
 // would find few or none; an untrained model finds none, and the previous demo model found
 // 0.03 at 1K.
