@@ -11,7 +11,11 @@ Per prompt, one forward pass over prompt + answer gives:
   - margin: the smallest, over the answer tokens, of the correct token's logit minus the
     best other logit (> 0 exactly when retrieved);
   - attention sharpness of the last prompt position's query: entropy (nats) and largest
-    weight, per layer, averaged over heads.
+    weight, per layer, averaged over heads;
+  - needle mass: the share of that query's attention on the answer's bytes where they
+    stand in the prompt (the needle's digits, which a copying head must read), per layer,
+    in its most attentive head and averaged over heads. Sharpness says how peaked the
+    weights are; needle mass says whether they land on the needle.
 
   tools/reference/.venv/bin/python tools/train_demo/evaluate.py models/needle-v2-demo \\
       --lengths 1024,2048,4096 --depths 11 --json out.json --svg out.svg
@@ -41,7 +45,8 @@ def load(model_dir):
 
 @torch.no_grad()
 def score(model, prompt, answer, sharpness=True):
-    """exact, answer log-probability, margin and per-layer (entropy, max weight)."""
+    """exact, answer log-probability, margin and per-layer (entropy, max weight, needle
+    mass in the best head, mean needle mass)."""
     target = data.encode(answer)
     ids = torch.tensor([prompt + target])
     out = model(ids[:, :-1], use_cache=False, output_attentions=sharpness)
@@ -54,11 +59,24 @@ def score(model, prompt, answer, sharpness=True):
                                                   torch.tensor(target)].sum())
     layers = []
     if sharpness:
+        span = answer_positions(prompt, target)
         for att in out.attentions:  # [1, heads, queries, keys]
             w = att[0, :, len(prompt) - 1, :len(prompt)].float()
             entropy = -(w * torch.log(w.clamp_min(1e-30))).sum(-1)
-            layers.append((float(entropy.mean()), float(w.max(-1).values.mean())))
+            mass = w[:, span].sum(-1) if span else torch.zeros(w.shape[0])
+            layers.append((float(entropy.mean()), float(w.max(-1).values.mean()),
+                           float(mass.max()), float(mass.mean())))
     return margin > 0, logprob, margin, layers
+
+
+def answer_positions(prompt, target):
+    """Every prompt position inside an occurrence of the answer's bytes (a passkey
+    stands twice in its needle; a kv value once)."""
+    n, found = len(target), set()
+    for i in range(len(prompt) - n + 1):
+        if prompt[i:i + n] == target:
+            found.update(range(i, i + n))
+    return sorted(found)
 
 
 @torch.no_grad()
@@ -89,8 +107,10 @@ def evaluate(model, sentences, lengths, depths, kinds, per_cell, seed, log=print
                                   "exact": bool(exact), "logprob": logprob, "margin": margin})
                     per_layer.append(layers)
         sharp[length] = [
-            {"entropy": sum(p[i][0] for p in per_layer) / len(per_layer),
-             "max_weight": sum(p[i][1] for p in per_layer) / len(per_layer)}
+            {"entropy": mean(p[i][0] for p in per_layer),
+             "max_weight": mean(p[i][1] for p in per_layer),
+             "needle_mass_best_head": mean(p[i][2] for p in per_layer),
+             "needle_mass_mean": mean(p[i][3] for p in per_layer)}
             for i in range(len(per_layer[0]))]
         row = [c for c in cells if c["length"] == length]
         log(f"len {length:5d}: " + "  ".join(
