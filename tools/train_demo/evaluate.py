@@ -93,7 +93,8 @@ def greedy(model, prompt, steps):
 
 
 def evaluate(model, sentences, lengths, depths, kinds, per_cell, seed, log=print):
-    """{"cells": [{length, depth, kind, exact, logprob, margin}], "sharpness": ...}."""
+    """{"cells": [{length, depth, kind, exact, logprob, margin, needle_mass}],
+    "sharpness": ...}."""
     cells, sharp, t0 = [], {}, time.time()
     for length in lengths:
         per_layer = []
@@ -103,8 +104,10 @@ def evaluate(model, sentences, lengths, depths, kinds, per_cell, seed, log=print
                 for _ in range(per_cell):
                     prompt, answer = data.build_prompt(sentences, length, kind, depth, rng)
                     exact, logprob, margin, layers = score(model, prompt, answer)
+                    # The prompt's needle mass: its most attentive head in any layer.
                     cells.append({"length": length, "depth": depth, "kind": kind,
-                                  "exact": bool(exact), "logprob": logprob, "margin": margin})
+                                  "exact": bool(exact), "logprob": logprob, "margin": margin,
+                                  "needle_mass": max(layer[2] for layer in layers)})
                     per_layer.append(layers)
         sharp[length] = [
             {"entropy": mean(p[i][0] for p in per_layer),
