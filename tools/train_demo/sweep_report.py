@@ -103,32 +103,27 @@ def main(argv):
     print("\nAttention sharpness of the last prompt position (the query that must find the "
           "needle), per layer: entropy in nats / largest weight, mean over heads and "
           "prompts:\n")
+    layer_table(models, lengths, "entropy", "max_weight")
+    # Evaluations before needle mass was recorded lack it.
+    with_mass = [m for m in models
+                 if "needle_mass_best_head" in m["eval"]["sharpness"][str(lengths[0])][0]]
+    if with_mass:
+        print("\nNeedle mass of the same query, per layer: the share of its attention on the "
+              "answer's bytes in the prompt, in the most attentive head / mean over heads, "
+              "mean over prompts:\n")
+        layer_table(with_mass, lengths, "needle_mass_best_head", "needle_mass_mean")
+
+
+def layer_table(models, lengths, first, second):
+    """A model x layer table of two per-layer sharpness values by length."""
     print("| model | layer | " + " | ".join(str(n) for n in lengths) + " |")
     print("|---|---|" + "---|" * len(lengths))
     for m in models:
         sharp = m["eval"]["sharpness"]
         for layer in range(len(sharp[str(lengths[0])])):
-            row = [f"{sharp[str(n)][layer]['entropy']:.2f} / "
-                   f"{sharp[str(n)][layer]['max_weight']:.2f}" for n in lengths]
-            print(f"| {m['name']} | {layer} | " + " | ".join(row) + " |")
-    # Evaluations before needle mass was recorded lack it.
-    with_mass = [m for m in models
-                 if "needle_mass_best_head" in m["eval"]["sharpness"][str(lengths[0])][0]]
-    if not with_mass:
-        return
-    print("\nNeedle mass of the same query, per layer: the share of its attention on the "
-          "answer's bytes in the prompt, in the most attentive head / mean over heads, "
-          "mean over prompts:\n")
-    print("| model | layer | " + " | ".join(str(n) for n in lengths) + " |")
-    print("|---|---|" + "---|" * len(lengths))
-    for m in with_mass:
-        sharp = m["eval"]["sharpness"]
-        for layer in range(len(sharp[str(lengths[0])])):
-            row = [f"{sharp[str(n)][layer]['needle_mass_best_head']:.2f} / "
-                   f"{sharp[str(n)][layer]['needle_mass_mean']:.2f}"
+            row = [f"{sharp[str(n)][layer][first]:.2f} / {sharp[str(n)][layer][second]:.2f}"
                    if str(n) in sharp else "—" for n in lengths]
             print(f"| {m['name']} | {layer} | " + " | ".join(row) + " |")
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])

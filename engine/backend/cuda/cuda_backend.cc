@@ -295,13 +295,17 @@ void CudaBackend::BeginStep(const StepBatch& batch) {
   };
   auto bytes = [](const auto& v) { return v.size() * sizeof(v[0]); };
   table_width_ = BlockTableWidth(batch.max_blocks);
-  table_host_.assign(static_cast<size_t>(batch.batch * table_width_), 0);
-  for (int64_t s = 0; s < batch.batch && batch.max_blocks > 0; ++s) {
-    std::copy_n(batch.block_table.begin() + s * batch.max_blocks, batch.max_blocks,
-                table_host_.begin() + s * table_width_);
+  const std::vector<int32_t>* table = &batch.block_table;
+  if (table_width_ != batch.max_blocks) {  // re-strided only when the bucket pads it
+    table_host_.assign(static_cast<size_t>(batch.batch * table_width_), 0);
+    for (int64_t s = 0; s < batch.batch && batch.max_blocks > 0; ++s) {
+      std::copy_n(batch.block_table.begin() + s * batch.max_blocks, batch.max_blocks,
+                  table_host_.begin() + s * table_width_);
+    }
+    table = &table_host_;
   }
   for (absl::Status s :
-       {upload(block_table_, table_host_.data(), bytes(table_host_)),
+       {upload(block_table_, table->data(), bytes(*table)),
         upload(seq_lens_, batch.seq_lens.data(), bytes(batch.seq_lens)),
         upload(q_pos0_, batch.q_pos0.data(), bytes(batch.q_pos0)),
         upload(cu_seqlens_q_, batch.cu_seqlens_q.data(), bytes(batch.cu_seqlens_q)),
