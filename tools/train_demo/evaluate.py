@@ -15,7 +15,10 @@ Per prompt, one forward pass over prompt + answer gives:
   - needle mass: the share of that query's attention on the answer's bytes where they
     stand in the prompt (the needle's digits, which a copying head must read), per layer,
     in its most attentive head and averaged over heads. Sharpness says how peaked the
-    weights are; needle mass says whether they land on the needle.
+    weights are; needle mass says whether they land on the needle;
+  - distractor mass (`multi` prompts): the share of the same head's attention (the one
+    with the prompt's largest needle mass) on the other kv needles' values, which a head
+    that cannot tell the keys apart reads instead of the asked one.
 
   tools/reference/.venv/bin/python tools/train_demo/evaluate.py models/needle-v2-demo \\
       --lengths 1024,2048,4096 --depths 11 --json out.json --svg out.svg
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import time
 
@@ -43,10 +47,15 @@ def load(model_dir):
     return model.eval()
 
 
+# A kv needle's sentence (data.kv_needle) with its value as group 1.
+KV_NEEDLE = re.compile(rb"The value of key [A-Z]{4} is ([0-9]{4})\.")
+
+
 @torch.no_grad()
 def score(model, prompt, answer, sharpness=True):
-    """exact, answer log-probability, margin and per-layer (entropy, max weight, needle
-    mass in the best head, mean needle mass)."""
+    """exact, answer log-probability, margin, per-layer (entropy, max weight, needle mass
+    in the best head, mean needle mass) and the distractor mass of the head with the
+    largest needle mass (None without other kv needles in the prompt)."""
     target = data.encode(answer)
     ids = torch.tensor([prompt + target])
     out = model(ids[:, :-1], use_cache=False, output_attentions=sharpness)
@@ -57,16 +66,21 @@ def score(model, prompt, answer, sharpness=True):
     margin = float((correct - others.max(-1).values).min())
     logprob = float(torch.log_softmax(logits, -1)[torch.arange(len(target)),
                                                   torch.tensor(target)].sum())
-    layers = []
+    layers, distractor = [], None
     if sharpness:
         span = answer_positions(prompt, target)
+        others = distractor_positions(prompt, target)
+        best = -1.0
         for att in out.attentions:  # [1, heads, queries, keys]
             w = att[0, :, len(prompt) - 1, :len(prompt)].float()
             entropy = -(w * torch.log(w.clamp_min(1e-30))).sum(-1)
             mass = w[:, span].sum(-1) if span else torch.zeros(w.shape[0])
             layers.append((float(entropy.mean()), float(w.max(-1).values.mean()),
                            float(mass.max()), float(mass.mean())))
-    return margin > 0, logprob, margin, layers
+            head = int(mass.argmax())
+            if others and float(mass[head]) > best:
+                best, distractor = float(mass[head]), float(w[head, others].sum())
+    return margin > 0, logprob, margin, layers, distractor
 
 
 def answer_positions(prompt, target):
@@ -77,6 +91,14 @@ def answer_positions(prompt, target):
         if prompt[i:i + n] == target:
             found.update(range(i, i + n))
     return sorted(found)
+
+
+def distractor_positions(prompt, target):
+    """Prompt positions of the values of the kv needles other than the asked one."""
+    text = bytes(t if t < 256 else 0 for t in prompt)
+    asked = bytes(target)
+    return [i for m in KV_NEEDLE.finditer(text) if m.group(1) != asked
+            for i in range(m.start(1), m.end(1))]
 
 
 @torch.no_grad()
@@ -93,7 +115,8 @@ def greedy(model, prompt, steps):
 
 
 def evaluate(model, sentences, lengths, depths, kinds, per_cell, seed, log=print):
-    """{"cells": [{length, depth, kind, exact, logprob, margin, needle_mass}],
+    """{"cells": [{length, depth, kind, exact, logprob, margin, needle_mass
+    [, distractor_mass]}],
     "sharpness": ...}."""
     cells, sharp, t0 = [], {}, time.time()
     for length in lengths:
@@ -103,11 +126,15 @@ def evaluate(model, sentences, lengths, depths, kinds, per_cell, seed, log=print
             for depth in depths:
                 for _ in range(per_cell):
                     prompt, answer = data.build_prompt(sentences, length, kind, depth, rng)
-                    exact, logprob, margin, layers = score(model, prompt, answer)
+                    exact, logprob, margin, layers, distractor = score(model, prompt,
+                                                                       answer)
                     # The prompt's needle mass: its most attentive head in any layer.
-                    cells.append({"length": length, "depth": depth, "kind": kind,
-                                  "exact": bool(exact), "logprob": logprob, "margin": margin,
-                                  "needle_mass": max(layer[2] for layer in layers)})
+                    cell = {"length": length, "depth": depth, "kind": kind,
+                            "exact": bool(exact), "logprob": logprob, "margin": margin,
+                            "needle_mass": max(layer[2] for layer in layers)}
+                    if distractor is not None:
+                        cell["distractor_mass"] = distractor
+                    cells.append(cell)
                     per_layer.append(layers)
         sharp[length] = [
             {"entropy": mean(p[i][0] for p in per_layer),
