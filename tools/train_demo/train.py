@@ -286,6 +286,9 @@ def parse_args(argv):
                          "docs/LONG_CONTEXT.md)")
     ap.add_argument("--induction-max", type=float, default=0.6,
                     help="the opening phase ends at this fraction of the run in any case")
+    ap.add_argument("--induction-max-tokens", type=float, default=0,
+                    help="the opening phase ends after this many training tokens in any case "
+                         "(0: no limit)")
     ap.add_argument("--induction-batch-tokens", type=int, default=256,
                     help="tokens per step in the opening phase: small batches make the copy "
                          "circuit form in the fewest tokens (docs/LONG_CONTEXT.md)")
@@ -326,7 +329,10 @@ def main(argv):
     # The opening phase, and where it ended: progress then, recomputed from its step and
     # wall time on a resume, so that a resumed run with another --max-minutes keeps it right.
     inducing, a.phase_end, phase_end_at = a.induction_loss > 0, 0.0, None
-    a.tokens_total = a.tokens  # --tokens-after-opening moves it when the opening ends.
+    # With --tokens-after-opening the token budget starts when the opening ends: until then
+    # it counts nothing (it once counted the opening's tokens, and a budget smaller than
+    # the opening cut the opening short through --induction-max).
+    a.tokens_total = math.inf if a.tokens_after_opening and inducing else a.tokens
     if os.path.exists(a.ckpt):
         st = torch.load(a.ckpt, weights_only=False, map_location=device)
         if st["config"] != cfg:
@@ -417,7 +423,8 @@ def main(argv):
             hits, total, sums = 0, 0, [0.0, 0.0, 0, 0.0]
             if inducing:
                 grew = False  # the length curriculum starts with the needle rows
-                if copy_mean < a.induction_loss or p >= a.induction_max:
+                if (copy_mean < a.induction_loss or p >= a.induction_max or
+                        0 < a.induction_max_tokens <= seen):
                     inducing = False
                     phase_end_at = (step, elapsed_before + dt, seen)
                     if a.tokens_after_opening:
