@@ -21,6 +21,7 @@
 #include "client/bench/runner.h"
 #include "client/bench/workload.h"
 #include "client/mla_client.h"
+#include "client/wait_for_server.h"
 #include "common/status_macros.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address host:port");
@@ -34,6 +35,8 @@ ABSL_FLAG(int, logprobs, 0,
           "token's own logprob always comes (it counts the tokens): compare such a run "
           "with a gRPC run at --logprobs=1");
 ABSL_FLAG(int, timeout_ms, 0, "Per-request deadline in milliseconds (0 = none)");
+ABSL_FLAG(int, wait_for_server_s, 600,
+          "Seconds to wait for a server that is not listening yet or still loading its model");
 ABSL_FLAG(int64_t, num_requests, 100, "Measured requests (0 = until --duration_s)");
 ABSL_FLAG(double, duration_s, 0, "Stop sending after this many seconds (0 = no limit)");
 ABSL_FLAG(int, concurrency, 4, "Closed loop: requests in flight");
@@ -115,7 +118,16 @@ absl::Status Run() {
   client_options.bearer_token = absl::GetFlag(FLAGS_token);
   client_options.timeout = std::chrono::milliseconds(absl::GetFlag(FLAGS_timeout_ms));
   MlaClient client(client_options);
-  MLA_ASSIGN_OR_RETURN(const v1::ModelInfo info, client.GetModelInfo());
+  v1::ModelInfo info;
+  WaitOptions wait;
+  wait.budget = absl::Seconds(absl::GetFlag(FLAGS_wait_for_server_s));
+  wait.note = StderrWaitNote("mla-bench");
+  MLA_RETURN_IF_ERROR(RetryWhileUnavailable(
+      [&]() -> absl::Status {
+        MLA_ASSIGN_OR_RETURN(info, client.GetModelInfo());
+        return absl::OkStatus();
+      },
+      wait));
   MLA_ASSIGN_OR_RETURN(const BenchConfig config, ConfigFromFlags(info));
   MLA_ASSIGN_OR_RETURN(const WorkloadGenerator workload,
                        WorkloadGenerator::Create(config.workload));

@@ -147,6 +147,9 @@ absl::StatusOr<std::string> OpenAiBackend::Get(const std::string& path) const {
     return absl::UnavailableError(
         absl::StrCat("GET ", options_.url, path, ": ", httplib::to_string(res.error())));
   }
+  // 503: the server is up but still loading its model (a caller may wait for it).
+  if (res->status == 503)
+    return absl::UnavailableError(absl::StrCat("GET ", path, ": HTTP 503: ", res->body.substr(0, 300)));
   if (res->status != 200)
     return absl::UnknownError(absl::StrCat("GET ", path, ": HTTP ", res->status));
   return res->body;

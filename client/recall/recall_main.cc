@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "client/bench/progress.h"
 #include "client/mla_client.h"
+#include "client/wait_for_server.h"
 #include "client/recall/grpc_backend.h"
 #include "client/recall/heatmap.h"
 #include "client/recall/openai_backend.h"
@@ -30,6 +31,8 @@
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "mla-server address host:port");
 ABSL_FLAG(std::string, token, "", "Bearer token (mla-server auth, or the OpenAI API key)");
 ABSL_FLAG(int, timeout_s, 600, "Per-call deadline in seconds (0 = none)");
+ABSL_FLAG(int, wait_for_server_s, 600,
+          "Seconds to wait for a server that is not listening yet or still loading its model");
 ABSL_FLAG(std::string, mode, "text",
           "text: send prompt text (the server tokenizes); ids: tokenize first, send ids");
 ABSL_FLAG(std::string, tokenizer, "server",
@@ -58,6 +61,13 @@ ABSL_FLAG(double, progress_interval_s, 5, "Seconds between progress lines when n
 
 namespace mla::recall {
 namespace {
+
+WaitOptions WaitFromFlags() {
+  WaitOptions w;
+  w.budget = absl::Seconds(absl::GetFlag(FLAGS_wait_for_server_s));
+  w.note = StderrWaitNote("mla-recall");
+  return w;
+}
 
 struct Endpoint {
   std::unique_ptr<MlaClient> client;  // For mla-server only.
@@ -89,7 +99,13 @@ absl::StatusOr<Endpoint> OpenAiEndpoint() {
   o.chars_per_token = absl::GetFlag(FLAGS_chars_per_token);
   o.timeout_s = absl::GetFlag(FLAGS_timeout_s);
   o.score_logprobs = absl::GetFlag(FLAGS_score_logprobs);
-  MLA_ASSIGN_OR_RETURN(std::unique_ptr<OpenAiBackend> backend, OpenAiBackend::Create(o));
+  std::unique_ptr<OpenAiBackend> backend;
+  MLA_RETURN_IF_ERROR(RetryWhileUnavailable(
+      [&]() -> absl::Status {
+        MLA_ASSIGN_OR_RETURN(backend, OpenAiBackend::Create(o));
+        return absl::OkStatus();
+      },
+      WaitFromFlags()));
   Endpoint e;
   e.model = backend->model();
   e.backend = std::move(backend);
@@ -126,7 +142,13 @@ absl::StatusOr<Endpoint> GrpcEndpoint() {
   o.timeout = std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s));
   Endpoint e;
   e.client = std::make_unique<MlaClient>(o);
-  MLA_ASSIGN_OR_RETURN(const v1::ModelInfo info, e.client->GetModelInfo());
+  v1::ModelInfo info;
+  MLA_RETURN_IF_ERROR(RetryWhileUnavailable(
+      [&]() -> absl::Status {
+        MLA_ASSIGN_OR_RETURN(info, e.client->GetModelInfo());
+        return absl::OkStatus();
+      },
+      WaitFromFlags()));
   e.model = info.model_name();
   e.max_context = info.max_context();
   MLA_ASSIGN_OR_RETURN(const PromptMode mode, ParsePromptMode(absl::GetFlag(FLAGS_mode)));
