@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <span>
@@ -28,6 +29,7 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/kernels/sampling.h"
+#include "engine/common/bf16.h"
 #include "engine/kv_cache/block_pool.h"
 #include "engine/model/deepseek_model.h"
 #include "engine/sampling/rng.h"
@@ -56,10 +58,12 @@ struct RowStats {
   }
 };
 
-// 1 − cosine of every row; fails on the first row beyond `max_one_minus_cosine`.
+// 1 − cosine of every row; fails when any row is beyond `max_one_minus_cosine`.
 void CompareRows(const std::vector<float>& got, const std::vector<float>& want, int vocab,
                  double max_one_minus_cosine, const std::string& what, RowStats* stats) {
   ASSERT_EQ(got.size(), want.size()) << what;
+  int64_t over = 0, first_over = -1, worst_row = -1;
+  double worst = 0;
   for (size_t r = 0; r * vocab < got.size(); ++r) {
     double dot = 0, gg = 0, ww = 0;
     for (int i = 0; i < vocab; ++i) {
@@ -70,9 +74,22 @@ void CompareRows(const std::vector<float>& got, const std::vector<float>& want, 
     }
     const double d = 1.0 - dot / std::sqrt(gg * ww);
     ASSERT_TRUE(std::isfinite(d)) << what << " row " << r;
-    ASSERT_LE(d, max_one_minus_cosine) << what << " row " << r;
+    if (d > max_one_minus_cosine) {
+      // Every row is measured before failing: how many rows, the first and the worst tell
+      // a drift that starts at one token (an expert chosen differently, whose effect the
+      // later rows inherit through attention) from an error in every row.
+      ++over;
+      if (first_over < 0) first_over = static_cast<int64_t>(r);
+      if (d > worst) {
+        worst = d;
+        worst_row = static_cast<int64_t>(r);
+      }
+    }
     if (stats != nullptr) stats->one_minus_cosine.push_back(d);
   }
+  EXPECT_EQ(over, 0) << what << ": " << over << " of " << got.size() / vocab
+                     << " rows above 1 - cosine " << max_one_minus_cosine << ", the first row "
+                     << first_over << ", the worst row " << worst_row << " (" << worst << ")";
 }
 
 std::unique_ptr<CudaBackend> MakeCuda() {
@@ -211,23 +228,35 @@ TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
         const StepBatch& step = steps[phase];
         if (step.num_tokens == 0) continue;
         const int64_t t = step.num_tokens;
+        // Decode steps with 64-token blocks take the split-KV kernel, which reads q and the
+        // keys in bf16 (tensor cores) and stores out in bf16.
+        const bool split =
+            phase == 1 && c.block_size == 64 &&
+            std::all_of(c.new_rows.begin(), c.new_rows.end(), [](int r) { return r == 1; });
         const std::vector<float> latent = RandomVector(t * c.latent, rng);
         const std::vector<float> k_pe = RandomVector(t * c.rope, rng);
-        const std::vector<float> q = RandomVector(t * c.heads * (c.latent + c.rope), rng);
+        std::vector<float> q = RandomVector(t * c.heads * (c.latent + c.rope), rng);
+        // q made bf16-exact there, so that its rounding, which moves a score by
+        // 0.125 · √576 · 2^-9 · E|q·k| ≈ 5e-3 (σ) at DeepSeek's widths, is not measured: the
+        // CPU then sees what the kernel sees.
+        if (split) {
+          for (float& x : q) x = Bf16ToFloat(FloatToBf16(x));
+        }
         std::vector<float> out_cpu, lse_cpu, out_gpu, lse_gpu, out_gen, lse_gen;
         RunAttention(cpu_be, c, step, latent, k_pe, q, &out_cpu, &lse_cpu);
         RunAttention(*gpu, c, step, latent, k_pe, q, &out_gpu, &lse_gpu);
         RunAttention(*generic, c, step, latent, k_pe, q, &out_gen, &lse_gen);
         ExpectSameCacheBytes(cpu_be, *gpu, num_blocks);
-        // The generic kernel is fp32 throughout: summation order only. The split-KV kernel
-        // takes q in bf16 and stores out in bf16: a score moves by about
-        // sqrt(L + R) · E|q·k| · 2^-9 · scale ≈ 2e-3 here and out by 2^-9 of its size, so
-        // 1e-2 absolute + relative is 3-5x headroom while a wrong key or head moves outputs
-        // by O(1).
-        const bool split =
-            phase == 1 && c.block_size == 64 &&
-            std::all_of(c.new_rows.begin(), c.new_rows.end(), [](int r) { return r == 1; });
-        const float tol = split ? 1e-2f : 1e-4f;
+        // The generic kernel is fp32 throughout: summation order only. The split-KV kernel,
+        // given bf16 q and bf16 cache rows, sums exact products in fp32 and rounds out to
+        // bf16 (2^-9 of its size): 1e-2 absolute + relative. From an FP8 cache it rounds
+        // each dequantized key (e4m3 code × fp32 scale) to bf16 where the CPU keeps fp32,
+        // which moves a score by about 5e-3 (σ, as for q above) and a single key's lse by
+        // as much; the worst of 256 lse values is ~3σ: 3e-2. A wrong key, head or causal
+        // limit moves outputs by O(1).
+        const float tol = !split                            ? 1e-4f
+                          : dtype == CacheDType::kFp8E4M3 ? 3e-2f
+                                                            : 1e-2f;
         for (size_t i = 0; i < out_cpu.size(); ++i) {
           ASSERT_TRUE(std::isfinite(out_gpu[i])) << "out " << i;
           ASSERT_NEAR(out_gpu[i], out_cpu[i], tol + tol * std::fabs(out_cpu[i])) << "out " << i;
@@ -361,9 +390,14 @@ TEST(CudaBackendAttention, DecompressedMatchesCpu) {
                   continue;
                 }
                 // fp32 on both sides, the up-projection a bf16 × bf16 GEMM with fp32 sums
-                // on either: summation order only.
+                // on either: summation order only, for a bf16 cache. An FP8 cache's latents
+                // (e4m3 code × fp32 scale) are not bf16 values: the device's GEMM rounds
+                // them to bf16 (2^-9 of each), the CPU multiplies them exactly, so k and v
+                // move by ~1e-3 of their size and out by a few 1e-3: 1e-2 absolute +
+                // relative there, still far below what a wrong key or head does (O(1)).
+                const float tol = dtype == CacheDType::kFp8E4M3 ? 1e-2f : 1e-4f;
                 ASSERT_TRUE(std::isfinite(got[k])) << "row " << r << " col " << i;
-                ASSERT_NEAR(got[k], want[k], 1e-4f + 1e-4f * std::fabs(want[k]))
+                ASSERT_NEAR(got[k], want[k], tol + tol * std::fabs(want[k]))
                     << "row " << r << " col " << i;
               }
             }
@@ -687,33 +721,59 @@ TEST_P(CudaModelTest, AllPositionsMatchCpuAndGoldens) {
   EXPECT_LE(vs_cpu.Median(), 1e-4);
 }
 
-// An FP8 latent cache on both backends: the device writes the same bytes, so its logits
-// follow the CPU's fp8-cache logits within the bf16-GEMM tolerance (the goldens are for a
-// bf16 cache; the fp8 cache's own cost is measured in docs/LONG_CONTEXT.md), whole
-// prompts and 7-token chunks over cached prefixes.
-TEST_P(CudaModelTest, Fp8CacheMatchesCpuFp8Cache) {
-  RowStats vs_cpu;
-  for (const Golden& g : goldens_) {
-    const int64_t T = static_cast<int64_t>(g.prompt.size());
-    for (const int64_t chunk_size : {T, int64_t{7}}) {
-      ResetCaches(64, CacheDType::kFp8E4M3);
-      BlockTable table = MakeTable(T);
-      std::vector<float> gpu, cpu;
-      for (int64_t start = 0; start < T; start += chunk_size) {
-        const int64_t m = std::min<int64_t>(chunk_size, T - start);
-        SequenceChunk ch{std::span<const int32_t>(g.prompt.data() + start, m), start, &table, true};
-        const std::vector<float> part_gpu = Run(*gpu_model_, {&ch, 1});
-        const std::vector<float> part_cpu = Run(*cpu_model_, {&ch, 1});
-        gpu.insert(gpu.end(), part_gpu.begin(), part_gpu.end());
-        cpu.insert(cpu.end(), part_cpu.begin(), part_cpu.end());
+// An FP8 latent cache costs on the device what it costs on the CPU. The device writes the
+// same bytes for the same latents (CudaBackendAttention compares the cache blocks), but in
+// the model its latents come out of bf16-rounded GEMMs, ~1e-3 from the CPU's, and e4m3
+// codes lie 2^-3 apart: here and there the two caches hold a neighbouring code, which a
+// tiny model's near-tied router can turn into a different expert (golden_test.cc,
+// Fp8RobustRouterTest), so rows are not compared one by one across backends. Instead each
+// backend's drift, its fp8-cache logits against its own bf16-cache logits over the goldens'
+// prompts (whole, and in 7-token chunks over cached prefixes), must agree as golden_test
+// asks of the CPU against the simulation: median and p90 within 1.25× + 0.005 nats, max
+// within 1.5× + 0.05, argmax agreement within 2 points; and at least a quarter of the
+// CPU's median and p90, so that a device cache that stayed bf16 fails.
+TEST_P(CudaModelTest, Fp8CacheDriftMatchesCpuFp8Drift) {
+  for (const int64_t chunk : {int64_t{0}, int64_t{7}}) {  // 0: whole prompts
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<std::vector<float>> logits[2][2];  // [gpu?][fp8?]
+    for (const Golden& g : goldens_) {
+      const int64_t T = static_cast<int64_t>(g.prompt.size());
+      const int64_t chunk_size = chunk == 0 ? T : chunk;
+      prompts.push_back(g.prompt);
+      for (const CacheDType dtype : {CacheDType::kBF16, CacheDType::kFp8E4M3}) {
+        ResetCaches(64, dtype);
+        BlockTable table = MakeTable(T);
+        std::vector<float> gpu, cpu;
+        for (int64_t start = 0; start < T; start += chunk_size) {
+          const int64_t m = std::min<int64_t>(chunk_size, T - start);
+          SequenceChunk ch{std::span<const int32_t>(g.prompt.data() + start, m), start, &table,
+                           true};
+          const std::vector<float> part_gpu = Run(*gpu_model_, {&ch, 1});
+          const std::vector<float> part_cpu = Run(*cpu_model_, {&ch, 1});
+          gpu.insert(gpu.end(), part_gpu.begin(), part_gpu.end());
+          cpu.insert(cpu.end(), part_cpu.begin(), part_cpu.end());
+        }
+        const bool fp8 = dtype == CacheDType::kFp8E4M3;
+        logits[1][fp8].push_back(std::move(gpu));
+        logits[0][fp8].push_back(std::move(cpu));
       }
-      CompareRows(gpu, cpu, vocab(), 1e-2,
-                  "fp8 chunk " + std::to_string(chunk_size) + " T=" + std::to_string(T), &vs_cpu);
     }
+    const Drift cpu = MeasureDrift(prompts, logits[0][0], logits[0][1], vocab());
+    const Drift gpu = MeasureDrift(prompts, logits[1][0], logits[1][1], vocab());
+    std::printf(
+        "[ %s ] fp8 vs bf16 cache, %s, |delta logprob| over %lld tokens: device median %.4f "
+        "p90 %.4f max %.4f argmax %.4f; cpu %.4f %.4f %.4f %.4f\n",
+        GetParam().c_str(), chunk == 0 ? "whole prompts" : "7-token chunks",
+        static_cast<long long>(gpu.tokens), gpu.median, gpu.p90, gpu.max, gpu.argmax_agreement,
+        cpu.median, cpu.p90, cpu.max, cpu.argmax_agreement);
+    EXPECT_EQ(gpu.tokens, cpu.tokens);
+    EXPECT_LE(gpu.median, 1.25 * cpu.median + 0.005);
+    EXPECT_LE(gpu.p90, 1.25 * cpu.p90 + 0.005);
+    EXPECT_LE(gpu.max, 1.5 * cpu.max + 0.05);
+    EXPECT_GE(gpu.argmax_agreement, cpu.argmax_agreement - 0.02);
+    EXPECT_GE(gpu.median, 0.25 * cpu.median) << "is the device cache quantizing at all?";
+    EXPECT_GE(gpu.p90, 0.25 * cpu.p90) << "is the device cache quantizing at all?";
   }
-  std::printf("[ %s ] fp8 cache: 1 - cosine per row, median %.3g vs cpu (%zu rows)\n",
-              GetParam().c_str(), vs_cpu.Median(), vs_cpu.one_minus_cosine.size());
-  EXPECT_LE(vs_cpu.Median(), 1e-4);
 }
 
 // Prefill, then the goldens' greedy tokens one decode step at a time with 64-token blocks:
@@ -736,28 +796,43 @@ TEST_P(CudaModelTest, SplitKvDecodeStepsMatchGoldens) {
   }
 }
 
+// With the attention path and the expert path pinned, each in turn: left to choose, a
+// chunk's size picks absorbed or decompressed attention (attention_path.h) and its number
+// of token-expert pairs the grouped kernel or cuBLASLt (moe_plan.h), whose roundings differ
+// by bf16 ulps, enough to flip an expert at a tiny model's near-tied router; those paths
+// are compared with each other by their own tests.
 TEST_P(CudaModelTest, ChunkedPrefillEqualsWholePrefill) {
-  for (const Golden& g : goldens_) {
-    const int64_t T = static_cast<int64_t>(g.prompt.size());
-    ResetCaches();
-    BlockTable whole_table = MakeTable(T);
-    SequenceChunk whole{g.prompt, 0, &whole_table, true};
-    const std::vector<float> want = Run(*gpu_model_, {&whole, 1});
-    for (int chunk_size : {1, 7, 64}) {
-      if (chunk_size >= T && T > 1) continue;
+  gpu_->set_grouped_experts(cuda::GroupedExperts::kAlways);
+  for (const AttentionPath path : {AttentionPath::kAbsorbed, AttentionPath::kDecompressed}) {
+    gpu_model_->set_attention_path(path);
+    const std::string path_name = path == AttentionPath::kAbsorbed ? "absorbed" : "decompressed";
+    for (const Golden& g : goldens_) {
+      const int64_t T = static_cast<int64_t>(g.prompt.size());
       ResetCaches();
-      BlockTable table = MakeTable(T);
-      std::vector<float> got;
-      for (int64_t start = 0; start < T; start += chunk_size) {
-        const int64_t m = std::min<int64_t>(chunk_size, T - start);
-        SequenceChunk c{std::span<const int32_t>(g.prompt.data() + start, m), start, &table, true};
-        const std::vector<float> part = Run(*gpu_model_, {&c, 1});
-        got.insert(got.end(), part.begin(), part.end());
+      BlockTable whole_table = MakeTable(T);
+      SequenceChunk whole{g.prompt, 0, &whole_table, true};
+      const std::vector<float> want = Run(*gpu_model_, {&whole, 1});
+      for (int chunk_size : {1, 7, 64}) {
+        if (chunk_size >= T && T > 1) continue;
+        ResetCaches();
+        BlockTable table = MakeTable(T);
+        std::vector<float> got;
+        for (int64_t start = 0; start < T; start += chunk_size) {
+          const int64_t m = std::min<int64_t>(chunk_size, T - start);
+          SequenceChunk c{std::span<const int32_t>(g.prompt.data() + start, m), start, &table,
+                          true};
+          const std::vector<float> part = Run(*gpu_model_, {&c, 1});
+          got.insert(got.end(), part.begin(), part.end());
+        }
+        CompareRows(got, want, vocab(), 1e-3,
+                    path_name + " chunk " + std::to_string(chunk_size) + " T=" +
+                        std::to_string(T),
+                    nullptr);
       }
-      CompareRows(got, want, vocab(), 1e-3,
-                  "chunk " + std::to_string(chunk_size) + " T=" + std::to_string(T), nullptr);
     }
   }
+  gpu_model_->set_attention_path(AttentionPath::kAuto);
+  gpu_->set_grouped_experts(cuda::GroupedExperts::kAuto);
 }
 
 // Every chunk decompressed on the device (decode-sized chunks too), with a chunk budget of
@@ -791,7 +866,10 @@ TEST_P(CudaModelTest, DecompressedPathMatchesGoldens) {
   EXPECT_LE(vs_golden.Median(), 1e-4);
 }
 
+// The experts' path pinned: the batch's token-expert pairs would take cuBLASLt where a
+// solo prompt's take the grouped kernel (see ChunkedPrefillEqualsWholePrefill).
 TEST_P(CudaModelTest, BatchEqualsSoloRuns) {
+  gpu_->set_grouped_experts(cuda::GroupedExperts::kAlways);
   ResetCaches();
   std::vector<BlockTable> tables;
   tables.reserve(goldens_.size());

@@ -204,9 +204,21 @@ absl::Status CudaBackend::ReadCacheBlock(int32_t block, std::span<uint8_t> bytes
 }
 
 absl::Status CudaBackend::WriteCacheBlock(int32_t block, std::span<const uint8_t> bytes) {
-  return ForEachLayerOfBlock(block, bytes.size(), [&](int64_t host, int64_t device, int64_t n) {
-    return cache_.CopyFromHost(bytes.data() + host, n, device);
-  });
+  MLA_RETURN_IF_ERROR(
+      ForEachLayerOfBlock(block, bytes.size(), [&](int64_t host, int64_t device, int64_t n) {
+        return cache_.CopyFromHost(bytes.data() + host, n, device);
+      }));
+  // The copies ran on the legacy stream, which stream_ is not ordered against, and from
+  // pageable memory they return before the DMA lands: the next step's kernels must not
+  // read the block before it does.
+  return DeviceSynchronize();
+}
+
+absl::Status CudaBackend::PoisonCacheWithNaN() {
+  MLA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(Raw(stream_)));
+  MLA_RETURN_IF_ERROR(cache_.Fill(0xff));
+  // cudaMemset is asynchronous and on the legacy stream: done before stream_ writes rows.
+  return DeviceSynchronize();
 }
 
 Tensor CudaBackend::Activation(int slot, int64_t rows, int64_t cols) {

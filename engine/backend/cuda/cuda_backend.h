@@ -57,7 +57,7 @@ class CudaBackend final : public Backend {
 
   // Sets every cache byte to 0xff (a NaN in every bf16 element), so that a test sees any
   // read of a slot that was never written.
-  absl::Status PoisonCacheWithNaN() { return cache_.Fill(0xff); }
+  absl::Status PoisonCacheWithNaN();
   // Rows Sample has drawn on the host from downloaded logits so far (cuda_sampling.cc's
   // host path): tests check which rows stay on the device.
   int64_t host_sampled_rows() const { return host_sampled_rows_; }

@@ -139,6 +139,15 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
       score_tokens_.push_back(r.score_token);
     }
   }
+  // On stream_, so that the kernels after it see the data: a plain cudaMemcpy runs on the
+  // legacy stream, which stream_ (non-blocking) is not ordered against, and from pageable
+  // memory it may return before the DMA lands. From pageable memory the source is staged
+  // before the call returns, so the host vector may change right after.
+  auto upload = [&](DeviceBuffer& buffer, const auto& host, size_t count) -> absl::Status {
+    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(buffer.data(), host.data(), count * sizeof(host[0]),
+                                             cudaMemcpyHostToDevice, Raw(stream_)));
+    return absl::OkStatus();
+  };
   auto download = [&](DeviceBuffer& buffer, auto& host, size_t count) -> absl::Status {
     host.resize(count);
     MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host.data(), buffer.data(), count * sizeof(host[0]),
@@ -179,9 +188,7 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
     const size_t m = draw_active_.size();
     MLA_RETURN_IF_ERROR(Reserve(draw_ids_, m * sizeof(int32_t)));
     MLA_RETURN_IF_ERROR(Reserve(draw_logits_, m * sizeof(float)));
-    // Synchronous: draw_active_ is host memory that an asynchronous copy would race.
-    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(draw_rows_dev_.data(), draw_active_.data(),
-                                        m * sizeof(DrawRow), cudaMemcpyHostToDevice));
+    MLA_RETURN_IF_ERROR(upload(draw_rows_dev_, draw_active_, m));
     DrawParams p;
     p.num = static_cast<int64_t>(m);
     p.vocab_size = vocab;
@@ -211,9 +218,7 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
       MLA_RETURN_IF_ERROR(Reserve(top_k_dev_, n * sizeof(int32_t)));
       MLA_RETURN_IF_ERROR(Reserve(top_k_ids_, pairs * sizeof(int32_t)));
       MLA_RETURN_IF_ERROR(Reserve(top_k_values_, pairs * sizeof(float)));
-      // Synchronous: top_k_host_ may change before an asynchronous copy would run.
-      MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(top_k_dev_.data(), top_k_host_.data(),
-                                          n * sizeof(int32_t), cudaMemcpyHostToDevice));
+      MLA_RETURN_IF_ERROR(upload(top_k_dev_, top_k_host_, n));
       TopKParams p = OnLogits<TopKParams>(logits);
       p.k = top_k_dev_.as<int32_t>();
       p.k_cap = k_cap;
@@ -240,8 +245,7 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
       MLA_RETURN_IF_ERROR(Reserve(draw_rows_dev_, m * sizeof(DrawRow)));
       MLA_RETURN_IF_ERROR(Reserve(draw_max_, m * sizeof(float)));
       MLA_RETURN_IF_ERROR(Reserve(draw_weight_sum_, m * sizeof(double)));
-      MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(draw_rows_dev_.data(), draw_rows_.data(),
-                                          m * sizeof(DrawRow), cudaMemcpyHostToDevice));
+      MLA_RETURN_IF_ERROR(upload(draw_rows_dev_, draw_rows_, m));
       WeightSumParams p;
       p.num = static_cast<int64_t>(m);
       p.vocab_size = vocab;
@@ -259,10 +263,8 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const RowSampling> rows
       MLA_RETURN_IF_ERROR(Reserve(score_rows_dev_, m * sizeof(int64_t)));
       MLA_RETURN_IF_ERROR(Reserve(score_tokens_dev_, m * sizeof(int32_t)));
       MLA_RETURN_IF_ERROR(Reserve(score_logits_, m * sizeof(float)));
-      MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(score_rows_dev_.data(), score_rows_.data(),
-                                          m * sizeof(int64_t), cudaMemcpyHostToDevice));
-      MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(score_tokens_dev_.data(), score_tokens_.data(),
-                                          m * sizeof(int32_t), cudaMemcpyHostToDevice));
+      MLA_RETURN_IF_ERROR(upload(score_rows_dev_, score_rows_, m));
+      MLA_RETURN_IF_ERROR(upload(score_tokens_dev_, score_tokens_, m));
       GatherLogitsParams p;
       p.num = static_cast<int64_t>(m);
       p.vocab_size = vocab;

@@ -82,6 +82,56 @@ inline void ExpectRowsClose(const float* got, const float* want, int64_t rows, i
   }
 }
 
+// Logits drift between two runs of the same prompts (an fp8 cache against a bf16 one).
+struct Drift {
+  int64_t tokens = 0;
+  double median = 0, p90 = 0, max = 0;
+  double argmax_agreement = 0;
+};
+
+inline std::vector<double> LogSoftmaxRow(const float* row, int vocab) {
+  double m = row[0];
+  for (int i = 1; i < vocab; ++i) m = std::max(m, double{row[i]});
+  double z = 0;
+  for (int i = 0; i < vocab; ++i) z += std::exp(row[i] - m);
+  std::vector<double> out(vocab);
+  for (int i = 0; i < vocab; ++i) out[i] = row[i] - m - std::log(z);
+  return out;
+}
+
+// What tools/reference/fp8_cache_sim.py's drift() computes: |Δ logprob| of each next
+// prompt token between two runs (quantiles as numpy's linear interpolation), and the
+// share of positions whose argmax agrees.
+inline Drift MeasureDrift(const std::vector<std::vector<int32_t>>& prompts,
+                   const std::vector<std::vector<float>>& a,
+                   const std::vector<std::vector<float>>& b, int vocab) {
+  std::vector<double> deltas;
+  int64_t agree = 0, total = 0;
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    const int64_t T = prompts[p].size();
+    for (int64_t t = 0; t < T; ++t) {
+      const float* ra = a[p].data() + t * vocab;
+      const float* rb = b[p].data() + t * vocab;
+      agree += std::max_element(ra, ra + vocab) - ra == std::max_element(rb, rb + vocab) - rb;
+      ++total;
+      if (t + 1 < T) {
+        const int32_t next = prompts[p][t + 1];
+        deltas.push_back(
+            std::fabs(LogSoftmaxRow(rb, vocab)[next] - LogSoftmaxRow(ra, vocab)[next]));
+      }
+    }
+  }
+  std::sort(deltas.begin(), deltas.end());
+  auto quantile = [&](double q) {
+    const double pos = q * (deltas.size() - 1);
+    const size_t lo = static_cast<size_t>(pos);
+    const size_t hi = std::min(lo + 1, deltas.size() - 1);
+    return deltas[lo] + (pos - lo) * (deltas[hi] - deltas[lo]);
+  };
+  return {static_cast<int64_t>(deltas.size()), quantile(0.5), quantile(0.9), deltas.back(),
+          static_cast<double>(agree) / total};
+}
+
 }  // namespace mla
 
 #endif  // MLA_TESTS_ENGINE_MODEL_GOLDEN_UTIL_H_

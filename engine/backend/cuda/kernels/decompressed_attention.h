@@ -2,7 +2,9 @@
 // engine/backend/cpu/decompressed_attention.h). Per marked sequence, keys are taken in
 // chunks (host/decompress_plan.h), each in three launches:
 //   1. LaunchGatherLatentF32: the chunk's cached latents [keys, L] out of the paged cache
-//      into a dense fp32 matrix (bf16 values, so the GEMM's bf16 rounding loses nothing);
+//      into a dense fp32 matrix (from a bf16 cache bf16 values, so the GEMM's bf16
+//      rounding loses nothing; from an FP8 cache code × scale, which that rounding
+//      moves by up to 2^-9, far inside the e4m3 code's own 2^-4);
 //   2. the backend's GEMM: kv [keys, heads · (nope + v)] = latents · kv_bᵀ, per head the
 //      up-projected k_nope, then v (kv_b_proj's row order);
 //   3. LaunchDecompressedChunkF32: every (query row, head) of the sequence folds the keys
