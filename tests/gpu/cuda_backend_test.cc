@@ -3,13 +3,15 @@
 // positions, chunked prefill, batches). Skips without a usable CUDA device.
 //
 // Tolerance, derived from a measurement rather than guessed: the device GEMMs round their
-// fp32 inputs to bf16 (cuBLASLt bf16 × bf16 with fp32 accumulation), exactly what the CPU's
-// opt-in AVX512_BF16 GEMM does. Measured on the CPU with that rounding (docs/BENCHMARKS.md,
-// "Numerics"), the logits rows against the bf16-kv goldens reached 1 − cosine of 5e-6 to
-// 3.9e-3, typically 1e-5 to 2e-5, with every greedy token unchanged. We allow 1 − cosine ≤
-// 1e-2 per row (2.5× the worst measured) and a median ≤ 1e-4 (5× the typical), and require
-// greedy tokens to agree wherever the CPU's top-2 margin exceeds 0.05 logits. A wrong head
-// offset, RoPE pairing or causal limit moves rows by tens of percent.
+// fp32 inputs to bf16 (cuBLASLt bf16 × bf16 with fp32 accumulation), as the CPU's opt-in
+// avx512_bf16 kernels do. Measured on the CPU with that rounding (golden_test.cc,
+// Bf16ActivationTest), most rows stay within 1 − cosine 1e-4 of the goldens, but on
+// tiny-v3, whose router has margins of 2e-4, a few tokens choose another expert and later
+// rows drift (up to 0.27). Whole-model comparisons against the goldens or the CPU use those
+// bounds (Bf16RowAgreement, golden_util.h): at most 10% of rows above 1e-2 and 5% of
+// greedy tokens changed where the reference's top-2 margin exceeds 0.05, and a median row
+// within 1e-4. A wrong head offset, RoPE pairing or causal limit moves every row by tens
+// of percent.
 //
 // Chunking, batching and block placement change only summation order and cuBLASLt's choice
 // of algorithm (per m), which bf16 rounding can amplify by an ulp: 1 − cosine ≤ 1e-3.
@@ -693,7 +695,7 @@ class CudaModelTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(CudaModelTest, AllPositionsMatchCpuAndGoldens) {
-  RowStats vs_golden, vs_cpu;
+  Bf16RowAgreement vs_golden, vs_cpu;
   for (const Golden& g : goldens_) {
     ResetCaches();
     const int64_t T = static_cast<int64_t>(g.prompt.size());
@@ -701,24 +703,13 @@ TEST_P(CudaModelTest, AllPositionsMatchCpuAndGoldens) {
     SequenceChunk chunk{g.prompt, 0, &table, true};
     const std::vector<float> gpu = Run(*gpu_model_, {&chunk, 1});
     const std::vector<float> cpu = Run(*cpu_model_, {&chunk, 1});
-    CompareRows(gpu, g.logits, vocab(), 1e-2, "vs golden T=" + std::to_string(T), &vs_golden);
-    CompareRows(gpu, cpu, vocab(), 1e-2, "vs cpu T=" + std::to_string(T), &vs_cpu);
-    for (int64_t r = 0; r < T; ++r) {
-      const float* c = cpu.data() + r * vocab();
-      std::vector<int> idx(vocab());
-      std::iota(idx.begin(), idx.end(), 0);
-      std::partial_sort(idx.begin(), idx.begin() + 2, idx.end(),
-                        [&](int a, int b) { return c[a] > c[b]; });
-      if (c[idx[0]] - c[idx[1]] <= 0.05f) continue;
-      const float* d = gpu.data() + r * vocab();
-      EXPECT_EQ(std::max_element(d, d + vocab()) - d, idx[0]) << "greedy row " << r;
-    }
+    vs_golden.Add(gpu, g.logits, vocab());
+    vs_cpu.Add(gpu, cpu, vocab());
   }
-  std::printf("[ %s ] 1 - cosine per row: median %.3g vs goldens, %.3g vs cpu (%zu rows)\n",
-              GetParam().c_str(), vs_golden.Median(), vs_cpu.Median(),
-              vs_cpu.one_minus_cosine.size());
-  EXPECT_LE(vs_golden.Median(), 1e-4);
-  EXPECT_LE(vs_cpu.Median(), 1e-4);
+  std::printf("[ %s ] vs goldens: %s\n[ %s ] vs cpu: %s\n", GetParam().c_str(),
+              vs_golden.Summary().c_str(), GetParam().c_str(), vs_cpu.Summary().c_str());
+  vs_golden.ExpectWithinBounds("vs goldens");
+  vs_cpu.ExpectWithinBounds("vs cpu");
 }
 
 // An FP8 latent cache costs on the device what it costs on the CPU. The device writes the
@@ -844,7 +835,7 @@ TEST_P(CudaModelTest, DecompressedPathMatchesGoldens) {
   gpu_->set_decompress_chunk_bytes(
       4 * (int64_t{c.num_attention_heads} * (c.qk_nope_head_dim + c.v_head_dim) + c.kv_lora_rank) *
       5);
-  RowStats vs_golden;
+  Bf16RowAgreement vs_golden;
   for (const Golden& g : goldens_) {
     const int64_t T = static_cast<int64_t>(g.prompt.size());
     for (const int64_t chunk_size : {T, int64_t{7}}) {
@@ -857,13 +848,12 @@ TEST_P(CudaModelTest, DecompressedPathMatchesGoldens) {
         const std::vector<float> part = Run(*gpu_model_, {&ch, 1});
         got.insert(got.end(), part.begin(), part.end());
       }
-      CompareRows(got, g.logits, vocab(), 1e-2,
-                  "chunk " + std::to_string(chunk_size) + " T=" + std::to_string(T), &vs_golden);
+      vs_golden.Add(got, g.logits, vocab());
     }
   }
-  std::printf("[ %s ] decompressed: 1 - cosine per row, median %.3g vs goldens (%zu rows)\n",
-              GetParam().c_str(), vs_golden.Median(), vs_golden.one_minus_cosine.size());
-  EXPECT_LE(vs_golden.Median(), 1e-4);
+  std::printf("[ %s ] decompressed vs goldens: %s\n", GetParam().c_str(),
+              vs_golden.Summary().c_str());
+  vs_golden.ExpectWithinBounds("decompressed vs goldens");
 }
 
 // The experts' path pinned: the batch's token-expert pairs would take cuBLASLt where a

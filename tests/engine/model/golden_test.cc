@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/cpu_features.h"
 #include "engine/kv_cache/block_pool.h"
 #include "engine/model/attention_path.h"
 #include "engine/model/deepseek_model.h"
@@ -336,6 +337,38 @@ TEST_P(Fp8RobustRouterTest, Fp8ChunkedPrefillMatchesWholePrefill) {
   }
 }
 
+// The CPU's opt-in bf16 kernels (x rounded to bf16 in every GEMM, as the CUDA backend's
+// cuBLASLt GEMMs do) against the bf16-kv goldens, whole prompts and 7-token chunks: the
+// measurement behind Bf16RowAgreement's bounds (golden_util.h), which the GPU tests apply
+// to the device, and a check that they still hold.
+class Bf16ActivationTest : public GoldenTest {};
+
+TEST_P(Bf16ActivationTest, RoundedActivationsStayWithinTheDeviceBounds) {
+  int ran = 0;
+  for (const cpu::CpuIsa isa : {cpu::CpuIsa::kAvx512Bf16, cpu::CpuIsa::kAmxBf16}) {
+    const std::string name(cpu::CpuIsaName(isa));
+    if (!cpu::IsaSupported(isa)) {
+      std::printf("[ %s ] %s: skipped for lack of the instruction set (%s)\n",
+                  GetParam().c_str(), name.c_str(), std::string(cpu::CpuIsaFeatures(isa)).c_str());
+      continue;
+    }
+    cpu::ScopedIsaOverride scoped(isa);
+    Bf16RowAgreement agreement;
+    for (const int chunk : {0, 7}) {
+      for (const Golden& g : goldens_) {
+        const int size = chunk == 0 ? static_cast<int>(g.prompt.size()) : chunk;
+        const std::vector<float> all = ChunkedPrefill(g.prompt, size, CacheDType::kBF16);
+        agreement.Add(all, g.logits, vocab());
+      }
+    }
+    std::printf("[ %s ] %s activations vs goldens: %s\n", GetParam().c_str(), name.c_str(),
+                agreement.Summary().c_str());
+    agreement.ExpectWithinBounds(name);
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "CPU lacks avx512_bf16 and amx_bf16";
+}
+
 std::string ModelParamName(const ::testing::TestParamInfo<std::string>& info) {
   std::string n = info.param;
   std::replace(n.begin(), n.end(), '-', '_');
@@ -359,6 +392,9 @@ INSTANTIATE_TEST_SUITE_P(RobustRouter, Fp8RobustRouterTest, ::testing::Values("t
 
 INSTANTIATE_TEST_SUITE_P(TinyModels, Fp8GoldenTest, ::testing::Values("tiny-v2-lite", "tiny-v3"),
                          ModelParamName);
+
+INSTANTIATE_TEST_SUITE_P(TinyModels, Bf16ActivationTest,
+                         ::testing::Values("tiny-v2-lite", "tiny-v3"), ModelParamName);
 
 }  // namespace
 }  // namespace mla
