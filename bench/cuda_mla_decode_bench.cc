@@ -7,8 +7,14 @@
 // cache pool is sized for the largest batch × context of the run (V3 at 128 × 128K needs
 // 19.3 GB); block tables point each sequence at its own shuffled blocks.
 //
+// Calls of one shape cycle through disjoint copies of its blocks (--rotate), at least
+// twice the L2 in all where the pool allows, since a shape smaller than the L2 (batch 1 ×
+// 32K is 38 MB) read by every call would be timed from the L2, not from HBM. The plan
+// assumes as many CTAs at once as the device holds (--ctas_per_sm=0), as the backend does.
+//
 // Usage: cuda_mla_decode_bench [--batches=1,2,...] [--contexts=4096,...] [--heads=16,128]
 //        [--min_ms=50] [--hbm_gbps=0 (0: from the device's memory clock and bus width)]
+//        [--ctas_per_sm=0] [--rotate=true]
 // Exits 0 with a message when no CUDA device is usable.
 #include <cuda_runtime.h>
 
@@ -17,6 +23,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -35,6 +42,12 @@ ABSL_FLAG(std::string, contexts, "4096,16384,65536,131072", "Context lengths (to
 ABSL_FLAG(std::string, heads, "16,128", "Head counts (16: V2-Lite, 128: V2/V3)");
 ABSL_FLAG(double, min_ms, 50.0, "Time each shape for at least this long");
 ABSL_FLAG(double, hbm_gbps, 0.0, "Peak HBM bandwidth in GB/s (0: ask the device)");
+ABSL_FLAG(int, ctas_per_sm, 0,
+          "Split-KV CTAs per multiprocessor the plan assumes (0: what the device holds, as "
+          "the backend plans)");
+ABSL_FLAG(bool, rotate, true,
+          "Cycle each shape's calls through disjoint copies of its cache blocks, at least twice "
+          "the L2 in all, so that a small shape is not timed out of the L2");
 
 namespace mla::cuda {
 namespace {
@@ -79,12 +92,26 @@ struct Shape {
   int context;
 };
 
-// Times LaunchMlaDecode on one shape; returns milliseconds per call.
-absl::StatusOr<double> TimeShape(const Pool& pool, const Shape& s, int num_sms, double min_ms) {
+// How many disjoint copies of a shape's blocks its calls cycle through: enough that the
+// blocks read by consecutive calls exceed twice the L2 (no re-read hits it), as the pool
+// allows; 1 without rotation.
+int64_t Copies(const Pool& pool, int64_t shape_blocks, int64_t l2_bytes) {
+  if (!absl::GetFlag(FLAGS_rotate) || shape_blocks <= 0) return 1;
+  const double shape_bytes = static_cast<double>(shape_blocks) * kMlaBlockSize * kBytesPerToken;
+  const int64_t wanted = static_cast<int64_t>(2.0 * l2_bytes / shape_bytes) + 1;
+  return std::max<int64_t>(1, std::min(wanted, pool.num_blocks / shape_blocks));
+}
+
+// Times LaunchMlaDecode on one shape; returns milliseconds per call and the copies used.
+absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Shape& s,
+                                                     int num_sms, int64_t l2_bytes,
+                                                     double min_ms) {
   const int blocks_per_seq = s.context / kMlaBlockSize;
   std::vector<int32_t> lens(s.batch, s.context);
+  const int64_t shape_blocks = int64_t{s.batch} * blocks_per_seq;
+  const int64_t copies = Copies(pool, shape_blocks, l2_bytes);
   std::vector<int32_t> table(pool.shuffled.begin(),
-                             pool.shuffled.begin() + int64_t{s.batch} * blocks_per_seq);
+                             pool.shuffled.begin() + copies * shape_blocks);
   MlaDecodePlanOptions options;
   options.num_sms = num_sms;
   options.num_heads = s.heads;
@@ -117,7 +144,7 @@ absl::StatusOr<double> TimeShape(const Pool& pool, const Shape& s, int num_sms, 
   p.num_partial_slots = plan.num_partial_slots();
   p.q = q.as<bf16_t>();
   p.kv_cache = pool.cache.as<bf16_t>();
-  p.block_table = d_table.as<int32_t>();
+  p.block_table = d_table.as<int32_t>();  // copy 0; call i reads copy i % copies
   p.seq_lens = d_lens.as<int32_t>();
   p.parts = d_parts.as<MlaDecodePart>();
   p.split_offsets = d_offsets.as<int32_t>();
@@ -125,7 +152,12 @@ absl::StatusOr<double> TimeShape(const Pool& pool, const Shape& s, int num_sms, 
   p.partial_lse = partial_lse.as<float>();
   p.out = out.as<bf16_t>();
   p.lse = lse.as<float>();
-  for (int i = 0; i < 2; ++i) MLA_RETURN_IF_ERROR(LaunchMlaDecode(p, nullptr));  // Warm-up.
+  int64_t call = 0;
+  auto launch = [&]() -> absl::Status {
+    p.block_table = d_table.as<int32_t>() + (call++ % copies) * shape_blocks;
+    return LaunchMlaDecode(p, nullptr);
+  };
+  for (int i = 0; i < 2; ++i) MLA_RETURN_IF_ERROR(launch());  // Warm-up.
   MLA_RETURN_IF_ERROR(DeviceSynchronize());
   cudaEvent_t start;
   cudaEvent_t stop;
@@ -135,7 +167,7 @@ absl::StatusOr<double> TimeShape(const Pool& pool, const Shape& s, int num_sms, 
   float ms = 0.0f;
   while (true) {
     MLA_CUDA_RETURN_IF_ERROR(cudaEventRecord(start));
-    for (int i = 0; i < iters; ++i) MLA_RETURN_IF_ERROR(LaunchMlaDecode(p, nullptr));
+    for (int i = 0; i < iters; ++i) MLA_RETURN_IF_ERROR(launch());
     MLA_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop));
     MLA_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
     MLA_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
@@ -144,7 +176,7 @@ absl::StatusOr<double> TimeShape(const Pool& pool, const Shape& s, int num_sms, 
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  return static_cast<double>(ms) / iters;
+  return std::make_pair(static_cast<double>(ms) / iters, copies);
 }
 
 absl::Status Run() {
@@ -170,20 +202,34 @@ absl::Status Run() {
   pool.shuffled.resize(pool.num_blocks);
   std::iota(pool.shuffled.begin(), pool.shuffled.end(), 0);
   std::shuffle(pool.shuffled.begin(), pool.shuffled.end(), std::mt19937(1));
-  std::printf("device: %s, %d SMs, peak HBM %.0f GB/s; cache pool %.1f GB\n", dev.name.c_str(),
-              dev.multiprocessors, hbm, pool.cache.bytes() / 1e9);
-  std::printf("%6s %6s %8s %12s %10s %7s %9s\n", "heads", "batch", "context", "us/call", "GB/s",
-              "%HBM", "TFLOPS");
+  int l2_bytes = 0;
+  MLA_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev.ordinal));
+  int ctas_per_sm = absl::GetFlag(FLAGS_ctas_per_sm);
+  if (ctas_per_sm <= 0) {
+    MLA_ASSIGN_OR_RETURN(ctas_per_sm, MlaDecodeCtasPerSm(kWidth));
+  }
+  std::printf(
+      "device: %s, %d SMs × %d split CTAs each, peak HBM %.0f GB/s, L2 %.0f MB; cache pool "
+      "%.1f GB; %s\n",
+      dev.name.c_str(), dev.multiprocessors, ctas_per_sm, hbm, l2_bytes / 1e6,
+      pool.cache.bytes() / 1e9,
+      absl::GetFlag(FLAGS_rotate) ? "calls rotate through copies of the blocks (\"copies\")"
+                                  : "every call reads the same blocks");
+  std::printf("%6s %6s %8s %12s %10s %7s %9s %7s\n", "heads", "batch", "context", "us/call",
+              "GB/s", "%HBM", "TFLOPS", "copies");
   for (int h : heads) {
     for (int c : contexts) {
       for (int b : batches) {
-        MLA_ASSIGN_OR_RETURN(const double ms, TimeShape(pool, {h, b, c}, dev.multiprocessors,
-                                                        absl::GetFlag(FLAGS_min_ms)));
+        MLA_ASSIGN_OR_RETURN(const auto timed,
+                             TimeShape(pool, {h, b, c}, dev.multiprocessors * ctas_per_sm,
+                                       l2_bytes, absl::GetFlag(FLAGS_min_ms)));
+        const double ms = timed.first;
         const double tokens = static_cast<double>(b) * c;
         const double gbps = tokens * kBytesPerToken / (ms * 1e-3) / 1e9;
         const double tflops = tokens * h * kFlopsPerHeadToken / (ms * 1e-3) / 1e12;
-        std::printf("%6d %6d %8d %12.1f %10.1f %6.1f%% %9.2f\n", h, b, c, ms * 1e3, gbps,
-                    hbm > 0 ? 100.0 * gbps / hbm : 0.0, tflops);
+        std::printf("%6d %6d %8d %12.1f %10.1f %6.1f%% %9.2f %7lld\n", h, b, c, ms * 1e3, gbps,
+                    hbm > 0 ? 100.0 * gbps / hbm : 0.0, tflops,
+                    static_cast<long long>(timed.second));
         std::fflush(stdout);
       }
     }

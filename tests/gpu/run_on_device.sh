@@ -6,7 +6,8 @@
 #   2. every gpu test binary (kernels against the CPU backend, the whole model against the
 #      goldens, mla-server --device=cuda over gRPC); a skip counts as a failure here;
 #   3. cuda_mla_decode_bench: the split-KV decode kernel's GB/s (16 heads) and TFLOP/s
-#      (128 heads) over batch × context;
+#      (128 heads) over batch × context, and on a few shapes again planned for one CTA
+#      per multiprocessor (decode_bench_1cta.txt);
 #   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
 #      engine on the GPU: decode tokens/s at batch 1 / 16 / 64, prefill tokens/s of a 4K
 #      prompt, and a new engine's first request with and without the start-up warm-up
@@ -132,7 +133,7 @@ done
 # The engine again with CUDA graphs on (off by default until measured): preemption,
 # prefix hits and seeded sampling through recorded and replayed decode steps.
 run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_GRAPHS=on" MLA_CUDA_GRAPHS=on
-grep -h '1 - cosine' "${tests_log}" | tee -a "${summary}"
+grep -hE '1 - cosine|delta logprob' "${tests_log}" | tee -a "${summary}"
 
 # --- 3. The decode kernel's benchmark ----------------------------------------------------
 # Without a usable device the benchmark says "nothing measured" and exits 0.
@@ -142,6 +143,17 @@ if have_time 30 cuda_mla_decode_bench; then
     say "ok: cuda_mla_decode_bench (decode_bench.txt)"
   else
     fail "cuda_mla_decode_bench (decode_bench.txt)"
+  fi
+fi
+# The same kernel planned for one CTA per multiprocessor (the plan before it counted the
+# CTAs a multiprocessor holds), on a few shapes: the change's effect in the same run.
+if have_time 30 "cuda_mla_decode_bench --ctas_per_sm=1"; then
+  if timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --ctas_per_sm=1 \
+       --batches=1,128 --contexts=4096,131072 --heads=16,128 \
+       >"${out}/decode_bench_1cta.txt" 2>&1; then
+    say "ok: cuda_mla_decode_bench --ctas_per_sm=1 (decode_bench_1cta.txt)"
+  else
+    fail "cuda_mla_decode_bench --ctas_per_sm=1 (decode_bench_1cta.txt)"
   fi
 fi
 

@@ -105,8 +105,13 @@ bool CudaBackend::CanSplitKvDecode(int heads) const {
 
 absl::Status CudaBackend::PlanSplitKv(int heads) {
   if (planned_step_ == step_number_ && planned_heads_ == heads) return absl::OkStatus();
+  const int width = layout_->latent_dim() + layout_->rope_dim();
+  if (decode_ctas_width_ != width) {  // Once per cache layout: a device query.
+    MLA_ASSIGN_OR_RETURN(decode_ctas_per_sm_, MlaDecodeCtasPerSm(width));
+    decode_ctas_width_ = width;
+  }
   MlaDecodePlanOptions options;
-  options.num_sms = num_sms_;
+  options.num_sms = num_sms_ * decode_ctas_per_sm_;  // CTAs resident at once
   options.num_heads = heads;
   options.max_blocks_per_seq = static_cast<int>(table_width_);
   MlaDecodePlan& plan = decode_plan_;

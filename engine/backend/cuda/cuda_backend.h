@@ -184,6 +184,9 @@ class CudaBackend final : public Backend {
   std::string name_;
   std::string description_;
   int num_sms_ = 0;
+  // Split-KV decode CTAs one multiprocessor holds, for cache rows of decode_ctas_width_.
+  int decode_ctas_per_sm_ = 1;
+  int decode_ctas_width_ = 0;
   bool split_kv_decode_ = true;
   int64_t decompress_chunk_bytes_ = kMaxDecompressedChunkBytes;
   CudaStream stream_ = nullptr;

@@ -14,8 +14,11 @@
 // check; tensor-core (wgmma) tiles in FlashMLA's manner are the next step for speed.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <mutex>
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/cache_row.cuh"
@@ -341,7 +344,36 @@ __global__ void __launch_bounds__(kCombineThreads) MlaDecodeCombineKernel(MlaDec
   if (threadIdx.x == 0) p.lse[out_row] = lse;
 }
 
+// The split kernel's dynamic shared memory limit on the current device, raised once to
+// the most any call has needed there (a host call per launch costs more than a small
+// step's kernel).
+absl::Status AllowSplitSharedBytes(size_t smem) {
+  static std::mutex mu;
+  static std::map<int, size_t> allowed;  // by device ordinal
+  int device = 0;
+  MLA_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mu);
+  size_t& limit = allowed[device];
+  if (smem <= limit) return absl::OkStatus();
+  MLA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      MlaDecodeSplitKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  limit = smem;
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::StatusOr<int> MlaDecodeCtasPerSm(int width) {
+  if (width < 2 || width % 2 != 0 || width > kMlaMaxLatent + kMlaMaxRope) {
+    return absl::InvalidArgumentError("MlaDecodeCtasPerSm: width out of range");
+  }
+  const size_t smem = SplitSharedBytes(width);
+  if (absl::Status s = AllowSplitSharedBytes(smem); !s.ok()) return s;
+  int ctas = 0;
+  MLA_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &ctas, MlaDecodeSplitKernel, kThreads, smem));
+  return std::max(ctas, 1);
+}
 
 absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
   if (absl::Status s = ValidateMlaDecodeParams(p); !s.ok()) return s;
@@ -351,8 +383,7 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
   }
   const int rows_total = p.q_rows_per_seq * p.num_heads;
   const size_t smem = SplitSharedBytes(p.kv_lora_rank + p.rope_dim);
-  MLA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      MlaDecodeSplitKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  if (absl::Status s = AllowSplitSharedBytes(smem); !s.ok()) return s;
   const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
   MlaDecodeSplitKernel<<<grid, kThreads, smem, stream>>>(p);
   if (absl::Status s = CudaLaunchStatus("MlaDecodeSplitKernel"); !s.ok()) return s;

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
 #include "engine/backend/cuda/kernels/mla_decode_metadata.h"
 #include "engine/common/bf16.h"
@@ -64,6 +65,12 @@ absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p);
 
 // Launches the split kernel and the combine kernel on `stream`.
 absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream);
+
+// How many split-kernel CTAs one multiprocessor of the current device holds at once for
+// cache rows of `width` values (kv_lora_rank + rope_dim): shared memory decides it, 2 on
+// an H100 / H200 at DeepSeek's 576. The plan's num_sms is the multiprocessors times this:
+// with one CTA per multiprocessor its loads and its math never overlap.
+absl::StatusOr<int> MlaDecodeCtasPerSm(int width);
 
 }  // namespace mla::cuda
 
