@@ -14,7 +14,7 @@
 //
 // Usage: cuda_mla_decode_bench [--batches=1,2,...] [--contexts=4096,...] [--heads=16,128]
 //        [--min_ms=50] [--hbm_gbps=0 (0: from the device's memory clock and bus width)]
-//        [--ctas_per_sm=0] [--rotate=true]
+//        [--ctas_per_sm=0] [--rotate=true] [--kernel=auto|simt|mma]
 // Exits 0 with a message when no CUDA device is usable.
 #include <cuda_runtime.h>
 
@@ -30,12 +30,12 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/cuda_device.h"
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/host/mla_decode_plan.h"
 #include "engine/backend/cuda/kernels/mla_decode.h"
-#include "common/status_macros.h"
 
 ABSL_FLAG(std::string, batches, "1,2,4,8,16,32,64,128", "Batch sizes");
 ABSL_FLAG(std::string, contexts, "4096,16384,65536,131072", "Context lengths (tokens)");
@@ -45,6 +45,9 @@ ABSL_FLAG(double, hbm_gbps, 0.0, "Peak HBM bandwidth in GB/s (0: ask the device)
 ABSL_FLAG(int, ctas_per_sm, 0,
           "Split-KV CTAs per multiprocessor the plan assumes (0: what the device holds, as "
           "the backend plans)");
+ABSL_FLAG(std::string, kernel, "auto",
+          "Split kernel: simt (CUDA cores), mma (tensor cores) or auto (MLA_CUDA_DECODE_KERNEL, "
+          "else simt)");
 ABSL_FLAG(bool, rotate, true,
           "Cycle each shape's calls through disjoint copies of its cache blocks, at least twice "
           "the L2 in all, so that a small shape is not timed out of the L2");
@@ -80,6 +83,13 @@ double DeviceHbmGbps(int device) {
   return 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
 }
 
+MlaDecodeKernel Kernel() {
+  const std::string k = absl::GetFlag(FLAGS_kernel);
+  if (k == "simt") return MlaDecodeKernel::kSimt;
+  if (k == "mma") return MlaDecodeKernel::kMma;
+  return MlaDecodeKernel::kAuto;
+}
+
 struct Pool {
   DeviceBuffer cache;  // [num_blocks, 64, 576]
   int64_t num_blocks = 0;
@@ -103,15 +113,13 @@ int64_t Copies(const Pool& pool, int64_t shape_blocks, int64_t l2_bytes) {
 }
 
 // Times LaunchMlaDecode on one shape; returns milliseconds per call and the copies used.
-absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Shape& s,
-                                                     int num_sms, int64_t l2_bytes,
-                                                     double min_ms) {
+absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Shape& s, int num_sms,
+                                                     int64_t l2_bytes, double min_ms) {
   const int blocks_per_seq = s.context / kMlaBlockSize;
   std::vector<int32_t> lens(s.batch, s.context);
   const int64_t shape_blocks = int64_t{s.batch} * blocks_per_seq;
   const int64_t copies = Copies(pool, shape_blocks, l2_bytes);
-  std::vector<int32_t> table(pool.shuffled.begin(),
-                             pool.shuffled.begin() + copies * shape_blocks);
+  std::vector<int32_t> table(pool.shuffled.begin(), pool.shuffled.begin() + copies * shape_blocks);
   MlaDecodePlanOptions options;
   options.num_sms = num_sms;
   options.num_heads = s.heads;
@@ -140,6 +148,7 @@ absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Sha
   p.num_blocks = pool.num_blocks;
   p.max_blocks_per_seq = blocks_per_seq;
   p.softmax_scale = kScale;
+  p.kernel = Kernel();
   p.num_parts = plan.num_parts;
   p.num_partial_slots = plan.num_partial_slots();
   p.q = q.as<bf16_t>();
@@ -190,6 +199,10 @@ absl::Status Run() {
   if (batches.empty() || contexts.empty() || heads.empty()) {
     return absl::InvalidArgumentError("--batches, --contexts and --heads need positive values");
   }
+  const std::string kernel = absl::GetFlag(FLAGS_kernel);
+  if (kernel != "auto" && kernel != "simt" && kernel != "mma") {
+    return absl::InvalidArgumentError("--kernel must be auto, simt or mma, got " + kernel);
+  }
   double hbm = absl::GetFlag(FLAGS_hbm_gbps);
   if (hbm <= 0) hbm = DeviceHbmGbps(dev.ordinal);
   const int max_batch = *std::max_element(batches.begin(), batches.end());
@@ -206,23 +219,23 @@ absl::Status Run() {
   MLA_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev.ordinal));
   int ctas_per_sm = absl::GetFlag(FLAGS_ctas_per_sm);
   if (ctas_per_sm <= 0) {
-    MLA_ASSIGN_OR_RETURN(ctas_per_sm, MlaDecodeCtasPerSm(kWidth));
+    MLA_ASSIGN_OR_RETURN(ctas_per_sm, MlaDecodeCtasPerSm(kLatent, kRope, Kernel()));
   }
   std::printf(
-      "device: %s, %d SMs × %d split CTAs each, peak HBM %.0f GB/s, L2 %.0f MB; cache pool "
-      "%.1f GB; %s\n",
-      dev.name.c_str(), dev.multiprocessors, ctas_per_sm, hbm, l2_bytes / 1e6,
-      pool.cache.bytes() / 1e9,
+      "device: %s, %d SMs × %d split CTAs each (kernel %s), peak HBM %.0f GB/s, L2 %.0f MB; "
+      "cache pool %.1f GB; %s\n",
+      dev.name.c_str(), dev.multiprocessors, ctas_per_sm, absl::GetFlag(FLAGS_kernel).c_str(), hbm,
+      l2_bytes / 1e6, pool.cache.bytes() / 1e9,
       absl::GetFlag(FLAGS_rotate) ? "calls rotate through copies of the blocks (\"copies\")"
                                   : "every call reads the same blocks");
-  std::printf("%6s %6s %8s %12s %10s %7s %9s %7s\n", "heads", "batch", "context", "us/call",
-              "GB/s", "%HBM", "TFLOPS", "copies");
+  std::printf("%6s %6s %8s %12s %10s %7s %9s %7s\n", "heads", "batch", "context", "us/call", "GB/s",
+              "%HBM", "TFLOPS", "copies");
   for (int h : heads) {
     for (int c : contexts) {
       for (int b : batches) {
         MLA_ASSIGN_OR_RETURN(const auto timed,
-                             TimeShape(pool, {h, b, c}, dev.multiprocessors * ctas_per_sm,
-                                       l2_bytes, absl::GetFlag(FLAGS_min_ms)));
+                             TimeShape(pool, {h, b, c}, dev.multiprocessors * ctas_per_sm, l2_bytes,
+                                       absl::GetFlag(FLAGS_min_ms)));
         const double ms = timed.first;
         const double tokens = static_cast<double>(b) * c;
         const double gbps = tokens * kBytesPerToken / (ms * 1e-3) / 1e9;

@@ -19,8 +19,8 @@ absl::Status RetryWhileUnavailable(const std::function<absl::Status()>& probe,
     const absl::Time now = absl::Now();
     if (now >= deadline) {
       if (options.budget <= absl::ZeroDuration()) return s;
-      return absl::UnavailableError(absl::StrCat(
-          s.message(), " (still unavailable after ", absl::FormatDuration(now - start), ")"));
+      return absl::UnavailableError(absl::StrCat(s.message(), " (still unavailable after ",
+                                                 absl::FormatDuration(now - start), ")"));
     }
     if (options.note && now >= next_note) {
       options.note(s, now - start);

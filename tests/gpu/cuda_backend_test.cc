@@ -256,9 +256,7 @@ TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {
         // which moves a score by about 5e-3 (σ, as for q above) and a single key's lse by
         // as much; the worst of 256 lse values is ~3σ: 3e-2. A wrong key, head or causal
         // limit moves outputs by O(1).
-        const float tol = !split                            ? 1e-4f
-                          : dtype == CacheDType::kFp8E4M3 ? 3e-2f
-                                                            : 1e-2f;
+        const float tol = !split ? 1e-4f : dtype == CacheDType::kFp8E4M3 ? 3e-2f : 1e-2f;
         for (size_t i = 0; i < out_cpu.size(); ++i) {
           ASSERT_TRUE(std::isfinite(out_gpu[i])) << "out " << i;
           ASSERT_NEAR(out_gpu[i], out_cpu[i], tol + tol * std::fabs(out_cpu[i])) << "out " << i;
@@ -456,13 +454,13 @@ TEST(CudaBackendSampling, MatchesCpuOnEveryKindOfRow) {
     for (uint64_t seed = 0; seed < static_cast<uint64_t>(rows); ++seed)
       gens.emplace_back(77 + seed);
     const std::vector<RowSampling> want = {
-        {0, &greedy, &gens[0], -1, -1},   {1, &greedy, &gens[1], -1, 3},
-        {2, &greedy, &gens[2], -1, 2},    {3, &k50, &gens[3], -1, -1},
-        {4, nullptr, nullptr, 17, 0},     {5, &greedy, &gens[5], -1, -1},
-        {6, &k1, &gens[6], -1, -1},       {7, &k256, &gens[7], -1, -1},
-        {8, &k50, &gens[8], -1, -1},      {9, &k50, &gens[9], -1, -1},
-        {10, &top_p, &gens[10], -1, -1},  {11, &k_vocab, &gens[11], -1, -1},
-        {12, &greedy, &gens[12], -1, 3},  {13, &k50, &gens[13], -1, 5},
+        {0, &greedy, &gens[0], -1, -1},  {1, &greedy, &gens[1], -1, 3},
+        {2, &greedy, &gens[2], -1, 2},   {3, &k50, &gens[3], -1, -1},
+        {4, nullptr, nullptr, 17, 0},    {5, &greedy, &gens[5], -1, -1},
+        {6, &k1, &gens[6], -1, -1},      {7, &k256, &gens[7], -1, -1},
+        {8, &k50, &gens[8], -1, -1},     {9, &k50, &gens[9], -1, -1},
+        {10, &top_p, &gens[10], -1, -1}, {11, &k_vocab, &gens[11], -1, -1},
+        {12, &greedy, &gens[12], -1, 3}, {13, &k50, &gens[13], -1, 5},
         {14, nullptr, nullptr, 100, 4},
     };
     const Tensor t = be->Activation(0, rows, vocab);
@@ -816,8 +814,7 @@ TEST_P(CudaModelTest, ChunkedPrefillEqualsWholePrefill) {
           got.insert(got.end(), part.begin(), part.end());
         }
         CompareRows(got, want, vocab(), 1e-3,
-                    path_name + " chunk " + std::to_string(chunk_size) + " T=" +
-                        std::to_string(T),
+                    path_name + " chunk " + std::to_string(chunk_size) + " T=" + std::to_string(T),
                     nullptr);
       }
     }

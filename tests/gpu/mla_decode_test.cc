@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -134,7 +135,8 @@ Result CpuReference(const Shape& s, const Problem& pr, float scale) {
   return r;
 }
 
-Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodePlan* plan) {
+Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel,
+               MlaDecodePlan* plan) {
   MlaDecodePlanOptions options;
   options.num_sms = s.num_sms > 0 ? s.num_sms : testing::NumMultiprocessors();
   options.num_heads = s.heads;
@@ -168,6 +170,7 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodePlan* pl
   p.num_blocks = pr.num_blocks;
   p.max_blocks_per_seq = pr.max_blocks;
   p.softmax_scale = scale;
+  p.kernel = kernel;
   p.num_parts = plan->num_parts;
   p.num_partial_slots = plan->num_partial_slots();
   p.q = q.as<bf16_t>();
@@ -190,12 +193,31 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodePlan* pl
   return r;
 }
 
+void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel,
+                         const Result& want);
+
+// Both split kernels where the tensor-core one takes the widths (it rounds p to bf16 for
+// its second product, 2^-9 of each weight, well inside the bound below), the CUDA-core one
+// alone otherwise.
 void ExpectMatches(const Shape& s, uint32_t seed) {
   const float scale = 0.11472139f;
   const Problem pr = MakeProblem(s, seed);
-  MlaDecodePlan plan;
-  const Result got = RunCuda(s, pr, scale, &plan);
   const Result want = CpuReference(s, pr, scale);
+  for (const MlaDecodeKernel kernel : {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma}) {
+    const bool mma = kernel == MlaDecodeKernel::kMma;
+    if (mma && !MlaDecodeMmaSupports(s.latent, s.rope)) {
+      std::printf("[ L %d R %d ] tensor-core kernel: not for these widths\n", s.latent, s.rope);
+      continue;
+    }
+    SCOPED_TRACE(mma ? "tensor-core kernel" : "CUDA-core kernel");
+    ExpectKernelMatches(s, pr, scale, kernel, want);
+  }
+}
+
+void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel,
+                         const Result& want) {
+  MlaDecodePlan plan;
+  const Result got = RunCuda(s, pr, scale, kernel, &plan);
   ASSERT_EQ(got.out.size(), want.out.size());
   ASSERT_EQ(got.lse.size(), want.lse.size());
   SCOPED_TRACE(::testing::Message()

@@ -6,8 +6,9 @@
 #   2. every gpu test binary (kernels against the CPU backend, the whole model against the
 #      goldens, mla-server --device=cuda over gRPC); a skip counts as a failure here;
 #   3. cuda_mla_decode_bench: the split-KV decode kernel's GB/s (16 heads) and TFLOP/s
-#      (128 heads) over batch × context, and on a few shapes again planned for one CTA
-#      per multiprocessor (decode_bench_1cta.txt);
+#      (128 heads) over batch × context, with the CUDA-core split kernel (the default),
+#      with the tensor-core one (decode_bench_mma.txt), and on a few shapes the CUDA-core
+#      one planned for one CTA per multiprocessor (decode_bench_1cta.txt);
 #   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
 #      engine on the GPU: decode tokens/s at batch 1 / 16 / 64, prefill tokens/s of a 4K
 #      prompt, and a new engine's first request with and without the start-up warm-up
@@ -133,6 +134,12 @@ done
 # The engine again with CUDA graphs on (off by default until measured): preemption,
 # prefix hits and seeded sampling through recorded and replayed decode steps.
 run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_GRAPHS=on" MLA_CUDA_GRAPHS=on
+# The model and the engine with the tensor-core decode kernel (cuda_mla_decode_test runs
+# both kernels itself; the CUDA-core one stays the default until this passes).
+run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=mma" \
+  MLA_CUDA_DECODE_KERNEL=mma
+run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_DECODE_KERNEL=mma" \
+  MLA_CUDA_DECODE_KERNEL=mma
 grep -hE '1 - cosine|delta logprob' "${tests_log}" | tee -a "${summary}"
 
 # --- 3. The decode kernel's benchmark ----------------------------------------------------
@@ -145,11 +152,20 @@ if have_time 30 cuda_mla_decode_bench; then
     fail "cuda_mla_decode_bench (decode_bench.txt)"
   fi
 fi
-# The same kernel planned for one CTA per multiprocessor (the plan before it counted the
+# The tensor-core split kernel, every shape.
+if have_time 30 "cuda_mla_decode_bench --kernel=mma"; then
+  if timeout "$(limit 150)" "${build_rel}/bench/cuda_mla_decode_bench" --kernel=mma \
+       >"${out}/decode_bench_mma.txt" 2>&1; then
+    say "ok: cuda_mla_decode_bench --kernel=mma (decode_bench_mma.txt)"
+  else
+    fail "cuda_mla_decode_bench --kernel=mma (decode_bench_mma.txt)"
+  fi
+fi
+# The CUDA-core kernel planned for one CTA per multiprocessor (the plan before it counted the
 # CTAs a multiprocessor holds), on a few shapes: the change's effect in the same run.
 if have_time 30 "cuda_mla_decode_bench --ctas_per_sm=1"; then
   if timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --ctas_per_sm=1 \
-       --batches=1,128 --contexts=4096,131072 --heads=16,128 \
+       --kernel=simt --batches=1,128 --contexts=4096,131072 --heads=16,128 \
        >"${out}/decode_bench_1cta.txt" 2>&1; then
     say "ok: cuda_mla_decode_bench --ctas_per_sm=1 (decode_bench_1cta.txt)"
   else

@@ -107,7 +107,8 @@ absl::Status CudaBackend::PlanSplitKv(int heads) {
   if (planned_step_ == step_number_ && planned_heads_ == heads) return absl::OkStatus();
   const int width = layout_->latent_dim() + layout_->rope_dim();
   if (decode_ctas_width_ != width) {  // Once per cache layout: a device query.
-    MLA_ASSIGN_OR_RETURN(decode_ctas_per_sm_, MlaDecodeCtasPerSm(width));
+    MLA_ASSIGN_OR_RETURN(decode_ctas_per_sm_,
+                         MlaDecodeCtasPerSm(layout_->latent_dim(), layout_->rope_dim()));
     decode_ctas_width_ = width;
   }
   MlaDecodePlanOptions options;

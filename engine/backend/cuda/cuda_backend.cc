@@ -154,8 +154,8 @@ absl::StatusOr<Tensor> CudaBackend::AddWeight(std::string_view name, const Matri
 
 absl::Status CudaBackend::AllocateCache(const CacheLayout& layout, int32_t num_blocks) {
   if (layout.dtype() != CacheDType::kBF16 && layout.dtype() != CacheDType::kFp8E4M3) {
-    return absl::UnimplementedError(absl::StrCat("the CUDA backend has no ",
-                                                 CacheDTypeName(layout.dtype()), " latent cache"));
+    return absl::UnimplementedError(
+        absl::StrCat("the CUDA backend has no ", CacheDTypeName(layout.dtype()), " latent cache"));
   }
   if (layout.index_key_dim() > 0) {
     return absl::UnimplementedError(

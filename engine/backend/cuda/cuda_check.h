@@ -3,6 +3,8 @@
 #ifndef MLA_ENGINE_BACKEND_CUDA_CUDA_CHECK_H_
 #define MLA_ENGINE_BACKEND_CUDA_CUDA_CHECK_H_
 
+#include <cstddef>
+
 #include "absl/status/status.h"
 #include "engine/backend/cuda/cuda_device.h"
 
@@ -18,6 +20,11 @@ namespace mla::cuda {
 // The launch error of the last kernel launched on this thread (bad configuration, no
 // device, too much shared memory), as a Status naming `kernel`. Does not synchronize.
 absl::Status CudaLaunchStatus(const char* kernel);
+
+// Raises `kernel`'s dynamic shared memory limit on the current device to `bytes` unless an
+// earlier call already allowed as much there: a host call per launch would cost more than
+// a small step's kernel. Thread-safe.
+absl::Status AllowDynamicSharedBytes(const void* kernel, size_t bytes);
 
 }  // namespace mla::cuda
 

@@ -348,8 +348,8 @@ TEST_P(Bf16ActivationTest, RoundedActivationsStayWithinTheDeviceBounds) {
   for (const cpu::CpuIsa isa : {cpu::CpuIsa::kAvx512Bf16, cpu::CpuIsa::kAmxBf16}) {
     const std::string name(cpu::CpuIsaName(isa));
     if (!cpu::IsaSupported(isa)) {
-      std::printf("[ %s ] %s: skipped for lack of the instruction set (%s)\n",
-                  GetParam().c_str(), name.c_str(), std::string(cpu::CpuIsaFeatures(isa)).c_str());
+      std::printf("[ %s ] %s: skipped for lack of the instruction set (%s)\n", GetParam().c_str(),
+                  name.c_str(), std::string(cpu::CpuIsaFeatures(isa)).c_str());
       continue;
     }
     cpu::ScopedIsaOverride scoped(isa);

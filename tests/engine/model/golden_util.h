@@ -103,8 +103,8 @@ inline std::vector<double> LogSoftmaxRow(const float* row, int vocab) {
 // prompt token between two runs (quantiles as numpy's linear interpolation), and the
 // share of positions whose argmax agrees.
 inline Drift MeasureDrift(const std::vector<std::vector<int32_t>>& prompts,
-                   const std::vector<std::vector<float>>& a,
-                   const std::vector<std::vector<float>>& b, int vocab) {
+                          const std::vector<std::vector<float>>& a,
+                          const std::vector<std::vector<float>>& b, int vocab) {
   std::vector<double> deltas;
   int64_t agree = 0, total = 0;
   for (size_t p = 0; p < prompts.size(); ++p) {

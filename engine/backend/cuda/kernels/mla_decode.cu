@@ -17,13 +17,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <map>
-#include <mutex>
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/mla_decode.h"
+#include "engine/backend/cuda/kernels/mla_decode_mma.h"
+#include "engine/backend/cuda/kernels/mla_decode_split.cuh"
 
 namespace mla::cuda {
 namespace {
@@ -38,7 +38,6 @@ constexpr int kRowsPerWarp = kRows / kWarps;              // 2
 constexpr int kColsPerThread = kMlaMaxLatent / kThreads;  // 2
 constexpr int kCombineThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 static_assert(kRowGroups * kKeys == kThreads && kRowsPerGroup * kRowGroups == kRows);
 static_assert(kRowsPerWarp * kWarps == kRows && kKeys == 64);
 
@@ -69,55 +68,6 @@ __device__ SplitShared CarveShared(unsigned char* base, int width) {
   s.alpha = s.l + kRows;
   s.keys = reinterpret_cast<uint32_t*>(s.alpha + kRows);
   return s;
-}
-
-// Step 1 for FP8 rows: each value dequantized (code · its group's scale) and rounded to
-// bf16, as the kernel computes on bf16 keys (it rounds q to bf16 as well).
-__device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq_len, int latent,
-                                int rope, uint32_t* keys) {
-  const int width = latent + rope, stride = KeyStrideWords(width), words = width / 2;
-  const int64_t row_bytes = CacheRowBytesOf(true, latent, rope);
-  for (int i = threadIdx.x; i < kKeys * words; i += kThreads) {
-    const int key = i / words;
-    const int w = i - key * words;
-    uint32_t word = 0u;
-    if (first_key + key < seq_len) {
-      const CacheRowView row{block_ptr + key * row_bytes, true, latent};
-      word = uint32_t{ToBf16Bits(row.At(2 * w))} | (uint32_t{ToBf16Bits(row.At(2 * w + 1))} << 16);
-    }
-    keys[key * stride + w] = word;
-  }
-}
-
-// Step 1: keys [block·64, block·64 + 64) of the sequence, zero past `seq_len`.
-__device__ void LoadKeyBlock(const uint16_t* block_ptr, int first_key, int seq_len, int width,
-                             uint32_t* keys) {
-  const int stride = KeyStrideWords(width);
-  // 16-byte global loads when every block starts 16-byte aligned (cudaMalloc'd pool, rows
-  // a multiple of 8 values); 4-byte loads otherwise.
-  if (width % 8 == 0 && (reinterpret_cast<uintptr_t>(block_ptr) & 15) == 0) {
-    const int chunks = width / 8;
-    const uint4* src = reinterpret_cast<const uint4*>(block_ptr);
-    for (int i = threadIdx.x; i < kKeys * chunks; i += kThreads) {
-      const int key = i / chunks;
-      const int c = i - key * chunks;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (first_key + key < seq_len) v = src[i];
-      uint32_t* dst = keys + key * stride + c * 4;
-      dst[0] = v.x;
-      dst[1] = v.y;
-      dst[2] = v.z;
-      dst[3] = v.w;
-    }
-  } else {
-    const int words = width / 2;
-    const uint32_t* src = reinterpret_cast<const uint32_t*>(block_ptr);
-    for (int i = threadIdx.x; i < kKeys * words; i += kThreads) {
-      const int key = i / words;
-      const int w = i - key * words;
-      keys[key * stride + w] = first_key + key < seq_len ? src[i] : 0u;
-    }
-  }
 }
 
 // Step 2: scores in the log2 domain, -inf where a row may not see the key.
@@ -222,90 +172,65 @@ __device__ void LoadQueryTile(const MlaDecodeParams& p, int seq, int row0, int r
   }
 }
 
-// Writes one finished piece: the final output when one part covers the sequence, else the
-// piece's partial slot. Then clears the state for the next piece.
-__device__ void FinishPiece(const MlaDecodeParams& p, const SplitShared& s, int seq, int split,
-                            int row0, int rows_total, float (&acc)[kRows][kColsPerThread]) {
-  const int latent = p.kv_lora_rank;
-  const int first_slot = p.split_offsets[seq];
-  const bool final_out = p.split_offsets[seq + 1] - first_slot == 1;
-  const int64_t base = final_out ? seq : int64_t{first_slot} + split;
+// The CUDA-core split kernel's state and steps, walked by WalkPart (mla_decode_split.cuh).
+struct SimtSplit {
+  const MlaDecodeParams& p;
+  SplitShared s;
+  uint32_t* keys;
+  int stride;
+  int width, rows_total, row0;
+  float scale_log2;
+  float acc[kRows][kColsPerThread];
+
+  __device__ void BeginPiece(int seq) { LoadQueryTile(p, seq, row0, rows_total, width, s.q); }
+
+  __device__ void Scores(int first_key, int seq_len) {
+    ComputeScores(s, width, first_key, row0, seq_len, p.q_rows_per_seq, p.num_heads, scale_log2);
+  }
+  __device__ void Softmax() { SoftmaxStep(s); }
+  __device__ void Accumulate() { AccumulateOutput(s, width, p.kv_lora_rank, acc); }
+
+  // Writes one finished piece (final output or partial slot), then clears the state.
+  __device__ void FinishPiece(int seq, int split) {
+    const int latent = p.kv_lora_rank;
+    const MlaPieceOutput o = MlaPieceOutputOf(p, seq, split);
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int row = row0 + r;
-    const float l = s.l[r];
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int r = 0; r < kRows; ++r) {
+      const int row = row0 + r;
+      const float l = s.l[r];
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
 #pragma unroll
-    for (int j = 0; j < kColsPerThread; ++j) {
-      const int col = threadIdx.x + j * kThreads;
-      if (row < rows_total && col < latent) {
-        const int64_t at = (base * rows_total + row) * latent + col;
-        if (final_out) {
-          p.out[at] = ToBf16Bits(acc[r][j] * inv);
-        } else {
-          p.partial_out[at] = acc[r][j] * inv;
+      for (int j = 0; j < kColsPerThread; ++j) {
+        const int col = threadIdx.x + j * kThreads;
+        if (row < rows_total && col < latent) {
+          const int64_t at = (o.base * rows_total + row) * latent + col;
+          if (o.final_out) {
+            p.out[at] = ToBf16Bits(acc[r][j] * inv);
+          } else {
+            p.partial_out[at] = acc[r][j] * inv;
+          }
         }
+        acc[r][j] = 0.0f;
       }
-      acc[r][j] = 0.0f;
     }
+    FinishPieceLse<kRows>(p, o, row0, rows_total, s.m, s.l);
   }
-  const int r = static_cast<int>(threadIdx.x);
-  if (r < kRows && row0 + r < rows_total) {
-    const float l = s.l[r];
-    const float lse = l > 0.0f ? (s.m[r] + log2f(l)) * kLn2 : -INFINITY;
-    float* dst = final_out ? p.lse : p.partial_lse;
-    dst[base * rows_total + row0 + r] = lse;
-  }
-  __syncthreads();  // Everyone has read m and l.
-  if (r < kRows) {
-    s.m[r] = -INFINITY;
-    s.l[r] = 0.0f;
-  }
-}
+};
 
 __global__ void __launch_bounds__(kThreads, 1) MlaDecodeSplitKernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int width = p.kv_lora_rank + p.rope_dim;
-  const SplitShared s = CarveShared(smem, width);
-  const int rows_total = p.q_rows_per_seq * p.num_heads;
-  const int row0 = blockIdx.x * kRows;
-  const MlaDecodePart part = p.parts[blockIdx.y];
-  const float scale_log2 = p.softmax_scale * kLog2e;
-  float acc[kRows][kColsPerThread] = {};
-  if (threadIdx.x < kRows) {
-    s.m[threadIdx.x] = -INFINITY;
-    s.l[threadIdx.x] = 0.0f;
-  }
-  for (int seq = part.begin_seq; seq <= part.end_seq; ++seq) {
-    const int seq_len = p.seq_lens[seq];
-    const int blocks = (seq_len + kKeys - 1) / kKeys;
-    const MlaDecodePieceRange range = MlaPieceOf(part, seq, blocks);
-    const int block_end = min(range.block_end, blocks);  // Guards against a stale plan.
-    if (range.block_begin >= block_end) continue;        // Uniform over the CTA.
-    __syncthreads();                                     // The previous piece no longer reads q.
-    LoadQueryTile(p, seq, row0, rows_total, width, s.q);
-    const int32_t* table = p.block_table + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
-    for (int b = range.block_begin; b < block_end; ++b) {
-      const uint8_t* block_ptr =
-          static_cast<const uint8_t*>(p.kv_cache) +
-          static_cast<int64_t>(table[b]) * kKeys *
-              CacheRowBytesOf(p.kv_fp8, p.kv_lora_rank, p.rope_dim);
-      __syncthreads();  // Keys and p of the previous block are consumed.
-      if (p.kv_fp8) {
-        LoadFp8KeyBlock(block_ptr, b * kKeys, seq_len, p.kv_lora_rank, p.rope_dim, s.keys);
-      } else {
-        LoadKeyBlock(reinterpret_cast<const uint16_t*>(block_ptr), b * kKeys, seq_len, width,
-                     s.keys);
-      }
-      __syncthreads();
-      ComputeScores(s, width, b * kKeys, row0, seq_len, p.q_rows_per_seq, p.num_heads, scale_log2);
-      __syncthreads();
-      SoftmaxStep(s);
-      __syncthreads();
-      AccumulateOutput(s, width, p.kv_lora_rank, acc);
-    }
-    FinishPiece(p, s, seq, range.split, row0, rows_total, acc);
-  }
+  SimtSplit k{p,
+              CarveShared(smem, width),
+              nullptr,
+              KeyStrideWords(width),
+              width,
+              p.q_rows_per_seq * p.num_heads,
+              static_cast<int>(blockIdx.x) * kRows,
+              p.softmax_scale * kLog2e,
+              {}};
+  k.keys = k.s.keys;
+  WalkPart<kThreads>(p, k);
 }
 
 // One CTA per (query row, sequence). Sequences with one piece were finished by the split
@@ -344,34 +269,24 @@ __global__ void __launch_bounds__(kCombineThreads) MlaDecodeCombineKernel(MlaDec
   if (threadIdx.x == 0) p.lse[out_row] = lse;
 }
 
-// The split kernel's dynamic shared memory limit on the current device, raised once to
-// the most any call has needed there (a host call per launch costs more than a small
-// step's kernel).
-absl::Status AllowSplitSharedBytes(size_t smem) {
-  static std::mutex mu;
-  static std::map<int, size_t> allowed;  // by device ordinal
-  int device = 0;
-  MLA_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  std::lock_guard<std::mutex> lock(mu);
-  size_t& limit = allowed[device];
-  if (smem <= limit) return absl::OkStatus();
-  MLA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      MlaDecodeSplitKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  limit = smem;
-  return absl::OkStatus();
-}
-
 }  // namespace
 
-absl::StatusOr<int> MlaDecodeCtasPerSm(int width) {
-  if (width < 2 || width % 2 != 0 || width > kMlaMaxLatent + kMlaMaxRope) {
-    return absl::InvalidArgumentError("MlaDecodeCtasPerSm: width out of range");
+absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecodeKernel kernel) {
+  const int width = kv_lora_rank + rope_dim;
+  if (kv_lora_rank < 2 || kv_lora_rank % 2 != 0 || rope_dim < 0 || rope_dim % 2 != 0 ||
+      kv_lora_rank > kMlaMaxLatent || rope_dim > kMlaMaxRope) {
+    return absl::InvalidArgumentError("MlaDecodeCtasPerSm: widths out of range");
   }
+  const absl::StatusOr<MlaDecodeKernel> resolved =
+      ResolveMlaDecodeKernel(kernel, kv_lora_rank, rope_dim);
+  if (!resolved.ok()) return resolved.status();
+  if (*resolved == MlaDecodeKernel::kMma) return MlaDecodeMmaCtasPerSm(width);
   const size_t smem = SplitSharedBytes(width);
-  if (absl::Status s = AllowSplitSharedBytes(smem); !s.ok()) return s;
+  const void* split = reinterpret_cast<const void*>(&MlaDecodeSplitKernel);
+  if (absl::Status s = AllowDynamicSharedBytes(split, smem); !s.ok()) return s;
   int ctas = 0;
-  MLA_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &ctas, MlaDecodeSplitKernel, kThreads, smem));
+  MLA_CUDA_RETURN_IF_ERROR(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, MlaDecodeSplitKernel, kThreads, smem));
   return std::max(ctas, 1);
 }
 
@@ -381,12 +296,20 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
   if (p.num_parts > 65535 || p.batch > 65535) {
     return absl::InvalidArgumentError("MlaDecode: num_parts and batch must be <= 65535");
   }
+  const absl::StatusOr<MlaDecodeKernel> kernel =
+      ResolveMlaDecodeKernel(p.kernel, p.kv_lora_rank, p.rope_dim);
+  if (!kernel.ok()) return kernel.status();
   const int rows_total = p.q_rows_per_seq * p.num_heads;
-  const size_t smem = SplitSharedBytes(p.kv_lora_rank + p.rope_dim);
-  if (absl::Status s = AllowSplitSharedBytes(smem); !s.ok()) return s;
-  const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
-  MlaDecodeSplitKernel<<<grid, kThreads, smem, stream>>>(p);
-  if (absl::Status s = CudaLaunchStatus("MlaDecodeSplitKernel"); !s.ok()) return s;
+  if (*kernel == MlaDecodeKernel::kMma) {
+    if (absl::Status s = LaunchMlaDecodeMmaSplit(p, stream); !s.ok()) return s;
+  } else {
+    const size_t smem = SplitSharedBytes(p.kv_lora_rank + p.rope_dim);
+    const void* split = reinterpret_cast<const void*>(&MlaDecodeSplitKernel);
+    if (absl::Status s = AllowDynamicSharedBytes(split, smem); !s.ok()) return s;
+    const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
+    MlaDecodeSplitKernel<<<grid, kThreads, smem, stream>>>(p);
+    if (absl::Status s = CudaLaunchStatus("MlaDecodeSplitKernel"); !s.ok()) return s;
+  }
   MlaDecodeCombineKernel<<<dim3(rows_total, p.batch), kCombineThreads, 0, stream>>>(p);
   return CudaLaunchStatus("MlaDecodeCombineKernel");
 }

@@ -32,6 +32,14 @@ namespace mla::cuda {
 inline constexpr int kMlaMaxLatent = 512;
 inline constexpr int kMlaMaxRope = 128;
 
+// Which split kernel runs (the combine kernel is shared):
+// - kSimt: CUDA cores (mla_decode.cu), any shape this header allows;
+// - kMma: tensor cores (mla_decode_mma.cu: mma.sync m16n8k16, bf16 in, fp32 sums), when
+//   kv_lora_rank is a multiple of 8 and kv_lora_rank + rope_dim of 16 (DeepSeek: 512 + 64);
+// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt or mma), simt when unset or
+//   when mma does not take the shape. simt stays the default until mma is measured.
+enum class MlaDecodeKernel : int { kAuto = 0, kSimt = 1, kMma = 2 };
+
 struct MlaDecodeParams {
   int batch = 0;
   int q_rows_per_seq = 1;  // s_q
@@ -42,6 +50,7 @@ struct MlaDecodeParams {
   int64_t num_blocks = 0;
   int max_blocks_per_seq = 0;
   float softmax_scale = 0.0f;
+  MlaDecodeKernel kernel = MlaDecodeKernel::kAuto;
   int num_parts = 0;          // MlaDecodePlan::num_parts
   int num_partial_slots = 0;  // MlaDecodePlan::num_partial_slots()
 
@@ -66,11 +75,24 @@ absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p);
 // Launches the split kernel and the combine kernel on `stream`.
 absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream);
 
-// How many split-kernel CTAs one multiprocessor of the current device holds at once for
-// cache rows of `width` values (kv_lora_rank + rope_dim): shared memory decides it, 2 on
-// an H100 / H200 at DeepSeek's 576. The plan's num_sms is the multiprocessors times this:
-// with one CTA per multiprocessor its loads and its math never overlap.
-absl::StatusOr<int> MlaDecodeCtasPerSm(int width);
+// Whether the tensor-core split kernel takes these widths.
+bool MlaDecodeMmaSupports(int kv_lora_rank, int rope_dim);
+
+// The kernel that runs for `wanted` (kSimt or kMma, never kAuto): INVALID_ARGUMENT when
+// kMma is asked for widths it does not take, or MLA_CUDA_DECODE_KERNEL names no kernel.
+// `environment` is that variable's value (nullptr: unset); the other overload reads it
+// once per process.
+absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, int kv_lora_rank,
+                                                       int rope_dim, const char* environment);
+absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, int kv_lora_rank,
+                                                       int rope_dim);
+
+// How many CTAs of the split kernel that `kernel` resolves to one multiprocessor of the
+// current device holds at once for these widths: shared memory decides it (the CUDA-core
+// kernel: 2 on an H100 / H200 at DeepSeek's 576). The plan's num_sms is the multiprocessors
+// times this: with one CTA per multiprocessor its loads and its math never overlap.
+absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim,
+                                       MlaDecodeKernel kernel = MlaDecodeKernel::kAuto);
 
 }  // namespace mla::cuda
 

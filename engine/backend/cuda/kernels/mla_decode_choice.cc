@@ -1,0 +1,46 @@
+// Which MLA decode split kernel runs (mla_decode.h): host logic, tested on any machine.
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "engine/backend/cuda/kernels/mla_decode.h"
+
+namespace mla::cuda {
+
+bool MlaDecodeMmaSupports(int kv_lora_rank, int rope_dim) {
+  // k-steps of 16 over the whole key row, n-tiles of 8 latent columns for p·v.
+  return kv_lora_rank >= 8 && kv_lora_rank <= kMlaMaxLatent && kv_lora_rank % 8 == 0 &&
+         rope_dim >= 0 && rope_dim <= kMlaMaxRope && (kv_lora_rank + rope_dim) % 16 == 0;
+}
+
+absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, int kv_lora_rank,
+                                                       int rope_dim, const char* environment) {
+  const bool mma_fits = MlaDecodeMmaSupports(kv_lora_rank, rope_dim);
+  switch (wanted) {
+    case MlaDecodeKernel::kSimt:
+      return MlaDecodeKernel::kSimt;
+    case MlaDecodeKernel::kMma:
+      if (!mma_fits) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("MlaDecode: the tensor-core kernel needs kv_lora_rank a multiple of 8 and "
+                         "kv_lora_rank + rope_dim a multiple of 16, got ",
+                         kv_lora_rank, " + ", rope_dim));
+      }
+      return MlaDecodeKernel::kMma;
+    case MlaDecodeKernel::kAuto:
+      break;
+  }
+  const absl::string_view env = environment == nullptr ? "" : environment;
+  if (env.empty() || env == "simt") return MlaDecodeKernel::kSimt;
+  if (env == "mma") return mma_fits ? MlaDecodeKernel::kMma : MlaDecodeKernel::kSimt;
+  return absl::InvalidArgumentError(
+      absl::StrCat("MLA_CUDA_DECODE_KERNEL=", env, ": expected simt or mma"));
+}
+
+absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, int kv_lora_rank,
+                                                       int rope_dim) {
+  static const char* const environment = std::getenv("MLA_CUDA_DECODE_KERNEL");
+  return ResolveMlaDecodeKernel(wanted, kv_lora_rank, rope_dim, environment);
+}
+
+}  // namespace mla::cuda

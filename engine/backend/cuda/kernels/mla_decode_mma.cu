@@ -1,0 +1,329 @@
+// The tensor-core split kernel of the MLA decode (interface and math in mla_decode.h; the
+// CUDA-core split kernel and the shared combine kernel are in mla_decode.cu). Same grid,
+// plan, partial slots and outputs as the CUDA-core kernel. One CTA of 4 warps per (tile of
+// 16 query rows, part); per cache block of 64 keys:
+//   1. the keys into shared memory as bf16 pairs, kStride words per row;
+//   2. scores S = Q·Kᵀ with mma.m16n8k16 (M = the 16 rows, N = 8 keys, K = 16 dims): warp w
+//      takes keys 16w .. 16w + 15 (two n-tiles) over every k-step of the row and writes its
+//      scaled scores (log2 domain, -inf where a row may not see the key) to shared memory;
+//   3. online softmax, 8 threads per row: running max m and sum l, probabilities p stored
+//      as bf16 for the next product;
+//   4. O = O·alpha + P·V with mma.m16n8k16 (M = the 16 rows, N = 8 latent columns, K = 16
+//      keys): warp w owns the latent's n-tiles w, w + 4, w + 8, ... (16 at L = 512), four
+//      fp32 accumulators per tile and thread in registers. V is the key rows' first L
+//      values: the same tile in shared memory.
+// Fragment layouts are PTX's for m16n8k16 with bf16 inputs, lane = 4·g + t: A (16 × 16,
+// row-major) registers {(g, 2t..2t+1), (g+8, 2t..2t+1), (g, 2t+8..2t+9), (g+8, 2t+8..2t+9)};
+// B (16 × 8, column-major) registers {(k 2t..2t+1, n g), (k 2t+8..2t+9, n g)}; C {(g, 2t),
+// (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}; the lower index in a register's low half
+// (mla_decode_mma_rule.h has this arithmetic, replayed by a CPU test). Rows of q,
+// keys and p in shared memory are a multiple of 8 words plus 4 (≡ 4 mod 8), so the 32
+// lanes' fragment loads, (g·stride + t) words apart, fall in 32 different banks.
+//
+// What it does not do yet (the next steps for speed, docs/BENCHMARKS.md): overlap the
+// block loads with the math (cp.async / TMA stages), ldmatrix for the fragments, wgmma.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/mla_decode.h"
+#include "engine/backend/cuda/kernels/mla_decode_mma.h"
+#include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
+#include "engine/backend/cuda/kernels/mla_decode_split.cuh"
+
+namespace mla::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kRows = kMlaDecodeRowsPerCta;            // 16: the MMA's M
+constexpr int kKeys = kMlaBlockSize;                   // 64
+constexpr int kKeysPerWarp = kKeys / kWarps;           // 16: two n-tiles of scores
+constexpr int kMaxTiles = kMlaMaxLatent / 8 / kWarps;  // latent n-tiles per warp: 16
+constexpr int kScoreStride = kKeys + 4;                // floats per row of scores
+constexpr int kPStride = MmaRowStrideWords(kKeys);     // words (bf16 pairs) per row of p: 36
+constexpr int kThreadsPerRow = kThreads / kRows;       // 8 in the softmax
+constexpr float kLog2e = 1.4426950408889634f;
+static_assert(kRows == 16 && kKeys == 64 && kKeysPerWarp == 16 && kThreadsPerRow == 8);
+static_assert(kPStride % 8 == 4);
+
+__host__ __device__ inline size_t MmaSharedBytes(int width) {
+  const size_t stride = static_cast<size_t>(MmaRowStrideWords(width));
+  return sizeof(uint32_t) *
+             (size_t{kKeys} * stride + size_t{kRows} * stride + size_t{kRows} * kPStride) +
+         sizeof(float) * (size_t{kRows} * kScoreStride + 3 * size_t{kRows});
+}
+
+struct MmaShared {
+  uint32_t* keys;  // [kKeys][stride] bf16 pairs (first: 16-byte aligned for the loads)
+  uint32_t* q;     // [kRows][stride] bf16 pairs
+  uint32_t* p;     // [kRows][kPStride] bf16 pairs
+  float* scores;   // [kRows][kScoreStride]
+  float* m;        // [kRows] running max, log2 domain
+  float* l;        // [kRows] running sum of exp2(score - m)
+  float* alpha;    // [kRows] rescale of the output for the current block
+};
+
+__device__ MmaShared CarveMmaShared(unsigned char* base, int stride) {
+  MmaShared s;
+  s.keys = reinterpret_cast<uint32_t*>(base);
+  s.q = s.keys + kKeys * stride;
+  s.p = s.q + kRows * stride;
+  s.scores = reinterpret_cast<float*>(s.p + kRows * kPStride);
+  s.m = s.scores + kRows * kScoreStride;
+  s.l = s.m + kRows;
+  s.alpha = s.l + kRows;
+  return s;
+}
+
+// d += a · b for one m16n8k16 tile (bf16 inputs, fp32 accumulators).
+__device__ __forceinline__ void Mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// The query tile of one sequence as bf16 pairs: rows row0 .. row0 + 15 of its s_q · heads
+// rows (rows past the end are zero).
+__device__ void LoadQueryTile(const MlaDecodeParams& p, int seq, int row0, int rows_total,
+                              int width, int stride, uint32_t* q) {
+  const int words = width / 2;
+  const uint32_t* src = reinterpret_cast<const uint32_t*>(
+      p.q + (static_cast<int64_t>(seq) * rows_total + row0) * width);
+  const int valid_rows = min(kRows, rows_total - row0);
+  for (int i = threadIdx.x; i < kRows * words; i += kThreads) {
+    const int r = i / words;
+    const int w = i - r * words;
+    q[r * stride + w] = r < valid_rows ? src[r * words + w] : 0u;
+  }
+}
+
+// Step 2: warp w's 16 keys against the 16 rows, every k-step of the row.
+__device__ void MmaScores(const MmaShared& s, int stride, int width, int first_key, int row0,
+                          int seq_len, int s_q, int heads, float scale_log2) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  // Fragment addresses at k-step 0 (mla_decode_mma_rule.h); a k-step adds 8 words.
+  const uint32_t* a[4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r) a[r] = s.q + MmaAWord(lane, r, stride, 0);
+  const uint32_t* b[2][2];  // [n-tile][register]: keys 16w .. 16w + 7, 16w + 8 .. 16w + 15
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      b[j][r] = s.keys + MmaBWordOfRows(lane, r, stride, warp * kKeysPerWarp + 8 * j, 0);
+    }
+  }
+  float c[2][4] = {};
+  for (int kw = 0; kw < width / 2; kw += 8) {  // 16 dims = 8 words per k-step
+    const uint32_t a0 = a[0][kw];
+    const uint32_t a1 = a[1][kw];
+    const uint32_t a2 = a[2][kw];
+    const uint32_t a3 = a[3][kw];
+    Mma16816(c[0], a0, a1, a2, a3, b[0][0][kw], b[0][1][kw]);
+    Mma16816(c[1], a0, a1, a2, a3, b[1][0][kw], b[1][1][kw]);
+  }
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = PtxCRow(lane, i);
+      const int key = warp * kKeysPerWarp + 8 * j + PtxCCol(lane, i);
+      // Row r is query row (row0 + r) / heads of the sequence: it sees keys below its limit.
+      const int limit = seq_len - s_q + 1 + (row0 + r) / heads;
+      s.scores[r * kScoreStride + key] = first_key + key < limit ? c[j][i] * scale_log2 : -INFINITY;
+    }
+  }
+}
+
+// Step 3: online softmax, 8 consecutive lanes per row, 8 keys each.
+__device__ void MmaSoftmax(const MmaShared& s) {
+  const int r = threadIdx.x / kThreadsPerRow;
+  const int sub = threadIdx.x % kThreadsPerRow;
+  const float* row = s.scores + r * kScoreStride + sub * 8;
+  float v[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) v[i] = row[i];
+  float mx = v[0];
+#pragma unroll
+  for (int i = 1; i < 8; ++i) mx = fmaxf(mx, v[i]);
+    // The 8 lanes of a row are an aligned group: xor by 4, 2, 1 stays inside it.
+#pragma unroll
+  for (int o = kThreadsPerRow / 2; o > 0; o >>= 1) {
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  }
+  const float m_old = s.m[r];
+  const float m_new = fmaxf(m_old, mx);
+  float alpha = 1.0f;
+  float sum = 0.0f;
+  if (m_new != -INFINITY) {  // Otherwise nothing was visible yet: keep zeros.
+    alpha = exp2f(m_old - m_new);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      v[i] = exp2f(v[i] - m_new);
+      sum += v[i];
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = 0.0f;
+  }
+#pragma unroll
+  for (int o = kThreadsPerRow / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  uint32_t* pr = s.p + r * kPStride + sub * 4;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    pr[i] = uint32_t{ToBf16Bits(v[2 * i])} | (uint32_t{ToBf16Bits(v[2 * i + 1])} << 16);
+  }
+  // Every lane of the row read m and l before the shuffles above.
+  if (sub == 0) {
+    s.l[r] = s.l[r] * alpha + sum;
+    s.m[r] = m_new;
+    s.alpha[r] = alpha;
+  }
+}
+
+// Step 4: acc = acc · alpha + P · V over the block's 64 keys, warp w's latent n-tiles.
+__device__ void MmaAccumulate(const MmaShared& s, int stride, int latent,
+                              float (&acc)[kMaxTiles][4]) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  float alpha[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) alpha[i] = s.alpha[PtxCRow(lane, i)];
+#pragma unroll
+  for (int i = 0; i < kMaxTiles; ++i) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) acc[i][k] *= alpha[k];
+  }
+  const uint16_t* v = reinterpret_cast<const uint16_t*>(s.keys);
+  // B's four values at k-step 0 and tile 0 (mla_decode_mma_rule.h): a k-step adds 16 key
+  // rows, a tile 8 columns.
+  int b_at[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) b_at[e] = MmaBValueOfColumns(lane, e, stride, 0, 0);
+#pragma unroll
+  for (int ks = 0; ks < kKeys / 16; ++ks) {
+    const uint32_t a0 = s.p[MmaAWord(lane, 0, kPStride, ks * 8)];
+    const uint32_t a1 = s.p[MmaAWord(lane, 1, kPStride, ks * 8)];
+    const uint32_t a2 = s.p[MmaAWord(lane, 2, kPStride, ks * 8)];
+    const uint32_t a3 = s.p[MmaAWord(lane, 3, kPStride, ks * 8)];
+    const uint16_t* vk = v + ks * 16 * 2 * stride;
+#pragma unroll
+    for (int i = 0; i < kMaxTiles; ++i) {
+      const int tile = warp + kWarps * i;
+      if (tile * 8 < latent) {  // Uniform over the warp; no break, so acc stays in registers.
+        const uint16_t* vt = vk + tile * 8;
+        const uint32_t b0 = uint32_t{vt[b_at[0]]} | (uint32_t{vt[b_at[1]]} << 16);
+        const uint32_t b1 = uint32_t{vt[b_at[2]]} | (uint32_t{vt[b_at[3]]} << 16);
+        Mma16816(acc[i], a0, a1, a2, a3, b0, b1);
+      }
+    }
+  }
+}
+
+// The tensor-core split kernel's state and steps, walked by WalkPart (mla_decode_split.cuh).
+struct MmaSplit {
+  const MlaDecodeParams& p;
+  MmaShared s;
+  uint32_t* keys;
+  int stride;
+  int width, rows_total, row0;
+  float scale_log2;
+  float acc[kMaxTiles][4];
+
+  __device__ void BeginPiece(int seq) {
+    LoadQueryTile(p, seq, row0, rows_total, width, stride, s.q);
+  }
+
+  __device__ void Scores(int first_key, int seq_len) {
+    MmaScores(s, stride, width, first_key, row0, seq_len, p.q_rows_per_seq, p.num_heads,
+              scale_log2);
+  }
+  __device__ void Softmax() { MmaSoftmax(s); }
+  __device__ void Accumulate() { MmaAccumulate(s, stride, p.kv_lora_rank, acc); }
+
+  // Writes one finished piece (final output or partial slot), then clears the state.
+  __device__ void FinishPiece(int seq, int split) {
+    const int latent = p.kv_lora_rank;
+    const MlaPieceOutput o = MlaPieceOutputOf(p, seq, split);
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {  // accumulators 2·half and 2·half + 1: one row
+      const int r = PtxCRow(lane, 2 * half);
+      const int row = row0 + r;
+      const float l = s.l[r];
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+      for (int i = 0; i < kMaxTiles; ++i) {
+        const int tile = warp + kWarps * i;
+        if (tile * 8 < latent && row < rows_total) {
+          const int64_t at =
+              (o.base * rows_total + row) * latent + tile * 8 + PtxCCol(lane, 2 * half);
+          const float x0 = acc[i][2 * half] * inv;
+          const float x1 = acc[i][2 * half + 1] * inv;
+          if (o.final_out) {
+            // latent and the column are even: a 4-byte aligned pair.
+            *reinterpret_cast<uint32_t*>(p.out + at) =
+                uint32_t{ToBf16Bits(x0)} | (uint32_t{ToBf16Bits(x1)} << 16);
+          } else {
+            *reinterpret_cast<float2*>(p.partial_out + at) = make_float2(x0, x1);
+          }
+        }
+        acc[i][2 * half] = 0.0f;
+        acc[i][2 * half + 1] = 0.0f;
+      }
+    }
+    FinishPieceLse<kRows>(p, o, row0, rows_total, s.m, s.l);
+  }
+};
+
+__global__ void __launch_bounds__(kThreads) MlaDecodeMmaSplitKernel(MlaDecodeParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int width = p.kv_lora_rank + p.rope_dim;
+  const int stride = MmaRowStrideWords(width);
+  MmaSplit k{p,
+             CarveMmaShared(smem, stride),
+             nullptr,
+             stride,
+             width,
+             p.q_rows_per_seq * p.num_heads,
+             static_cast<int>(blockIdx.x) * kRows,
+             p.softmax_scale * kLog2e,
+             {}};
+  k.keys = k.s.keys;
+  WalkPart<kThreads>(p, k);
+}
+
+}  // namespace
+
+absl::StatusOr<int> MlaDecodeMmaCtasPerSm(int width) {
+  const size_t smem = MmaSharedBytes(width);
+  const void* kernel = reinterpret_cast<const void*>(&MlaDecodeMmaSplitKernel);
+  if (absl::Status s = AllowDynamicSharedBytes(kernel, smem); !s.ok()) return s;
+  int ctas = 0;
+  MLA_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &ctas, MlaDecodeMmaSplitKernel, kThreads, smem));
+  return std::max(ctas, 1);
+}
+
+absl::Status LaunchMlaDecodeMmaSplit(const MlaDecodeParams& p, CudaStream stream) {
+  const int width = p.kv_lora_rank + p.rope_dim;
+  const size_t smem = MmaSharedBytes(width);
+  const void* kernel = reinterpret_cast<const void*>(&MlaDecodeMmaSplitKernel);
+  if (absl::Status s = AllowDynamicSharedBytes(kernel, smem); !s.ok()) return s;
+  const int rows_total = p.q_rows_per_seq * p.num_heads;
+  const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
+  MlaDecodeMmaSplitKernel<<<grid, kThreads, smem, stream>>>(p);
+  return CudaLaunchStatus("MlaDecodeMmaSplitKernel");
+}
+
+}  // namespace mla::cuda

@@ -1,0 +1,22 @@
+// The tensor-core split kernel of the MLA decode (mla_decode_mma.cu), for mla_decode.cu's
+// LaunchMlaDecode and MlaDecodeCtasPerSm; callers use those.
+#ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_
+#define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/backend/cuda/kernels/cuda_stream.h"
+#include "engine/backend/cuda/kernels/mla_decode.h"
+
+namespace mla::cuda {
+
+// The split kernel only (the combine kernel follows it in LaunchMlaDecode). `p` is
+// validated, and MlaDecodeMmaSupports holds for its widths.
+absl::Status LaunchMlaDecodeMmaSplit(const MlaDecodeParams& p, CudaStream stream);
+
+// CTAs of that kernel one multiprocessor of the current device holds for rows of `width`.
+absl::StatusOr<int> MlaDecodeMmaCtasPerSm(int width);
+
+}  // namespace mla::cuda
+
+#endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_

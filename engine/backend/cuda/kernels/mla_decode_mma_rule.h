@@ -1,0 +1,68 @@
+// The lane arithmetic of the tensor-core MLA decode kernel (mla_decode_mma.cu): where each
+// lane finds its mma.m16n8k16 fragments in shared memory and where its accumulators land,
+// and PTX's fragment layouts that this must reproduce. Shared by the kernel and the CPU
+// test that replays a warp's products lane by lane (tests/engine/cuda_host/
+// mla_decode_mma_rule_test.cc). Plain C++ with no CUDA dependency, so that the host
+// compiler and nvcc see the same code.
+//
+// Storage: q, keys and p are rows of bf16 pairs (32-bit words; the lower index in the low
+// half), `stride` words per row. A k-step covers 16 values = 8 words of a row.
+#ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_RULE_H_
+#define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_RULE_H_
+
+#ifdef __CUDACC__
+#define MLA_MMA_FN __host__ __device__ constexpr inline
+#else
+#define MLA_MMA_FN constexpr inline
+#endif
+
+namespace mla::cuda {
+
+// Words per stored row of `values` bf16 values: at least values / 2, ≡ 4 mod 8. Lanes
+// (g, t) reading word g·stride + t then hit 32 different banks (g·stride mod 32 is a
+// distinct multiple of 4 for each g), and for B = V, the pairs of lanes that share a
+// word aside, 16 different ones.
+MLA_MMA_FN int MmaRowStrideWords(int values) { return (values / 2 + 7) / 8 * 8 + 4; }
+
+// lane = 4·g + t (PTX's groupID and threadID_in_group).
+MLA_MMA_FN int MmaGroup(int lane) { return lane >> 2; }
+MLA_MMA_FN int MmaThreadInGroup(int lane) { return lane & 3; }
+
+// --- PTX's layouts for m16n8k16 with 16-bit inputs and fp32 accumulators ---------------
+// A (16 × 16, row-major): element e (0..7; register e / 2, half e % 2) of a lane.
+MLA_MMA_FN int PtxARow(int lane, int e) { return MmaGroup(lane) + ((e & 2) != 0 ? 8 : 0); }
+MLA_MMA_FN int PtxACol(int lane, int e) {
+  return 2 * MmaThreadInGroup(lane) + (e & 1) + (e >= 4 ? 8 : 0);
+}
+// B (16 × 8, column-major): element e (0..3) of a lane.
+MLA_MMA_FN int PtxBRow(int lane, int e) {  // k
+  return 2 * MmaThreadInGroup(lane) + (e & 1) + (e >= 2 ? 8 : 0);
+}
+MLA_MMA_FN int PtxBCol(int lane, int /*e*/) { return MmaGroup(lane); }  // n
+// C / D (16 × 8): accumulator i (0..3) of a lane.
+MLA_MMA_FN int PtxCRow(int lane, int i) { return MmaGroup(lane) + (i >= 2 ? 8 : 0); }
+MLA_MMA_FN int PtxCCol(int lane, int i) { return 2 * MmaThreadInGroup(lane) + (i & 1); }
+
+// --- Where the kernel reads its fragments ----------------------------------------------
+// A register r (0..3) from a row-major matrix of bf16 pairs (q for the scores, p for the
+// output): the word index for the k-step starting at word k_word.
+MLA_MMA_FN int MmaAWord(int lane, int r, int stride, int k_word) {
+  const int row = MmaGroup(lane) + ((r & 1) != 0 ? 8 : 0);
+  return row * stride + k_word + MmaThreadInGroup(lane) + ((r & 2) != 0 ? 4 : 0);
+}
+// B register r (0..1) when B's columns are rows of the stored matrix (the scores: B = Kᵀ,
+// column n = key row n0 + n): one word, two consecutive k.
+MLA_MMA_FN int MmaBWordOfRows(int lane, int r, int stride, int n0, int k_word) {
+  return (n0 + MmaGroup(lane)) * stride + k_word + MmaThreadInGroup(lane) + (r != 0 ? 4 : 0);
+}
+// B element e (0..3) when B's rows are rows of the stored matrix (the output: B = V, row k
+// = key k0 + k, column n = latent column c0 + n): the bf16 index, 2·stride per row.
+MLA_MMA_FN int MmaBValueOfColumns(int lane, int e, int stride, int k0, int c0) {
+  return (k0 + PtxBRow(lane, e)) * 2 * stride + c0 + PtxBCol(lane, e);
+}
+
+}  // namespace mla::cuda
+
+#undef MLA_MMA_FN
+
+#endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_RULE_H_

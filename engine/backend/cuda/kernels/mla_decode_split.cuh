@@ -1,0 +1,163 @@
+// What both MLA decode split kernels (mla_decode.cu: CUDA cores, mla_decode_mma.cu: tensor
+// cores) share: the walk over a CTA's part of the plan, step 1 of every block (its 64 key
+// rows into shared memory as bf16 pairs, `stride` 32-bit words per row; each kernel picks
+// the stride its reads need to avoid bank conflicts; slots at or past the sequence's length
+// are never read and become zeros, so NaN there cannot leak into p·v), and the lse of a
+// finished piece.
+#ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_SPLIT_CUH_
+#define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_SPLIT_CUH_
+
+#include <cstdint>
+
+#include "engine/backend/cuda/kernels/cache_row.cuh"
+#include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/mla_decode.h"
+
+namespace mla::cuda {
+
+// FP8 rows: each value dequantized (code · its group's scale) and rounded to bf16, as the
+// kernels compute on bf16 keys (they take q in bf16 as well).
+template <int kThreadCount>
+__device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq_len, int latent,
+                                int rope, uint32_t* keys, int stride) {
+  const int words = (latent + rope) / 2;
+  const int64_t row_bytes = CacheRowBytesOf(true, latent, rope);
+  for (int i = threadIdx.x; i < kMlaBlockSize * words; i += kThreadCount) {
+    const int key = i / words;
+    const int w = i - key * words;
+    uint32_t word = 0u;
+    if (first_key + key < seq_len) {
+      const CacheRowView row{block_ptr + key * row_bytes, true, latent};
+      word = uint32_t{ToBf16Bits(row.At(2 * w))} | (uint32_t{ToBf16Bits(row.At(2 * w + 1))} << 16);
+    }
+    keys[key * stride + w] = word;
+  }
+}
+
+// bf16 rows of `width` values.
+template <int kThreadCount>
+__device__ void LoadBf16KeyBlock(const uint16_t* block_ptr, int first_key, int seq_len, int width,
+                                 uint32_t* keys, int stride) {
+  // 16-byte global loads when every block starts 16-byte aligned (cudaMalloc'd pool, rows
+  // a multiple of 8 values); 4-byte loads otherwise. 16-byte stores too when the rows in
+  // shared memory keep that alignment.
+  if (width % 8 == 0 && (reinterpret_cast<uintptr_t>(block_ptr) & 15) == 0) {
+    const int chunks = width / 8;
+    const uint4* src = reinterpret_cast<const uint4*>(block_ptr);
+    const bool wide_stores = stride % 4 == 0 && (reinterpret_cast<uintptr_t>(keys) & 15) == 0;
+    for (int i = threadIdx.x; i < kMlaBlockSize * chunks; i += kThreadCount) {
+      const int key = i / chunks;
+      const int c = i - key * chunks;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (first_key + key < seq_len) v = src[i];
+      uint32_t* dst = keys + key * stride + c * 4;
+      if (wide_stores) {
+        *reinterpret_cast<uint4*>(dst) = v;
+      } else {
+        dst[0] = v.x;
+        dst[1] = v.y;
+        dst[2] = v.z;
+        dst[3] = v.w;
+      }
+    }
+  } else {
+    const int words = width / 2;
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(block_ptr);
+    for (int i = threadIdx.x; i < kMlaBlockSize * words; i += kThreadCount) {
+      const int key = i / words;
+      const int w = i - key * words;
+      keys[key * stride + w] = first_key + key < seq_len ? src[i] : 0u;
+    }
+  }
+}
+
+// The block's keys [first_key, first_key + 64) of a sequence of seq_len tokens, from
+// either cache layout.
+template <int kThreadCount>
+__device__ void LoadMlaKeyBlock(const MlaDecodeParams& p, const uint8_t* block_ptr, int first_key,
+                                int seq_len, uint32_t* keys, int stride) {
+  if (p.kv_fp8) {
+    LoadFp8KeyBlock<kThreadCount>(block_ptr, first_key, seq_len, p.kv_lora_rank, p.rope_dim, keys,
+                                  stride);
+  } else {
+    LoadBf16KeyBlock<kThreadCount>(reinterpret_cast<const uint16_t*>(block_ptr), first_key, seq_len,
+                                   p.kv_lora_rank + p.rope_dim, keys, stride);
+  }
+}
+
+// Where a finished piece goes: the sequence's final output when one part covers it, else
+// the piece's partial slot.
+struct MlaPieceOutput {
+  bool final_out;
+  int64_t base;  // the sequence (final) or the partial slot
+};
+
+__device__ inline MlaPieceOutput MlaPieceOutputOf(const MlaDecodeParams& p, int seq, int split) {
+  const int first_slot = p.split_offsets[seq];
+  const bool final_out = p.split_offsets[seq + 1] - first_slot == 1;
+  return {final_out, final_out ? int64_t{seq} : int64_t{first_slot} + split};
+}
+
+// The lse of a finished piece's rows row0 .. row0 + kRowsPerCta − 1 (from the running max m,
+// log2 domain, and sum l), then m and l reset for the next piece. Every thread calls it.
+template <int kRowsPerCta>
+__device__ void FinishPieceLse(const MlaDecodeParams& p, const MlaPieceOutput& o, int row0,
+                               int rows_total, float* m, float* l) {
+  constexpr float kLn2 = 0.6931471805599453f;
+  const int r = static_cast<int>(threadIdx.x);
+  if (r < kRowsPerCta && row0 + r < rows_total) {
+    const float lse = l[r] > 0.0f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
+    float* dst = o.final_out ? p.lse : p.partial_lse;
+    dst[o.base * rows_total + row0 + r] = lse;
+  }
+  __syncthreads();  // Everyone has read m and l.
+  if (r < kRowsPerCta) {
+    m[r] = -INFINITY;
+    l[r] = 0.0f;
+  }
+}
+
+// One CTA's walk over its part of the plan (grid [head tiles, parts]) for a kernel object
+// with members s.m and s.l (the running max and sum of its kMlaDecodeRowsPerCta rows, in
+// shared memory), keys (shared memory) and stride (words per key row), and steps
+// BeginPiece(seq) (after a barrier: nothing reads the previous piece's state), per block
+// Scores(first_key, seq_len), Softmax() and Accumulate() (each after a barrier, the first
+// after the block's keys are in), and FinishPiece(seq, split).
+template <int kThreadCount, typename Kernel>
+__device__ void WalkPart(const MlaDecodeParams& p, Kernel& kernel) {
+  if (threadIdx.x < kMlaDecodeRowsPerCta) {
+    kernel.s.m[threadIdx.x] = -INFINITY;
+    kernel.s.l[threadIdx.x] = 0.0f;
+  }
+  const MlaDecodePart part = p.parts[blockIdx.y];
+  const int64_t block_bytes =
+      int64_t{kMlaBlockSize} * CacheRowBytesOf(p.kv_fp8, p.kv_lora_rank, p.rope_dim);
+  for (int seq = part.begin_seq; seq <= part.end_seq; ++seq) {
+    const int seq_len = p.seq_lens[seq];
+    const int blocks = (seq_len + kMlaBlockSize - 1) / kMlaBlockSize;
+    const MlaDecodePieceRange range = MlaPieceOf(part, seq, blocks);
+    const int block_end = min(range.block_end, blocks);  // Guards against a stale plan.
+    if (range.block_begin >= block_end) continue;        // Uniform over the CTA.
+    __syncthreads();
+    kernel.BeginPiece(seq);
+    const int32_t* table = p.block_table + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+    for (int b = range.block_begin; b < block_end; ++b) {
+      const uint8_t* block_ptr =
+          static_cast<const uint8_t*>(p.kv_cache) + static_cast<int64_t>(table[b]) * block_bytes;
+      __syncthreads();  // Keys and p of the previous block are consumed.
+      LoadMlaKeyBlock<kThreadCount>(p, block_ptr, b * kMlaBlockSize, seq_len, kernel.keys,
+                                    kernel.stride);
+      __syncthreads();
+      kernel.Scores(b * kMlaBlockSize, seq_len);
+      __syncthreads();
+      kernel.Softmax();
+      __syncthreads();
+      kernel.Accumulate();
+    }
+    kernel.FinishPiece(seq, range.split);
+  }
+}
+
+}  // namespace mla::cuda
+
+#endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_SPLIT_CUH_

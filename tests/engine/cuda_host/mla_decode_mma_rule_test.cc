@@ -1,0 +1,183 @@
+// The tensor-core MLA decode kernel's lane arithmetic (kernels/mla_decode_mma_rule.h),
+// replayed on the CPU: every lane's fragment addresses must deliver exactly the elements
+// PTX's m16n8k16 layouts put in its registers, a warp's products assembled from those
+// fragments must equal plain matrix products, and the fragment loads must not conflict in
+// shared memory's 32 banks. No device needed.
+#include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <set>
+#include <vector>
+
+namespace mla::cuda {
+namespace {
+
+// A matrix of `rows` × `values` stored as the kernel stores it: `stride` words per row,
+// word w holding values 2w (low half) and 2w + 1 (high half). Values are kept as doubles
+// indexed by (row, value); a word is (row, 2w) and (row, 2w + 1).
+struct Stored {
+  int rows, values, stride;
+  std::vector<double> v;  // [rows][2 * stride], padding NaN
+  Stored(int r, int n, int s) : rows(r), values(n), stride(s), v(r * 2 * s, NAN) {}
+  double& at(int r, int c) { return v[r * 2 * stride + c]; }
+  double word_lo(int w) const { return v[2 * w]; }  // w: a word index into the whole array
+  double word_hi(int w) const { return v[2 * w + 1]; }
+  double value(int i) const { return v[i]; }  // i: a bf16 index into the whole array
+};
+
+Stored Random(int rows, int values, int stride, std::mt19937& rng) {
+  std::uniform_real_distribution<double> u(-1, 1);
+  Stored s(rows, values, stride);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < values; ++c) s.at(r, c) = u(rng);
+  return s;
+}
+
+constexpr int kLatent = 512, kWidth = 576, kKeys = 64, kRows = 16;
+
+TEST(MlaDecodeMmaRuleTest, StridesKeepFragmentLoadsConflictFree) {
+  for (const int values : {kWidth, kKeys, 48, 64, 640}) {
+    const int stride = MmaRowStrideWords(values);
+    EXPECT_GE(2 * stride, values);
+    EXPECT_EQ(stride % 8, 4) << values;
+    for (int r = 0; r < 4; ++r) {  // A fragments: 32 distinct banks
+      std::set<int> banks;
+      for (int lane = 0; lane < 32; ++lane) banks.insert(MmaAWord(lane, r, stride, 8) % 32);
+      EXPECT_EQ(banks.size(), 32u) << "A register " << r << ", " << values << " values";
+    }
+    for (int r = 0; r < 2; ++r) {  // B = Kᵀ fragments
+      std::set<int> banks;
+      for (int lane = 0; lane < 32; ++lane) {
+        banks.insert(MmaBWordOfRows(lane, r, stride, 16, 8) % 32);
+      }
+      EXPECT_EQ(banks.size(), 32u) << "B register " << r << ", " << values << " values";
+    }
+    for (int e = 0; e < 4; ++e) {  // B = V: lanes 2 apart in g share a word; no other overlap
+      std::set<int> words, banks;
+      for (int lane = 0; lane < 32; ++lane) {
+        const int word = MmaBValueOfColumns(lane, e, stride, 16, 24) / 2;
+        words.insert(word);
+        banks.insert(word % 32);
+      }
+      EXPECT_EQ(banks.size(), words.size()) << "B = V element " << e << ", " << values;
+    }
+  }
+}
+
+TEST(MlaDecodeMmaRuleTest, FragmentAddressesDeliverPtxLayouts) {
+  std::mt19937 rng(1);
+  const int stride = MmaRowStrideWords(kWidth);
+  const Stored q = Random(kRows, kWidth, stride, rng);
+  const Stored k = Random(kKeys, kWidth, stride, rng);
+  for (int lane = 0; lane < 32; ++lane) {
+    for (const int k_word : {0, 8, 280}) {
+      for (int e = 0; e < 8; ++e) {  // A = q: element e is register e / 2, half e % 2
+        const int w = MmaAWord(lane, e / 2, stride, k_word);
+        const double got = e % 2 == 0 ? q.word_lo(w) : q.word_hi(w);
+        const double want = q.v[PtxARow(lane, e) * 2 * stride + 2 * k_word + PtxACol(lane, e)];
+        ASSERT_EQ(got, want) << "lane " << lane << " A element " << e;
+      }
+      for (int e = 0; e < 4; ++e) {  // B = Kᵀ over keys 24 .. 31: B(k, n) = key 24 + n, value k
+        const int w = MmaBWordOfRows(lane, e / 2, stride, 24, k_word);
+        const double got = e % 2 == 0 ? k.word_lo(w) : k.word_hi(w);
+        const double want =
+            k.v[(24 + PtxBCol(lane, e)) * 2 * stride + 2 * k_word + PtxBRow(lane, e)];
+        ASSERT_EQ(got, want) << "lane " << lane << " B element " << e;
+      }
+    }
+    for (int e = 0; e < 4; ++e) {  // B = V at keys 32.., columns 40..: B(k, n) = V[32 + k][40 + n]
+      const double got = k.value(MmaBValueOfColumns(lane, e, stride, 32, 40));
+      const double want = k.v[(32 + PtxBRow(lane, e)) * 2 * stride + 40 + PtxBCol(lane, e)];
+      ASSERT_EQ(got, want) << "lane " << lane << " V element " << e;
+    }
+  }
+}
+
+// One m16n8k16 as the hardware defines it, from the 32 lanes' fragments (PTX's layouts).
+void WarpMma(const double (&a)[32][8], const double (&b)[32][4], double (&d)[32][4]) {
+  double am[16][16], bm[16][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int e = 0; e < 8; ++e) am[PtxARow(lane, e)][PtxACol(lane, e)] = a[lane][e];
+    for (int e = 0; e < 4; ++e) bm[PtxBRow(lane, e)][PtxBCol(lane, e)] = b[lane][e];
+  }
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int i = 0; i < 4; ++i) {
+      double sum = 0;
+      for (int kk = 0; kk < 16; ++kk) sum += am[PtxCRow(lane, i)][kk] * bm[kk][PtxCCol(lane, i)];
+      d[lane][i] += sum;
+    }
+  }
+}
+
+// The kernel's two products for one warp (warp 1 of 4), replayed lane by lane: scores of
+// keys 16 .. 31 over every k-step, and the output columns of its latent tiles.
+TEST(MlaDecodeMmaRuleTest, ReplayedWarpProductsEqualMatrixProducts) {
+  std::mt19937 rng(2);
+  const int stride = MmaRowStrideWords(kWidth), p_stride = MmaRowStrideWords(kKeys);
+  const Stored q = Random(kRows, kWidth, stride, rng);
+  const Stored k = Random(kKeys, kWidth, stride, rng);
+  const Stored p = Random(kRows, kKeys, p_stride, rng);
+  const int warp = 1;
+  // Scores.
+  for (int j = 0; j < 2; ++j) {
+    double c[32][4] = {};
+    for (int kw = 0; kw < kWidth / 2; kw += 8) {
+      double a[32][8], b[32][4];
+      for (int lane = 0; lane < 32; ++lane) {
+        for (int e = 0; e < 8; ++e) {
+          const int w = MmaAWord(lane, e / 2, stride, kw);
+          a[lane][e] = e % 2 == 0 ? q.word_lo(w) : q.word_hi(w);
+        }
+        for (int e = 0; e < 4; ++e) {
+          const int w = MmaBWordOfRows(lane, e / 2, stride, 16 * warp + 8 * j, kw);
+          b[lane][e] = e % 2 == 0 ? k.word_lo(w) : k.word_hi(w);
+        }
+      }
+      WarpMma(a, b, c);
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int i = 0; i < 4; ++i) {
+        const int row = PtxCRow(lane, i), key = 16 * warp + 8 * j + PtxCCol(lane, i);
+        double want = 0;
+        for (int d = 0; d < kWidth; ++d)
+          want += q.v[row * 2 * stride + d] * k.v[key * 2 * stride + d];
+        ASSERT_NEAR(c[lane][i], want, 1e-9) << "row " << row << " key " << key;
+      }
+    }
+  }
+  // Output: tiles warp, warp + 4, ... of the latent, all 64 keys.
+  for (int tile = warp; tile * 8 < kLatent; tile += 4) {
+    double c[32][4] = {};
+    for (int ks = 0; ks < kKeys / 16; ++ks) {
+      double a[32][8], b[32][4];
+      for (int lane = 0; lane < 32; ++lane) {
+        for (int e = 0; e < 8; ++e) {
+          const int w = MmaAWord(lane, e / 2, p_stride, ks * 8);
+          a[lane][e] = e % 2 == 0 ? p.word_lo(w) : p.word_hi(w);
+        }
+        for (int e = 0; e < 4; ++e) {
+          b[lane][e] =
+              k.value(ks * 16 * 2 * stride + tile * 8 + MmaBValueOfColumns(lane, e, stride, 0, 0));
+        }
+      }
+      WarpMma(a, b, c);
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int i = 0; i < 4; ++i) {
+        const int row = PtxCRow(lane, i), col = tile * 8 + PtxCCol(lane, i);
+        double want = 0;
+        for (int key = 0; key < kKeys; ++key) {
+          want += p.v[row * 2 * p_stride + key] * k.v[key * 2 * stride + col];
+        }
+        ASSERT_NEAR(c[lane][i], want, 1e-9) << "row " << row << " column " << col;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mla::cuda
