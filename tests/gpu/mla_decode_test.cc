@@ -1,6 +1,7 @@
 // The CUDA split-KV MLA decode against the CPU backend's reference (double precision),
 // with FlashMLA's test pattern: NaN in every cache slot no sequence owns, shuffled block
-// tables, zero-length and block-edge lengths, 16 and 128 heads, forced splits.
+// tables, zero-length and block-edge lengths, 16 and 128 heads, forced splits; both split
+// kernels (CUDA cores, tensor cores), bf16 and FP8 caches.
 #include "engine/backend/cuda/kernels/mla_decode.h"
 
 #include <algorithm>
@@ -13,6 +14,8 @@
 
 #include "engine/backend/cpu/mla_attention_reference.h"
 #include "engine/backend/cuda/host/mla_decode_plan.h"
+#include "engine/kv_cache/cache_layout.h"
+#include "engine/kv_cache/cache_row.h"
 #include "tests/gpu/cuda_test_util.h"
 
 namespace mla::cuda {
@@ -37,7 +40,11 @@ struct Problem {
   int width = 0;
   int max_blocks = 0;
   int num_blocks = 0;
-  std::vector<bf16_t> cache;   // [num_blocks, 64, width]; NaN where no sequence writes
+  std::vector<bf16_t> cache;  // [num_blocks, 64, width]; NaN where no sequence writes
+  // The same rows in DeepSeek's FP8 layout (kCacheNaNByte where no sequence writes), and
+  // what the kernels compute on from it: each value dequantized and rounded to bf16.
+  std::vector<uint8_t> fp8_cache;
+  std::vector<bf16_t> fp8_as_bf16;
   std::vector<int32_t> table;  // [batch, max_blocks]; unused entries point at a NaN block
   std::vector<bf16_t> q;       // [batch, s_q, heads, width]
 };
@@ -74,6 +81,23 @@ Problem MakeProblem(const Shape& s, uint32_t seed) {
   }
   p.q.resize(s.lens.size() * s.s_q * s.heads * p.width);
   for (bf16_t& v : p.q) v = FloatToBf16(unit(rng));
+  const int64_t row_bytes = CacheRowBytes(CacheDType::kFp8E4M3, s.latent, s.rope);
+  const size_t slots = static_cast<size_t>(p.num_blocks) * kMlaBlockSize;
+  p.fp8_cache.assign(slots * row_bytes, kCacheNaNByte);
+  p.fp8_as_bf16 = p.cache;  // NaN where no sequence writes, like the bf16 cache
+  std::vector<float> latent(s.latent), k_pe(s.rope);
+  for (size_t slot = 0; slot < slots; ++slot) {
+    const bf16_t* row = p.cache.data() + slot * p.width;
+    if (std::isnan(Bf16ToFloat(row[0]))) continue;  // not a sequence's slot
+    for (int d = 0; d < s.latent; ++d) latent[d] = Bf16ToFloat(row[d]);
+    for (int d = 0; d < s.rope; ++d) k_pe[d] = Bf16ToFloat(row[s.latent + d]);
+    uint8_t* bytes = p.fp8_cache.data() + slot * row_bytes;
+    EncodeCacheRow(CacheDType::kFp8E4M3, s.latent, s.rope, latent.data(), k_pe.data(), bytes);
+    DecodeCacheRow(CacheDType::kFp8E4M3, s.latent, s.rope, bytes, latent.data(), k_pe.data());
+    bf16_t* seen = p.fp8_as_bf16.data() + slot * p.width;
+    for (int d = 0; d < s.latent; ++d) seen[d] = FloatToBf16(latent[d]);
+    for (int d = 0; d < s.rope; ++d) seen[s.latent + d] = FloatToBf16(k_pe[d]);
+  }
   return p;
 }
 
@@ -84,7 +108,8 @@ struct Result {
 
 // The CPU reference on the same data: sequence j's s_q rows sit at positions
 // len − s_q .. len − 1; an empty sequence has no rows there (expected: zeros, -inf).
-Result CpuReference(const Shape& s, const Problem& pr, float scale) {
+Result CpuReference(const Shape& s, const Problem& pr, const std::vector<bf16_t>& cache,
+                    float scale) {
   const int batch = static_cast<int>(s.lens.size());
   const int rows = s.s_q * s.heads;
   std::vector<int32_t> q_pos0(batch);
@@ -110,7 +135,7 @@ Result CpuReference(const Shape& s, const Problem& pr, float scale) {
   p.num_blocks = pr.num_blocks;
   p.max_blocks_per_seq = pr.max_blocks;
   p.softmax_scale = scale;
-  p.kv_cache = pr.cache.data();
+  p.kv_cache = cache.data();
   p.block_table = pr.table.data();
   p.seq_lens = s.lens.data();
   p.q_pos0 = q_pos0.data();
@@ -135,7 +160,7 @@ Result CpuReference(const Shape& s, const Problem& pr, float scale) {
   return r;
 }
 
-Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel,
+Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel, bool fp8,
                MlaDecodePlan* plan) {
   MlaDecodePlanOptions options;
   options.num_sms = s.num_sms > 0 ? s.num_sms : testing::NumMultiprocessors();
@@ -147,7 +172,7 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
   const int batch = static_cast<int>(s.lens.size());
   const size_t rows = static_cast<size_t>(s.s_q) * s.heads;
   DeviceBuffer q = Upload(pr.q);
-  DeviceBuffer cache = Upload(pr.cache);
+  DeviceBuffer cache = fp8 ? Upload(pr.fp8_cache) : Upload(pr.cache);
   DeviceBuffer table = Upload(pr.table);
   DeviceBuffer lens = Upload(s.lens);
   DeviceBuffer parts = Upload(plan->parts);
@@ -174,7 +199,8 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
   p.num_parts = plan->num_parts;
   p.num_partial_slots = plan->num_partial_slots();
   p.q = q.as<bf16_t>();
-  p.kv_cache = cache.as<bf16_t>();
+  p.kv_cache = cache.data();
+  p.kv_fp8 = fp8;
   p.block_table = table.as<int32_t>();
   p.seq_lens = lens.as<int32_t>();
   p.parts = parts.as<MlaDecodePart>();
@@ -194,30 +220,34 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
 }
 
 void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel,
-                         const Result& want);
+                         bool fp8, const Result& want);
 
 // Both split kernels where the tensor-core one takes the widths (it rounds p to bf16 for
 // its second product, 2^-9 of each weight, well inside the bound below), the CUDA-core one
-// alone otherwise.
+// alone otherwise; each on the bf16 cache and on the FP8 one (against the reference on the
+// values the kernels read from it).
 void ExpectMatches(const Shape& s, uint32_t seed) {
   const float scale = 0.11472139f;
   const Problem pr = MakeProblem(s, seed);
-  const Result want = CpuReference(s, pr, scale);
-  for (const MlaDecodeKernel kernel : {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma}) {
-    const bool mma = kernel == MlaDecodeKernel::kMma;
-    if (mma && !MlaDecodeMmaSupports(s.latent, s.rope)) {
-      std::printf("[ L %d R %d ] tensor-core kernel: not for these widths\n", s.latent, s.rope);
-      continue;
+  for (const bool fp8 : {false, true}) {
+    const Result want = CpuReference(s, pr, fp8 ? pr.fp8_as_bf16 : pr.cache, scale);
+    for (const MlaDecodeKernel kernel : {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma}) {
+      const bool mma = kernel == MlaDecodeKernel::kMma;
+      if (mma && !MlaDecodeMmaSupports(s.latent, s.rope)) {
+        std::printf("[ L %d R %d ] tensor-core kernel: not for these widths\n", s.latent, s.rope);
+        continue;
+      }
+      SCOPED_TRACE(::testing::Message() << (mma ? "tensor-core kernel" : "CUDA-core kernel")
+                                        << (fp8 ? ", FP8 cache" : ", bf16 cache"));
+      ExpectKernelMatches(s, pr, scale, kernel, fp8, want);
     }
-    SCOPED_TRACE(mma ? "tensor-core kernel" : "CUDA-core kernel");
-    ExpectKernelMatches(s, pr, scale, kernel, want);
   }
 }
 
 void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel,
-                         const Result& want) {
+                         bool fp8, const Result& want) {
   MlaDecodePlan plan;
-  const Result got = RunCuda(s, pr, scale, kernel, &plan);
+  const Result got = RunCuda(s, pr, scale, kernel, fp8, &plan);
   ASSERT_EQ(got.out.size(), want.out.size());
   ASSERT_EQ(got.lse.size(), want.lse.size());
   SCOPED_TRACE(::testing::Message()
@@ -277,6 +307,32 @@ TEST(MlaDecodeCudaTest, LargeRandomBatch) {
   Shape s{16, 512, 64, 1, {}};
   for (int j = 0; j < 64; ++j) s.lens.push_back(static_cast<int32_t>(rng() % 300));
   ExpectMatches(s, 11);
+}
+
+// The FP8 problem itself, on the host (no device needed): every used slot encoded, the
+// unused ones NaN, and the reference on its values within FP8's error of the bf16 one
+// (relative steps of 2^-4 on average) but not equal to it (the cache is really FP8).
+TEST(MlaDecodeCudaTest, Fp8ProblemIsTheBf16OneQuantized) {
+  const Shape s{16, 512, 64, 1, {0, 1, 65, 300}};
+  const Problem pr = MakeProblem(s, 12);
+  const Result bf16 = CpuReference(s, pr, pr.cache, 0.11472139f);
+  const Result fp8 = CpuReference(s, pr, pr.fp8_as_bf16, 0.11472139f);
+  ASSERT_EQ(bf16.out.size(), fp8.out.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < bf16.out.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(fp8.out[i])) << i;
+    diff += (fp8.out[i] - bf16.out[i]) * (fp8.out[i] - bf16.out[i]);
+    norm += bf16.out[i] * bf16.out[i];
+  }
+  EXPECT_GT(diff, 0.0);
+  EXPECT_LT(std::sqrt(diff / norm), 0.1);
+  size_t nan_rows = 0;
+  const int64_t row_bytes = CacheRowBytes(CacheDType::kFp8E4M3, s.latent, s.rope);
+  for (size_t slot = 0; slot * row_bytes < pr.fp8_cache.size(); ++slot) {
+    nan_rows += pr.fp8_cache[slot * row_bytes] == kCacheNaNByte &&
+                std::isnan(Bf16ToFloat(pr.cache[slot * pr.width]));
+  }
+  EXPECT_EQ(nan_rows, static_cast<size_t>(pr.num_blocks) * kMlaBlockSize - (1 + 65 + 300));
 }
 
 TEST(MlaDecodeCudaTest, RejectsBadShapesBeforeLaunching) {

@@ -105,11 +105,10 @@ bool CudaBackend::CanSplitKvDecode(int heads) const {
 
 absl::Status CudaBackend::PlanSplitKv(int heads) {
   if (planned_step_ == step_number_ && planned_heads_ == heads) return absl::OkStatus();
-  const int width = layout_->latent_dim() + layout_->rope_dim();
-  if (decode_ctas_width_ != width) {  // Once per cache layout: a device query.
-    MLA_ASSIGN_OR_RETURN(decode_ctas_per_sm_,
-                         MlaDecodeCtasPerSm(layout_->latent_dim(), layout_->rope_dim()));
-    decode_ctas_width_ = width;
+  const std::pair<int, int> widths{layout_->latent_dim(), layout_->rope_dim()};
+  if (decode_ctas_widths_ != widths) {  // Once per cache layout: a device query.
+    MLA_ASSIGN_OR_RETURN(decode_ctas_per_sm_, MlaDecodeCtasPerSm(widths.first, widths.second));
+    decode_ctas_widths_ = widths;
   }
   MlaDecodePlanOptions options;
   options.num_sms = num_sms_ * decode_ctas_per_sm_;  // CTAs resident at once

@@ -301,6 +301,13 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
   if (!kernel.ok()) return kernel.status();
   const int rows_total = p.q_rows_per_seq * p.num_heads;
   if (*kernel == MlaDecodeKernel::kMma) {
+    // It moves q and out in 32-bit pairs and partial_out in 64-bit ones.
+    if (reinterpret_cast<uintptr_t>(p.q) % 4 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0 ||
+        reinterpret_cast<uintptr_t>(p.partial_out) % 8 != 0) {
+      return absl::InvalidArgumentError(
+          "MlaDecode: the tensor-core kernel needs q and out 4-byte aligned and partial_out "
+          "8-byte aligned");
+    }
     if (absl::Status s = LaunchMlaDecodeMmaSplit(p, stream); !s.ok()) return s;
   } else {
     const size_t smem = SplitSharedBytes(p.kv_lora_rank + p.rope_dim);

@@ -28,7 +28,8 @@
 
 namespace mla::cuda {
 
-// Limits of this kernel: L ≤ kMlaMaxLatent (DeepSeek: 512), R ≤ kMlaMaxRope (64), both even.
+// Limits of these kernels: L ≤ kMlaMaxLatent (DeepSeek: 512), R ≤ kMlaMaxRope (DeepSeek: 64),
+// both even.
 inline constexpr int kMlaMaxLatent = 512;
 inline constexpr int kMlaMaxRope = 128;
 

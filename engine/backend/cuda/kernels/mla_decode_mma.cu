@@ -83,8 +83,7 @@ __device__ MmaShared CarveMmaShared(unsigned char* base, int stride) {
 // d += a · b for one m16n8k16 tile (bf16 inputs, fp32 accumulators).
 __device__ __forceinline__ void Mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                          uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
@@ -182,7 +181,8 @@ __device__ void MmaSoftmax(const MmaShared& s) {
   for (int i = 0; i < 4; ++i) {
     pr[i] = uint32_t{ToBf16Bits(v[2 * i])} | (uint32_t{ToBf16Bits(v[2 * i + 1])} << 16);
   }
-  // Every lane of the row read m and l before the shuffles above.
+  // The row's lanes have read m above; only lane 0 reads l and writes the state.
+  __syncwarp();
   if (sub == 0) {
     s.l[r] = s.l[r] * alpha + sum;
     s.m[r] = m_new;
