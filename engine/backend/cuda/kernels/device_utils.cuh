@@ -5,6 +5,7 @@
 
 #include <cuda_bf16.h>
 
+#include <cmath>
 #include <cstdint>
 
 namespace mla::cuda {
@@ -35,20 +36,37 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
-// Sum over the whole CTA, returned to every thread. Every thread must call it; it may be
+struct SumOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+  static constexpr float kIdentity = 0.0f;
+};
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  static constexpr float kIdentity = -INFINITY;
+};
+
+template <typename Op>
+__device__ __forceinline__ float WarpReduce(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1)
+    v = Op()(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// `Op` over the whole CTA, returned to every thread. Every thread must call it; it may be
 // called again right away (the trailing barrier protects the scratch).
-__device__ __forceinline__ float BlockSum(float v) {
+template <typename Op>
+__device__ __forceinline__ float BlockReduce(float v) {
   __shared__ float partial[32];
   __shared__ float total;
-  v = WarpSum(v);
+  v = WarpReduce<Op>(v);
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   if (warp == 0) {
     const int warps = (blockDim.x + 31) >> 5;
-    float t = lane < warps ? partial[lane] : 0.0f;
-    t = WarpSum(t);
+    float t = lane < warps ? partial[lane] : Op::kIdentity;
+    t = WarpReduce<Op>(t);
     if (lane == 0) total = t;
   }
   __syncthreads();
@@ -56,6 +74,9 @@ __device__ __forceinline__ float BlockSum(float v) {
   __syncthreads();
   return result;
 }
+
+__device__ __forceinline__ float BlockSum(float v) { return BlockReduce<SumOp>(v); }
+__device__ __forceinline__ float BlockMax(float v) { return BlockReduce<MaxOp>(v); }
 
 }  // namespace mla::cuda
 

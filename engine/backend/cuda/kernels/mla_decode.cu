@@ -37,6 +37,7 @@ constexpr int kRowsPerGroup = kRows / kRowGroups;         // 4
 constexpr int kRowsPerWarp = kRows / kWarps;              // 2
 constexpr int kColsPerThread = kMlaMaxLatent / kThreads;  // 2
 constexpr int kCombineThreads = 128;
+constexpr int kCombineWeights = 2048;
 constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kRowGroups * kKeys == kThreads && kRowsPerGroup * kRowGroups == kRows);
 static_assert(kRowsPerWarp * kWarps == kRows && kKeys == 64);
@@ -233,40 +234,58 @@ __global__ void __launch_bounds__(kThreads, 1) MlaDecodeSplitKernel(MlaDecodePar
   WalkPart<kThreads>(p, k);
 }
 
-// One CTA per (query row, sequence). Sequences with one piece were finished by the split
-// kernel; empty ones (no piece) get zeros and lse = -inf.
+// One CTA per (query row, sequence, kCombineThreads latent columns): grid.z spreads a row's
+// columns over several multiprocessors, since at batch 1 rows × sequences alone leave most
+// of them idle. Sequences with one piece were finished by the split kernel; empty ones (no
+// piece) get zeros and lse = -inf. The pieces' weights exp(lse_s − lse) are computed once
+// per CTA into shared memory (up to kCombineWeights pieces; past that, per column).
 __global__ void __launch_bounds__(kCombineThreads) MlaDecodeCombineKernel(MlaDecodeParams p) {
+  __shared__ float weights[kCombineWeights];
   const int rows_total = p.q_rows_per_seq * p.num_heads;
   const int row = blockIdx.x;
   const int seq = blockIdx.y;
   const int first = p.split_offsets[seq];
   const int n = p.split_offsets[seq + 1] - first;
-  if (n == 1) return;
+  if (n == 1) return;  // Uniform over the CTA, as every branch below.
   const int latent = p.kv_lora_rank;
+  const int col = blockIdx.z * kCombineThreads + threadIdx.x;
   const int64_t out_row = static_cast<int64_t>(seq) * rows_total + row;
   const float* lse_s = p.partial_lse + static_cast<int64_t>(first) * rows_total + row;
   float m = -INFINITY;
-  for (int i = 0; i < n; ++i) m = fmaxf(m, lse_s[static_cast<int64_t>(i) * rows_total]);
+  for (int i = threadIdx.x; i < n; i += kCombineThreads) {
+    m = fmaxf(m, lse_s[static_cast<int64_t>(i) * rows_total]);
+  }
+  m = BlockMax(m);
+  const bool writes_lse = blockIdx.z == 0 && threadIdx.x == 0;
   if (m == -INFINITY) {  // No key anywhere: an empty sequence.
-    for (int col = threadIdx.x; col < latent; col += kCombineThreads)
-      p.out[out_row * latent + col] = 0;
-    if (threadIdx.x == 0) p.lse[out_row] = -INFINITY;
+    if (col < latent) p.out[out_row * latent + col] = 0;
+    if (writes_lse) p.lse[out_row] = -INFINITY;
     return;
   }
   float sum = 0.0f;
-  for (int i = 0; i < n; ++i) sum += expf(lse_s[static_cast<int64_t>(i) * rows_total] - m);
-  const float lse = m + logf(sum);
-  const float* part_out = p.partial_out + (static_cast<int64_t>(first) * rows_total + row) * latent;
-  const int64_t slot_stride = static_cast<int64_t>(rows_total) * latent;
-  for (int col = threadIdx.x; col < latent; col += kCombineThreads) {
+  for (int i = threadIdx.x; i < n; i += kCombineThreads) {
+    sum += expf(lse_s[static_cast<int64_t>(i) * rows_total] - m);
+  }
+  const float lse = m + logf(BlockSum(sum));
+  const bool cached = n <= kCombineWeights;
+  if (cached) {
+    for (int i = threadIdx.x; i < n; i += kCombineThreads) {
+      weights[i] = expf(lse_s[static_cast<int64_t>(i) * rows_total] - lse);
+    }
+    __syncthreads();
+  }
+  if (col < latent) {
+    const float* part_out =
+        p.partial_out + (static_cast<int64_t>(first) * rows_total + row) * latent + col;
+    const int64_t slot_stride = static_cast<int64_t>(rows_total) * latent;
     float v = 0.0f;
     for (int i = 0; i < n; ++i) {
-      const float w = expf(lse_s[static_cast<int64_t>(i) * rows_total] - lse);
-      v = fmaf(w, part_out[i * slot_stride + col], v);
+      const float w = cached ? weights[i] : expf(lse_s[static_cast<int64_t>(i) * rows_total] - lse);
+      v = fmaf(w, part_out[i * slot_stride], v);
     }
     p.out[out_row * latent + col] = ToBf16Bits(v);
   }
-  if (threadIdx.x == 0) p.lse[out_row] = lse;
+  if (writes_lse) p.lse[out_row] = lse;
 }
 
 }  // namespace
@@ -317,7 +336,9 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
     MlaDecodeSplitKernel<<<grid, kThreads, smem, stream>>>(p);
     if (absl::Status s = CudaLaunchStatus("MlaDecodeSplitKernel"); !s.ok()) return s;
   }
-  MlaDecodeCombineKernel<<<dim3(rows_total, p.batch), kCombineThreads, 0, stream>>>(p);
+  const int column_chunks = (p.kv_lora_rank + kCombineThreads - 1) / kCombineThreads;
+  MlaDecodeCombineKernel<<<dim3(rows_total, p.batch, column_chunks), kCombineThreads, 0, stream>>>(
+      p);
   return CudaLaunchStatus("MlaDecodeCombineKernel");
 }
 
