@@ -67,14 +67,7 @@ void CompareRows(const std::vector<float>& got, const std::vector<float>& want, 
   int64_t over = 0, first_over = -1, worst_row = -1;
   double worst = 0;
   for (size_t r = 0; r * vocab < got.size(); ++r) {
-    double dot = 0, gg = 0, ww = 0;
-    for (int i = 0; i < vocab; ++i) {
-      const double g = got[r * vocab + i], w = want[r * vocab + i];
-      dot += g * w;
-      gg += g * g;
-      ww += w * w;
-    }
-    const double d = 1.0 - dot / std::sqrt(gg * ww);
+    const double d = OneMinusCosine(got.data() + r * vocab, want.data() + r * vocab, vocab);
     ASSERT_TRUE(std::isfinite(d)) << what << " row " << r;
     if (d > max_one_minus_cosine) {
       // Every row is measured before failing: how many rows, the first and the worst tell
@@ -755,13 +748,7 @@ TEST_P(CudaModelTest, Fp8CacheDriftMatchesCpuFp8Drift) {
         GetParam().c_str(), chunk == 0 ? "whole prompts" : "7-token chunks",
         static_cast<long long>(gpu.tokens), gpu.median, gpu.p90, gpu.max, gpu.argmax_agreement,
         cpu.median, cpu.p90, cpu.max, cpu.argmax_agreement);
-    EXPECT_EQ(gpu.tokens, cpu.tokens);
-    EXPECT_LE(gpu.median, 1.25 * cpu.median + 0.005);
-    EXPECT_LE(gpu.p90, 1.25 * cpu.p90 + 0.005);
-    EXPECT_LE(gpu.max, 1.5 * cpu.max + 0.05);
-    EXPECT_GE(gpu.argmax_agreement, cpu.argmax_agreement - 0.02);
-    EXPECT_GE(gpu.median, 0.25 * cpu.median) << "is the device cache quantizing at all?";
-    EXPECT_GE(gpu.p90, 0.25 * cpu.p90) << "is the device cache quantizing at all?";
+    ExpectDriftWithin(gpu, cpu, chunk == 0 ? "device, whole prompts" : "device, 7-token chunks");
   }
 }
 

@@ -82,6 +82,17 @@ inline void ExpectRowsClose(const float* got, const float* want, int64_t rows, i
   }
 }
 
+// 1 − cosine between two logits rows of `vocab` values, in double.
+inline double OneMinusCosine(const float* got, const float* want, int vocab) {
+  double dot = 0, gg = 0, ww = 0;
+  for (int i = 0; i < vocab; ++i) {
+    dot += double{got[i]} * want[i];
+    gg += double{got[i]} * got[i];
+    ww += double{want[i]} * want[i];
+  }
+  return 1.0 - dot / std::sqrt(gg * ww);
+}
+
 // Logits drift between two runs of the same prompts (an fp8 cache against a bf16 one).
 struct Drift {
   int64_t tokens = 0;
@@ -132,6 +143,20 @@ inline Drift MeasureDrift(const std::vector<std::vector<int32_t>>& prompts,
           static_cast<double>(agree) / total};
 }
 
+// An fp8 cache's drift `got` against a reference drift `ref` of the same prompts (the
+// simulation's, or the CPU's for the device): median and p90 within 1.25× + 0.005 nats,
+// max within 1.5× + 0.05, argmax agreement within 2 points; and at least a quarter of the
+// reference's median and p90, so that a cache that silently stayed bf16 fails.
+inline void ExpectDriftWithin(const Drift& got, const Drift& ref, const std::string& what) {
+  EXPECT_EQ(got.tokens, ref.tokens) << what;
+  EXPECT_LE(got.median, 1.25 * ref.median + 0.005) << what;
+  EXPECT_LE(got.p90, 1.25 * ref.p90 + 0.005) << what;
+  EXPECT_LE(got.max, 1.5 * ref.max + 0.05) << what;
+  EXPECT_GE(got.argmax_agreement, ref.argmax_agreement - 0.02) << what;
+  EXPECT_GE(got.median, 0.25 * ref.median) << what << ": is the cache quantizing at all?";
+  EXPECT_GE(got.p90, 0.25 * ref.p90) << what << ": is the cache quantizing at all?";
+}
+
 // Logits of a forward pass whose GEMMs round their activations to bf16 (the CUDA
 // backend's cuBLASLt GEMMs, the CPU's opt-in avx512_bf16 / amx_bf16 kernels) against a
 // reference that keeps them fp32 (the goldens, the CPU's default kernels). Most rows stay
@@ -159,13 +184,7 @@ struct Bf16RowAgreement {
     for (size_t r = 0; r * vocab < got.size(); ++r) {
       const float* g = got.data() + r * vocab;
       const float* w = want.data() + r * vocab;
-      double dot = 0, gg = 0, ww = 0;
-      for (int i = 0; i < vocab; ++i) {
-        dot += double{g[i]} * w[i];
-        gg += double{g[i]} * g[i];
-        ww += double{w[i]} * w[i];
-      }
-      const double d = 1.0 - dot / std::sqrt(gg * ww);
+      const double d = OneMinusCosine(g, w, vocab);
       ASSERT_TRUE(std::isfinite(d)) << "row " << r;
       ++rows;
       rows_over += d > kRowBound;

@@ -38,7 +38,6 @@ constexpr int kRowsPerWarp = kRows / kWarps;              // 2
 constexpr int kColsPerThread = kMlaMaxLatent / kThreads;  // 2
 constexpr int kCombineThreads = 128;
 constexpr int kCombineWeights = 2048;
-constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kRowGroups * kKeys == kThreads && kRowsPerGroup * kRowGroups == kRows);
 static_assert(kRowsPerWarp * kWarps == kRows && kKeys == 64);
 
@@ -177,19 +176,18 @@ __device__ void LoadQueryTile(const MlaDecodeParams& p, int seq, int row0, int r
 struct SimtSplit {
   const MlaDecodeParams& p;
   SplitShared s;
-  uint32_t* keys;
-  int stride;
-  int width, rows_total, row0;
-  float scale_log2;
+  MlaSplitTile t;
+  int stride;  // words per key row in shared memory
   float acc[kRows][kColsPerThread];
 
-  __device__ void BeginPiece(int seq) { LoadQueryTile(p, seq, row0, rows_total, width, s.q); }
+  __device__ void BeginPiece(int seq) { LoadQueryTile(p, seq, t.row0, t.rows_total, t.width, s.q); }
 
   __device__ void Scores(int first_key, int seq_len) {
-    ComputeScores(s, width, first_key, row0, seq_len, p.q_rows_per_seq, p.num_heads, scale_log2);
+    ComputeScores(s, t.width, first_key, t.row0, seq_len, p.q_rows_per_seq, p.num_heads,
+                  t.scale_log2);
   }
   __device__ void Softmax() { SoftmaxStep(s); }
-  __device__ void Accumulate() { AccumulateOutput(s, width, p.kv_lora_rank, acc); }
+  __device__ void Accumulate() { AccumulateOutput(s, t.width, p.kv_lora_rank, acc); }
 
   // Writes one finished piece (final output or partial slot), then clears the state.
   __device__ void FinishPiece(int seq, int split) {
@@ -197,14 +195,14 @@ struct SimtSplit {
     const MlaPieceOutput o = MlaPieceOutputOf(p, seq, split);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      const int row = row0 + r;
+      const int row = t.row0 + r;
       const float l = s.l[r];
       const float inv = l > 0.0f ? 1.0f / l : 0.0f;
 #pragma unroll
       for (int j = 0; j < kColsPerThread; ++j) {
         const int col = threadIdx.x + j * kThreads;
-        if (row < rows_total && col < latent) {
-          const int64_t at = (o.base * rows_total + row) * latent + col;
+        if (row < t.rows_total && col < latent) {
+          const int64_t at = (o.base * t.rows_total + row) * latent + col;
           if (o.final_out) {
             p.out[at] = ToBf16Bits(acc[r][j] * inv);
           } else {
@@ -214,23 +212,14 @@ struct SimtSplit {
         acc[r][j] = 0.0f;
       }
     }
-    FinishPieceLse<kRows>(p, o, row0, rows_total, s.m, s.l);
+    FinishPieceLse<kRows>(p, o, t.row0, t.rows_total, s.m, s.l);
   }
 };
 
 __global__ void __launch_bounds__(kThreads, 1) MlaDecodeSplitKernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int width = p.kv_lora_rank + p.rope_dim;
-  SimtSplit k{p,
-              CarveShared(smem, width),
-              nullptr,
-              KeyStrideWords(width),
-              width,
-              p.q_rows_per_seq * p.num_heads,
-              static_cast<int>(blockIdx.x) * kRows,
-              p.softmax_scale * kLog2e,
-              {}};
-  k.keys = k.s.keys;
+  SimtSplit k{p, CarveShared(smem, width), MlaSplitTileOf(p), KeyStrideWords(width), {}};
   WalkPart<kThreads>(p, k);
 }
 

@@ -47,7 +47,6 @@ constexpr int kMaxTiles = kMlaMaxLatent / 8 / kWarps;  // latent n-tiles per war
 constexpr int kScoreStride = kKeys + 4;                // floats per row of scores
 constexpr int kPStride = MmaRowStrideWords(kKeys);     // words (bf16 pairs) per row of p: 36
 constexpr int kThreadsPerRow = kThreads / kRows;       // 8 in the softmax
-constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kRows == 16 && kKeys == 64 && kKeysPerWarp == 16 && kThreadsPerRow == 8);
 static_assert(kPStride % 8 == 4);
 
@@ -233,19 +232,17 @@ __device__ void MmaAccumulate(const MmaShared& s, int stride, int latent,
 struct MmaSplit {
   const MlaDecodeParams& p;
   MmaShared s;
-  uint32_t* keys;
-  int stride;
-  int width, rows_total, row0;
-  float scale_log2;
+  MlaSplitTile t;
+  int stride;  // words per key row in shared memory
   float acc[kMaxTiles][4];
 
   __device__ void BeginPiece(int seq) {
-    LoadQueryTile(p, seq, row0, rows_total, width, stride, s.q);
+    LoadQueryTile(p, seq, t.row0, t.rows_total, t.width, stride, s.q);
   }
 
   __device__ void Scores(int first_key, int seq_len) {
-    MmaScores(s, stride, width, first_key, row0, seq_len, p.q_rows_per_seq, p.num_heads,
-              scale_log2);
+    MmaScores(s, stride, t.width, first_key, t.row0, seq_len, p.q_rows_per_seq, p.num_heads,
+              t.scale_log2);
   }
   __device__ void Softmax() { MmaSoftmax(s); }
   __device__ void Accumulate() { MmaAccumulate(s, stride, p.kv_lora_rank, acc); }
@@ -259,15 +256,15 @@ struct MmaSplit {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {  // accumulators 2·half and 2·half + 1: one row
       const int r = PtxCRow(lane, 2 * half);
-      const int row = row0 + r;
+      const int row = t.row0 + r;
       const float l = s.l[r];
       const float inv = l > 0.0f ? 1.0f / l : 0.0f;
 #pragma unroll
       for (int i = 0; i < kMaxTiles; ++i) {
         const int tile = warp + kWarps * i;
-        if (tile * 8 < latent && row < rows_total) {
+        if (tile * 8 < latent && row < t.rows_total) {
           const int64_t at =
-              (o.base * rows_total + row) * latent + tile * 8 + PtxCCol(lane, 2 * half);
+              (o.base * t.rows_total + row) * latent + tile * 8 + PtxCCol(lane, 2 * half);
           const float x0 = acc[i][2 * half] * inv;
           const float x1 = acc[i][2 * half + 1] * inv;
           if (o.final_out) {
@@ -282,7 +279,7 @@ struct MmaSplit {
         acc[i][2 * half + 1] = 0.0f;
       }
     }
-    FinishPieceLse<kRows>(p, o, row0, rows_total, s.m, s.l);
+    FinishPieceLse<kRows>(p, o, t.row0, t.rows_total, s.m, s.l);
   }
 };
 
@@ -290,16 +287,7 @@ __global__ void __launch_bounds__(kThreads) MlaDecodeMmaSplitKernel(MlaDecodePar
   extern __shared__ __align__(16) unsigned char smem[];
   const int width = p.kv_lora_rank + p.rope_dim;
   const int stride = MmaRowStrideWords(width);
-  MmaSplit k{p,
-             CarveMmaShared(smem, stride),
-             nullptr,
-             stride,
-             width,
-             p.q_rows_per_seq * p.num_heads,
-             static_cast<int>(blockIdx.x) * kRows,
-             p.softmax_scale * kLog2e,
-             {}};
-  k.keys = k.s.keys;
+  MmaSplit k{p, CarveMmaShared(smem, stride), MlaSplitTileOf(p), stride, {}};
   WalkPart<kThreads>(p, k);
 }
 

@@ -85,6 +85,20 @@ __device__ void LoadMlaKeyBlock(const MlaDecodeParams& p, const uint8_t* block_p
   }
 }
 
+// What a CTA of either split kernel knows of its tile of query rows (grid x).
+struct MlaSplitTile {
+  int width;         // L + R, values per cache row
+  int rows_total;    // s_q · heads, query rows per sequence
+  int row0;          // the tile's first row
+  float scale_log2;  // softmax_scale · log2(e): scores in the log2 domain
+};
+
+__device__ inline MlaSplitTile MlaSplitTileOf(const MlaDecodeParams& p) {
+  constexpr float kLog2e = 1.4426950408889634f;
+  return {p.kv_lora_rank + p.rope_dim, p.q_rows_per_seq * p.num_heads,
+          static_cast<int>(blockIdx.x) * kMlaDecodeRowsPerCta, p.softmax_scale * kLog2e};
+}
+
 // Where a finished piece goes: the sequence's final output when one part covers it, else
 // the piece's partial slot.
 struct MlaPieceOutput {
@@ -119,7 +133,7 @@ __device__ void FinishPieceLse(const MlaDecodeParams& p, const MlaPieceOutput& o
 
 // One CTA's walk over its part of the plan (grid [head tiles, parts]) for a kernel object
 // with members s.m and s.l (the running max and sum of its kMlaDecodeRowsPerCta rows, in
-// shared memory), keys (shared memory) and stride (words per key row), and steps
+// shared memory), s.keys (shared memory) and stride (words per key row), and steps
 // BeginPiece(seq) (after a barrier: nothing reads the previous piece's state), per block
 // Scores(first_key, seq_len), Softmax() and Accumulate() (each after a barrier, the first
 // after the block's keys are in), and FinishPiece(seq, split).
@@ -145,7 +159,7 @@ __device__ void WalkPart(const MlaDecodeParams& p, Kernel& kernel) {
       const uint8_t* block_ptr =
           static_cast<const uint8_t*>(p.kv_cache) + static_cast<int64_t>(table[b]) * block_bytes;
       __syncthreads();  // Keys and p of the previous block are consumed.
-      LoadMlaKeyBlock<kThreadCount>(p, block_ptr, b * kMlaBlockSize, seq_len, kernel.keys,
+      LoadMlaKeyBlock<kThreadCount>(p, block_ptr, b * kMlaBlockSize, seq_len, kernel.s.keys,
                                     kernel.stride);
       __syncthreads();
       kernel.Scores(b * kMlaBlockSize, seq_len);
