@@ -22,12 +22,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/kernels/sampling.h"
@@ -176,7 +178,27 @@ void ExpectSameCacheBytes(Backend& cpu_be, Backend& gpu, int num_blocks) {
   for (int32_t b = 0; b < num_blocks; ++b) {
     ASSERT_TRUE(cpu_be.ReadCacheBlock(b, want).ok());
     ASSERT_TRUE(gpu.ReadCacheBlock(b, got).ok());
-    ASSERT_EQ(got, want) << "cache block " << b;
+    if (got == want) continue;
+    // Where, not the whole block: the row, the byte and which part of the row it is in.
+    const int64_t row_bytes = cpu_be.cache_layout().bytes_per_token_per_layer();
+    const int64_t lat = cpu_be.cache_layout().latent_dim();
+    const bool fp8 = cpu_be.cache_layout().dtype() == CacheDType::kFp8E4M3;
+    const int64_t scales_end = fp8 ? lat + 4 * Fp8ScaleGroups(lat) : 2 * lat;
+    size_t first = 0, differing = 0;
+    for (size_t i = bytes; i-- > 0;) {
+      if (got[i] != want[i]) {
+        first = i;
+        ++differing;
+      }
+    }
+    const int64_t in_row = static_cast<int64_t>(first) % row_bytes;
+    FAIL() << "cache block " << b << ": " << differing << " of " << bytes
+           << " bytes differ; the first at row " << static_cast<int64_t>(first) / row_bytes
+           << ", byte " << in_row << " of " << row_bytes << " ("
+           << (in_row < (fp8 ? lat : 2 * lat) ? "latent"
+               : in_row < scales_end          ? "scales"
+                                              : "k_pe")
+           << "): got 0x" << std::hex << int{got[first]} << ", want 0x" << int{want[first]};
   }
 }
 
@@ -185,6 +207,83 @@ std::vector<float> RandomVector(size_t n, std::mt19937& rng) {
   std::vector<float> v(n);
   for (float& x : v) x = normal(rng);
   return v;
+}
+
+// The device's cache write against the host's encoding, row by row, with what a
+// mismatch was made from: FP8 rows at several widths (groups of 128 and a partial last
+// group) and magnitudes, bf16 rows as the control.
+TEST(CudaBackendAttention, CacheWriteIsTheHostsEncoding) {
+  MLA_SKIP_WITHOUT_CUDA();
+  std::mt19937 rng(5);
+  for (const CacheDType dtype : {CacheDType::kBF16, CacheDType::kFp8E4M3})
+    for (const int latent : {64, 96, 200, 512}) {
+      const int rope = latent == 512 ? 64 : 16, block_size = 16, num_blocks = 8;
+      SCOPED_TRACE(::testing::Message() << CacheDTypeName(dtype) << " L " << latent);
+      auto layout = CacheLayout::Create({dtype, latent, rope, block_size, 1});
+      ASSERT_TRUE(layout.ok());
+      cpu::CpuBackend cpu_be(2);
+      std::unique_ptr<CudaBackend> gpu = MakeCuda();
+      ASSERT_NE(gpu, nullptr);
+      ASSERT_TRUE(cpu_be.AllocateCache(*layout, num_blocks).ok());
+      ASSERT_TRUE(gpu->AllocateCache(*layout, num_blocks).ok());
+      cpu_be.latent_cache()->PoisonWithNaN();
+      ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
+      const int t = 37;
+      const AttnCase c{1, latent, rope, block_size, {0}, {t}};
+      const StepBatch step = MakeSteps(c, num_blocks, rng)[1];
+      ASSERT_EQ(step.num_tokens, t);
+      std::vector<float> lat = RandomVector(static_cast<size_t>(t) * latent, rng);
+      const std::vector<float> k_pe = RandomVector(static_cast<size_t>(t) * rope, rng);
+      // Rows of very different sizes, and a few exact ties and zeros.
+      for (int i = 0; i < t; ++i) {
+        const float m = i % 3 == 0 ? 1e-3f : i % 3 == 1 ? 1.0f : 300.0f;
+        for (int d = 0; d < latent; ++d) lat[static_cast<size_t>(i) * latent + d] *= m;
+      }
+      lat[5] = 0.0f;
+      lat[static_cast<size_t>(latent) + 3] = lat[static_cast<size_t>(latent) + 4];
+      std::vector<std::vector<uint8_t>> blocks_cpu(num_blocks), blocks_gpu(num_blocks);
+      for (Backend* be : {static_cast<Backend*>(&cpu_be), static_cast<Backend*>(gpu.get())}) {
+        be->BeginStep(step);
+        const Tensor lt = be->Activation(0, t, latent), kt = be->Activation(1, t, rope);
+        be->Upload(lat, lt, {"up"});
+        be->Upload(k_pe, kt, {"up"});
+        be->WriteCache(0, lt, kt, {"write"});
+        ASSERT_TRUE(be->TakeError().ok());
+        auto& blocks = be == &cpu_be ? blocks_cpu : blocks_gpu;
+        for (int b = 0; b < num_blocks; ++b) {
+          blocks[b].resize(static_cast<size_t>(layout->bytes_per_block()));
+          ASSERT_TRUE(be->ReadCacheBlock(b, blocks[b]).ok());
+        }
+      }
+      const int64_t row_bytes = layout->bytes_per_token_per_layer();
+      int reported = 0, bad_rows = 0;
+      for (int i = 0; i < t; ++i) {
+        const int64_t slot = step.slots[static_cast<size_t>(i)];
+        const uint8_t* want = blocks_cpu[slot / block_size].data() + slot % block_size * row_bytes;
+        const uint8_t* got = blocks_gpu[slot / block_size].data() + slot % block_size * row_bytes;
+        if (std::equal(got, got + row_bytes, want)) continue;
+        ++bad_rows;
+        for (int64_t k = 0; k < row_bytes && reported < 12; ++k) {
+          if (got[k] == want[k]) continue;
+          ++reported;
+          std::string what = "k_pe";
+          if (dtype == CacheDType::kFp8E4M3 && k < latent) {
+            const float x = lat[static_cast<size_t>(i) * latent + k];
+            float scale;
+            std::memcpy(&scale, want + latent + 4 * (k / kFp8ScaleGroup), 4);
+            what = absl::StrCat("code of x = ", x, ", x / scale = ", x / scale, ": got ",
+                                Fp8E4M3ToFloat(got[k]), ", want ", Fp8E4M3ToFloat(want[k]));
+          } else if (dtype == CacheDType::kFp8E4M3 && k < latent + 4 * Fp8ScaleGroups(latent)) {
+            what = "scale";
+          } else if (dtype == CacheDType::kBF16 && k < 2 * latent) {
+            what = "latent";
+          }
+          ADD_FAILURE() << "token " << i << " byte " << k << " of " << row_bytes << " (" << what
+                        << "): got 0x" << std::hex << int{got[k]} << ", want 0x" << int{want[k]};
+        }
+      }
+      EXPECT_EQ(bad_rows, 0) << bad_rows << " of " << t << " rows differ";
+    }
 }
 
 TEST(CudaBackendAttention, MatchesCpuOnShuffledPoisonedCaches) {

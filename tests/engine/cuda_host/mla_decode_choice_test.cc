@@ -27,12 +27,13 @@ TEST(MlaDecodeChoiceTest, ExplicitChoicesAndTheEnvironment) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find("36 + 6"), std::string::npos) << refused.status();
-  // kAuto: the CUDA-core kernel unless the environment asks for mma and it fits.
-  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, nullptr), K::kSimt);
-  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, ""), K::kSimt);
+  // kAuto: the tensor-core kernel where it fits unless the environment asks for simt.
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, nullptr), K::kMma);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, ""), K::kMma);
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "simt"), K::kSimt);
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "mma"), K::kMma);
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 36, 6, "mma"), K::kSimt);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 36, 6, nullptr), K::kSimt);
   const absl::StatusOr<K> unknown = ResolveMlaDecodeKernel(K::kAuto, 512, 64, "wgmma");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("MLA_CUDA_DECODE_KERNEL=wgmma"), std::string::npos);

@@ -24,6 +24,16 @@ __device__ __forceinline__ uint16_t ToBf16Bits(float f) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
 
+// ToBf16Bits in integer arithmetic (the same bits, quiet NaN as the host's FloatToBf16),
+// for values stored byte by byte: ptxas (CUDA 13.0, sm_90) compiles a byte store of the
+// 16-bit result of cvt.rn.bf16.f32 into a float-to-integer conversion (F2I.U8.F16) of it,
+// which wrote 0 or 1 for every low byte of an FP8 cache row's k_pe.
+__device__ __forceinline__ uint32_t Bf16BitsAsInteger(float f) {
+  const uint32_t bits = __float_as_uint(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return (bits >> 16) | 0x40u;
+  return (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+}
+
 __device__ __forceinline__ float WarpSum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;

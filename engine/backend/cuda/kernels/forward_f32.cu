@@ -170,8 +170,8 @@ __global__ void CacheWriteKernel(CacheWriteF32Params p) {
     }
     uint8_t* rope_dst = dst + lat + 4 * groups;
     for (int i = threadIdx.x; i < rope; i += blockDim.x) {
-      const uint16_t v = ToBf16Bits(k_pe[i]);
-      rope_dst[2 * i] = static_cast<uint8_t>(v & 0xff);
+      const uint32_t v = Bf16BitsAsInteger(k_pe[i]);
+      rope_dst[2 * i] = static_cast<uint8_t>(v & 0xffu);
       rope_dst[2 * i + 1] = static_cast<uint8_t>(v >> 8);
     }
   }

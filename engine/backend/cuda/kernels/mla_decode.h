@@ -37,8 +37,8 @@ inline constexpr int kMlaMaxRope = 128;
 // - kSimt: CUDA cores (mla_decode.cu), any shape this header allows;
 // - kMma: tensor cores (mla_decode_mma.cu: mma.sync m16n8k16, bf16 in, fp32 sums), when
 //   kv_lora_rank is a multiple of 8 and kv_lora_rank + rope_dim of 16 (DeepSeek: 512 + 64);
-// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt or mma), simt when unset or
-//   when mma does not take the shape. simt stays the default until mma is measured.
+// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt or mma); unset, mma where it
+//   takes the shape (measured faster on an H200), simt otherwise.
 enum class MlaDecodeKernel : int { kAuto = 0, kSimt = 1, kMma = 2 };
 
 struct MlaDecodeParams {

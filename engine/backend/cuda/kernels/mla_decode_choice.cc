@@ -31,8 +31,10 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
       break;
   }
   const absl::string_view env = environment == nullptr ? "" : environment;
-  if (env.empty() || env == "simt") return MlaDecodeKernel::kSimt;
-  if (env == "mma") return mma_fits ? MlaDecodeKernel::kMma : MlaDecodeKernel::kSimt;
+  // The tensor-core kernel where it takes the widths: measured 2.3x the CUDA-core one's
+  // bandwidth on an H200 (docs/BENCHMARKS.md); "simt" forces the CUDA-core one.
+  if (env == "simt") return MlaDecodeKernel::kSimt;
+  if (env.empty() || env == "mma") return mma_fits ? MlaDecodeKernel::kMma : MlaDecodeKernel::kSimt;
   return absl::InvalidArgumentError(
       absl::StrCat("MLA_CUDA_DECODE_KERNEL=", env, ": expected simt or mma"));
 }

@@ -34,31 +34,55 @@ __device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq
   }
 }
 
+// One 16-byte asynchronous copy from global to shared memory (cp.async, sm_80+), bypassing
+// L1; with `valid` false it reads nothing and writes zeros.
+__device__ __forceinline__ void CopyAsync16(uint32_t* smem_dst, const void* global_src,
+                                            bool valid) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global_src),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+
+// Waits for every cp.async this thread issued (the caller's barrier then shows all the
+// CTA's copies to all its threads).
+__device__ __forceinline__ void WaitCopiesAsync() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
 // bf16 rows of `width` values.
 template <int kThreadCount>
 __device__ void LoadBf16KeyBlock(const uint16_t* block_ptr, int first_key, int seq_len, int width,
                                  uint32_t* keys, int stride) {
-  // 16-byte global loads when every block starts 16-byte aligned (cudaMalloc'd pool, rows
-  // a multiple of 8 values); 4-byte loads otherwise. 16-byte stores too when the rows in
-  // shared memory keep that alignment.
+  // 16-byte copies when every block starts 16-byte aligned (cudaMalloc'd pool, rows a
+  // multiple of 8 values). Where the rows in shared memory keep that alignment they are
+  // asynchronous: each thread issues all of its block's copies (36 at 576 values and 128
+  // threads) before waiting once, so a whole block is in flight instead of a load or a
+  // few at a time (the kernels were bound by that latency, docs/BENCHMARKS.md).
   if (width % 8 == 0 && (reinterpret_cast<uintptr_t>(block_ptr) & 15) == 0) {
     const int chunks = width / 8;
     const uint4* src = reinterpret_cast<const uint4*>(block_ptr);
     const bool wide_stores = stride % 4 == 0 && (reinterpret_cast<uintptr_t>(keys) & 15) == 0;
+    if (wide_stores) {
+      for (int i = threadIdx.x; i < kMlaBlockSize * chunks; i += kThreadCount) {
+        const int key = i / chunks;
+        CopyAsync16(keys + key * stride + (i - key * chunks) * 4, src + i,
+                    first_key + key < seq_len);
+      }
+      WaitCopiesAsync();
+      return;
+    }
     for (int i = threadIdx.x; i < kMlaBlockSize * chunks; i += kThreadCount) {
       const int key = i / chunks;
       const int c = i - key * chunks;
       uint4 v = make_uint4(0, 0, 0, 0);
       if (first_key + key < seq_len) v = src[i];
       uint32_t* dst = keys + key * stride + c * 4;
-      if (wide_stores) {
-        *reinterpret_cast<uint4*>(dst) = v;
-      } else {
-        dst[0] = v.x;
-        dst[1] = v.y;
-        dst[2] = v.z;
-        dst[3] = v.w;
-      }
+      dst[0] = v.x;
+      dst[1] = v.y;
+      dst[2] = v.z;
+      dst[3] = v.w;
     }
   } else {
     const int words = width / 2;
