@@ -180,7 +180,7 @@ fi
 if command -v ncu >/dev/null 2>&1 && ((deadline - SECONDS >= 60)); then
   for k in simt mma; do
     echo "## ncu, --kernel=${k}"
-    timeout "$(limit 45)" ncu --clock-control none --launch-skip 6 --launch-count 2 \
+    timeout "$(limit 45)" ncu --clock-control none --launch-skip 2 --launch-count 2 \
       --section SpeedOfLight --section Occupancy \
       --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
       "${build_rel}/bench/cuda_mla_decode_bench" --kernel=${k} --batches=64 \
