@@ -16,15 +16,13 @@
 namespace mla::cuda {
 
 // FP8 rows: each value dequantized (code · its group's scale) and rounded to bf16, as the
-// kernels compute on bf16 keys (they take q in bf16 as well). num_keys rows from block_ptr
-// on (a block, or the tensor-core kernel's half block).
+// kernels compute on bf16 keys (they take q in bf16 as well).
 template <int kThreadCount>
 __device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq_len, int latent,
-                                int rope, uint32_t* keys, int stride,
-                                int num_keys = kMlaBlockSize) {
+                                int rope, uint32_t* keys, int stride) {
   const int words = (latent + rope) / 2;
   const int64_t row_bytes = CacheRowBytesOf(true, latent, rope);
-  for (int i = threadIdx.x; i < num_keys * words; i += kThreadCount) {
+  for (int i = threadIdx.x; i < kMlaBlockSize * words; i += kThreadCount) {
     const int key = i / words;
     const int w = i - key * words;
     uint32_t word = 0u;
