@@ -183,6 +183,7 @@ if command -v ncu >/dev/null 2>&1 && ((deadline - SECONDS >= 60)); then
     timeout "$(limit 45)" ncu --clock-control none --launch-skip 2 --launch-count 2 \
       --section SpeedOfLight --section Occupancy \
       --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+      --section WarpStateStats --section SchedulerStats \
       "${build_rel}/bench/cuda_mla_decode_bench" --kernel=${k} --batches=64 \
       --contexts=32768 --heads=16 --min_ms=1 --rotate=false 2>&1
     echo "rc $?"
