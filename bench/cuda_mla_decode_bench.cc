@@ -2,7 +2,8 @@
 // mla_decode.h) at DeepSeek shapes: achieved GB/s of latent cache read against the
 // device's peak HBM bandwidth, for batch × context × heads.
 //
-// Every call reads each sequence's whole latent cache, (L + R)·2 = 1,152 bytes per token,
+// Every call reads each sequence's whole latent cache, (L + R)·2 = 1,152 bytes per token
+// (656 in DeepSeek's FP8 layout with --fp8: L e4m3 codes, L/128 fp32 scales, R bf16),
 // shared by all heads, and does 2·(L + R) + 2·L = 2,176 FLOPs per head and token. The
 // cache pool is sized for the largest batch × context of the run (V3 at 128 × 128K needs
 // 19.3 GB); block tables point each sequence at its own shuffled blocks.
@@ -14,7 +15,7 @@
 //
 // Usage: cuda_mla_decode_bench [--batches=1,2,...] [--contexts=4096,...] [--heads=16,128]
 //        [--min_ms=50] [--hbm_gbps=0 (0: from the device's memory clock and bus width)]
-//        [--ctas_per_sm=0] [--rotate=true] [--kernel=auto|simt|mma]
+//        [--ctas_per_sm=0] [--rotate=true] [--kernel=auto|simt|mma|mma_ksplit] [--fp8]
 // Exits 0 with a message when no CUDA device is usable.
 #include <cuda_runtime.h>
 
@@ -46,8 +47,9 @@ ABSL_FLAG(int, ctas_per_sm, 0,
           "Split-KV CTAs per multiprocessor the plan assumes (0: what the device holds, as "
           "the backend plans)");
 ABSL_FLAG(std::string, kernel, "auto",
-          "Split kernel: simt (CUDA cores), mma (tensor cores) or auto (MLA_CUDA_DECODE_KERNEL, "
-          "else simt)");
+          "Split kernel: simt (CUDA cores), mma (tensor cores), mma_ksplit (its k-split "
+          "variant) or auto (MLA_CUDA_DECODE_KERNEL, else mma where the widths allow)");
+ABSL_FLAG(bool, fp8, false, "The cache in DeepSeek's FP8 layout instead of bf16");
 ABSL_FLAG(bool, rotate, true,
           "Cycle each shape's calls through disjoint copies of its cache blocks, at least twice "
           "the L2 in all, so that a small shape is not timed out of the L2");
@@ -58,7 +60,10 @@ namespace {
 constexpr int kLatent = 512;
 constexpr int kRope = 64;
 constexpr int kWidth = kLatent + kRope;
-constexpr double kBytesPerToken = kWidth * 2.0;
+// Bytes of one cache row: bf16, or FP8 codes + scales + bf16 k_pe.
+double BytesPerToken() {
+  return absl::GetFlag(FLAGS_fp8) ? kLatent + 4.0 * (kLatent / 128) + 2.0 * kRope : kWidth * 2.0;
+}
 constexpr double kFlopsPerHeadToken = 2.0 * kWidth + 2.0 * kLatent;
 constexpr float kScale = 0.13523378f;  // V3's softmax scale
 
@@ -87,6 +92,7 @@ MlaDecodeKernel Kernel() {
   const std::string k = absl::GetFlag(FLAGS_kernel);
   if (k == "simt") return MlaDecodeKernel::kSimt;
   if (k == "mma") return MlaDecodeKernel::kMma;
+  if (k == "mma_ksplit") return MlaDecodeKernel::kMmaKSplit;
   return MlaDecodeKernel::kAuto;
 }
 
@@ -107,7 +113,7 @@ struct Shape {
 // allows; 1 without rotation.
 int64_t Copies(const Pool& pool, int64_t shape_blocks, int64_t l2_bytes) {
   if (!absl::GetFlag(FLAGS_rotate) || shape_blocks <= 0) return 1;
-  const double shape_bytes = static_cast<double>(shape_blocks) * kMlaBlockSize * kBytesPerToken;
+  const double shape_bytes = static_cast<double>(shape_blocks) * kMlaBlockSize * BytesPerToken();
   const int64_t wanted = static_cast<int64_t>(2.0 * l2_bytes / shape_bytes) + 1;
   return std::max<int64_t>(1, std::min(wanted, pool.num_blocks / shape_blocks));
 }
@@ -149,10 +155,11 @@ absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Sha
   p.max_blocks_per_seq = blocks_per_seq;
   p.softmax_scale = kScale;
   p.kernel = Kernel();
+  p.kv_fp8 = absl::GetFlag(FLAGS_fp8);
   p.num_parts = plan.num_parts;
   p.num_partial_slots = plan.num_partial_slots();
   p.q = q.as<bf16_t>();
-  p.kv_cache = pool.cache.as<bf16_t>();
+  p.kv_cache = pool.cache.data();
   p.block_table = d_table.as<int32_t>();  // copy 0; call i reads copy i % copies
   p.seq_lens = d_lens.as<int32_t>();
   p.parts = d_parts.as<MlaDecodePart>();
@@ -200,8 +207,9 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--batches, --contexts and --heads need positive values");
   }
   const std::string kernel = absl::GetFlag(FLAGS_kernel);
-  if (kernel != "auto" && kernel != "simt" && kernel != "mma") {
-    return absl::InvalidArgumentError("--kernel must be auto, simt or mma, got " + kernel);
+  if (kernel != "auto" && kernel != "simt" && kernel != "mma" && kernel != "mma_ksplit") {
+    return absl::InvalidArgumentError("--kernel must be auto, simt, mma or mma_ksplit, got " +
+                                      kernel);
   }
   double hbm = absl::GetFlag(FLAGS_hbm_gbps);
   if (hbm <= 0) hbm = DeviceHbmGbps(dev.ordinal);
@@ -209,8 +217,9 @@ absl::Status Run() {
   const int max_context = *std::max_element(contexts.begin(), contexts.end());
   Pool pool;
   pool.num_blocks = int64_t{max_batch} * ((max_context + kMlaBlockSize - 1) / kMlaBlockSize);
-  MLA_ASSIGN_OR_RETURN(pool.cache,
-                       DeviceBuffer::Allocate(pool.num_blocks * kMlaBlockSize * kWidth * 2));
+  MLA_ASSIGN_OR_RETURN(pool.cache, DeviceBuffer::Allocate(static_cast<size_t>(
+                                       pool.num_blocks * kMlaBlockSize * BytesPerToken())));
+  // Every byte 0x3c: bf16 0.0115, e4m3 1.5 with scales of 0.0115; finite either way.
   MLA_RETURN_IF_ERROR(pool.cache.Fill(0x3c));
   pool.shuffled.resize(pool.num_blocks);
   std::iota(pool.shuffled.begin(), pool.shuffled.end(), 0);
@@ -223,9 +232,9 @@ absl::Status Run() {
   }
   std::printf(
       "device: %s, %d SMs × %d split CTAs each (kernel %s), peak HBM %.0f GB/s, L2 %.0f MB; "
-      "cache pool %.1f GB; %s\n",
+      "%s cache pool %.1f GB; %s\n",
       dev.name.c_str(), dev.multiprocessors, ctas_per_sm, absl::GetFlag(FLAGS_kernel).c_str(), hbm,
-      l2_bytes / 1e6, pool.cache.bytes() / 1e9,
+      l2_bytes / 1e6, absl::GetFlag(FLAGS_fp8) ? "FP8" : "bf16", pool.cache.bytes() / 1e9,
       absl::GetFlag(FLAGS_rotate) ? "calls rotate through copies of the blocks (\"copies\")"
                                   : "every call reads the same blocks");
   std::printf("%6s %6s %8s %12s %10s %7s %9s %7s\n", "heads", "batch", "context", "us/call", "GB/s",
@@ -238,7 +247,7 @@ absl::Status Run() {
                                        absl::GetFlag(FLAGS_min_ms)));
         const double ms = timed.first;
         const double tokens = static_cast<double>(b) * c;
-        const double gbps = tokens * kBytesPerToken / (ms * 1e-3) / 1e9;
+        const double gbps = tokens * BytesPerToken() / (ms * 1e-3) / 1e9;
         const double tflops = tokens * h * kFlopsPerHeadToken / (ms * 1e-3) / 1e12;
         std::printf("%6d %6d %8d %12.1f %10.1f %6.1f%% %9.2f %7lld\n", h, b, c, ms * 1e3, gbps,
                     hbm > 0 ? 100.0 * gbps / hbm : 0.0, tflops,

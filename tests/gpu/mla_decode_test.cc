@@ -222,23 +222,27 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
 void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel,
                          bool fp8, const Result& want);
 
-// Both split kernels where the tensor-core one takes the widths (it rounds p to bf16 for
-// its second product, 2^-9 of each weight: ExpectKernelMatches allows for it), the CUDA-core one
-// alone otherwise; each on the bf16 cache and on the FP8 one (against the reference on the
-// values the kernels read from it).
+// Every split kernel where it takes the widths (the tensor-core ones round p to bf16 for
+// their second product, 2^-9 of each weight: ExpectKernelMatches allows for it), the
+// CUDA-core one alone otherwise; each on the bf16 cache and on the FP8 one (against the
+// reference on the values the kernels read from it).
 void ExpectMatches(const Shape& s, uint32_t seed) {
   const float scale = 0.11472139f;
   const Problem pr = MakeProblem(s, seed);
   for (const bool fp8 : {false, true}) {
     const Result want = CpuReference(s, pr, fp8 ? pr.fp8_as_bf16 : pr.cache, scale);
-    for (const MlaDecodeKernel kernel : {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma}) {
-      const bool mma = kernel == MlaDecodeKernel::kMma;
+    for (const MlaDecodeKernel kernel :
+         {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma, MlaDecodeKernel::kMmaKSplit}) {
+      const bool mma = kernel != MlaDecodeKernel::kSimt;
       if (mma && !MlaDecodeMmaSupports(s.latent, s.rope)) {
-        std::printf("[ L %d R %d ] tensor-core kernel: not for these widths\n", s.latent, s.rope);
+        std::printf("[ L %d R %d ] tensor-core kernels: not for these widths\n", s.latent, s.rope);
         continue;
       }
-      SCOPED_TRACE(::testing::Message() << (mma ? "tensor-core kernel" : "CUDA-core kernel")
-                                        << (fp8 ? ", FP8 cache" : ", bf16 cache"));
+      SCOPED_TRACE(::testing::Message()
+                   << (kernel == MlaDecodeKernel::kSimt  ? "CUDA-core kernel"
+                       : kernel == MlaDecodeKernel::kMma ? "tensor-core kernel"
+                                                         : "tensor-core kernel, k-split")
+                   << (fp8 ? ", FP8 cache" : ", bf16 cache"));
       ExpectKernelMatches(s, pr, scale, kernel, fp8, want);
     }
   }
@@ -256,7 +260,7 @@ void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDeco
   // |out| / 128. The tensor-core kernel also rounds each weight p to bf16 for P·V: out
   // moves by at most 2^-9 · Σ p·|v| / Σ p ≤ 2^-9 · max |v|, and the cache's values (bf16 or
   // dequantized FP8) lie in [-1, 1] here (MakeProblem).
-  const double p_rounding = kernel == MlaDecodeKernel::kMma ? 1.0 / 512 : 0.0;
+  const double p_rounding = kernel != MlaDecodeKernel::kSimt ? 1.0 / 512 : 0.0;
   for (size_t i = 0; i < got.out.size(); ++i) {
     ASSERT_TRUE(std::isfinite(got.out[i])) << "out[" << i << "]";
     ASSERT_NEAR(got.out[i], want.out[i], 1e-3 + p_rounding + std::fabs(want.out[i]) / 128)

@@ -7,9 +7,10 @@
 #      goldens, mla-server --device=cuda over gRPC); a skip counts as a failure here;
 #   3. cuda_mla_decode_bench: the split-KV decode kernel's GB/s (16 heads) and TFLOP/s
 #      (128 heads) over batch × context with the default (tensor-core) split kernel, and on
-#      a few shapes the CUDA-core one and the default planned for one CTA per
-#      multiprocessor (decode_bench_more.txt), and ncu's hardware counters of both split
-#      kernels on one shape (ncu.txt);
+#      a few shapes its k-split variant, the CUDA-core one, the default planned for one CTA
+#      per multiprocessor and both tensor-core kernels on an FP8 cache
+#      (decode_bench_more.txt), and ncu's hardware counters of both tensor-core kernels on
+#      one shape (ncu.txt);
 #   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
 #      engine on the GPU: decode tokens/s at batch 1 / 16 / 64, prefill tokens/s of a 4K
 #      prompt, and a new engine's first request with and without the start-up warm-up
@@ -26,7 +27,7 @@
 # Results go to $OUT (default BUNDLE_DIR/out), at most 8 files (all the device tool brings
 # back): summary.txt (one line per step, pass/fail counts, the verdict), nvidia-smi.txt,
 # gpu_tests.log, decode_bench.txt, decode_bench_more.txt,
-# ncu.txt (hardware counters of both split kernels, where ncu can read them),
+# ncu.txt (hardware counters of both tensor-core split kernels, where ncu can read them),
 # engine_bench.txt (the bench model's log at its end) and recall.txt. Exit status 0 only
 # when every step passed.
 set -uo pipefail
@@ -143,6 +144,9 @@ run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=simt" 
   MLA_CUDA_DECODE_KERNEL=simt
 run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_DECODE_KERNEL=simt" \
   MLA_CUDA_DECODE_KERNEL=simt
+# The tensor-core kernel's k-split variant (opt-in until measured) through the whole model.
+run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=mma_ksplit" \
+  MLA_CUDA_DECODE_KERNEL=mma_ksplit
 grep -hE '1 - cosine|delta logprob' "${tests_log}" | tee -a "${summary}"
 
 # --- 3. The decode kernel's benchmark ----------------------------------------------------
@@ -155,10 +159,15 @@ if have_time 30 cuda_mla_decode_bench; then
     fail "cuda_mla_decode_bench (decode_bench.txt)"
   fi
 fi
-# The CUDA-core split kernel on a few shapes, and the default (tensor-core) one planned for
-# one CTA per multiprocessor: both in the same run as the default above.
-if have_time 30 "cuda_mla_decode_bench --kernel=simt"; then
+# On a few shapes, in the same run as the default above: the k-split variant, the CUDA-core
+# kernel, the default planned for one CTA per multiprocessor, and both tensor-core kernels
+# on an FP8 cache.
+if have_time 40 "cuda_mla_decode_bench --kernel=mma_ksplit / simt / --ctas_per_sm=1 / --fp8"; then
   {
+    echo "## --kernel=mma_ksplit"
+    timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --kernel=mma_ksplit \
+      --batches=1,16,128 --contexts=4096,131072
+    echo "rc $?"
     echo "## --kernel=simt"
     timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --kernel=simt \
       --batches=1,16,128 --contexts=4096,131072
@@ -167,18 +176,25 @@ if have_time 30 "cuda_mla_decode_bench --kernel=simt"; then
     timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --ctas_per_sm=1 \
       --batches=1,16,128 --contexts=4096,131072
     echo "rc $?"
+    for k in mma mma_ksplit; do
+      echo "## --fp8 --kernel=${k}"
+      timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --fp8 --kernel=${k} \
+        --batches=1,16,128 --contexts=4096,131072
+      echo "rc $?"
+    done
   } >"${out}/decode_bench_more.txt" 2>&1
   if grep -q '^rc [^0]' "${out}/decode_bench_more.txt"; then
-    fail "cuda_mla_decode_bench --kernel=simt / --ctas_per_sm=1 (decode_bench_more.txt)"
+    fail "cuda_mla_decode_bench comparisons (decode_bench_more.txt)"
   else
-    say "ok: cuda_mla_decode_bench --kernel=simt / --ctas_per_sm=1 (decode_bench_more.txt)"
+    say "ok: cuda_mla_decode_bench comparisons (decode_bench_more.txt)"
   fi
 fi
-# Hardware counters for both split kernels on one large shape (16 heads, batch 64 x 32K):
-# achieved DRAM throughput, SM and tensor pipe use, occupancy. A diagnosis, not a check:
-# where ncu cannot read the counters the step says so and the verdict does not change.
+# Hardware counters for both tensor-core split kernels on one large shape (16 heads, batch
+# 64 x 32K): achieved DRAM throughput, pipe use, occupancy, stall reasons. A diagnosis, not
+# a check: where ncu cannot read the counters the step says so and the verdict does not
+# change.
 if command -v ncu >/dev/null 2>&1 && ((deadline - SECONDS >= 60)); then
-  for k in simt mma; do
+  for k in mma mma_ksplit; do
     echo "## ncu, --kernel=${k}"
     timeout "$(limit 45)" ncu --clock-control none --launch-skip 2 --launch-count 2 \
       --section SpeedOfLight --section Occupancy \
@@ -188,7 +204,7 @@ if command -v ncu >/dev/null 2>&1 && ((deadline - SECONDS >= 60)); then
       --contexts=32768 --heads=16 --min_ms=1 --rotate=false 2>&1
     echo "rc $?"
   done >"${out}/ncu.txt"
-  say "note: ncu on both split kernels (ncu.txt)"
+  say "note: ncu on both tensor-core split kernels (ncu.txt)"
 fi
 
 # --- 4. The whole model on the GPU --------------------------------------------------------

@@ -34,6 +34,11 @@ TEST(MlaDecodeChoiceTest, ExplicitChoicesAndTheEnvironment) {
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "mma"), K::kMma);
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 36, 6, "mma"), K::kSimt);
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 36, 6, nullptr), K::kSimt);
+  // The k-split variant: asked for, or named by the environment, where the widths allow.
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kMmaKSplit, 512, 64, "simt"), K::kMmaKSplit);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "mma_ksplit"), K::kMmaKSplit);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 36, 6, "mma_ksplit"), K::kSimt);
+  EXPECT_FALSE(ResolveMlaDecodeKernel(K::kMmaKSplit, 36, 6, nullptr).ok());
   const absl::StatusOr<K> unknown = ResolveMlaDecodeKernel(K::kAuto, 512, 64, "wgmma");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("MLA_CUDA_DECODE_KERNEL=wgmma"), std::string::npos);

@@ -1,12 +1,14 @@
 // The tensor-core MLA decode kernel's lane arithmetic (kernels/mla_decode_mma_rule.h),
 // replayed on the CPU: every lane's fragment addresses must deliver exactly the elements
-// PTX's m16n8k16 layouts put in its registers, a warp's products assembled from those
-// fragments must equal plain matrix products, and the fragment loads must not conflict in
-// shared memory's 32 banks. No device needed.
+// PTX's m16n8k16 (and, for the k-split variant, ldmatrix.trans) layouts put in its
+// registers, a warp's products assembled from those fragments must equal plain matrix
+// products, and the fragment loads must not conflict in shared memory's 32 banks. No device
+// needed.
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -174,6 +176,132 @@ TEST(MlaDecodeMmaRuleTest, ReplayedWarpProductsEqualMatrixProducts) {
           want += p.v[row * 2 * p_stride + key] * k.v[key * 2 * stride + col];
         }
         ASSERT_NEAR(c[lane][i], want, 1e-9) << "row " << row << " column " << col;
+      }
+    }
+  }
+}
+
+// --- The k-split variant: V through ldmatrix.x4.trans, scores from the warps' k-ranges ---
+
+// What ldmatrix.x4.trans gives one lane when every lane addresses the row the kernel has
+// it address for B = V at keys k0 .., columns c0 .. (PTX's semantics: register m holds
+// rows 2t, 2t + 1 of matrix m's column g, whose row j lane 8m + j addressed): the B
+// elements (PTX's order) of the n-tiles at c0 and c0 + 8.
+struct LdmatrixB {
+  double b[2][4];
+};
+LdmatrixB LoadV(const Stored& v, int lane, int k0, int c0) {
+  LdmatrixB out;
+  for (int m = 0; m < 4; ++m) {
+    for (int half = 0; half < 2; ++half) {
+      const int source = 8 * m + PtxLdmatrixTransRow(lane, half);
+      const int key = k0 + MmaVKeyOfLane(source);
+      const int col = c0 + MmaVColumnOfLane(source) + PtxLdmatrixTransCol(lane);
+      // Register m: tile m / 2, B register m % 2 (elements 2·(m % 2) + half).
+      out.b[m / 2][2 * (m % 2) + half] = v.v[key * 2 * v.stride + col];
+    }
+  }
+  return out;
+}
+
+TEST(MlaDecodeMmaRuleTest, LdmatrixRowsAreAlignedAndConflictFree) {
+  for (const int values : {kWidth, 48, 64, 640}) {
+    const int stride = MmaRowStrideWords(values);
+    for (int m = 0; m < 4; ++m) {  // one 8-row matrix per phase: 8 rows × 16 bytes
+      std::set<int> banks;
+      for (int lane = 8 * m; lane < 8 * m + 8; ++lane) {
+        const int word = (16 + MmaVKeyOfLane(lane)) * stride + (32 + MmaVColumnOfLane(lane)) / 2;
+        EXPECT_EQ(word % 4, 0) << "ldmatrix rows are 16-byte aligned";
+        for (int w = 0; w < 4; ++w) banks.insert((word + w) % 32);
+      }
+      EXPECT_EQ(banks.size(), 32u) << "matrix " << m << ", " << values << " values";
+    }
+  }
+}
+
+TEST(MlaDecodeMmaRuleTest, LdmatrixDeliversVFragments) {
+  std::mt19937 rng(3);
+  const int stride = MmaRowStrideWords(kWidth);
+  const Stored k = Random(kKeys, kWidth, stride, rng);
+  for (int lane = 0; lane < 32; ++lane) {
+    // B = V at keys 32 .., columns 48 .. (two n-tiles): B(k, n) = V[32 + k][48 + 8·tile + n].
+    const LdmatrixB v = LoadV(k, lane, 32, 48);
+    for (int tile = 0; tile < 2; ++tile) {
+      for (int e = 0; e < 4; ++e) {
+        const double want =
+            k.v[(32 + PtxBRow(lane, e)) * 2 * stride + 48 + 8 * tile + PtxBCol(lane, e)];
+        ASSERT_EQ(v.b[tile][e], want) << "lane " << lane << " V tile " << tile << " element " << e;
+      }
+    }
+  }
+}
+
+// The k-split variant's two products over a 64-key block, replayed lane by lane: the scores
+// as the sum of the 4 warps' partial products over their quarters of the row's k-steps,
+// and the output columns of warp 1's column pairs.
+TEST(MlaDecodeMmaRuleTest, ReplayedKSplitProductsEqualMatrixProducts) {
+  std::mt19937 rng(4);
+  constexpr int kWarps = 4;
+  const int stride = MmaRowStrideWords(kWidth), p_stride = MmaRowStrideWords(kKeys);
+  const Stored q = Random(kRows, kWidth, stride, rng);
+  const Stored k = Random(kKeys, kWidth, stride, rng);
+  const Stored p = Random(kRows, kKeys, p_stride, rng);
+  const int ksteps = kWidth / 16, per_warp = (ksteps + kWarps - 1) / kWarps;
+  for (int j = 0; j < kKeys / 8; ++j) {
+    double c[32][4] = {};
+    for (int warp = 0; warp < kWarps; ++warp) {
+      for (int ks = warp * per_warp; ks < std::min(ksteps, (warp + 1) * per_warp); ++ks) {
+        double a[32][8], b[32][4];
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < 8; ++e) {
+            const int w = MmaAWord(lane, e / 2, stride, 8 * ks);
+            a[lane][e] = e % 2 == 0 ? q.word_lo(w) : q.word_hi(w);
+          }
+          for (int e = 0; e < 4; ++e) {
+            const int w = MmaBWordOfRows(lane, e / 2, stride, 8 * j, 8 * ks);
+            b[lane][e] = e % 2 == 0 ? k.word_lo(w) : k.word_hi(w);
+          }
+        }
+        WarpMma(a, b, c);
+      }
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int i = 0; i < 4; ++i) {
+        const int row = PtxCRow(lane, i), key = 8 * j + PtxCCol(lane, i);
+        double want = 0;
+        for (int d = 0; d < kWidth; ++d)
+          want += q.v[row * 2 * stride + d] * k.v[key * 2 * stride + d];
+        ASSERT_NEAR(c[lane][i], want, 1e-9) << "row " << row << " key " << key;
+      }
+    }
+  }
+  const int warp = 1;
+  for (int pair = warp; pair * 16 < kLatent; pair += kWarps) {
+    double c[2][32][4] = {};
+    for (int ks = 0; ks < kKeys / 16; ++ks) {
+      double a[32][8], b[2][32][4];
+      for (int lane = 0; lane < 32; ++lane) {
+        for (int e = 0; e < 8; ++e) {
+          const int w = MmaAWord(lane, e / 2, p_stride, ks * 8);
+          a[lane][e] = e % 2 == 0 ? p.word_lo(w) : p.word_hi(w);
+        }
+        const LdmatrixB v = LoadV(k, lane, 16 * ks, 16 * pair);
+        for (int tile = 0; tile < 2; ++tile)
+          for (int e = 0; e < 4; ++e) b[tile][lane][e] = v.b[tile][e];
+      }
+      WarpMma(a, b[0], c[0]);
+      WarpMma(a, b[1], c[1]);
+    }
+    for (int tile = 0; tile < 2; ++tile) {
+      for (int lane = 0; lane < 32; ++lane) {
+        for (int i = 0; i < 4; ++i) {
+          const int row = PtxCRow(lane, i), col = 16 * pair + 8 * tile + PtxCCol(lane, i);
+          double want = 0;
+          for (int key = 0; key < kKeys; ++key) {
+            want += p.v[row * 2 * p_stride + key] * k.v[key * 2 * stride + col];
+          }
+          ASSERT_NEAR(c[tile][lane][i], want, 1e-9) << "row " << row << " column " << col;
+        }
       }
     }
   }

@@ -288,7 +288,9 @@ absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecode
   const absl::StatusOr<MlaDecodeKernel> resolved =
       ResolveMlaDecodeKernel(kernel, kv_lora_rank, rope_dim);
   if (!resolved.ok()) return resolved.status();
-  if (*resolved == MlaDecodeKernel::kMma) return MlaDecodeMmaCtasPerSm(width);
+  if (*resolved != MlaDecodeKernel::kSimt) {
+    return MlaDecodeMmaCtasPerSm(width, *resolved == MlaDecodeKernel::kMmaKSplit);
+  }
   const size_t smem = SplitSharedBytes(width);
   const void* split = reinterpret_cast<const void*>(&MlaDecodeSplitKernel);
   if (absl::Status s = AllowDynamicSharedBytes(split, smem); !s.ok()) return s;
@@ -308,7 +310,7 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
       ResolveMlaDecodeKernel(p.kernel, p.kv_lora_rank, p.rope_dim);
   if (!kernel.ok()) return kernel.status();
   const int rows_total = p.q_rows_per_seq * p.num_heads;
-  if (*kernel == MlaDecodeKernel::kMma) {
+  if (*kernel != MlaDecodeKernel::kSimt) {
     // It moves q and out in 32-bit pairs and partial_out in 64-bit ones.
     if (reinterpret_cast<uintptr_t>(p.q) % 4 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0 ||
         reinterpret_cast<uintptr_t>(p.partial_out) % 8 != 0) {
@@ -316,7 +318,10 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
           "MlaDecode: the tensor-core kernel needs q and out 4-byte aligned and partial_out "
           "8-byte aligned");
     }
-    if (absl::Status s = LaunchMlaDecodeMmaSplit(p, stream); !s.ok()) return s;
+    if (absl::Status s = LaunchMlaDecodeMmaSplit(p, *kernel == MlaDecodeKernel::kMmaKSplit, stream);
+        !s.ok()) {
+      return s;
+    }
   } else {
     const size_t smem = SplitSharedBytes(p.kv_lora_rank + p.rope_dim);
     const void* split = reinterpret_cast<const void*>(&MlaDecodeSplitKernel);

@@ -37,9 +37,12 @@ inline constexpr int kMlaMaxRope = 128;
 // - kSimt: CUDA cores (mla_decode.cu), any shape this header allows;
 // - kMma: tensor cores (mla_decode_mma.cu: mma.sync m16n8k16, bf16 in, fp32 sums), when
 //   kv_lora_rank is a multiple of 8 and kv_lora_rank + rope_dim of 16 (DeepSeek: 512 + 64);
-// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt or mma); unset, mma where it
-//   takes the shape (measured faster on an H200), simt otherwise.
-enum class MlaDecodeKernel : int { kAuto = 0, kSimt = 1, kMma = 2 };
+// - kMmaKSplit: the same widths, q's fragments in registers with the row's k-steps split
+//   over the warps and V through ldmatrix (fewer instructions per block; opt-in until a
+//   device has measured it against kMma);
+// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt, mma or mma_ksplit); unset,
+//   mma where it takes the shape (measured faster on an H200), simt otherwise.
+enum class MlaDecodeKernel : int { kAuto = 0, kSimt = 1, kMma = 2, kMmaKSplit = 3 };
 
 struct MlaDecodeParams {
   int batch = 0;
@@ -55,7 +58,7 @@ struct MlaDecodeParams {
   int num_parts = 0;          // MlaDecodePlan::num_parts
   int num_partial_slots = 0;  // MlaDecodePlan::num_partial_slots()
 
-  const bf16_t* q = nullptr;               // [batch, s_q, num_heads, L + R]
+  const bf16_t* q = nullptr;  // [batch, s_q, num_heads, L + R]
   // [num_blocks, block_size] rows: bf16 [L + R], or with kv_fp8 DeepSeek's FP8 rows
   // (kernels/cache_row.cuh), dequantized to bf16 pairs as a block is loaded.
   const void* kv_cache = nullptr;

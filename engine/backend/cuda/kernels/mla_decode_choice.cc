@@ -20,13 +20,14 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
     case MlaDecodeKernel::kSimt:
       return MlaDecodeKernel::kSimt;
     case MlaDecodeKernel::kMma:
+    case MlaDecodeKernel::kMmaKSplit:
       if (!mma_fits) {
         return absl::InvalidArgumentError(
             absl::StrCat("MlaDecode: the tensor-core kernel needs kv_lora_rank a multiple of 8 and "
                          "kv_lora_rank + rope_dim a multiple of 16, got ",
                          kv_lora_rank, " + ", rope_dim));
       }
-      return MlaDecodeKernel::kMma;
+      return wanted;
     case MlaDecodeKernel::kAuto:
       break;
   }
@@ -35,8 +36,9 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
   // bandwidth on an H200 (docs/BENCHMARKS.md); "simt" forces the CUDA-core one.
   if (env == "simt") return MlaDecodeKernel::kSimt;
   if (env.empty() || env == "mma") return mma_fits ? MlaDecodeKernel::kMma : MlaDecodeKernel::kSimt;
+  if (env == "mma_ksplit") return mma_fits ? MlaDecodeKernel::kMmaKSplit : MlaDecodeKernel::kSimt;
   return absl::InvalidArgumentError(
-      absl::StrCat("MLA_CUDA_DECODE_KERNEL=", env, ": expected simt or mma"));
+      absl::StrCat("MLA_CUDA_DECODE_KERNEL=", env, ": expected simt, mma or mma_ksplit"));
 }
 
 absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, int kv_lora_rank,

@@ -20,8 +20,12 @@
 // keys and p in shared memory are a multiple of 8 words plus 4 (≡ 4 mod 8), so the 32
 // lanes' fragment loads, (g·stride + t) words apart, fall in 32 different banks.
 //
-// What it does not do yet (the next steps for speed, docs/BENCHMARKS.md): overlap the
-// block loads with the math (cp.async / TMA stages), ldmatrix for the fragments, wgmma.
+// A block goes into shared memory as cp.async copies all issued before one wait
+// (mla_decode_split.cuh); the SM's second CTA overlaps one CTA's loads with its math.
+//
+// The k-split variant (MmaKSplit below, MlaDecodeKernel::kMmaKSplit, opt-in until a device
+// has compared it) keeps q's fragments in registers and reads V with ldmatrix.x4.trans.
+// Not done (docs/BENCHMARKS.md): TMA, more than 16 query rows per CTA, wgmma.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -47,33 +51,45 @@ constexpr int kMaxTiles = kMlaMaxLatent / 8 / kWarps;  // latent n-tiles per war
 constexpr int kScoreStride = kKeys + 4;                // floats per row of scores
 constexpr int kPStride = MmaRowStrideWords(kKeys);     // words (bf16 pairs) per row of p: 36
 constexpr int kThreadsPerRow = kThreads / kRows;       // 8 in the softmax
+// The k-split variant: the row's k-steps over the 4 warps, each warp's share of q as A
+// fragments in registers, latent columns in pairs of n-tiles per warp.
+constexpr int kMaxKSteps = (kMlaMaxLatent + kMlaMaxRope) / 16;
+constexpr int kMaxKStepsPerWarp = (kMaxKSteps + kWarps - 1) / kWarps;  // 10
+constexpr int kMaxPairs = kMaxTiles / 2;                               // column pairs per warp: 8
+constexpr int kScoreTiles = kKeys / 8;                                 // 8 n-tiles of scores
 static_assert(kRows == 16 && kKeys == 64 && kKeysPerWarp == 16 && kThreadsPerRow == 8);
-static_assert(kPStride % 8 == 4);
+static_assert(kPStride % 8 == 4 && kScoreStride % 4 == 0);
 
-__host__ __device__ inline size_t MmaSharedBytes(int width) {
+// Floats of the scores region: the block's scores, or the k-split variant's four warps'
+// partial scores.
+__host__ __device__ inline size_t MmaScoreFloats(bool ksplit) {
+  return static_cast<size_t>(ksplit ? kWarps : 1) * kRows * kScoreStride;
+}
+
+__host__ __device__ inline size_t MmaSharedBytes(int width, bool ksplit) {
   const size_t stride = static_cast<size_t>(MmaRowStrideWords(width));
   return sizeof(uint32_t) *
              (size_t{kKeys} * stride + size_t{kRows} * stride + size_t{kRows} * kPStride) +
-         sizeof(float) * (size_t{kRows} * kScoreStride + 3 * size_t{kRows});
+         sizeof(float) * (MmaScoreFloats(ksplit) + 3 * size_t{kRows});
 }
 
 struct MmaShared {
   uint32_t* keys;  // [kKeys][stride] bf16 pairs (first: 16-byte aligned for the loads)
   uint32_t* q;     // [kRows][stride] bf16 pairs
   uint32_t* p;     // [kRows][kPStride] bf16 pairs
-  float* scores;   // [kRows][kScoreStride]
+  float* scores;   // [kRows][kScoreStride], or [kWarps][kRows][kScoreStride] partial sums
   float* m;        // [kRows] running max, log2 domain
   float* l;        // [kRows] running sum of exp2(score - m)
   float* alpha;    // [kRows] rescale of the output for the current block
 };
 
-__device__ MmaShared CarveMmaShared(unsigned char* base, int stride) {
+__device__ MmaShared CarveMmaShared(unsigned char* base, int stride, bool ksplit) {
   MmaShared s;
   s.keys = reinterpret_cast<uint32_t*>(base);
   s.q = s.keys + kKeys * stride;
   s.p = s.q + kRows * stride;
   s.scores = reinterpret_cast<float*>(s.p + kRows * kPStride);
-  s.m = s.scores + kRows * kScoreStride;
+  s.m = s.scores + MmaScoreFloats(ksplit);
   s.l = s.m + kRows;
   s.alpha = s.l + kRows;
   return s;
@@ -86,6 +102,14 @@ __device__ __forceinline__ void Mma16816(float (&d)[4], uint32_t a0, uint32_t a1
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Four 8 × 8 b16 matrices from shared memory, transposed (mla_decode_mma_rule.h).
+__device__ __forceinline__ void LdMatrixX4Trans(const uint32_t* row, uint32_t (&r)[4]) {
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
 }
 
 // The query tile of one sequence as bf16 pairs: rows row0 .. row0 + 15 of its s_q · heads
@@ -142,18 +166,10 @@ __device__ void MmaScores(const MmaShared& s, int stride, int width, int first_k
   }
 }
 
-// Step 3: online softmax, 8 consecutive lanes per row, 8 keys each.
-__device__ void MmaSoftmax(const MmaShared& s) {
-  const int r = threadIdx.x / kThreadsPerRow;
-  const int sub = threadIdx.x % kThreadsPerRow;
-  const float* row = s.scores + r * kScoreStride + sub * 8;
-  float v[8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i) v[i] = row[i];
-  float mx = v[0];
-#pragma unroll
-  for (int i = 1; i < 8; ++i) mx = fmaxf(mx, v[i]);
-    // The 8 lanes of a row are an aligned group: xor by 4, 2, 1 stays inside it.
+// The online softmax of one row's 8 scores at this thread (sub of the row's 8 lanes), whose
+// own max is mx: running max m and sum l, alpha for the output, p stored as bf16.
+__device__ void OnlineSoftmaxRow(const MmaShared& s, int r, int sub, float mx, float (&v)[8]) {
+  // The 8 lanes of a row are an aligned group: xor by 4, 2, 1 stays inside it.
 #pragma unroll
   for (int o = kThreadsPerRow / 2; o > 0; o >>= 1) {
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -186,6 +202,39 @@ __device__ void MmaSoftmax(const MmaShared& s) {
     s.l[r] = s.l[r] * alpha + sum;
     s.m[r] = m_new;
     s.alpha[r] = alpha;
+  }
+}
+
+// Step 3: online softmax, 8 consecutive lanes per row, 8 keys each.
+__device__ void MmaSoftmax(const MmaShared& s) {
+  const int r = threadIdx.x / kThreadsPerRow;
+  const int sub = threadIdx.x % kThreadsPerRow;
+  const float* row = s.scores + r * kScoreStride + sub * 8;
+  float v[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) v[i] = row[i];
+  float mx = v[0];
+#pragma unroll
+  for (int i = 1; i < 8; ++i) mx = fmaxf(mx, v[i]);
+  OnlineSoftmaxRow(s, r, sub, mx, v);
+}
+
+// One output pair of a finished piece: row r of the tile, columns col and col + 1, divided
+// by the row's sum l, to the final output (bf16) or the piece's partial slot (fp32).
+__device__ __forceinline__ void WritePieceOutputPair(const MlaDecodeParams& p,
+                                                     const MlaPieceOutput& o, const MlaSplitTile& t,
+                                                     int r, int col, float l, float x0, float x1) {
+  const int latent = p.kv_lora_rank;
+  const int row = t.row0 + r;
+  if (col >= latent || row >= t.rows_total) return;
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  const int64_t at = (o.base * t.rows_total + row) * latent + col;
+  if (o.final_out) {
+    // latent and the column are even: a 4-byte aligned pair.
+    *reinterpret_cast<uint32_t*>(p.out + at) =
+        uint32_t{ToBf16Bits(x0 * inv)} | (uint32_t{ToBf16Bits(x1 * inv)} << 16);
+  } else {
+    *reinterpret_cast<float2*>(p.partial_out + at) = make_float2(x0 * inv, x1 * inv);
   }
 }
 
@@ -249,32 +298,17 @@ struct MmaSplit {
 
   // Writes one finished piece (final output or partial slot), then clears the state.
   __device__ void FinishPiece(int seq, int split) {
-    const int latent = p.kv_lora_rank;
     const MlaPieceOutput o = MlaPieceOutputOf(p, seq, split);
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {  // accumulators 2·half and 2·half + 1: one row
       const int r = PtxCRow(lane, 2 * half);
-      const int row = t.row0 + r;
       const float l = s.l[r];
-      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
 #pragma unroll
       for (int i = 0; i < kMaxTiles; ++i) {
-        const int tile = warp + kWarps * i;
-        if (tile * 8 < latent && row < t.rows_total) {
-          const int64_t at =
-              (o.base * t.rows_total + row) * latent + tile * 8 + PtxCCol(lane, 2 * half);
-          const float x0 = acc[i][2 * half] * inv;
-          const float x1 = acc[i][2 * half + 1] * inv;
-          if (o.final_out) {
-            // latent and the column are even: a 4-byte aligned pair.
-            *reinterpret_cast<uint32_t*>(p.out + at) =
-                uint32_t{ToBf16Bits(x0)} | (uint32_t{ToBf16Bits(x1)} << 16);
-          } else {
-            *reinterpret_cast<float2*>(p.partial_out + at) = make_float2(x0, x1);
-          }
-        }
+        const int col = (warp + kWarps * i) * 8 + PtxCCol(lane, 2 * half);
+        WritePieceOutputPair(p, o, t, r, col, l, acc[i][2 * half], acc[i][2 * half + 1]);
         acc[i][2 * half] = 0.0f;
         acc[i][2 * half + 1] = 0.0f;
       }
@@ -283,35 +317,212 @@ struct MmaSplit {
   }
 };
 
+// The k-split variant (MlaDecodeKernel::kMmaKSplit): the same walk, block loads and
+// softmax, with fewer instructions per block. Scores: warp w takes k-steps
+// [w·⌈K/4⌉, (w+1)·⌈K/4⌉) of the row for all 64 keys (8 n-tiles), its q fragments held in
+// registers for the whole piece (no q reads from shared memory per block), and writes
+// partial sums; the softmax adds the 4 partials. Output: warp w owns the latent's column
+// pairs w, w + 4, ... (16 columns each), V's B fragments for a pair coming from one
+// ldmatrix.x4.trans instead of eight 16-bit loads and the packing.
+struct MmaKSplit {
+  const MlaDecodeParams& p;
+  MmaShared s;
+  MlaSplitTile t;
+  int stride;  // words per key row in shared memory
+  int lane, warp;
+  int k_begin, k_end;   // this warp's k-steps
+  int first_key = 0;    // the current block's
+  int seq_len = 0;      // the current piece's
+  bool need_q = false;  // the piece's q fragments are not in registers yet
+  float acc[2 * kMaxPairs][4];
+  uint32_t qa[kMaxKStepsPerWarp][4];
+
+  __device__ MmaKSplit(const MlaDecodeParams& params, const MmaShared& shared, int row_stride)
+      : p(params), s(shared), t(MlaSplitTileOf(params)), stride(row_stride) {
+    lane = static_cast<int>(threadIdx.x) & 31;
+    warp = static_cast<int>(threadIdx.x) >> 5;
+    const int ksteps = t.width / 16;
+    const int per_warp = (ksteps + kWarps - 1) / kWarps;
+    k_begin = min(warp * per_warp, ksteps);
+    k_end = min(k_begin + per_warp, ksteps);
+#pragma unroll
+    for (int i = 0; i < 2 * kMaxPairs; ++i) {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) acc[i][k] = 0.0f;
+    }
+  }
+
+  __device__ void BeginPiece(int seq) {
+    LoadQueryTile(p, seq, t.row0, t.rows_total, t.width, stride, s.q);
+    need_q = true;  // Read after the barrier that follows the block's load.
+  }
+
+  __device__ void Scores(int block_first_key, int piece_seq_len) {
+    first_key = block_first_key;
+    seq_len = piece_seq_len;
+    if (need_q) {
+#pragma unroll
+      for (int i = 0; i < kMaxKStepsPerWarp; ++i) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          qa[i][r] = k_begin + i < k_end ? s.q[MmaAWord(lane, r, stride, 8 * (k_begin + i))] : 0u;
+        }
+      }
+      need_q = false;
+    }
+    float c[kScoreTiles][4] = {};
+    const uint32_t* b = s.keys + MmaBWordOfRows(lane, 0, stride, 0, 0);
+#pragma unroll
+    for (int i = 0; i < kMaxKStepsPerWarp; ++i) {
+      const int ks = k_begin + i;
+      if (ks < k_end) {  // Uniform over the warp.
+#pragma unroll
+        for (int j = 0; j < kScoreTiles; ++j) {
+          const uint32_t* bj = b + 8 * j * stride + 8 * ks;  // keys 8j .., dims 16·ks ..
+          Mma16816(c[j], qa[i][0], qa[i][1], qa[i][2], qa[i][3], bj[0], bj[4]);
+        }
+      }
+    }
+    float* part = s.scores + warp * kRows * kScoreStride;
+#pragma unroll
+    for (int j = 0; j < kScoreTiles; ++j) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {  // accumulators 2h, 2h + 1: one row, two keys
+        *reinterpret_cast<float2*>(part + PtxCRow(lane, 2 * h) * kScoreStride + 8 * j +
+                                   PtxCCol(lane, 2 * h)) =
+            make_float2(c[j][2 * h], c[j][2 * h + 1]);
+      }
+    }
+  }
+
+  // The 4 partials summed, scaled to the log2 domain and masked, then as MmaSoftmax.
+  __device__ void Softmax() {
+    const int r = threadIdx.x / kThreadsPerRow;
+    const int sub = threadIdx.x % kThreadsPerRow;
+    float v[8] = {};
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float* row = s.scores + (w * kRows + r) * kScoreStride + sub * 8;
+      const float4 x0 = *reinterpret_cast<const float4*>(row);
+      const float4 x1 = *reinterpret_cast<const float4*>(row + 4);
+      v[0] += x0.x;
+      v[1] += x0.y;
+      v[2] += x0.z;
+      v[3] += x0.w;
+      v[4] += x1.x;
+      v[5] += x1.y;
+      v[6] += x1.z;
+      v[7] += x1.w;
+    }
+    // Row r is query row (row0 + r) / heads of the sequence: it sees keys below its limit.
+    const int limit = seq_len - p.q_rows_per_seq + 1 + (t.row0 + r) / p.num_heads;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      v[i] = first_key + sub * 8 + i < limit ? v[i] * t.scale_log2 : -INFINITY;
+      mx = fmaxf(mx, v[i]);
+    }
+    OnlineSoftmaxRow(s, r, sub, mx, v);
+  }
+
+  // acc = acc · alpha + P · V over the block's 64 keys, this warp's column pairs.
+  __device__ void Accumulate() {
+    float alpha[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) alpha[i] = s.alpha[PtxCRow(lane, i)];
+#pragma unroll
+    for (int i = 0; i < 2 * kMaxPairs; ++i) {
+#pragma unroll
+      for (int k = 0; k < 4; ++k) acc[i][k] *= alpha[k];
+    }
+    // This lane's ldmatrix row at k-step 0, pair 0: a k-step adds 16 key rows, a pair 16
+    // columns (8 words).
+    const uint32_t* v_row =
+        s.keys + MmaVKeyOfLane(lane) * stride + (16 * warp + MmaVColumnOfLane(lane)) / 2;
+    const int latent = p.kv_lora_rank;
+#pragma unroll
+    for (int ks = 0; ks < kKeys / 16; ++ks) {
+      const uint32_t a0 = s.p[MmaAWord(lane, 0, kPStride, ks * 8)];
+      const uint32_t a1 = s.p[MmaAWord(lane, 1, kPStride, ks * 8)];
+      const uint32_t a2 = s.p[MmaAWord(lane, 2, kPStride, ks * 8)];
+      const uint32_t a3 = s.p[MmaAWord(lane, 3, kPStride, ks * 8)];
+#pragma unroll
+      for (int i = 0; i < kMaxPairs; ++i) {
+        const int col = 16 * (warp + kWarps * i);
+        if (col < latent) {  // Uniform over the warp; no break, so acc stays in registers.
+          uint32_t b[4];
+          LdMatrixX4Trans(v_row + ks * 16 * stride + 8 * kWarps * i, b);
+          Mma16816(acc[2 * i], a0, a1, a2, a3, b[0], b[1]);
+          if (col + 8 < latent) Mma16816(acc[2 * i + 1], a0, a1, a2, a3, b[2], b[3]);
+        }
+      }
+    }
+  }
+
+  // Writes one finished piece (final output or partial slot), then clears the state.
+  __device__ void FinishPiece(int seq, int split) {
+    const MlaPieceOutput o = MlaPieceOutputOf(p, seq, split);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {  // accumulators 2·half and 2·half + 1: one row
+      const int r = PtxCRow(lane, 2 * half);
+      const float l = s.l[r];
+#pragma unroll
+      for (int i = 0; i < 2 * kMaxPairs; ++i) {
+        const int col = 16 * (warp + kWarps * (i / 2)) + 8 * (i % 2) + PtxCCol(lane, 2 * half);
+        WritePieceOutputPair(p, o, t, r, col, l, acc[i][2 * half], acc[i][2 * half + 1]);
+        acc[i][2 * half] = 0.0f;
+        acc[i][2 * half + 1] = 0.0f;
+      }
+    }
+    FinishPieceLse<kRows>(p, o, t.row0, t.rows_total, s.m, s.l);
+  }
+};
+
+template <bool kKSplit>
 __global__ void __launch_bounds__(kThreads) MlaDecodeMmaSplitKernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int width = p.kv_lora_rank + p.rope_dim;
   const int stride = MmaRowStrideWords(width);
-  MmaSplit k{p, CarveMmaShared(smem, stride), MlaSplitTileOf(p), stride, {}};
-  WalkPart<kThreads>(p, k);
+  if constexpr (kKSplit) {
+    MmaKSplit k(p, CarveMmaShared(smem, stride, true), stride);
+    WalkPart<kThreads>(p, k);
+  } else {
+    MmaSplit k{p, CarveMmaShared(smem, stride, false), MlaSplitTileOf(p), stride, {}};
+    WalkPart<kThreads>(p, k);
+  }
+}
+
+// The variant's kernel and its shared memory.
+struct MmaVariant {
+  const void* kernel;
+  size_t smem;
+};
+
+MmaVariant MmaVariantOf(int width, bool ksplit) {
+  return {ksplit ? reinterpret_cast<const void*>(&MlaDecodeMmaSplitKernel<true>)
+                 : reinterpret_cast<const void*>(&MlaDecodeMmaSplitKernel<false>),
+          MmaSharedBytes(width, ksplit)};
 }
 
 }  // namespace
 
-absl::StatusOr<int> MlaDecodeMmaCtasPerSm(int width) {
-  const size_t smem = MmaSharedBytes(width);
-  const void* kernel = reinterpret_cast<const void*>(&MlaDecodeMmaSplitKernel);
-  if (absl::Status s = AllowDynamicSharedBytes(kernel, smem); !s.ok()) return s;
+absl::StatusOr<int> MlaDecodeMmaCtasPerSm(int width, bool ksplit) {
+  const MmaVariant v = MmaVariantOf(width, ksplit);
+  if (absl::Status s = AllowDynamicSharedBytes(v.kernel, v.smem); !s.ok()) return s;
   int ctas = 0;
-  MLA_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &ctas, MlaDecodeMmaSplitKernel, kThreads, smem));
+  MLA_CUDA_RETURN_IF_ERROR(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, v.kernel, kThreads, v.smem));
   return std::max(ctas, 1);
 }
 
-absl::Status LaunchMlaDecodeMmaSplit(const MlaDecodeParams& p, CudaStream stream) {
-  const int width = p.kv_lora_rank + p.rope_dim;
-  const size_t smem = MmaSharedBytes(width);
-  const void* kernel = reinterpret_cast<const void*>(&MlaDecodeMmaSplitKernel);
-  if (absl::Status s = AllowDynamicSharedBytes(kernel, smem); !s.ok()) return s;
+absl::Status LaunchMlaDecodeMmaSplit(const MlaDecodeParams& p, bool ksplit, CudaStream stream) {
+  const MmaVariant v = MmaVariantOf(p.kv_lora_rank + p.rope_dim, ksplit);
+  if (absl::Status s = AllowDynamicSharedBytes(v.kernel, v.smem); !s.ok()) return s;
   const int rows_total = p.q_rows_per_seq * p.num_heads;
   const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
-  MlaDecodeMmaSplitKernel<<<grid, kThreads, smem, stream>>>(p);
-  return CudaLaunchStatus("MlaDecodeMmaSplitKernel");
+  void* args[] = {const_cast<MlaDecodeParams*>(&p)};
+  MLA_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(v.kernel, grid, dim3(kThreads), args, v.smem, stream));
+  return CudaLaunchStatus(ksplit ? "MlaDecodeMmaSplitKernel<k-split>" : "MlaDecodeMmaSplitKernel");
 }
 
 }  // namespace mla::cuda

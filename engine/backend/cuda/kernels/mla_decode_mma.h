@@ -10,12 +10,12 @@
 
 namespace mla::cuda {
 
-// The split kernel only (the combine kernel follows it in LaunchMlaDecode). `p` is
-// validated, and MlaDecodeMmaSupports holds for its widths.
-absl::Status LaunchMlaDecodeMmaSplit(const MlaDecodeParams& p, CudaStream stream);
+// The split kernel only (the combine kernel follows it in LaunchMlaDecode), the k-split
+// variant when `ksplit`. `p` is validated, and MlaDecodeMmaSupports holds for its widths.
+absl::Status LaunchMlaDecodeMmaSplit(const MlaDecodeParams& p, bool ksplit, CudaStream stream);
 
 // CTAs of that kernel one multiprocessor of the current device holds for rows of `width`.
-absl::StatusOr<int> MlaDecodeMmaCtasPerSm(int width);
+absl::StatusOr<int> MlaDecodeMmaCtasPerSm(int width, bool ksplit);
 
 }  // namespace mla::cuda
 

@@ -61,6 +61,19 @@ MLA_MMA_FN int MmaBValueOfColumns(int lane, int e, int stride, int k0, int c0) {
   return (k0 + PtxBRow(lane, e)) * 2 * stride + c0 + PtxBCol(lane, e);
 }
 
+// --- B = V through ldmatrix.x4.trans (the k-split variant) --------------------------------
+// PTX's ldmatrix .m8n8 .x4 .trans: lanes 8i .. 8i + 7 give the addresses of rows 0 .. 7 of
+// matrix i (8 b16 values, 16 bytes each), and register i of a lane receives, transposed,
+// rows 2·t and 2·t + 1 (low half first) of matrix i's column g.
+MLA_MMA_FN int PtxLdmatrixTransRow(int lane, int half) { return 2 * MmaThreadInGroup(lane) + half; }
+MLA_MMA_FN int PtxLdmatrixTransCol(int lane) { return MmaGroup(lane); }
+// The row each lane addresses when the kernel loads B = V (row k = key k0 + k, column n =
+// latent column c0 + n) for the two n-tiles at columns c0 and c0 + 8 over a k-step's 16
+// keys: matrices 0 and 1 are keys 0 .. 7 and 8 .. 15 at columns c0 .. c0 + 7 (B's registers
+// 0 and 1 of the first tile), matrices 2 and 3 the same keys at c0 + 8 .. c0 + 15.
+MLA_MMA_FN int MmaVKeyOfLane(int lane) { return lane & 15; }
+MLA_MMA_FN int MmaVColumnOfLane(int lane) { return 8 * (lane >> 4); }
+
 }  // namespace mla::cuda
 
 #undef MLA_MMA_FN
