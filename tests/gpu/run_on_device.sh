@@ -17,7 +17,8 @@
 #      (mla_engine_bench --device=cuda);
 #   5. the founding question on the GPU: the demo model's needle sweep (1K / 2K / 4K x 11
 #      depths x 3 kinds x 3 samples, tools/train_demo/recall_check.sh) served by
-#      mla-server --device=cuda and --device=cpu, and how many answers agree.
+#      mla-server --device=cuda (CUDA graphs off, then on) and --device=cpu, and how many
+#      answers agree.
 # Each step has its own time limit and the run goes on past a failing one; the whole run
 # stays under $BUDGET_S seconds (default 450): a step that would start with too little
 # time left is skipped and says so (a failure).
@@ -138,6 +139,7 @@ done
 # The engine again with CUDA graphs on (off by default until measured): preemption,
 # prefix hits and seeded sampling through recorded and replayed decode steps.
 run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_GRAPHS=on" MLA_CUDA_GRAPHS=on
+run_test cuda_server_test "cuda_server_test with MLA_CUDA_GRAPHS=on" MLA_CUDA_GRAPHS=on
 # The model and the engine with the CUDA-core decode kernel (the tensor-core one is the
 # default where it takes the widths; cuda_mla_decode_test runs both kernels itself).
 run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=simt" \
@@ -257,31 +259,42 @@ fi
 # --- 5. The demo model's needles, GPU against CPU ------------------------------------------
 recall="${out}/recall.txt"
 : >"${recall}"
-rm -rf /tmp/recall-cuda /tmp/recall-cpu  # A warm machine may hold a previous run's.
-for device in cuda cpu; do
-  have_time 40 "recall_check.sh --device=${device}" || continue
-  echo "## mla-server --device=${device}" >>"${recall}"
-  SERVER_ARGS="--device=${device}" SERVER_THREADS=8 timeout "$(limit 150)" \
-    tools/train_demo/recall_check.sh "${build_rel}" models/needle-v2-demo "/tmp/recall-${device}" \
-    >>"${recall}" 2>&1
+rm -rf /tmp/recall-cuda /tmp/recall-cuda-graphs /tmp/recall-cpu  # A warm machine's old runs.
+# On the GPU, on the GPU with CUDA graphs on (off by default until this and the server
+# test pass with them), and on the CPU.
+for run in cuda cuda-graphs cpu; do
+  device="${run%%-*}"
+  graphs=off
+  [[ "${run}" == cuda-graphs ]] && graphs=on
+  have_time 40 "recall_check.sh ${run}" || continue
+  echo "## mla-server --device=${device}, MLA_CUDA_GRAPHS=${graphs}" >>"${recall}"
+  MLA_CUDA_GRAPHS=${graphs} SERVER_ARGS="--device=${device}" SERVER_THREADS=8 \
+    timeout "$(limit 150)" tools/train_demo/recall_check.sh "${build_rel}" \
+    models/needle-v2-demo "/tmp/recall-${run}" >>"${recall}" 2>&1
   echo "rc $?" >>"${recall}"
 done
 if grep -q '^rc [^0]' "${recall}"; then
   fail "recall_check.sh (recall.txt)"
 elif [[ -f /tmp/recall-cpu/results.jsonl && -f /tmp/recall-cuda/results.jsonl ]]; then
-  python3 - /tmp/recall-cpu/results.jsonl /tmp/recall-cuda/results.jsonl >>"${recall}" <<'PY'
-import json, sys
+  python3 - /tmp/recall-cpu/results.jsonl /tmp/recall-cuda/results.jsonl \
+    /tmp/recall-cuda-graphs/results.jsonl >>"${recall}" <<'PY'
+import json, os, sys
 def load(path):
     rows = (json.loads(line) for line in open(path))
     return {(r["kind"], r["length"], r["asked_depth"], r["sample"]): r for r in rows}
-cpu, gpu = load(sys.argv[1]), load(sys.argv[2])
-same = sum(1 for k in cpu if k in gpu and cpu[k]["generated"] == gpu[k]["generated"])
+def same(a, b):
+    return sum(1 for k in a if k in b and a[k]["generated"] == b[k]["generated"])
 hits = lambda d: sum(1 for r in d.values() if r["exact_match"])
-print(f"GPU vs CPU: {same} of {len(cpu)} answers identical; exact match "
+cpu, gpu = load(sys.argv[1]), load(sys.argv[2])
+if os.path.exists(sys.argv[3]):
+    graphs = load(sys.argv[3])
+    print(f"GPU with graphs vs without: {same(gpu, graphs)} of {len(gpu)} answers identical; "
+          f"exact match {hits(graphs)}/{len(graphs)} with graphs")
+print(f"GPU vs CPU: {same(cpu, gpu)} of {len(cpu)} answers identical; exact match "
       f"{hits(gpu)}/{len(gpu)} on the GPU, {hits(cpu)}/{len(cpu)} on the CPU")
 PY
-  say "ok: recall_check.sh on cuda and cpu (recall.txt)"
-  tail -1 "${recall}" | tee -a "${summary}"
+  say "ok: recall_check.sh on cuda, cuda with graphs and cpu (recall.txt)"
+  tail -2 "${recall}" | tee -a "${summary}"
 fi
 
 if ((failed)); then
