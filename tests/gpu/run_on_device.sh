@@ -234,6 +234,15 @@ elif timeout "$(limit 150)" tools/make_bench_models.sh "${models}" v2-lite-2laye
     MLA_CUDA_GROUPED_EXPERTS=never timeout "$(limit 90)" "${engine[@]}" --mode=batch \
       --batches=1,16,64 --prompt_len=512 --decode_tokens=64
     echo "rc $?"
+    # Long contexts, where the decode kernel is a large share of a step: the default split
+    # kernel against the CUDA-core one in the whole model.
+    for k in auto simt; do
+      echo "## decode, prompt 16384, 32 tokens each, MLA_CUDA_DECODE_KERNEL=${k}"
+      MLA_CUDA_DECODE_KERNEL=$([[ ${k} == auto ]] && echo "" || echo ${k}) \
+        timeout "$(limit 90)" "${engine[@]}" --mode=batch --batches=1,16 --prompt_len=16384 \
+        --decode_tokens=32
+      echo "rc $?"
+    done
     echo "## prefill, 4096-token prompt"
     timeout "$(limit 60)" "${engine[@]}" --mode=prefix --prompt_len=4096
     echo "rc $?"
