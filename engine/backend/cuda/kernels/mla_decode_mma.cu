@@ -238,11 +238,34 @@ __device__ __forceinline__ void WritePieceOutputPair(const MlaDecodeParams& p,
   }
 }
 
-// Step 4: acc = acc · alpha + P · V over the block's 64 keys, warp w's latent n-tiles.
-__device__ void MmaAccumulate(const MmaShared& s, int stride, int latent,
-                              float (&acc)[kMaxTiles][4]) {
+// A finished piece's output (final or partial slot) from this thread's accumulators, whose
+// n-tile i starts at latent column tile_column(i), then the accumulators cleared and the
+// piece's lse written.
+template <typename TileColumn>
+__device__ void FinishMmaPiece(const MlaDecodeParams& p, const MmaShared& s, const MlaSplitTile& t,
+                               int seq, int split, float (&acc)[kMaxTiles][4],
+                               TileColumn tile_column) {
+  const MlaPieceOutput o = MlaPieceOutputOf(p, seq, split);
   const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {  // accumulators 2·half and 2·half + 1: one row
+    const int r = PtxCRow(lane, 2 * half);
+    const float l = s.l[r];
+#pragma unroll
+    for (int i = 0; i < kMaxTiles; ++i) {
+      const int col = tile_column(i) + PtxCCol(lane, 2 * half);
+      WritePieceOutputPair(p, o, t, r, col, l, acc[i][2 * half], acc[i][2 * half + 1]);
+      acc[i][2 * half] = 0.0f;
+      acc[i][2 * half + 1] = 0.0f;
+    }
+  }
+  FinishPieceLse<kRows>(p, o, t.row0, t.rows_total, s.m, s.l);
+}
+
+// Both accumulate steps: the output rescaled by the rows' alpha of this block, and P's A
+// fragment for k-step ks (16 keys).
+__device__ __forceinline__ void RescaleOutput(const MmaShared& s, int lane,
+                                              float (&acc)[kMaxTiles][4]) {
   float alpha[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) alpha[i] = s.alpha[PtxCRow(lane, i)];
@@ -251,6 +274,20 @@ __device__ void MmaAccumulate(const MmaShared& s, int stride, int latent,
 #pragma unroll
     for (int k = 0; k < 4; ++k) acc[i][k] *= alpha[k];
   }
+}
+
+__device__ __forceinline__ void LoadPFragment(const MmaShared& s, int lane, int ks,
+                                              uint32_t (&a)[4]) {
+#pragma unroll
+  for (int r = 0; r < 4; ++r) a[r] = s.p[MmaAWord(lane, r, kPStride, ks * 8)];
+}
+
+// Step 4: acc = acc · alpha + P · V over the block's 64 keys, warp w's latent n-tiles.
+__device__ void MmaAccumulate(const MmaShared& s, int stride, int latent,
+                              float (&acc)[kMaxTiles][4]) {
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  RescaleOutput(s, lane, acc);
   const uint16_t* v = reinterpret_cast<const uint16_t*>(s.keys);
   // B's four values at k-step 0 and tile 0 (mla_decode_mma_rule.h): a k-step adds 16 key
   // rows, a tile 8 columns.
@@ -259,10 +296,8 @@ __device__ void MmaAccumulate(const MmaShared& s, int stride, int latent,
   for (int e = 0; e < 4; ++e) b_at[e] = MmaBValueOfColumns(lane, e, stride, 0, 0);
 #pragma unroll
   for (int ks = 0; ks < kKeys / 16; ++ks) {
-    const uint32_t a0 = s.p[MmaAWord(lane, 0, kPStride, ks * 8)];
-    const uint32_t a1 = s.p[MmaAWord(lane, 1, kPStride, ks * 8)];
-    const uint32_t a2 = s.p[MmaAWord(lane, 2, kPStride, ks * 8)];
-    const uint32_t a3 = s.p[MmaAWord(lane, 3, kPStride, ks * 8)];
+    uint32_t a[4];
+    LoadPFragment(s, lane, ks, a);
     const uint16_t* vk = v + ks * 16 * 2 * stride;
 #pragma unroll
     for (int i = 0; i < kMaxTiles; ++i) {
@@ -271,7 +306,7 @@ __device__ void MmaAccumulate(const MmaShared& s, int stride, int latent,
         const uint16_t* vt = vk + tile * 8;
         const uint32_t b0 = uint32_t{vt[b_at[0]]} | (uint32_t{vt[b_at[1]]} << 16);
         const uint32_t b1 = uint32_t{vt[b_at[2]]} | (uint32_t{vt[b_at[3]]} << 16);
-        Mma16816(acc[i], a0, a1, a2, a3, b0, b1);
+        Mma16816(acc[i], a[0], a[1], a[2], a[3], b0, b1);
       }
     }
   }
@@ -298,22 +333,8 @@ struct MmaSplit {
 
   // Writes one finished piece (final output or partial slot), then clears the state.
   __device__ void FinishPiece(int seq, int split) {
-    const MlaPieceOutput o = MlaPieceOutputOf(p, seq, split);
-    const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {  // accumulators 2·half and 2·half + 1: one row
-      const int r = PtxCRow(lane, 2 * half);
-      const float l = s.l[r];
-#pragma unroll
-      for (int i = 0; i < kMaxTiles; ++i) {
-        const int col = (warp + kWarps * i) * 8 + PtxCCol(lane, 2 * half);
-        WritePieceOutputPair(p, o, t, r, col, l, acc[i][2 * half], acc[i][2 * half + 1]);
-        acc[i][2 * half] = 0.0f;
-        acc[i][2 * half + 1] = 0.0f;
-      }
-    }
-    FinishPieceLse<kRows>(p, o, t.row0, t.rows_total, s.m, s.l);
+    FinishMmaPiece(p, s, t, seq, split, acc, [warp](int i) { return (warp + kWarps * i) * 8; });
   }
 };
 
@@ -330,11 +351,11 @@ struct MmaKSplit {
   MlaSplitTile t;
   int stride;  // words per key row in shared memory
   int lane, warp;
-  int k_begin, k_end;   // this warp's k-steps
-  int first_key = 0;    // the current block's
-  int seq_len = 0;      // the current piece's
-  bool need_q = false;  // the piece's q fragments are not in registers yet
-  float acc[2 * kMaxPairs][4];
+  int k_begin, k_end;       // this warp's k-steps
+  int first_key = 0;        // the current block's
+  int seq_len = 0;          // the current piece's
+  bool need_q = false;      // the piece's q fragments are not in registers yet
+  float acc[kMaxTiles][4];  // [2 · pair + tile of the pair]
   uint32_t qa[kMaxKStepsPerWarp][4];
 
   __device__ MmaKSplit(const MlaDecodeParams& params, const MmaShared& shared, int row_stride)
@@ -346,7 +367,7 @@ struct MmaKSplit {
     k_begin = min(warp * per_warp, ksteps);
     k_end = min(k_begin + per_warp, ksteps);
 #pragma unroll
-    for (int i = 0; i < 2 * kMaxPairs; ++i) {
+    for (int i = 0; i < kMaxTiles; ++i) {
 #pragma unroll
       for (int k = 0; k < 4; ++k) acc[i][k] = 0.0f;
     }
@@ -427,14 +448,7 @@ struct MmaKSplit {
 
   // acc = acc · alpha + P · V over the block's 64 keys, this warp's column pairs.
   __device__ void Accumulate() {
-    float alpha[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) alpha[i] = s.alpha[PtxCRow(lane, i)];
-#pragma unroll
-    for (int i = 0; i < 2 * kMaxPairs; ++i) {
-#pragma unroll
-      for (int k = 0; k < 4; ++k) acc[i][k] *= alpha[k];
-    }
+    RescaleOutput(s, lane, acc);
     // This lane's ldmatrix row at k-step 0, pair 0: a k-step adds 16 key rows, a pair 16
     // columns (8 words).
     const uint32_t* v_row =
@@ -442,18 +456,16 @@ struct MmaKSplit {
     const int latent = p.kv_lora_rank;
 #pragma unroll
     for (int ks = 0; ks < kKeys / 16; ++ks) {
-      const uint32_t a0 = s.p[MmaAWord(lane, 0, kPStride, ks * 8)];
-      const uint32_t a1 = s.p[MmaAWord(lane, 1, kPStride, ks * 8)];
-      const uint32_t a2 = s.p[MmaAWord(lane, 2, kPStride, ks * 8)];
-      const uint32_t a3 = s.p[MmaAWord(lane, 3, kPStride, ks * 8)];
+      uint32_t a[4];
+      LoadPFragment(s, lane, ks, a);
 #pragma unroll
       for (int i = 0; i < kMaxPairs; ++i) {
         const int col = 16 * (warp + kWarps * i);
         if (col < latent) {  // Uniform over the warp; no break, so acc stays in registers.
           uint32_t b[4];
           LdMatrixX4Trans(v_row + ks * 16 * stride + 8 * kWarps * i, b);
-          Mma16816(acc[2 * i], a0, a1, a2, a3, b[0], b[1]);
-          if (col + 8 < latent) Mma16816(acc[2 * i + 1], a0, a1, a2, a3, b[2], b[3]);
+          Mma16816(acc[2 * i], a[0], a[1], a[2], a[3], b[0], b[1]);
+          if (col + 8 < latent) Mma16816(acc[2 * i + 1], a[0], a[1], a[2], a[3], b[2], b[3]);
         }
       }
     }
@@ -461,20 +473,9 @@ struct MmaKSplit {
 
   // Writes one finished piece (final output or partial slot), then clears the state.
   __device__ void FinishPiece(int seq, int split) {
-    const MlaPieceOutput o = MlaPieceOutputOf(p, seq, split);
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {  // accumulators 2·half and 2·half + 1: one row
-      const int r = PtxCRow(lane, 2 * half);
-      const float l = s.l[r];
-#pragma unroll
-      for (int i = 0; i < 2 * kMaxPairs; ++i) {
-        const int col = 16 * (warp + kWarps * (i / 2)) + 8 * (i % 2) + PtxCCol(lane, 2 * half);
-        WritePieceOutputPair(p, o, t, r, col, l, acc[i][2 * half], acc[i][2 * half + 1]);
-        acc[i][2 * half] = 0.0f;
-        acc[i][2 * half + 1] = 0.0f;
-      }
-    }
-    FinishPieceLse<kRows>(p, o, t.row0, t.rows_total, s.m, s.l);
+    const int w = warp;
+    FinishMmaPiece(p, s, t, seq, split, acc,
+                   [w](int i) { return 16 * (w + kWarps * (i / 2)) + 8 * (i % 2); });
   }
 };
 
