@@ -309,6 +309,9 @@ TEST(MlaDecodeCudaTest, SeveralQueryRowsAndTinyShapes) {
   ExpectMatches({3, 32, 16, 2, {2, 63, 200, 0}, 7}, 7);
   ExpectMatches({5, 36, 6, 3, {3, 64, 65, 129}}, 8);
   ExpectMatches({16, 64, 0, 1, {70, 10}}, 9);
+  // L = 40, R = 8: three k-steps (a warp of the k-split variant has none) and a last
+  // column pair with one n-tile (L mod 16 = 8).
+  ExpectMatches({4, 40, 8, 1, {1, 64, 100}}, 10);
 }
 
 TEST(MlaDecodeCudaTest, LargeRandomBatch) {

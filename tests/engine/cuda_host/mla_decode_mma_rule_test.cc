@@ -236,21 +236,24 @@ TEST(MlaDecodeMmaRuleTest, LdmatrixDeliversVFragments) {
   }
 }
 
-// The k-split variant's two products over a 64-key block, replayed lane by lane: the scores
-// as the sum of the 4 warps' partial products over their quarters of the row's k-steps,
-// and the output columns of warp 1's column pairs.
-TEST(MlaDecodeMmaRuleTest, ReplayedKSplitProductsEqualMatrixProducts) {
-  std::mt19937 rng(4);
+// The k-split variant's two products over a 64-key block, replayed lane by lane for rows
+// of `width` values (the first `latent` of them V): the scores as the sum of the 4 warps'
+// partial products over their shares of the row's k-steps (a warp may have none), and the
+// output columns of every warp's column pairs (the last pair may have one n-tile).
+void ReplayKSplit(int latent, int width, uint32_t seed) {
+  SCOPED_TRACE(::testing::Message() << "L " << latent << ", width " << width);
+  std::mt19937 rng(seed);
   constexpr int kWarps = 4;
-  const int stride = MmaRowStrideWords(kWidth), p_stride = MmaRowStrideWords(kKeys);
-  const Stored q = Random(kRows, kWidth, stride, rng);
-  const Stored k = Random(kKeys, kWidth, stride, rng);
+  const int stride = MmaRowStrideWords(width), p_stride = MmaRowStrideWords(kKeys);
+  const Stored q = Random(kRows, width, stride, rng);
+  const Stored k = Random(kKeys, width, stride, rng);
   const Stored p = Random(kRows, kKeys, p_stride, rng);
-  const int ksteps = kWidth / 16, per_warp = (ksteps + kWarps - 1) / kWarps;
+  const int ksteps = width / 16, per_warp = (ksteps + kWarps - 1) / kWarps;
   for (int j = 0; j < kKeys / 8; ++j) {
     double c[32][4] = {};
     for (int warp = 0; warp < kWarps; ++warp) {
-      for (int ks = warp * per_warp; ks < std::min(ksteps, (warp + 1) * per_warp); ++ks) {
+      const int k_begin = std::min(warp * per_warp, ksteps);
+      for (int ks = k_begin; ks < std::min(k_begin + per_warp, ksteps); ++ks) {
         double a[32][8], b[32][4];
         for (int lane = 0; lane < 32; ++lane) {
           for (int e = 0; e < 8; ++e) {
@@ -269,42 +272,50 @@ TEST(MlaDecodeMmaRuleTest, ReplayedKSplitProductsEqualMatrixProducts) {
       for (int i = 0; i < 4; ++i) {
         const int row = PtxCRow(lane, i), key = 8 * j + PtxCCol(lane, i);
         double want = 0;
-        for (int d = 0; d < kWidth; ++d)
+        for (int d = 0; d < width; ++d)
           want += q.v[row * 2 * stride + d] * k.v[key * 2 * stride + d];
         ASSERT_NEAR(c[lane][i], want, 1e-9) << "row " << row << " key " << key;
       }
     }
   }
-  const int warp = 1;
-  for (int pair = warp; pair * 16 < kLatent; pair += kWarps) {
-    double c[2][32][4] = {};
-    for (int ks = 0; ks < kKeys / 16; ++ks) {
-      double a[32][8], b[2][32][4];
-      for (int lane = 0; lane < 32; ++lane) {
-        for (int e = 0; e < 8; ++e) {
-          const int w = MmaAWord(lane, e / 2, p_stride, ks * 8);
-          a[lane][e] = e % 2 == 0 ? p.word_lo(w) : p.word_hi(w);
-        }
-        const LdmatrixB v = LoadV(k, lane, 16 * ks, 16 * pair);
-        for (int tile = 0; tile < 2; ++tile)
-          for (int e = 0; e < 4; ++e) b[tile][lane][e] = v.b[tile][e];
-      }
-      WarpMma(a, b[0], c[0]);
-      WarpMma(a, b[1], c[1]);
-    }
-    for (int tile = 0; tile < 2; ++tile) {
-      for (int lane = 0; lane < 32; ++lane) {
-        for (int i = 0; i < 4; ++i) {
-          const int row = PtxCRow(lane, i), col = 16 * pair + 8 * tile + PtxCCol(lane, i);
-          double want = 0;
-          for (int key = 0; key < kKeys; ++key) {
-            want += p.v[row * 2 * p_stride + key] * k.v[key * 2 * stride + col];
+  for (int warp = 0; warp < kWarps; ++warp) {
+    for (int pair = warp; pair * 16 < latent; pair += kWarps) {
+      double c[2][32][4] = {};
+      for (int ks = 0; ks < kKeys / 16; ++ks) {
+        double a[32][8], b[2][32][4];
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < 8; ++e) {
+            const int w = MmaAWord(lane, e / 2, p_stride, ks * 8);
+            a[lane][e] = e % 2 == 0 ? p.word_lo(w) : p.word_hi(w);
           }
-          ASSERT_NEAR(c[tile][lane][i], want, 1e-9) << "row " << row << " column " << col;
+          const LdmatrixB v = LoadV(k, lane, 16 * ks, 16 * pair);
+          for (int tile = 0; tile < 2; ++tile)
+            for (int e = 0; e < 4; ++e) b[tile][lane][e] = v.b[tile][e];
+        }
+        WarpMma(a, b[0], c[0]);
+        WarpMma(a, b[1], c[1]);
+      }
+      for (int tile = 0; tile < 2 && 16 * pair + 8 * tile < latent; ++tile) {
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int i = 0; i < 4; ++i) {
+            const int row = PtxCRow(lane, i), col = 16 * pair + 8 * tile + PtxCCol(lane, i);
+            double want = 0;
+            for (int key = 0; key < kKeys; ++key) {
+              want += p.v[row * 2 * p_stride + key] * k.v[key * 2 * stride + col];
+            }
+            ASSERT_NEAR(c[tile][lane][i], want, 1e-9) << "row " << row << " column " << col;
+          }
         }
       }
     }
   }
+}
+
+TEST(MlaDecodeMmaRuleTest, ReplayedKSplitProductsEqualMatrixProducts) {
+  ReplayKSplit(kLatent, kWidth, 4);  // DeepSeek: 36 k-steps, 9 per warp
+  ReplayKSplit(40, 48, 5);           // 3 k-steps (warp 3 has none), a one-tile last pair
+  ReplayKSplit(136, 144, 6);         // 9 k-steps: 3, 3, 3, 0
+  ReplayKSplit(512, 640, 7);         // the widest rows: 10 per warp
 }
 
 }  // namespace

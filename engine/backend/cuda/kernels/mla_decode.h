@@ -82,8 +82,9 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream);
 // Whether the tensor-core split kernel takes these widths.
 bool MlaDecodeMmaSupports(int kv_lora_rank, int rope_dim);
 
-// The kernel that runs for `wanted` (kSimt or kMma, never kAuto): INVALID_ARGUMENT when
-// kMma is asked for widths it does not take, or MLA_CUDA_DECODE_KERNEL names no kernel.
+// The kernel that runs for `wanted` (kSimt, kMma or kMmaKSplit, never kAuto):
+// INVALID_ARGUMENT when a tensor-core kernel is asked for widths it does not take, or
+// MLA_CUDA_DECODE_KERNEL names no kernel.
 // `environment` is that variable's value (nullptr: unset); the other overload reads it
 // once per process.
 absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, int kv_lora_rank,

@@ -57,13 +57,16 @@ constexpr int kMaxKSteps = (kMlaMaxLatent + kMlaMaxRope) / 16;
 constexpr int kMaxKStepsPerWarp = (kMaxKSteps + kWarps - 1) / kWarps;  // 10
 constexpr int kMaxPairs = kMaxTiles / 2;                               // column pairs per warp: 8
 constexpr int kScoreTiles = kKeys / 8;                                 // 8 n-tiles of scores
+// Floats per row of a warp's partial scores: 8 mod 32, so that lanes (g, t) storing pairs at
+// 72·g + 2·t (+ 8·j) hit different banks (68 would put g = 1, t = 0 on g = 0, t = 2).
+constexpr int kPartStride = kKeys + 8;
 static_assert(kRows == 16 && kKeys == 64 && kKeysPerWarp == 16 && kThreadsPerRow == 8);
-static_assert(kPStride % 8 == 4 && kScoreStride % 4 == 0);
+static_assert(kPStride % 8 == 4 && kScoreStride % 4 == 0 && kPartStride % 32 == 8);
 
 // Floats of the scores region: the block's scores, or the k-split variant's four warps'
 // partial scores.
 __host__ __device__ inline size_t MmaScoreFloats(bool ksplit) {
-  return static_cast<size_t>(ksplit ? kWarps : 1) * kRows * kScoreStride;
+  return ksplit ? size_t{kWarps} * kRows * kPartStride : size_t{kRows} * kScoreStride;
 }
 
 __host__ __device__ inline size_t MmaSharedBytes(int width, bool ksplit) {
@@ -77,7 +80,7 @@ struct MmaShared {
   uint32_t* keys;  // [kKeys][stride] bf16 pairs (first: 16-byte aligned for the loads)
   uint32_t* q;     // [kRows][stride] bf16 pairs
   uint32_t* p;     // [kRows][kPStride] bf16 pairs
-  float* scores;   // [kRows][kScoreStride], or [kWarps][kRows][kScoreStride] partial sums
+  float* scores;   // [kRows][kScoreStride], or [kWarps][kRows][kPartStride] partial sums
   float* m;        // [kRows] running max, log2 domain
   float* l;        // [kRows] running sum of exp2(score - m)
   float* alpha;    // [kRows] rescale of the output for the current block
@@ -404,12 +407,12 @@ struct MmaKSplit {
         }
       }
     }
-    float* part = s.scores + warp * kRows * kScoreStride;
+    float* part = s.scores + warp * kRows * kPartStride;
 #pragma unroll
     for (int j = 0; j < kScoreTiles; ++j) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {  // accumulators 2h, 2h + 1: one row, two keys
-        *reinterpret_cast<float2*>(part + PtxCRow(lane, 2 * h) * kScoreStride + 8 * j +
+        *reinterpret_cast<float2*>(part + PtxCRow(lane, 2 * h) * kPartStride + 8 * j +
                                    PtxCCol(lane, 2 * h)) =
             make_float2(c[j][2 * h], c[j][2 * h + 1]);
       }
@@ -423,7 +426,7 @@ struct MmaKSplit {
     float v[8] = {};
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) {
-      const float* row = s.scores + (w * kRows + r) * kScoreStride + sub * 8;
+      const float* row = s.scores + (w * kRows + r) * kPartStride + sub * 8;
       const float4 x0 = *reinterpret_cast<const float4*>(row);
       const float4 x1 = *reinterpret_cast<const float4*>(row + 4);
       v[0] += x0.x;
