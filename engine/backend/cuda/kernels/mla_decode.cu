@@ -216,7 +216,9 @@ struct SimtSplit {
   }
 };
 
-__global__ void __launch_bounds__(kThreads, 1) MlaDecodeSplitKernel(MlaDecodeParams p) {
+// Two CTAs per multiprocessor, as its shared memory allows: at most 128 registers a thread
+// (the wide FP8 loader pushed it to 136, which would have left room for one).
+__global__ void __launch_bounds__(kThreads, 2) MlaDecodeSplitKernel(MlaDecodeParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int width = p.kv_lora_rank + p.rope_dim;
   SimtSplit k{p, CarveShared(smem, width), MlaSplitTileOf(p), KeyStrideWords(width), {}};

@@ -15,13 +15,75 @@
 
 namespace mla::cuda {
 
+// Stores 4 words (16 bytes) of a key row in shared memory: one 16-byte store where the
+// row keeps that alignment, four 4-byte ones otherwise (the CUDA-core kernel's odd stride).
+__device__ __forceinline__ void StoreKeyWords4(uint32_t* dst, uint4 v, bool wide) {
+  if (wide) {
+    *reinterpret_cast<uint4*>(dst) = v;
+  } else {
+    dst[0] = v.x;
+    dst[1] = v.y;
+    dst[2] = v.z;
+    dst[3] = v.w;
+  }
+}
+
+// Two e4m3 codes (the low two bytes of `codes`, the lower first) times their group's
+// scale, rounded to bf16: one word of a key row.
+__device__ __forceinline__ uint32_t DequantFp8Pair(uint32_t codes, float scale) {
+  const float lo = Fp8E4M3Value(static_cast<uint8_t>(codes & 0xffu)) * scale;
+  const float hi = Fp8E4M3Value(static_cast<uint8_t>((codes >> 8) & 0xffu)) * scale;
+  return uint32_t{ToBf16Bits(lo)} | (uint32_t{ToBf16Bits(hi)} << 16);
+}
+
 // FP8 rows: each value dequantized (code · its group's scale) and rounded to bf16, as the
-// kernels compute on bf16 keys (they take q in bf16 as well).
+// kernels compute on bf16 keys (they take q in bf16 as well). Where every part of a row
+// starts 16-byte aligned (DeepSeek's 512 + 64: rows of 656 bytes, codes at 0, scales at
+// 512, k_pe at 528, blocks from the 16-byte aligned pool), a thread takes 16 codes with one
+// 16-byte load and their group's scale, or 8 k_pe values; otherwise value by value.
 template <int kThreadCount>
 __device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq_len, int latent,
                                 int rope, uint32_t* keys, int stride) {
-  const int words = (latent + rope) / 2;
   const int64_t row_bytes = CacheRowBytesOf(true, latent, rope);
+  const int rope_at = latent + 4 * CacheFp8Groups(latent);
+  if (latent % 16 == 0 && rope % 8 == 0 && row_bytes % 16 == 0 && rope_at % 16 == 0 &&
+      (reinterpret_cast<uintptr_t>(block_ptr) & 15) == 0) {
+    const bool wide = stride % 4 == 0 && (reinterpret_cast<uintptr_t>(keys) & 15) == 0;
+    const int code_chunks = latent / 16;  // 16 codes → 8 words
+    const int chunks = code_chunks + rope / 8;
+    for (int i = threadIdx.x; i < kMlaBlockSize * chunks; i += kThreadCount) {
+      const int key = i / chunks;
+      const int c = i - key * chunks;
+      const bool valid = first_key + key < seq_len;
+      const uint8_t* row = block_ptr + key * row_bytes;
+      uint32_t* dst = keys + key * stride;
+      if (c < code_chunks) {
+        uint4 codes = make_uint4(0, 0, 0, 0);
+        float scale = 0.0f;  // Slots past the sequence: codes 0 × 0, zeros.
+        if (valid) {
+          codes = *reinterpret_cast<const uint4*>(row + 16 * c);
+          scale = *reinterpret_cast<const float*>(row + latent + 4 * (16 * c / kCacheFp8Group));
+        }
+        StoreKeyWords4(
+            dst + 8 * c,
+            make_uint4(DequantFp8Pair(codes.x, scale), DequantFp8Pair(codes.x >> 16, scale),
+                       DequantFp8Pair(codes.y, scale), DequantFp8Pair(codes.y >> 16, scale)),
+            wide);
+        StoreKeyWords4(
+            dst + 8 * c + 4,
+            make_uint4(DequantFp8Pair(codes.z, scale), DequantFp8Pair(codes.z >> 16, scale),
+                       DequantFp8Pair(codes.w, scale), DequantFp8Pair(codes.w >> 16, scale)),
+            wide);
+      } else {
+        const int r = c - code_chunks;  // k_pe values 8r .. 8r + 7, already bf16
+        const uint4 v = valid ? *reinterpret_cast<const uint4*>(row + rope_at + 16 * r)
+                              : make_uint4(0, 0, 0, 0);
+        StoreKeyWords4(dst + latent / 2 + 4 * r, v, wide);
+      }
+    }
+    return;
+  }
+  const int words = (latent + rope) / 2;
   for (int i = threadIdx.x; i < kMlaBlockSize * words; i += kThreadCount) {
     const int key = i / words;
     const int w = i - key * words;
@@ -75,14 +137,8 @@ __device__ void LoadBf16KeyBlock(const uint16_t* block_ptr, int first_key, int s
     }
     for (int i = threadIdx.x; i < kMlaBlockSize * chunks; i += kThreadCount) {
       const int key = i / chunks;
-      const int c = i - key * chunks;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (first_key + key < seq_len) v = src[i];
-      uint32_t* dst = keys + key * stride + c * 4;
-      dst[0] = v.x;
-      dst[1] = v.y;
-      dst[2] = v.z;
-      dst[3] = v.w;
+      const uint4 v = first_key + key < seq_len ? src[i] : make_uint4(0, 0, 0, 0);
+      StoreKeyWords4(keys + key * stride + (i - key * chunks) * 4, v, false);
     }
   } else {
     const int words = width / 2;
