@@ -1,6 +1,8 @@
 #include "client/wait_for_server.h"
 
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,6 +20,14 @@ WaitOptions Fast(absl::Duration budget) {
   return w;
 }
 
+// A probe that always answers `status`, counting its calls.
+std::function<absl::Status()> Always(absl::Status status, int* calls) {
+  return [status = std::move(status), calls] {
+    ++*calls;
+    return status;
+  };
+}
+
 TEST(RetryWhileUnavailable, RetriesUntilTheServerAnswers) {
   int calls = 0;
   const absl::Status s = RetryWhileUnavailable(
@@ -33,11 +43,7 @@ TEST(RetryWhileUnavailable, RetriesUntilTheServerAnswers) {
 TEST(RetryWhileUnavailable, OtherErrorsReturnAtOnce) {
   int calls = 0;
   const absl::Status s = RetryWhileUnavailable(
-      [&] {
-        ++calls;
-        return absl::UnauthenticatedError("missing bearer token");
-      },
-      Fast(absl::Seconds(30)));
+      Always(absl::UnauthenticatedError("missing bearer token"), &calls), Fast(absl::Seconds(30)));
   EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(s.message(), "missing bearer token");
   EXPECT_EQ(calls, 1);
@@ -49,12 +55,8 @@ TEST(RetryWhileUnavailable, GivesUpAfterTheBudgetAndSaysSo) {
   WaitOptions w = Fast(absl::Milliseconds(60));
   w.note = [&](const absl::Status& s, absl::Duration) { notes.emplace_back(s.message()); };
   const absl::Time start = absl::Now();
-  const absl::Status s = RetryWhileUnavailable(
-      [&] {
-        ++calls;
-        return absl::UnavailableError("connection refused");
-      },
-      w);
+  const absl::Status s =
+      RetryWhileUnavailable(Always(absl::UnavailableError("connection refused"), &calls), w);
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(60));
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(s.message().find("connection refused (still unavailable after"), std::string::npos)
@@ -66,12 +68,9 @@ TEST(RetryWhileUnavailable, GivesUpAfterTheBudgetAndSaysSo) {
 
 TEST(RetryWhileUnavailable, ZeroBudgetTriesOnce) {
   int calls = 0;
-  const absl::Status s = RetryWhileUnavailable(
-      [&] {
-        ++calls;
-        return absl::UnavailableError("the model is still loading");
-      },
-      Fast(absl::ZeroDuration()));
+  const absl::Status s =
+      RetryWhileUnavailable(Always(absl::UnavailableError("the model is still loading"), &calls),
+                            Fast(absl::ZeroDuration()));
   EXPECT_EQ(s, absl::UnavailableError("the model is still loading"));
   EXPECT_EQ(calls, 1);
 }

@@ -171,6 +171,14 @@ std::vector<StepBatch> MakeSteps(const AttnCase& c, int num_blocks, std::mt19937
   return steps;
 }
 
+// Which part of a cache row byte `in_row` lies in: the latent (bf16 values or e4m3 codes),
+// the FP8 scales, or k_pe.
+const char* CacheRowPart(const CacheLayout& layout, int64_t in_row) {
+  const int64_t lat = layout.latent_dim();
+  if (layout.dtype() != CacheDType::kFp8E4M3) return in_row < 2 * lat ? "latent" : "k_pe";
+  return in_row < lat ? "latent" : in_row < lat + 4 * Fp8ScaleGroups(lat) ? "scales" : "k_pe";
+}
+
 // Every cache block byte for byte: the device writes rows exactly as the host encodes them
 // (bf16 rounding; FP8 scales and e4m3 codes), and both keep the NaN poison elsewhere.
 void ExpectSameCacheBytes(Backend& cpu_be, Backend& gpu, int num_blocks) {
@@ -182,9 +190,6 @@ void ExpectSameCacheBytes(Backend& cpu_be, Backend& gpu, int num_blocks) {
     if (got == want) continue;
     // Where, not the whole block: the row, the byte and which part of the row it is in.
     const int64_t row_bytes = cpu_be.cache_layout().bytes_per_token_per_layer();
-    const int64_t lat = cpu_be.cache_layout().latent_dim();
-    const bool fp8 = cpu_be.cache_layout().dtype() == CacheDType::kFp8E4M3;
-    const int64_t scales_end = fp8 ? lat + 4 * Fp8ScaleGroups(lat) : 2 * lat;
     size_t first = 0, differing = 0;
     for (size_t i = bytes; i-- > 0;) {
       if (got[i] != want[i]) {
@@ -196,10 +201,8 @@ void ExpectSameCacheBytes(Backend& cpu_be, Backend& gpu, int num_blocks) {
     FAIL() << "cache block " << b << ": " << differing << " of " << bytes
            << " bytes differ; the first at row " << static_cast<int64_t>(first) / row_bytes
            << ", byte " << in_row << " of " << row_bytes << " ("
-           << (in_row < (fp8 ? lat : 2 * lat) ? "latent"
-               : in_row < scales_end          ? "scales"
-                                              : "k_pe")
-           << "): got 0x" << std::hex << int{got[first]} << ", want 0x" << int{want[first]};
+           << CacheRowPart(cpu_be.cache_layout(), in_row) << "): got 0x" << std::hex
+           << int{got[first]} << ", want 0x" << int{want[first]};
   }
 }
 
@@ -267,17 +270,13 @@ TEST(CudaBackendAttention, CacheWriteIsTheHostsEncoding) {
         for (int64_t k = 0; k < row_bytes && reported < 12; ++k) {
           if (got[k] == want[k]) continue;
           ++reported;
-          std::string what = "k_pe";
-          if (dtype == CacheDType::kFp8E4M3 && k < latent) {
+          std::string what = CacheRowPart(*layout, k);
+          if (dtype == CacheDType::kFp8E4M3 && k < latent) {  // A code: what it encodes.
             const float x = lat[static_cast<size_t>(i) * latent + k];
             float scale;
             std::memcpy(&scale, want + latent + 4 * (k / kFp8ScaleGroup), 4);
             what = absl::StrCat("code of x = ", x, ", x / scale = ", x / scale, ": got ",
                                 Fp8E4M3ToFloat(got[k]), ", want ", Fp8E4M3ToFloat(want[k]));
-          } else if (dtype == CacheDType::kFp8E4M3 && k < latent + 4 * Fp8ScaleGroups(latent)) {
-            what = "scale";
-          } else if (dtype == CacheDType::kBF16 && k < 2 * latent) {
-            what = "latent";
           }
           ADD_FAILURE() << "token " << i << " byte " << k << " of " << row_bytes << " (" << what
                         << "): got 0x" << std::hex << int{got[k]} << ", want 0x" << int{want[k]};

@@ -34,18 +34,6 @@ __device__ __forceinline__ uint32_t Bf16BitsAsInteger(float f) {
   return (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
 }
 
-__device__ __forceinline__ float WarpSum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  }
-  return v;
-}
-
 struct SumOp {
   __device__ float operator()(float a, float b) const { return a + b; }
   static constexpr float kIdentity = 0.0f;
@@ -55,12 +43,16 @@ struct MaxOp {
   static constexpr float kIdentity = -INFINITY;
 };
 
+// `Op` over a warp's 32 lanes, returned to every lane.
 template <typename Op>
 __device__ __forceinline__ float WarpReduce(float v) {
   for (int offset = 16; offset > 0; offset >>= 1)
     v = Op()(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
+
+__device__ __forceinline__ float WarpSum(float v) { return WarpReduce<SumOp>(v); }
+__device__ __forceinline__ float WarpMax(float v) { return WarpReduce<MaxOp>(v); }
 
 // `Op` over the whole CTA, returned to every thread. Every thread must call it; it may be
 // called again right away (the trailing barrier protects the scratch).
