@@ -15,7 +15,7 @@
 //
 // Usage: cuda_mla_decode_bench [--batches=1,2,...] [--contexts=4096,...] [--heads=16,128]
 //        [--min_ms=50] [--hbm_gbps=0 (0: from the device's memory clock and bus width)]
-//        [--ctas_per_sm=0] [--rotate=true] [--kernel=auto|simt|mma|mma_ksplit] [--fp8]
+//        [--ctas_per_sm=0] [--rotate=true] [--kernel=auto|simt|mma|mma_ksplit|mma_ring] [--fp8]
 // Exits 0 with a message when no CUDA device is usable.
 #include <cuda_runtime.h>
 
@@ -48,7 +48,8 @@ ABSL_FLAG(int, ctas_per_sm, 0,
           "the backend plans)");
 ABSL_FLAG(std::string, kernel, "auto",
           "Split kernel: simt (CUDA cores), mma (tensor cores), mma_ksplit (its k-split "
-          "variant) or auto (MLA_CUDA_DECODE_KERNEL, else mma where the widths allow)");
+          "variant), mma_ring (its ring of blocks in flight) or auto "
+          "(MLA_CUDA_DECODE_KERNEL, else mma where the widths allow)");
 ABSL_FLAG(bool, fp8, false, "The cache in DeepSeek's FP8 layout instead of bf16");
 ABSL_FLAG(bool, rotate, true,
           "Cycle each shape's calls through disjoint copies of its cache blocks, at least twice "
@@ -93,6 +94,7 @@ MlaDecodeKernel Kernel() {
   if (k == "simt") return MlaDecodeKernel::kSimt;
   if (k == "mma") return MlaDecodeKernel::kMma;
   if (k == "mma_ksplit") return MlaDecodeKernel::kMmaKSplit;
+  if (k == "mma_ring") return MlaDecodeKernel::kMmaRing;
   return MlaDecodeKernel::kAuto;
 }
 
@@ -207,9 +209,10 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--batches, --contexts and --heads need positive values");
   }
   const std::string kernel = absl::GetFlag(FLAGS_kernel);
-  if (kernel != "auto" && kernel != "simt" && kernel != "mma" && kernel != "mma_ksplit") {
-    return absl::InvalidArgumentError("--kernel must be auto, simt, mma or mma_ksplit, got " +
-                                      kernel);
+  if (kernel != "auto" && kernel != "simt" && kernel != "mma" && kernel != "mma_ksplit" &&
+      kernel != "mma_ring") {
+    return absl::InvalidArgumentError(
+        "--kernel must be auto, simt, mma, mma_ksplit or mma_ring, got " + kernel);
   }
   double hbm = absl::GetFlag(FLAGS_hbm_gbps);
   if (hbm <= 0) hbm = DeviceHbmGbps(dev.ordinal);
@@ -228,7 +231,8 @@ absl::Status Run() {
   MLA_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev.ordinal));
   int ctas_per_sm = absl::GetFlag(FLAGS_ctas_per_sm);
   if (ctas_per_sm <= 0) {
-    MLA_ASSIGN_OR_RETURN(ctas_per_sm, MlaDecodeCtasPerSm(kLatent, kRope, Kernel()));
+    MLA_ASSIGN_OR_RETURN(ctas_per_sm,
+                         MlaDecodeCtasPerSm(kLatent, kRope, Kernel(), absl::GetFlag(FLAGS_fp8)));
   }
   std::printf(
       "device: %s, %d SMs × %d split CTAs each (kernel %s), peak HBM %.0f GB/s, L2 %.0f MB; "

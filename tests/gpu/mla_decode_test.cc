@@ -231,17 +231,24 @@ void ExpectMatches(const Shape& s, uint32_t seed) {
   const Problem pr = MakeProblem(s, seed);
   for (const bool fp8 : {false, true}) {
     const Result want = CpuReference(s, pr, fp8 ? pr.fp8_as_bf16 : pr.cache, scale);
-    for (const MlaDecodeKernel kernel :
-         {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma, MlaDecodeKernel::kMmaKSplit}) {
+    for (const MlaDecodeKernel kernel : {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma,
+                                         MlaDecodeKernel::kMmaKSplit, MlaDecodeKernel::kMmaRing}) {
       const bool mma = kernel != MlaDecodeKernel::kSimt;
       if (mma && !MlaDecodeMmaSupports(s.latent, s.rope)) {
         std::printf("[ L %d R %d ] tensor-core kernels: not for these widths\n", s.latent, s.rope);
         continue;
       }
+      if (kernel == MlaDecodeKernel::kMmaRing && !MlaDecodeRingSupports(s.latent, s.rope)) {
+        std::printf("[ L %d R %d ] ring kernel: rows too wide\n", s.latent, s.rope);
+        continue;
+      }
+      // The ring kernel hands an FP8 cache whose rows it does not take to the tensor-core
+      // kernel (mla_decode.h); DeepSeek's widths run its FP8 path.
       SCOPED_TRACE(::testing::Message()
-                   << (kernel == MlaDecodeKernel::kSimt  ? "CUDA-core kernel"
-                       : kernel == MlaDecodeKernel::kMma ? "tensor-core kernel"
-                                                         : "tensor-core kernel, k-split")
+                   << (kernel == MlaDecodeKernel::kSimt        ? "CUDA-core kernel"
+                       : kernel == MlaDecodeKernel::kMma       ? "tensor-core kernel"
+                       : kernel == MlaDecodeKernel::kMmaKSplit ? "tensor-core kernel, k-split"
+                                                               : "tensor-core kernel, ring")
                    << (fp8 ? ", FP8 cache" : ", bf16 cache"));
       ExpectKernelMatches(s, pr, scale, kernel, fp8, want);
     }
@@ -312,6 +319,8 @@ TEST(MlaDecodeCudaTest, SeveralQueryRowsAndTinyShapes) {
   // L = 40, R = 8: three k-steps (a warp of the k-split variant has none) and a last
   // column pair with one n-tile (L mod 16 = 8).
   ExpectMatches({4, 40, 8, 1, {1, 64, 100}}, 10);
+  // L + R = 144: nine k-steps (the ring kernel's last ldmatrix reads two chunks of padding).
+  ExpectMatches({3, 136, 8, 2, {1, 65, 300}}, 13);
 }
 
 TEST(MlaDecodeCudaTest, LargeRandomBatch) {

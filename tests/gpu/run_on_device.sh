@@ -146,9 +146,12 @@ run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=simt" 
   MLA_CUDA_DECODE_KERNEL=simt
 run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_DECODE_KERNEL=simt" \
   MLA_CUDA_DECODE_KERNEL=simt
-# The tensor-core kernel's k-split variant (opt-in until measured) through the whole model.
-run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=mma_ksplit" \
-  MLA_CUDA_DECODE_KERNEL=mma_ksplit
+# The tensor-core kernel's k-split and ring variants (opt-in until measured) through the
+# whole model.
+for k in mma_ksplit mma_ring; do
+  run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=${k}" \
+    MLA_CUDA_DECODE_KERNEL=${k}
+done
 grep -hE '1 - cosine|delta logprob' "${tests_log}" | tee -a "${summary}"
 
 # --- 3. The decode kernel's benchmark ----------------------------------------------------
@@ -161,15 +164,17 @@ if have_time 30 cuda_mla_decode_bench; then
     fail "cuda_mla_decode_bench (decode_bench.txt)"
   fi
 fi
-# On a few shapes, in the same run as the default above: the k-split variant, the CUDA-core
-# kernel, the default planned for one CTA per multiprocessor, and both tensor-core kernels
-# on an FP8 cache.
-if have_time 40 "cuda_mla_decode_bench --kernel=mma_ksplit / simt / --ctas_per_sm=1 / --fp8"; then
+# On a few shapes, in the same run as the default above: the ring and k-split variants, the
+# CUDA-core kernel, the default planned for one CTA per multiprocessor, and the three
+# tensor-core kernels on an FP8 cache.
+if have_time 40 "cuda_mla_decode_bench --kernel=mma_ring / mma_ksplit / simt / --ctas_per_sm=1 / --fp8"; then
   {
-    echo "## --kernel=mma_ksplit"
-    timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --kernel=mma_ksplit \
-      --batches=1,16,128 --contexts=4096,131072
-    echo "rc $?"
+    for k in mma_ring mma_ksplit; do
+      echo "## --kernel=${k}"
+      timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --kernel=${k} \
+        --batches=1,16,128 --contexts=4096,131072
+      echo "rc $?"
+    done
     echo "## --kernel=simt"
     timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --kernel=simt \
       --batches=1,16,128 --contexts=4096,131072
@@ -178,7 +183,7 @@ if have_time 40 "cuda_mla_decode_bench --kernel=mma_ksplit / simt / --ctas_per_s
     timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --ctas_per_sm=1 \
       --batches=1,16,128 --contexts=4096,131072
     echo "rc $?"
-    for k in mma mma_ksplit; do
+    for k in mma mma_ring mma_ksplit; do
       echo "## --fp8 --kernel=${k}"
       timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --fp8 --kernel=${k} \
         --batches=1,16,128 --contexts=4096,131072
@@ -191,12 +196,12 @@ if have_time 40 "cuda_mla_decode_bench --kernel=mma_ksplit / simt / --ctas_per_s
     say "ok: cuda_mla_decode_bench comparisons (decode_bench_more.txt)"
   fi
 fi
-# Hardware counters for both tensor-core split kernels on one large shape (16 heads, batch
-# 64 x 32K): achieved DRAM throughput, pipe use, occupancy, stall reasons. A diagnosis, not
-# a check: where ncu cannot read the counters the step says so and the verdict does not
-# change.
+# Hardware counters for the default tensor-core kernel and its ring variant on one large
+# shape (16 heads, batch 64 x 32K): achieved DRAM throughput, pipe use, occupancy, stall
+# reasons. A diagnosis, not a check: where ncu cannot read the counters the step says so
+# and the verdict does not change.
 if command -v ncu >/dev/null 2>&1 && ((deadline - SECONDS >= 60)); then
-  for k in mma mma_ksplit; do
+  for k in mma mma_ring; do
     echo "## ncu, --kernel=${k}"
     timeout "$(limit 45)" ncu --clock-control none --launch-skip 2 --launch-count 2 \
       --section SpeedOfLight --section Occupancy \
@@ -206,7 +211,7 @@ if command -v ncu >/dev/null 2>&1 && ((deadline - SECONDS >= 60)); then
       --contexts=32768 --heads=16 --min_ms=1 --rotate=false 2>&1
     echo "rc $?"
   done >"${out}/ncu.txt"
-  say "note: ncu on both tensor-core split kernels (ncu.txt)"
+  say "note: ncu on the tensor-core split kernel and its ring variant (ncu.txt)"
 fi
 
 # --- 4. The whole model on the GPU --------------------------------------------------------
@@ -235,8 +240,8 @@ elif timeout "$(limit 150)" tools/make_bench_models.sh "${models}" v2-lite-2laye
       --batches=1,16,64 --prompt_len=512 --decode_tokens=64
     echo "rc $?"
     # Long contexts, where the decode kernel is a large share of a step: the default split
-    # kernel against the CUDA-core one in the whole model.
-    for k in auto simt; do
+    # kernel against the ring variant and the CUDA-core one in the whole model.
+    for k in auto mma_ring simt; do
       echo "## decode, prompt 16384, 32 tokens each, MLA_CUDA_DECODE_KERNEL=${k}"
       MLA_CUDA_DECODE_KERNEL=$([[ ${k} == auto ]] && echo "" || echo ${k}) \
         timeout "$(limit 90)" "${engine[@]}" --mode=batch --batches=1,16 --prompt_len=16384 \

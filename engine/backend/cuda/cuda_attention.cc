@@ -107,7 +107,9 @@ absl::Status CudaBackend::PlanSplitKv(int heads) {
   if (planned_step_ == step_number_ && planned_heads_ == heads) return absl::OkStatus();
   const std::pair<int, int> widths{layout_->latent_dim(), layout_->rope_dim()};
   if (decode_ctas_widths_ != widths) {  // Once per cache layout: a device query.
-    MLA_ASSIGN_OR_RETURN(decode_ctas_per_sm_, MlaDecodeCtasPerSm(widths.first, widths.second));
+    MLA_ASSIGN_OR_RETURN(
+        decode_ctas_per_sm_,
+        MlaDecodeCtasPerSm(widths.first, widths.second, MlaDecodeKernel::kAuto, CacheFp8()));
     decode_ctas_widths_ = widths;
   }
   MlaDecodePlanOptions options;

@@ -39,6 +39,28 @@ TEST(MlaDecodeChoiceTest, ExplicitChoicesAndTheEnvironment) {
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "mma_ksplit"), K::kMmaKSplit);
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 36, 6, "mma_ksplit"), K::kSimt);
   EXPECT_FALSE(ResolveMlaDecodeKernel(K::kMmaKSplit, 36, 6, nullptr).ok());
+  // The ring kernel: rows of at most kMlaRingMaxWidth values; named by the environment for
+  // wider ones it falls back to the tensor-core kernel, asked for explicitly it is refused.
+  EXPECT_TRUE(MlaDecodeRingSupports(512, 64));
+  EXPECT_TRUE(MlaDecodeRingSupports(32, 16));
+  EXPECT_FALSE(MlaDecodeRingSupports(512, 80));
+  EXPECT_FALSE(MlaDecodeRingSupports(36, 6));
+  // Its caches: any bf16 one of those widths; FP8 rows whose codes, scales and k_pe start
+  // 16-byte aligned (DeepSeek's 512 + 16 + 128 bytes), copied as they are.
+  EXPECT_TRUE(MlaDecodeRingTakesCache(512, 64, false));
+  EXPECT_TRUE(MlaDecodeRingTakesCache(512, 64, true));
+  EXPECT_TRUE(MlaDecodeRingTakesCache(32, 16, false));
+  EXPECT_FALSE(MlaDecodeRingTakesCache(32, 16, true));   // 68-byte rows
+  EXPECT_FALSE(MlaDecodeRingTakesCache(256, 64, true));  // scales end at 264
+  EXPECT_FALSE(MlaDecodeRingTakesCache(40, 8, true));    // codes not in 16-byte chunks
+  EXPECT_FALSE(MlaDecodeRingTakesCache(512, 80, false));
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kMmaRing, 512, 64, "simt"), K::kMmaRing);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "mma_ring"), K::kMmaRing);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 128, "mma_ring"), K::kMma);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 36, 6, "mma_ring"), K::kSimt);
+  const absl::StatusOr<K> too_wide = ResolveMlaDecodeKernel(K::kMmaRing, 512, 128, nullptr);
+  ASSERT_FALSE(too_wide.ok());
+  EXPECT_NE(too_wide.status().message().find("512 + 128"), std::string::npos) << too_wide.status();
   const absl::StatusOr<K> unknown = ResolveMlaDecodeKernel(K::kAuto, 512, 64, "wgmma");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("MLA_CUDA_DECODE_KERNEL=wgmma"), std::string::npos);

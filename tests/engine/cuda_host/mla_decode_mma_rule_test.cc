@@ -15,6 +15,8 @@
 #include <set>
 #include <vector>
 
+#include "engine/backend/cuda/kernels/mla_decode.h"
+
 namespace mla::cuda {
 namespace {
 
@@ -236,6 +238,45 @@ TEST(MlaDecodeMmaRuleTest, LdmatrixDeliversVFragments) {
   }
 }
 
+// The output columns of every warp's column pairs (16 columns each; the last pair may
+// have one n-tile) over a 64-key block, replayed lane by lane: A from p's fragments, B for
+// a pair from load_v(lane, first key, first column) (LdmatrixB), checked against
+// Σ_key p[row][key] · v(key, column).
+template <typename LoadVFn, typename VFn>
+void ReplayOutputPairs(int latent, int warps, const Stored& p, LoadVFn load_v, VFn v) {
+  for (int warp = 0; warp < warps; ++warp) {
+    for (int pair = warp; pair * 16 < latent; pair += warps) {
+      double c[2][32][4] = {};
+      for (int ks = 0; ks < kKeys / 16; ++ks) {
+        double a[32][8], b[2][32][4];
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < 8; ++e) {
+            const int w = MmaAWord(lane, e / 2, p.stride, ks * 8);
+            a[lane][e] = e % 2 == 0 ? p.word_lo(w) : p.word_hi(w);
+          }
+          const LdmatrixB vb = load_v(lane, 16 * ks, 16 * pair);
+          for (int tile = 0; tile < 2; ++tile)
+            for (int e = 0; e < 4; ++e) b[tile][lane][e] = vb.b[tile][e];
+        }
+        WarpMma(a, b[0], c[0]);
+        if (16 * pair + 8 < latent) WarpMma(a, b[1], c[1]);
+      }
+      for (int tile = 0; tile < 2 && 16 * pair + 8 * tile < latent; ++tile) {
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int i = 0; i < 4; ++i) {
+            const int row = PtxCRow(lane, i), col = 16 * pair + 8 * tile + PtxCCol(lane, i);
+            double want = 0;
+            for (int key = 0; key < kKeys; ++key)
+              want += p.v[row * 2 * p.stride + key] * v(key, col);
+            ASSERT_NEAR(c[tile][lane][i], want, 1e-9)
+                << "warp " << warp << " row " << row << " column " << col;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The k-split variant's two products over a 64-key block, replayed lane by lane for rows
 // of `width` values (the first `latent` of them V): the scores as the sum of the 4 warps'
 // partial products over their shares of the row's k-steps (a warp may have none), and the
@@ -278,37 +319,9 @@ void ReplayKSplit(int latent, int width, uint32_t seed) {
       }
     }
   }
-  for (int warp = 0; warp < kWarps; ++warp) {
-    for (int pair = warp; pair * 16 < latent; pair += kWarps) {
-      double c[2][32][4] = {};
-      for (int ks = 0; ks < kKeys / 16; ++ks) {
-        double a[32][8], b[2][32][4];
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int e = 0; e < 8; ++e) {
-            const int w = MmaAWord(lane, e / 2, p_stride, ks * 8);
-            a[lane][e] = e % 2 == 0 ? p.word_lo(w) : p.word_hi(w);
-          }
-          const LdmatrixB v = LoadV(k, lane, 16 * ks, 16 * pair);
-          for (int tile = 0; tile < 2; ++tile)
-            for (int e = 0; e < 4; ++e) b[tile][lane][e] = v.b[tile][e];
-        }
-        WarpMma(a, b[0], c[0]);
-        WarpMma(a, b[1], c[1]);
-      }
-      for (int tile = 0; tile < 2 && 16 * pair + 8 * tile < latent; ++tile) {
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int i = 0; i < 4; ++i) {
-            const int row = PtxCRow(lane, i), col = 16 * pair + 8 * tile + PtxCCol(lane, i);
-            double want = 0;
-            for (int key = 0; key < kKeys; ++key) {
-              want += p.v[row * 2 * p_stride + key] * k.v[key * 2 * stride + col];
-            }
-            ASSERT_NEAR(c[tile][lane][i], want, 1e-9) << "row " << row << " column " << col;
-          }
-        }
-      }
-    }
-  }
+  ReplayOutputPairs(
+      latent, kWarps, p, [&](int lane, int k0, int c0) { return LoadV(k, lane, k0, c0); },
+      [&](int key, int col) { return k.v[key * 2 * stride + col]; });
 }
 
 TEST(MlaDecodeMmaRuleTest, ReplayedKSplitProductsEqualMatrixProducts) {
@@ -316,6 +329,159 @@ TEST(MlaDecodeMmaRuleTest, ReplayedKSplitProductsEqualMatrixProducts) {
   ReplayKSplit(40, 48, 5);           // 3 k-steps (warp 3 has none), a one-tile last pair
   ReplayKSplit(136, 144, 6);         // 9 k-steps: 3, 3, 3, 0
   ReplayKSplit(512, 640, 7);         // the widest rows: 10 per warp
+}
+
+// --- The ring kernel: swizzled rows without padding, B from ldmatrix (.trans for V) ------
+
+// A block of `keys` rows of `values` values as the ring kernel stores it: RingRowChunks
+// chunks of 8 values per row, logical chunk c of key k at RingChunkWord (the rest NaN).
+struct Swizzled {
+  int keys, values, row_chunks;
+  std::vector<double> v;      // [keys · row_chunks · 8], indexed by bf16 position
+  std::vector<double> plain;  // [keys][values]: the same values, unswizzled
+  Swizzled(int k, int n, std::mt19937& rng)
+      : keys(k),
+        values(n),
+        row_chunks(RingRowChunks(n)),
+        v(k * RingRowChunks(n) * 8, NAN),
+        plain(k * n) {
+    std::uniform_real_distribution<double> u(-1, 1);
+    for (int key = 0; key < keys; ++key) {
+      for (int c = 0; c < values; ++c) {
+        const double x = u(rng);
+        plain[key * values + c] = x;
+        v[2 * RingChunkWord(key, c / 8, row_chunks) + c % 8] = x;
+      }
+    }
+  }
+  // Value `i` (0..7) of the 16-byte row at word `word`, as ldmatrix reads it.
+  double row_value(int word, int i) const { return v[2 * word + i]; }
+};
+
+// LoadV on the ring kernel's swizzled block: each lane's ldmatrix row at RingChunkWord.
+LdmatrixB LoadVSwizzled(const Swizzled& v, int lane, int k0, int c0) {
+  LdmatrixB out;
+  for (int m = 0; m < 4; ++m) {
+    for (int half = 0; half < 2; ++half) {
+      const int source = 8 * m + PtxLdmatrixTransRow(lane, half);
+      const int word = RingChunkWord(k0 + MmaVKeyOfLane(source),
+                                     (c0 + MmaVColumnOfLane(source)) / 8, v.row_chunks);
+      out.b[m / 2][2 * (m % 2) + half] = v.row_value(word, PtxLdmatrixTransCol(lane));
+    }
+  }
+  return out;
+}
+
+TEST(MlaDecodeMmaRuleTest, RingSwizzleKeepsEveryChunkInItsOwnRow) {
+  for (const int values : {kWidth, 48, 64, 144, 16, 560}) {
+    const int row_chunks = RingRowChunks(values);
+    EXPECT_EQ(row_chunks % 8, 0);
+    EXPECT_GE(row_chunks * 8, values);
+    // An odd k-step count reads two chunks past the row's values: still inside the row.
+    const int ksteps = values / 16;
+    EXPECT_LE(4 * ((ksteps + 1) / 2), row_chunks) << values;
+    for (int key = 0; key < kKeys; ++key) {
+      std::set<int> words;
+      for (int c = 0; c < row_chunks; ++c) {
+        const int w = RingChunkWord(key, c, row_chunks);
+        EXPECT_EQ(w % 4, 0);
+        EXPECT_GE(w, 4 * key * row_chunks);
+        EXPECT_LT(w, 4 * (key + 1) * row_chunks);
+        words.insert(w);
+      }
+      EXPECT_EQ(words.size(), static_cast<size_t>(row_chunks)) << "key " << key;
+    }
+  }
+  // The widest rows the ring takes fit the 227 KB a CTA may have on an H100 / H200; rows
+  // one k-step wider would not.
+  EXPECT_LE(RingSharedBytes(kMlaRingMaxWidth), 227 * 1024);
+  EXPECT_GT(RingSharedBytes(kMlaRingMaxWidth + 16), 227 * 1024);
+}
+
+TEST(MlaDecodeMmaRuleTest, RingLdmatrixPhasesAreConflictFree) {
+  for (const int values : {kWidth, 48, 144}) {
+    const int row_chunks = RingRowChunks(values);
+    for (int m = 0; m < 4; ++m) {  // one 8-row matrix per phase
+      std::set<int> k_banks, v_banks;
+      for (int lane = 8 * m; lane < 8 * m + 8; ++lane) {
+        // Scores: warp 5's keys at k-steps 4, 5; V: k-step 2, column pair 3.
+        const int kw =
+            RingChunkWord(40 + RingKKeyOfLane(lane), 8 + RingKChunkOfLane(lane), row_chunks);
+        const int vw =
+            RingChunkWord(32 + MmaVKeyOfLane(lane), (48 + MmaVColumnOfLane(lane)) / 8, row_chunks);
+        for (int w = 0; w < 4; ++w) {
+          k_banks.insert((kw + w) % 32);
+          v_banks.insert((vw + w) % 32);
+        }
+      }
+      EXPECT_EQ(k_banks.size(), 32u) << "scores, matrix " << m << ", " << values << " values";
+      EXPECT_EQ(v_banks.size(), 32u) << "V, matrix " << m << ", " << values << " values";
+    }
+  }
+}
+
+// The ring kernel's products over a 64-key block for rows of `width` values (the first
+// `latent` of them V), replayed lane by lane through ldmatrix's semantics on the swizzled
+// block: each warp's n-tile of scores over every k-step (q's fragments as LoadQueryFragments
+// reads them from contiguous rows), and each warp's column pairs of the output.
+void ReplayRing(int latent, int width, uint32_t seed) {
+  SCOPED_TRACE(::testing::Message() << "L " << latent << ", width " << width);
+  std::mt19937 rng(seed);
+  constexpr int kWarps = 8;
+  const int q_stride = width / 2, p_stride = MmaRowStrideWords(kKeys);
+  const Stored q = Random(kRows, width, q_stride, rng);
+  const Stored p = Random(kRows, kKeys, p_stride, rng);
+  const Swizzled k(kKeys, width, rng);
+  const int ksteps = width / 16;
+  for (int warp = 0; warp < kWarps; ++warp) {
+    double c[32][4] = {};
+    for (int kp = 0; 2 * kp < ksteps; ++kp) {
+      // ldmatrix.x4: register m of lane (g, t) is row g, values 2t, 2t + 1 of matrix m,
+      // whose row g lane 8m + g addressed.
+      double reg[32][4][2];
+      for (int lane = 0; lane < 32; ++lane) {
+        for (int m = 0; m < 4; ++m) {
+          const int source = 8 * m + PtxLdmatrixRow(lane);
+          const int word = RingChunkWord(8 * warp + RingKKeyOfLane(source),
+                                         4 * kp + RingKChunkOfLane(source), k.row_chunks);
+          for (int half = 0; half < 2; ++half) {
+            reg[lane][m][half] = k.row_value(word, PtxLdmatrixCol(lane, half));
+          }
+        }
+      }
+      for (int step = 0; step < 2 && 2 * kp + step < ksteps; ++step) {
+        const int ks = 2 * kp + step;
+        double a[32][8], b[32][4];
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int e = 0; e < 8; ++e) {
+            const int w = MmaAWord(lane, e / 2, q_stride, 8 * ks);
+            a[lane][e] = e % 2 == 0 ? q.word_lo(w) : q.word_hi(w);
+          }
+          for (int e = 0; e < 4; ++e) b[lane][e] = reg[lane][2 * step + e / 2][e % 2];
+        }
+        WarpMma(a, b, c);
+      }
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int i = 0; i < 4; ++i) {
+        const int row = PtxCRow(lane, i), key = 8 * warp + PtxCCol(lane, i);
+        double want = 0;
+        for (int d = 0; d < width; ++d)
+          want += q.v[row * 2 * q_stride + d] * k.plain[key * width + d];
+        ASSERT_NEAR(c[lane][i], want, 1e-9) << "warp " << warp << " row " << row << " key " << key;
+      }
+    }
+  }
+  ReplayOutputPairs(
+      latent, kWarps, p, [&](int lane, int k0, int c0) { return LoadVSwizzled(k, lane, k0, c0); },
+      [&](int key, int col) { return k.plain[key * width + col]; });
+}
+
+TEST(MlaDecodeMmaRuleTest, ReplayedRingProductsEqualMatrixProducts) {
+  ReplayRing(kLatent, kWidth, 8);  // DeepSeek: 36 k-steps, 4 column pairs per warp
+  ReplayRing(40, 48, 9);     // 3 k-steps (the last pair's second half unused), a one-tile pair
+  ReplayRing(136, 144, 10);  // 9 k-steps; pairs 0 .. 8, warp 0 takes two
+  ReplayRing(16, 16, 11);    // one k-step, one pair
 }
 
 }  // namespace

@@ -281,7 +281,8 @@ __global__ void __launch_bounds__(kCombineThreads) MlaDecodeCombineKernel(MlaDec
 
 }  // namespace
 
-absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecodeKernel kernel) {
+absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecodeKernel kernel,
+                                       bool kv_fp8) {
   const int width = kv_lora_rank + rope_dim;
   if (kv_lora_rank < 2 || kv_lora_rank % 2 != 0 || rope_dim < 0 || rope_dim % 2 != 0 ||
       kv_lora_rank > kMlaMaxLatent || rope_dim > kMlaMaxRope) {
@@ -290,6 +291,9 @@ absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecode
   const absl::StatusOr<MlaDecodeKernel> resolved =
       ResolveMlaDecodeKernel(kernel, kv_lora_rank, rope_dim);
   if (!resolved.ok()) return resolved.status();
+  if (*resolved == MlaDecodeKernel::kMmaRing && MlaDecodeRingRuns(kv_lora_rank, rope_dim, kv_fp8)) {
+    return MlaDecodeRingCtasPerSm(kv_lora_rank, rope_dim, kv_fp8);
+  }
   if (*resolved != MlaDecodeKernel::kSimt) {
     return MlaDecodeMmaCtasPerSm(width, *resolved == MlaDecodeKernel::kMmaKSplit);
   }
@@ -320,10 +324,11 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
           "MlaDecode: the tensor-core kernel needs q and out 4-byte aligned and partial_out "
           "8-byte aligned");
     }
-    if (absl::Status s = LaunchMlaDecodeMmaSplit(p, *kernel == MlaDecodeKernel::kMmaKSplit, stream);
-        !s.ok()) {
-      return s;
-    }
+    const absl::Status s =
+        *kernel == MlaDecodeKernel::kMmaRing && MlaDecodeRingTakes(p)
+            ? LaunchMlaDecodeRingSplit(p, stream)
+            : LaunchMlaDecodeMmaSplit(p, *kernel == MlaDecodeKernel::kMmaKSplit, stream);
+    if (!s.ok()) return s;
   } else {
     const size_t smem = SplitSharedBytes(p.kv_lora_rank + p.rope_dim);
     const void* split = reinterpret_cast<const void*>(&MlaDecodeSplitKernel);

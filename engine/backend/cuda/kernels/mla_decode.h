@@ -32,6 +32,9 @@ namespace mla::cuda {
 // both even.
 inline constexpr int kMlaMaxLatent = 512;
 inline constexpr int kMlaMaxRope = 128;
+// The ring kernel's limit on L + R: three 64-key blocks of such rows fill the 227 KB of
+// shared memory a CTA may have (DeepSeek's 576: 221 KB).
+inline constexpr int kMlaRingMaxWidth = 576;
 
 // Which split kernel runs (the combine kernel is shared):
 // - kSimt: CUDA cores (mla_decode.cu), any shape this header allows;
@@ -40,9 +43,16 @@ inline constexpr int kMlaMaxRope = 128;
 // - kMmaKSplit: the same widths, q's fragments in registers with the row's k-steps split
 //   over the warps and V through ldmatrix (fewer instructions per block; opt-in until a
 //   device has measured it against kMma);
-// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt, mma or mma_ksplit); unset,
-//   mma where it takes the shape (measured faster on an H200), simt otherwise.
-enum class MlaDecodeKernel : int { kAuto = 0, kSimt = 1, kMma = 2, kMmaKSplit = 3 };
+// - kMmaRing: kMma's math with one CTA of 8 warps per SM keeping two cache blocks in flight
+//   while it computes a third (mla_decode_ring.cu), for rows of at most kMlaRingMaxWidth
+//   values; caches it does not take (MlaDecodeRingTakesCache: FP8 rows whose parts are not
+//   16-byte aligned), a pool not 16-byte aligned or a device with less shared memory per
+//   CTA run kMma instead (opt-in until a device has measured it);
+// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt, mma, mma_ksplit or
+//   mma_ring); unset, mma where it takes the shape (measured faster on an H200), simt
+//   otherwise. A tensor-core kernel named for widths it does not take falls back to the
+//   next one that does (mma_ring → mma → simt).
+enum class MlaDecodeKernel : int { kAuto = 0, kSimt = 1, kMma = 2, kMmaKSplit = 3, kMmaRing = 4 };
 
 struct MlaDecodeParams {
   int batch = 0;
@@ -79,10 +89,15 @@ absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p);
 // Launches the split kernel and the combine kernel on `stream`.
 absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream);
 
-// Whether the tensor-core split kernel takes these widths.
+// Whether the tensor-core split kernels take these widths, and the ring kernel.
 bool MlaDecodeMmaSupports(int kv_lora_rank, int rope_dim);
+bool MlaDecodeRingSupports(int kv_lora_rank, int rope_dim);
+// Whether the ring kernel takes a cache of these widths (MlaDecodeRingSupports) and element
+// type: bf16 rows, or FP8 rows whose codes, scales and k_pe all start 16-byte aligned
+// (DeepSeek's 656-byte rows), copied as they are and dequantized in shared memory.
+bool MlaDecodeRingTakesCache(int kv_lora_rank, int rope_dim, bool kv_fp8);
 
-// The kernel that runs for `wanted` (kSimt, kMma or kMmaKSplit, never kAuto):
+// The kernel that runs for `wanted` (kSimt, kMma, kMmaKSplit or kMmaRing, never kAuto):
 // INVALID_ARGUMENT when a tensor-core kernel is asked for widths it does not take, or
 // MLA_CUDA_DECODE_KERNEL names no kernel.
 // `environment` is that variable's value (nullptr: unset); the other overload reads it
@@ -96,8 +111,10 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
 // current device holds at once for these widths: shared memory decides it (the CUDA-core
 // kernel: 2 on an H100 / H200 at DeepSeek's 576). The plan's num_sms is the multiprocessors
 // times this: with one CTA per multiprocessor its loads and its math never overlap.
+// `kv_fp8`: the cache's element type, which decides whether the ring kernel runs.
 absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim,
-                                       MlaDecodeKernel kernel = MlaDecodeKernel::kAuto);
+                                       MlaDecodeKernel kernel = MlaDecodeKernel::kAuto,
+                                       bool kv_fp8 = false);
 
 }  // namespace mla::cuda
 

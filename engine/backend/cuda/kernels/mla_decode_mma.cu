@@ -24,7 +24,8 @@
 // (mla_decode_split.cuh); the SM's second CTA overlaps one CTA's loads with its math.
 //
 // The k-split variant (MmaKSplit below, MlaDecodeKernel::kMmaKSplit, opt-in until a device
-// has compared it) keeps q's fragments in registers and reads V with ldmatrix.x4.trans.
+// has compared it) keeps q's fragments in registers and reads V with ldmatrix.x4.trans;
+// the ring variant (mla_decode_ring.cu) keeps blocks in flight while it computes.
 // Not done (docs/BENCHMARKS.md): TMA, more than 16 query rows per CTA, wgmma.
 #include <cuda_runtime.h>
 
@@ -35,6 +36,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/mla_decode.h"
+#include "engine/backend/cuda/kernels/mla_decode_mma.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_mma.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 #include "engine/backend/cuda/kernels/mla_decode_split.cuh"
@@ -84,6 +86,8 @@ struct MmaShared {
   float* m;        // [kRows] running max, log2 domain
   float* l;        // [kRows] running sum of exp2(score - m)
   float* alpha;    // [kRows] rescale of the output for the current block
+
+  __device__ MmaRowState rows() const { return {m, l, alpha}; }
 };
 
 __device__ MmaShared CarveMmaShared(unsigned char* base, int stride, bool ksplit) {
@@ -96,23 +100,6 @@ __device__ MmaShared CarveMmaShared(unsigned char* base, int stride, bool ksplit
   s.l = s.m + kRows;
   s.alpha = s.l + kRows;
   return s;
-}
-
-// d += a · b for one m16n8k16 tile (bf16 inputs, fp32 accumulators).
-__device__ __forceinline__ void Mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// Four 8 × 8 b16 matrices from shared memory, transposed (mla_decode_mma_rule.h).
-__device__ __forceinline__ void LdMatrixX4Trans(const uint32_t* row, uint32_t (&r)[4]) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
 }
 
 // The query tile of one sequence as bf16 pairs: rows row0 .. row0 + 15 of its s_q · heads
@@ -169,45 +156,6 @@ __device__ void MmaScores(const MmaShared& s, int stride, int width, int first_k
   }
 }
 
-// The online softmax of one row's 8 scores at this thread (sub of the row's 8 lanes), whose
-// own max is mx: running max m and sum l, alpha for the output, p stored as bf16.
-__device__ void OnlineSoftmaxRow(const MmaShared& s, int r, int sub, float mx, float (&v)[8]) {
-  // The 8 lanes of a row are an aligned group: xor by 4, 2, 1 stays inside it.
-#pragma unroll
-  for (int o = kThreadsPerRow / 2; o > 0; o >>= 1) {
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  }
-  const float m_old = s.m[r];
-  const float m_new = fmaxf(m_old, mx);
-  float alpha = 1.0f;
-  float sum = 0.0f;
-  if (m_new != -INFINITY) {  // Otherwise nothing was visible yet: keep zeros.
-    alpha = exp2f(m_old - m_new);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      v[i] = exp2f(v[i] - m_new);
-      sum += v[i];
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = 0.0f;
-  }
-#pragma unroll
-  for (int o = kThreadsPerRow / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  uint32_t* pr = s.p + r * kPStride + sub * 4;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    pr[i] = uint32_t{ToBf16Bits(v[2 * i])} | (uint32_t{ToBf16Bits(v[2 * i + 1])} << 16);
-  }
-  // The row's lanes have read m above; only lane 0 reads l and writes the state.
-  __syncwarp();
-  if (sub == 0) {
-    s.l[r] = s.l[r] * alpha + sum;
-    s.m[r] = m_new;
-    s.alpha[r] = alpha;
-  }
-}
-
 // Step 3: online softmax, 8 consecutive lanes per row, 8 keys each.
 __device__ void MmaSoftmax(const MmaShared& s) {
   const int r = threadIdx.x / kThreadsPerRow;
@@ -219,70 +167,7 @@ __device__ void MmaSoftmax(const MmaShared& s) {
   float mx = v[0];
 #pragma unroll
   for (int i = 1; i < 8; ++i) mx = fmaxf(mx, v[i]);
-  OnlineSoftmaxRow(s, r, sub, mx, v);
-}
-
-// One output pair of a finished piece: row r of the tile, columns col and col + 1, divided
-// by the row's sum l, to the final output (bf16) or the piece's partial slot (fp32).
-__device__ __forceinline__ void WritePieceOutputPair(const MlaDecodeParams& p,
-                                                     const MlaPieceOutput& o, const MlaSplitTile& t,
-                                                     int r, int col, float l, float x0, float x1) {
-  const int latent = p.kv_lora_rank;
-  const int row = t.row0 + r;
-  if (col >= latent || row >= t.rows_total) return;
-  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-  const int64_t at = (o.base * t.rows_total + row) * latent + col;
-  if (o.final_out) {
-    // latent and the column are even: a 4-byte aligned pair.
-    *reinterpret_cast<uint32_t*>(p.out + at) =
-        uint32_t{ToBf16Bits(x0 * inv)} | (uint32_t{ToBf16Bits(x1 * inv)} << 16);
-  } else {
-    *reinterpret_cast<float2*>(p.partial_out + at) = make_float2(x0 * inv, x1 * inv);
-  }
-}
-
-// A finished piece's output (final or partial slot) from this thread's accumulators, whose
-// n-tile i starts at latent column tile_column(i), then the accumulators cleared and the
-// piece's lse written.
-template <typename TileColumn>
-__device__ void FinishMmaPiece(const MlaDecodeParams& p, const MmaShared& s, const MlaSplitTile& t,
-                               int seq, int split, float (&acc)[kMaxTiles][4],
-                               TileColumn tile_column) {
-  const MlaPieceOutput o = MlaPieceOutputOf(p, seq, split);
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {  // accumulators 2·half and 2·half + 1: one row
-    const int r = PtxCRow(lane, 2 * half);
-    const float l = s.l[r];
-#pragma unroll
-    for (int i = 0; i < kMaxTiles; ++i) {
-      const int col = tile_column(i) + PtxCCol(lane, 2 * half);
-      WritePieceOutputPair(p, o, t, r, col, l, acc[i][2 * half], acc[i][2 * half + 1]);
-      acc[i][2 * half] = 0.0f;
-      acc[i][2 * half + 1] = 0.0f;
-    }
-  }
-  FinishPieceLse<kRows>(p, o, t.row0, t.rows_total, s.m, s.l);
-}
-
-// Both accumulate steps: the output rescaled by the rows' alpha of this block, and P's A
-// fragment for k-step ks (16 keys).
-__device__ __forceinline__ void RescaleOutput(const MmaShared& s, int lane,
-                                              float (&acc)[kMaxTiles][4]) {
-  float alpha[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) alpha[i] = s.alpha[PtxCRow(lane, i)];
-#pragma unroll
-  for (int i = 0; i < kMaxTiles; ++i) {
-#pragma unroll
-    for (int k = 0; k < 4; ++k) acc[i][k] *= alpha[k];
-  }
-}
-
-__device__ __forceinline__ void LoadPFragment(const MmaShared& s, int lane, int ks,
-                                              uint32_t (&a)[4]) {
-#pragma unroll
-  for (int r = 0; r < 4; ++r) a[r] = s.p[MmaAWord(lane, r, kPStride, ks * 8)];
+  OnlineSoftmaxRow<kThreadsPerRow, 8>(s.rows(), s.p + r * kPStride, r, sub, mx, v);
 }
 
 // Step 4: acc = acc · alpha + P · V over the block's 64 keys, warp w's latent n-tiles.
@@ -290,7 +175,7 @@ __device__ void MmaAccumulate(const MmaShared& s, int stride, int latent,
                               float (&acc)[kMaxTiles][4]) {
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
-  RescaleOutput(s, lane, acc);
+  RescaleOutput(s.alpha, lane, acc);
   const uint16_t* v = reinterpret_cast<const uint16_t*>(s.keys);
   // B's four values at k-step 0 and tile 0 (mla_decode_mma_rule.h): a k-step adds 16 key
   // rows, a tile 8 columns.
@@ -300,7 +185,7 @@ __device__ void MmaAccumulate(const MmaShared& s, int stride, int latent,
 #pragma unroll
   for (int ks = 0; ks < kKeys / 16; ++ks) {
     uint32_t a[4];
-    LoadPFragment(s, lane, ks, a);
+    LoadPFragment(s.p, kPStride, lane, ks, a);
     const uint16_t* vk = v + ks * 16 * 2 * stride;
 #pragma unroll
     for (int i = 0; i < kMaxTiles; ++i) {
@@ -337,7 +222,8 @@ struct MmaSplit {
   // Writes one finished piece (final output or partial slot), then clears the state.
   __device__ void FinishPiece(int seq, int split) {
     const int warp = threadIdx.x >> 5;
-    FinishMmaPiece(p, s, t, seq, split, acc, [warp](int i) { return (warp + kWarps * i) * 8; });
+    FinishMmaPiece(p, s.rows(), t, seq, split, acc,
+                   [warp](int i) { return (warp + kWarps * i) * 8; });
   }
 };
 
@@ -446,12 +332,12 @@ struct MmaKSplit {
       v[i] = first_key + sub * 8 + i < limit ? v[i] * t.scale_log2 : -INFINITY;
       mx = fmaxf(mx, v[i]);
     }
-    OnlineSoftmaxRow(s, r, sub, mx, v);
+    OnlineSoftmaxRow<kThreadsPerRow, 8>(s.rows(), s.p + r * kPStride, r, sub, mx, v);
   }
 
   // acc = acc · alpha + P · V over the block's 64 keys, this warp's column pairs.
   __device__ void Accumulate() {
-    RescaleOutput(s, lane, acc);
+    RescaleOutput(s.alpha, lane, acc);
     // This lane's ldmatrix row at k-step 0, pair 0: a k-step adds 16 key rows, a pair 16
     // columns (8 words).
     const uint32_t* v_row =
@@ -460,7 +346,7 @@ struct MmaKSplit {
 #pragma unroll
     for (int ks = 0; ks < kKeys / 16; ++ks) {
       uint32_t a[4];
-      LoadPFragment(s, lane, ks, a);
+      LoadPFragment(s.p, kPStride, lane, ks, a);
 #pragma unroll
       for (int i = 0; i < kMaxPairs; ++i) {
         const int col = 16 * (warp + kWarps * i);
@@ -477,7 +363,7 @@ struct MmaKSplit {
   // Writes one finished piece (final output or partial slot), then clears the state.
   __device__ void FinishPiece(int seq, int split) {
     const int w = warp;
-    FinishMmaPiece(p, s, t, seq, split, acc,
+    FinishMmaPiece(p, s.rows(), t, seq, split, acc,
                    [w](int i) { return 16 * (w + kWarps * (i / 2)) + 8 * (i % 2); });
   }
 };

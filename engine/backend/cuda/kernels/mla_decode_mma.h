@@ -1,5 +1,5 @@
-// The tensor-core split kernel of the MLA decode (mla_decode_mma.cu), for mla_decode.cu's
-// LaunchMlaDecode and MlaDecodeCtasPerSm; callers use those.
+// The tensor-core split kernels of the MLA decode (mla_decode_mma.cu, mla_decode_ring.cu),
+// for mla_decode.cu's LaunchMlaDecode and MlaDecodeCtasPerSm; callers use those.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_
 
@@ -16,6 +16,15 @@ absl::Status LaunchMlaDecodeMmaSplit(const MlaDecodeParams& p, bool ksplit, Cuda
 
 // CTAs of that kernel one multiprocessor of the current device holds for rows of `width`.
 absl::StatusOr<int> MlaDecodeMmaCtasPerSm(int width, bool ksplit);
+
+// The ring kernel: whether it runs for a cache of these widths and element type on the
+// current device (MlaDecodeRingTakesCache, and the device allows its shared memory);
+// whether it takes this call (that, and a 16-byte aligned pool); its launch (`p`
+// validated) and its CTAs per SM.
+bool MlaDecodeRingRuns(int kv_lora_rank, int rope_dim, bool kv_fp8);
+bool MlaDecodeRingTakes(const MlaDecodeParams& p);
+absl::Status LaunchMlaDecodeRingSplit(const MlaDecodeParams& p, CudaStream stream);
+absl::StatusOr<int> MlaDecodeRingCtasPerSm(int kv_lora_rank, int rope_dim, bool kv_fp8);
 
 }  // namespace mla::cuda
 

@@ -74,6 +74,47 @@ MLA_MMA_FN int PtxLdmatrixTransCol(int lane) { return MmaGroup(lane); }
 MLA_MMA_FN int MmaVKeyOfLane(int lane) { return lane & 15; }
 MLA_MMA_FN int MmaVColumnOfLane(int lane) { return 8 * (lane >> 4); }
 
+// --- The ring kernel (mla_decode_ring.cu): unpadded key rows, 16-byte chunks swizzled ------
+// A key row of `values` bf16 values takes RingRowChunks(values) chunks of 16 bytes (8
+// values each), rounded up to a multiple of 8; logical chunk c of key k is stored at chunk
+// c ^ (k mod 8) of its row. The 8 rows one ldmatrix phase reads (8 consecutive keys, one
+// logical chunk) then sit in 8 different groups of 4 banks, without the padding words the
+// other kernels spend (the ring's three blocks need the room).
+MLA_MMA_FN int RingRowChunks(int values) { return (values / 8 + 7) / 8 * 8; }
+// The first word of key `key`'s logical chunk `chunk` in a block of rows of `row_chunks`.
+MLA_MMA_FN int RingChunkWord(int key, int chunk, int row_chunks) {
+  return 4 * (key * row_chunks + (chunk ^ (key & 7)));
+}
+// PTX's ldmatrix .m8n8 .x4 without .trans: lanes 8i .. 8i + 7 give the addresses of rows
+// 0 .. 7 of matrix i, and register i of a lane receives row g, values 2·t and 2·t + 1 (low
+// half first) of matrix i.
+MLA_MMA_FN int PtxLdmatrixRow(int lane) { return MmaGroup(lane); }
+MLA_MMA_FN int PtxLdmatrixCol(int lane, int half) { return 2 * MmaThreadInGroup(lane) + half; }
+// The row each lane addresses when the ring kernel loads B = Kᵀ for keys n0 .. n0 + 7 over
+// the k-steps ks and ks + 1: key n0 + (lane mod 8) at logical chunk 2·ks + lane / 8, so that
+// matrices 0 .. 3 are chunks 2·ks .. 2·ks + 3 and registers 0, 1 are B's registers of k-step
+// ks, registers 2, 3 those of k-step ks + 1.
+MLA_MMA_FN int RingKKeyOfLane(int lane) { return lane & 7; }
+MLA_MMA_FN int RingKChunkOfLane(int lane) { return lane >> 3; }
+// The ring kernel's shared memory for rows of `values` values: kRingStages blocks of
+// kRingKeys rows (with an FP8 cache: kRingStages blocks of its rows as stored,
+// `fp8_row_bytes` each, and one block of bf16 rows they are dequantized into), then p (16
+// rows of kRingPStride words), the scores (16 rows of kRingScoreStride floats) and the
+// rows' running max, sum and alpha.
+inline constexpr int kRingStages = 3;
+inline constexpr int kRingKeys = 64;
+inline constexpr int kRingRows = 16;
+inline constexpr int kRingPStride = 36;      // ≡ 4 (mod 8): conflict-free A fragments
+inline constexpr int kRingScoreStride = 72;  // ≡ 8 (mod 32): conflict-free pair stores
+MLA_MMA_FN int RingStageWords(int values) { return kRingKeys * RingRowChunks(values) * 4; }
+MLA_MMA_FN int RingFp8StageWords(int fp8_row_bytes) { return kRingKeys * fp8_row_bytes / 4; }
+MLA_MMA_FN int RingSharedBytes(int values, int fp8_row_bytes = 0) {
+  const int blocks = fp8_row_bytes == 0
+                         ? kRingStages * RingStageWords(values)
+                         : kRingStages * RingFp8StageWords(fp8_row_bytes) + RingStageWords(values);
+  return 4 * (blocks + kRingRows * kRingPStride + kRingRows * kRingScoreStride + 3 * kRingRows);
+}
+
 }  // namespace mla::cuda
 
 #undef MLA_MMA_FN

@@ -29,11 +29,15 @@ __device__ __forceinline__ void StoreKeyWords4(uint32_t* dst, uint4 v, bool wide
 }
 
 // Two e4m3 codes (the low two bytes of `codes`, the lower first) times their group's
-// scale, rounded to bf16: one word of a key row.
+// scale, rounded to bf16: one word of a key row. Both codes in one conversion to a half
+// pair (exact: every e4m3 value is a half), both products rounded in one conversion
+// (round to nearest even, as ToBf16Bits); the bits are Fp8E4M3Value(code) · scale's.
 __device__ __forceinline__ uint32_t DequantFp8Pair(uint32_t codes, float scale) {
-  const float lo = Fp8E4M3Value(static_cast<uint8_t>(codes & 0xffu)) * scale;
-  const float hi = Fp8E4M3Value(static_cast<uint8_t>((codes >> 8) & 0xffu)) * scale;
-  return uint32_t{ToBf16Bits(lo)} | (uint32_t{ToBf16Bits(hi)} << 16);
+  const __half2_raw h =
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(codes & 0xffffu), __NV_E4M3);
+  const float2 f = __half22float2(__half2(h));
+  const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * scale, f.y * scale);
+  return uint32_t{__bfloat16_as_ushort(b.x)} | (uint32_t{__bfloat16_as_ushort(b.y)} << 16);
 }
 
 // FP8 rows: each value dequantized (code · its group's scale) and rounded to bf16, as the
