@@ -15,7 +15,8 @@
 //
 // Usage: cuda_mla_decode_bench [--batches=1,2,...] [--contexts=4096,...] [--heads=16,128]
 //        [--min_ms=50] [--hbm_gbps=0 (0: from the device's memory clock and bus width)]
-//        [--ctas_per_sm=0] [--rotate=true] [--kernel=auto|simt|mma|mma_ksplit|mma_ring] [--fp8]
+//        [--ctas_per_sm=0] [--rotate=true] [--kernel=auto|simt|mma|mma_ksplit|mma_ring|mma_rows64]
+//        [--fp8]
 // Exits 0 with a message when no CUDA device is usable.
 #include <cuda_runtime.h>
 
@@ -48,7 +49,8 @@ ABSL_FLAG(int, ctas_per_sm, 0,
           "the backend plans)");
 ABSL_FLAG(std::string, kernel, "auto",
           "Split kernel: simt (CUDA cores), mma (tensor cores), mma_ksplit (its k-split "
-          "variant), mma_ring (its ring of blocks in flight) or auto "
+          "variant), mma_ring (its ring of blocks in flight), mma_rows64 (64 query rows per CTA) "
+          "or auto "
           "(MLA_CUDA_DECODE_KERNEL, else mma where the widths allow)");
 ABSL_FLAG(bool, fp8, false, "The cache in DeepSeek's FP8 layout instead of bf16");
 ABSL_FLAG(bool, rotate, true,
@@ -95,6 +97,7 @@ MlaDecodeKernel Kernel() {
   if (k == "mma") return MlaDecodeKernel::kMma;
   if (k == "mma_ksplit") return MlaDecodeKernel::kMmaKSplit;
   if (k == "mma_ring") return MlaDecodeKernel::kMmaRing;
+  if (k == "mma_rows64") return MlaDecodeKernel::kMmaRows64;
   return MlaDecodeKernel::kAuto;
 }
 
@@ -122,7 +125,8 @@ int64_t Copies(const Pool& pool, int64_t shape_blocks, int64_t l2_bytes) {
 
 // Times LaunchMlaDecode on one shape; returns milliseconds per call and the copies used.
 absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Shape& s, int num_sms,
-                                                     int64_t l2_bytes, double min_ms) {
+                                                     int rows_per_cta, int64_t l2_bytes,
+                                                     double min_ms) {
   const int blocks_per_seq = s.context / kMlaBlockSize;
   std::vector<int32_t> lens(s.batch, s.context);
   const int64_t shape_blocks = int64_t{s.batch} * blocks_per_seq;
@@ -131,6 +135,7 @@ absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Sha
   MlaDecodePlanOptions options;
   options.num_sms = num_sms;
   options.num_heads = s.heads;
+  options.rows_per_cta = rows_per_cta;
   options.max_blocks_per_seq = blocks_per_seq;
   MlaDecodePlan plan;
   MLA_RETURN_IF_ERROR(PlanMlaDecode(lens, options, &plan));
@@ -210,9 +215,9 @@ absl::Status Run() {
   }
   const std::string kernel = absl::GetFlag(FLAGS_kernel);
   if (kernel != "auto" && kernel != "simt" && kernel != "mma" && kernel != "mma_ksplit" &&
-      kernel != "mma_ring") {
+      kernel != "mma_ring" && kernel != "mma_rows64") {
     return absl::InvalidArgumentError(
-        "--kernel must be auto, simt, mma, mma_ksplit or mma_ring, got " + kernel);
+        "--kernel must be auto, simt, mma, mma_ksplit, mma_ring or mma_rows64, got " + kernel);
   }
   double hbm = absl::GetFlag(FLAGS_hbm_gbps);
   if (hbm <= 0) hbm = DeviceHbmGbps(dev.ordinal);
@@ -234,6 +239,8 @@ absl::Status Run() {
     MLA_ASSIGN_OR_RETURN(ctas_per_sm,
                          MlaDecodeCtasPerSm(kLatent, kRope, Kernel(), absl::GetFlag(FLAGS_fp8)));
   }
+  MLA_ASSIGN_OR_RETURN(const int rows_per_cta,
+                       MlaDecodeRowsPerCta(kLatent, kRope, Kernel(), absl::GetFlag(FLAGS_fp8)));
   std::printf(
       "device: %s, %d SMs × %d split CTAs each (kernel %s), peak HBM %.0f GB/s, L2 %.0f MB; "
       "%s cache pool %.1f GB; %s\n",
@@ -247,8 +254,8 @@ absl::Status Run() {
     for (int c : contexts) {
       for (int b : batches) {
         MLA_ASSIGN_OR_RETURN(const auto timed,
-                             TimeShape(pool, {h, b, c}, dev.multiprocessors * ctas_per_sm, l2_bytes,
-                                       absl::GetFlag(FLAGS_min_ms)));
+                             TimeShape(pool, {h, b, c}, dev.multiprocessors * ctas_per_sm,
+                                       rows_per_cta, l2_bytes, absl::GetFlag(FLAGS_min_ms)));
         const double ms = timed.first;
         const double tokens = static_cast<double>(b) * c;
         const double gbps = tokens * BytesPerToken() / (ms * 1e-3) / 1e9;

@@ -167,6 +167,10 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
   options.num_heads = s.heads;
   options.q_rows_per_seq = s.s_q;
   options.max_blocks_per_seq = pr.max_blocks;
+  // The grid the backend plans for this kernel (64 rows per CTA for kMmaRows64).
+  const absl::StatusOr<int> rows_per_cta = MlaDecodeRowsPerCta(s.latent, s.rope, kernel, fp8);
+  EXPECT_TRUE(rows_per_cta.ok()) << rows_per_cta.status();
+  options.rows_per_cta = rows_per_cta.value_or(kMlaDecodeRowsPerCta);
   const absl::Status planned = PlanMlaDecode(s.lens, options, plan);
   EXPECT_TRUE(planned.ok()) << planned;
   const int batch = static_cast<int>(s.lens.size());
@@ -231,24 +235,29 @@ void ExpectMatches(const Shape& s, uint32_t seed) {
   const Problem pr = MakeProblem(s, seed);
   for (const bool fp8 : {false, true}) {
     const Result want = CpuReference(s, pr, fp8 ? pr.fp8_as_bf16 : pr.cache, scale);
-    for (const MlaDecodeKernel kernel : {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma,
-                                         MlaDecodeKernel::kMmaKSplit, MlaDecodeKernel::kMmaRing}) {
+    for (const MlaDecodeKernel kernel :
+         {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma, MlaDecodeKernel::kMmaKSplit,
+          MlaDecodeKernel::kMmaRing, MlaDecodeKernel::kMmaRows64}) {
       const bool mma = kernel != MlaDecodeKernel::kSimt;
       if (mma && !MlaDecodeMmaSupports(s.latent, s.rope)) {
         std::printf("[ L %d R %d ] tensor-core kernels: not for these widths\n", s.latent, s.rope);
         continue;
       }
-      if (kernel == MlaDecodeKernel::kMmaRing && !MlaDecodeRingSupports(s.latent, s.rope)) {
-        std::printf("[ L %d R %d ] ring kernel: rows too wide\n", s.latent, s.rope);
+      const bool ring =
+          kernel == MlaDecodeKernel::kMmaRing || kernel == MlaDecodeKernel::kMmaRows64;
+      if (ring && !MlaDecodeRingSupports(s.latent, s.rope)) {
+        std::printf("[ L %d R %d ] ring and 64-row kernels: rows too wide\n", s.latent, s.rope);
         continue;
       }
       // The ring kernel hands an FP8 cache whose rows it does not take to the tensor-core
-      // kernel (mla_decode.h); DeepSeek's widths run its FP8 path.
+      // kernel (mla_decode.h), DeepSeek's widths run its FP8 path; the 64-row kernel hands
+      // every FP8 cache to the tensor-core kernel.
       SCOPED_TRACE(::testing::Message()
                    << (kernel == MlaDecodeKernel::kSimt        ? "CUDA-core kernel"
                        : kernel == MlaDecodeKernel::kMma       ? "tensor-core kernel"
                        : kernel == MlaDecodeKernel::kMmaKSplit ? "tensor-core kernel, k-split"
-                                                               : "tensor-core kernel, ring")
+                       : kernel == MlaDecodeKernel::kMmaRing   ? "tensor-core kernel, ring"
+                                                               : "tensor-core kernel, 64 rows")
                    << (fp8 ? ", FP8 cache" : ", bf16 cache"));
       ExpectKernelMatches(s, pr, scale, kernel, fp8, want);
     }
@@ -321,6 +330,11 @@ TEST(MlaDecodeCudaTest, SeveralQueryRowsAndTinyShapes) {
   ExpectMatches({4, 40, 8, 1, {1, 64, 100}}, 10);
   // L + R = 144: nine k-steps (the ring kernel's last ldmatrix reads two chunks of padding).
   ExpectMatches({3, 136, 8, 2, {1, 65, 300}}, 13);
+  // L = 264, R = 24: the 64-row kernel's second half of the latent ends with a one-tile
+  // column pair.
+  ExpectMatches({4, 264, 24, 1, {1, 64, 200}}, 15);
+  // 80 query rows (20 heads, s_q = 4): the 64-row kernel's second tile is partial.
+  ExpectMatches({20, 512, 64, 4, {5, 64, 130, 700}}, 14);
 }
 
 TEST(MlaDecodeCudaTest, LargeRandomBatch) {

@@ -110,11 +110,15 @@ absl::Status CudaBackend::PlanSplitKv(int heads) {
     MLA_ASSIGN_OR_RETURN(
         decode_ctas_per_sm_,
         MlaDecodeCtasPerSm(widths.first, widths.second, MlaDecodeKernel::kAuto, CacheFp8()));
+    MLA_ASSIGN_OR_RETURN(
+        decode_rows_per_cta_,
+        MlaDecodeRowsPerCta(widths.first, widths.second, MlaDecodeKernel::kAuto, CacheFp8()));
     decode_ctas_widths_ = widths;
   }
   MlaDecodePlanOptions options;
   options.num_sms = num_sms_ * decode_ctas_per_sm_;  // CTAs resident at once
   options.num_heads = heads;
+  options.rows_per_cta = decode_rows_per_cta_;
   options.max_blocks_per_seq = static_cast<int>(table_width_);
   MlaDecodePlan& plan = decode_plan_;
   MLA_RETURN_IF_ERROR(PlanMlaDecode(step_->seq_lens, options, &plan));

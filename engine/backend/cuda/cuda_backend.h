@@ -184,9 +184,10 @@ class CudaBackend final : public Backend {
   std::string name_;
   std::string description_;
   int num_sms_ = 0;
-  // Split-KV decode CTAs one multiprocessor holds, for the (L, R) of decode_ctas_widths_
-  // (the kernel, and so the count, depends on both).
+  // Split-KV decode CTAs one multiprocessor holds and query rows per CTA, for the (L, R)
+  // of decode_ctas_widths_ (the kernel, and so the counts, depend on both).
   int decode_ctas_per_sm_ = 1;
+  int decode_rows_per_cta_ = kMlaDecodeRowsPerCta;
   std::pair<int, int> decode_ctas_widths_{0, 0};
   bool split_kv_decode_ = true;
   int64_t decompress_chunk_bytes_ = kMaxDecompressedChunkBytes;

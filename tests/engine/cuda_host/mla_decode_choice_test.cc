@@ -61,6 +61,11 @@ TEST(MlaDecodeChoiceTest, ExplicitChoicesAndTheEnvironment) {
   const absl::StatusOr<K> too_wide = ResolveMlaDecodeKernel(K::kMmaRing, 512, 128, nullptr);
   ASSERT_FALSE(too_wide.ok());
   EXPECT_NE(too_wide.status().message().find("512 + 128"), std::string::npos) << too_wide.status();
+  // The 64-row kernel: the ring's widths.
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kMmaRows64, 512, 64, nullptr), K::kMmaRows64);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "mma_rows64"), K::kMmaRows64);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 128, "mma_rows64"), K::kMma);
+  EXPECT_FALSE(ResolveMlaDecodeKernel(K::kMmaRows64, 512, 128, nullptr).ok());
   const absl::StatusOr<K> unknown = ResolveMlaDecodeKernel(K::kAuto, 512, 64, "wgmma");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("MLA_CUDA_DECODE_KERNEL=wgmma"), std::string::npos);

@@ -484,5 +484,110 @@ TEST(MlaDecodeMmaRuleTest, ReplayedRingProductsEqualMatrixProducts) {
   ReplayRing(16, 16, 11);    // one k-step, one pair
 }
 
+// --- The 64-row kernel: q's A fragments through ldmatrix, p stored from the scores ------
+
+// The 64-row kernel's scores for the warp of row group `group` and half `half` over a
+// 64-key block of rows of `width` values, replayed lane by lane: A from the swizzled q tile
+// and B from the swizzled keys, both through ldmatrix.x4 (PTX's semantics), against Q·Kᵀ.
+void ReplayRows64Scores(int width, uint32_t seed) {
+  SCOPED_TRACE(::testing::Message() << "width " << width);
+  std::mt19937 rng(seed);
+  const Swizzled q(kRows64Rows, width, rng);
+  const Swizzled k(kKeys, width, rng);
+  const int ksteps = width / 16;
+  // ldmatrix.x4 (no .trans) with lane l addressing `word(l)`: register m, half h of a lane.
+  auto ldmatrix = [](const Swizzled& src, auto word, double(&reg)[32][4][2]) {
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int m = 0; m < 4; ++m) {
+        const int w = word(8 * m + PtxLdmatrixRow(lane));
+        for (int half = 0; half < 2; ++half) {
+          reg[lane][m][half] = src.row_value(w, PtxLdmatrixCol(lane, half));
+        }
+      }
+    }
+  };
+  for (int group = 0; group < 4; ++group) {
+    for (int half = 0; half < 2; ++half) {
+      for (int j = 0; j < 4; ++j) {
+        double c[32][4] = {};
+        for (int kp = 0; 2 * kp < ksteps; ++kp) {
+          double qa[2][32][4][2], kb[32][4][2];
+          for (int step = 0; step < 2; ++step) {
+            ldmatrix(
+                q,
+                [&](int l) {
+                  return RingChunkWord(16 * group + Rows64ARowOfLane(l),
+                                       4 * kp + 2 * step + Rows64AChunkOfLane(l), q.row_chunks);
+                },
+                qa[step]);
+          }
+          ldmatrix(
+              k,
+              [&](int l) {
+                return RingChunkWord(32 * half + 8 * j + RingKKeyOfLane(l),
+                                     4 * kp + RingKChunkOfLane(l), k.row_chunks);
+              },
+              kb);
+          for (int step = 0; step < 2 && 2 * kp + step < ksteps; ++step) {
+            double a[32][8], b[32][4];
+            for (int lane = 0; lane < 32; ++lane) {
+              for (int e = 0; e < 8; ++e) a[lane][e] = qa[step][lane][e / 2][e % 2];
+              for (int e = 0; e < 4; ++e) b[lane][e] = kb[lane][2 * step + e / 2][e % 2];
+            }
+            WarpMma(a, b, c);
+          }
+        }
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int i = 0; i < 4; ++i) {
+            const int row = 16 * group + PtxCRow(lane, i);
+            const int key = 32 * half + 8 * j + PtxCCol(lane, i);
+            double want = 0;
+            for (int d = 0; d < width; ++d) {
+              want += q.plain[row * width + d] * k.plain[key * width + d];
+            }
+            ASSERT_NEAR(c[lane][i], want, 1e-9)
+                << "group " << group << " half " << half << " row " << row << " key " << key;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(MlaDecodeMmaRuleTest, ReplayedRows64ScoresEqualMatrixProducts) {
+  ReplayRows64Scores(kWidth, 12);  // DeepSeek: 36 k-steps
+  ReplayRows64Scores(48, 13);      // 3: the last pair's second A tile in the padding
+  ReplayRows64Scores(144, 14);
+  ReplayRows64Scores(16, 15);
+}
+
+TEST(MlaDecodeMmaRuleTest, Rows64PStoresAreThePRowsAndConflictFree) {
+  // Accumulators 2h, 2h + 1 of n-tile j are row 16·group + g + 8h, keys 32·half + 8j + 2t
+  // and + 1: the word of that key pair in p's rows, which LoadPFragment then reads.
+  std::set<int> words;
+  for (int group = 0; group < 4; ++group) {
+    for (int half = 0; half < 2; ++half) {
+      for (int j = 0; j < 4; ++j) {
+        for (int h = 0; h < 2; ++h) {
+          std::set<int> banks;
+          for (int lane = 0; lane < 32; ++lane) {
+            const int row = 16 * group + PtxCRow(lane, 2 * h);
+            const int key = 32 * half + 8 * j + PtxCCol(lane, 2 * h);
+            ASSERT_EQ(key % 2, 0);
+            const int w = Rows64PWord(lane, group, half, j, h);
+            EXPECT_EQ(w, row * kRingPStride + key / 2) << "lane " << lane;
+            words.insert(w);
+            banks.insert(w % 32);
+          }
+          EXPECT_EQ(banks.size(), 32u) << "group " << group << " half " << half << " j " << j;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(words.size(), static_cast<size_t>(kRows64Rows * kKeys / 2));  // every pair once
+  // Fits the 227 KB a CTA may have on an H100 / H200 at the widest rows it takes.
+  EXPECT_LE(Rows64SharedBytes(kMlaRingMaxWidth), 227 * 1024);
+}
+
 }  // namespace
 }  // namespace mla::cuda

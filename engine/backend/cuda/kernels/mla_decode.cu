@@ -23,6 +23,7 @@
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma.h"
+#include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 #include "engine/backend/cuda/kernels/mla_decode_split.cuh"
 
 namespace mla::cuda {
@@ -294,6 +295,10 @@ absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecode
   if (*resolved == MlaDecodeKernel::kMmaRing && MlaDecodeRingRuns(kv_lora_rank, rope_dim, kv_fp8)) {
     return MlaDecodeRingCtasPerSm(kv_lora_rank, rope_dim, kv_fp8);
   }
+  if (*resolved == MlaDecodeKernel::kMmaRows64 &&
+      MlaDecodeRows64Runs(kv_lora_rank, rope_dim, kv_fp8)) {
+    return MlaDecodeRows64CtasPerSm(kv_lora_rank, rope_dim);
+  }
   if (*resolved != MlaDecodeKernel::kSimt) {
     return MlaDecodeMmaCtasPerSm(width, *resolved == MlaDecodeKernel::kMmaKSplit);
   }
@@ -304,6 +309,17 @@ absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecode
   MLA_CUDA_RETURN_IF_ERROR(
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, MlaDecodeSplitKernel, kThreads, smem));
   return std::max(ctas, 1);
+}
+
+absl::StatusOr<int> MlaDecodeRowsPerCta(int kv_lora_rank, int rope_dim, MlaDecodeKernel kernel,
+                                        bool kv_fp8) {
+  const absl::StatusOr<MlaDecodeKernel> resolved =
+      ResolveMlaDecodeKernel(kernel, kv_lora_rank, rope_dim);
+  if (!resolved.ok()) return resolved.status();
+  return *resolved == MlaDecodeKernel::kMmaRows64 &&
+                 MlaDecodeRows64Runs(kv_lora_rank, rope_dim, kv_fp8)
+             ? kRows64Rows
+             : kMlaDecodeRowsPerCta;
 }
 
 absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
@@ -327,6 +343,8 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
     const absl::Status s =
         *kernel == MlaDecodeKernel::kMmaRing && MlaDecodeRingTakes(p)
             ? LaunchMlaDecodeRingSplit(p, stream)
+        : *kernel == MlaDecodeKernel::kMmaRows64 && MlaDecodeRows64Takes(p)
+            ? LaunchMlaDecodeRows64Split(p, stream)
             : LaunchMlaDecodeMmaSplit(p, *kernel == MlaDecodeKernel::kMmaKSplit, stream);
     if (!s.ok()) return s;
   } else {

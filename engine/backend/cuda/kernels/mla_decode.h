@@ -48,11 +48,21 @@ inline constexpr int kMlaRingMaxWidth = 576;
 //   values; caches it does not take (MlaDecodeRingTakesCache: FP8 rows whose parts are not
 //   16-byte aligned), a pool not 16-byte aligned or a device with less shared memory per
 //   CTA run kMma instead (opt-in until a device has measured it);
-// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt, mma, mma_ksplit or
-//   mma_ring); unset, mma where it takes the shape (measured faster on an H200), simt
+// - kMmaRows64: kMma's math for 64 query rows per CTA (mla_decode_rows64.cu: 8 warps, a
+//   block read once per 64 rows, for many heads), bf16 caches and the ring's widths, else
+//   kMma (opt-in until a device has measured it);
+// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt, mma, mma_ksplit, mma_ring or
+//   mma_rows64); unset, mma where it takes the shape (measured faster on an H200), simt
 //   otherwise. A tensor-core kernel named for widths it does not take falls back to the
-//   next one that does (mma_ring → mma → simt).
-enum class MlaDecodeKernel : int { kAuto = 0, kSimt = 1, kMma = 2, kMmaKSplit = 3, kMmaRing = 4 };
+//   next one that does (mma_ring or mma_rows64 → mma → simt).
+enum class MlaDecodeKernel : int {
+  kAuto = 0,
+  kSimt = 1,
+  kMma = 2,
+  kMmaKSplit = 3,
+  kMmaRing = 4,
+  kMmaRows64 = 5,
+};
 
 struct MlaDecodeParams {
   int batch = 0;
@@ -97,7 +107,7 @@ bool MlaDecodeRingSupports(int kv_lora_rank, int rope_dim);
 // (DeepSeek's 656-byte rows), copied as they are and dequantized in shared memory.
 bool MlaDecodeRingTakesCache(int kv_lora_rank, int rope_dim, bool kv_fp8);
 
-// The kernel that runs for `wanted` (kSimt, kMma, kMmaKSplit or kMmaRing, never kAuto):
+// The kernel asked for by `wanted` (never kAuto in the result):
 // INVALID_ARGUMENT when a tensor-core kernel is asked for widths it does not take, or
 // MLA_CUDA_DECODE_KERNEL names no kernel.
 // `environment` is that variable's value (nullptr: unset); the other overload reads it
@@ -115,6 +125,14 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
 absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim,
                                        MlaDecodeKernel kernel = MlaDecodeKernel::kAuto,
                                        bool kv_fp8 = false);
+
+// Query rows per CTA of the split kernel that runs for these widths, kernel and cache:
+// the plan's MlaDecodePlanOptions::rows_per_cta (64 for kMmaRows64 where it runs, else
+// kMlaDecodeRowsPerCta). Any value gives correct results; this one the intended grid (a
+// call whose q or cache is not 16-byte aligned runs kMma on it: correct, a larger grid).
+absl::StatusOr<int> MlaDecodeRowsPerCta(int kv_lora_rank, int rope_dim,
+                                        MlaDecodeKernel kernel = MlaDecodeKernel::kAuto,
+                                        bool kv_fp8 = false);
 
 }  // namespace mla::cuda
 

@@ -45,10 +45,11 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
       }
       return wanted;
     case MlaDecodeKernel::kMmaRing:
+    case MlaDecodeKernel::kMmaRows64:
       if (!MlaDecodeRingSupports(kv_lora_rank, rope_dim)) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "MlaDecode: the ring kernel needs kv_lora_rank a multiple of 8 and kv_lora_rank + "
-            "rope_dim a multiple of 16 and at most ",
+            "MlaDecode: the ring and 64-row kernels need kv_lora_rank a multiple of 8 and "
+            "kv_lora_rank + rope_dim a multiple of 16 and at most ",
             kMlaRingMaxWidth, ", got ", kv_lora_rank, " + ", rope_dim));
       }
       return wanted;
@@ -61,12 +62,14 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
   if (env == "simt") return MlaDecodeKernel::kSimt;
   if (env.empty() || env == "mma") return mma_fits ? MlaDecodeKernel::kMma : MlaDecodeKernel::kSimt;
   if (env == "mma_ksplit") return mma_fits ? MlaDecodeKernel::kMmaKSplit : MlaDecodeKernel::kSimt;
-  if (env == "mma_ring") {
-    if (MlaDecodeRingSupports(kv_lora_rank, rope_dim)) return MlaDecodeKernel::kMmaRing;
+  if (env == "mma_ring" || env == "mma_rows64") {
+    if (MlaDecodeRingSupports(kv_lora_rank, rope_dim)) {
+      return env == "mma_ring" ? MlaDecodeKernel::kMmaRing : MlaDecodeKernel::kMmaRows64;
+    }
     return mma_fits ? MlaDecodeKernel::kMma : MlaDecodeKernel::kSimt;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("MLA_CUDA_DECODE_KERNEL=", env, ": expected simt, mma, mma_ksplit or mma_ring"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "MLA_CUDA_DECODE_KERNEL=", env, ": expected simt, mma, mma_ksplit, mma_ring or mma_rows64"));
 }
 
 absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, int kv_lora_rank,

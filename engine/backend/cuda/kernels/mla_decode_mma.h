@@ -1,4 +1,5 @@
-// The tensor-core split kernels of the MLA decode (mla_decode_mma.cu, mla_decode_ring.cu),
+// The tensor-core split kernels of the MLA decode (mla_decode_mma.cu, mla_decode_ring.cu,
+// mla_decode_rows64.cu),
 // for mla_decode.cu's LaunchMlaDecode and MlaDecodeCtasPerSm; callers use those.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_
@@ -25,6 +26,12 @@ bool MlaDecodeRingRuns(int kv_lora_rank, int rope_dim, bool kv_fp8);
 bool MlaDecodeRingTakes(const MlaDecodeParams& p);
 absl::Status LaunchMlaDecodeRingSplit(const MlaDecodeParams& p, CudaStream stream);
 absl::StatusOr<int> MlaDecodeRingCtasPerSm(int kv_lora_rank, int rope_dim, bool kv_fp8);
+
+// The 64-row kernel, the same way (bf16 caches only; it also needs q 16-byte aligned).
+bool MlaDecodeRows64Runs(int kv_lora_rank, int rope_dim, bool kv_fp8);
+bool MlaDecodeRows64Takes(const MlaDecodeParams& p);
+absl::Status LaunchMlaDecodeRows64Split(const MlaDecodeParams& p, CudaStream stream);
+absl::StatusOr<int> MlaDecodeRows64CtasPerSm(int kv_lora_rank, int rope_dim);
 
 }  // namespace mla::cuda
 

@@ -115,6 +115,30 @@ MLA_MMA_FN int RingSharedBytes(int values, int fp8_row_bytes = 0) {
   return 4 * (blocks + kRingRows * kRingPStride + kRingRows * kRingScoreStride + 3 * kRingRows);
 }
 
+// --- The 64-row kernel (mla_decode_rows64.cu): q as A fragments through ldmatrix.x4 -------
+// A 16 × 16 A tile (rows r0 .., k-step ks) from rows stored like the ring's keys: lane l
+// addresses row r0 + (l mod 16) at logical chunk 2·ks + l / 16, so that matrices 0 .. 3
+// are (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15):
+// registers 0 .. 3 are A's, in PTX's order.
+MLA_MMA_FN int Rows64ARowOfLane(int lane) { return lane & 15; }
+MLA_MMA_FN int Rows64AChunkOfLane(int lane) { return lane >> 4; }
+// Its shared memory for rows of `values` values: the q tile (kRows64Rows rows, stored like
+// a block of keys), kRows64Stages blocks of keys, p (kRows64Rows rows of kRingPStride
+// words) and each half's row maxima (2 × kRows64Rows floats).
+inline constexpr int kRows64Rows = 64;
+inline constexpr int kRows64Stages = 2;
+// Where lane (g, t) of the warp for row group `group` and half `half` stores p of its
+// scores' n-tile j, accumulators 2h and 2h + 1 (row 16·group + g + 8h, keys 32·half + 8j +
+// 2t and + 1): p's rows of kRingPStride words hold the keys in pairs.
+MLA_MMA_FN int Rows64PWord(int lane, int group, int half, int j, int h) {
+  return (16 * group + MmaGroup(lane) + 8 * h) * kRingPStride + 16 * half + 4 * j +
+         MmaThreadInGroup(lane);
+}
+MLA_MMA_FN int Rows64SharedBytes(int values) {
+  return 4 * ((1 + kRows64Stages) * RingStageWords(values) + kRows64Rows * kRingPStride +
+              2 * kRows64Rows);
+}
+
 }  // namespace mla::cuda
 
 #undef MLA_MMA_FN

@@ -45,6 +45,7 @@
 #include "engine/backend/cuda/kernels/mla_decode_mma.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_mma.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
+#include "engine/backend/cuda/kernels/mla_decode_ring.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_split.cuh"
 
 namespace mla::cuda {
@@ -100,58 +101,6 @@ __device__ RingShared CarveRingShared(unsigned char* base, int width, int fp8_ro
   return s;
 }
 
-// One block of the CTA's walk: block `block` of sequence `seq`, whose piece (split `split`)
-// ends before block_end.
-struct RingItem {
-  int seq;
-  int block;
-  int block_end;
-  int split;
-  int seq_len;
-};
-
-// The first block of the first non-empty piece of `part` at or after sequence `seq`.
-__device__ bool RingFirstFrom(const MlaDecodeParams& p, const MlaDecodePart& part, int seq,
-                              RingItem& it) {
-  for (; seq <= part.end_seq; ++seq) {
-    const int seq_len = p.seq_lens[seq];
-    const int blocks = (seq_len + kKeys - 1) / kKeys;
-    const MlaDecodePieceRange range = MlaPieceOf(part, seq, blocks);
-    const int block_end = min(range.block_end, blocks);  // Guards against a stale plan.
-    if (range.block_begin < block_end) {
-      it = {seq, range.block_begin, block_end, range.split, seq_len};
-      return true;
-    }
-  }
-  return false;
-}
-
-// The walk's next block after `it`; false past the part's end.
-__device__ bool RingAdvance(const MlaDecodeParams& p, const MlaDecodePart& part, RingItem& it) {
-  if (++it.block < it.block_end) return true;
-  return RingFirstFrom(p, part, it.seq + 1, it);
-}
-
-// Every thread issues its cp.async copies of the item's block into `stage` (zeros for the
-// slots at or past the sequence's length, which are never read): bf16 rows swizzled, FP8
-// rows (`row_bytes` each, a multiple of 16) as they are.
-template <bool kFp8>
-__device__ void IssueRingBlock(const MlaDecodeParams& p, const RingItem& it, int width,
-                               int64_t row_bytes, uint32_t* stage) {
-  const int32_t block_id =
-      p.block_table[static_cast<int64_t>(it.seq) * p.max_blocks_per_seq + it.block];
-  const uint4* src = reinterpret_cast<const uint4*>(
-      static_cast<const uint8_t*>(p.kv_cache) + static_cast<int64_t>(block_id) * kKeys * row_bytes);
-  const int chunks = static_cast<int>(row_bytes / 16);  // per row
-  const int row_chunks = RingRowChunks(width);
-  const int first_key = it.block * kKeys;
-  for (int i = threadIdx.x; i < kKeys * chunks; i += kThreads) {
-    const int key = i / chunks;
-    uint32_t* dst = kFp8 ? stage + 4 * i : stage + RingChunkWord(key, i - key * chunks, row_chunks);
-    CopyAsync16(dst, src + i, first_key + key < it.seq_len);
-  }
-}
-
 // An FP8 block as copied (rows of `row_bytes`: codes, scales from byte `latent`, k_pe from
 // `rope_at`, all 16-byte aligned) into the swizzled bf16 rows the products read.
 // Zero-filled slots (codes and scales 0) become zeros.
@@ -176,16 +125,6 @@ __device__ void DequantizeRingBlock(const uint32_t* stage, int latent, int rope,
     }
     *reinterpret_cast<uint4*>(keys + RingChunkWord(key, c, row_chunks)) = v;
   }
-}
-
-__device__ __forceinline__ void CommitCopies() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-// Waits until at most kPending of this thread's newest copy groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void WaitCopiesExceptNewest() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 // q's A fragments of every k-step for the tile's 16 rows of sequence `seq`, straight from
@@ -276,24 +215,9 @@ struct MmaRing {
   // Step 4: acc = acc · alpha + P · V over the block's 64 keys, this warp's column pairs.
   __device__ void Accumulate(const uint32_t* keys) {
     RescaleOutput(s.alpha, lane, acc);
-    const int latent = p.kv_lora_rank;
-#pragma unroll
-    for (int ks = 0; ks < kKeys / 16; ++ks) {
-      uint32_t a[4];
-      LoadPFragment(s.p, kPStride, lane, ks, a);
-      const int key = 16 * ks + MmaVKeyOfLane(lane);
-#pragma unroll
-      for (int i = 0; i < kMaxPairs; ++i) {
-        const int col = 16 * (warp + kWarps * i);
-        if (col < latent) {  // Uniform over the warp; no break, so acc stays in registers.
-          uint32_t b[4];
-          LdMatrixX4Trans(keys + RingChunkWord(key, (col + MmaVColumnOfLane(lane)) / 8, row_chunks),
-                          b);
-          Mma16816(acc[2 * i], a[0], a[1], a[2], a[3], b[0], b[1]);
-          if (col + 8 < latent) Mma16816(acc[2 * i + 1], a[0], a[1], a[2], a[3], b[2], b[3]);
-        }
-      }
-    }
+    const int w = warp;
+    AccumulateSwizzledPV(s.p, kPStride, keys, row_chunks, p.kv_lora_rank, lane, acc,
+                         [w](int i) { return 16 * (w + kWarps * i); });
   }
 
   __device__ void FinishPiece(const RingItem& it) {
@@ -323,7 +247,7 @@ __global__ void __launch_bounds__(kThreads, 1) MlaDecodeRingKernel(MlaDecodePara
 #pragma unroll
   for (int i = 0; i < kStages - 1; ++i) {
     if (has_next) {
-      IssueRingBlock<kFp8>(p, next, k.t.width, row_bytes, k.s.stage(i));
+      IssueRingBlock<kThreads, kFp8>(p, next, k.t.width, row_bytes, k.s.stage(i));
       has_next = RingAdvance(p, part, next);
     }
     CommitCopies();
@@ -338,8 +262,8 @@ __global__ void __launch_bounds__(kThreads, 1) MlaDecodeRingKernel(MlaDecodePara
     // its stage (overwritten next), its p and its scores.
     __syncthreads();
     if (has_next) {
-      IssueRingBlock<kFp8>(p, next, k.t.width, row_bytes,
-                           k.s.stage((stage + kStages - 1) % kStages));
+      IssueRingBlock<kThreads, kFp8>(p, next, k.t.width, row_bytes,
+                                     k.s.stage((stage + kStages - 1) % kStages));
       has_next = RingAdvance(p, part, next);
     }
     CommitCopies();
@@ -380,20 +304,6 @@ RingVariant RingVariantOf(int latent, int rope, bool fp8) {
   return {fp8 ? reinterpret_cast<const void*>(&MlaDecodeRingKernel<true>)
               : reinterpret_cast<const void*>(&MlaDecodeRingKernel<false>),
           static_cast<size_t>(RingSharedBytes(latent + rope, fp8_row_bytes))};
-}
-
-// Whether the current device lets a CTA have `smem` bytes of shared memory (227 KB on an
-// H100 / H200; the ring needs up to 223 KB).
-bool DeviceAllowsSharedBytes(size_t smem) {
-  int device = 0;
-  int optin = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
-          cudaSuccess) {
-    (void)cudaGetLastError();  // Not sticky; the caller falls back to kMma.
-    return false;
-  }
-  return static_cast<size_t>(optin) >= smem;
 }
 
 }  // namespace

@@ -177,10 +177,12 @@ struct MlaSplitTile {
   float scale_log2;  // softmax_scale · log2(e): scores in the log2 domain
 };
 
-__device__ inline MlaSplitTile MlaSplitTileOf(const MlaDecodeParams& p) {
+// `rows_per_cta`: the kernel's tile (kMlaDecodeRowsPerCta, or 64 for the 64-row kernel).
+__device__ inline MlaSplitTile MlaSplitTileOf(const MlaDecodeParams& p,
+                                              int rows_per_cta = kMlaDecodeRowsPerCta) {
   constexpr float kLog2e = 1.4426950408889634f;
   return {p.kv_lora_rank + p.rope_dim, p.q_rows_per_seq * p.num_heads,
-          static_cast<int>(blockIdx.x) * kMlaDecodeRowsPerCta, p.softmax_scale * kLog2e};
+          static_cast<int>(blockIdx.x) * rows_per_cta, p.softmax_scale * kLog2e};
 }
 
 // Where a finished piece goes: the sequence's final output when one part covers it, else
