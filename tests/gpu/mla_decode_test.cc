@@ -14,6 +14,7 @@
 
 #include "engine/backend/cpu/mla_attention_reference.h"
 #include "engine/backend/cuda/host/mla_decode_plan.h"
+#include "engine/backend/cuda/kernels/mla_decode_mma.h"
 #include "engine/kv_cache/cache_layout.h"
 #include "engine/kv_cache/cache_row.h"
 #include "tests/gpu/cuda_test_util.h"
@@ -297,6 +298,25 @@ void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDeco
                        std::vector<double>(want.out.begin(), want.out.end())),
             1e-5);
   EXPECT_LT(CosineDiff(lse_got, lse_want), 1e-5);
+}
+
+// The opt-in kernels hand calls they cannot take to the tensor-core kernel, which the
+// tests above would not notice: on a device with an H100's or H200's shared memory per
+// CTA (227 KB) they must really run at DeepSeek's widths.
+TEST(MlaDecodeCudaTest, OptInKernelsRunAtDeepSeekWidths) {
+  MLA_SKIP_WITHOUT_CUDA();
+  const absl::StatusOr<std::vector<CudaDeviceProps>> devices = ListCudaDevices();
+  ASSERT_TRUE(devices.ok() && !devices->empty()) << devices.status();
+  const int64_t optin = devices->front().max_shared_bytes_per_block;
+  if (optin < 227 * 1024) GTEST_SKIP() << "this device allows " << optin << " bytes per CTA";
+  EXPECT_TRUE(MlaDecodeRingRuns(512, 64, false));
+  EXPECT_TRUE(MlaDecodeRingRuns(512, 64, true));
+  EXPECT_TRUE(MlaDecodeRows64Runs(512, 64, false));
+  EXPECT_FALSE(MlaDecodeRows64Runs(512, 64, true));  // FP8 caches run the tensor-core kernel
+  EXPECT_EQ(*MlaDecodeRowsPerCta(512, 64, MlaDecodeKernel::kMmaRows64), 64);
+  EXPECT_EQ(*MlaDecodeRowsPerCta(512, 64, MlaDecodeKernel::kMmaRing), kMlaDecodeRowsPerCta);
+  EXPECT_EQ(*MlaDecodeCtasPerSm(512, 64, MlaDecodeKernel::kMmaRing), 1);
+  EXPECT_EQ(*MlaDecodeCtasPerSm(512, 64, MlaDecodeKernel::kMmaRows64), 1);
 }
 
 TEST(MlaDecodeCudaTest, EdgeLengthsV2LiteShape) {

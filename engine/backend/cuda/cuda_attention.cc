@@ -105,15 +105,14 @@ bool CudaBackend::CanSplitKvDecode(int heads) const {
 
 absl::Status CudaBackend::PlanSplitKv(int heads) {
   if (planned_step_ == step_number_ && planned_heads_ == heads) return absl::OkStatus();
-  const std::pair<int, int> widths{layout_->latent_dim(), layout_->rope_dim()};
-  if (decode_ctas_widths_ != widths) {  // Once per cache layout: a device query.
-    MLA_ASSIGN_OR_RETURN(
-        decode_ctas_per_sm_,
-        MlaDecodeCtasPerSm(widths.first, widths.second, MlaDecodeKernel::kAuto, CacheFp8()));
+  const DecodeGridKey key{layout_->latent_dim(), layout_->rope_dim(), CacheFp8()};
+  if (decode_grid_key_ != key) {  // Once per cache layout: a device query.
+    MLA_ASSIGN_OR_RETURN(decode_ctas_per_sm_,
+                         MlaDecodeCtasPerSm(key.latent, key.rope, MlaDecodeKernel::kAuto, key.fp8));
     MLA_ASSIGN_OR_RETURN(
         decode_rows_per_cta_,
-        MlaDecodeRowsPerCta(widths.first, widths.second, MlaDecodeKernel::kAuto, CacheFp8()));
-    decode_ctas_widths_ = widths;
+        MlaDecodeRowsPerCta(key.latent, key.rope, MlaDecodeKernel::kAuto, key.fp8));
+    decode_grid_key_ = key;
   }
   MlaDecodePlanOptions options;
   options.num_sms = num_sms_ * decode_ctas_per_sm_;  // CTAs resident at once

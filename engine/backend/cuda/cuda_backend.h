@@ -184,11 +184,20 @@ class CudaBackend final : public Backend {
   std::string name_;
   std::string description_;
   int num_sms_ = 0;
-  // Split-KV decode CTAs one multiprocessor holds and query rows per CTA, for the (L, R)
-  // of decode_ctas_widths_ (the kernel, and so the counts, depend on both).
+  // Split-KV decode CTAs one multiprocessor holds and query rows per CTA, for the cache of
+  // decode_grid_key_ (the kernel that runs, and so the counts, depend on its widths and
+  // element type).
+  struct DecodeGridKey {
+    int latent = 0;
+    int rope = 0;
+    bool fp8 = false;
+    bool operator!=(const DecodeGridKey& o) const {
+      return latent != o.latent || rope != o.rope || fp8 != o.fp8;
+    }
+  };
   int decode_ctas_per_sm_ = 1;
   int decode_rows_per_cta_ = kMlaDecodeRowsPerCta;
-  std::pair<int, int> decode_ctas_widths_{0, 0};
+  DecodeGridKey decode_grid_key_;
   bool split_kv_decode_ = true;
   int64_t decompress_chunk_bytes_ = kMaxDecompressedChunkBytes;
   CudaStream stream_ = nullptr;

@@ -8,8 +8,8 @@ namespace mla::cuda {
 absl::Status CudaStatus(int code, const char* call) {
   if (code == cudaSuccess) return absl::OkStatus();
   const auto err = static_cast<cudaError_t>(code);
-  return absl::InternalError(absl::StrCat(call, " failed: ", cudaGetErrorName(err), " (",
-                                          code, "): ", cudaGetErrorString(err)));
+  return absl::InternalError(absl::StrCat(call, " failed: ", cudaGetErrorName(err), " (", code,
+                                          "): ", cudaGetErrorString(err)));
 }
 
 absl::StatusOr<std::vector<CudaDeviceProps>> ListCudaDevices() {
@@ -28,7 +28,8 @@ absl::StatusOr<std::vector<CudaDeviceProps>> ListCudaDevices() {
       return s;
     }
     devices.push_back({i, prop.name, prop.major, prop.minor,
-                       static_cast<int64_t>(prop.totalGlobalMem), prop.multiProcessorCount});
+                       static_cast<int64_t>(prop.totalGlobalMem), prop.multiProcessorCount,
+                       static_cast<int64_t>(prop.sharedMemPerBlockOptin)});
   }
   return devices;
 }

@@ -53,8 +53,9 @@ __device__ inline bool RingAdvance(const MlaDecodeParams& p, const MlaDecodePart
 }
 
 // Every thread issues its cp.async copies of the item's block into `stage` (zeros for the
-// slots at or past the sequence's length, which are never read): bf16 rows swizzled, FP8
-// rows (`row_bytes` each, a multiple of 16) as they are.
+// slots at or past the sequence's length: their keys are masked, but their rows are still
+// read, as V with p = 0 and by the FP8 dequantization, so they must not hold NaN): bf16 rows
+// swizzled, FP8 rows (`row_bytes` each, a multiple of 16) as they are.
 template <int kThreadCount, bool kFp8>
 __device__ void IssueRingBlock(const MlaDecodeParams& p, const RingItem& it, int width,
                                int64_t row_bytes, uint32_t* stage) {
