@@ -15,7 +15,8 @@
 //
 // Usage: cuda_mla_decode_bench [--batches=1,2,...] [--contexts=4096,...] [--heads=16,128]
 //        [--min_ms=50] [--hbm_gbps=0 (0: from the device's memory clock and bus width)]
-//        [--ctas_per_sm=0] [--rotate=true] [--kernel=auto|simt|mma|mma_ksplit|mma_ring|mma_rows64]
+//        [--ctas_per_sm=0] [--rotate=true]
+//        [--kernel=auto|simt|mma|mma_ksplit|mma_ring|mma_rows64|mma_wgmma]
 //        [--fp8]
 // Exits 0 with a message when no CUDA device is usable.
 #include <cuda_runtime.h>
@@ -49,7 +50,8 @@ ABSL_FLAG(int, ctas_per_sm, 0,
           "the backend plans)");
 ABSL_FLAG(std::string, kernel, "auto",
           "Split kernel: simt (CUDA cores), mma (tensor cores), mma_ksplit (its k-split "
-          "variant), mma_ring (its ring of blocks in flight), mma_rows64 (64 query rows per CTA) "
+          "variant), mma_ring (its ring of blocks in flight), mma_rows64 (64 query rows per CTA), "
+          "mma_wgmma (the same with wgmma, sm_90a) "
           "or auto "
           "(MLA_CUDA_DECODE_KERNEL, else mma where the widths allow)");
 ABSL_FLAG(bool, fp8, false, "The cache in DeepSeek's FP8 layout instead of bf16");
@@ -98,6 +100,7 @@ MlaDecodeKernel Kernel() {
   if (k == "mma_ksplit") return MlaDecodeKernel::kMmaKSplit;
   if (k == "mma_ring") return MlaDecodeKernel::kMmaRing;
   if (k == "mma_rows64") return MlaDecodeKernel::kMmaRows64;
+  if (k == "mma_wgmma") return MlaDecodeKernel::kMmaWgmma;
   return MlaDecodeKernel::kAuto;
 }
 
@@ -215,9 +218,10 @@ absl::Status Run() {
   }
   const std::string kernel = absl::GetFlag(FLAGS_kernel);
   if (kernel != "auto" && kernel != "simt" && kernel != "mma" && kernel != "mma_ksplit" &&
-      kernel != "mma_ring" && kernel != "mma_rows64") {
+      kernel != "mma_ring" && kernel != "mma_rows64" && kernel != "mma_wgmma") {
     return absl::InvalidArgumentError(
-        "--kernel must be auto, simt, mma, mma_ksplit, mma_ring or mma_rows64, got " + kernel);
+        "--kernel must be auto, simt, mma, mma_ksplit, mma_ring, mma_rows64 or mma_wgmma, got " +
+        kernel);
   }
   double hbm = absl::GetFlag(FLAGS_hbm_gbps);
   if (hbm <= 0) hbm = DeviceHbmGbps(dev.ordinal);

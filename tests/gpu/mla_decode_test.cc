@@ -238,17 +238,21 @@ void ExpectMatches(const Shape& s, uint32_t seed) {
     const Result want = CpuReference(s, pr, fp8 ? pr.fp8_as_bf16 : pr.cache, scale);
     for (const MlaDecodeKernel kernel :
          {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma, MlaDecodeKernel::kMmaKSplit,
-          MlaDecodeKernel::kMmaRing, MlaDecodeKernel::kMmaRows64}) {
+          MlaDecodeKernel::kMmaRing, MlaDecodeKernel::kMmaRows64, MlaDecodeKernel::kMmaWgmma}) {
       const bool mma = kernel != MlaDecodeKernel::kSimt;
       if (mma && !MlaDecodeMmaSupports(s.latent, s.rope)) {
         std::printf("[ L %d R %d ] tensor-core kernels: not for these widths\n", s.latent, s.rope);
         continue;
       }
-      const bool ring =
-          kernel == MlaDecodeKernel::kMmaRing || kernel == MlaDecodeKernel::kMmaRows64;
+      const bool ring = kernel == MlaDecodeKernel::kMmaRing ||
+                        kernel == MlaDecodeKernel::kMmaRows64 ||
+                        kernel == MlaDecodeKernel::kMmaWgmma;
       if (ring && !MlaDecodeRingSupports(s.latent, s.rope)) {
         std::printf("[ L %d R %d ] ring and 64-row kernels: rows too wide\n", s.latent, s.rope);
         continue;
+      }
+      if (kernel == MlaDecodeKernel::kMmaWgmma && !MlaDecodeWgmmaSupports(s.latent, s.rope)) {
+        continue;  // Not DeepSeek's widths: the 64-row kernel's case, run above.
       }
       // The ring kernel hands an FP8 cache whose rows it does not take to the tensor-core
       // kernel (mla_decode.h), DeepSeek's widths run its FP8 path; the 64-row kernel hands
@@ -258,7 +262,8 @@ void ExpectMatches(const Shape& s, uint32_t seed) {
                        : kernel == MlaDecodeKernel::kMma       ? "tensor-core kernel"
                        : kernel == MlaDecodeKernel::kMmaKSplit ? "tensor-core kernel, k-split"
                        : kernel == MlaDecodeKernel::kMmaRing   ? "tensor-core kernel, ring"
-                                                               : "tensor-core kernel, 64 rows")
+                       : kernel == MlaDecodeKernel::kMmaRows64 ? "tensor-core kernel, 64 rows"
+                                                               : "wgmma kernel, 64 rows")
                    << (fp8 ? ", FP8 cache" : ", bf16 cache"));
       ExpectKernelMatches(s, pr, scale, kernel, fp8, want);
     }
@@ -317,6 +322,16 @@ TEST(MlaDecodeCudaTest, OptInKernelsRunAtDeepSeekWidths) {
   EXPECT_EQ(*MlaDecodeRowsPerCta(512, 64, MlaDecodeKernel::kMmaRing), kMlaDecodeRowsPerCta);
   EXPECT_EQ(*MlaDecodeCtasPerSm(512, 64, MlaDecodeKernel::kMmaRing), 1);
   EXPECT_EQ(*MlaDecodeCtasPerSm(512, 64, MlaDecodeKernel::kMmaRows64), 1);
+  // The wgmma build: an image for sm_90 only.
+  const CudaDeviceProps& d = devices->front();
+  if (d.compute_major == 9 && d.compute_minor == 0) {
+    EXPECT_TRUE(MlaDecodeWgmmaRuns(512, 64, false));
+    EXPECT_EQ(*MlaDecodeRowsPerCta(512, 64, MlaDecodeKernel::kMmaWgmma), 64);
+    EXPECT_EQ(*MlaDecodeCtasPerSm(512, 64, MlaDecodeKernel::kMmaWgmma), 1);
+  } else {
+    EXPECT_FALSE(MlaDecodeWgmmaRuns(512, 64, false));
+  }
+  EXPECT_FALSE(MlaDecodeWgmmaRuns(512, 64, true));
 }
 
 TEST(MlaDecodeCudaTest, EdgeLengthsV2LiteShape) {

@@ -151,7 +151,7 @@ run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_DECODE_KERNEL=simt" \
   MLA_CUDA_DECODE_KERNEL=simt
 # The tensor-core kernel's k-split, ring and 64-row variants (opt-in until measured)
 # through the whole model.
-for k in mma_ksplit mma_ring mma_rows64; do
+for k in mma_ksplit mma_ring mma_rows64 mma_wgmma; do
   TEST_LIMIT=150 run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=${k}" \
     MLA_CUDA_DECODE_KERNEL=${k}
 done
@@ -167,12 +167,12 @@ if have_time 30 cuda_mla_decode_bench; then
     fail "cuda_mla_decode_bench (decode_bench.txt)"
   fi
 fi
-# On a few shapes, in the same run as the default above: the ring, 64-row and k-split
-# variants, the CUDA-core kernel, the default planned for one CTA per multiprocessor, and
+# On a few shapes, in the same run as the default above: the ring, 64-row (mma.sync and
+# wgmma) and k-split variants, the CUDA-core kernel, the default planned for one CTA per multiprocessor, and
 # the tensor-core kernels on an FP8 cache.
-if have_time 40 "cuda_mla_decode_bench --kernel=mma_ring / mma_rows64 / mma_ksplit / simt / --ctas_per_sm=1 / --fp8"; then
+if have_time 40 "cuda_mla_decode_bench --kernel=mma_ring / mma_rows64 / mma_wgmma / mma_ksplit / simt / --ctas_per_sm=1 / --fp8"; then
   {
-    for k in mma_ring mma_rows64 mma_ksplit; do
+    for k in mma_ring mma_rows64 mma_wgmma mma_ksplit; do
       echo "## --kernel=${k}"
       timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --kernel=${k} \
         --batches=1,16,128 --contexts=4096,131072

@@ -66,6 +66,14 @@ TEST(MlaDecodeChoiceTest, ExplicitChoicesAndTheEnvironment) {
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "mma_rows64"), K::kMmaRows64);
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 128, "mma_rows64"), K::kMma);
   EXPECT_FALSE(ResolveMlaDecodeKernel(K::kMmaRows64, 512, 128, nullptr).ok());
+  // The wgmma build: DeepSeek's widths only; named for others, the 64-row rules.
+  EXPECT_TRUE(MlaDecodeWgmmaSupports(512, 64));
+  EXPECT_FALSE(MlaDecodeWgmmaSupports(512, 0));
+  EXPECT_FALSE(MlaDecodeWgmmaSupports(256, 64));
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "mma_wgmma"), K::kMmaWgmma);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 256, 64, "mma_wgmma"), K::kMmaRows64);
+  EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 128, "mma_wgmma"), K::kMma);
+  EXPECT_FALSE(ResolveMlaDecodeKernel(K::kMmaWgmma, 256, 64, nullptr).ok());
   const absl::StatusOr<K> unknown = ResolveMlaDecodeKernel(K::kAuto, 512, 64, "wgmma");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("MLA_CUDA_DECODE_KERNEL=wgmma"), std::string::npos);

@@ -589,5 +589,84 @@ TEST(MlaDecodeMmaRuleTest, Rows64PStoresAreThePRowsAndConflictFree) {
   EXPECT_LE(Rows64SharedBytes(kMlaRingMaxWidth), 227 * 1024);
 }
 
+// --- The wgmma variant: PTX's canonical 128-byte-swizzle layouts against the storage ------
+
+// The byte wgmma reads for an operand element, from PTX's canonical layouts for 16-bit
+// types (T = 8 values per 16 bytes): the unswizzled address, then Swizzle<3, 4, 3> on the
+// byte address (the 16-byte chunk bits 4-6 XOR the 128-byte row bits 7-9).
+unsigned Swizzle128(unsigned address) { return address ^ (((address >> 7) & 7u) << 4); }
+// K-major, 128-byte swizzle: ((8, m), (T, 2k)) : ((8T, SBO), (1, T)) for row r, value c.
+unsigned KMajorByte(unsigned start, unsigned sbo, int r, int c) {
+  return Swizzle128(start + 128u * (r % 8) + sbo * (r / 8) + 2u * c);
+}
+// MN-major, 128-byte swizzle: ((T, 8, m), (8, k)) : ((1, T, LBO), (8T, SBO)) for column n
+// (the contiguous dimension) and row k.
+unsigned NMajorByte(unsigned start, unsigned lbo, unsigned sbo, int n, int k) {
+  return Swizzle128(start + 2u * (n % 64) + lbo * (n / 64) + 128u * (k % 8) + sbo * (k / 8));
+}
+
+TEST(MlaDecodeMmaRuleTest, WgmmaDescriptorsReadTheStoredTiles) {
+  constexpr unsigned kBase = 3 * 1024 * 8;  // a 1024-byte aligned tile
+  const int ksteps = kWidth / 16;
+  // Where Sw128ChunkWord stores value c of row r.
+  auto stored = [](int r, int c) { return kBase + 4u * Sw128ChunkWord(r, c / 8) + 2u * (c % 8); };
+  for (int ks = 0; ks < ksteps; ++ks) {
+    // A = the q tile's 64 rows; B = keys 32·half .. + 31 of a block: K-major.
+    for (int half = 0; half < 2; ++half) {
+      const int row0 = half == 0 ? 0 : 32;
+      const unsigned start = kBase + kSw128RowBytes * row0 + Sw128KStepBytes(ks);
+      for (int r = 0; r < (half == 0 ? 64 : 32); ++r) {
+        for (int c = 0; c < 16; ++c) {
+          ASSERT_EQ(KMajorByte(start, kWgmmaKMajorSbo, r, c), stored(row0 + r, 16 * ks + c))
+              << "k-step " << ks << " row " << row0 + r << " value " << c;
+        }
+      }
+    }
+  }
+  // B = V for the output half `half`: rows = 16 keys of k-step ks, columns 256·half ..
+  for (int half = 0; half < 2; ++half) {
+    for (int ks = 0; ks < kKeys / 16; ++ks) {
+      const unsigned start = kBase + (256u * half / 64) * kSw128BlockBytes + 16u * ks * 128;
+      for (int k = 0; k < 16; ++k) {
+        for (int n = 0; n < 256; ++n) {
+          ASSERT_EQ(NMajorByte(start, kWgmmaNMajorLbo, kWgmmaNMajorSbo, n, k),
+                    stored(16 * ks + k, 256 * half + n))
+              << "half " << half << " key " << 16 * ks + k << " column " << n;
+        }
+      }
+    }
+  }
+  // The descriptor's fields (PTX: start, LBO, SBO >> 4 in bits 0, 16, 32; 128-byte swizzle
+  // in bits 62-63).
+  const unsigned long long d = WgmmaDescriptor(0x12340, kWgmmaNMajorLbo, kWgmmaNMajorSbo);
+  EXPECT_EQ(d & 0x3FFF, 0x1234u);
+  EXPECT_EQ((d >> 16) & 0x3FFF, kWgmmaNMajorLbo >> 4);
+  EXPECT_EQ((d >> 32) & 0x3FFF, kWgmmaNMajorSbo >> 4);
+  EXPECT_EQ((d >> 49) & 7, 0u);
+  EXPECT_EQ(d >> 62, 1u);
+  EXPECT_EQ(Rows64WgmmaSharedBytes(kWidth) % 16, 0);
+  EXPECT_LE(Rows64WgmmaSharedBytes(kWidth), 227 * 1024);
+}
+
+TEST(MlaDecodeMmaRuleTest, Sw128TilesStoreEveryChunkOnceConflictFree) {
+  std::set<int> words;
+  for (int r = 0; r < 64; ++r) {
+    for (int c = 0; c < kWidth / 8; ++c) {
+      const int w = Sw128ChunkWord(r, c);
+      EXPECT_EQ(w % 4, 0);
+      EXPECT_LT(w, Sw128TileWords(kWidth));
+      words.insert(w);
+    }
+  }
+  EXPECT_EQ(words.size(), static_cast<size_t>(64 * kWidth / 8));
+  for (int c = 0; c < kWidth / 8; ++c) {  // ldmatrix: rows 8i .. 8i + 7 of one chunk
+    std::set<int> banks;
+    for (int r = 16; r < 24; ++r) {
+      for (int w = 0; w < 4; ++w) banks.insert((Sw128ChunkWord(r, c) + w) % 32);
+    }
+    EXPECT_EQ(banks.size(), 32u) << "chunk " << c;
+  }
+}
+
 }  // namespace
 }  // namespace mla::cuda

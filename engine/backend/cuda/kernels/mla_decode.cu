@@ -282,6 +282,60 @@ __global__ void __launch_bounds__(kCombineThreads) MlaDecodeCombineKernel(MlaDec
 
 }  // namespace
 
+namespace {
+
+// The split kernel that runs for a resolved kernel: the opt-in ones hand what they cannot
+// take to the next (wgmma → 64 rows → mma, ring → mma). `ring`, `rows64` and `wgmma` say
+// whether those take the cache (for a plan) or the call (at launch), asked only when needed.
+enum class SplitRun { kSimt, kMma, kMmaKSplit, kRing, kRows64, kWgmma };
+
+template <typename Ring, typename Rows64, typename Wgmma>
+SplitRun ChooseSplit(MlaDecodeKernel kernel, Ring ring, Rows64 rows64, Wgmma wgmma) {
+  switch (kernel) {
+    case MlaDecodeKernel::kSimt:
+      return SplitRun::kSimt;
+    case MlaDecodeKernel::kMmaKSplit:
+      return SplitRun::kMmaKSplit;
+    case MlaDecodeKernel::kMmaRing:
+      return ring() ? SplitRun::kRing : SplitRun::kMma;
+    case MlaDecodeKernel::kMmaWgmma:
+      if (wgmma()) return SplitRun::kWgmma;
+      return rows64() ? SplitRun::kRows64 : SplitRun::kMma;
+    case MlaDecodeKernel::kMmaRows64:
+      return rows64() ? SplitRun::kRows64 : SplitRun::kMma;
+    case MlaDecodeKernel::kMma:
+    case MlaDecodeKernel::kAuto:
+      break;
+  }
+  return SplitRun::kMma;
+}
+
+SplitRun SplitForCache(MlaDecodeKernel kernel, int kv_lora_rank, int rope_dim, bool kv_fp8) {
+  return ChooseSplit(
+      kernel, [&] { return MlaDecodeRingRuns(kv_lora_rank, rope_dim, kv_fp8); },
+      [&] { return MlaDecodeRows64Runs(kv_lora_rank, rope_dim, kv_fp8); },
+      [&] { return MlaDecodeWgmmaRuns(kv_lora_rank, rope_dim, kv_fp8); });
+}
+
+// The split kernel for a call with a tensor-core `kernel` (resolved).
+absl::Status LaunchTensorCoreSplit(MlaDecodeKernel kernel, const MlaDecodeParams& p,
+                                   CudaStream stream) {
+  switch (ChooseSplit(
+      kernel, [&] { return MlaDecodeRingTakes(p); }, [&] { return MlaDecodeRows64Takes(p); },
+      [&] { return MlaDecodeWgmmaTakes(p); })) {
+    case SplitRun::kRing:
+      return LaunchMlaDecodeRingSplit(p, stream);
+    case SplitRun::kRows64:
+      return LaunchMlaDecodeRows64Split(p, stream);
+    case SplitRun::kWgmma:
+      return LaunchMlaDecodeWgmmaSplit(p, stream);
+    default:
+      return LaunchMlaDecodeMmaSplit(p, kernel == MlaDecodeKernel::kMmaKSplit, stream);
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecodeKernel kernel,
                                        bool kv_fp8) {
   const int width = kv_lora_rank + rope_dim;
@@ -292,15 +346,18 @@ absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecode
   const absl::StatusOr<MlaDecodeKernel> resolved =
       ResolveMlaDecodeKernel(kernel, kv_lora_rank, rope_dim);
   if (!resolved.ok()) return resolved.status();
-  if (*resolved == MlaDecodeKernel::kMmaRing && MlaDecodeRingRuns(kv_lora_rank, rope_dim, kv_fp8)) {
-    return MlaDecodeRingCtasPerSm(kv_lora_rank, rope_dim, kv_fp8);
-  }
-  if (*resolved == MlaDecodeKernel::kMmaRows64 &&
-      MlaDecodeRows64Runs(kv_lora_rank, rope_dim, kv_fp8)) {
-    return MlaDecodeRows64CtasPerSm(kv_lora_rank, rope_dim);
-  }
-  if (*resolved != MlaDecodeKernel::kSimt) {
-    return MlaDecodeMmaCtasPerSm(width, *resolved == MlaDecodeKernel::kMmaKSplit);
+  switch (SplitForCache(*resolved, kv_lora_rank, rope_dim, kv_fp8)) {
+    case SplitRun::kRing:
+      return MlaDecodeRingCtasPerSm(kv_lora_rank, rope_dim, kv_fp8);
+    case SplitRun::kRows64:
+      return MlaDecodeRows64CtasPerSm(kv_lora_rank, rope_dim);
+    case SplitRun::kWgmma:
+      return MlaDecodeWgmmaCtasPerSm(kv_lora_rank, rope_dim);
+    case SplitRun::kMma:
+    case SplitRun::kMmaKSplit:
+      return MlaDecodeMmaCtasPerSm(width, *resolved == MlaDecodeKernel::kMmaKSplit);
+    case SplitRun::kSimt:
+      break;
   }
   const size_t smem = SplitSharedBytes(width);
   const void* split = reinterpret_cast<const void*>(&MlaDecodeSplitKernel);
@@ -316,10 +373,8 @@ absl::StatusOr<int> MlaDecodeRowsPerCta(int kv_lora_rank, int rope_dim, MlaDecod
   const absl::StatusOr<MlaDecodeKernel> resolved =
       ResolveMlaDecodeKernel(kernel, kv_lora_rank, rope_dim);
   if (!resolved.ok()) return resolved.status();
-  return *resolved == MlaDecodeKernel::kMmaRows64 &&
-                 MlaDecodeRows64Runs(kv_lora_rank, rope_dim, kv_fp8)
-             ? kRows64Rows
-             : kMlaDecodeRowsPerCta;
+  const SplitRun run = SplitForCache(*resolved, kv_lora_rank, rope_dim, kv_fp8);
+  return run == SplitRun::kRows64 || run == SplitRun::kWgmma ? kRows64Rows : kMlaDecodeRowsPerCta;
 }
 
 absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
@@ -340,13 +395,7 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
           "MlaDecode: the tensor-core kernel needs q and out 4-byte aligned and partial_out "
           "8-byte aligned");
     }
-    const absl::Status s =
-        *kernel == MlaDecodeKernel::kMmaRing && MlaDecodeRingTakes(p)
-            ? LaunchMlaDecodeRingSplit(p, stream)
-        : *kernel == MlaDecodeKernel::kMmaRows64 && MlaDecodeRows64Takes(p)
-            ? LaunchMlaDecodeRows64Split(p, stream)
-            : LaunchMlaDecodeMmaSplit(p, *kernel == MlaDecodeKernel::kMmaKSplit, stream);
-    if (!s.ok()) return s;
+    if (absl::Status s = LaunchTensorCoreSplit(*kernel, p, stream); !s.ok()) return s;
   } else {
     const size_t smem = SplitSharedBytes(p.kv_lora_rank + p.rope_dim);
     const void* split = reinterpret_cast<const void*>(&MlaDecodeSplitKernel);

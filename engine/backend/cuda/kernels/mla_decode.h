@@ -51,10 +51,13 @@ inline constexpr int kMlaRingMaxWidth = 576;
 // - kMmaRows64: kMma's math for 64 query rows per CTA (mla_decode_rows64.cu: 8 warps, a
 //   block read once per 64 rows, for many heads), bf16 caches and the ring's widths, else
 //   kMma (opt-in until a device has measured it);
+// - kMmaWgmma: kMmaRows64 with both products as wgmma (mla_decode_rows64_wgmma.cu,
+//   sm_90a only), for DeepSeek's widths (MlaDecodeWgmmaSupports) and bf16 caches; where it
+//   cannot run, kMmaRows64's rules apply (opt-in until a device has run it);
 // - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt, mma, mma_ksplit, mma_ring or
-//   mma_rows64); unset, mma where it takes the shape (measured faster on an H200), simt
+//   mma_rows64, mma_wgmma); unset, mma where it takes the shape (measured faster on an H200), simt
 //   otherwise. A tensor-core kernel named for widths it does not take falls back to the
-//   next one that does (mma_ring or mma_rows64 → mma → simt).
+//   next one that does (mma_ring, mma_rows64 or mma_wgmma → mma → simt).
 enum class MlaDecodeKernel : int {
   kAuto = 0,
   kSimt = 1,
@@ -62,6 +65,7 @@ enum class MlaDecodeKernel : int {
   kMmaKSplit = 3,
   kMmaRing = 4,
   kMmaRows64 = 5,
+  kMmaWgmma = 6,
 };
 
 struct MlaDecodeParams {
@@ -102,6 +106,8 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream);
 // Whether the tensor-core split kernels take these widths, and the ring kernel.
 bool MlaDecodeMmaSupports(int kv_lora_rank, int rope_dim);
 bool MlaDecodeRingSupports(int kv_lora_rank, int rope_dim);
+// The wgmma build of the 64-row kernel: L = 512 (one 256-column tile per half), R = 64.
+bool MlaDecodeWgmmaSupports(int kv_lora_rank, int rope_dim);
 // Whether the ring kernel takes a cache of these widths (MlaDecodeRingSupports) and element
 // type: bf16 rows, or FP8 rows whose codes, scales and k_pe all start 16-byte aligned
 // (DeepSeek's 656-byte rows), copied as they are and dequantized in shared memory.

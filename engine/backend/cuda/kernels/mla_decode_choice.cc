@@ -29,6 +29,10 @@ bool MlaDecodeRingTakesCache(int kv_lora_rank, int rope_dim, bool kv_fp8) {
   return kv_lora_rank % 16 == 0 && rope_dim % 8 == 0 && row_bytes % 16 == 0 && rope_at % 16 == 0;
 }
 
+bool MlaDecodeWgmmaSupports(int kv_lora_rank, int rope_dim) {
+  return kv_lora_rank == 512 && rope_dim == 64;
+}
+
 absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, int kv_lora_rank,
                                                        int rope_dim, const char* environment) {
   const bool mma_fits = MlaDecodeMmaSupports(kv_lora_rank, rope_dim);
@@ -53,6 +57,13 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
             kMlaRingMaxWidth, ", got ", kv_lora_rank, " + ", rope_dim));
       }
       return wanted;
+    case MlaDecodeKernel::kMmaWgmma:
+      if (!MlaDecodeWgmmaSupports(kv_lora_rank, rope_dim)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "MlaDecode: the wgmma kernel takes kv_lora_rank 512 and rope_dim 64 only, got ",
+            kv_lora_rank, " + ", rope_dim));
+      }
+      return wanted;
     case MlaDecodeKernel::kAuto:
       break;
   }
@@ -62,14 +73,18 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
   if (env == "simt") return MlaDecodeKernel::kSimt;
   if (env.empty() || env == "mma") return mma_fits ? MlaDecodeKernel::kMma : MlaDecodeKernel::kSimt;
   if (env == "mma_ksplit") return mma_fits ? MlaDecodeKernel::kMmaKSplit : MlaDecodeKernel::kSimt;
-  if (env == "mma_ring" || env == "mma_rows64") {
+  if (env == "mma_wgmma" && MlaDecodeWgmmaSupports(kv_lora_rank, rope_dim)) {
+    return MlaDecodeKernel::kMmaWgmma;
+  }
+  if (env == "mma_ring" || env == "mma_rows64" || env == "mma_wgmma") {
     if (MlaDecodeRingSupports(kv_lora_rank, rope_dim)) {
       return env == "mma_ring" ? MlaDecodeKernel::kMmaRing : MlaDecodeKernel::kMmaRows64;
     }
     return mma_fits ? MlaDecodeKernel::kMma : MlaDecodeKernel::kSimt;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "MLA_CUDA_DECODE_KERNEL=", env, ": expected simt, mma, mma_ksplit, mma_ring or mma_rows64"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("MLA_CUDA_DECODE_KERNEL=", env,
+                   ": expected simt, mma, mma_ksplit, mma_ring, mma_rows64 or mma_wgmma"));
 }
 
 absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, int kv_lora_rank,

@@ -33,6 +33,13 @@ bool MlaDecodeRows64Takes(const MlaDecodeParams& p);
 absl::Status LaunchMlaDecodeRows64Split(const MlaDecodeParams& p, CudaStream stream);
 absl::StatusOr<int> MlaDecodeRows64CtasPerSm(int kv_lora_rank, int rope_dim);
 
+// Its wgmma build (mla_decode_rows64_wgmma.cu: sm_90a), the same way; it also needs an
+// image for the device.
+bool MlaDecodeWgmmaRuns(int kv_lora_rank, int rope_dim, bool kv_fp8);
+bool MlaDecodeWgmmaTakes(const MlaDecodeParams& p);
+absl::Status LaunchMlaDecodeWgmmaSplit(const MlaDecodeParams& p, CudaStream stream);
+absl::StatusOr<int> MlaDecodeWgmmaCtasPerSm(int kv_lora_rank, int rope_dim);
+
 }  // namespace mla::cuda
 
 #endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_

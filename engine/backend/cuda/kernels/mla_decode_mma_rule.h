@@ -139,6 +139,48 @@ MLA_MMA_FN int Rows64SharedBytes(int values) {
               2 * kRows64Rows);
 }
 
+// --- The wgmma variant of the 64-row kernel (mla_decode_rows64_wgmma.cu) ----------------
+// Its q tile and key blocks are 64 rows in PTX's canonical 128-byte-swizzle layout, which
+// wgmma reads by descriptor: column block b (values 64b .. 64b + 63) of all 64 rows is one
+// 8 KB run of 128-byte rows, and 16-byte chunk c of a row sits at chunk c ^ (row mod 8) of
+// it (Swizzle<3, 4, 3> on 1024-byte aligned runs). ldmatrix reads 8 consecutive rows of one
+// chunk: 8 different groups of 4 banks.
+inline constexpr int kSw128RowBytes = 128;
+inline constexpr int kSw128BlockBytes = 64 * kSw128RowBytes;  // one column block, 64 rows
+MLA_MMA_FN int Sw128ChunkWord(int row, int chunk) {
+  return (chunk / 8) * (kSw128BlockBytes / 4) + row * (kSw128RowBytes / 4) +
+         4 * ((chunk % 8) ^ (row & 7));
+}
+// Words of 64 rows of `values` values (whole column blocks).
+MLA_MMA_FN int Sw128TileWords(int values) { return (values + 63) / 64 * (kSw128BlockBytes / 4); }
+// The byte offset of k-step ks (values 16·ks .. 16·ks + 15) of a K-major operand's first
+// row: its column block, then 32 bytes per k-step inside the 128-byte row (the hardware
+// applies the swizzle to the addresses it forms, so the start may sit inside a row).
+MLA_MMA_FN int Sw128KStepBytes(int ks) { return (ks / 4) * kSw128BlockBytes + (ks % 4) * 32; }
+// PTX's wgmma shared-memory matrix descriptor: start address, leading and stride
+// dimension byte offsets (each >> 4 in 14 bits), base offset 0 (runs start 1024-byte
+// aligned), swizzle mode 1 (128 bytes) in bits 62-63.
+MLA_MMA_FN unsigned long long WgmmaDescriptor(unsigned start, unsigned lbo, unsigned sbo) {
+  return (static_cast<unsigned long long>((start & 0x3FFFF) >> 4)) |
+         (static_cast<unsigned long long>((lbo & 0x3FFFF) >> 4) << 16) |
+         (static_cast<unsigned long long>((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
+}
+// K-major operands (q for the scores, A; the keys, B): 8-row groups 1024 bytes apart (the
+// stride offset), no leading offset for swizzled K-major layouts (PTX: assumed 1).
+inline constexpr unsigned kWgmmaKMajorLbo = 16;
+inline constexpr unsigned kWgmmaKMajorSbo = 8 * kSw128RowBytes;
+// V as an N-major B (latent columns contiguous): the next 64 columns a column block
+// away (leading offset), the next 8 keys 1024 bytes away (stride offset).
+inline constexpr unsigned kWgmmaNMajorLbo = kSw128BlockBytes;
+inline constexpr unsigned kWgmmaNMajorSbo = 8 * kSw128RowBytes;
+// Its shared memory at 64 rows of `values`: the q tile, kRows64Stages key blocks, p, the
+// halves' row maxima, and 1024 bytes to align the runs.
+MLA_MMA_FN int Rows64WgmmaSharedBytes(int values) {
+  return 4 * ((1 + kRows64Stages) * Sw128TileWords(values) + kRows64Rows * kRingPStride +
+              2 * kRows64Rows) +
+         1024;
+}
+
 }  // namespace mla::cuda
 
 #undef MLA_MMA_FN

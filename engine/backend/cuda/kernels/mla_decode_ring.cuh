@@ -56,7 +56,9 @@ __device__ inline bool RingAdvance(const MlaDecodeParams& p, const MlaDecodePart
 // slots at or past the sequence's length: their keys are masked, but their rows are still
 // read, as V with p = 0 and by the FP8 dequantization, so they must not hold NaN): bf16 rows
 // swizzled, FP8 rows (`row_bytes` each, a multiple of 16) as they are.
-template <int kThreadCount, bool kFp8>
+// kSw128: bf16 rows in PTX's canonical 128-byte swizzle instead (Sw128ChunkWord, the
+// wgmma build of the 64-row kernel).
+template <int kThreadCount, bool kFp8, bool kSw128 = false>
 __device__ void IssueRingBlock(const MlaDecodeParams& p, const RingItem& it, int width,
                                int64_t row_bytes, uint32_t* stage) {
   const int32_t block_id =
@@ -69,7 +71,10 @@ __device__ void IssueRingBlock(const MlaDecodeParams& p, const RingItem& it, int
   const int first_key = it.block * kMlaBlockSize;
   for (int i = threadIdx.x; i < kMlaBlockSize * chunks; i += kThreadCount) {
     const int key = i / chunks;
-    uint32_t* dst = kFp8 ? stage + 4 * i : stage + RingChunkWord(key, i - key * chunks, row_chunks);
+    const int c = i - key * chunks;
+    uint32_t* dst = kFp8     ? stage + 4 * i
+                    : kSw128 ? stage + Sw128ChunkWord(key, c)
+                             : stage + RingChunkWord(key, c, row_chunks);
     CopyAsync16(dst, src + i, first_key + key < it.seq_len);
   }
 }
