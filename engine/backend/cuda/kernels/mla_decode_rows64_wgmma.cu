@@ -25,6 +25,12 @@
 #include "engine/backend/cuda/kernels/mla_decode_ring.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_rows64.cuh"
 
+// Built for anything but sm_90a, the wgmma helpers would compile to traps that a device
+// could load: refuse instead (CMakeLists.txt builds this file for sm_90a alone).
+#if defined(__CUDA_ARCH__) && !MLA_HAVE_WGMMA
+#error "mla_decode_rows64_wgmma.cu is built for sm_90a only"
+#endif
+
 namespace mla::cuda {
 namespace {
 

@@ -133,6 +133,29 @@ __device__ __forceinline__ void WgmmaM64N256K16RegA(float (&d)[32][4], const uin
 #endif
 }
 
+// Pins the compiler's view of registers that wgmma reads or writes asynchronously: an
+// empty asm that "reads and writes" each of them, so that ordinary instructions on them
+// stay before a WgmmaFence or after a WgmmaCommitAndWait. Without it the zeroing of the
+// scores and the output's rescale were moved past the fence, and ptxas then serialized
+// every wgmma (its warning C7515).
+template <int N>
+__device__ __forceinline__ void PinRegisters(float (&x)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) asm volatile("" : "+f"(x[i][k])::"memory");
+  }
+}
+
+template <int N>
+__device__ __forceinline__ void PinRegisters(uint32_t (&x)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) asm volatile("" : "+r"(x[i][k])::"memory");
+  }
+}
+
 __device__ __forceinline__ unsigned SharedAddress(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
@@ -149,12 +172,14 @@ __device__ __forceinline__ void WgmmaScores(const uint32_t* q, const uint32_t* k
   }
   const unsigned q_at = SharedAddress(q);
   const unsigned k_at = SharedAddress(keys) + kSw128RowBytes * 32 * half;
+  PinRegisters(c);
   WgmmaFence();
   for (int ks = 0; ks < ksteps; ++ks) {
     WgmmaM64N32K16(c, WgmmaDescriptor(q_at + Sw128KStepBytes(ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo),
                    WgmmaDescriptor(k_at + Sw128KStepBytes(ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo));
   }
   WgmmaCommitAndWait();
+  PinRegisters(c);
 }
 
 // acc += P · V for this warpgroup's 256 latent columns (256·half ..) over a block's 64 keys:
@@ -167,6 +192,8 @@ __device__ __forceinline__ void WgmmaAccumulate(const uint32_t* p_rows, int p_st
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks) LoadPFragment(p_rows, p_stride, lane, ks, a[ks]);
   const unsigned v_at = SharedAddress(keys) + (256 * half / 64) * kSw128BlockBytes;
+  PinRegisters(acc);
+  PinRegisters(a);
   WgmmaFence();  // acc was rescaled and a loaded by ordinary instructions.
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks) {
@@ -175,6 +202,7 @@ __device__ __forceinline__ void WgmmaAccumulate(const uint32_t* p_rows, int p_st
         WgmmaDescriptor(v_at + 16 * ks * kSw128RowBytes, kWgmmaNMajorLbo, kWgmmaNMajorSbo));
   }
   WgmmaCommitAndWait();
+  PinRegisters(acc);
 }
 
 }  // namespace mla::cuda
