@@ -245,11 +245,15 @@ absl::Status Run() {
   }
   MLA_ASSIGN_OR_RETURN(const int rows_per_cta,
                        MlaDecodeRowsPerCta(kLatent, kRope, Kernel(), absl::GetFlag(FLAGS_fp8)));
+  // The kernel that runs, which an opt-in one may hand the cache to.
+  MLA_ASSIGN_OR_RETURN(const std::string runs,
+                       MlaDecodeSplitName(kLatent, kRope, Kernel(), absl::GetFlag(FLAGS_fp8)));
   std::printf(
-      "device: %s, %d SMs × %d split CTAs each (kernel %s), peak HBM %.0f GB/s, L2 %.0f MB; "
-      "%s cache pool %.1f GB; %s\n",
-      dev.name.c_str(), dev.multiprocessors, ctas_per_sm, absl::GetFlag(FLAGS_kernel).c_str(), hbm,
-      l2_bytes / 1e6, absl::GetFlag(FLAGS_fp8) ? "FP8" : "bf16", pool.cache.bytes() / 1e9,
+      "device: %s, %d SMs × %d split CTAs each (kernel %s, runs %s, %d query rows per CTA), "
+      "peak HBM %.0f GB/s, L2 %.0f MB; %s cache pool %.1f GB; %s\n",
+      dev.name.c_str(), dev.multiprocessors, ctas_per_sm, absl::GetFlag(FLAGS_kernel).c_str(),
+      runs.c_str(), rows_per_cta, hbm, l2_bytes / 1e6, absl::GetFlag(FLAGS_fp8) ? "FP8" : "bf16",
+      pool.cache.bytes() / 1e9,
       absl::GetFlag(FLAGS_rotate) ? "calls rotate through copies of the blocks (\"copies\")"
                                   : "every call reads the same blocks");
   std::printf("%6s %6s %8s %12s %10s %7s %9s %7s\n", "heads", "batch", "context", "us/call", "GB/s",

@@ -1,7 +1,7 @@
 // The CUDA split-KV MLA decode against the CPU backend's reference (double precision),
 // with FlashMLA's test pattern: NaN in every cache slot no sequence owns, shuffled block
-// tables, zero-length and block-edge lengths, 16 and 128 heads, forced splits; both split
-// kernels (CUDA cores, tensor cores), bf16 and FP8 caches.
+// tables, zero-length and block-edge lengths, 16 and 128 heads, forced splits; every split
+// kernel and opt-in variant, bf16 and FP8 caches.
 #include "engine/backend/cuda/kernels/mla_decode.h"
 
 #include <algorithm>
@@ -168,7 +168,7 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
   options.num_heads = s.heads;
   options.q_rows_per_seq = s.s_q;
   options.max_blocks_per_seq = pr.max_blocks;
-  // The grid the backend plans for this kernel (64 rows per CTA for kMmaRows64).
+  // The grid the backend plans for this kernel (64 rows per CTA for the 64-row kernels).
   const absl::StatusOr<int> rows_per_cta = MlaDecodeRowsPerCta(s.latent, s.rope, kernel, fp8);
   EXPECT_TRUE(rows_per_cta.ok()) << rows_per_cta.status();
   options.rows_per_cta = rows_per_cta.value_or(kMlaDecodeRowsPerCta);
@@ -307,7 +307,7 @@ void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDeco
 
 // The opt-in kernels hand calls they cannot take to the tensor-core kernel, which the
 // tests above would not notice: on a device with an H100's or H200's shared memory per
-// CTA (227 KB) they must really run at DeepSeek's widths.
+// CTA (227 KiB) they must really run at DeepSeek's widths.
 TEST(MlaDecodeCudaTest, OptInKernelsRunAtDeepSeekWidths) {
   MLA_SKIP_WITHOUT_CUDA();
   const absl::StatusOr<std::vector<CudaDeviceProps>> devices = ListCudaDevices();
@@ -318,18 +318,26 @@ TEST(MlaDecodeCudaTest, OptInKernelsRunAtDeepSeekWidths) {
   EXPECT_TRUE(MlaDecodeRingRuns(512, 64, true));
   EXPECT_TRUE(MlaDecodeRows64Runs(512, 64, false));
   EXPECT_FALSE(MlaDecodeRows64Runs(512, 64, true));  // FP8 caches run the tensor-core kernel
-  EXPECT_EQ(*MlaDecodeRowsPerCta(512, 64, MlaDecodeKernel::kMmaRows64), 64);
-  EXPECT_EQ(*MlaDecodeRowsPerCta(512, 64, MlaDecodeKernel::kMmaRing), kMlaDecodeRowsPerCta);
-  EXPECT_EQ(*MlaDecodeCtasPerSm(512, 64, MlaDecodeKernel::kMmaRing), 1);
-  EXPECT_EQ(*MlaDecodeCtasPerSm(512, 64, MlaDecodeKernel::kMmaRows64), 1);
+  using K = MlaDecodeKernel;
+  EXPECT_EQ(MlaDecodeRowsPerCta(512, 64, K::kMmaRows64).value_or(-1), 64);
+  EXPECT_EQ(MlaDecodeRowsPerCta(512, 64, K::kMmaRows64, /*kv_fp8=*/true).value_or(-1),
+            kMlaDecodeRowsPerCta);  // FP8 caches run the tensor-core kernel
+  EXPECT_EQ(MlaDecodeRowsPerCta(512, 64, K::kMmaRing).value_or(-1), kMlaDecodeRowsPerCta);
+  EXPECT_EQ(MlaDecodeCtasPerSm(512, 64, K::kMmaRing).value_or(-1), 1);
+  EXPECT_EQ(MlaDecodeCtasPerSm(512, 64, K::kMmaRing, /*kv_fp8=*/true).value_or(-1), 1);
+  EXPECT_EQ(MlaDecodeCtasPerSm(512, 64, K::kMmaRows64).value_or(-1), 1);
+  EXPECT_EQ(MlaDecodeSplitName(512, 64, K::kMmaRing, /*kv_fp8=*/true).value_or(""), "mma_ring");
+  EXPECT_EQ(MlaDecodeSplitName(512, 64, K::kMmaRows64, /*kv_fp8=*/true).value_or(""), "mma");
   // The wgmma build: an image for sm_90 only.
   const CudaDeviceProps& d = devices->front();
   if (d.compute_major == 9 && d.compute_minor == 0) {
     EXPECT_TRUE(MlaDecodeWgmmaRuns(512, 64, false));
-    EXPECT_EQ(*MlaDecodeRowsPerCta(512, 64, MlaDecodeKernel::kMmaWgmma), 64);
-    EXPECT_EQ(*MlaDecodeCtasPerSm(512, 64, MlaDecodeKernel::kMmaWgmma), 1);
+    EXPECT_EQ(MlaDecodeRowsPerCta(512, 64, K::kMmaWgmma).value_or(-1), 64);
+    EXPECT_EQ(MlaDecodeCtasPerSm(512, 64, K::kMmaWgmma).value_or(-1), 1);
+    EXPECT_EQ(MlaDecodeSplitName(512, 64, K::kMmaWgmma).value_or(""), "mma_wgmma");
   } else {
     EXPECT_FALSE(MlaDecodeWgmmaRuns(512, 64, false));
+    EXPECT_EQ(MlaDecodeSplitName(512, 64, K::kMmaWgmma).value_or(""), "mma_rows64");
   }
   EXPECT_FALSE(MlaDecodeWgmmaRuns(512, 64, true));
 }

@@ -7,9 +7,9 @@
 #      goldens, mla-server --device=cuda over gRPC); a skip counts as a failure here;
 #   3. cuda_mla_decode_bench: the split-KV decode kernel's GB/s (16 heads) and TFLOP/s
 #      (128 heads) over batch × context with the default (tensor-core) split kernel, and on
-#      a few shapes its ring, 64-row and k-split variants, the CUDA-core one, the default
-#      planned for one CTA per multiprocessor and the tensor-core kernels on an FP8 cache
-#      (decode_bench_more.txt), and ncu's hardware counters of the default kernel and the
+#      a few shapes its ring, 64-row (mma.sync and wgmma) and k-split variants, the
+#      CUDA-core one, the default planned for one CTA per multiprocessor and the
+#      tensor-core kernels on an FP8 cache (decode_bench_more.txt), and ncu's hardware counters of the default kernel and the
 #      ring variant on one shape (ncu.txt);
 #   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
 #      engine on the GPU: decode tokens/s at batch 1 / 16 / 64, prefill tokens/s of a 4K
@@ -25,8 +25,7 @@
 #
 #   tests/gpu/run_on_device.sh [BUNDLE_DIR]      # default build/gpu-dist
 #
-# Results go to $OUT (default BUNDLE_DIR/out), at most 8 files (all the device tool brings
-# back): summary.txt (one line per step, pass/fail counts, the verdict), nvidia-smi.txt,
+# Results go to $OUT (default BUNDLE_DIR/out), at most 8 files: summary.txt (one line per step, pass/fail counts, the verdict), nvidia-smi.txt,
 # gpu_tests.log, decode_bench.txt, decode_bench_more.txt,
 # ncu.txt (hardware counters of two tensor-core split kernels, where ncu can read them),
 # engine_bench.txt (the bench model's log at its end) and recall.txt. Exit status 0 only
@@ -144,12 +143,13 @@ done
 run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_GRAPHS=on" MLA_CUDA_GRAPHS=on
 run_test cuda_server_test "cuda_server_test with MLA_CUDA_GRAPHS=on" MLA_CUDA_GRAPHS=on
 # The model and the engine with the CUDA-core decode kernel (the tensor-core one is the
-# default where it takes the widths; cuda_mla_decode_test runs both kernels itself).
+# default where it takes the widths; cuda_mla_decode_test runs every split kernel itself).
 run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=simt" \
   MLA_CUDA_DECODE_KERNEL=simt
 run_test cuda_engine_test "cuda_engine_test with MLA_CUDA_DECODE_KERNEL=simt" \
   MLA_CUDA_DECODE_KERNEL=simt
-# The tensor-core kernel's k-split, ring and 64-row variants (opt-in until measured)
+# The tensor-core kernel's k-split, ring and 64-row variants and the 64-row kernel's wgmma
+# build (opt-in until measured)
 # through the whole model.
 for k in mma_ksplit mma_ring mma_rows64 mma_wgmma; do
   TEST_LIMIT=150 run_test cuda_backend_test "cuda_backend_test with MLA_CUDA_DECODE_KERNEL=${k}" \

@@ -73,7 +73,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int ordinal) {
     backend->grouped_experts_ = *mode;
   }
   // MLA_CUDA_DECODE_KERNEL is read at the first decode step; a value it does not name is
-  // refused here, at start-up, instead (the widths only decide between mma and simt).
+  // refused here, at start-up, instead (the widths only decide which kernel runs).
   if (absl::StatusOr<MlaDecodeKernel> kernel =
           ResolveMlaDecodeKernel(MlaDecodeKernel::kAuto, kMlaMaxLatent, 64);
       !kernel.ok()) {

@@ -31,7 +31,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -138,6 +137,14 @@ class CudaBackend final : public Backend {
   bool EndGraphRegion(bool complete) override;
 
  private:
+  // What decides the split-KV decode kernel's grid: the cache's widths and element type.
+  struct DecodeGridKey {
+    int latent = 0;
+    int rope = 0;
+    bool fp8 = false;
+    bool operator==(const DecodeGridKey&) const = default;
+  };
+
   StepGraphKey CurrentGraphKey() const;
   // Ends a recording that cannot go on (a buffer must grow, which frees memory the
   // recording points into); the region's remaining operations run eagerly and
@@ -187,14 +194,6 @@ class CudaBackend final : public Backend {
   // Split-KV decode CTAs one multiprocessor holds and query rows per CTA, for the cache of
   // decode_grid_key_ (the kernel that runs, and so the counts, depend on its widths and
   // element type).
-  struct DecodeGridKey {
-    int latent = 0;
-    int rope = 0;
-    bool fp8 = false;
-    bool operator!=(const DecodeGridKey& o) const {
-      return latent != o.latent || rope != o.rope || fp8 != o.fp8;
-    }
-  };
   int decode_ctas_per_sm_ = 1;
   int decode_rows_per_cta_ = kMlaDecodeRowsPerCta;
   DecodeGridKey decode_grid_key_;

@@ -26,6 +26,13 @@ absl::Status CudaLaunchStatus(const char* kernel);
 // a small step's kernel. Thread-safe.
 absl::Status AllowDynamicSharedBytes(const void* kernel, size_t bytes);
 
+// Whether a CTA on the current device may have `bytes` of dynamic shared memory (the
+// opt-in limit: 227 KiB on an H100 / H200), and whether `kernel` has an image the current
+// device can run; each asked once per device and kernel. False when the device cannot be
+// asked (the error cleared). Thread-safe.
+bool CurrentDeviceAllowsSharedBytes(size_t bytes);
+bool CurrentDeviceRuns(const void* kernel);
+
 }  // namespace mla::cuda
 
 #endif  // MLA_ENGINE_BACKEND_CUDA_CUDA_CHECK_H_

@@ -8,8 +8,8 @@ namespace mla::cuda {
 absl::Status CudaStatus(int code, const char* call) {
   if (code == cudaSuccess) return absl::OkStatus();
   const auto err = static_cast<cudaError_t>(code);
-  return absl::InternalError(absl::StrCat(call, " failed: ", cudaGetErrorName(err), " (", code,
-                                          "): ", cudaGetErrorString(err)));
+  return absl::InternalError(absl::StrCat(call, " failed: ", cudaGetErrorName(err), " (",
+                                          code, "): ", cudaGetErrorString(err)));
 }
 
 absl::StatusOr<std::vector<CudaDeviceProps>> ListCudaDevices() {

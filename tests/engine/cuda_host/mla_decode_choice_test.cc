@@ -52,7 +52,8 @@ TEST(MlaDecodeChoiceTest, ExplicitChoicesAndTheEnvironment) {
   EXPECT_TRUE(MlaDecodeRingTakesCache(32, 16, false));
   EXPECT_FALSE(MlaDecodeRingTakesCache(32, 16, true));   // 68-byte rows
   EXPECT_FALSE(MlaDecodeRingTakesCache(256, 64, true));  // scales end at 264
-  EXPECT_FALSE(MlaDecodeRingTakesCache(40, 8, true));    // codes not in 16-byte chunks
+  EXPECT_FALSE(MlaDecodeRingTakesCache(40, 8, true));    // the scale starts at byte 40
+  EXPECT_FALSE(MlaDecodeRingTakesCache(136, 8, true));   // codes in 8-byte chunks (L mod 16)
   EXPECT_FALSE(MlaDecodeRingTakesCache(512, 80, false));
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kMmaRing, 512, 64, "simt"), K::kMmaRing);
   EXPECT_EQ(*ResolveMlaDecodeKernel(K::kAuto, 512, 64, "mma_ring"), K::kMmaRing);

@@ -17,7 +17,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 
+#include "absl/strings/str_cat.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
@@ -280,10 +282,6 @@ __global__ void __launch_bounds__(kCombineThreads) MlaDecodeCombineKernel(MlaDec
   if (writes_lse) p.lse[out_row] = lse;
 }
 
-}  // namespace
-
-namespace {
-
 // The split kernel that runs for a resolved kernel: the opt-in ones hand what they cannot
 // take to the next (wgmma → 64 rows → mma, ring → mma). `ring`, `rows64` and `wgmma` say
 // whether those take the cache (for a plan) or the call (at launch), asked only when needed.
@@ -329,9 +327,28 @@ absl::Status LaunchTensorCoreSplit(MlaDecodeKernel kernel, const MlaDecodeParams
       return LaunchMlaDecodeRows64Split(p, stream);
     case SplitRun::kWgmma:
       return LaunchMlaDecodeWgmmaSplit(p, stream);
-    default:
-      return LaunchMlaDecodeMmaSplit(p, kernel == MlaDecodeKernel::kMmaKSplit, stream);
+    case SplitRun::kMma:
+      return LaunchMlaDecodeMmaSplit(p, false, stream);
+    case SplitRun::kMmaKSplit:
+      return LaunchMlaDecodeMmaSplit(p, true, stream);
+    case SplitRun::kSimt:
+      break;
   }
+  return absl::InternalError("MlaDecode: the CUDA-core kernel is not a tensor-core split");
+}
+
+// The kernel that resolves from `kernel` for these widths (checked), and the split kernel
+// that runs for it on a cache of this element type.
+absl::StatusOr<SplitRun> SplitRunOf(int kv_lora_rank, int rope_dim, MlaDecodeKernel kernel,
+                                    bool kv_fp8, const char* caller) {
+  if (kv_lora_rank < 2 || kv_lora_rank % 2 != 0 || rope_dim < 0 || rope_dim % 2 != 0 ||
+      kv_lora_rank > kMlaMaxLatent || rope_dim > kMlaMaxRope) {
+    return absl::InvalidArgumentError(absl::StrCat(caller, ": widths out of range"));
+  }
+  const absl::StatusOr<MlaDecodeKernel> resolved =
+      ResolveMlaDecodeKernel(kernel, kv_lora_rank, rope_dim);
+  if (!resolved.ok()) return resolved.status();
+  return SplitForCache(*resolved, kv_lora_rank, rope_dim, kv_fp8);
 }
 
 }  // namespace
@@ -339,14 +356,10 @@ absl::Status LaunchTensorCoreSplit(MlaDecodeKernel kernel, const MlaDecodeParams
 absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecodeKernel kernel,
                                        bool kv_fp8) {
   const int width = kv_lora_rank + rope_dim;
-  if (kv_lora_rank < 2 || kv_lora_rank % 2 != 0 || rope_dim < 0 || rope_dim % 2 != 0 ||
-      kv_lora_rank > kMlaMaxLatent || rope_dim > kMlaMaxRope) {
-    return absl::InvalidArgumentError("MlaDecodeCtasPerSm: widths out of range");
-  }
-  const absl::StatusOr<MlaDecodeKernel> resolved =
-      ResolveMlaDecodeKernel(kernel, kv_lora_rank, rope_dim);
-  if (!resolved.ok()) return resolved.status();
-  switch (SplitForCache(*resolved, kv_lora_rank, rope_dim, kv_fp8)) {
+  const absl::StatusOr<SplitRun> run =
+      SplitRunOf(kv_lora_rank, rope_dim, kernel, kv_fp8, "MlaDecodeCtasPerSm");
+  if (!run.ok()) return run.status();
+  switch (*run) {
     case SplitRun::kRing:
       return MlaDecodeRingCtasPerSm(kv_lora_rank, rope_dim, kv_fp8);
     case SplitRun::kRows64:
@@ -354,8 +367,9 @@ absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecode
     case SplitRun::kWgmma:
       return MlaDecodeWgmmaCtasPerSm(kv_lora_rank, rope_dim);
     case SplitRun::kMma:
+      return MlaDecodeMmaCtasPerSm(width, false);
     case SplitRun::kMmaKSplit:
-      return MlaDecodeMmaCtasPerSm(width, *resolved == MlaDecodeKernel::kMmaKSplit);
+      return MlaDecodeMmaCtasPerSm(width, true);
     case SplitRun::kSimt:
       break;
   }
@@ -370,11 +384,32 @@ absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim, MlaDecode
 
 absl::StatusOr<int> MlaDecodeRowsPerCta(int kv_lora_rank, int rope_dim, MlaDecodeKernel kernel,
                                         bool kv_fp8) {
-  const absl::StatusOr<MlaDecodeKernel> resolved =
-      ResolveMlaDecodeKernel(kernel, kv_lora_rank, rope_dim);
-  if (!resolved.ok()) return resolved.status();
-  const SplitRun run = SplitForCache(*resolved, kv_lora_rank, rope_dim, kv_fp8);
-  return run == SplitRun::kRows64 || run == SplitRun::kWgmma ? kRows64Rows : kMlaDecodeRowsPerCta;
+  const absl::StatusOr<SplitRun> run =
+      SplitRunOf(kv_lora_rank, rope_dim, kernel, kv_fp8, "MlaDecodeRowsPerCta");
+  if (!run.ok()) return run.status();
+  return *run == SplitRun::kRows64 || *run == SplitRun::kWgmma ? kRows64Rows : kMlaDecodeRowsPerCta;
+}
+
+absl::StatusOr<std::string> MlaDecodeSplitName(int kv_lora_rank, int rope_dim,
+                                               MlaDecodeKernel kernel, bool kv_fp8) {
+  const absl::StatusOr<SplitRun> run =
+      SplitRunOf(kv_lora_rank, rope_dim, kernel, kv_fp8, "MlaDecodeSplitName");
+  if (!run.ok()) return run.status();
+  switch (*run) {
+    case SplitRun::kSimt:
+      return std::string("simt");
+    case SplitRun::kMma:
+      return std::string("mma");
+    case SplitRun::kMmaKSplit:
+      return std::string("mma_ksplit");
+    case SplitRun::kRing:
+      return std::string("mma_ring");
+    case SplitRun::kRows64:
+      return std::string("mma_rows64");
+    case SplitRun::kWgmma:
+      return std::string("mma_wgmma");
+  }
+  return std::string("?");
 }
 
 absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {

@@ -10,15 +10,16 @@
 //
 // Two kernels: the split kernel runs a [num_head_tiles, num_parts] grid over the plan of
 // host/mla_decode_plan.h. Each CTA takes kMlaDecodeRowsPerCta query rows (s_q × heads
-// folded) and walks its part's cache blocks with an online softmax, writing either the
-// final output (a sequence that one part covers) or a partial output and LSE (a split
-// sequence). The combine kernel merges partials: lse = log Σ exp(lse_s − max) + max,
-// out = Σ exp(lse_s − lse) · out_s. Keys are read only below each row's limit, and cache
-// slots at or past seq_lens[j] are never read, so unused slots may hold anything.
+// folded; 64 for the 64-row kernels, MlaDecodeRowsPerCta) and walks its part's cache blocks with an
+// online softmax, writing either the final output (a sequence that one part covers) or a partial
+// output and LSE (a split sequence). The combine kernel merges partials: lse = log Σ exp(lse_s −
+// max) + max, out = Σ exp(lse_s − lse) · out_s. Keys are read only below each row's limit, and
+// cache slots at or past seq_lens[j] are never read, so unused slots may hold anything.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -32,8 +33,9 @@ namespace mla::cuda {
 // both even.
 inline constexpr int kMlaMaxLatent = 512;
 inline constexpr int kMlaMaxRope = 128;
-// The ring kernel's limit on L + R: three 64-key blocks of such rows fill the 227 KB of
-// shared memory a CTA may have (DeepSeek's 576: 221 KB).
+// The ring and 64-row kernels' limit on L + R: three 64-key blocks of such rows (or the q
+// tile and two blocks) fill the 227 KiB of shared memory a CTA may have (DeepSeek's 576:
+// 216 KiB).
 inline constexpr int kMlaRingMaxWidth = 576;
 
 // Which split kernel runs (the combine kernel is shared):
@@ -54,10 +56,11 @@ inline constexpr int kMlaRingMaxWidth = 576;
 // - kMmaWgmma: kMmaRows64 with both products as wgmma (mla_decode_rows64_wgmma.cu,
 //   sm_90a only), for DeepSeek's widths (MlaDecodeWgmmaSupports) and bf16 caches; where it
 //   cannot run, kMmaRows64's rules apply (opt-in until a device has run it);
-// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt, mma, mma_ksplit, mma_ring or
-//   mma_rows64, mma_wgmma); unset, mma where it takes the shape (measured faster on an H200), simt
-//   otherwise. A tensor-core kernel named for widths it does not take falls back to the
-//   next one that does (mma_ring, mma_rows64 or mma_wgmma → mma → simt).
+// - kAuto: MLA_CUDA_DECODE_KERNEL from the environment (simt, mma, mma_ksplit, mma_ring,
+//   mma_rows64 or mma_wgmma); unset, mma where it takes the shape (measured faster on an
+//   H200), simt otherwise. A tensor-core kernel named for widths it does not take falls
+//   back to the next one that does (mma_wgmma → mma_rows64 → mma → simt; mma_ring and
+//   mma_ksplit → mma → simt).
 enum class MlaDecodeKernel : int {
   kAuto = 0,
   kSimt = 1,
@@ -103,7 +106,8 @@ absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p);
 // Launches the split kernel and the combine kernel on `stream`.
 absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream);
 
-// Whether the tensor-core split kernels take these widths, and the ring kernel.
+// Whether the tensor-core split kernels take these widths, and the ring and 64-row kernels
+// (rows of at most kMlaRingMaxWidth values).
 bool MlaDecodeMmaSupports(int kv_lora_rank, int rope_dim);
 bool MlaDecodeRingSupports(int kv_lora_rank, int rope_dim);
 // The wgmma build of the 64-row kernel: L = 512 (one 256-column tile per half), R = 64.
@@ -127,18 +131,26 @@ absl::StatusOr<MlaDecodeKernel> ResolveMlaDecodeKernel(MlaDecodeKernel wanted, i
 // current device holds at once for these widths: shared memory decides it (the CUDA-core
 // kernel: 2 on an H100 / H200 at DeepSeek's 576). The plan's num_sms is the multiprocessors
 // times this: with one CTA per multiprocessor its loads and its math never overlap.
-// `kv_fp8`: the cache's element type, which decides whether the ring kernel runs.
+// `kv_fp8`: the cache's element type, which decides which of the opt-in kernels runs.
 absl::StatusOr<int> MlaDecodeCtasPerSm(int kv_lora_rank, int rope_dim,
                                        MlaDecodeKernel kernel = MlaDecodeKernel::kAuto,
                                        bool kv_fp8 = false);
 
 // Query rows per CTA of the split kernel that runs for these widths, kernel and cache:
-// the plan's MlaDecodePlanOptions::rows_per_cta (64 for kMmaRows64 where it runs, else
-// kMlaDecodeRowsPerCta). Any value gives correct results; this one the intended grid (a
-// call whose q or cache is not 16-byte aligned runs kMma on it: correct, a larger grid).
+// the plan's MlaDecodePlanOptions::rows_per_cta (64 for kMmaRows64 or kMmaWgmma where they
+// run, else kMlaDecodeRowsPerCta). Any value gives correct results; this one the intended
+// grid (a call whose q or cache is not 16-byte aligned runs kMma on it: correct, a larger
+// grid).
 absl::StatusOr<int> MlaDecodeRowsPerCta(int kv_lora_rank, int rope_dim,
                                         MlaDecodeKernel kernel = MlaDecodeKernel::kAuto,
                                         bool kv_fp8 = false);
+
+// The MLA_CUDA_DECODE_KERNEL name of the split kernel that runs for these widths, kernel
+// and cache on the current device (an opt-in kernel may hand the cache to another), for
+// benchmarks' labels.
+absl::StatusOr<std::string> MlaDecodeSplitName(int kv_lora_rank, int rope_dim,
+                                               MlaDecodeKernel kernel = MlaDecodeKernel::kAuto,
+                                               bool kv_fp8 = false);
 
 }  // namespace mla::cuda
 

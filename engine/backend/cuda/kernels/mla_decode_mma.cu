@@ -26,7 +26,8 @@
 // The k-split variant (MmaKSplit below, MlaDecodeKernel::kMmaKSplit, opt-in until a device
 // has compared it) keeps q's fragments in registers and reads V with ldmatrix.x4.trans;
 // the ring variant (mla_decode_ring.cu) keeps blocks in flight while it computes.
-// Not done (docs/BENCHMARKS.md): TMA, more than 16 query rows per CTA, wgmma.
+// More query rows per CTA and wgmma: mla_decode_rows64.cu, mla_decode_rows64_wgmma.cu.
+// Not done (docs/BENCHMARKS.md): TMA.
 #include <cuda_runtime.h>
 
 #include <algorithm>

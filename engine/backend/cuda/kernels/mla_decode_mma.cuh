@@ -1,6 +1,7 @@
 // What the tensor-core MLA decode split kernels share (mla_decode_mma.cu: one block at a
-// time, and its k-split variant; mla_decode_ring.cu: a ring of blocks in flight): the
-// m16n8k16 product, ldmatrix, one row's online-softmax step and the end of a piece.
+// time, and its k-split variant; mla_decode_ring.cu: a ring of blocks in flight;
+// mla_decode_rows64.cuh: 64 query rows per CTA): the m16n8k16 product, ldmatrix, one row's
+// online-softmax step and the end of a piece.
 // Fragment layouts: mla_decode_mma_rule.h.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_CUH_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_CUH_

@@ -1,6 +1,7 @@
 // The tensor-core split kernels of the MLA decode (mla_decode_mma.cu, mla_decode_ring.cu,
-// mla_decode_rows64.cu),
-// for mla_decode.cu's LaunchMlaDecode and MlaDecodeCtasPerSm; callers use those.
+// mla_decode_rows64.cu, mla_decode_rows64_wgmma.cu), for mla_decode.cu's dispatch
+// (LaunchMlaDecode, MlaDecodeCtasPerSm, MlaDecodeRowsPerCta); callers use those, the GPU
+// tests also the Runs predicates.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_H_
 

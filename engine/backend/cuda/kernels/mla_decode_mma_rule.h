@@ -1,12 +1,14 @@
-// The lane arithmetic of the tensor-core MLA decode kernel (mla_decode_mma.cu): where each
-// lane finds its mma.m16n8k16 fragments in shared memory and where its accumulators land,
-// and PTX's fragment layouts that this must reproduce. Shared by the kernel and the CPU
-// test that replays a warp's products lane by lane (tests/engine/cuda_host/
-// mla_decode_mma_rule_test.cc). Plain C++ with no CUDA dependency, so that the host
-// compiler and nvcc see the same code.
+// The lane arithmetic of the tensor-core MLA decode kernels: where each lane finds its
+// mma.m16n8k16 fragments in shared memory and where its accumulators land, and PTX's
+// fragment layouts that this must reproduce; the ring and 64-row kernels' swizzled rows
+// and ldmatrix addressing; the wgmma build's 128-byte-swizzle tiles, descriptors and
+// shared-memory sizes. Shared by the kernels and the CPU tests that replay them lane by
+// lane (tests/engine/cuda_host/mla_decode_mma_rule_test.cc). Plain C++ with no CUDA
+// dependency, so that the host compiler and nvcc see the same code.
 //
-// Storage: q, keys and p are rows of bf16 pairs (32-bit words; the lower index in the low
-// half), `stride` words per row. A k-step covers 16 values = 8 words of a row.
+// Storage of mla_decode_mma.cu: q, keys and p are rows of bf16 pairs (32-bit words; the
+// lower index in the low half), `stride` words per row. A k-step covers 16 values = 8
+// words of a row.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_RULE_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_MMA_RULE_H_
 
@@ -173,6 +175,14 @@ inline constexpr unsigned kWgmmaKMajorSbo = 8 * kSw128RowBytes;
 // away (leading offset), the next 8 keys 1024 bytes away (stride offset).
 inline constexpr unsigned kWgmmaNMajorLbo = kSw128BlockBytes;
 inline constexpr unsigned kWgmmaNMajorSbo = 8 * kSw128RowBytes;
+// The operands' start bytes in their tiles: the scores' B (keys 32·half .. + 31) at k-step
+// ks, and the output's B (V at keys 16·ks .., latent columns 256·half ..).
+MLA_MMA_FN int WgmmaKeysStartBytes(int half, int ks) {
+  return kSw128RowBytes * 32 * half + Sw128KStepBytes(ks);
+}
+MLA_MMA_FN int WgmmaVStartBytes(int half, int ks) {
+  return (256 * half / 64) * kSw128BlockBytes + 16 * ks * kSw128RowBytes;
+}
 // Its shared memory at 64 rows of `values`: the q tile, kRows64Stages key blocks, p, the
 // halves' row maxima, and 1024 bytes to align the runs.
 MLA_MMA_FN int Rows64WgmmaSharedBytes(int values) {

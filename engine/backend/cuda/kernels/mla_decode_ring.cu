@@ -9,10 +9,10 @@
 // zero whenever both CTAs compute, and every block pays a full memory latency. Here one CTA
 // of 8 warps per SM keeps a ring of three 64-key blocks in shared memory: while it computes
 // block i, blocks i + 1 and i + 2 are on their way (cp.async groups, one per block), so two
-// blocks (147 KB at DeepSeek's 576) are always in flight, across piece and sequence
+// blocks (144 KiB at DeepSeek's 576) are always in flight, across piece and sequence
 // boundaries of the CTA's part.
 //
-// The room for three blocks (221 KB of the 227 KB a CTA may have) comes from:
+// The room for three blocks (216 KiB; 223 KiB in all, of the 227 KiB a CTA may have) comes from:
 //   - q's fragments in registers, loaded from global memory once per piece (no q tile in
 //     shared memory): each warp holds all of the row's k-steps (36 × 4 registers at 576);
 //   - key rows without padding words: 16-byte chunks swizzled by the key (chunk c of key k
@@ -20,9 +20,9 @@
 // so the ring takes rows of at most kMlaRingMaxWidth values.
 //
 // An FP8 cache (DeepSeek's 656-byte rows, MlaDecodeRingTakesCache) goes through the ring
-// as stored: three stages of FP8 rows (42 KB each), copied with cp.async like bf16 ones,
+// as stored: three stages of FP8 rows (41 KiB each), copied with cp.async like bf16 ones,
 // and one block of bf16 rows that each block is dequantized into (code · its group's
-// scale, rounded to bf16, as the other kernels do) before its scores; 202 KB in all.
+// scale, rounded to bf16, as the other kernels do) before its scores; 202 KiB in all.
 //
 // Per block of 64 keys (barriers between the steps):
 //   1. wait for the block's copies, then issue the copies of the block two ahead into the
@@ -289,10 +289,6 @@ __global__ void __launch_bounds__(kThreads, 1) MlaDecodeRingKernel(MlaDecodePara
   }
 }
 
-}  // namespace
-
-namespace {
-
 // The ring kernel for a cache and its shared memory.
 struct RingVariant {
   const void* kernel;
@@ -310,7 +306,7 @@ RingVariant RingVariantOf(int latent, int rope, bool fp8) {
 
 bool MlaDecodeRingRuns(int kv_lora_rank, int rope_dim, bool kv_fp8) {
   return MlaDecodeRingTakesCache(kv_lora_rank, rope_dim, kv_fp8) &&
-         DeviceAllowsSharedBytes(RingVariantOf(kv_lora_rank, rope_dim, kv_fp8).smem);
+         CurrentDeviceAllowsSharedBytes(RingVariantOf(kv_lora_rank, rope_dim, kv_fp8).smem);
 }
 
 bool MlaDecodeRingTakes(const MlaDecodeParams& p) {

@@ -1,14 +1,14 @@
 // The walk of the decode kernels that keep cache blocks in flight while they compute
-// (mla_decode_ring.cu, mla_decode_rows64.cu): a CTA's part of the plan as a list of blocks
-// that two cursors walk (one issuing copies ahead, one computing), and a block's cp.async
-// copies into shared memory, bf16 rows swizzled by the key (mla_decode_mma_rule.h) or FP8
-// rows as stored, one copy group per block.
+// (mla_decode_ring.cu, mla_decode_rows64.cuh): a CTA's part of the plan as a list of
+// blocks that two cursors walk (one issuing copies ahead, one computing), a block's
+// cp.async copies into shared memory (bf16 rows swizzled by the key or in the 128-byte
+// swizzle wgmma reads, mla_decode_mma_rule.h, or FP8 rows as stored; one copy group per
+// block), and P·V over such a block with ldmatrix.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_RING_CUH_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_RING_CUH_
 
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
 
 #include "engine/backend/cuda/kernels/mla_decode.h"
@@ -115,20 +115,6 @@ __device__ __forceinline__ void AccumulateSwizzledPV(const uint32_t* p_rows, int
       }
     }
   }
-}
-
-// Whether the current device lets a CTA have `smem` bytes of shared memory (227 KB on an
-// H100 / H200; the ring and 64-row kernels need up to 226 KB). Host code.
-inline bool DeviceAllowsSharedBytes(size_t smem) {
-  int device = 0;
-  int optin = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
-          cudaSuccess) {
-    (void)cudaGetLastError();  // Not sticky; the caller falls back to kMma.
-    return false;
-  }
-  return static_cast<size_t>(optin) >= smem;
 }
 
 }  // namespace mla::cuda

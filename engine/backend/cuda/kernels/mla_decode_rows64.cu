@@ -4,7 +4,7 @@
 // (MlaDecodeRowsPerCta).
 //
 // Why: with 16 query rows per CTA, 128 heads are 8 CTAs that each read every cache block,
-// and each does 16 rows' math per 74 KB it loads; on an H200 the tensor-core kernel reached
+// and each does 16 rows' math per 72 KiB it loads; on an H200 the tensor-core kernel reached
 // ~100 TFLOP/s there (~10% of the bf16 peak, docs/BENCHMARKS.md), bound by the same
 // per-block loop as at 16 heads. Here a CTA of 8 warps takes 64 rows (FlashMLA's tile), so
 // a block is read once per 64 rows and each load feeds four times the math.
@@ -21,13 +21,12 @@
 // At a piece's end the two halves add their row sums (third barrier), write their columns
 // and the half-0 warp the lse.
 //
-// Shared memory (DeepSeek's 576): the q tile (72 KB, loaded when a piece starts), two
-// blocks of keys (144 KB: the next block's copies in flight while the current one is
-// computed on), p (9 KB): 226 KB, one CTA per SM. bf16 caches and rows of at most
+// Shared memory (DeepSeek's 576): the q tile (72 KiB, loaded when a piece starts), two
+// blocks of keys (144 KiB: the next block's copies in flight while the current one is
+// computed on), p (9 KiB): 225.5 KiB, one CTA per SM. bf16 caches and rows of at most
 // kMlaRingMaxWidth values; other calls run kMma.
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
@@ -55,7 +54,7 @@ size_t Rows64Smem(int kv_lora_rank, int rope_dim) {
 
 bool MlaDecodeRows64Runs(int kv_lora_rank, int rope_dim, bool kv_fp8) {
   return !kv_fp8 && MlaDecodeRingSupports(kv_lora_rank, rope_dim) &&
-         DeviceAllowsSharedBytes(Rows64Smem(kv_lora_rank, rope_dim));
+         CurrentDeviceAllowsSharedBytes(Rows64Smem(kv_lora_rank, rope_dim));
 }
 
 bool MlaDecodeRows64Takes(const MlaDecodeParams& p) {

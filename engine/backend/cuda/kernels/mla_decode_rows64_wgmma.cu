@@ -15,7 +15,6 @@
 // run kMmaRows64's rules.
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
@@ -45,21 +44,12 @@ size_t WgmmaSmem(int kv_lora_rank, int rope_dim) {
   return static_cast<size_t>(Rows64WgmmaSharedBytes(kv_lora_rank + rope_dim));
 }
 
-// Whether this file's sm_90a image loads on the current device.
-bool WgmmaImageLoads() {
-  cudaFuncAttributes attributes{};
-  if (cudaFuncGetAttributes(&attributes, MlaDecodeRows64WgmmaKernel) != cudaSuccess) {
-    (void)cudaGetLastError();  // Not sticky: no image for this device.
-    return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 bool MlaDecodeWgmmaRuns(int kv_lora_rank, int rope_dim, bool kv_fp8) {
-  return !kv_fp8 && MlaDecodeWgmmaSupports(kv_lora_rank, rope_dim) && WgmmaImageLoads() &&
-         DeviceAllowsSharedBytes(WgmmaSmem(kv_lora_rank, rope_dim));
+  return !kv_fp8 && MlaDecodeWgmmaSupports(kv_lora_rank, rope_dim) &&
+         CurrentDeviceRuns(reinterpret_cast<const void*>(&MlaDecodeRows64WgmmaKernel)) &&
+         CurrentDeviceAllowsSharedBytes(WgmmaSmem(kv_lora_rank, rope_dim));
 }
 
 bool MlaDecodeWgmmaTakes(const MlaDecodeParams& p) {

@@ -6,8 +6,9 @@
 // per n-tile of 8 columns (PTX's wgmma D fragments), so they land where the mma.sync
 // build's do. The tiles' layout and the descriptors: mla_decode_mma_rule.h (Sw128ChunkWord,
 // WgmmaDescriptor), checked against PTX's canonical layouts by a CPU test.
-// The instructions compile only for sm_90a; elsewhere these functions trap (the host
-// never launches that build there).
+// The instructions compile only for sm_90a; elsewhere these functions trap, and
+// mla_decode_rows64_wgmma.cu refuses to build for anything else (the mma.sync build
+// includes this header but never calls them).
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_WGMMA_CUH_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_WGMMA_CUH_
 
@@ -171,12 +172,13 @@ __device__ __forceinline__ void WgmmaScores(const uint32_t* q, const uint32_t* k
     for (int i = 0; i < 4; ++i) c[j][i] = 0.0f;
   }
   const unsigned q_at = SharedAddress(q);
-  const unsigned k_at = SharedAddress(keys) + kSw128RowBytes * 32 * half;
+  const unsigned k_at = SharedAddress(keys);
   PinRegisters(c);
   WgmmaFence();
   for (int ks = 0; ks < ksteps; ++ks) {
-    WgmmaM64N32K16(c, WgmmaDescriptor(q_at + Sw128KStepBytes(ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo),
-                   WgmmaDescriptor(k_at + Sw128KStepBytes(ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo));
+    WgmmaM64N32K16(
+        c, WgmmaDescriptor(q_at + Sw128KStepBytes(ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo),
+        WgmmaDescriptor(k_at + WgmmaKeysStartBytes(half, ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo));
   }
   WgmmaCommitAndWait();
   PinRegisters(c);
@@ -191,7 +193,7 @@ __device__ __forceinline__ void WgmmaAccumulate(const uint32_t* p_rows, int p_st
   uint32_t a[4][4];
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks) LoadPFragment(p_rows, p_stride, lane, ks, a[ks]);
-  const unsigned v_at = SharedAddress(keys) + (256 * half / 64) * kSw128BlockBytes;
+  const unsigned v_at = SharedAddress(keys);
   PinRegisters(acc);
   PinRegisters(a);
   WgmmaFence();  // acc was rescaled and a loaded by ordinary instructions.
@@ -199,7 +201,7 @@ __device__ __forceinline__ void WgmmaAccumulate(const uint32_t* p_rows, int p_st
   for (int ks = 0; ks < 4; ++ks) {
     WgmmaM64N256K16RegA(
         acc, a[ks],
-        WgmmaDescriptor(v_at + 16 * ks * kSw128RowBytes, kWgmmaNMajorLbo, kWgmmaNMajorSbo));
+        WgmmaDescriptor(v_at + WgmmaVStartBytes(half, ks), kWgmmaNMajorLbo, kWgmmaNMajorSbo));
   }
   WgmmaCommitAndWait();
   PinRegisters(acc);
