@@ -143,7 +143,7 @@ struct Rows64Warp {
   // Step 1: scores of this warp's 16 rows and 32 keys, scaled to the log2 domain and masked.
   __device__ void Scores(const uint32_t* keys, const RingItem& it, float (&c)[4][4]) const {
     if constexpr (kWgmma) {
-      WgmmaScores(s.q, keys, half, t.width / 16, c);
+      WgmmaScores(s.q, keys, half, c);  // t.width is 576 (MlaDecodeWgmmaSupports)
     } else {
       MmaScores(keys, c);
     }

@@ -25,6 +25,9 @@
 
 namespace mla::cuda {
 
+// k-steps of a 576-value row (L = 512, R = 64: the widths the wgmma build takes).
+inline constexpr int kWgmmaKSteps = 576 / 16;
+
 // Orders this thread's earlier shared-memory writes (stores, cp.async) before later reads
 // by the async proxy (wgmma's operands); a barrier then makes that CTA-wide.
 __device__ __forceinline__ void FenceProxyAsyncShared() {
@@ -162,10 +165,10 @@ __device__ __forceinline__ unsigned SharedAddress(const void* p) {
 }
 
 // The scores of keys 32·half .. 32·half + 31 of a block (a swizzled 64-row tile) for the 64
-// rows of the q tile, over `ksteps` k-steps; every warp of the warpgroup calls it and gets
-// its 16 rows in c (n-tile j: keys 32·half + 8j ..).
+// rows of the q tile, over the row's kWgmmaKSteps k-steps; every warp of the warpgroup calls it and
+// gets its 16 rows in c (n-tile j: keys 32·half + 8j ..).
 __device__ __forceinline__ void WgmmaScores(const uint32_t* q, const uint32_t* keys, int half,
-                                            int ksteps, float (&c)[4][4]) {
+                                            float (&c)[4][4]) {
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
 #pragma unroll
@@ -174,11 +177,18 @@ __device__ __forceinline__ void WgmmaScores(const uint32_t* q, const uint32_t* k
   const unsigned q_at = SharedAddress(q);
   const unsigned k_at = SharedAddress(keys);
   PinRegisters(c);
-  WgmmaFence();
-  for (int ks = 0; ks < ksteps; ++ks) {
-    WgmmaM64N32K16(
-        c, WgmmaDescriptor(q_at + Sw128KStepBytes(ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo),
-        WgmmaDescriptor(k_at + WgmmaKeysStartBytes(half, ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo));
+  // The wgmma build takes DeepSeek's 576 values only (MlaDecodeWgmmaSupports): a fixed
+  // count, unrolled, so that no copies of c between loop paths sit between the wgmmas.
+#pragma unroll
+  for (int ks = 0; ks < kWgmmaKSteps; ++ks) {
+    const uint64_t a =
+        WgmmaDescriptor(q_at + Sw128KStepBytes(ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo);
+    const uint64_t b =
+        WgmmaDescriptor(k_at + WgmmaKeysStartBytes(half, ks), kWgmmaKMajorLbo, kWgmmaKMajorSbo);
+    // Each k-step's descriptors are new registers: the fence (an arrive; it does not wait
+    // for the wgmmas in flight) lets the next wgmma read them. ptxas would insert it.
+    WgmmaFence();
+    WgmmaM64N32K16(c, a, b);
   }
   WgmmaCommitAndWait();
   PinRegisters(c);
@@ -194,14 +204,14 @@ __device__ __forceinline__ void WgmmaAccumulate(const uint32_t* p_rows, int p_st
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks) LoadPFragment(p_rows, p_stride, lane, ks, a[ks]);
   const unsigned v_at = SharedAddress(keys);
-  PinRegisters(acc);
+  PinRegisters(acc);  // acc was rescaled and a loaded by ordinary instructions.
   PinRegisters(a);
-  WgmmaFence();  // acc was rescaled and a loaded by ordinary instructions.
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks) {
-    WgmmaM64N256K16RegA(
-        acc, a[ks],
-        WgmmaDescriptor(v_at + WgmmaVStartBytes(half, ks), kWgmmaNMajorLbo, kWgmmaNMajorSbo));
+    const uint64_t b =
+        WgmmaDescriptor(v_at + WgmmaVStartBytes(half, ks), kWgmmaNMajorLbo, kWgmmaNMajorSbo);
+    WgmmaFence();  // As in WgmmaScores: the descriptor is a new register.
+    WgmmaM64N256K16RegA(acc, a[ks], b);
   }
   WgmmaCommitAndWait();
   PinRegisters(acc);
