@@ -185,12 +185,19 @@ void AppendJsonString(absl::string_view s, bool ensure_ascii, std::string* out) 
   out->push_back('"');
 }
 
+// A newline and `indent` · `level` spaces, or nothing when indent < 0 (one line). Built in
+// place: GCC 12 warns at -O3 (-Wrestrict, a false positive) on "\n" + std::string(...).
+std::string NewlineAndIndent(int indent, int level) {
+  if (indent < 0) return "";
+  std::string s(1 + static_cast<size_t>(indent) * level, ' ');
+  s[0] = '\n';
+  return s;
+}
+
 absl::Status AppendJson(const Value& v, bool ensure_ascii, int indent, bool sort_keys, int depth,
                         std::string* out) {
-  const std::string newline =
-      indent >= 0 ? "\n" + std::string(static_cast<size_t>(indent) * (depth + 1), ' ') : "";
-  const std::string close_nl =
-      indent >= 0 ? "\n" + std::string(static_cast<size_t>(indent) * depth, ' ') : "";
+  const std::string newline = NewlineAndIndent(indent, depth + 1);
+  const std::string close_nl = NewlineAndIndent(indent, depth);
   const std::string item_sep = indent >= 0 ? "," : ", ";
   switch (v.kind()) {
     case Value::Kind::kNone: *out += "null"; return absl::OkStatus();

@@ -145,7 +145,9 @@ std::string FloatRepr(double value) {
   const int decpt = exponent + 1;
   if (decpt > -4 && decpt <= 16) {
     if (decpt <= 0) {
-      out += "0." + std::string(-decpt, '0') + digits;
+      out += "0.";
+      out.append(static_cast<size_t>(-decpt), '0');
+      out += digits;
     } else if (static_cast<size_t>(decpt) >= digits.size()) {
       out += digits + std::string(decpt - digits.size(), '0') + ".0";
     } else {
@@ -154,7 +156,10 @@ std::string FloatRepr(double value) {
     return out;
   }
   out += digits.substr(0, 1);
-  if (digits.size() > 1) out += "." + digits.substr(1);
+  if (digits.size() > 1) {  // Appended in two steps: GCC 12 warns at -O3 on "." + substr.
+    out += '.';
+    out.append(digits, 1, std::string::npos);
+  }
   char exp_buf[16];
   std::snprintf(exp_buf, sizeof(exp_buf), "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
   return out + exp_buf;
