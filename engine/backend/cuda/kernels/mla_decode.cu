@@ -282,25 +282,25 @@ __global__ void __launch_bounds__(kCombineThreads) MlaDecodeCombineKernel(MlaDec
   if (writes_lse) p.lse[out_row] = lse;
 }
 
-// The split kernel that runs for a resolved kernel: the opt-in ones hand what they cannot
-// take to the next (wgmma → 64 rows → mma, ring → mma). `ring`, `rows64` and `wgmma` say
-// whether those take the cache (for a plan) or the call (at launch), asked only when needed.
+// The split kernel that runs for a resolved kernel on a cache of these widths and element
+// type: the opt-in ones hand what they cannot take to the next (wgmma → 64 rows → mma,
+// ring → mma); the device is asked only about the kernels on that path.
 enum class SplitRun { kSimt, kMma, kMmaKSplit, kRing, kRows64, kWgmma };
 
-template <typename Ring, typename Rows64, typename Wgmma>
-SplitRun ChooseSplit(MlaDecodeKernel kernel, Ring ring, Rows64 rows64, Wgmma wgmma) {
+SplitRun SplitForCache(MlaDecodeKernel kernel, int kv_lora_rank, int rope_dim, bool kv_fp8) {
   switch (kernel) {
     case MlaDecodeKernel::kSimt:
       return SplitRun::kSimt;
     case MlaDecodeKernel::kMmaKSplit:
       return SplitRun::kMmaKSplit;
     case MlaDecodeKernel::kMmaRing:
-      return ring() ? SplitRun::kRing : SplitRun::kMma;
+      return MlaDecodeRingRuns(kv_lora_rank, rope_dim, kv_fp8) ? SplitRun::kRing : SplitRun::kMma;
     case MlaDecodeKernel::kMmaWgmma:
-      if (wgmma()) return SplitRun::kWgmma;
-      return rows64() ? SplitRun::kRows64 : SplitRun::kMma;
+      if (MlaDecodeWgmmaRuns(kv_lora_rank, rope_dim, kv_fp8)) return SplitRun::kWgmma;
+      [[fallthrough]];
     case MlaDecodeKernel::kMmaRows64:
-      return rows64() ? SplitRun::kRows64 : SplitRun::kMma;
+      return MlaDecodeRows64Runs(kv_lora_rank, rope_dim, kv_fp8) ? SplitRun::kRows64
+                                                                 : SplitRun::kMma;
     case MlaDecodeKernel::kMma:
     case MlaDecodeKernel::kAuto:
       break;
@@ -308,19 +308,17 @@ SplitRun ChooseSplit(MlaDecodeKernel kernel, Ring ring, Rows64 rows64, Wgmma wgm
   return SplitRun::kMma;
 }
 
-SplitRun SplitForCache(MlaDecodeKernel kernel, int kv_lora_rank, int rope_dim, bool kv_fp8) {
-  return ChooseSplit(
-      kernel, [&] { return MlaDecodeRingRuns(kv_lora_rank, rope_dim, kv_fp8); },
-      [&] { return MlaDecodeRows64Runs(kv_lora_rank, rope_dim, kv_fp8); },
-      [&] { return MlaDecodeWgmmaRuns(kv_lora_rank, rope_dim, kv_fp8); });
-}
-
 // The split kernel for a call with a tensor-core `kernel` (resolved).
 absl::Status LaunchTensorCoreSplit(MlaDecodeKernel kernel, const MlaDecodeParams& p,
                                    CudaStream stream) {
-  switch (ChooseSplit(
-      kernel, [&] { return MlaDecodeRingTakes(p); }, [&] { return MlaDecodeRows64Takes(p); },
-      [&] { return MlaDecodeWgmmaTakes(p); })) {
+  // The opt-in kernels copy q and the cache in 16-byte pieces: a call whose pointers are
+  // not aligned so (never the backend's, cudaMalloc'd) runs the tensor-core kernel.
+  const bool aligned =
+      (reinterpret_cast<uintptr_t>(p.q) | reinterpret_cast<uintptr_t>(p.kv_cache)) % 16 == 0;
+  const SplitRun run = aligned ? SplitForCache(kernel, p.kv_lora_rank, p.rope_dim, p.kv_fp8)
+                       : kernel == MlaDecodeKernel::kMmaKSplit ? SplitRun::kMmaKSplit
+                                                               : SplitRun::kMma;
+  switch (run) {
     case SplitRun::kRing:
       return LaunchMlaDecodeRingSplit(p, stream);
     case SplitRun::kRows64:

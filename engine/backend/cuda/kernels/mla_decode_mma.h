@@ -20,24 +20,20 @@ absl::Status LaunchMlaDecodeMmaSplit(const MlaDecodeParams& p, bool ksplit, Cuda
 absl::StatusOr<int> MlaDecodeMmaCtasPerSm(int width, bool ksplit);
 
 // The ring kernel: whether it runs for a cache of these widths and element type on the
-// current device (MlaDecodeRingTakesCache, and the device allows its shared memory);
-// whether it takes this call (that, and a 16-byte aligned pool); its launch (`p`
-// validated) and its CTAs per SM.
+// current device (MlaDecodeRingTakesCache, and the device allows its shared memory); its
+// launch (`p` validated, q and the cache 16-byte aligned) and its CTAs per SM.
 bool MlaDecodeRingRuns(int kv_lora_rank, int rope_dim, bool kv_fp8);
-bool MlaDecodeRingTakes(const MlaDecodeParams& p);
 absl::Status LaunchMlaDecodeRingSplit(const MlaDecodeParams& p, CudaStream stream);
 absl::StatusOr<int> MlaDecodeRingCtasPerSm(int kv_lora_rank, int rope_dim, bool kv_fp8);
 
-// The 64-row kernel, the same way (bf16 caches only; it also needs q 16-byte aligned).
+// The 64-row kernel, the same way (bf16 caches only).
 bool MlaDecodeRows64Runs(int kv_lora_rank, int rope_dim, bool kv_fp8);
-bool MlaDecodeRows64Takes(const MlaDecodeParams& p);
 absl::Status LaunchMlaDecodeRows64Split(const MlaDecodeParams& p, CudaStream stream);
 absl::StatusOr<int> MlaDecodeRows64CtasPerSm(int kv_lora_rank, int rope_dim);
 
 // Its wgmma build (mla_decode_rows64_wgmma.cu: sm_90a), the same way; it also needs an
 // image for the device.
 bool MlaDecodeWgmmaRuns(int kv_lora_rank, int rope_dim, bool kv_fp8);
-bool MlaDecodeWgmmaTakes(const MlaDecodeParams& p);
 absl::Status LaunchMlaDecodeWgmmaSplit(const MlaDecodeParams& p, CudaStream stream);
 absl::StatusOr<int> MlaDecodeWgmmaCtasPerSm(int kv_lora_rank, int rope_dim);
 

@@ -309,11 +309,6 @@ bool MlaDecodeRingRuns(int kv_lora_rank, int rope_dim, bool kv_fp8) {
          CurrentDeviceAllowsSharedBytes(RingVariantOf(kv_lora_rank, rope_dim, kv_fp8).smem);
 }
 
-bool MlaDecodeRingTakes(const MlaDecodeParams& p) {
-  return reinterpret_cast<uintptr_t>(p.kv_cache) % 16 == 0 &&
-         MlaDecodeRingRuns(p.kv_lora_rank, p.rope_dim, p.kv_fp8);
-}
-
 absl::StatusOr<int> MlaDecodeRingCtasPerSm(int kv_lora_rank, int rope_dim, bool kv_fp8) {
   const RingVariant v = RingVariantOf(kv_lora_rank, rope_dim, kv_fp8);
   if (absl::Status s = AllowDynamicSharedBytes(v.kernel, v.smem); !s.ok()) return s;

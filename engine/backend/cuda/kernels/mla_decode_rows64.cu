@@ -57,13 +57,6 @@ bool MlaDecodeRows64Runs(int kv_lora_rank, int rope_dim, bool kv_fp8) {
          CurrentDeviceAllowsSharedBytes(Rows64Smem(kv_lora_rank, rope_dim));
 }
 
-bool MlaDecodeRows64Takes(const MlaDecodeParams& p) {
-  // It copies q and the cache in 16-byte pieces.
-  return reinterpret_cast<uintptr_t>(p.kv_cache) % 16 == 0 &&
-         reinterpret_cast<uintptr_t>(p.q) % 16 == 0 &&
-         MlaDecodeRows64Runs(p.kv_lora_rank, p.rope_dim, p.kv_fp8);
-}
-
 absl::StatusOr<int> MlaDecodeRows64CtasPerSm(int kv_lora_rank, int rope_dim) {
   return rows64::CtasPerSm(reinterpret_cast<const void*>(&MlaDecodeRows64Kernel),
                            Rows64Smem(kv_lora_rank, rope_dim));

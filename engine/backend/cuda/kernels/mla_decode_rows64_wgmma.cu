@@ -52,12 +52,6 @@ bool MlaDecodeWgmmaRuns(int kv_lora_rank, int rope_dim, bool kv_fp8) {
          CurrentDeviceAllowsSharedBytes(WgmmaSmem(kv_lora_rank, rope_dim));
 }
 
-bool MlaDecodeWgmmaTakes(const MlaDecodeParams& p) {
-  return reinterpret_cast<uintptr_t>(p.kv_cache) % 16 == 0 &&
-         reinterpret_cast<uintptr_t>(p.q) % 16 == 0 &&
-         MlaDecodeWgmmaRuns(p.kv_lora_rank, p.rope_dim, p.kv_fp8);
-}
-
 absl::StatusOr<int> MlaDecodeWgmmaCtasPerSm(int kv_lora_rank, int rope_dim) {
   return rows64::CtasPerSm(reinterpret_cast<const void*>(&MlaDecodeRows64WgmmaKernel),
                            WgmmaSmem(kv_lora_rank, rope_dim));

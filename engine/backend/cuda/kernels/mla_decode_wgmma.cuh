@@ -68,9 +68,6 @@ __device__ __forceinline__ void WgmmaM64N32K16(float (&c)[4][4], uint64_t desc_a
         "+f"(c[3][0]), "+f"(c[3][1]), "+f"(c[3][2]), "+f"(c[3][3])
       : "l"(desc_a), "l"(desc_b));
 #else
-  (void)c;
-  (void)desc_a;
-  (void)desc_b;
   __trap();
 #endif
 }
@@ -130,9 +127,6 @@ __device__ __forceinline__ void WgmmaM64N256K16RegA(float (&d)[32][4], const uin
         "+f"(d[31][3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b));
 #else
-  (void)d;
-  (void)a;
-  (void)desc_b;
   __trap();
 #endif
 }
