@@ -106,6 +106,9 @@ TEST(MlaDecodePlanTest, RandomBatches) {
     const int sms = 1 + rng() % 300;
     const int heads = (rng() % 2) ? 16 : 128;
     const int s_q = 1 + rng() % 3;
+    for (int32_t& len : lens) {
+      if (len > 0 && len < s_q) len = s_q;  // a sequence holds its s_q query rows
+    }
     SCOPED_TRACE(testing::Message() << "trial " << trial);
     ExpectValidPlan(lens, Options(sms, heads, s_q));
   }
@@ -171,6 +174,10 @@ TEST(MlaDecodePlanTest, RejectsBadInput) {
   EXPECT_EQ(PlanMlaDecode({64}, Options(8, 0), &plan).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(PlanMlaDecode({64}, Options(8, 16, 0), &plan).code(),
             absl::StatusCode::kInvalidArgument);
+  // A non-empty sequence needs at least s_q tokens (its rows' positions are n - s_q + i).
+  EXPECT_EQ(PlanMlaDecode({2, 1}, Options(8, 16, 2), &plan).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(PlanMlaDecode({2, 0}, Options(8, 16, 2), &plan).ok());
 }
 
 }  // namespace

@@ -33,6 +33,13 @@ absl::Status CheckOptions(absl::Span<const int32_t> seq_lens, const MlaDecodePla
           "seq_lens[", j, "] = ", seq_lens[j], " is outside [0, ", capacity,
           "] (max_blocks_per_seq ", o.max_blocks_per_seq, " × block_size ", o.block_size, ")"));
     }
+    // Query row i of a sequence of n tokens sits at position n - s_q + i: fewer than s_q
+    // tokens would put rows before the sequence's start.
+    if (seq_lens[j] > 0 && seq_lens[j] < o.q_rows_per_seq) {
+      return absl::InvalidArgumentError(absl::StrCat("seq_lens[", j, "] = ", seq_lens[j],
+                                                     " is shorter than q_rows_per_seq ",
+                                                     o.q_rows_per_seq));
+    }
   }
   return absl::OkStatus();
 }

@@ -27,6 +27,7 @@
 #include "engine/backend/cuda/kernels/mla_decode_mma.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 #include "engine/backend/cuda/kernels/mla_decode_split.cuh"
+#include "engine/backend/cuda/kernels/ptx_ops.cuh"
 
 namespace mla::cuda {
 namespace {
@@ -222,7 +223,7 @@ struct SimtSplit {
 // Two CTAs per multiprocessor, as its shared memory allows: at most 128 registers a thread
 // (the wide FP8 loader pushed it to 136, which would have left room for one).
 __global__ void __launch_bounds__(kThreads, 2) MlaDecodeSplitKernel(MlaDecodeParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = DynamicSharedMemory();
   const int width = p.kv_lora_rank + p.rope_dim;
   SimtSplit k{p, CarveShared(smem, width), MlaSplitTileOf(p), KeyStrideWords(width), {}};
   WalkPart<kThreads>(p, k);
@@ -420,6 +421,7 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
       ResolveMlaDecodeKernel(p.kernel, p.kv_lora_rank, p.rope_dim);
   if (!kernel.ok()) return kernel.status();
   const int rows_total = p.q_rows_per_seq * p.num_heads;
+  void* args[] = {const_cast<MlaDecodeParams*>(&p)};
   if (*kernel != MlaDecodeKernel::kSimt) {
     // It moves q and out in 32-bit pairs and partial_out in 64-bit ones.
     if (reinterpret_cast<uintptr_t>(p.q) % 4 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0 ||
@@ -434,12 +436,13 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
     const void* split = reinterpret_cast<const void*>(&MlaDecodeSplitKernel);
     if (absl::Status s = AllowDynamicSharedBytes(split, smem); !s.ok()) return s;
     const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
-    MlaDecodeSplitKernel<<<grid, kThreads, smem, stream>>>(p);
+    MLA_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(split, grid, dim3(kThreads), args, smem, stream));
     if (absl::Status s = CudaLaunchStatus("MlaDecodeSplitKernel"); !s.ok()) return s;
   }
   const int column_chunks = (p.kv_lora_rank + kCombineThreads - 1) / kCombineThreads;
-  MlaDecodeCombineKernel<<<dim3(rows_total, p.batch, column_chunks), kCombineThreads, 0, stream>>>(
-      p);
+  MLA_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(reinterpret_cast<const void*>(&MlaDecodeCombineKernel),
+                                            dim3(rows_total, p.batch, column_chunks),
+                                            dim3(kCombineThreads), args, 0, stream));
   return CudaLaunchStatus("MlaDecodeCombineKernel");
 }
 

@@ -41,6 +41,7 @@
 #include "engine/backend/cuda/kernels/mla_decode_mma.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 #include "engine/backend/cuda/kernels/mla_decode_split.cuh"
+#include "engine/backend/cuda/kernels/ptx_ops.cuh"
 
 namespace mla::cuda {
 namespace {
@@ -371,7 +372,7 @@ struct MmaKSplit {
 
 template <bool kKSplit>
 __global__ void __launch_bounds__(kThreads) MlaDecodeMmaSplitKernel(MlaDecodeParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = DynamicSharedMemory();
   const int width = p.kv_lora_rank + p.rope_dim;
   const int stride = MmaRowStrideWords(width);
   if constexpr (kKSplit) {

@@ -13,35 +13,9 @@
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 #include "engine/backend/cuda/kernels/mla_decode_split.cuh"
+#include "engine/backend/cuda/kernels/ptx_ops.cuh"
 
 namespace mla::cuda {
-
-// d += a · b for one m16n8k16 tile (bf16 inputs, fp32 accumulators).
-__device__ __forceinline__ void Mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// Four 8 × 8 b16 matrices from shared memory, transposed (mla_decode_mma_rule.h); `row` is
-// the 16-byte row this lane addresses.
-__device__ __forceinline__ void LdMatrixX4Trans(const uint32_t* row, uint32_t (&r)[4]) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
-// The same without the transpose: register i of lane (g, t) holds row g, values 2t, 2t + 1
-// of matrix i.
-__device__ __forceinline__ void LdMatrixX4(const uint32_t* row, uint32_t (&r)[4]) {
-  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
 
 // The running state of a CTA's 16 query rows in shared memory.
 struct MmaRowState {

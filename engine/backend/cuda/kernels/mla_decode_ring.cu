@@ -47,6 +47,7 @@
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 #include "engine/backend/cuda/kernels/mla_decode_ring.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_split.cuh"
+#include "engine/backend/cuda/kernels/ptx_ops.cuh"
 
 namespace mla::cuda {
 namespace {
@@ -229,7 +230,7 @@ struct MmaRing {
 
 template <bool kFp8>
 __global__ void __launch_bounds__(kThreads, 1) MlaDecodeRingKernel(MlaDecodeParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = DynamicSharedMemory();
   const int64_t row_bytes = CacheRowBytesOf(kFp8, p.kv_lora_rank, p.rope_dim);
   MmaRing k(p, smem, kFp8 ? static_cast<int>(row_bytes) : 0);
   if (threadIdx.x < kRows) {

@@ -16,6 +16,7 @@
 #include "engine/backend/cuda/kernels/mla_decode_mma.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 #include "engine/backend/cuda/kernels/mla_decode_split.cuh"
+#include "engine/backend/cuda/kernels/ptx_ops.cuh"
 
 namespace mla::cuda {
 
@@ -77,16 +78,6 @@ __device__ void IssueRingBlock(const MlaDecodeParams& p, const RingItem& it, int
                              : stage + RingChunkWord(key, c, row_chunks);
     CopyAsync16(dst, src + i, first_key + key < it.seq_len);
   }
-}
-
-__device__ __forceinline__ void CommitCopies() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-// Waits until at most kPending of this thread's newest copy groups are still in flight.
-template <int kPending>
-__device__ __forceinline__ void WaitCopiesExceptNewest() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 // acc += P · V over a block of 64 swizzled key rows (V is their first `latent` values) for

@@ -35,6 +35,7 @@
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 #include "engine/backend/cuda/kernels/mla_decode_ring.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_rows64.cuh"
+#include "engine/backend/cuda/kernels/ptx_ops.cuh"
 
 namespace mla::cuda {
 namespace {
@@ -42,7 +43,7 @@ namespace {
 using rows64::kThreads;
 
 __global__ void __launch_bounds__(kThreads, 1) MlaDecodeRows64Kernel(MlaDecodeParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = DynamicSharedMemory();
   rows64::Rows64Body<false>(p, smem);
 }
 

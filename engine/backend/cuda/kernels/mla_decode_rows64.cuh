@@ -22,6 +22,7 @@
 #include "engine/backend/cuda/kernels/mla_decode_ring.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_split.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_wgmma.cuh"
+#include "engine/backend/cuda/kernels/ptx_ops.cuh"
 
 namespace mla::cuda::rows64 {
 
@@ -84,9 +85,7 @@ __device__ Rows64Shared CarveRows64Shared(unsigned char* base, int width) {
 }
 
 // The two warps of a row group (w and w + 4) meet; barrier 0 is __syncthreads'.
-__device__ __forceinline__ void RowGroupBarrier(int group) {
-  asm volatile("bar.sync %0, 64;\n" ::"r"(1 + group) : "memory");
-}
+__device__ __forceinline__ void RowGroupBarrier(int group) { NamedBarrierSync<64>(1 + group); }
 
 // The 64-row q tile of sequence `seq` (rows past the end zero) into shared memory.
 template <bool kWgmma>

@@ -23,6 +23,8 @@
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
 #include "engine/backend/cuda/kernels/mla_decode_ring.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_rows64.cuh"
+#include "engine/backend/cuda/kernels/ptx_ops.cuh"
+#include "engine/backend/cuda/kernels/wgmma_ops.cuh"
 
 // Built for anything but sm_90a, the wgmma helpers would compile to traps that a device
 // could load: refuse instead (CMakeLists.txt builds this file for sm_90a alone).
@@ -36,7 +38,7 @@ namespace {
 using rows64::kThreads;
 
 __global__ void __launch_bounds__(kThreads, 1) MlaDecodeRows64WgmmaKernel(MlaDecodeParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = DynamicSharedMemory();
   rows64::Rows64Body<true>(p, smem);
 }
 

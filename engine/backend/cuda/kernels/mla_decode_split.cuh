@@ -12,6 +12,7 @@
 #include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/mla_decode.h"
+#include "engine/backend/cuda/kernels/ptx_ops.cuh"
 
 namespace mla::cuda {
 
@@ -98,23 +99,6 @@ __device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq
     }
     keys[key * stride + w] = word;
   }
-}
-
-// One 16-byte asynchronous copy from global to shared memory (cp.async, sm_80+), bypassing
-// L1; with `valid` false it reads nothing and writes zeros.
-__device__ __forceinline__ void CopyAsync16(uint32_t* smem_dst, const void* global_src,
-                                            bool valid) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global_src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-
-// Waits for every cp.async this thread issued (the caller's barrier then shows all the
-// CTA's copies to all its threads).
-__device__ __forceinline__ void WaitCopiesAsync() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 }
 
 // bf16 rows of `width` values.

@@ -1,0 +1,499 @@
+#include "tests/engine/cuda_emu/emu_runtime.h"
+
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace mla::cuda::emu {
+namespace {
+
+constexpr size_t kStackBytes = 256 * 1024;
+
+// A switch between fibers is a few hundred per warp-wide instruction; swapcontext also
+// saves the signal mask (a system call each time), so x86-64 switches its own way: push
+// the callee-saved registers, swap stack pointers, pop them (the System V ABI leaves the
+// rest to the caller).
+#if defined(__x86_64__)
+constexpr bool kFastSwitch = true;
+extern "C" void mla_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .globl mla_emu_switch
+  .type mla_emu_switch, @function
+mla_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size mla_emu_switch, .-mla_emu_switch
+)");
+#else
+constexpr bool kFastSwitch = false;
+void mla_emu_switch(void**, void*) {}
+#endif
+constexpr int kMaxBarriers = 16;
+
+struct Copy {
+  void* dst;
+  const void* src;
+  int bytes;
+  bool valid;
+};
+
+void DoCopy(const Copy& c) {
+  if (c.valid) {
+    std::memcpy(c.dst, c.src, c.bytes);
+  } else {
+    std::memset(c.dst, 0, c.bytes);
+  }
+}
+
+struct Deferred {
+  void (*run)(const void*);
+  std::vector<unsigned char> context;
+};
+
+// A fiber waits until *gen differs from `seen`.
+struct Fiber {
+  ucontext_t context;  // without kFastSwitch
+  void* sp = nullptr;  // with kFastSwitch: the saved stack pointer
+  std::unique_ptr<char[]> stack;
+  uint3 tid{};
+  int linear = 0;
+  bool done = false;
+  const uint64_t* wait_gen = nullptr;
+  uint64_t wait_seen = 0;
+  std::string waiting_at;
+  std::vector<Copy> open_copies;
+  std::deque<std::vector<Copy>> copy_groups;
+};
+
+// The rendezvous of a warp or warpgroup: operands and results double-buffered by the
+// generation's parity, since a member may enter the next collective before the others have
+// read this one's results (it cannot complete it before they arrive, so two buffers do).
+struct Group {
+  int arrived = 0;
+  uint64_t gen = 0;
+  uint64_t kind = 0;
+  unsigned char in[2][128][kMaxOperandBytes];
+  unsigned char out[2][128][kMaxOperandBytes];
+  std::vector<Deferred> deferred;  // warpgroups: wgmma products until the wait
+};
+
+struct BarrierState {
+  int arrived = 0;
+  int expected = 0;
+  uint64_t gen = 0;
+};
+
+struct Cta {
+  uint3 block_idx;
+  dim3 block_dim;
+  dim3 grid_dim;
+  int threads = 0;
+  std::vector<Fiber>* fibers = nullptr;
+  std::vector<std::unique_ptr<Group>> warps;
+  std::vector<std::unique_ptr<Group>> warpgroups;
+  BarrierState barriers[kMaxBarriers];
+  std::string error;
+};
+
+struct State {
+  ucontext_t scheduler;
+  void* scheduler_sp = nullptr;
+  Cta* cta = nullptr;
+  Fiber* current = nullptr;
+  void (*body)(const void*, void**) = nullptr;
+  const void* func = nullptr;
+  void** args = nullptr;
+  unsigned char* shared = nullptr;  // 1024-byte aligned, as the hardware's window
+  size_t shared_bytes = 0;
+  std::vector<Fiber> fibers;
+  std::map<uintptr_t, size_t> allocations;
+  KernelCaller caller = nullptr;
+  int64_t launches = 0;
+};
+
+State& S() {
+  static State* s = new State();
+  return *s;
+}
+
+Fiber& Current() {
+  State& s = S();
+  if (s.current == nullptr) {
+    std::fprintf(stderr, "cuda emulator: a device function ran outside a kernel\n");
+    std::abort();
+  }
+  return *s.current;
+}
+
+// Back to the scheduler; returns when the scheduler resumes this fiber.
+void Yield() {
+  State& s = S();
+  Fiber* f = s.current;
+  if constexpr (kFastSwitch) {
+    mla_emu_switch(&f->sp, s.scheduler_sp);
+  } else {
+    swapcontext(&f->context, &s.scheduler);
+  }
+}
+
+void BlockUntilChanged(const uint64_t* gen, uint64_t seen, std::string where) {
+  Fiber& f = Current();
+  f.wait_gen = gen;
+  f.wait_seen = seen;
+  f.waiting_at = std::move(where);
+  while (*gen == seen) Yield();
+  f.wait_gen = nullptr;
+}
+
+// Runs `f` until it yields or finishes. Its own function: swapcontext returns twice, as
+// setjmp, which callers' locals must not see.
+__attribute__((noinline)) void Resume(Fiber& f) {
+  State& s = S();
+  s.current = &f;
+  if constexpr (kFastSwitch) {
+    mla_emu_switch(&s.scheduler_sp, f.sp);
+  } else {
+    swapcontext(&s.scheduler, &f.context);
+  }
+  s.current = nullptr;
+}
+
+void FiberEntry() {
+  State& s = S();
+  s.body(s.func, s.args);
+  s.current->done = true;
+  if constexpr (kFastSwitch) {
+    for (;;) Yield();  // never resumed: the fiber is done
+  }
+  // Without kFastSwitch, uc_link returns to the scheduler.
+}
+
+// A new context for `f` that runs the kernel's body (its own function: getcontext returns
+// twice).
+__attribute__((noinline)) void Start(Fiber& f) {
+  if constexpr (kFastSwitch) {
+    // The stack mla_emu_switch pops on the first switch: six registers, then FiberEntry as
+    // the return address, placed so that FiberEntry starts with the stack aligned as
+    // after a call (rsp + 8 a multiple of 16).
+    auto top = reinterpret_cast<uintptr_t>(f.stack.get() + kStackBytes) & ~uintptr_t{15};
+    auto* slots = reinterpret_cast<void**>(top - 16);
+    slots[0] = reinterpret_cast<void*>(&FiberEntry);
+    for (int i = 1; i <= 6; ++i) slots[-i] = nullptr;
+    f.sp = slots - 6;
+    return;
+  }
+  getcontext(&f.context);
+  f.context.uc_stack.ss_sp = f.stack.get();
+  f.context.uc_stack.ss_size = kStackBytes;
+  f.context.uc_link = &S().scheduler;
+  makecontext(&f.context, FiberEntry, 0);
+}
+
+}  // namespace
+
+const uint3& ThreadIdx() { return Current().tid; }
+const uint3& BlockIdx() {
+  Current();
+  return S().cta->block_idx;
+}
+const dim3& BlockDim() {
+  Current();
+  return S().cta->block_dim;
+}
+const dim3& GridDim() {
+  Current();
+  return S().cta->grid_dim;
+}
+
+void Fail(const std::string& message) {
+  State& s = S();
+  Fiber& f = Current();
+  if (s.cta->error.empty()) {
+    s.cta->error = absl::StrCat("thread (", f.tid.x, ", ", f.tid.y, ", ", f.tid.z, ") of CTA (",
+                                s.cta->block_idx.x, ", ", s.cta->block_idx.y, ", ",
+                                s.cta->block_idx.z, "): ", message);
+  }
+  // Never resumed: the scheduler stops at the error.
+  for (;;) Yield();
+}
+
+void Barrier(int id, int count) {
+  State& s = S();
+  if (id < 0 || id >= kMaxBarriers) Fail(absl::StrCat("barrier id ", id, " out of range"));
+  if (count <= 0 || count % 32 != 0 || count > s.cta->threads) {
+    Fail(absl::StrCat("barrier ", id, " for ", count, " threads (a multiple of 32, at most ",
+                      s.cta->threads, ")"));
+  }
+  BarrierState& b = s.cta->barriers[id];
+  if (b.arrived == 0) {
+    b.expected = count;
+  } else if (b.expected != count) {
+    Fail(absl::StrCat("barrier ", id, " for ", count, " threads while others wait for ",
+                      b.expected));
+  }
+  const uint64_t seen = b.gen;
+  if (++b.arrived == b.expected) {
+    b.arrived = 0;
+    ++b.gen;
+    return;
+  }
+  BlockUntilChanged(&b.gen, seen, absl::StrCat("barrier ", id, " (", count, " threads)"));
+}
+
+unsigned char* SharedBase() { return S().shared; }
+size_t SharedBytes() { return S().shared_bytes; }
+
+uint32_t SharedOffset(const void* p) {
+  State& s = S();
+  const auto* c = static_cast<const unsigned char*>(p);
+  if (c < s.shared || c > s.shared + s.shared_bytes) {
+    Fail("a shared-memory address outside the launch's dynamic shared memory");
+  }
+  return static_cast<uint32_t>(c - s.shared);
+}
+
+unsigned char* SharedAt(uint32_t offset, size_t bytes) {
+  State& s = S();
+  if (offset + bytes > s.shared_bytes) {
+    Fail(absl::StrCat("shared bytes ", offset, " .. ", offset + bytes, " past the launch's ",
+                      s.shared_bytes));
+  }
+  return s.shared + offset;
+}
+
+bool AsyncEarly() {
+  static const bool early = [] {
+    const char* v = std::getenv("MLA_EMU_ASYNC");
+    return v != nullptr && std::string(v) == "early";
+  }();
+  return early;
+}
+
+int LaneId() { return Current().linear % 32; }
+int WarpgroupRank() { return Current().linear % 128; }
+
+void CollectiveBytes(int group_size, uint64_t kind, const void* in, size_t in_bytes, void* out,
+                     size_t out_bytes, CollectiveFn compute, const void* context) {
+  State& s = S();
+  Fiber& f = Current();
+  if (group_size != 32 && group_size != 128) Fail("collective of an unsupported group size");
+  if (s.cta->threads % group_size != 0) {
+    Fail(absl::StrCat("a ", group_size, "-thread collective in a CTA of ", s.cta->threads));
+  }
+  auto& groups = group_size == 32 ? s.cta->warps : s.cta->warpgroups;
+  Group& g = *groups[f.linear / group_size];
+  const int rank = f.linear % group_size;
+  if (g.arrived == 0) {
+    g.kind = kind;
+  } else if (g.kind != kind) {
+    Fail(absl::StrCat("lanes diverge at a ", group_size, "-thread instruction: kind ", kind,
+                      " while others run ", g.kind));
+  }
+  const uint64_t seen = g.gen;
+  const int parity = static_cast<int>(seen & 1);
+  std::memcpy(g.in[parity][rank], in, in_bytes);
+  if (++g.arrived == group_size) {
+    g.arrived = 0;
+    compute(g.in[parity], g.out[parity], context);
+    ++g.gen;
+  } else {
+    BlockUntilChanged(&g.gen, seen, absl::StrCat(group_size, "-thread instruction ", kind));
+  }
+  std::memcpy(out, g.out[parity][rank], out_bytes);
+}
+
+void CopyAsync(void* shared_dst, const void* global_src, int bytes, bool valid) {
+  SharedAt(SharedOffset(shared_dst), bytes);
+  if (valid && !InsideAllocation(global_src, bytes)) {
+    Fail("cp.async from global memory outside every allocation");
+  }
+  const Copy c{shared_dst, global_src, bytes, valid};
+  if (AsyncEarly()) {
+    DoCopy(c);
+  } else {
+    Current().open_copies.push_back(c);
+  }
+}
+
+void CommitCopies() {
+  Fiber& f = Current();
+  f.copy_groups.push_back(std::move(f.open_copies));
+  f.open_copies.clear();
+}
+
+void WaitCopies(int pending) {
+  Fiber& f = Current();
+  while (static_cast<int>(f.copy_groups.size()) > pending) {
+    for (const Copy& c : f.copy_groups.front()) DoCopy(c);
+    f.copy_groups.pop_front();
+  }
+}
+
+void DeferToWarpgroupWait(void (*run)(const void*), const void* context, size_t context_bytes) {
+  if (AsyncEarly()) {
+    run(context);
+    return;
+  }
+  State& s = S();
+  Group& g = *s.cta->warpgroups[Current().linear / 128];
+  const auto* c = static_cast<const unsigned char*>(context);
+  g.deferred.push_back({run, std::vector<unsigned char>(c, c + context_bytes)});
+}
+
+void WaitAsyncGroup() {
+  // Every member waits; the last to arrive runs the products (they read shared memory as
+  // it is now, the latest a wgmma may read it).
+  struct None {};
+  Collective<None, None>(128, 0x77616974 /* "wait" */, None{}, [](const void*, void*, const void*) {
+    State& s = S();
+    Group& g = *s.cta->warpgroups[s.current->linear / 128];
+    std::vector<Deferred> work = std::move(g.deferred);
+    g.deferred.clear();
+    for (const Deferred& d : work) d.run(d.context.data());
+  });
+}
+
+void* Allocate(size_t bytes) {
+  // 256-byte aligned as cudaMalloc's; a byte more so that a zero-size request is unique.
+  void* p = std::aligned_alloc(256, (bytes + 256) / 256 * 256);
+  if (p != nullptr) S().allocations[reinterpret_cast<uintptr_t>(p)] = bytes;
+  return p;
+}
+
+void Free(void* p) {
+  if (p == nullptr) return;
+  S().allocations.erase(reinterpret_cast<uintptr_t>(p));
+  std::free(p);
+}
+
+bool InsideAllocation(const void* p, size_t bytes) {
+  const auto& a = S().allocations;
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  auto it = a.upper_bound(at);
+  if (it == a.begin()) return false;
+  --it;
+  return at + bytes <= it->first + it->second;
+}
+
+bool SetKernelCaller(KernelCaller caller) {
+  S().caller = caller;
+  return true;
+}
+KernelCaller GetKernelCaller() { return S().caller; }
+int64_t LaunchCount() { return S().launches; }
+
+absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void** args, dim3 grid,
+                     dim3 block, size_t shared_bytes) {
+  State& s = S();
+  if (s.cta != nullptr) return absl::InternalError("cuda emulator: a launch inside a kernel");
+  const int threads = static_cast<int>(block.x * block.y * block.z);
+  if (threads <= 0 || threads > 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("cuda emulator: ", threads, " threads"));
+  }
+  if (shared_bytes > kMaxSharedBytesPerBlock) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cuda emulator: ", shared_bytes, " bytes of shared memory per CTA"));
+  }
+  ++s.launches;
+  static unsigned char* shared = [] {
+    return static_cast<unsigned char*>(std::aligned_alloc(1024, kMaxSharedBytesPerBlock));
+  }();
+  s.shared = shared;
+  s.shared_bytes = shared_bytes;
+  s.body = body;
+  s.func = func;
+  s.args = args;
+  if (static_cast<int>(s.fibers.size()) < threads) s.fibers.resize(threads);
+  std::vector<dim3> ctas;
+  for (unsigned z = 0; z < grid.z; ++z) {
+    for (unsigned y = 0; y < grid.y; ++y) {
+      for (unsigned x = 0; x < grid.x; ++x) ctas.push_back(dim3(x, y, z));
+    }
+  }
+  std::mt19937 rng(static_cast<uint32_t>(s.launches));
+  std::shuffle(ctas.begin(), ctas.end(), rng);
+  std::vector<int> order(threads);
+  std::iota(order.begin(), order.end(), 0);
+  absl::Status status;
+  for (const dim3& idx : ctas) {
+    Cta cta;
+    cta.block_idx = uint3{idx.x, idx.y, idx.z};
+    cta.block_dim = block;
+    cta.grid_dim = grid;
+    cta.threads = threads;
+    cta.fibers = &s.fibers;
+    for (int w = 0; w < (threads + 31) / 32; ++w) cta.warps.push_back(std::make_unique<Group>());
+    for (int w = 0; w < (threads + 127) / 128; ++w) {
+      cta.warpgroups.push_back(std::make_unique<Group>());
+    }
+    std::memset(shared, 0xff, shared_bytes);  // NaN in every float and bf16 not written
+    s.cta = &cta;
+    for (int t = 0; t < threads; ++t) {
+      Fiber& f = s.fibers[t];
+      if (!f.stack) f.stack.reset(new char[kStackBytes]);
+      f.tid =
+          uint3{static_cast<unsigned>(t % block.x), static_cast<unsigned>(t / block.x % block.y),
+                static_cast<unsigned>(t / (block.x * block.y))};
+      f.linear = t;
+      f.done = false;
+      f.wait_gen = nullptr;
+      f.open_copies.clear();
+      f.copy_groups.clear();
+      Start(f);
+    }
+    bool all_done = false;
+    while (!all_done && cta.error.empty()) {
+      all_done = true;
+      bool progressed = false;
+      std::shuffle(order.begin(), order.end(), rng);
+      for (int t : order) {
+        Fiber& f = s.fibers[t];
+        if (f.done) continue;
+        all_done = false;
+        if (f.wait_gen != nullptr && *f.wait_gen == f.wait_seen) continue;
+        Resume(f);
+        progressed = true;
+        if (!cta.error.empty()) break;
+      }
+      if (!all_done && !progressed && cta.error.empty()) {
+        cta.error = "deadlock: no thread can run;";
+        for (int t = 0; t < threads; ++t) {
+          const Fiber& f = s.fibers[t];
+          if (!f.done) absl::StrAppend(&cta.error, " thread ", t, " waits at ", f.waiting_at, ";");
+        }
+      }
+    }
+    s.cta = nullptr;
+    if (!cta.error.empty()) {
+      status = absl::InternalError(
+          absl::StrCat("cuda emulator: CTA (", idx.x, ", ", idx.y, ", ", idx.z, "): ", cta.error));
+      break;
+    }
+  }
+  return status;
+}
+
+}  // namespace mla::cuda::emu

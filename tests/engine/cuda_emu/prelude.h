@@ -1,0 +1,93 @@
+// Included (-include) before every CUDA source that the emulator compiles as C++: the CUDA
+// headers' host side, then what device code uses that only nvcc defines (thread
+// coordinates, barriers, shuffles, intrinsics), mapped onto emu_runtime.h. The kernels'
+// inline PTX lives in engine/backend/cuda/kernels/ptx_ops.cuh and wgmma_ops.cuh, which
+// this target's include path replaces with shadow/ (the emulated instructions).
+#ifndef MLA_TESTS_ENGINE_CUDA_EMU_PRELUDE_H_
+#define MLA_TESTS_ENGINE_CUDA_EMU_PRELUDE_H_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "tests/engine/cuda_emu/emu_runtime.h"
+
+// Static __shared__ variables are function-local statics: one per kernel, shared by the
+// CTA's threads (fibers of one OS thread; CTAs run one at a time).
+#undef __shared__
+#define __shared__ static
+#define __launch_bounds__(...)
+
+#define threadIdx (::mla::cuda::emu::ThreadIdx())
+#define blockIdx (::mla::cuda::emu::BlockIdx())
+#define blockDim (::mla::cuda::emu::BlockDim())
+#define gridDim (::mla::cuda::emu::GridDim())
+
+inline void __syncthreads() { ::mla::cuda::emu::SyncThreads(); }
+
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  if (mask != 0xffffffffu) ::mla::cuda::emu::Fail("__syncwarp with a partial mask");
+  struct None {};
+  ::mla::cuda::emu::Collective<None, None>(32, 0x73796e63 /* "sync" */, None{},
+                                           [](const void*, void*, const void*) {});
+}
+
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = 32) {
+  static_assert(sizeof(T) == 4);
+  if (mask != 0xffffffffu || width != 32) {
+    ::mla::cuda::emu::Fail("__shfl_xor_sync with a partial mask or width");
+  }
+  const uint32_t bits = ::mla::cuda::emu::BitCast<uint32_t>(value);
+  const uint32_t got = ::mla::cuda::emu::Collective<uint32_t, uint32_t>(
+      32, 0x73686600u + static_cast<uint32_t>(lane_mask), bits,
+      [](const void* in, void* out, const void* context) {
+        const int m = *static_cast<const int*>(context);
+        for (int lane = 0; lane < 32; ++lane) {
+          std::memcpy(static_cast<unsigned char*>(out) + lane * ::mla::cuda::emu::kMaxOperandBytes,
+                      static_cast<const unsigned char*>(in) +
+                          (lane ^ m) * ::mla::cuda::emu::kMaxOperandBytes,
+                      4);
+        }
+      },
+      &lane_mask);
+  return ::mla::cuda::emu::BitCast<T>(got);
+}
+
+inline int __any_sync(unsigned mask, int predicate) {
+  if (mask != 0xffffffffu) ::mla::cuda::emu::Fail("__any_sync with a partial mask");
+  return ::mla::cuda::emu::Collective<int, int>(
+      32, 0x616e79 /* "any" */, predicate != 0 ? 1 : 0, [](const void* in, void* out, const void*) {
+        int any = 0;
+        for (int lane = 0; lane < 32; ++lane) {
+          any |= *reinterpret_cast<const int*>(static_cast<const unsigned char*>(in) +
+                                               lane * ::mla::cuda::emu::kMaxOperandBytes);
+        }
+        for (int lane = 0; lane < 32; ++lane) {
+          *reinterpret_cast<int*>(static_cast<unsigned char*>(out) +
+                                  lane * ::mla::cuda::emu::kMaxOperandBytes) = any;
+        }
+      });
+}
+
+inline size_t __cvta_generic_to_shared(const void* p) { return ::mla::cuda::emu::SharedOffset(p); }
+
+[[noreturn]] inline void __trap() { ::mla::cuda::emu::Fail("__trap()"); }
+
+inline unsigned __float_as_uint(float f) { return ::mla::cuda::emu::BitCast<unsigned>(f); }
+inline float __uint_as_float(unsigned u) { return ::mla::cuda::emu::BitCast<float>(u); }
+inline int __float_as_int(float f) { return ::mla::cuda::emu::BitCast<int>(f); }
+inline float __int_as_float(int i) { return ::mla::cuda::emu::BitCast<float>(i); }
+
+// Device code's min and max of integers, and math functions it calls unqualified.
+using std::isfinite;
+using std::max;
+using std::min;
+
+#endif  // MLA_TESTS_ENGINE_CUDA_EMU_PRELUDE_H_
