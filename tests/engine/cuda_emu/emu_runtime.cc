@@ -13,6 +13,17 @@
 
 #include "absl/strings/str_cat.h"
 
+// The race-checking build (MLA_EMU_TSAN): the kernels are compiled with ThreadSanitizer
+// and this file, uninstrumented, tells it what the fibers are and where they synchronize,
+// so that shared and global memory accessed by two threads without a barrier (or a
+// warp-wide instruction) between them is reported, as compute-sanitizer's racecheck would.
+#if defined(MLA_EMU_TSAN)
+#include <sanitizer/tsan_interface.h>
+#define MLA_TSAN(call) call
+#else
+#define MLA_TSAN(call)
+#endif
+
 namespace mla::cuda::emu {
 namespace {
 
@@ -86,6 +97,7 @@ struct Fiber {
   std::string waiting_at;
   std::vector<Copy> open_copies;
   std::deque<std::vector<Copy>> copy_groups;
+  void* tsan_fiber = nullptr;  // MLA_EMU_TSAN: kept across CTAs, as the stack
 };
 
 // The rendezvous of a warp or warpgroup: operands and results double-buffered by the
@@ -132,6 +144,8 @@ struct State {
   std::map<uintptr_t, size_t> allocations;
   KernelCaller caller = nullptr;
   int64_t launches = 0;
+  void* tsan_scheduler = nullptr;
+  int grid_sync = 0;  // MLA_EMU_TSAN: orders launches, CTAs and the host around them
 };
 
 State& S() {
@@ -152,6 +166,7 @@ Fiber& Current() {
 void Yield() {
   State& s = S();
   Fiber* f = s.current;
+  MLA_TSAN(__tsan_switch_to_fiber(s.tsan_scheduler, __tsan_switch_to_fiber_no_sync));
   if constexpr (kFastSwitch) {
     mla_emu_switch(&f->sp, s.scheduler_sp);
   } else {
@@ -173,6 +188,7 @@ void BlockUntilChanged(const uint64_t* gen, uint64_t seen, std::string where) {
 __attribute__((noinline)) void Resume(Fiber& f) {
   State& s = S();
   s.current = &f;
+  MLA_TSAN(__tsan_switch_to_fiber(f.tsan_fiber, __tsan_switch_to_fiber_no_sync));
   if constexpr (kFastSwitch) {
     mla_emu_switch(&s.scheduler_sp, f.sp);
   } else {
@@ -183,7 +199,9 @@ __attribute__((noinline)) void Resume(Fiber& f) {
 
 void FiberEntry() {
   State& s = S();
+  MLA_TSAN(__tsan_acquire(&s.grid_sync));
   s.body(s.func, s.args);
+  MLA_TSAN(__tsan_release(&s.grid_sync));
   s.current->done = true;
   if constexpr (kFastSwitch) {
     for (;;) Yield();  // never resumed: the fiber is done
@@ -194,6 +212,7 @@ void FiberEntry() {
 // A new context for `f` that runs the kernel's body (its own function: getcontext returns
 // twice).
 __attribute__((noinline)) void Start(Fiber& f) {
+  MLA_TSAN(if (f.tsan_fiber == nullptr) f.tsan_fiber = __tsan_create_fiber(0));
   if constexpr (kFastSwitch) {
     // The stack mla_emu_switch pops on the first switch: six registers, then FiberEntry as
     // the return address, placed so that FiberEntry starts with the stack aligned as
@@ -255,12 +274,14 @@ void Barrier(int id, int count) {
                       b.expected));
   }
   const uint64_t seen = b.gen;
+  MLA_TSAN(__tsan_release(&b));
   if (++b.arrived == b.expected) {
     b.arrived = 0;
     ++b.gen;
-    return;
+  } else {
+    BlockUntilChanged(&b.gen, seen, absl::StrCat("barrier ", id, " (", count, " threads)"));
   }
-  BlockUntilChanged(&b.gen, seen, absl::StrCat("barrier ", id, " (", count, " threads)"));
+  MLA_TSAN(__tsan_acquire(&b));
 }
 
 unsigned char* SharedBase() { return S().shared; }
@@ -315,13 +336,17 @@ void CollectiveBytes(int group_size, uint64_t kind, const void* in, size_t in_by
   const uint64_t seen = g.gen;
   const int parity = static_cast<int>(seen & 1);
   std::memcpy(g.in[parity][rank], in, in_bytes);
+  MLA_TSAN(__tsan_release(&g));
   if (++g.arrived == group_size) {
     g.arrived = 0;
+    MLA_TSAN(__tsan_acquire(&g));
     compute(g.in[parity], g.out[parity], context);
+    MLA_TSAN(__tsan_release(&g));  // what compute wrote, for every member
     ++g.gen;
   } else {
     BlockUntilChanged(&g.gen, seen, absl::StrCat(group_size, "-thread instruction ", kind));
   }
+  MLA_TSAN(__tsan_acquire(&g));
   std::memcpy(out, g.out[parity][rank], out_bytes);
 }
 
@@ -418,6 +443,8 @@ absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void**
         absl::StrCat("cuda emulator: ", shared_bytes, " bytes of shared memory per CTA"));
   }
   ++s.launches;
+  MLA_TSAN(if (s.tsan_scheduler == nullptr) s.tsan_scheduler = __tsan_get_current_fiber());
+  MLA_TSAN(__tsan_release(&s.grid_sync));  // the host's writes, for the kernel
   static unsigned char* shared = [] {
     return static_cast<unsigned char*>(std::aligned_alloc(1024, kMaxSharedBytesPerBlock));
   }();
@@ -450,6 +477,7 @@ absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void**
       cta.warpgroups.push_back(std::make_unique<Group>());
     }
     std::memset(shared, 0xff, shared_bytes);  // NaN in every float and bf16 not written
+    MLA_TSAN(__tsan_release(&s.grid_sync));   // before the CTA's threads
     s.cta = &cta;
     for (int t = 0; t < threads; ++t) {
       Fiber& f = s.fibers[t];
@@ -487,6 +515,7 @@ absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void**
       }
     }
     s.cta = nullptr;
+    MLA_TSAN(__tsan_acquire(&s.grid_sync));  // the kernel's writes, for the host
     if (!cta.error.empty()) {
       status = absl::InternalError(
           absl::StrCat("cuda emulator: CTA (", idx.x, ", ", idx.y, ", ", idx.z, "): ", cta.error));
