@@ -124,8 +124,8 @@ struct Cta {
   dim3 grid_dim;
   int threads = 0;
   std::vector<Fiber>* fibers = nullptr;
-  std::vector<std::unique_ptr<Group>> warps;
-  std::vector<std::unique_ptr<Group>> warpgroups;
+  std::vector<Group*> warps;  // from State's pools, reset for each CTA
+  std::vector<Group*> warpgroups;
   BarrierState barriers[kMaxBarriers];
   std::string error;
 };
@@ -141,6 +141,8 @@ struct State {
   unsigned char* shared = nullptr;  // 1024-byte aligned, as the hardware's window
   size_t shared_bytes = 0;
   std::vector<Fiber> fibers;
+  std::vector<std::unique_ptr<Group>> warp_pool;
+  std::vector<std::unique_ptr<Group>> warpgroup_pool;
   std::map<uintptr_t, size_t> allocations;
   KernelCaller caller = nullptr;
   int64_t launches = 0;
@@ -229,6 +231,21 @@ __attribute__((noinline)) void Start(Fiber& f) {
   f.context.uc_stack.ss_size = kStackBytes;
   f.context.uc_link = &S().scheduler;
   makecontext(&f.context, FiberEntry, 0);
+}
+
+// `n` groups from `pool` (grown as needed), reset for a new CTA.
+std::vector<Group*> Groups(std::vector<std::unique_ptr<Group>>& pool, int n) {
+  std::vector<Group*> groups;
+  for (int i = 0; i < n; ++i) {
+    if (i == static_cast<int>(pool.size())) pool.push_back(std::make_unique<Group>());
+    Group& g = *pool[i];
+    g.arrived = 0;
+    g.gen = 0;
+    g.kind = 0;
+    g.deferred.clear();
+    groups.push_back(&g);
+  }
+  return groups;
 }
 
 }  // namespace
@@ -472,10 +489,8 @@ absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void**
     cta.grid_dim = grid;
     cta.threads = threads;
     cta.fibers = &s.fibers;
-    for (int w = 0; w < (threads + 31) / 32; ++w) cta.warps.push_back(std::make_unique<Group>());
-    for (int w = 0; w < (threads + 127) / 128; ++w) {
-      cta.warpgroups.push_back(std::make_unique<Group>());
-    }
+    cta.warps = Groups(s.warp_pool, (threads + 31) / 32);
+    cta.warpgroups = Groups(s.warpgroup_pool, (threads + 127) / 128);
     std::memset(shared, 0xff, shared_bytes);  // NaN in every float and bf16 not written
     MLA_TSAN(__tsan_release(&s.grid_sync));   // before the CTA's threads
     s.cta = &cta;
@@ -523,6 +538,12 @@ absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void**
     }
   }
   return status;
+}
+
+absl::Status RunFunction(const std::function<void()>& kernel, dim3 grid, dim3 block,
+                         size_t shared_bytes) {
+  return RunGrid([](const void* f, void**) { (*static_cast<const std::function<void()>*>(f))(); },
+                 &kernel, nullptr, grid, block, shared_bytes);
 }
 
 }  // namespace mla::cuda::emu

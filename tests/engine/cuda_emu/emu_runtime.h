@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -111,6 +112,10 @@ bool InsideAllocation(const void* p, size_t bytes);
 // memory: body(args) in every thread. Errors: a failed thread (Fail), a deadlock.
 absl::Status RunGrid(void (*body)(const void* func, void** args), const void* func, void** args,
                      dim3 grid, dim3 block, size_t shared_bytes);
+
+// The same for a kernel bound to its arguments (the emulated LaunchKernel).
+absl::Status RunFunction(const std::function<void()>& kernel, dim3 grid, dim3 block,
+                         size_t shared_bytes);
 
 // How the fake runtime calls a kernel pointer with its arguments (set once by the code
 // that knows the kernels' signatures).

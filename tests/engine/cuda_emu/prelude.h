@@ -38,26 +38,29 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
                                            [](const void*, void*, const void*) {});
 }
 
+// 4- and 8-byte values (8-byte ones are two 32-bit shuffles on the device, the same
+// exchange).
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = 32) {
-  static_assert(sizeof(T) == 4);
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8);
   if (mask != 0xffffffffu || width != 32) {
     ::mla::cuda::emu::Fail("__shfl_xor_sync with a partial mask or width");
   }
-  const uint32_t bits = ::mla::cuda::emu::BitCast<uint32_t>(value);
-  const uint32_t got = ::mla::cuda::emu::Collective<uint32_t, uint32_t>(
-      32, 0x73686600u + static_cast<uint32_t>(lane_mask), bits,
+  T got{};
+  ::mla::cuda::emu::CollectiveBytes(
+      32, 0x73686600u + 0x10000u * sizeof(T) + static_cast<uint32_t>(lane_mask), &value, sizeof(T),
+      &got, sizeof(T),
       [](const void* in, void* out, const void* context) {
         const int m = *static_cast<const int*>(context);
         for (int lane = 0; lane < 32; ++lane) {
           std::memcpy(static_cast<unsigned char*>(out) + lane * ::mla::cuda::emu::kMaxOperandBytes,
                       static_cast<const unsigned char*>(in) +
                           (lane ^ m) * ::mla::cuda::emu::kMaxOperandBytes,
-                      4);
+                      8);
         }
       },
       &lane_mask);
-  return ::mla::cuda::emu::BitCast<T>(got);
+  return got;
 }
 
 inline int __any_sync(unsigned mask, int predicate) {
@@ -76,6 +79,54 @@ inline int __any_sync(unsigned mask, int predicate) {
       });
 }
 
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+  if (mask != 0xffffffffu) ::mla::cuda::emu::Fail("__ballot_sync with a partial mask");
+  return ::mla::cuda::emu::Collective<int, unsigned>(
+      32, 0x62616c6c /* "ball" */, predicate != 0 ? 1 : 0,
+      [](const void* in, void* out, const void*) {
+        unsigned ballot = 0;
+        for (int lane = 0; lane < 32; ++lane) {
+          if (*reinterpret_cast<const int*>(static_cast<const unsigned char*>(in) +
+                                            lane * ::mla::cuda::emu::kMaxOperandBytes) != 0) {
+            ballot |= 1u << lane;
+          }
+        }
+        for (int lane = 0; lane < 32; ++lane) {
+          *reinterpret_cast<unsigned*>(static_cast<unsigned char*>(out) +
+                                       lane * ::mla::cuda::emu::kMaxOperandBytes) = ballot;
+        }
+      });
+}
+
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+
+// Rounded float arithmetic, never contracted (the emulated sources build with
+// -ffp-contract=off, so plain expressions are not either).
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+
+// Atomics: a fiber runs until it synchronizes, so a read-modify-write is not interrupted.
+template <typename T>
+T atomicAdd(T* address, T value) {
+  const T old = *address;
+  *address = old + value;
+  return old;
+}
+template <typename T>
+T atomicMax(T* address, T value) {
+  const T old = *address;
+  *address = std::max(old, value);
+  return old;
+}
+template <typename T>
+T atomicMin(T* address, T value) {
+  const T old = *address;
+  *address = std::min(old, value);
+  return old;
+}
+
 inline size_t __cvta_generic_to_shared(const void* p) { return ::mla::cuda::emu::SharedOffset(p); }
 
 [[noreturn]] inline void __trap() { ::mla::cuda::emu::Fail("__trap()"); }
@@ -87,6 +138,8 @@ inline float __int_as_float(int i) { return ::mla::cuda::emu::BitCast<float>(i);
 
 // Device code's min and max of integers, and math functions it calls unqualified.
 using std::isfinite;
+using std::isinf;
+using std::isnan;
 using std::max;
 using std::min;
 

@@ -13,6 +13,7 @@
 #include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/decompressed_attention.h"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/launch.cuh"
 
 namespace mla::cuda {
 namespace {
@@ -22,8 +23,7 @@ constexpr int kVPerLane = kDecompressedMaxV / 32;
 constexpr int64_t kMaxGrid = 65535;
 
 __device__ __forceinline__ CacheRowView KeyRow(const void* cache, bool fp8, int latent, int rope,
-                                               const int32_t* blocks, int block_size,
-                                               int64_t key) {
+                                               const int32_t* blocks, int block_size, int64_t key) {
   return CacheRowAt(cache, fp8, latent, rope,
                     int64_t{blocks[key / block_size]} * block_size + key % block_size);
 }
@@ -126,16 +126,15 @@ absl::Status LaunchGatherLatentF32(const GatherLatentF32Params& p, CudaStream st
   if (absl::Status s = ValidateGatherLatentF32Params(p); !s.ok()) return s;
   if (p.out.rows == 0) return absl::OkStatus();
   const unsigned grid = static_cast<unsigned>(std::min(p.out.rows, kMaxGrid));
-  GatherLatentKernel<<<grid, 128, 0, stream>>>(p);
-  return CudaLaunchStatus("GatherLatentF32");
+  return LaunchKernel("GatherLatentF32", GatherLatentKernel, grid, 128, 0, stream, p);
 }
 
 absl::Status LaunchDecompressedChunkF32(const DecompressedChunkF32Params& p, CudaStream stream) {
   if (absl::Status s = ValidateDecompressedChunkF32Params(p); !s.ok()) return s;
   if (p.num_rows == 0) return absl::OkStatus();
   const dim3 grid(static_cast<unsigned>(p.num_rows), static_cast<unsigned>(p.heads));
-  DecompressedChunkKernel<<<grid, kWarps * 32, 0, stream>>>(p);
-  return CudaLaunchStatus("DecompressedChunkF32");
+  return LaunchKernel("DecompressedChunkF32", DecompressedChunkKernel, grid, kWarps * 32, 0, stream,
+                      p);
 }
 
 }  // namespace mla::cuda

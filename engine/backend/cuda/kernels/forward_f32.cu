@@ -13,6 +13,7 @@
 #include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/forward_f32.h"
+#include "engine/backend/cuda/kernels/launch.cuh"
 
 namespace mla::cuda {
 namespace {
@@ -327,8 +328,7 @@ absl::Status LaunchEmbedF32(const EmbedF32Params& p, CudaStream stream) {
   if (p.ids == nullptr || (p.table_bf16 == nullptr) == (p.table_f32 == nullptr)) {
     return Invalid("EmbedF32", "needs ids and exactly one of table_bf16, table_f32");
   }
-  EmbedKernel<<<GridFor(p.out.rows), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("EmbedF32");
+  return LaunchKernel("EmbedF32", EmbedKernel, GridFor(p.out.rows), kThreads, 0, stream, p);
 }
 
 absl::Status LaunchRmsNormF32(const RmsNormF32Params& p, CudaStream stream) {
@@ -339,8 +339,7 @@ absl::Status LaunchRmsNormF32(const RmsNormF32Params& p, CudaStream stream) {
   if ((p.weight_f32 == nullptr) == (p.weight_bf16 == nullptr)) {
     return Invalid("RmsNormF32", "needs exactly one of weight_f32, weight_bf16");
   }
-  RmsNormKernel<<<GridFor(p.x.rows), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("RmsNormF32");
+  return LaunchKernel("RmsNormF32", RmsNormKernel, GridFor(p.x.rows), kThreads, 0, stream, p);
 }
 
 absl::Status LaunchAddF32(const F32Matrix& x, const F32Matrix& y, CudaStream stream) {
@@ -348,15 +347,13 @@ absl::Status LaunchAddF32(const F32Matrix& x, const F32Matrix& y, CudaStream str
     return Invalid("AddF32", "x and y must have one shape");
   }
   if (Empty(y)) return absl::OkStatus();
-  AddKernel<<<GridFor(y.rows), kThreads, 0, stream>>>(x, y);
-  return CudaLaunchStatus("AddF32");
+  return LaunchKernel("AddF32", AddKernel, GridFor(y.rows), kThreads, 0, stream, x, y);
 }
 
 absl::Status LaunchFillF32(const F32Matrix& t, float value, CudaStream stream) {
   if (!Valid(t)) return Invalid("FillF32", "bad shape");
   if (Empty(t)) return absl::OkStatus();
-  FillKernel<<<GridFor(t.rows), kThreads, 0, stream>>>(t, value);
-  return CudaLaunchStatus("FillF32");
+  return LaunchKernel("FillF32", FillKernel, GridFor(t.rows), kThreads, 0, stream, t, value);
 }
 
 absl::Status LaunchSiluMulF32(const F32Matrix& gate, const F32Matrix& up, const F32Matrix& out,
@@ -366,8 +363,8 @@ absl::Status LaunchSiluMulF32(const F32Matrix& gate, const F32Matrix& up, const 
     return Invalid("SiluMulF32", "gate, up and out must have one shape");
   }
   if (Empty(out)) return absl::OkStatus();
-  SiluMulKernel<<<GridFor(out.rows), kThreads, 0, stream>>>(gate, up, out);
-  return CudaLaunchStatus("SiluMulF32");
+  return LaunchKernel("SiluMulF32", SiluMulKernel, GridFor(out.rows), kThreads, 0, stream, gate, up,
+                      out);
 }
 
 absl::Status LaunchRopeF32(const RopeF32Params& p, CudaStream stream) {
@@ -378,24 +375,21 @@ absl::Status LaunchRopeF32(const RopeF32Params& p, CudaStream stream) {
   }
   if (p.x.rows == 0 || p.heads == 0 || p.cos.cols == 0) return absl::OkStatus();
   if (p.x.data == nullptr) return Invalid("RopeF32", "x is null");
-  RopeKernel<<<GridFor(p.x.rows), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("RopeF32");
+  return LaunchKernel("RopeF32", RopeKernel, GridFor(p.x.rows), kThreads, 0, stream, p);
 }
 
 absl::Status LaunchToBf16(const F32Matrix& x, bf16_t* out, CudaStream stream) {
   if (!Valid(x)) return Invalid("ToBf16", "bad shape");
   if (Empty(x)) return absl::OkStatus();
   if (out == nullptr) return Invalid("ToBf16", "out is null");
-  ToBf16Kernel<<<GridFor(x.rows), kThreads, 0, stream>>>(x, out);
-  return CudaLaunchStatus("ToBf16");
+  return LaunchKernel("ToBf16", ToBf16Kernel, GridFor(x.rows), kThreads, 0, stream, x, out);
 }
 
 absl::Status LaunchFromBf16(const bf16_t* x, const F32Matrix& out, CudaStream stream) {
   if (!Valid(out)) return Invalid("FromBf16", "bad shape");
   if (Empty(out)) return absl::OkStatus();
   if (x == nullptr) return Invalid("FromBf16", "x is null");
-  FromBf16Kernel<<<GridFor(out.rows), kThreads, 0, stream>>>(x, out);
-  return CudaLaunchStatus("FromBf16");
+  return LaunchKernel("FromBf16", FromBf16Kernel, GridFor(out.rows), kThreads, 0, stream, x, out);
 }
 
 absl::Status LaunchCacheWriteF32(const CacheWriteF32Params& p, CudaStream stream) {
@@ -404,8 +398,8 @@ absl::Status LaunchCacheWriteF32(const CacheWriteF32Params& p, CudaStream stream
   }
   if (p.latent.rows == 0) return absl::OkStatus();
   if (p.slots == nullptr || p.cache == nullptr) return Invalid("CacheWriteF32", "null pointer");
-  CacheWriteKernel<<<GridFor(p.latent.rows), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("CacheWriteF32");
+  return LaunchKernel("CacheWriteF32", CacheWriteKernel, GridFor(p.latent.rows), kThreads, 0,
+                      stream, p);
 }
 
 absl::Status LaunchMlaAttentionF32(const MlaAttentionF32Params& p, CudaStream stream) {
@@ -421,8 +415,7 @@ absl::Status LaunchMlaAttentionF32(const MlaAttentionF32Params& p, CudaStream st
     return Invalid("MlaAttentionF32", "null pointer");
   }
   const dim3 grid(static_cast<unsigned>(p.num_rows), static_cast<unsigned>(p.heads));
-  MlaAttentionKernel<<<grid, kAttnWarps * 32, 0, stream>>>(p);
-  return CudaLaunchStatus("MlaAttentionF32");
+  return LaunchKernel("MlaAttentionF32", MlaAttentionKernel, grid, kAttnWarps * 32, 0, stream, p);
 }
 
 absl::Status LaunchProbeF32(const ProbeF32Params& p, CudaStream stream) {
@@ -433,8 +426,8 @@ absl::Status LaunchProbeF32(const ProbeF32Params& p, CudaStream stream) {
   if (p.cache == nullptr || p.blocks == nullptr || p.q == nullptr || p.stats == nullptr) {
     return Invalid("ProbeF32", "null pointer");
   }
-  ProbeKernel<<<static_cast<unsigned>(p.heads), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("ProbeF32");
+  return LaunchKernel("ProbeF32", ProbeKernel, static_cast<unsigned>(p.heads), kThreads, 0, stream,
+                      p);
 }
 
 absl::Status LaunchGatherRowsF32(const F32Matrix& x, const int32_t* sorted_pairs, int top_k,
@@ -444,8 +437,8 @@ absl::Status LaunchGatherRowsF32(const F32Matrix& x, const int32_t* sorted_pairs
   }
   if (Empty(out)) return absl::OkStatus();
   if (sorted_pairs == nullptr) return Invalid("GatherRowsF32", "sorted_pairs is null");
-  GatherRowsKernel<<<GridFor(out.rows), kThreads, 0, stream>>>(x, sorted_pairs, top_k, out);
-  return CudaLaunchStatus("GatherRowsF32");
+  return LaunchKernel("GatherRowsF32", GatherRowsKernel, GridFor(out.rows), kThreads, 0, stream, x,
+                      sorted_pairs, top_k, out);
 }
 
 absl::Status LaunchCombineExpertsF32(const F32Matrix& expert_out, const int32_t* pair_rows,
@@ -458,9 +451,8 @@ absl::Status LaunchCombineExpertsF32(const F32Matrix& expert_out, const int32_t*
   if (pair_rows == nullptr || weights == nullptr) {
     return Invalid("CombineExpertsF32", "null pointer");
   }
-  CombineKernel<<<GridFor(out.rows), kThreads, 0, stream>>>(expert_out, pair_rows, weights, top_k,
-                                                            out);
-  return CudaLaunchStatus("CombineExpertsF32");
+  return LaunchKernel("CombineExpertsF32", CombineKernel, GridFor(out.rows), kThreads, 0, stream,
+                      expert_out, pair_rows, weights, top_k, out);
 }
 
 }  // namespace mla::cuda

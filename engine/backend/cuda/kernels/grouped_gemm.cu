@@ -7,6 +7,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/grouped_gemm.h"
+#include "engine/backend/cuda/kernels/launch.cuh"
 
 namespace mla::cuda {
 namespace {
@@ -45,8 +46,7 @@ absl::Status LaunchGroupedGemm(const GroupedGemmParams& p, CudaStream stream) {
   const int64_t tiles = GroupedColumnTiles(p.n);
   if (tiles > INT32_MAX) return absl::InvalidArgumentError("GroupedGemm: n is too large");
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(p.num_experts));
-  GroupedGemmKernel<<<grid, kGroupedThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("GroupedGemm");
+  return LaunchKernel("GroupedGemm", GroupedGemmKernel, grid, kGroupedThreads, 0, stream, p);
 }
 
 }  // namespace mla::cuda

@@ -7,6 +7,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/latent_cache.h"
+#include "engine/backend/cuda/kernels/launch.cuh"
 
 namespace mla::cuda {
 namespace {
@@ -35,8 +36,8 @@ absl::Status LaunchLatentCacheWrite(const LatentCacheWriteParams& p, CudaStream 
   if (absl::Status s = ValidateLatentCacheWriteParams(p); !s.ok()) return s;
   if (p.num_tokens == 0 || p.num_blocks == 0) return absl::OkStatus();
   const int grid = static_cast<int>(std::min(p.num_tokens, kMaxGrid));
-  LatentCacheWriteKernel<<<grid, kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("LatentCacheWriteKernel");
+  return LaunchKernel("LatentCacheWriteKernel", LatentCacheWriteKernel, grid, kThreads, 0, stream,
+                      p);
 }
 
 }  // namespace mla::cuda

@@ -12,6 +12,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/launch.cuh"
 #include "engine/backend/cuda/kernels/moe_routing.h"
 
 namespace mla::cuda {
@@ -227,31 +228,31 @@ absl::Status LaunchMoeRouting(const MoeRoutingParams& p, CudaStream stream) {
   if (absl::Status s = ValidateMoeRoutingParams(p); !s.ok()) return s;
   if (p.num_tokens == 0) return absl::OkStatus();
   const int grid = GridFor((p.num_tokens + kWarpsPerCta - 1) / kWarpsPerCta);
-  RouteKernel<<<grid, kWarpsPerCta * 32, 0, stream>>>(p);
-  return CudaLaunchStatus("RouteKernel");
+  return LaunchKernel("RouteKernel", RouteKernel, grid, kWarpsPerCta * 32, 0, stream, p);
 }
 
 absl::Status LaunchMoePlan(const MoePlanParams& p, CudaStream stream) {
   if (absl::Status s = ValidateMoePlanParams(p); !s.ok()) return s;
   const int grid = (p.num_experts + kWarpsPerCta - 1) / kWarpsPerCta;
-  CountKernel<<<grid, kWarpsPerCta * 32, 0, stream>>>(p);
-  if (absl::Status s = CudaLaunchStatus("CountKernel"); !s.ok()) return s;
-  PlaceKernel<<<grid, kWarpsPerCta * 32, 0, stream>>>(p);
-  return CudaLaunchStatus("PlaceKernel");
+  const dim3 block(kWarpsPerCta * 32);
+  if (absl::Status s = LaunchKernel("CountKernel", CountKernel, grid, block, 0, stream, p);
+      !s.ok()) {
+    return s;
+  }
+  return LaunchKernel("PlaceKernel", PlaceKernel, grid, block, 0, stream, p);
 }
 
 absl::Status LaunchMoePermute(const MoePermuteParams& p, CudaStream stream) {
   if (absl::Status s = ValidateMoePermuteParams(p); !s.ok()) return s;
   if (p.num_rows == 0) return absl::OkStatus();
-  PermuteKernel<<<GridFor(p.num_rows), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("PermuteKernel");
+  return LaunchKernel("PermuteKernel", PermuteKernel, GridFor(p.num_rows), kThreads, 0, stream, p);
 }
 
 absl::Status LaunchMoeUnpermute(const MoeUnpermuteParams& p, CudaStream stream) {
   if (absl::Status s = ValidateMoeUnpermuteParams(p); !s.ok()) return s;
   if (p.num_tokens == 0) return absl::OkStatus();
-  UnpermuteKernel<<<GridFor(p.num_tokens), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("UnpermuteKernel");
+  return LaunchKernel("UnpermuteKernel", UnpermuteKernel, GridFor(p.num_tokens), kThreads, 0,
+                      stream, p);
 }
 
 }  // namespace mla::cuda

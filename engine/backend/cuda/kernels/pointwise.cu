@@ -12,6 +12,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/launch.cuh"
 #include "engine/backend/cuda/kernels/pointwise.h"
 
 namespace mla::cuda {
@@ -103,8 +104,7 @@ __global__ void __launch_bounds__(kThreads) SiluMulKernel(SiluMulParams p) {
 absl::Status LaunchRmsNorm(const RmsNormParams& p, CudaStream stream) {
   if (absl::Status s = ValidateRmsNormParams(p); !s.ok()) return s;
   if (p.num_rows == 0) return absl::OkStatus();
-  RmsNormKernel<<<GridFor(p.num_rows), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("RmsNormKernel");
+  return LaunchKernel("RmsNormKernel", RmsNormKernel, GridFor(p.num_rows), kThreads, 0, stream, p);
 }
 
 absl::Status LaunchRope(const RopeParams& p, CudaStream stream) {
@@ -113,22 +113,20 @@ absl::Status LaunchRope(const RopeParams& p, CudaStream stream) {
     return absl::InvalidArgumentError("Rope: rope_dim must be <= 512 on CUDA");
   }
   if (p.num_tokens == 0 || p.num_vectors == 0) return absl::OkStatus();
-  RopeKernel<<<GridFor(p.num_tokens), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("RopeKernel");
+  return LaunchKernel("RopeKernel", RopeKernel, GridFor(p.num_tokens), kThreads, 0, stream, p);
 }
 
 absl::Status LaunchEmbedding(const EmbeddingParams& p, CudaStream stream) {
   if (absl::Status s = ValidateEmbeddingParams(p); !s.ok()) return s;
   if (p.num_tokens == 0) return absl::OkStatus();
-  EmbeddingKernel<<<GridFor(p.num_tokens), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("EmbeddingKernel");
+  return LaunchKernel("EmbeddingKernel", EmbeddingKernel, GridFor(p.num_tokens), kThreads, 0,
+                      stream, p);
 }
 
 absl::Status LaunchSiluMul(const SiluMulParams& p, CudaStream stream) {
   if (absl::Status s = ValidateSiluMulParams(p); !s.ok()) return s;
   if (p.num_rows == 0) return absl::OkStatus();
-  SiluMulKernel<<<GridFor(p.num_rows), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("SiluMulKernel");
+  return LaunchKernel("SiluMulKernel", SiluMulKernel, GridFor(p.num_rows), kThreads, 0, stream, p);
 }
 
 }  // namespace mla::cuda

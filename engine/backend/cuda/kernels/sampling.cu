@@ -3,12 +3,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cmath>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/launch.cuh"
 #include "engine/backend/cuda/kernels/sampling.h"
 
 namespace mla::cuda {
@@ -224,8 +225,8 @@ __global__ void __launch_bounds__(kThreads) WeightSumKernel(WeightSumParams p) {
     const DrawRow d = p.draws[i];
     float m;
     double total;
-    CtaMaxAndWeightSum(p.logits + d.row * p.logits_stride, p.vocab_size, d.temperature, m,
-                       total, nullptr);
+    CtaMaxAndWeightSum(p.logits + d.row * p.logits_stride, p.vocab_size, d.temperature, m, total,
+                       nullptr);
     if (threadIdx.x == 0) {
       p.max[i] = m;
       p.weight_sum[i] = isfinite(m) ? total : 0.0;
@@ -299,47 +300,43 @@ absl::Status LaunchLogSumExp(const LogSumExpParams& p, CudaStream stream) {
   if (absl::Status s = ValidateLogSumExpParams(p); !s.ok()) return s;
   if (p.num_rows == 0) return absl::OkStatus();
   const int grid = static_cast<int>(std::min(p.num_rows, kMaxGrid));
-  LogSumExpKernel<<<grid, kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("LogSumExpKernel");
+  return LaunchKernel("LogSumExpKernel", LogSumExpKernel, grid, kThreads, 0, stream, p);
 }
 
 absl::Status LaunchWeightSum(const WeightSumParams& p, CudaStream stream) {
   if (absl::Status s = ValidateWeightSumParams(p); !s.ok()) return s;
   if (p.num == 0) return absl::OkStatus();
   const int grid = static_cast<int>(std::min(p.num, kMaxGrid));
-  WeightSumKernel<<<grid, kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("WeightSumKernel");
+  return LaunchKernel("WeightSumKernel", WeightSumKernel, grid, kThreads, 0, stream, p);
 }
 
 absl::Status LaunchDraw(const DrawParams& p, CudaStream stream) {
   if (absl::Status s = ValidateDrawParams(p); !s.ok()) return s;
   if (p.num == 0) return absl::OkStatus();
   const int grid = static_cast<int>(std::min(p.num, kMaxGrid));
-  DrawKernel<<<grid, kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("DrawKernel");
+  return LaunchKernel("DrawKernel", DrawKernel, grid, kThreads, 0, stream, p);
 }
 
 absl::Status LaunchGatherLogits(const GatherLogitsParams& p, CudaStream stream) {
   if (absl::Status s = ValidateGatherLogitsParams(p); !s.ok()) return s;
   if (p.num == 0) return absl::OkStatus();
-  GatherLogitsKernel<<<static_cast<unsigned>((p.num + 255) / 256), 256, 0, stream>>>(p);
-  return CudaLaunchStatus("GatherLogitsKernel");
+  return LaunchKernel("GatherLogitsKernel", GatherLogitsKernel,
+                      static_cast<unsigned>((p.num + 255) / 256), 256, 0, stream, p);
 }
 
 absl::Status LaunchTopK(const TopKParams& p, CudaStream stream) {
   if (absl::Status s = ValidateTopKParams(p); !s.ok()) return s;
   if (p.num_rows == 0) return absl::OkStatus();
   if (p.num_rows > (int64_t{1} << 31) - 1) return absl::InvalidArgumentError("TopK: too many rows");
-  TopKKernel<<<static_cast<unsigned>(p.num_rows), kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("TopKKernel");
+  return LaunchKernel("TopKKernel", TopKKernel, static_cast<unsigned>(p.num_rows), kThreads, 0,
+                      stream, p);
 }
 
 absl::Status LaunchArgmax(const ArgmaxParams& p, CudaStream stream) {
   if (absl::Status s = ValidateArgmaxParams(p); !s.ok()) return s;
   if (p.num_rows == 0) return absl::OkStatus();
   const int grid = static_cast<int>(std::min(p.num_rows, kMaxGrid));
-  ArgmaxKernel<<<grid, kThreads, 0, stream>>>(p);
-  return CudaLaunchStatus("ArgmaxKernel");
+  return LaunchKernel("ArgmaxKernel", ArgmaxKernel, grid, kThreads, 0, stream, p);
 }
 
 }  // namespace mla::cuda
