@@ -1,6 +1,9 @@
 // CudaBackend against the CPU backend and the transformers goldens: the attention
 // operation on random paged caches, and the whole forward pass of both tiny models (all
-// positions, chunked prefill, batches). Skips without a usable CUDA device.
+// positions, chunked prefill, batches). Skips without a usable CUDA device. Built twice:
+// against the CUDA libraries (cuda_backend_test, label gpu) and against the CPU emulator
+// and its stand-ins for cuBLAS and cuBLASLt (tests/engine/cuda_emu:
+// cuda_backend_emulated_test, every CI run).
 //
 // Tolerance, derived from a measurement rather than guessed: the device GEMMs round their
 // fp32 inputs to bf16 (cuBLASLt bf16 × bf16 with fp32 accumulation), as the CPU's opt-in
@@ -46,6 +49,12 @@
 
 namespace mla {
 namespace {
+
+// An assertion on a Status that prints it when it is not OK.
+::testing::AssertionResult StatusIsOk(const absl::Status& s) {
+  if (s.ok()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << s;
+}
 
 using cuda::CudaBackend;
 using cuda::DeviceBuffer;
@@ -123,7 +132,7 @@ void RunAttention(Backend& be, const AttnCase& c, const StepBatch& step,
   lse->resize(static_cast<size_t>(l.rows * l.cols));
   be.Download(o, *out, {"down"});
   be.Download(l, *lse, {"down"});
-  ASSERT_TRUE(be.TakeError().ok());
+  ASSERT_TRUE(StatusIsOk(be.TakeError()));
 }
 
 // The two steps of a case: every sequence's cached prefix, then its new rows, through
@@ -252,7 +261,7 @@ TEST(CudaBackendAttention, CacheWriteIsTheHostsEncoding) {
         be->Upload(lat, lt, {"up"});
         be->Upload(k_pe, kt, {"up"});
         be->WriteCache(0, lt, kt, {"write"});
-        ASSERT_TRUE(be->TakeError().ok());
+        ASSERT_TRUE(StatusIsOk(be->TakeError()));
         auto& blocks = be == &cpu_be ? blocks_cpu : blocks_gpu;
         for (int b = 0; b < num_blocks; ++b) {
           blocks[b].resize(static_cast<size_t>(layout->bytes_per_block()));
@@ -382,7 +391,7 @@ std::vector<float> RunDecompressed(Backend& be, const AttnCase& c, int nope, int
   be.DecompressedAttention(0, c.heads, 0.125f, qt, kv_b, o, {"decompressed"});
   std::vector<float> out(static_cast<size_t>(o.rows * o.cols));
   be.Download(o, out, {"down"});
-  EXPECT_TRUE(be.TakeError().ok());
+  EXPECT_TRUE(StatusIsOk(be.TakeError()));
   return out;
 }
 
@@ -400,7 +409,7 @@ void ExpectAbsorbedSkipsMarked(Backend& be, const AttnCase& c, const StepBatch& 
   be.MlaAttention(0, c.heads, 0.125f, qt, o, l, {"attn"});
   std::vector<float> out(static_cast<size_t>(o.rows * o.cols));
   be.Download(o, out, {"down"});
-  ASSERT_TRUE(be.TakeError().ok());
+  ASSERT_TRUE(StatusIsOk(be.TakeError()));
   for (int64_t s = 0; s < step.batch; ++s) {
     const bool marked = step.decompress[static_cast<size_t>(s)] != 0;
     for (int32_t r = step.cu_seqlens_q[s]; r < step.cu_seqlens_q[s + 1]; ++r) {
@@ -586,7 +595,7 @@ TEST(CudaBackendSampling, MatchesCpuOnEveryKindOfRow) {
     be->Upload(logits, t, {"up"});
     results.emplace_back(want.size());
     be->Sample(t, want, results.back(), {"sample"});
-    ASSERT_TRUE(be->TakeError().ok());
+    ASSERT_TRUE(StatusIsOk(be->TakeError()));
   }
   const std::vector<RowSample>& cpu = results[0];
   const std::vector<RowSample>& dev = results[1];
@@ -729,8 +738,8 @@ TEST(CudaBackendSampling, DeviceDrawMatchesTheHostSampler) {
       cpu_be.Sample(t_cpu, cpu_rows, want, {"sample"});
       const int64_t host_before = gpu->host_sampled_rows();
       gpu->Sample(t_gpu, gpu_rows, got, {"sample"});
-      ASSERT_TRUE(cpu_be.TakeError().ok());
-      ASSERT_TRUE(gpu->TakeError().ok());
+      ASSERT_TRUE(StatusIsOk(cpu_be.TakeError()));
+      ASSERT_TRUE(StatusIsOk(gpu->TakeError()));
       for (int r = 0; r < rows; ++r) {
         SCOPED_TRACE(::testing::Message() << "row " << r);
         ASSERT_EQ(got[r].status, want[r].status);

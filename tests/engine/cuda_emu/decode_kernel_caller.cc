@@ -1,16 +1,19 @@
-// How the emulator calls the decode kernels: each takes its MlaDecodeParams by value.
+// How the emulator binds the decode kernels to their arguments (cudaLaunchKernel's type-
+// erased pointers): each takes its MlaDecodeParams by value.
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "tests/engine/cuda_emu/emu_runtime.h"
 
 namespace mla::cuda::emu {
 namespace {
 
-void CallDecodeKernel(const void* func, void** args) {
+std::function<void()> BindDecodeKernel(const void* func, void** args) {
   using Kernel = void (*)(MlaDecodeParams);
-  reinterpret_cast<Kernel>(const_cast<void*>(func))(*static_cast<MlaDecodeParams*>(args[0]));
+  const auto kernel = reinterpret_cast<Kernel>(const_cast<void*>(func));
+  const MlaDecodeParams params = *static_cast<const MlaDecodeParams*>(args[0]);
+  return [kernel, params] { kernel(params); };
 }
 
-[[maybe_unused]] const bool kRegistered = SetKernelCaller(CallDecodeKernel);
+[[maybe_unused]] const bool kRegistered = SetKernelBinder(BindDecodeKernel);
 
 }  // namespace
 }  // namespace mla::cuda::emu

@@ -79,6 +79,15 @@ void DoCopy(const Copy& c) {
   }
 }
 
+// Fiber ids without allocation: the scheduler and the fibers both change these lists, and
+// in the race-checking build an allocation or memmove (intercepted by ThreadSanitizer even
+// here) would be reported as the emulator's own race.
+struct FiberList {
+  int size = 0;
+  int ids[1024];  // at most a CTA's threads; left uninitialized
+  void Push(int id) { ids[size++] = id; }
+};
+
 struct Deferred {
   void (*run)(const void*);
   std::vector<unsigned char> context;
@@ -94,7 +103,11 @@ struct Fiber {
   bool done = false;
   const uint64_t* wait_gen = nullptr;
   uint64_t wait_seen = 0;
-  std::string waiting_at;
+  // What it waits at, formatted only for a deadlock's report: a barrier (id, threads) or
+  // a collective (group size, kind).
+  bool waits_at_barrier = false;
+  uint64_t wait_a = 0;
+  uint64_t wait_b = 0;
   std::vector<Copy> open_copies;
   std::deque<std::vector<Copy>> copy_groups;
   void* tsan_fiber = nullptr;  // MLA_EMU_TSAN: kept across CTAs, as the stack
@@ -110,12 +123,14 @@ struct Group {
   unsigned char in[2][128][kMaxOperandBytes];
   unsigned char out[2][128][kMaxOperandBytes];
   std::vector<Deferred> deferred;  // warpgroups: wgmma products until the wait
+  FiberList waiters;               // fibers blocked here, made ready when it completes
 };
 
 struct BarrierState {
   int arrived = 0;
   int expected = 0;
   uint64_t gen = 0;
+  FiberList waiters;
 };
 
 struct Cta {
@@ -127,6 +142,7 @@ struct Cta {
   std::vector<Group*> warps;  // from State's pools, reset for each CTA
   std::vector<Group*> warpgroups;
   BarrierState barriers[kMaxBarriers];
+  FiberList ready;  // fibers that can run; the scheduler takes one at random
   std::string error;
 };
 
@@ -144,7 +160,7 @@ struct State {
   std::vector<std::unique_ptr<Group>> warp_pool;
   std::vector<std::unique_ptr<Group>> warpgroup_pool;
   std::map<uintptr_t, size_t> allocations;
-  KernelCaller caller = nullptr;
+  KernelBinder binder = nullptr;
   int64_t launches = 0;
   void* tsan_scheduler = nullptr;
   int grid_sync = 0;  // MLA_EMU_TSAN: orders launches, CTAs and the host around them
@@ -176,11 +192,17 @@ void Yield() {
   }
 }
 
-void BlockUntilChanged(const uint64_t* gen, uint64_t seen, std::string where) {
+// Blocks the current fiber until *gen moves past `seen`; it waits in `waiters` until the
+// fiber that completes the barrier or collective makes it ready (Wake).
+void BlockUntilChanged(const uint64_t* gen, uint64_t seen, FiberList& waiters, bool barrier,
+                       uint64_t a, uint64_t b) {
   Fiber& f = Current();
+  waiters.Push(f.linear);
   f.wait_gen = gen;
   f.wait_seen = seen;
-  f.waiting_at = std::move(where);
+  f.waits_at_barrier = barrier;
+  f.wait_a = a;
+  f.wait_b = b;
   while (*gen == seen) Yield();
   f.wait_gen = nullptr;
 }
@@ -197,6 +219,12 @@ __attribute__((noinline)) void Resume(Fiber& f) {
     swapcontext(&s.scheduler, &f.context);
   }
   s.current = nullptr;
+}
+
+void Wake(FiberList& waiters) {
+  FiberList& ready = S().cta->ready;
+  for (int i = 0; i < waiters.size; ++i) ready.Push(waiters.ids[i]);
+  waiters.size = 0;
 }
 
 void FiberEntry() {
@@ -243,6 +271,7 @@ std::vector<Group*> Groups(std::vector<std::unique_ptr<Group>>& pool, int n) {
     g.gen = 0;
     g.kind = 0;
     g.deferred.clear();
+    g.waiters.size = 0;
     groups.push_back(&g);
   }
   return groups;
@@ -295,8 +324,10 @@ void Barrier(int id, int count) {
   if (++b.arrived == b.expected) {
     b.arrived = 0;
     ++b.gen;
+    Wake(b.waiters);
   } else {
-    BlockUntilChanged(&b.gen, seen, absl::StrCat("barrier ", id, " (", count, " threads)"));
+    BlockUntilChanged(&b.gen, seen, b.waiters, true, static_cast<uint64_t>(id),
+                      static_cast<uint64_t>(count));
   }
   MLA_TSAN(__tsan_acquire(&b));
 }
@@ -360,8 +391,9 @@ void CollectiveBytes(int group_size, uint64_t kind, const void* in, size_t in_by
     compute(g.in[parity], g.out[parity], context);
     MLA_TSAN(__tsan_release(&g));  // what compute wrote, for every member
     ++g.gen;
+    Wake(g.waiters);
   } else {
-    BlockUntilChanged(&g.gen, seen, absl::StrCat(group_size, "-thread instruction ", kind));
+    BlockUntilChanged(&g.gen, seen, g.waiters, false, static_cast<uint64_t>(group_size), kind);
   }
   MLA_TSAN(__tsan_acquire(&g));
   std::memcpy(out, g.out[parity][rank], out_bytes);
@@ -431,6 +463,12 @@ void Free(void* p) {
   std::free(p);
 }
 
+size_t AllocatedBytes() {
+  size_t total = 0;
+  for (const auto& [at, bytes] : S().allocations) total += bytes;
+  return total;
+}
+
 bool InsideAllocation(const void* p, size_t bytes) {
   const auto& a = S().allocations;
   const uintptr_t at = reinterpret_cast<uintptr_t>(p);
@@ -440,11 +478,20 @@ bool InsideAllocation(const void* p, size_t bytes) {
   return at + bytes <= it->first + it->second;
 }
 
-bool SetKernelCaller(KernelCaller caller) {
-  S().caller = caller;
+bool SetKernelBinder(KernelBinder binder) {
+  S().binder = binder;
   return true;
 }
-KernelCaller GetKernelCaller() { return S().caller; }
+KernelBinder GetKernelBinder() { return S().binder; }
+
+absl::Status OnStream(cudaStream_t stream, std::function<absl::Status()> work) {
+  auto* s = reinterpret_cast<Stream*>(stream);
+  if (s != nullptr && s->capture != nullptr) {
+    s->capture->work.push_back(std::move(work));
+    return absl::OkStatus();
+  }
+  return work();
+}
 int64_t LaunchCount() { return S().launches; }
 
 absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void** args, dim3 grid,
@@ -479,8 +526,6 @@ absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void**
   }
   std::mt19937 rng(static_cast<uint32_t>(s.launches));
   std::shuffle(ctas.begin(), ctas.end(), rng);
-  std::vector<int> order(threads);
-  std::iota(order.begin(), order.end(), 0);
   absl::Status status;
   for (const dim3& idx : ctas) {
     Cta cta;
@@ -507,25 +552,25 @@ absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void**
       f.copy_groups.clear();
       Start(f);
     }
-    bool all_done = false;
-    while (!all_done && cta.error.empty()) {
-      all_done = true;
-      bool progressed = false;
-      std::shuffle(order.begin(), order.end(), rng);
-      for (int t : order) {
-        Fiber& f = s.fibers[t];
+    for (int t = 0; t < threads; ++t) cta.ready.Push(t);
+    while (cta.ready.size > 0 && cta.error.empty()) {
+      // A random ready fiber: warps interleave differently from run to run of a launch.
+      const int pick = static_cast<int>(rng() % static_cast<uint32_t>(cta.ready.size));
+      const int t = cta.ready.ids[pick];
+      cta.ready.ids[pick] = cta.ready.ids[--cta.ready.size];
+      Resume(s.fibers[t]);
+    }
+    if (cta.error.empty()) {
+      for (int t = 0; t < threads; ++t) {
+        const Fiber& f = s.fibers[t];
         if (f.done) continue;
-        all_done = false;
-        if (f.wait_gen != nullptr && *f.wait_gen == f.wait_seen) continue;
-        Resume(f);
-        progressed = true;
-        if (!cta.error.empty()) break;
-      }
-      if (!all_done && !progressed && cta.error.empty()) {
-        cta.error = "deadlock: no thread can run;";
-        for (int t = 0; t < threads; ++t) {
-          const Fiber& f = s.fibers[t];
-          if (!f.done) absl::StrAppend(&cta.error, " thread ", t, " waits at ", f.waiting_at, ";");
+        if (cta.error.empty()) cta.error = "deadlock: no thread can run;";
+        if (f.waits_at_barrier) {
+          absl::StrAppend(&cta.error, " thread ", t, " waits at barrier ", f.wait_a, " (", f.wait_b,
+                          " threads);");
+        } else {
+          absl::StrAppend(&cta.error, " thread ", t, " waits at a ", f.wait_a,
+                          "-thread instruction (kind ", f.wait_b, ");");
         }
       }
     }

@@ -28,6 +28,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -107,6 +108,7 @@ void WaitAsyncGroup();
 void* Allocate(size_t bytes);
 void Free(void* p);
 bool InsideAllocation(const void* p, size_t bytes);
+size_t AllocatedBytes();
 
 // Runs a kernel over `grid` CTAs of `block` threads with `shared_bytes` of dynamic shared
 // memory: body(args) in every thread. Errors: a failed thread (Fail), a deadlock.
@@ -117,11 +119,22 @@ absl::Status RunGrid(void (*body)(const void* func, void** args), const void* fu
 absl::Status RunFunction(const std::function<void()>& kernel, dim3 grid, dim3 block,
                          size_t shared_bytes);
 
-// How the fake runtime calls a kernel pointer with its arguments (set once by the code
-// that knows the kernels' signatures).
-using KernelCaller = void (*)(const void* func, void** args);
-bool SetKernelCaller(KernelCaller caller);
-KernelCaller GetKernelCaller();
+// How the fake runtime binds a kernel pointer to a copy of its arguments (set once by the
+// code that knows the kernels' signatures), so that it can run now or from a graph later.
+using KernelBinder = std::function<void()> (*)(const void* func, void** args);
+bool SetKernelBinder(KernelBinder binder);
+KernelBinder GetKernelBinder();
+
+// Streams: work on a stream runs at once (the emulated device is synchronous) unless the
+// stream is capturing a graph, which records it to run at each launch of the graph. An
+// error of recorded work surfaces at the graph's launch.
+struct Graph {
+  std::vector<std::function<absl::Status()>> work;
+};
+struct Stream {
+  Graph* capture = nullptr;
+};
+absl::Status OnStream(cudaStream_t stream, std::function<absl::Status()> work);
 
 // Launches run so far, and the dynamic shared memory limit of the emulated device.
 int64_t LaunchCount();

@@ -68,7 +68,6 @@ void Call(const void* func, void** args) {
 }
 
 absl::Status Launch(Args a, int threads, size_t shared = 4096) {
-  SetKernelCaller(Call);
   void* args[] = {&a};
   return RunGrid(Call, reinterpret_cast<const void*>(&TestKernel), args, dim3(1), dim3(threads),
                  shared);

@@ -31,7 +31,11 @@ std::map<const void*, int>& MaxDynamicShared() {
   return *m;
 }
 
-void CallKernel(const void* func, void** args) { emu::GetKernelCaller()(func, args); }
+cudaError_t FromStatus(const absl::Status& s) {
+  if (s.ok()) return cudaSuccess;
+  std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+  return Record(cudaErrorLaunchFailure);
+}
 
 constexpr int kMultiprocessors = 132;
 constexpr size_t kSharedPerMultiprocessor = 228 * 1024;
@@ -139,7 +143,7 @@ cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* blocks, 
 }
 
 cudaError_t cudaLaunchKernel(const void* func, dim3 grid, dim3 block, void** args, size_t shared,
-                             cudaStream_t) {
+                             cudaStream_t stream) {
   // As the runtime: more than 48 KiB of dynamic shared memory needs the kernel's opt-in.
   if (shared > 48 * 1024) {
     auto it = MaxDynamicShared().find(func);
@@ -152,12 +156,107 @@ cudaError_t cudaLaunchKernel(const void* func, dim3 grid, dim3 block, void** arg
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
     return Record(cudaErrorInvalidConfiguration);
   }
-  if (emu::GetKernelCaller() == nullptr) return Record(cudaErrorInvalidDeviceFunction);
-  const absl::Status s = emu::RunGrid(CallKernel, func, args, grid, block, shared);
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
-    return Record(cudaErrorLaunchFailure);
-  }
+  if (emu::GetKernelBinder() == nullptr) return Record(cudaErrorInvalidDeviceFunction);
+  std::function<void()> kernel = emu::GetKernelBinder()(func, args);
+  return FromStatus(emu::OnStream(stream, [kernel = std::move(kernel), grid, block, shared] {
+    return emu::RunFunction(kernel, grid, block, shared);
+  }));
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+                            cudaStream_t stream) {
+  return FromStatus(emu::OnStream(stream, [dst, src, bytes] {
+    if (bytes > 0) std::memmove(dst, src, bytes);
+    return absl::OkStatus();
+  }));
+}
+
+// Rows of `width` bytes, `height` of them, at their pitches.
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
+                              size_t width, size_t height, cudaMemcpyKind, cudaStream_t stream) {
+  if (width > dpitch || width > spitch) return Record(cudaErrorInvalidPitchValue);
+  return FromStatus(emu::OnStream(stream, [=] {
+    for (size_t r = 0; r < height; ++r) {
+      std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch,
+                   width);
+    }
+    return absl::OkStatus();
+  }));
+}
+
+cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                         size_t height, cudaMemcpyKind kind) {
+  return cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind, nullptr);
+}
+
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
+  return FromStatus(emu::OnStream(stream, [ptr, value, bytes] {
+    std::memset(ptr, value, bytes);
+    return absl::OkStatus();
+  }));
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
+  *stream = reinterpret_cast<cudaStream_t>(new emu::Stream());
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  delete reinterpret_cast<emu::Stream*>(stream);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaGetLastError(); }
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
+  auto* s = reinterpret_cast<emu::Stream*>(stream);
+  if (s == nullptr || s->capture != nullptr) return Record(cudaErrorStreamCaptureUnsupported);
+  s->capture = new emu::Graph();
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  auto* s = reinterpret_cast<emu::Stream*>(stream);
+  if (s == nullptr || s->capture == nullptr) return Record(cudaErrorIllegalState);
+  *graph = reinterpret_cast<cudaGraph_t>(s->capture);
+  s->capture = nullptr;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  *exec = reinterpret_cast<cudaGraphExec_t>(new emu::Graph(*reinterpret_cast<emu::Graph*>(graph)));
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  const auto* g = reinterpret_cast<const emu::Graph*>(exec);
+  return FromStatus(emu::OnStream(stream, [g] {
+    for (const auto& work : g->work) {
+      if (absl::Status s = work(); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }));
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete reinterpret_cast<emu::Graph*>(graph);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete reinterpret_cast<emu::Graph*>(exec);
+  return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) {
+  return device == 0 ? cudaSuccess : Record(cudaErrorInvalidDevice);
+}
+
+cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
+  *total = size_t{141} << 30;
+  *free = *total - std::min(*total, emu::AllocatedBytes());
   return cudaSuccess;
 }
 

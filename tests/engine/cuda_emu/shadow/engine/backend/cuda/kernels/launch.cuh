@@ -21,12 +21,16 @@ namespace mla::cuda {
 
 template <typename... Params, typename... Args>
 absl::Status LaunchKernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
-                          size_t shared_bytes, CudaStream, Args&&... args) {
-  const std::tuple<std::decay_t<Params>...> params(std::forward<Args>(args)...);
-  const std::function<void()> run = [&] { std::apply(kernel, params); };
-  const absl::Status s = emu::RunFunction(run, grid, block, shared_bytes);
-  if (!s.ok()) return absl::InternalError(absl::StrCat("launch of ", name, ": ", s.message()));
-  return absl::OkStatus();
+                          size_t shared_bytes, CudaStream stream, Args&&... args) {
+  std::tuple<std::decay_t<Params>...> params(std::forward<Args>(args)...);
+  return emu::OnStream(
+      reinterpret_cast<cudaStream_t>(stream),
+      [name, kernel, params = std::move(params), grid, block, shared_bytes]() -> absl::Status {
+        const std::function<void()> run = [&] { std::apply(kernel, params); };
+        const absl::Status s = emu::RunFunction(run, grid, block, shared_bytes);
+        if (s.ok()) return s;
+        return absl::InternalError(absl::StrCat("launch of ", name, ": ", s.message()));
+      });
 }
 
 }  // namespace mla::cuda
