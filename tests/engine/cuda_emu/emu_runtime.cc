@@ -333,7 +333,6 @@ void Barrier(int id, int count) {
 }
 
 unsigned char* SharedBase() { return S().shared; }
-size_t SharedBytes() { return S().shared_bytes; }
 
 uint32_t SharedOffset(const void* p) {
   State& s = S();
@@ -360,9 +359,6 @@ bool AsyncEarly() {
   }();
   return early;
 }
-
-int LaneId() { return Current().linear % 32; }
-int WarpgroupRank() { return Current().linear % 128; }
 
 void CollectiveBytes(int group_size, uint64_t kind, const void* in, size_t in_bytes, void* out,
                      size_t out_bytes, CollectiveFn compute, const void* context) {
@@ -492,7 +488,6 @@ absl::Status OnStream(cudaStream_t stream, std::function<absl::Status()> work) {
   }
   return work();
 }
-int64_t LaunchCount() { return S().launches; }
 
 absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void** args, dim3 grid,
                      dim3 block, size_t shared_bytes) {

@@ -1,11 +1,12 @@
-// A CPU emulator for the CUDA kernels' execution model, so that the decode kernels' own
-// code (compiled as C++ with prelude.h) runs and is checked on machines without a GPU.
+// A CPU emulator for the CUDA kernels' execution model, so that the backend's kernels
+// (their own code, compiled as C++ with prelude.h) run and are checked on machines without
+// a GPU.
 //
 // A launch runs its CTAs one after another, in a shuffled order. Each thread of a CTA is a
 // fiber on one OS thread; a fiber runs until it reaches a synchronizing operation (a CTA
 // or named barrier, or a warp- or warpgroup-wide instruction: shuffle, ldmatrix, mma,
 // wgmma), so the interleaving of warps between such points is decided by the scheduler,
-// which takes the fibers in a shuffled order too. A warp-wide instruction is computed once
+// which resumes a random ready fiber each time. A warp-wide instruction is computed once
 // all 32 lanes have arrived, from all their operands, by the last lane to arrive: what the
 // hardware's single instruction does.
 //
@@ -17,7 +18,9 @@
 // (cp.async) and wgmma products land as late as the PTX allows (at the wait that covers
 // them) or, with MLA_EMU_ASYNC=early, at issue, which exposes a buffer reused too soon.
 // What it does not model: timing, memory ordering without barriers beyond the schedule's
-// interleavings, and the hardware's exact summation order in mma (sums in fp32 here).
+// interleavings (the race-checking build, MLA_EMU_TSAN in emu_runtime.cc, reports those
+// accesses instead), the device compiler, and the hardware's exact summation order in mma
+// (sums in fp32 here).
 #ifndef MLA_TESTS_ENGINE_CUDA_EMU_EMU_RUNTIME_H_
 #define MLA_TESTS_ENGINE_CUDA_EMU_EMU_RUNTIME_H_
 
@@ -59,10 +62,9 @@ inline void SyncThreads() {
   Barrier(0, static_cast<int>(d.x * d.y * d.z));
 }
 
-// The CTA's dynamic shared memory: its base and size, an address's offset in it (checked)
-// and the pointer at an offset (checked to hold `bytes`).
+// The CTA's dynamic shared memory: its base, an address's offset in it (checked) and the
+// pointer at an offset (checked to hold `bytes`).
 unsigned char* SharedBase();
-size_t SharedBytes();
 uint32_t SharedOffset(const void* p);
 unsigned char* SharedAt(uint32_t offset, size_t bytes);
 
@@ -87,10 +89,6 @@ Out Collective(int group_size, uint64_t kind, const In& in, CollectiveFn compute
   CollectiveBytes(group_size, kind, &in, sizeof(In), &out, sizeof(Out), compute, context);
   return out;
 }
-
-// This thread's rank in its warp / warpgroup.
-int LaneId();
-int WarpgroupRank();
 
 // cp.async: a copy of `bytes` (zeros when !valid) into shared memory, this thread's commit
 // and wait (at most `pending` of its newest groups left in flight).
@@ -136,8 +134,7 @@ struct Stream {
 };
 absl::Status OnStream(cudaStream_t stream, std::function<absl::Status()> work);
 
-// Launches run so far, and the dynamic shared memory limit of the emulated device.
-int64_t LaunchCount();
+// The dynamic shared memory limit of the emulated device.
 inline constexpr size_t kMaxSharedBytesPerBlock = 227 * 1024;
 
 }  // namespace mla::cuda::emu
