@@ -151,16 +151,14 @@ struct State {
   void* scheduler_sp = nullptr;
   Cta* cta = nullptr;
   Fiber* current = nullptr;
-  void (*body)(const void*, void**) = nullptr;
-  const void* func = nullptr;
-  void** args = nullptr;
+  const std::function<void()>* kernel = nullptr;
   unsigned char* shared = nullptr;  // 1024-byte aligned, as the hardware's window
   size_t shared_bytes = 0;
   std::vector<Fiber> fibers;
   std::vector<std::unique_ptr<Group>> warp_pool;
   std::vector<std::unique_ptr<Group>> warpgroup_pool;
   std::map<uintptr_t, size_t> allocations;
-  KernelBinder binder = nullptr;
+  std::map<const void*, int> allowed_shared;
   int64_t launches = 0;
   void* tsan_scheduler = nullptr;
   int grid_sync = 0;  // MLA_EMU_TSAN: orders launches, CTAs and the host around them
@@ -230,7 +228,7 @@ void Wake(FiberList& waiters) {
 void FiberEntry() {
   State& s = S();
   MLA_TSAN(__tsan_acquire(&s.grid_sync));
-  s.body(s.func, s.args);
+  (*s.kernel)();
   MLA_TSAN(__tsan_release(&s.grid_sync));
   s.current->done = true;
   if constexpr (kFastSwitch) {
@@ -474,11 +472,16 @@ bool InsideAllocation(const void* p, size_t bytes) {
   return at + bytes <= it->first + it->second;
 }
 
-bool SetKernelBinder(KernelBinder binder) {
-  S().binder = binder;
-  return true;
+void AllowSharedBytes(const void* func, int bytes) { S().allowed_shared[func] = bytes; }
+
+absl::Status CheckSharedBytes(const void* func, size_t bytes) {
+  if (bytes <= 48 * 1024) return absl::OkStatus();
+  const auto& allowed = S().allowed_shared;
+  const auto it = allowed.find(func);
+  if (it != allowed.end() && static_cast<size_t>(it->second) >= bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "cuda emulator: ", bytes, " bytes of dynamic shared memory without the kernel's opt-in"));
 }
-KernelBinder GetKernelBinder() { return S().binder; }
 
 absl::Status OnStream(cudaStream_t stream, std::function<absl::Status()> work) {
   auto* s = reinterpret_cast<Stream*>(stream);
@@ -489,8 +492,8 @@ absl::Status OnStream(cudaStream_t stream, std::function<absl::Status()> work) {
   return work();
 }
 
-absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void** args, dim3 grid,
-                     dim3 block, size_t shared_bytes) {
+absl::Status RunFunction(const std::function<void()>& kernel, dim3 grid, dim3 block,
+                         size_t shared_bytes) {
   State& s = S();
   if (s.cta != nullptr) return absl::InternalError("cuda emulator: a launch inside a kernel");
   const int threads = static_cast<int>(block.x * block.y * block.z);
@@ -509,9 +512,7 @@ absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void**
   }();
   s.shared = shared;
   s.shared_bytes = shared_bytes;
-  s.body = body;
-  s.func = func;
-  s.args = args;
+  s.kernel = &kernel;
   if (static_cast<int>(s.fibers.size()) < threads) s.fibers.resize(threads);
   std::vector<dim3> ctas;
   for (unsigned z = 0; z < grid.z; ++z) {
@@ -578,12 +579,6 @@ absl::Status RunGrid(void (*body)(const void*, void**), const void* func, void**
     }
   }
   return status;
-}
-
-absl::Status RunFunction(const std::function<void()>& kernel, dim3 grid, dim3 block,
-                         size_t shared_bytes) {
-  return RunGrid([](const void* f, void**) { (*static_cast<const std::function<void()>*>(f))(); },
-                 &kernel, nullptr, grid, block, shared_bytes);
 }
 
 }  // namespace mla::cuda::emu

@@ -108,20 +108,15 @@ void Free(void* p);
 bool InsideAllocation(const void* p, size_t bytes);
 size_t AllocatedBytes();
 
-// Runs a kernel over `grid` CTAs of `block` threads with `shared_bytes` of dynamic shared
-// memory: body(args) in every thread. Errors: a failed thread (Fail), a deadlock.
-absl::Status RunGrid(void (*body)(const void* func, void** args), const void* func, void** args,
-                     dim3 grid, dim3 block, size_t shared_bytes);
+// cudaFuncSetAttribute's opt-in: a launch of `func` with more than 48 KiB of dynamic shared
+// memory needs it, as on a device.
+void AllowSharedBytes(const void* func, int bytes);
+absl::Status CheckSharedBytes(const void* func, size_t bytes);
 
-// The same for a kernel bound to its arguments (the emulated LaunchKernel).
+// Runs a kernel, bound to its arguments, over `grid` CTAs of `block` threads with
+// `shared_bytes` of dynamic shared memory. Errors: a failed thread (Fail), a deadlock.
 absl::Status RunFunction(const std::function<void()>& kernel, dim3 grid, dim3 block,
                          size_t shared_bytes);
-
-// How the fake runtime binds a kernel pointer to a copy of its arguments (set once by the
-// code that knows the kernels' signatures), so that it can run now or from a graph later.
-using KernelBinder = std::function<void()> (*)(const void* func, void** args);
-bool SetKernelBinder(KernelBinder binder);
-KernelBinder GetKernelBinder();
 
 // Streams: work on a stream runs at once (the emulated device is synchronous) unless the
 // stream is capturing a graph, which records it to run at each launch of the graph. An

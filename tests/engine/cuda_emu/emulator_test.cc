@@ -63,14 +63,8 @@ __global__ void TestKernel(Args a) {
   }
 }
 
-void Call(const void* func, void** args) {
-  reinterpret_cast<void (*)(Args)>(const_cast<void*>(func))(*static_cast<Args*>(args[0]));
-}
-
 absl::Status Launch(Args a, int threads, size_t shared = 4096) {
-  void* args[] = {&a};
-  return RunGrid(Call, reinterpret_cast<const void*>(&TestKernel), args, dim3(1), dim3(threads),
-                 shared);
+  return RunFunction([a] { TestKernel(a); }, dim3(1), dim3(threads), shared);
 }
 
 float Bf16(uint32_t bits16) {

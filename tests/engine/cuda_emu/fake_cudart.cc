@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <string>
 
 #include "tests/engine/cuda_emu/emu_runtime.h"
@@ -24,11 +23,6 @@ cudaError_t& LastError() {
 cudaError_t Record(cudaError_t e) {
   if (e != cudaSuccess) LastError() = e;
   return e;
-}
-
-std::map<const void*, int>& MaxDynamicShared() {
-  static auto* m = new std::map<const void*, int>();
-  return *m;
 }
 
 cudaError_t FromStatus(const absl::Status& s) {
@@ -121,7 +115,7 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
     if (value < 0 || static_cast<size_t>(value) > emu::kMaxSharedBytesPerBlock) {
       return Record(cudaErrorInvalidValue);
     }
-    MaxDynamicShared()[func] = value;
+    emu::AllowSharedBytes(func, value);
   }
   return cudaSuccess;
 }
@@ -140,27 +134,6 @@ cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* blocks, 
                                                                    int threads, size_t shared,
                                                                    unsigned int) {
   return cudaOccupancyMaxActiveBlocksPerMultiprocessor(blocks, func, threads, shared);
-}
-
-cudaError_t cudaLaunchKernel(const void* func, dim3 grid, dim3 block, void** args, size_t shared,
-                             cudaStream_t stream) {
-  // As the runtime: more than 48 KiB of dynamic shared memory needs the kernel's opt-in.
-  if (shared > 48 * 1024) {
-    auto it = MaxDynamicShared().find(func);
-    if (it == MaxDynamicShared().end() || static_cast<size_t>(it->second) < shared) {
-      std::fprintf(stderr, "cuda emulator: %zu bytes of shared memory without the opt-in\n",
-                   shared);
-      return Record(cudaErrorInvalidValue);
-    }
-  }
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
-    return Record(cudaErrorInvalidConfiguration);
-  }
-  if (emu::GetKernelBinder() == nullptr) return Record(cudaErrorInvalidDeviceFunction);
-  std::function<void()> kernel = emu::GetKernelBinder()(func, args);
-  return FromStatus(emu::OnStream(stream, [kernel = std::move(kernel), grid, block, shared] {
-    return emu::RunFunction(kernel, grid, block, shared);
-  }));
 }
 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,

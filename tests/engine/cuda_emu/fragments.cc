@@ -80,29 +80,23 @@ void ComputeMma16816(const void* in, void* out, const void*) {
   }
 }
 
-void ComputeLdMatrixX4(const void* in, void* out, const void*) {
+// Register m of lane (g, t): without .trans row g's values 2t, 2t + 1 of matrix m; with
+// it, the same of the transposed matrix (rows 2t, 2t + 1 of column g).
+void LdMatrixX4(const void* in, void* out, bool trans) {
   for (int lane = 0; lane < 32; ++lane) {
     Words4& r = OutOf<Words4>(out, lane);
+    const int g = lane / 4;
+    const int t2 = 2 * (lane % 4);
     for (int m = 0; m < 4; ++m) {
-      const int row = lane / 4;
-      const int c = 2 * (lane % 4);
-      r.v[m] = uint32_t{LdMatrixValue(in, m, row, c)} |
-               (uint32_t{LdMatrixValue(in, m, row, c + 1)} << 16);
+      const uint16_t lo = trans ? LdMatrixValue(in, m, t2, g) : LdMatrixValue(in, m, g, t2);
+      const uint16_t hi = trans ? LdMatrixValue(in, m, t2 + 1, g) : LdMatrixValue(in, m, g, t2 + 1);
+      r.v[m] = uint32_t{lo} | (uint32_t{hi} << 16);
     }
   }
 }
 
-void ComputeLdMatrixX4Trans(const void* in, void* out, const void*) {
-  for (int lane = 0; lane < 32; ++lane) {
-    Words4& r = OutOf<Words4>(out, lane);
-    for (int m = 0; m < 4; ++m) {
-      const int col = lane / 4;
-      const int row = 2 * (lane % 4);
-      r.v[m] = uint32_t{LdMatrixValue(in, m, row, col)} |
-               (uint32_t{LdMatrixValue(in, m, row + 1, col)} << 16);
-    }
-  }
-}
+void ComputeLdMatrixX4(const void* in, void* out, const void*) { LdMatrixX4(in, out, false); }
+void ComputeLdMatrixX4Trans(const void* in, void* out, const void*) { LdMatrixX4(in, out, true); }
 
 uint32_t DescriptorByte(uint64_t desc, bool mn_major, int row, int k) {
   const uint32_t start = static_cast<uint32_t>(desc & 0x3FFF) << 4;

@@ -23,6 +23,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/launch.cuh"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
@@ -421,7 +422,6 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
       ResolveMlaDecodeKernel(p.kernel, p.kv_lora_rank, p.rope_dim);
   if (!kernel.ok()) return kernel.status();
   const int rows_total = p.q_rows_per_seq * p.num_heads;
-  void* args[] = {const_cast<MlaDecodeParams*>(&p)};
   if (*kernel != MlaDecodeKernel::kSimt) {
     // It moves q and out in 32-bit pairs and partial_out in 64-bit ones.
     if (reinterpret_cast<uintptr_t>(p.q) % 4 != 0 || reinterpret_cast<uintptr_t>(p.out) % 4 != 0 ||
@@ -436,14 +436,16 @@ absl::Status LaunchMlaDecode(const MlaDecodeParams& p, CudaStream stream) {
     const void* split = reinterpret_cast<const void*>(&MlaDecodeSplitKernel);
     if (absl::Status s = AllowDynamicSharedBytes(split, smem); !s.ok()) return s;
     const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
-    MLA_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(split, grid, dim3(kThreads), args, smem, stream));
-    if (absl::Status s = CudaLaunchStatus("MlaDecodeSplitKernel"); !s.ok()) return s;
+    if (absl::Status s = LaunchKernel("MlaDecodeSplitKernel", MlaDecodeSplitKernel, grid,
+                                      dim3(kThreads), smem, stream, p);
+        !s.ok()) {
+      return s;
+    }
   }
   const int column_chunks = (p.kv_lora_rank + kCombineThreads - 1) / kCombineThreads;
-  MLA_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(reinterpret_cast<const void*>(&MlaDecodeCombineKernel),
-                                            dim3(rows_total, p.batch, column_chunks),
-                                            dim3(kCombineThreads), args, 0, stream));
-  return CudaLaunchStatus("MlaDecodeCombineKernel");
+  return LaunchKernel("MlaDecodeCombineKernel", MlaDecodeCombineKernel,
+                      dim3(rows_total, p.batch, column_chunks), dim3(kCombineThreads), 0, stream,
+                      p);
 }
 
 }  // namespace mla::cuda

@@ -36,6 +36,7 @@
 
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/launch.cuh"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_mma.h"
@@ -386,13 +387,13 @@ __global__ void __launch_bounds__(kThreads) MlaDecodeMmaSplitKernel(MlaDecodePar
 
 // The variant's kernel and its shared memory.
 struct MmaVariant {
-  const void* kernel;
+  void (*kernel)(MlaDecodeParams);
   size_t smem;
+  const void* address() const { return reinterpret_cast<const void*>(kernel); }
 };
 
 MmaVariant MmaVariantOf(int width, bool ksplit) {
-  return {ksplit ? reinterpret_cast<const void*>(&MlaDecodeMmaSplitKernel<true>)
-                 : reinterpret_cast<const void*>(&MlaDecodeMmaSplitKernel<false>),
+  return {ksplit ? &MlaDecodeMmaSplitKernel<true> : &MlaDecodeMmaSplitKernel<false>,
           MmaSharedBytes(width, ksplit)};
 }
 
@@ -400,21 +401,20 @@ MmaVariant MmaVariantOf(int width, bool ksplit) {
 
 absl::StatusOr<int> MlaDecodeMmaCtasPerSm(int width, bool ksplit) {
   const MmaVariant v = MmaVariantOf(width, ksplit);
-  if (absl::Status s = AllowDynamicSharedBytes(v.kernel, v.smem); !s.ok()) return s;
+  if (absl::Status s = AllowDynamicSharedBytes(v.address(), v.smem); !s.ok()) return s;
   int ctas = 0;
   MLA_CUDA_RETURN_IF_ERROR(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, v.kernel, kThreads, v.smem));
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, v.address(), kThreads, v.smem));
   return std::max(ctas, 1);
 }
 
 absl::Status LaunchMlaDecodeMmaSplit(const MlaDecodeParams& p, bool ksplit, CudaStream stream) {
   const MmaVariant v = MmaVariantOf(p.kv_lora_rank + p.rope_dim, ksplit);
-  if (absl::Status s = AllowDynamicSharedBytes(v.kernel, v.smem); !s.ok()) return s;
+  if (absl::Status s = AllowDynamicSharedBytes(v.address(), v.smem); !s.ok()) return s;
   const int rows_total = p.q_rows_per_seq * p.num_heads;
   const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
-  void* args[] = {const_cast<MlaDecodeParams*>(&p)};
-  MLA_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(v.kernel, grid, dim3(kThreads), args, v.smem, stream));
-  return CudaLaunchStatus(ksplit ? "MlaDecodeMmaSplitKernel<k-split>" : "MlaDecodeMmaSplitKernel");
+  return LaunchKernel(ksplit ? "MlaDecodeMmaSplitKernel<k-split>" : "MlaDecodeMmaSplitKernel",
+                      v.kernel, grid, dim3(kThreads), v.smem, stream, p);
 }
 
 }  // namespace mla::cuda

@@ -41,6 +41,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/launch.cuh"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_mma.h"
@@ -292,14 +293,14 @@ __global__ void __launch_bounds__(kThreads, 1) MlaDecodeRingKernel(MlaDecodePara
 
 // The ring kernel for a cache and its shared memory.
 struct RingVariant {
-  const void* kernel;
+  void (*kernel)(MlaDecodeParams);
   size_t smem;
+  const void* address() const { return reinterpret_cast<const void*>(kernel); }
 };
 
 RingVariant RingVariantOf(int latent, int rope, bool fp8) {
   const int fp8_row_bytes = fp8 ? static_cast<int>(CacheRowBytesOf(true, latent, rope)) : 0;
-  return {fp8 ? reinterpret_cast<const void*>(&MlaDecodeRingKernel<true>)
-              : reinterpret_cast<const void*>(&MlaDecodeRingKernel<false>),
+  return {fp8 ? &MlaDecodeRingKernel<true> : &MlaDecodeRingKernel<false>,
           static_cast<size_t>(RingSharedBytes(latent + rope, fp8_row_bytes))};
 }
 
@@ -312,21 +313,20 @@ bool MlaDecodeRingRuns(int kv_lora_rank, int rope_dim, bool kv_fp8) {
 
 absl::StatusOr<int> MlaDecodeRingCtasPerSm(int kv_lora_rank, int rope_dim, bool kv_fp8) {
   const RingVariant v = RingVariantOf(kv_lora_rank, rope_dim, kv_fp8);
-  if (absl::Status s = AllowDynamicSharedBytes(v.kernel, v.smem); !s.ok()) return s;
+  if (absl::Status s = AllowDynamicSharedBytes(v.address(), v.smem); !s.ok()) return s;
   int ctas = 0;
   MLA_CUDA_RETURN_IF_ERROR(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, v.kernel, kThreads, v.smem));
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, v.address(), kThreads, v.smem));
   return std::max(ctas, 1);
 }
 
 absl::Status LaunchMlaDecodeRingSplit(const MlaDecodeParams& p, CudaStream stream) {
   const RingVariant v = RingVariantOf(p.kv_lora_rank, p.rope_dim, p.kv_fp8);
-  if (absl::Status s = AllowDynamicSharedBytes(v.kernel, v.smem); !s.ok()) return s;
+  if (absl::Status s = AllowDynamicSharedBytes(v.address(), v.smem); !s.ok()) return s;
   const int rows_total = p.q_rows_per_seq * p.num_heads;
   const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
-  void* args[] = {const_cast<MlaDecodeParams*>(&p)};
-  MLA_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(v.kernel, grid, dim3(kThreads), args, v.smem, stream));
-  return CudaLaunchStatus(p.kv_fp8 ? "MlaDecodeRingKernel<fp8>" : "MlaDecodeRingKernel");
+  return LaunchKernel(p.kv_fp8 ? "MlaDecodeRingKernel<fp8>" : "MlaDecodeRingKernel", v.kernel, grid,
+                      dim3(kThreads), v.smem, stream, p);
 }
 
 }  // namespace mla::cuda

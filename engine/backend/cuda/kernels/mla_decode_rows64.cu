@@ -64,8 +64,8 @@ absl::StatusOr<int> MlaDecodeRows64CtasPerSm(int kv_lora_rank, int rope_dim) {
 }
 
 absl::Status LaunchMlaDecodeRows64Split(const MlaDecodeParams& p, CudaStream stream) {
-  return rows64::Launch(reinterpret_cast<const void*>(&MlaDecodeRows64Kernel),
-                        Rows64Smem(p.kv_lora_rank, p.rope_dim), p, stream, "MlaDecodeRows64Kernel");
+  return rows64::Launch(&MlaDecodeRows64Kernel, Rows64Smem(p.kv_lora_rank, p.rope_dim), p, stream,
+                        "MlaDecodeRows64Kernel");
 }
 
 }  // namespace mla::cuda

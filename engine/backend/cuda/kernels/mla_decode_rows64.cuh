@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
+#include "engine/backend/cuda/kernels/launch.cuh"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/mla_decode_mma.cuh"
 #include "engine/backend/cuda/kernels/mla_decode_mma_rule.h"
@@ -354,14 +355,15 @@ inline absl::StatusOr<int> CtasPerSm(const void* kernel, size_t smem) {
   return ctas > 1 ? ctas : 1;
 }
 
-inline absl::Status Launch(const void* kernel, size_t smem, const MlaDecodeParams& p,
+inline absl::Status Launch(void (*kernel)(MlaDecodeParams), size_t smem, const MlaDecodeParams& p,
                            CudaStream stream, const char* name) {
-  if (absl::Status s = AllowDynamicSharedBytes(kernel, smem); !s.ok()) return s;
+  if (absl::Status s = AllowDynamicSharedBytes(reinterpret_cast<const void*>(kernel), smem);
+      !s.ok()) {
+    return s;
+  }
   const int rows_total = p.q_rows_per_seq * p.num_heads;
   const dim3 grid((rows_total + kRows - 1) / kRows, p.num_parts);
-  void* args[] = {const_cast<MlaDecodeParams*>(&p)};
-  MLA_CUDA_RETURN_IF_ERROR(cudaLaunchKernel(kernel, grid, dim3(kThreads), args, smem, stream));
-  return CudaLaunchStatus(name);
+  return LaunchKernel(name, kernel, grid, dim3(kThreads), smem, stream, p);
 }
 
 }  // namespace mla::cuda::rows64

@@ -60,9 +60,8 @@ absl::StatusOr<int> MlaDecodeWgmmaCtasPerSm(int kv_lora_rank, int rope_dim) {
 }
 
 absl::Status LaunchMlaDecodeWgmmaSplit(const MlaDecodeParams& p, CudaStream stream) {
-  return rows64::Launch(reinterpret_cast<const void*>(&MlaDecodeRows64WgmmaKernel),
-                        WgmmaSmem(p.kv_lora_rank, p.rope_dim), p, stream,
-                        "MlaDecodeRows64WgmmaKernel");
+  return rows64::Launch(&MlaDecodeRows64WgmmaKernel, WgmmaSmem(p.kv_lora_rank, p.rope_dim), p,
+                        stream, "MlaDecodeRows64WgmmaKernel");
 }
 
 }  // namespace mla::cuda

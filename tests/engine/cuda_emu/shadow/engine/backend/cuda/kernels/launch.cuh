@@ -22,6 +22,10 @@ namespace mla::cuda {
 template <typename... Params, typename... Args>
 absl::Status LaunchKernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
                           size_t shared_bytes, CudaStream stream, Args&&... args) {
+  if (absl::Status s = emu::CheckSharedBytes(reinterpret_cast<const void*>(kernel), shared_bytes);
+      !s.ok()) {
+    return s;
+  }
   std::tuple<std::decay_t<Params>...> params(std::forward<Args>(args)...);
   return emu::OnStream(
       reinterpret_cast<cudaStream_t>(stream),
