@@ -24,3 +24,11 @@ if(NOT MLA_CUDA STREQUAL "OFF")
   endif()
 endif()
 message(STATUS "MLA CUDA backend: ${MLA_HAVE_CUDA}")
+
+# Which build of the CUDA backend an executable links (mla_backend_factory and mla_device
+# name this): the device's, mla_cuda, or, for an executable whose MLA_CUDA_EMULATED property
+# is set, the same sources built for the CPU emulator (tests/engine/cuda_emu), so that the
+# engine and the server run their CUDA paths in CI. The property is read on the executable
+# being linked.
+set(MLA_CUDA_IMPLEMENTATION
+    "$<IF:$<BOOL:$<TARGET_PROPERTY:MLA_CUDA_EMULATED>>,mla_cuda_backend_emulated,mla_cuda>")

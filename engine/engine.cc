@@ -54,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   ro.block_size = options.block_size;
   ro.cache_dtype = options.cache_dtype;
   ro.device_memory_fraction = options.device_memory_fraction;
+  ro.device_cache_cap_bytes = options.device_cache_cap_bytes;
   ro.max_batch_tokens = options.max_batch_tokens;
   ro.max_batch_seqs = options.max_running;
   MLA_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, ModelRunner::Create(ro));

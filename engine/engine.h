@@ -31,6 +31,7 @@ struct EngineOptions {
   int64_t kv_cache_bytes = int64_t{1} << 30;  // Latent cache budget, all layers.
   // On a GPU: the share of its memory for weights, workspace and cache (RunnerOptions).
   double device_memory_fraction = 0.0;
+  int64_t device_cache_cap_bytes = 0;  // > 0: caps that cache (RunnerOptions).
   int block_size = 64;                        // Tokens per cache block.
   // The latent cache's element layout: bf16, or DeepSeek's FP8 layout (656 instead of
   // 1,152 bytes per token and layer; accuracy cost measured in docs/LONG_CONTEXT.md).

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -37,6 +38,7 @@
 
 namespace mla {
 constexpr char kDefaultMetricsAddress[] = "127.0.0.1:9090";
+constexpr int64_t kDefaultKvCacheMib = 1024;
 }  // namespace mla
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
@@ -51,11 +53,15 @@ ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest request message accepted, in
 ABSL_FLAG(int, max_unread_tokens, mla::GenerateReactor::kDefaultMaxUnreadTokens,
           "A Generate stream whose client leaves more generated tokens than this unread "
           "(a stalled reader) has its request aborted with RESOURCE_EXHAUSTED");
-ABSL_FLAG(int64_t, kv_cache_mib, 1024,
-          "Latent KV cache budget in MiB (all layers); the block count follows from it");
+// Optional, so that an explicit budget is told apart from the default on the GPU.
+ABSL_FLAG(std::optional<int64_t>, kv_cache_mib, std::nullopt,
+          "Latent KV cache budget in MiB (all layers; 1024 when not given); the block count "
+          "follows from it. On --device=cuda --gpu_memory_fraction sizes the cache, and this "
+          "flag, when given, caps it");
 ABSL_FLAG(double, gpu_memory_fraction, 0.9,
           "On --device=cuda: the share of the GPU's memory for weights, workspace and the "
-          "latent cache, which takes what is left (0 = size the cache by --kv_cache_mib)");
+          "latent cache, which takes what is left, up to --kv_cache_mib when that is given "
+          "(0 = size the cache by --kv_cache_mib)");
 ABSL_FLAG(int, block_size, 64, "Tokens per KV cache block");
 ABSL_FLAG(std::string, kv_cache_dtype, "bf16",
           "Latent KV cache element layout: bf16 (1,152 bytes per token and layer for "
@@ -241,6 +247,11 @@ int Run() {
         absl::StrCat("--kv_disk_gib must be positive, got ", absl::GetFlag(FLAGS_kv_disk_gib))));
   }
   LogInfo("device: ", device->description, " (", device->reason, ")");
+  if (const std::optional<int64_t> mib = absl::GetFlag(FLAGS_kv_cache_mib);
+      mib.has_value() && (*mib < 1 || *mib > (int64_t{1} << 40))) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--kv_cache_mib must be in [1, 2^40], got ", *mib)));
+  }
   if (const double f = absl::GetFlag(FLAGS_gpu_memory_fraction); !(f >= 0.0 && f <= 1.0)) {
     return Fail(absl::InvalidArgumentError("--gpu_memory_fraction must be in [0, 1]"));
   }
@@ -307,12 +318,15 @@ int Run() {
 
   EngineOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
-  options.kv_cache_bytes = absl::GetFlag(FLAGS_kv_cache_mib) << 20;
+  const std::optional<int64_t> kv_cache_mib = absl::GetFlag(FLAGS_kv_cache_mib);
+  options.kv_cache_bytes = kv_cache_mib.value_or(kDefaultKvCacheMib) << 20;
   options.block_size = absl::GetFlag(FLAGS_block_size);
   options.cache_dtype = *cache_dtype;
   options.kv_disk_dir = absl::GetFlag(FLAGS_kv_disk_dir);
   options.kv_disk_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_kv_disk_gib) * (1 << 30));
   options.device_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+  // A budget the user chose still holds on the GPU, where the fraction sizes the cache.
+  if (kv_cache_mib.has_value()) options.device_cache_cap_bytes = options.kv_cache_bytes;
   options.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   options.max_running = absl::GetFlag(FLAGS_max_running);
   options.max_waiting = absl::GetFlag(FLAGS_max_waiting);

@@ -98,6 +98,10 @@ struct RowSample {
 // state comes on top (4 · rows · heads · (v_head_dim + 2) bytes).
 inline constexpr int64_t kMaxDecompressedChunkBytes = int64_t{64} << 20;
 
+// The most scratch a device backend's IndexerTopK holds for the indexer's scores of a group
+// of rows (DeepSeek-V3.2; the group shrinks as contexts grow, down to one row).
+inline constexpr int64_t kMaxIndexerScoreBytes = int64_t{64} << 20;
+
 // A device's own memory, for sizing the cache from a fraction of it.
 struct DeviceMemoryStatus {
   int64_t total_bytes = 0;

@@ -164,6 +164,11 @@ absl::StatusOr<int64_t> EstimateWorkspaceBytes(const ModelConfig& c, const Works
     per_token += 3 * int64_t{c.n_shared_experts} * c.moe_intermediate_size;
     per_token += 2 * int64_t{c.n_routed_experts} + 4 * k;  // fp32 logits, int32 ids, fp32 weights
   }
+  if (c.has_indexer()) {
+    // V3.2's indexer: keys, queries, head weights, and the selection (int32: two units).
+    per_token += int64_t{c.index_n_heads} * c.index_head_dim + c.index_n_heads + c.index_head_dim +
+                 2 * int64_t{c.index_topk};
+  }
   int64_t bytes = 2 * per_token * s.max_batch_tokens;
   bytes += 4 * int64_t{c.hidden_size} * s.max_batch_tokens;  // fp32 residual stream
   bytes += 4 * int64_t{c.vocab_size} * s.max_batch_seqs;     // fp32 logits
@@ -173,6 +178,7 @@ absl::StatusOr<int64_t> EstimateWorkspaceBytes(const ModelConfig& c, const Works
   // Decompressed prefill: the up-projected keys of one chunk, and the fp32 softmax state
   // of every row ((m, l) and a v-wide accumulator per head).
   bytes += kMaxDecompressedChunkBytes + 4 * s.max_batch_tokens * heads * (c.v_head_dim + 2);
+  if (c.has_indexer()) bytes += kMaxIndexerScoreBytes;  // The indexer's scores.
   return bytes;
 }
 

@@ -21,7 +21,8 @@ namespace mla {
 namespace {
 
 // The cache's block count: from a fraction of the device's memory when the backend has
-// memory of its own and a fraction is set, else from the explicit byte budget.
+// memory of its own and a fraction is set (at most the cap's blocks, when one is set), else
+// from the explicit byte budget.
 absl::StatusOr<int32_t> CacheBlocks(const RunnerOptions& options, const ModelConfig& config,
                                     const CacheLayout& layout, const Backend& backend) {
   const std::optional<DeviceMemoryStatus> device = backend.DeviceMemory();
@@ -43,6 +44,15 @@ absl::StatusOr<int32_t> CacheBlocks(const RunnerOptions& options, const ModelCon
   LogInfo("device memory plan: ", plan.num_blocks, " cache blocks (", plan.cache_bytes >> 20,
           " MiB) of ", in.total_bytes >> 20, " MiB at fraction ", in.memory_fraction, "; weights ~",
           in.weight_bytes >> 20, " MiB, workspace ~", in.workspace_bytes >> 20, " MiB");
+  if (options.device_cache_cap_bytes > 0) {
+    MLA_ASSIGN_OR_RETURN(const int32_t cap,
+                         LatentCache::BlocksForBudget(layout, options.device_cache_cap_bytes));
+    if (cap < plan.num_blocks) {
+      LogInfo("cache capped at ", cap, " blocks (", options.device_cache_cap_bytes >> 20,
+              " MiB, --kv_cache_mib) of the ", plan.num_blocks, " the plan allows");
+      return cap;
+    }
+  }
   if (plan.num_blocks > std::numeric_limits<int32_t>::max()) {
     return absl::InvalidArgumentError("the device memory plan exceeds 2^31 cache blocks");
   }

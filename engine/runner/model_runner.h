@@ -28,6 +28,9 @@ struct RunnerOptions {
   // fraction of the device's memory (engine/runner/memory_plan.h), after the weights and
   // the workspace for max_batch_tokens / max_batch_seqs.
   double device_memory_fraction = 0.0;
+  // With a fraction on such a device: > 0 caps the cache the fraction leaves at this
+  // budget (the server passes --kv_cache_mib here when it is given explicitly).
+  int64_t device_cache_cap_bytes = 0;
   int64_t max_batch_tokens = 512;
   int64_t max_batch_seqs = 64;
   int block_size = kDefaultBlockSize;

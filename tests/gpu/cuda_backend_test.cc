@@ -45,22 +45,22 @@
 #include "engine/sampling/sampling_params.h"
 #include "engine/sampling/top_k.h"
 #include "tests/engine/model/golden_util.h"
+#include "tests/gpu/cuda_backend_test_util.h"
 #include "tests/gpu/cuda_test_util.h"
 
 namespace mla {
 namespace {
-
-// An assertion on a Status that prints it when it is not OK.
-::testing::AssertionResult StatusIsOk(const absl::Status& s) {
-  if (s.ok()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << s;
-}
 
 using cuda::CudaBackend;
 using cuda::DeviceBuffer;
 using cuda::kDeviceTopKMax;
 using cuda::LaunchTopK;
 using cuda::TopKParams;
+using testing::AttnCase;
+using testing::MakeCuda;
+using testing::MakeSteps;
+using testing::RandomVector;
+using testing::StatusIsOk;
 
 struct RowStats {
   std::vector<double> one_minus_cosine;
@@ -99,19 +99,7 @@ void CompareRows(const std::vector<float>& got, const std::vector<float>& want, 
                      << first_over << ", the worst row " << worst_row << " (" << worst << ")";
 }
 
-std::unique_ptr<CudaBackend> MakeCuda() {
-  absl::StatusOr<std::unique_ptr<CudaBackend>> be = CudaBackend::Create(0);
-  EXPECT_TRUE(be.ok()) << be.status();
-  return be.ok() ? std::move(*be) : nullptr;
-}
-
 // --- The attention operation on random data --------------------------------------------
-
-struct AttnCase {
-  int heads, latent, rope, block_size;
-  std::vector<int> cached;    // Tokens already in the cache per sequence.
-  std::vector<int> new_rows;  // Rows of this step per sequence.
-};
 
 // Runs one WriteCache + MlaAttention step on `be` and returns out and lse.
 void RunAttention(Backend& be, const AttnCase& c, const StepBatch& step,
@@ -133,51 +121,6 @@ void RunAttention(Backend& be, const AttnCase& c, const StepBatch& step,
   be.Download(o, *out, {"down"});
   be.Download(l, *lse, {"down"});
   ASSERT_TRUE(StatusIsOk(be.TakeError()));
-}
-
-// The two steps of a case: every sequence's cached prefix, then its new rows, through
-// block tables of shuffled block ids (a kernel assuming the identity mapping fails).
-std::vector<StepBatch> MakeSteps(const AttnCase& c, int num_blocks, std::mt19937& rng) {
-  std::vector<int32_t> free_blocks(num_blocks);
-  std::iota(free_blocks.begin(), free_blocks.end(), 0);
-  std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
-  const size_t batch = c.cached.size();
-  std::vector<std::vector<int32_t>> tables(batch);
-  int64_t max_blocks = 0;
-  for (size_t s = 0; s < batch; ++s) {
-    const int total = c.cached[s] + c.new_rows[s];
-    for (int b = 0; b * c.block_size < total; ++b) {
-      tables[s].push_back(free_blocks.back());
-      free_blocks.pop_back();
-    }
-    max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(tables[s].size()));
-  }
-  std::vector<StepBatch> steps;
-  for (int phase = 0; phase < 2; ++phase) {
-    StepBatch step;
-    step.max_blocks = max_blocks;
-    step.cu_seqlens_q.push_back(0);
-    for (size_t s = 0; s < batch; ++s) {
-      const int first = phase == 0 ? 0 : c.cached[s];
-      const int rows = phase == 0 ? c.cached[s] : c.new_rows[s];
-      if (rows == 0) continue;
-      std::vector<int32_t> row = tables[s];
-      row.resize(static_cast<size_t>(max_blocks), 0);
-      step.block_table.insert(step.block_table.end(), row.begin(), row.end());
-      step.seq_lens.push_back(first + rows);
-      step.q_pos0.push_back(first);
-      step.cu_seqlens_q.push_back(step.cu_seqlens_q.back() + rows);
-      for (int i = 0; i < rows; ++i) {
-        const int pos = first + i;
-        step.slots.push_back(int64_t{tables[s][pos / c.block_size]} * c.block_size +
-                             pos % c.block_size);
-      }
-      ++step.batch;
-    }
-    step.num_tokens = static_cast<int64_t>(step.slots.size());
-    steps.push_back(std::move(step));
-  }
-  return steps;
 }
 
 // Which part of a cache row byte `in_row` lies in: the latent (bf16 values or e4m3 codes),
@@ -213,13 +156,6 @@ void ExpectSameCacheBytes(Backend& cpu_be, Backend& gpu, int num_blocks) {
            << CacheRowPart(cpu_be.cache_layout(), in_row) << "): got 0x" << std::hex
            << int{got[first]} << ", want 0x" << int{want[first]};
   }
-}
-
-std::vector<float> RandomVector(size_t n, std::mt19937& rng) {
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
 }
 
 // The device's cache write against the host's encoding, row by row, with what a

@@ -133,7 +133,7 @@ run_test() {
   fi
 }
 for t in device_test cuda_pointwise_test cuda_gemm_lt_test cuda_mla_decode_test \
-         cuda_moe_routing_test cuda_backend_test cuda_engine_test cuda_server_test; do
+         cuda_moe_routing_test cuda_backend_test cuda_sparse_test cuda_engine_test cuda_server_test; do
   # The decode test runs every split kernel, the opt-in ones never run on a device yet:
   # a tighter limit, so that one that hangs leaves the rest of the budget.
   TEST_LIMIT=$([[ ${t} == cuda_mla_decode_test ]] && echo 120 || echo 240) run_test "${t}" "${t}"

@@ -24,11 +24,15 @@ class ServerProcess {
   // Sends `signal` and waits up to `timeout_s`; returns the exit status (or -1 on timeout,
   // after which the process is killed).
   int Stop(int signal, double timeout_s);
+  // Whether the server has exited (without waiting); Stop then returns its exit status.
+  bool Exited();
   std::string Log() const;
 
  private:
   ServerProcess(pid_t pid, int port, std::string dir) : pid_(pid), port_(port), dir_(dir) {}
+  static int ExitStatus(int wait_status);
   pid_t pid_;
+  int exit_status_ = -1;  // Once the process is reaped.
   int port_;
   std::string dir_;
 };

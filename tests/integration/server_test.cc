@@ -330,14 +330,21 @@ TEST(ServerIntegrationTest, InvalidConfigNamesTheField) {
   }
 }
 
-TEST(ServerIntegrationTest, BadKvCacheDtypeNamesTheFlag) {
-  auto server =
-      ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--kv_cache_dtype=int4"});
-  if (server.ok()) {
-    EXPECT_EQ((*server)->Stop(0, 20), 1);
-    EXPECT_THAT((*server)->Log(), HasSubstr("--kv_cache_dtype"));
-  } else {
-    EXPECT_THAT(server.status().message(), HasSubstr("--kv_cache_dtype"));
+TEST(ServerIntegrationTest, BadCacheFlagsNameTheFlag) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--kv_cache_dtype=int4", "--kv_cache_dtype"},
+      {"--kv_cache_mib=0", "--kv_cache_mib must be in [1, 2^40], got 0"},
+      {"--kv_cache_mib=-3", "--kv_cache_mib must be in [1, 2^40], got -3"},
+      {"--gpu_memory_fraction=1.5", "--gpu_memory_fraction must be in [0, 1]"},
+  };
+  for (const auto& [flag, expected] : cases) {
+    auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", flag});
+    if (server.ok()) {
+      EXPECT_EQ((*server)->Stop(0, 20), 1) << flag;
+      EXPECT_THAT((*server)->Log(), HasSubstr(expected));
+    } else {
+      EXPECT_THAT(server.status().message(), HasSubstr(expected));
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 // CudaBackend's attention: cache writes, the generic paged attention, the split-KV decode
-// path, the attention probe, and the DeepSeek-V3.2 operations it does not have yet (the
+// path, the attention probe, and DeepSeek-V3.2's indexer and sparse attention (the
 // decompressed path is in cuda_decompressed.cc).
 #include <cuda_runtime.h>
 
@@ -13,6 +13,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/host/mla_decode_plan.h"
 #include "engine/backend/cuda/kernels/forward_f32.h"
+#include "engine/backend/cuda/kernels/indexer.h"
 #include "engine/backend/cuda/kernels/mla_decode.h"
 
 namespace mla::cuda {
@@ -58,14 +59,8 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   if (!layout_ || step_ == nullptr) {
     return Fail(op, absl::FailedPreconditionError("no cache or no step"));
   }
-  const int64_t lat = layout_->latent_dim(), width = lat + layout_->rope_dim();
-  if (q.cols != heads * width || q.stride != q.cols || out.cols != heads * lat ||
-      out.stride != out.cols || lse.cols != heads || lse.stride != heads ||
-      q.rows != step_->num_tokens || out.rows != q.rows || lse.rows != q.rows) {
-    return Fail(
-        op, absl::InvalidArgumentError(absl::StrCat("q ", Shape(q), ", out ", Shape(out), ", lse ",
-                                                    Shape(lse), " must be dense rows of ", heads,
-                                                    " heads for ", step_->num_tokens, " tokens")));
+  if (absl::Status s = CheckAttentionTensors(heads, q, out, lse); !s.ok()) {
+    return Fail(op, std::move(s));
   }
   last_heads_ = heads;
   // Sequences marked for DecompressedAttention are skipped, which only the generic kernel
@@ -74,10 +69,31 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   if (!any_marked && CanSplitKvDecode(heads)) {
     return Fail(op, SplitKvDecode(layer, heads, softmax_scale, q, out, lse));
   }
+  MlaAttentionF32Params p = GenericAttentionParams(layer, heads, softmax_scale, q, out, lse);
+  p.skip_seq = any_marked ? decompress_dev_.as<uint8_t>() : nullptr;
+  Fail(op, LaunchMlaAttentionF32(p, stream_));
+}
+
+absl::Status CudaBackend::CheckAttentionTensors(int heads, const Tensor& q, const Tensor& out,
+                                                const Tensor& lse) const {
+  const int64_t lat = layout_->latent_dim(), width = lat + layout_->rope_dim();
+  if (q.cols != heads * width || q.stride != q.cols || out.cols != heads * lat ||
+      out.stride != out.cols || lse.cols != heads || lse.stride != heads ||
+      q.rows != step_->num_tokens || out.rows != q.rows || lse.rows != q.rows) {
+    return absl::InvalidArgumentError(absl::StrCat("q ", Shape(q), ", out ", Shape(out), ", lse ",
+                                                   Shape(lse), " must be dense rows of ", heads,
+                                                   " heads for ", step_->num_tokens, " tokens"));
+  }
+  return absl::OkStatus();
+}
+
+MlaAttentionF32Params CudaBackend::GenericAttentionParams(int layer, int heads, float softmax_scale,
+                                                          const Tensor& q, const Tensor& out,
+                                                          const Tensor& lse) const {
   MlaAttentionF32Params p;
   p.num_rows = q.rows;
   p.heads = heads;
-  p.latent = static_cast<int>(lat);
+  p.latent = layout_->latent_dim();
   p.rope = layout_->rope_dim();
   p.block_size = layout_->block_size();
   p.max_blocks = table_width_;
@@ -88,11 +104,10 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   p.q_pos0 = q_pos0_.as<int32_t>();
   p.cu_seqlens_q = cu_seqlens_q_.as<int32_t>();
   p.row_seq = row_seq_dev_.as<int32_t>();
-  p.skip_seq = any_marked ? decompress_dev_.as<uint8_t>() : nullptr;
   p.q = static_cast<const float*>(q.data);
   p.out = static_cast<float*>(out.data);
   p.lse = static_cast<float*>(lse.data);
-  Fail(op, LaunchMlaAttentionF32(p, stream_));
+  return p;
 }
 
 bool CudaBackend::CanSplitKvDecode(int heads) const {
@@ -230,21 +245,119 @@ absl::StatusOr<AttentionSharpness> CudaBackend::ProbeAttention(int layer, int64_
   return out;
 }
 
-void CudaBackend::LayerNorm(const Tensor&, const Tensor&, const Tensor&, float, Tensor, Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+// --- DeepSeek-V3.2 sparse attention ----------------------------------------------------
+
+void CudaBackend::LayerNorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                            Tensor out, Op op) {
+  auto timer = profiler_.Time(op);
+  if (weight.cols != x.cols || bias.cols != x.cols) {
+    return Fail(op, absl::InvalidArgumentError(absl::StrCat(
+                        "x ", Shape(x), ", weight ", Shape(weight), ", bias ", Shape(bias))));
+  }
+  LayerNormF32Params p;
+  p.x = F32(x);
+  p.out = F32(out);
+  p.eps = eps;
+  internal::VectorOf(weight, &p.weight_f32, &p.weight_bf16);
+  internal::VectorOf(bias, &p.bias_f32, &p.bias_bf16);
+  Fail(op, LaunchLayerNormF32(p, stream_));
 }
-void CudaBackend::RopeHalves(const Tensor&, const Tensor&, Tensor, int, int64_t, Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+
+void CudaBackend::RopeHalves(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
+                             int64_t head_stride, Op op) {
+  RopeImpl(cos, sin, x, heads, head_stride, /*halves=*/true, op);
 }
-void CudaBackend::WriteIndexKeys(int, const Tensor&, Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+
+void CudaBackend::WriteIndexKeys(int layer, const Tensor& keys, Op op) {
+  auto timer = profiler_.Time(op);
+  if (!layout_ || step_ == nullptr) {
+    return Fail(op, absl::FailedPreconditionError("no cache or no step"));
+  }
+  const int64_t dim = layout_->index_key_dim();
+  if (dim == 0 || keys.cols != dim || keys.rows != static_cast<int64_t>(step_->slots.size()) ||
+      layer < 0 || layer >= layout_->num_layers()) {
+    return Fail(op, absl::InvalidArgumentError(absl::StrCat(
+                        "keys ", Shape(keys), " for layer ", layer, " of a cache with ", dim,
+                        " indexer values per token and ", step_->slots.size(), " step rows")));
+  }
+  const int64_t num_slots = int64_t{num_blocks_} * layout_->block_size();
+  for (const int64_t slot : step_->slots) {
+    if (slot < 0 || slot >= num_slots) {
+      return Fail(op, absl::OutOfRangeError(
+                          absl::StrCat("cache slot ", slot, " outside [0, ", num_slots, ")")));
+    }
+  }
+  Fail(op, LaunchIndexKeyWriteF32(F32(keys), slots_.as<int64_t>(), IndexKeyLayer(layer), stream_));
 }
-void CudaBackend::IndexerTopK(int, int, float, float, const Tensor&, const Tensor&, Tensor, Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+
+void CudaBackend::IndexerTopK(int layer, int heads, float scale, float weight_scale,
+                              const Tensor& q, const Tensor& w, Tensor selected, Op op) {
+  auto timer = profiler_.Time(op);
+  if (!layout_ || step_ == nullptr) {
+    return Fail(op, absl::FailedPreconditionError("no cache or no step"));
+  }
+  const int64_t dim = layout_->index_key_dim(), rows = step_->num_tokens;
+  if (dim == 0 || layer < 0 || layer >= layout_->num_layers() || q.cols != heads * dim ||
+      q.stride != q.cols || w.cols != heads || w.stride != heads || selected.dtype != DType::kI32 ||
+      selected.stride != selected.cols || q.rows != rows || w.rows != rows ||
+      selected.rows != rows) {
+    return Fail(op, absl::InvalidArgumentError(absl::StrCat(
+                        "q ", Shape(q), ", w ", Shape(w), ", selected ", Shape(selected), " for ",
+                        heads, " heads of ", dim, " (selected must be kI32)")));
+  }
+  if (rows == 0) return;
+  IndexerF32Params p;
+  p.heads = heads;
+  p.dim = static_cast<int>(dim);
+  p.block_size = layout_->block_size();
+  p.max_blocks = table_width_;
+  p.topk = static_cast<int>(selected.cols);
+  p.scale = scale;
+  p.weight_scale = weight_scale;
+  p.keys = IndexKeyLayer(layer);
+  p.block_table = block_table_.as<int32_t>();
+  p.q_pos0 = q_pos0_.as<int32_t>();
+  p.cu_seqlens_q = cu_seqlens_q_.as<int32_t>();
+  p.row_seq = row_seq_dev_.as<int32_t>();
+  p.q = static_cast<const float*>(q.data);
+  p.w = static_cast<const float*>(w.data);
+  p.selected = static_cast<int32_t*>(selected.data);
+  // Scores of a group of rows at a time, so that a long prefill chunk over a long context
+  // needs at most kMaxIndexerScoreBytes of scratch (or one row's worth).
+  const int64_t longest = *std::max_element(step_->seq_lens.begin(), step_->seq_lens.end());
+  p.scores_stride = longest;
+  const int64_t group =
+      std::clamp<int64_t>(kMaxIndexerScoreBytes / std::max<int64_t>(1, longest * 4), 1, rows);
+  if (absl::Status s = Reserve(indexer_scores_, static_cast<size_t>(group * longest * 4));
+      !s.ok()) {
+    return Fail(op, std::move(s));
+  }
+  p.scores = indexer_scores_.as<float>();
+  for (int64_t first = 0; first < rows; first += group) {
+    p.first_row = first;
+    p.num_rows = std::min(group, rows - first);
+    if (absl::Status s = LaunchIndexerTopK(p, stream_); !s.ok()) return Fail(op, std::move(s));
+  }
 }
-void CudaBackend::SparseMlaAttention(int, int, float, const Tensor&, const Tensor&, Tensor, Tensor,
-                                     Op op) {
-  Fail(op, absl::UnimplementedError("not implemented on CUDA yet"));
+
+void CudaBackend::SparseMlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
+                                     const Tensor& selected, Tensor out, Tensor lse, Op op) {
+  auto timer = profiler_.Time(op);
+  if (!layout_ || step_ == nullptr) {
+    return Fail(op, absl::FailedPreconditionError("no cache or no step"));
+  }
+  if (absl::Status s = CheckAttentionTensors(heads, q, out, lse); !s.ok()) {
+    return Fail(op, std::move(s));
+  }
+  if (selected.dtype != DType::kI32 || selected.stride != selected.cols ||
+      selected.rows != q.rows || selected.cols < 1) {
+    return Fail(op, absl::InvalidArgumentError(absl::StrCat(
+                        "selected ", Shape(selected), " must be dense kI32 rows, one per q row")));
+  }
+  MlaAttentionF32Params p = GenericAttentionParams(layer, heads, softmax_scale, q, out, lse);
+  p.selected = static_cast<const int32_t*>(selected.data);
+  p.topk = static_cast<int>(selected.cols);
+  Fail(op, LaunchMlaAttentionF32(p, stream_));
 }
 
 }  // namespace mla::cuda

@@ -132,6 +132,14 @@ void* CudaBackend::CacheLayer(int layer) const {
   return cache_.as<unsigned char>() + layer * per_layer;
 }
 
+bf16_t* CudaBackend::IndexKeyLayer(int layer) const {
+  const int64_t latents =
+      int64_t{num_blocks_} * layout_->bytes_per_block_per_layer() * layout_->num_layers();
+  const int64_t per_layer =
+      int64_t{num_blocks_} * layout_->block_size() * layout_->index_bytes_per_token_per_layer();
+  return reinterpret_cast<bf16_t*>(cache_.as<unsigned char>() + latents + layer * per_layer);
+}
+
 // --- Memory ---------------------------------------------------------------------------
 
 absl::StatusOr<Tensor> CudaBackend::AddWeight(std::string_view name, const MatrixView& host) {
@@ -164,11 +172,6 @@ absl::Status CudaBackend::AllocateCache(const CacheLayout& layout, int32_t num_b
     return absl::UnimplementedError(
         absl::StrCat("the CUDA backend has no ", CacheDTypeName(layout.dtype()), " latent cache"));
   }
-  if (layout.index_key_dim() > 0) {
-    return absl::UnimplementedError(
-        "the CUDA backend has no DeepSeek-V3.2 sparse attention (indexer keys) yet; use "
-        "--device=cpu");
-  }
   if (num_blocks < 1) return absl::InvalidArgumentError("cache blocks must be >= 1");
   const int64_t bytes = int64_t{num_blocks} * layout.bytes_per_block();
   absl::StatusOr<DeviceBuffer> cache = DeviceBuffer::Allocate(static_cast<size_t>(bytes));
@@ -198,8 +201,17 @@ absl::Status CudaBackend::ForEachLayerOfBlock(
   MLA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(Raw(stream_)));
   const int64_t per_block = layout_->bytes_per_block_per_layer();
   const int64_t per_layer = int64_t{num_blocks_} * per_block;
-  for (int l = 0; l < layout_->num_layers(); ++l) {
+  const int layers = layout_->num_layers();
+  for (int l = 0; l < layers; ++l) {
     MLA_RETURN_IF_ERROR(copy(l * per_block, l * per_layer + int64_t{block} * per_block, per_block));
+  }
+  // V3.2: every layer's indexer keys of the block follow the latents, on both sides.
+  const int64_t per_index = layout_->block_size() * layout_->index_bytes_per_token_per_layer();
+  const int64_t index_base = layers * per_layer;
+  for (int l = 0; l < layers && per_index > 0; ++l) {
+    MLA_RETURN_IF_ERROR(copy(layers * per_block + l * per_index,
+                             index_base + l * num_blocks_ * per_index + block * per_index,
+                             per_index));
   }
   return absl::OkStatus();
 }
@@ -380,11 +392,7 @@ void CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tens
   p.x = F32(x);
   p.out = F32(out);
   p.eps = eps;
-  if (weight.dtype == DType::kBF16) {
-    p.weight_bf16 = static_cast<const bf16_t*>(weight.data);
-  } else {
-    p.weight_f32 = static_cast<const float*>(weight.data);
-  }
+  internal::VectorOf(weight, &p.weight_f32, &p.weight_bf16);
   Fail(op, LaunchRmsNormF32(p, stream_));
 }
 
@@ -463,6 +471,11 @@ void CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor out, Op o
 
 void CudaBackend::Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
                        int64_t head_stride, Op op) {
+  RopeImpl(cos, sin, x, heads, head_stride, /*halves=*/false, op);
+}
+
+void CudaBackend::RopeImpl(const Tensor& cos, const Tensor& sin, const Tensor& x, int heads,
+                           int64_t head_stride, bool halves, const Op& op) {
   auto timer = profiler_.Time(op);
   RopeF32Params p;
   p.cos = F32(cos);
@@ -470,6 +483,7 @@ void CudaBackend::Rope(const Tensor& cos, const Tensor& sin, Tensor x, int heads
   p.x = F32(x);
   p.heads = heads;
   p.head_stride = head_stride;
+  p.halves = halves;
   Fail(op, LaunchRopeF32(p, stream_));
 }
 

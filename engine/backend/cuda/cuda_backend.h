@@ -41,6 +41,7 @@
 #include "engine/backend/cuda/host/mla_decode_plan.h"
 #include "engine/backend/cuda/host/moe_plan.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
+#include "engine/backend/cuda/kernels/forward_f32.h"
 #include "engine/backend/cuda/kernels/sampling.h"
 
 namespace mla::cuda {
@@ -161,8 +162,22 @@ class CudaBackend final : public Backend {
   void Fail(const Op& op, absl::Status status);
   // Grows `buffer` to at least `bytes` (contents lost on growth).
   absl::Status Reserve(DeviceBuffer& buffer, size_t bytes);
+  // Rope and RopeHalves: interleaved or half-split pairs.
+  void RopeImpl(const Tensor& cos, const Tensor& sin, const Tensor& x, int heads,
+                int64_t head_stride, bool halves, const Op& op);
+  // MlaAttention's and SparseMlaAttention's tensors against the step and the cache layout.
+  absl::Status CheckAttentionTensors(int heads, const Tensor& q, const Tensor& out,
+                                     const Tensor& lse) const;
+  // The generic attention kernel's parameters for the step (dense; callers add a skip mask
+  // or a selection).
+  MlaAttentionF32Params GenericAttentionParams(int layer, int heads, float softmax_scale,
+                                               const Tensor& q, const Tensor& out,
+                                               const Tensor& lse) const;
   // The base of layer `layer` in the cache: rows of the layout's bytes per token and layer.
   void* CacheLayer(int layer) const;
+  // DeepSeek-V3.2: layer `layer`'s indexer keys, [num_blocks · block_size, index_key_dim]
+  // bf16, after every layer's latents (the host's block order, CpuBackend::ReadCacheBlock).
+  bf16_t* IndexKeyLayer(int layer) const;
   bool CacheFp8() const { return layout_ && layout_->dtype() == CacheDType::kFp8E4M3; }
   // MoeExperts' expert GEMMs from the permuted rows into expert_out: one grouped launch per
   // matrix kind, or one GEMM triple per used expert after downloading the offsets.
@@ -231,7 +246,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer decompress_latent_, decompress_kv_, decompress_state_;
   // Scratch: the GEMM's bf16 input, MoE routing and expert rows, probe sums.
   DeviceBuffer gemm_in_, expert_ids_, expert_weights_, counts_, offsets_, sorted_pairs_, pair_rows_,
-      permuted_, expert_out_, expert_gate_, expert_up_, probe_stats_;
+      permuted_, expert_out_, expert_gate_, expert_up_, probe_stats_, indexer_scores_;
   std::vector<int32_t> offsets_host_;
   // CUDA graphs (host/graph_cache.h decides; a recording's handle is a cudaGraphExec_t).
   bool graphs_on_ = false;

@@ -37,6 +37,16 @@ inline absl::Status NeedF32(const Op& op, std::initializer_list<const Tensor*> t
   return absl::OkStatus();
 }
 
+// Points *f32 or *bf16 at a weight vector's data by its dtype (norm kernels read either;
+// the other stays null).
+inline void VectorOf(const Tensor& t, const float** f32, const bf16_t** bf16) {
+  if (t.dtype == DType::kBF16) {
+    *bf16 = static_cast<const bf16_t*>(t.data);
+  } else {
+    *f32 = static_cast<const float*>(t.data);
+  }
+}
+
 }  // namespace mla::cuda::internal
 
 #endif  // MLA_ENGINE_BACKEND_CUDA_CUDA_BACKEND_UTIL_H_

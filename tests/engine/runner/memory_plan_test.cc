@@ -24,6 +24,22 @@ TEST(MemoryPlanTest, ParamCountsMatchThePublishedSizes) {
   EXPECT_NEAR(static_cast<double>(CountModelParams(testing::V2Shape())), 236e9, 1e9);
 }
 
+// DeepSeek-V3.2's indexer adds its activations per token and the device's score scratch.
+TEST(MemoryPlanTest, V32WorkspaceCountsTheIndexer) {
+  ModelConfig v32 = testing::V3Shape();
+  v32.index_n_heads = 64;
+  v32.index_head_dim = 128;
+  v32.index_topk = 2048;
+  ASSERT_TRUE(v32.has_indexer());
+  for (const int64_t tokens : {1, 8192}) {
+    absl::StatusOr<int64_t> dense = EstimateWorkspaceBytes(testing::V3Shape(), {tokens, 64, 132});
+    absl::StatusOr<int64_t> sparse = EstimateWorkspaceBytes(v32, {tokens, 64, 132});
+    ASSERT_TRUE(dense.ok() && sparse.ok());
+    const int64_t per_token = 2 * (64 * 128 + 64 + 128 + 2 * 2048);
+    EXPECT_EQ(*sparse - *dense, kMaxIndexerScoreBytes + tokens * per_token) << tokens;
+  }
+}
+
 TEST(MemoryPlanTest, V2LiteBf16LeavesRoomForTheCache) {
   const ModelConfig c = testing::V2LiteShape();
   const int64_t weights = EstimateWeightBytes(c, WeightFormat::kBf16);

@@ -91,6 +91,36 @@ __global__ void RmsNormKernel(RmsNormF32Params p) {
   }
 }
 
+__device__ float WeightAt(const float* f32, const bf16_t* bf16, int64_t i) {
+  return f32 != nullptr ? f32[i] : Bf16Bits(bf16[i]);
+}
+
+// The CPU's arithmetic (engine/backend/cpu/pointwise.cc): the mean, then the squared
+// deviations from it, in double; the output in fp32, never contracted to FMA.
+__global__ void LayerNormKernel(LayerNormF32Params p) {
+  const int64_t dim = p.x.cols;
+  for (int64_t r = blockIdx.x; r < p.x.rows; r += gridDim.x) {
+    const float* x = p.x.data + r * p.x.stride;
+    float* out = p.out.data + r * p.out.stride;
+    double sum = 0.0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) sum += x[i];
+    const double mean = BlockSumDouble(sum) / dim;
+    double sq = 0.0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+      const double d = x[i] - mean;
+      sq += d * d;
+    }
+    sq = BlockSumDouble(sq);  // Also orders every read of x before the writes.
+    const float inv = 1.0f / sqrtf(static_cast<float>(sq / dim) + p.eps);
+    const float m = static_cast<float>(mean);
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+      const float y =
+          __fmul_rn(__fmul_rn(__fsub_rn(x[i], m), inv), WeightAt(p.weight_f32, p.weight_bf16, i));
+      out[i] = __fadd_rn(y, WeightAt(p.bias_f32, p.bias_bf16, i));
+    }
+  }
+}
+
 __global__ void AddKernel(F32Matrix x, F32Matrix y) {
   for (int64_t r = blockIdx.x; r < y.rows; r += gridDim.x) {
     for (int64_t i = threadIdx.x; i < y.cols; i += blockDim.x) {
@@ -123,11 +153,12 @@ __global__ void RopeKernel(RopeF32Params p) {
     const float* s = p.sin.data + t * p.sin.stride;
     for (int64_t k = threadIdx.x; k < p.heads * half; k += blockDim.x) {
       const int64_t v = k / half, i = k % half;
-      float* x = p.x.data + t * p.x.stride + v * p.head_stride + 2 * i;
-      const float a = x[0], b = x[1];
+      float* x = p.x.data + t * p.x.stride + v * p.head_stride + (p.halves ? i : 2 * i);
+      const int64_t second = p.halves ? half : 1;
+      const float a = x[0], b = x[second];
       // Separate multiplies and adds, as the CPU rounds them (never contracted to FMA).
       x[0] = __fsub_rn(__fmul_rn(a, c[i]), __fmul_rn(b, s[i]));
-      x[1] = __fadd_rn(__fmul_rn(a, s[i]), __fmul_rn(b, c[i]));
+      x[second] = __fadd_rn(__fmul_rn(a, s[i]), __fmul_rn(b, c[i]));
     }
   }
 }
@@ -136,6 +167,15 @@ __global__ void ToBf16Kernel(F32Matrix x, uint16_t* out) {
   for (int64_t r = blockIdx.x; r < x.rows; r += gridDim.x) {
     for (int64_t i = threadIdx.x; i < x.cols; i += blockDim.x) {
       out[r * x.cols + i] = ToBf16Bits(x.data[r * x.stride + i]);
+    }
+  }
+}
+
+__global__ void IndexKeyWriteKernel(F32Matrix keys, const int64_t* slots, uint16_t* cache) {
+  for (int64_t t = blockIdx.x; t < keys.rows; t += gridDim.x) {
+    uint16_t* dst = cache + slots[t] * keys.cols;
+    for (int64_t i = threadIdx.x; i < keys.cols; i += blockDim.x) {
+      dst[i] = ToBf16Bits(keys.data[t * keys.stride + i]);
     }
   }
 }
@@ -191,6 +231,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32) MlaAttentionKernel(MlaAttenti
   __shared__ float acc_s[kAttnWarps][kMlaF32MaxLatent];
   __shared__ float m_s[kAttnWarps];
   __shared__ float l_s[kAttnWarps];
+  __shared__ int seen_s[kAttnWarps];
   const int64_t row = blockIdx.x;
   const int head = blockIdx.y;
   const int width = p.latent + p.rope;
@@ -200,13 +241,20 @@ __global__ void __launch_bounds__(kAttnWarps * 32) MlaAttentionKernel(MlaAttenti
   const float* q = p.q + row * int64_t{p.heads} * width + int64_t{head} * width;
   for (int i = threadIdx.x; i < width; i += blockDim.x) q_s[i] = q[i];
   __syncthreads();
-  const int64_t num_keys = int64_t{p.q_pos0[s]} + (row - p.cu_seqlens_q[s]) + 1;
+  const int64_t visible = int64_t{p.q_pos0[s]} + (row - p.cu_seqlens_q[s]) + 1;
+  // Dense: keys 0..visible−1. Sparse: the row's selected positions, in selection order.
+  const int32_t* selected = p.selected != nullptr ? p.selected + row * p.topk : nullptr;
+  const int64_t num_keys = selected != nullptr ? p.topk : visible;
   const int32_t* blocks = p.block_table + int64_t{s} * p.max_blocks;
   float acc[kLatentPerLane];
 #pragma unroll
   for (int j = 0; j < kLatentPerLane; ++j) acc[j] = 0.0f;
   WarpState st;
-  for (int64_t k = warp; k < num_keys; k += kAttnWarps) {
+  int seen = 0;  // Keys this warp attended to.
+  for (int64_t i = warp; i < num_keys; i += kAttnWarps) {
+    const int64_t k = selected != nullptr ? selected[i] : i;
+    if (k < 0 || k >= visible) continue;  // Warp-uniform: one key per warp.
+    ++seen;
     const CacheRowView key =
         CacheRowAt(p.cache, p.cache_fp8, p.latent, p.rope,
                    int64_t{blocks[k / p.block_size]} * p.block_size + k % p.block_size);
@@ -232,8 +280,11 @@ __global__ void __launch_bounds__(kAttnWarps * 32) MlaAttentionKernel(MlaAttenti
   if (lane == 0) {
     m_s[warp] = st.m;
     l_s[warp] = st.l;
+    seen_s[warp] = seen;
   }
   __syncthreads();
+  int attended = 0;
+  for (int w = 0; w < kAttnWarps; ++w) attended += seen_s[w];
   float m = -INFINITY;
   for (int w = 0; w < kAttnWarps; ++w) m = fmaxf(m, m_s[w]);
   float scale[kAttnWarps];
@@ -247,9 +298,9 @@ __global__ void __launch_bounds__(kAttnWarps * 32) MlaAttentionKernel(MlaAttenti
     float v = 0.0f;
     for (int w = 0; w < kAttnWarps; ++w) v += acc_s[w][i] * scale[w];
     // Tested on the key count, not on l: a NaN read from the cache must reach the output.
-    out[i] = num_keys > 0 ? v / l : 0.0f;
+    out[i] = attended > 0 ? v / l : 0.0f;
   }
-  if (threadIdx.x == 0) p.lse[row * p.heads + head] = num_keys > 0 ? m + logf(l) : -INFINITY;
+  if (threadIdx.x == 0) p.lse[row * p.heads + head] = attended > 0 ? m + logf(l) : -INFINITY;
 }
 
 // One CTA per head; each thread walks keys tid, tid + 256, ... keeping (m, Z, A), merged
@@ -342,6 +393,19 @@ absl::Status LaunchRmsNormF32(const RmsNormF32Params& p, CudaStream stream) {
   return LaunchKernel("RmsNormF32", RmsNormKernel, GridFor(p.x.rows), kThreads, 0, stream, p);
 }
 
+absl::Status LaunchLayerNormF32(const LayerNormF32Params& p, CudaStream stream) {
+  if (!Valid(p.x) || !Valid(p.out) || p.x.rows != p.out.rows || p.x.cols != p.out.cols) {
+    return Invalid("LayerNormF32", "x and out must have one shape");
+  }
+  if (Empty(p.x)) return absl::OkStatus();
+  if ((p.weight_f32 == nullptr) == (p.weight_bf16 == nullptr) ||
+      (p.bias_f32 == nullptr) == (p.bias_bf16 == nullptr)) {
+    return Invalid("LayerNormF32",
+                   "needs exactly one of weight_f32, weight_bf16 and of bias_f32, bias_bf16");
+  }
+  return LaunchKernel("LayerNormF32", LayerNormKernel, GridFor(p.x.rows), kThreads, 0, stream, p);
+}
+
 absl::Status LaunchAddF32(const F32Matrix& x, const F32Matrix& y, CudaStream stream) {
   if (!Valid(x) || !Valid(y) || x.rows != y.rows || x.cols != y.cols) {
     return Invalid("AddF32", "x and y must have one shape");
@@ -375,6 +439,9 @@ absl::Status LaunchRopeF32(const RopeF32Params& p, CudaStream stream) {
   }
   if (p.x.rows == 0 || p.heads == 0 || p.cos.cols == 0) return absl::OkStatus();
   if (p.x.data == nullptr) return Invalid("RopeF32", "x is null");
+  if (p.halves && p.heads > 1 && p.head_stride < 2 * p.cos.cols) {
+    return Invalid("RopeF32", "half-split heads must not overlap");
+  }
   return LaunchKernel("RopeF32", RopeKernel, GridFor(p.x.rows), kThreads, 0, stream, p);
 }
 
@@ -402,6 +469,15 @@ absl::Status LaunchCacheWriteF32(const CacheWriteF32Params& p, CudaStream stream
                       stream, p);
 }
 
+absl::Status LaunchIndexKeyWriteF32(const F32Matrix& keys, const int64_t* slots, bf16_t* cache,
+                                    CudaStream stream) {
+  if (!Valid(keys)) return Invalid("IndexKeyWriteF32", "bad shape");
+  if (Empty(keys)) return absl::OkStatus();
+  if (slots == nullptr || cache == nullptr) return Invalid("IndexKeyWriteF32", "null pointer");
+  return LaunchKernel("IndexKeyWriteF32", IndexKeyWriteKernel, GridFor(keys.rows), kThreads, 0,
+                      stream, keys, slots, reinterpret_cast<uint16_t*>(cache));
+}
+
 absl::Status LaunchMlaAttentionF32(const MlaAttentionF32Params& p, CudaStream stream) {
   if (p.num_rows < 0 || p.heads < 1 || p.heads > 65535 || p.latent < 1 ||
       p.latent > kMlaF32MaxLatent || p.rope < 0 || p.latent + p.rope > kMlaF32MaxWidth ||
@@ -414,6 +490,7 @@ absl::Status LaunchMlaAttentionF32(const MlaAttentionF32Params& p, CudaStream st
       p.lse == nullptr) {
     return Invalid("MlaAttentionF32", "null pointer");
   }
+  if (p.selected != nullptr && p.topk < 1) return Invalid("MlaAttentionF32", "topk must be >= 1");
   const dim3 grid(static_cast<unsigned>(p.num_rows), static_cast<unsigned>(p.heads));
   return LaunchKernel("MlaAttentionF32", MlaAttentionKernel, grid, kAttnWarps * 32, 0, stream, p);
 }

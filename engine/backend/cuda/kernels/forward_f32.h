@@ -56,13 +56,29 @@ absl::Status LaunchFillF32(const F32Matrix& t, float value, CudaStream stream);
 absl::Status LaunchSiluMulF32(const F32Matrix& gate, const F32Matrix& up, const F32Matrix& out,
                               CudaStream stream);
 
-// Rotates interleaved pairs of `heads` vectors per row of x (vector v of row t starts at
-// x.data + t · x.stride + v · head_stride) by row t's angles cos/sin [x.rows, half].
+// out = weight ⊙ (x − mean) / sqrt(var + eps) + bias per row (torch's LayerNorm; mean and
+// variance in fp64 as on the CPU). out may alias x. weight and bias: fp32 or bf16 [x.cols].
+struct LayerNormF32Params {
+  F32Matrix x;
+  const float* weight_f32 = nullptr;
+  const bf16_t* weight_bf16 = nullptr;
+  const float* bias_f32 = nullptr;
+  const bf16_t* bias_bf16 = nullptr;
+  float eps = 0.0f;
+  F32Matrix out;
+};
+absl::Status LaunchLayerNormF32(const LayerNormF32Params& p, CudaStream stream);
+
+// Rotates pairs of `heads` vectors per row of x (vector v of row t starts at
+// x.data + t · x.stride + v · head_stride) by row t's angles cos/sin [x.rows, half]: the
+// interleaved pairs (x[2i], x[2i + 1]), or with `halves` the pairs (x[i], x[i + half]) of
+// transformers' rotate_half (the V3.2 indexer's layout).
 struct RopeF32Params {
   F32Matrix cos, sin;
   F32Matrix x;  // cols: unused (the vectors are described by heads and head_stride)
   int heads = 0;
   int64_t head_stride = 0;
+  bool halves = false;
 };
 absl::Status LaunchRopeF32(const RopeF32Params& p, CudaStream stream);
 
@@ -86,6 +102,11 @@ struct CacheWriteF32Params {
   bool cache_fp8 = false;
 };
 absl::Status LaunchCacheWriteF32(const CacheWriteF32Params& p, CudaStream stream);
+
+// Writes step rows of DeepSeek-V3.2 indexer keys into one layer's key array as bf16 (row
+// slots[t] of [slots, keys.cols]); the caller checks the slots on the host first.
+absl::Status LaunchIndexKeyWriteF32(const F32Matrix& keys, const int64_t* slots, bf16_t* cache,
+                                    CudaStream stream);
 
 // Absorbed MLA over the paged bf16 cache for every query row of a step, decode rows and
 // prefill chunks alike (the function of engine/backend/cpu/mla_attention.h): row r belongs
@@ -112,6 +133,12 @@ struct MlaAttentionF32Params {
   // [batch] or null: rows of sequences marked nonzero are skipped (left as they are), for
   // the sequences that DecompressedAttention computes.
   const uint8_t* skip_seq = nullptr;
+  // DeepSeek-V3.2 sparse attention when set: row r attends only to the positions
+  // selected[r · topk ...] (IndexerTopK's output; -1 and positions the row may not see are
+  // skipped, since the host cannot check a device-written selection without a sync). A
+  // row with none gets out = 0 and lse = −inf.
+  const int32_t* selected = nullptr;
+  int topk = 0;
   const float* q = nullptr;
   float* out = nullptr;
   float* lse = nullptr;

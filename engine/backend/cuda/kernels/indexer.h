@@ -1,0 +1,55 @@
+// DeepSeek-V3.2's lightning indexer on the device: every step row's scores over the keys
+// it may see, then their top-k, as the CPU backend's IndexerTopK computes them
+// (engine/backend/cpu/indexer.h):
+//   I[t, s] = Σ_h (weight_scale · w[t, h]) · relu(scale · q[t, h]·k_s)      (fp32)
+// selected[t] gets the min(topk, visible) best positions in ascending order (ties: the
+// lower position), then -1.
+//
+// Declarations only (plain C++, includable anywhere); the kernels live in indexer.cu and
+// aim at being right first: one warp per key for the scores (heads summed in order, as the
+// CPU does), one CTA per row for the selection (a radix select on the scores' bits, then
+// the selected positions compacted in order).
+#ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_INDEXER_H_
+#define MLA_ENGINE_BACKEND_CUDA_KERNELS_INDEXER_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "engine/backend/cuda/kernels/cuda_stream.h"
+#include "engine/common/bf16.h"
+
+namespace mla::cuda {
+
+// q of one row stays in shared memory: heads · dim ≤ this (DeepSeek-V3.2: 64 · 128).
+inline constexpr int kIndexerMaxQ = 8192;
+
+struct IndexerF32Params {
+  int64_t num_rows = 0;  // Rows of this launch: step rows first_row .. first_row + num_rows.
+  int64_t first_row = 0;
+  int heads = 0;
+  int dim = 0;  // index_key_dim
+  int block_size = 0;
+  int64_t max_blocks = 0;  // Row length of block_table.
+  int topk = 0;
+  float scale = 0.0f;
+  float weight_scale = 0.0f;
+  const bf16_t* keys = nullptr;           // One layer: [num_blocks · block_size, dim]
+  const int32_t* block_table = nullptr;   // [batch, max_blocks]
+  const int32_t* q_pos0 = nullptr;        // [batch]
+  const int32_t* cu_seqlens_q = nullptr;  // [batch + 1]
+  const int32_t* row_seq = nullptr;       // [step rows]
+  const float* q = nullptr;               // [step rows, heads · dim]
+  const float* w = nullptr;               // [step rows, heads]
+  // Scratch [num_rows, scores_stride]: scores_stride ≥ the most keys a row of the launch
+  // sees.
+  float* scores = nullptr;
+  int64_t scores_stride = 0;
+  int32_t* selected = nullptr;  // [step rows, topk]
+};
+
+// Scores and selects rows first_row .. first_row + num_rows of the step.
+absl::Status LaunchIndexerTopK(const IndexerF32Params& p, CudaStream stream);
+
+}  // namespace mla::cuda
+
+#endif  // MLA_ENGINE_BACKEND_CUDA_KERNELS_INDEXER_H_
