@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/mla_client.h"
 #include "tests/gpu/cuda_test_util.h"
@@ -49,15 +48,10 @@ Served Serve(const std::string& device) {
   ClientOptions options;
   options.target = s.server->target();
   s.client = std::make_unique<MlaClient>(options);
-  // Loading takes a while on a device (and longer on the emulator); a server that failed
-  // to load has exited, and says why in its log.
-  const absl::Time deadline = absl::Now() + absl::Seconds(120);
-  while (!testing::WaitUntilServing(*s.client, absl::Seconds(1))) {
-    if (s.server->Exited() || absl::Now() > deadline) {
-      ADD_FAILURE() << "mla-server --device=" << device << " is not serving:\n" << s.server->Log();
-      s.client.reset();
-      break;
-    }
+  // Loading takes a while on a device (and longer on the emulator).
+  if (!testing::WaitUntilServing(*s.client, *s.server, absl::Seconds(120))) {
+    ADD_FAILURE() << "mla-server --device=" << device << " is not serving:\n" << s.server->Log();
+    s.client.reset();
   }
   return s;
 }

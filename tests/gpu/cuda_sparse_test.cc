@@ -212,24 +212,26 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
         RunSparse(*gpu, c, steps, latents, k_pes, keys, q_index, w_index, q_attn, on_cpu.selected);
     ASSERT_EQ(on_gpu.selected.size(), on_cpu.selected.size());
 
-    // The selection, row by row, against float64 scores of the bf16 keys.
+    // The selection, row by row, against float64 scores of the bf16 keys. Each key is
+    // found by the cache slot its step row wrote.
+    std::vector<const float*> key_at_slot(static_cast<size_t>(num_blocks * a.block_size));
+    for (size_t phase = 0; phase < steps.size(); ++phase) {
+      for (size_t t = 0; t < steps[phase].slots.size(); ++t) {
+        key_at_slot[static_cast<size_t>(steps[phase].slots[t])] =
+            keys[phase].data() + t * c.index_dim;
+      }
+    }
     const StepBatch& step = steps[1];
     int64_t differing = 0;
     for (int64_t s = 0; s < step.batch; ++s) {
+      const int32_t* table = step.block_table.data() + s * step.max_blocks;
       for (int32_t r = step.cu_seqlens_q[s]; r < step.cu_seqlens_q[s + 1]; ++r) {
         const int64_t visible = step.q_pos0[s] + (r - step.cu_seqlens_q[s]) + 1;
         std::vector<double> score(static_cast<size_t>(visible));
         for (int64_t pos = 0; pos < visible; ++pos) {
-          // The key of position pos: written in phase 0 (cached) or 1 (new rows).
-          const bool cached = pos < a.cached[s];
-          const StepBatch& from = steps[cached ? 0 : 1];
-          int64_t index = 0;  // Row of pos in its step.
-          int64_t seq_in_step = 0;
-          for (int64_t j = 0; j < s; ++j) {
-            if ((cached ? a.cached[j] : a.new_rows[j]) > 0) ++seq_in_step;
-          }
-          index = from.cu_seqlens_q[seq_in_step] + (pos - from.q_pos0[seq_in_step]);
-          const float* key = keys[cached ? 0 : 1].data() + index * c.index_dim;
+          const float* key = key_at_slot[static_cast<size_t>(
+              int64_t{table[pos / a.block_size]} * a.block_size + pos % a.block_size)];
+          ASSERT_NE(key, nullptr) << "row " << r << " position " << pos;
           double acc = 0;
           for (int h = 0; h < c.index_heads; ++h) {
             double dot = 0;

@@ -43,7 +43,7 @@ class BackpressureTest : public ::testing::Test {
     ClientOptions options;
     options.target = server_->target();
     client_ = std::make_unique<MlaClient>(options);
-    ASSERT_TRUE(testing::WaitUntilServing(*client_)) << server_->Log();
+    ASSERT_TRUE(testing::WaitUntilServing(*client_, *server_)) << server_->Log();
   }
   void TearDown() override {
     client_.reset();
@@ -131,8 +131,9 @@ TEST_F(BackpressureTest, FullWaitingQueueRefusesWithRetryHint) {
     }
     const grpc::Status ws = waiting->Finish();
     FAIL() << "the second request was never queued; it ended " << ws.error_code() << " "
-           << ws.error_message() << "; last load: "
-           << (client_->GetLoad().ok() ? client_->GetLoad()->DebugString() : "?") << "\n"
+           << ws.error_message()
+           << "; last load: " << (client_->GetLoad().ok() ? client_->GetLoad()->DebugString() : "?")
+           << "\n"
            << server_->Log();
   }
   refused_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));

@@ -5,11 +5,12 @@
 
 namespace mla::testing {
 
-bool WaitUntilServing(MlaClient& client, absl::Duration timeout) {
+bool WaitUntilServing(MlaClient& client, ServerProcess& server, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   do {
     auto health = client.Health();
     if (health.ok() && *health == grpc::health::v1::HealthCheckResponse::SERVING) return true;
+    if (server.Exited()) return false;
     absl::SleepFor(absl::Milliseconds(50));
   } while (absl::Now() < deadline);
   return false;

@@ -6,11 +6,14 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/mla_client.h"
+#include "tests/integration/server_process.h"
 
 namespace mla::testing {
 
-// Polls Health until SERVING (the model is loaded); false when `timeout` passes first.
-bool WaitUntilServing(MlaClient& client, absl::Duration timeout = absl::Seconds(30));
+// Polls Health until SERVING (the model is loaded); false when `timeout` passes first, or
+// at once when `server` exits instead (a model that failed to load: its log says why).
+bool WaitUntilServing(MlaClient& client, ServerProcess& server,
+                      absl::Duration timeout = absl::Seconds(30));
 
 // Polls GetLoad until nothing runs or waits and no block is held by a request (blocks
 // that only keep a cached prefix are free); returns the last load read, idle or not.

@@ -29,7 +29,7 @@ class DeadlineTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     client_ = NewClient(std::chrono::milliseconds(0));
-    ASSERT_TRUE(testing::WaitUntilServing(*client_)) << server_->Log();
+    ASSERT_TRUE(testing::WaitUntilServing(*client_, *server_)) << server_->Log();
   }
   void TearDown() override {
     client_.reset();

@@ -1,9 +1,9 @@
 // Requests that do not parse: garbage bodies and invalid UTF-8 in proto3 string fields.
 // gRPC's own deserialization answered these UNIMPLEMENTED with an empty message; the
 // service parses the bytes itself and answers INVALID_ARGUMENT naming the field.
+#include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -119,10 +119,12 @@ TEST_F(MalformedRequestTest, InvalidUtf8InStringFieldsNamesTheField) {
 
 TEST_F(MalformedRequestTest, GarbageBodiesAreInvalidArgumentNamingTheMessage) {
   // 0xff is no valid tag; "\x0a\x05ab" is a string field whose length runs past the end.
-  for (const std::string& body : {std::string("\xff\xff\xff\xff"), std::string("\x0a\x05" "ab"),
+  for (const std::string& body : {std::string("\xff\xff\xff\xff"),
+                                  std::string("\x0a\x05"
+                                              "ab"),
                                   std::string("hello, world")}) {
-    for (const char* method : {"Generate", "Abort", "Tokenize", "Detokenize", "GetModelInfo",
-                               "GetLoad"}) {
+    for (const char* method :
+         {"Generate", "Abort", "Tokenize", "Detokenize", "GetModelInfo", "GetLoad"}) {
       const grpc::Status s = SendRaw(std::string("/mla.v1.Inference/") + method, body);
       EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
       EXPECT_THAT(s.error_message(), HasSubstr("is not a valid mla.v1.")) << method;

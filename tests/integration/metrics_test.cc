@@ -36,10 +36,10 @@ class MetricsEndToEndTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const std::string port_file = NewTempDir() + "/metrics_port";
-    auto server = ServerProcess::Start(
-        {"--model_dir=" + kModel, "--device=cpu", "--kv_cache_mib=16", "--threads=2",
-         "--metrics_address=127.0.0.1:0", "--metrics_port_file=" + port_file,
-         "--attention_probe_every=1"});
+    auto server =
+        ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--kv_cache_mib=16",
+                              "--threads=2", "--metrics_address=127.0.0.1:0",
+                              "--metrics_port_file=" + port_file, "--attention_probe_every=1"});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     // The metrics port file is written before the gRPC one, which Start waited for.

@@ -117,7 +117,7 @@ class OpenAiHttpTest : public ::testing::Test {
     options.target = server_->target();
     options.bearer_token = token;
     client_ = std::make_unique<MlaClient>(options);
-    ASSERT_TRUE(testing::WaitUntilServing(*client_)) << server_->Log();
+    ASSERT_TRUE(testing::WaitUntilServing(*client_, *server_)) << server_->Log();
   }
   void TearDown() override {
     client_.reset();

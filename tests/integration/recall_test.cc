@@ -70,7 +70,7 @@ TEST(RecallHarnessTest, OpenAiEndpointGivesTheSameRecallAsGrpc) {
   ClientOptions options;
   options.target = (*server)->target();
   MlaClient client(options);
-  ASSERT_TRUE(testing::WaitUntilServing(client)) << (*server)->Log();
+  ASSERT_TRUE(testing::WaitUntilServing(client, **server)) << (*server)->Log();
   int http_port = 0;
   ASSERT_TRUE(std::ifstream(port_file) >> http_port);
 
@@ -102,7 +102,7 @@ TEST(RecallHarnessTest, TrainedModelFindsTheNeedleAtEveryDepth) {
   ClientOptions options;
   options.target = (*server)->target();
   MlaClient client(options);
-  ASSERT_TRUE(testing::WaitUntilServing(client)) << (*server)->Log();
+  ASSERT_TRUE(testing::WaitUntilServing(client, **server)) << (*server)->Log();
 
   const nlohmann::json summary =
       RunSweep("--target=" + (*server)->target() + " --mode=text", "grpc");
@@ -131,7 +131,7 @@ TEST(RecallHarnessTest, SparseAttentionServerReportsIndexerRecall) {
   ClientOptions options;
   options.target = (*server)->target();
   MlaClient client(options);
-  ASSERT_TRUE(testing::WaitUntilServing(client)) << (*server)->Log();
+  ASSERT_TRUE(testing::WaitUntilServing(client, **server)) << (*server)->Log();
 
   const nlohmann::json summary = RunSweep(
       "--target=" + (*server)->target() + " --mode=ids --tokenizer=bytes --bos_id=0", "v32",

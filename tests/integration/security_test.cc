@@ -1,8 +1,8 @@
 // TLS, mutual TLS, bearer tokens and the stream cap of mla-server over real sockets.
 // Certificates are made at test time with the openssl command-line tool.
 #include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -38,19 +38,18 @@ class Certs {
     const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     const std::string ca = absl::StrCat("openssl req -x509 ", key, " -days 2");
     const std::string csr = absl::StrCat("openssl req -new ", key);
-    const std::string sign = "openssl x509 -req -days 2 -CA " + d + "/ca.pem -CAkey " + d +
-                             "/ca.key -set_serial ";
+    const std::string sign =
+        "openssl x509 -req -days 2 -CA " + d + "/ca.pem -CAkey " + d + "/ca.key -set_serial ";
     const std::string script = absl::StrCat(
-        "set -e; cd ", d, "\n",
-        ca, " -keyout ca.key -out ca.pem -subj /CN=test-ca\n",
-        ca, " -keyout other.key -out other.pem -subj /CN=other-ca\n",
+        "set -e; cd ", d, "\n", ca, " -keyout ca.key -out ca.pem -subj /CN=test-ca\n", ca,
+        " -keyout other.key -out other.pem -subj /CN=other-ca\n",
         "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n'"
         " > server.ext\n",
-        "printf 'extendedKeyUsage=clientAuth\\n' > client.ext\n",
-        csr, " -keyout server.key -out server.csr -subj /CN=localhost\n",
-        sign, "1 -in server.csr -extfile server.ext -out server.pem\n",
-        csr, " -keyout client.key -out client.csr -subj /CN=test-client\n",
-        sign, "2 -in client.csr -extfile client.ext -out client.pem\n",
+        "printf 'extendedKeyUsage=clientAuth\\n' > client.ext\n", csr,
+        " -keyout server.key -out server.csr -subj /CN=localhost\n", sign,
+        "1 -in server.csr -extfile server.ext -out server.pem\n", csr,
+        " -keyout client.key -out client.csr -subj /CN=test-client\n", sign,
+        "2 -in client.csr -extfile client.ext -out client.pem\n",
         "printf '# test tokens\\n\\nother-token\\n", kToken, "\\n' > tokens.txt\n",
         ": > empty.txt\n");
     std::ofstream(d + "/make.sh") << script;
@@ -150,8 +149,8 @@ TEST_F(SecurityTest, MutualTlsRequiresAClientCertificate) {
 
 // Calls `method` with an empty message through a generic stub: the auth check comes
 // before method lookup, so it shows whether reflection would need a token.
-grpc::Status GenericCall(const std::shared_ptr<grpc::Channel>& channel,
-                         const std::string& method, const std::string& token) {
+grpc::Status GenericCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                         const std::string& token) {
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
@@ -188,8 +187,7 @@ TEST_F(SecurityTest, BearerTokensOnPlaintextLoopback) {
 
   auto channel = grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials());
   const std::string reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
-  EXPECT_EQ(GenericCall(channel, reflection, "").error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(GenericCall(channel, reflection, "").error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_NE(GenericCall(channel, reflection, kToken).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
 }

@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <atomic>
 #include <thread>
 
 #include "absl/time/clock.h"
@@ -76,8 +76,8 @@ TEST(ServerIntegrationTest, HealthAndModelInfo) {
 class GenerateOverGrpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu",
-                                        "--kv_cache_mib=16", "--threads=2"});
+    auto server = ServerProcess::Start(
+        {"--model_dir=" + kModel, "--device=cpu", "--kv_cache_mib=16", "--threads=2"});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     ClientOptions options;
@@ -131,10 +131,14 @@ TEST_F(GenerateOverGrpcTest, StreamsGreedyTokensThenFinish) {
   EXPECT_GT(finished.timings().total_seconds(), 0.0);
   // Greedy is deterministic: the same request gives the same tokens.
   std::vector<int> again;
-  ASSERT_TRUE(client_->Generate(r, [&](const v1::GenerateResponse& m) {
-    again.insert(again.end(), m.token_ids().begin(), m.token_ids().end());
-    return true;
-  }).ok());
+  ASSERT_TRUE(client_
+                  ->Generate(r,
+                             [&](const v1::GenerateResponse& m) {
+                               again.insert(again.end(), m.token_ids().begin(),
+                                            m.token_ids().end());
+                               return true;
+                             })
+                  .ok());
   EXPECT_EQ(again, tokens);
   EXPECT_EQ(BlocksUsed(), 0);
 }
@@ -205,17 +209,22 @@ TEST_F(GenerateOverGrpcTest, SigtermDrainsInFlightStreamsThenExitsZero) {
   v1::Finished finished;
   std::atomic<bool> signalled{false}, checked{false};
   std::thread stream([&] {
-    EXPECT_TRUE(client_->Generate(Request({1, 2, 3}, 3000), [&](const v1::GenerateResponse& m) {
-      tokens.insert(tokens.end(), m.token_ids().begin(), m.token_ids().end());
-      if (!signalled.exchange(true)) {
-        kill(server_pid(), SIGTERM);
-        // Hold this stream open (unread) until the checks below are done: the drain
-        // must wait for it.
-        while (!checked.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-      if (m.has_finished()) finished = m.finished();
-      return true;
-    }).ok());
+    EXPECT_TRUE(client_
+                    ->Generate(Request({1, 2, 3}, 3000),
+                               [&](const v1::GenerateResponse& m) {
+                                 tokens.insert(tokens.end(), m.token_ids().begin(),
+                                               m.token_ids().end());
+                                 if (!signalled.exchange(true)) {
+                                   kill(server_pid(), SIGTERM);
+                                   // Hold this stream open (unread) until the checks below are
+                                   // done: the drain must wait for it.
+                                   while (!checked.load())
+                                     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                                 }
+                                 if (m.has_finished()) finished = m.finished();
+                                 return true;
+                               })
+                    .ok());
   });
   while (!signalled.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   // While draining: not serving, and new streams are refused with UNAVAILABLE.
@@ -236,8 +245,7 @@ TEST_F(GenerateOverGrpcTest, SigtermDrainsInFlightStreamsThenExitsZero) {
   // Health turns NOT_SERVING just before Generate starts refusing.
   absl::Status refused;
   do {
-    refused =
-        other.Generate(Request({4, 5}, 4), [](const v1::GenerateResponse&) { return true; });
+    refused = other.Generate(Request({4, 5}, 4), [](const v1::GenerateResponse&) { return true; });
   } while (refused.ok() && absl::Now() < deadline);
   EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
   checked = true;
@@ -254,9 +262,8 @@ TEST_F(GenerateOverGrpcTest, SigtermDrainsInFlightStreamsThenExitsZero) {
 // last message (FINISH_REASON_ABORT with usage and timings) before the transport closes;
 // clients once saw only "UNAVAILABLE: Cancelling all calls".
 TEST(ServerIntegrationTest, DrainTimeoutEndsStreamsWithAFinalAbortMessage) {
-  auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu",
-                                      "--kv_cache_mib=64", "--threads=2",
-                                      "--drain_timeout_s=1"});
+  auto server = ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--kv_cache_mib=64",
+                                      "--threads=2", "--drain_timeout_s=1"});
   ASSERT_TRUE(server.ok()) << server.status();
   ClientOptions options;
   options.target = (*server)->target();

@@ -200,7 +200,7 @@ class SoakTest : public ::testing::Test {
     ClientOptions options;
     options.target = server_->target();
     client_ = std::make_unique<MlaClient>(options);
-    ASSERT_TRUE(testing::WaitUntilServing(*client_)) << server_->Log();
+    ASSERT_TRUE(testing::WaitUntilServing(*client_, *server_)) << server_->Log();
   }
   void TearDown() override {
     client_.reset();

@@ -36,9 +36,10 @@ fs::path ModelDir(bool with_tokenizer) {
   if (!fs::exists(model / "config.json")) {
     fs::create_directories(base);
     const fs::path tmp = base / ("tmp-" + std::to_string(getpid()));
-    const std::string command = std::string(MLA_PYTHON3) + " " + MLA_SOURCE_DIR +
-        "/tools/make_tiny_model.py --variant v3 --out " + tmp.string() +
-        " --vocab-size " + std::to_string(kV3VocabSize) +
+    const std::string command =
+        std::string(MLA_PYTHON3) + " " + MLA_SOURCE_DIR +
+        "/tools/make_tiny_model.py --variant v3 --out " + tmp.string() + " --vocab-size " +
+        std::to_string(kV3VocabSize) +
         " --hidden-size 32 --num-layers 1 --first-k-dense-replace 1 --mtp-layers 0"
         " --bos-token-id 0 --eos-token-id 1 > /dev/null";
     EXPECT_EQ(std::system(command.c_str()), 0) << command;
@@ -97,9 +98,9 @@ struct Streamed {
 class TextOverGrpcTest : public ::testing::Test {
  protected:
   void StartServer(bool with_tokenizer) {
-    auto server = ServerProcess::Start(
-        {"--model_dir=" + ModelDir(with_tokenizer).string(), "--device=cpu",
-         "--kv_cache_mib=16", "--threads=2", "--metrics_address=127.0.0.1:0"});
+    auto server =
+        ServerProcess::Start({"--model_dir=" + ModelDir(with_tokenizer).string(), "--device=cpu",
+                              "--kv_cache_mib=16", "--threads=2", "--metrics_address=127.0.0.1:0"});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     ClientOptions options;
@@ -328,8 +329,8 @@ fs::path DirWith(const fs::path& model, const std::string& name,
 TEST(TextStartupTest, BadTokenizerFilesFailTheStartNamingTheProblem) {
   const fs::path malformed =
       DirWith(ModelDir(true), "malformed-tokenizer", {{"tokenizer.json", "{\"model\": 3"}});
-  auto server = ServerProcess::Start({"--model_dir=" + malformed.string(), "--device=cpu",
-                                      "--metrics_address=127.0.0.1:0"});
+  auto server = ServerProcess::Start(
+      {"--model_dir=" + malformed.string(), "--device=cpu", "--metrics_address=127.0.0.1:0"});
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_EQ((*server)->Stop(0, 20), 1);
   EXPECT_THAT((*server)->Log(), HasSubstr((malformed / "tokenizer.json").string()));
@@ -341,8 +342,8 @@ TEST(TextStartupTest, BadTokenizerFilesFailTheStartNamingTheProblem) {
   const fs::path too_big = DirWith(fs::path(MLA_MODELS_DIR) / "tiny-v2-lite", "v3-on-v2",
                                    {{"tokenizer_config.json", config_text.str()}});
   fs::copy_file(kTokenizerDir / "tokenizer.json.xz", too_big / "tokenizer.json.xz");
-  server = ServerProcess::Start({"--model_dir=" + too_big.string(), "--device=cpu",
-                                 "--metrics_address=127.0.0.1:0"});
+  server = ServerProcess::Start(
+      {"--model_dir=" + too_big.string(), "--device=cpu", "--metrics_address=127.0.0.1:0"});
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_EQ((*server)->Stop(0, 30), 1);
   EXPECT_THAT((*server)->Log(), HasSubstr("128815"));

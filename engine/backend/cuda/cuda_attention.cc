@@ -28,7 +28,6 @@ void CudaBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe
     return Fail(op, absl::FailedPreconditionError("no cache or no step"));
   }
   const int64_t lat = layout_->latent_dim(), rope = layout_->rope_dim();
-  const int64_t num_slots = int64_t{num_blocks_} * layout_->block_size();
   if (latent.cols != lat || k_pe.cols != rope || latent.rows != k_pe.rows ||
       latent.rows != static_cast<int64_t>(step_->slots.size()) || layer < 0 ||
       layer >= layout_->num_layers()) {
@@ -38,12 +37,7 @@ void CudaBackend::WriteCache(int layer, const Tensor& latent, const Tensor& k_pe
                                      lat, " + ", rope, "] of layer ", layer)));
   }
   // All slots are checked before anything is written: a bad step leaves the cache as it was.
-  for (const int64_t slot : step_->slots) {
-    if (slot < 0 || slot >= num_slots) {
-      return Fail(op, absl::OutOfRangeError(
-                          absl::StrCat("cache slot ", slot, " outside [0, ", num_slots, ")")));
-    }
-  }
+  if (absl::Status s = CheckStepSlots(); !s.ok()) return Fail(op, std::move(s));
   CacheWriteF32Params p;
   p.latent = F32(latent);
   p.k_pe = F32(k_pe);
@@ -72,6 +66,17 @@ void CudaBackend::MlaAttention(int layer, int heads, float softmax_scale, const 
   MlaAttentionF32Params p = GenericAttentionParams(layer, heads, softmax_scale, q, out, lse);
   p.skip_seq = any_marked ? decompress_dev_.as<uint8_t>() : nullptr;
   Fail(op, LaunchMlaAttentionF32(p, stream_));
+}
+
+absl::Status CudaBackend::CheckStepSlots() const {
+  const int64_t num_slots = int64_t{num_blocks_} * layout_->block_size();
+  for (const int64_t slot : step_->slots) {
+    if (slot < 0 || slot >= num_slots) {
+      return absl::OutOfRangeError(
+          absl::StrCat("cache slot ", slot, " outside [0, ", num_slots, ")"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CudaBackend::CheckAttentionTensors(int heads, const Tensor& q, const Tensor& out,
@@ -280,13 +285,7 @@ void CudaBackend::WriteIndexKeys(int layer, const Tensor& keys, Op op) {
                         "keys ", Shape(keys), " for layer ", layer, " of a cache with ", dim,
                         " indexer values per token and ", step_->slots.size(), " step rows")));
   }
-  const int64_t num_slots = int64_t{num_blocks_} * layout_->block_size();
-  for (const int64_t slot : step_->slots) {
-    if (slot < 0 || slot >= num_slots) {
-      return Fail(op, absl::OutOfRangeError(
-                          absl::StrCat("cache slot ", slot, " outside [0, ", num_slots, ")")));
-    }
-  }
+  if (absl::Status s = CheckStepSlots(); !s.ok()) return Fail(op, std::move(s));
   Fail(op, LaunchIndexKeyWriteF32(F32(keys), slots_.as<int64_t>(), IndexKeyLayer(layer), stream_));
 }
 

@@ -165,6 +165,9 @@ class CudaBackend final : public Backend {
   // Rope and RopeHalves: interleaved or half-split pairs.
   void RopeImpl(const Tensor& cos, const Tensor& sin, const Tensor& x, int heads,
                 int64_t head_stride, bool halves, const Op& op);
+  // Every slot of the step inside the cache (WriteCache, WriteIndexKeys: checked before
+  // anything is written, so a bad step leaves the cache as it was).
+  absl::Status CheckStepSlots() const;
   // MlaAttention's and SparseMlaAttention's tensors against the step and the cache layout.
   absl::Status CheckAttentionTensors(int heads, const Tensor& q, const Tensor& out,
                                      const Tensor& lse) const;
