@@ -8,6 +8,12 @@
 // cache pool is sized for the largest batch × context of the run (V3 at 128 × 128K needs
 // 19.3 GB); block tables point each sequence at its own shuffled blocks.
 //
+// With --topk=K (DeepSeek-V3.2's sparse attention) each sequence's row attends to a random
+// ascending selection of min(K, context) of its positions, each key row gathered through
+// the block table; GB/s and TFLOP/s then count the selected keys, and every shape is also
+// timed densely over a context of min(K, context) tokens (the same keys read
+// contiguously) in the same run: "sparse/dense" is the cost of the gather.
+//
 // Calls of one shape cycle through disjoint copies of its blocks (--rotate), at least
 // twice the L2 in all where the pool allows, since a shape smaller than the L2 (batch 1 ×
 // 32K is 38 MB) read by every call would be timed from the L2, not from HBM. The plan
@@ -17,7 +23,7 @@
 //        [--min_ms=50] [--hbm_gbps=0 (0: from the device's memory clock and bus width)]
 //        [--ctas_per_sm=0] [--rotate=true]
 //        [--kernel=auto|simt|mma|mma_ksplit|mma_ring|mma_rows64|mma_wgmma]
-//        [--fp8]
+//        [--fp8] [--topk=0]
 // Exits 0 with a message when no CUDA device is usable.
 #include <cuda_runtime.h>
 
@@ -55,6 +61,9 @@ ABSL_FLAG(std::string, kernel, "auto",
           "or auto "
           "(MLA_CUDA_DECODE_KERNEL, else mma where the widths allow)");
 ABSL_FLAG(bool, fp8, false, "The cache in DeepSeek's FP8 layout instead of bf16");
+ABSL_FLAG(int, topk, 0,
+          "DeepSeek-V3.2's sparse attention: every row attends to a random selection of this "
+          "many of its positions (0: dense)");
 ABSL_FLAG(bool, rotate, true,
           "Cycle each shape's calls through disjoint copies of its cache blocks, at least twice "
           "the L2 in all, so that a small shape is not timed out of the L2");
@@ -127,10 +136,11 @@ int64_t Copies(const Pool& pool, int64_t shape_blocks, int64_t l2_bytes) {
 }
 
 // Times LaunchMlaDecode on one shape; returns milliseconds per call and the copies used.
+// `topk` > 0: sparse, over a random selection of min(topk, context) positions a sequence.
 absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Shape& s, int num_sms,
                                                      int rows_per_cta, int64_t l2_bytes,
-                                                     double min_ms) {
-  const int blocks_per_seq = s.context / kMlaBlockSize;
+                                                     double min_ms, int topk) {
+  const int blocks_per_seq = (s.context + kMlaBlockSize - 1) / kMlaBlockSize;
   std::vector<int32_t> lens(s.batch, s.context);
   const int64_t shape_blocks = int64_t{s.batch} * blocks_per_seq;
   const int64_t copies = Copies(pool, shape_blocks, l2_bytes);
@@ -141,7 +151,21 @@ absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Sha
   options.rows_per_cta = rows_per_cta;
   options.max_blocks_per_seq = blocks_per_seq;
   MlaDecodePlan plan;
-  MLA_RETURN_IF_ERROR(PlanMlaDecode(lens, options, &plan));
+  std::vector<int32_t> selection;
+  if (topk > 0) {
+    std::vector<int32_t> positions(static_cast<size_t>(s.context));
+    std::iota(positions.begin(), positions.end(), 0);
+    std::mt19937 rng(7);
+    selection.assign(static_cast<size_t>(s.batch) * topk, -1);
+    for (int j = 0; j < s.batch; ++j) {  // std::sample keeps the input's (ascending) order
+      std::sample(positions.begin(), positions.end(), selection.begin() + int64_t{j} * topk,
+                  std::min(topk, s.context), rng);
+    }
+    std::vector<int32_t> counts(lens.size(), std::min(topk, s.context));
+    MLA_RETURN_IF_ERROR(PlanMlaDecode(counts, options, &plan));
+  } else {
+    MLA_RETURN_IF_ERROR(PlanMlaDecode(lens, options, &plan));
+  }
   const size_t rows = static_cast<size_t>(s.batch) * s.heads;
   const size_t slots = std::max(1, plan.num_partial_slots());
   MLA_ASSIGN_OR_RETURN(DeviceBuffer q, DeviceBuffer::Allocate(rows * kWidth * 2));
@@ -150,6 +174,8 @@ absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Sha
   MLA_ASSIGN_OR_RETURN(DeviceBuffer d_lens, DeviceBuffer::FromHost(lens));
   MLA_ASSIGN_OR_RETURN(DeviceBuffer d_parts, DeviceBuffer::FromHost(plan.parts));
   MLA_ASSIGN_OR_RETURN(DeviceBuffer d_offsets, DeviceBuffer::FromHost(plan.split_offsets));
+  MLA_ASSIGN_OR_RETURN(DeviceBuffer d_selection,
+                       DeviceBuffer::FromHost(topk > 0 ? selection : std::vector<int32_t>{0}));
   MLA_ASSIGN_OR_RETURN(DeviceBuffer partial_out,
                        DeviceBuffer::Allocate(slots * s.heads * kLatent * sizeof(float)));
   MLA_ASSIGN_OR_RETURN(DeviceBuffer partial_lse,
@@ -178,6 +204,10 @@ absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Sha
   p.partial_lse = partial_lse.as<float>();
   p.out = out.as<bf16_t>();
   p.lse = lse.as<float>();
+  if (topk > 0) {
+    p.selected = d_selection.as<int32_t>();
+    p.topk = topk;
+  }
   int64_t call = 0;
   auto launch = [&]() -> absl::Status {
     p.block_table = d_table.as<int32_t>() + (call++ % copies) * shape_blocks;
@@ -256,21 +286,37 @@ absl::Status Run() {
       pool.cache.bytes() / 1e9,
       absl::GetFlag(FLAGS_rotate) ? "calls rotate through copies of the blocks (\"copies\")"
                                   : "every call reads the same blocks");
-  std::printf("%6s %6s %8s %12s %10s %7s %9s %7s\n", "heads", "batch", "context", "us/call", "GB/s",
+  const int topk = absl::GetFlag(FLAGS_topk);
+  if (topk < 0) return absl::InvalidArgumentError("--topk must be >= 0");
+  if (topk > 0) {
+    std::printf(
+        "sparse: top %d keys a row (GB/s and TFLOPS count them; dense us: the same "
+        "number of keys read densely, in the same run)\n",
+        topk);
+  }
+  std::printf("%6s %6s %8s %12s %10s %7s %9s %7s", "heads", "batch", "context", "us/call", "GB/s",
               "%HBM", "TFLOPS", "copies");
+  std::printf(topk > 0 ? " %10s %13s\n" : "\n", "dense us", "sparse/dense");
+  const int num_sms = dev.multiprocessors * ctas_per_sm;
+  const double min_ms = absl::GetFlag(FLAGS_min_ms);
   for (int h : heads) {
     for (int c : contexts) {
       for (int b : batches) {
-        MLA_ASSIGN_OR_RETURN(const auto timed,
-                             TimeShape(pool, {h, b, c}, dev.multiprocessors * ctas_per_sm,
-                                       rows_per_cta, l2_bytes, absl::GetFlag(FLAGS_min_ms)));
+        MLA_ASSIGN_OR_RETURN(const auto timed, TimeShape(pool, {h, b, c}, num_sms, rows_per_cta,
+                                                         l2_bytes, min_ms, topk));
         const double ms = timed.first;
-        const double tokens = static_cast<double>(b) * c;
+        const double tokens = static_cast<double>(b) * (topk > 0 ? std::min(topk, c) : c);
         const double gbps = tokens * BytesPerToken() / (ms * 1e-3) / 1e9;
         const double tflops = tokens * h * kFlopsPerHeadToken / (ms * 1e-3) / 1e12;
-        std::printf("%6d %6d %8d %12.1f %10.1f %6.1f%% %9.2f %7lld\n", h, b, c, ms * 1e3, gbps,
+        std::printf("%6d %6d %8d %12.1f %10.1f %6.1f%% %9.2f %7lld", h, b, c, ms * 1e3, gbps,
                     hbm > 0 ? 100.0 * gbps / hbm : 0.0, tflops,
                     static_cast<long long>(timed.second));
+        if (topk > 0) {
+          MLA_ASSIGN_OR_RETURN(const auto dense, TimeShape(pool, {h, b, std::min(topk, c)}, num_sms,
+                                                           rows_per_cta, l2_bytes, min_ms, 0));
+          std::printf(" %10.1f %13.2f", dense.first * 1e3, ms / dense.first);
+        }
+        std::printf("\n");
         std::fflush(stdout);
       }
     }

@@ -165,8 +165,10 @@ class Backend {
   // when they depend on nothing but the step's device state, which BeginStep, Upload and
   // Embed set before the region: a step of decode rows whose logits are all wanted, with
   // no telemetry. The backend keys a recording by every host value the region's launches
-  // bake in (rows, batch, block-table width, its attention plan), so a later step with the
-  // same key replays it on new tokens, positions and block tables. The protocol:
+  // bake in (rows, batch, block-table width, its attention plan) and by `variant`, the
+  // model's own host decisions inside the region (which operations it issues for a step of
+  // the same shape: V3.2's dense or sparse attention), so a later step with the same key
+  // replays it on new tokens, positions and block tables. The protocol:
   //   kEager      -> issue the operations.
   //   kCapturing  -> issue them, then call EndGraphRegion(complete), complete = false when
   //                  the model stopped early (an error); when it returns true nothing ran
@@ -174,7 +176,7 @@ class Backend {
   //   kReplayed   -> issue none; the region's activations hold what the operations would
   //                  have written.
   // Errors while recording do not stick: the eager re-issue reports them.
-  virtual GraphRegion BeginGraphRegion() { return GraphRegion::kEager; }
+  virtual GraphRegion BeginGraphRegion(uint32_t /*variant*/) { return GraphRegion::kEager; }
   virtual bool EndGraphRegion(bool /*complete*/) { return false; }
 
   // --- Operations (out may alias x only where said) -----------------------------------

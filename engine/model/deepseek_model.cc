@@ -245,6 +245,11 @@ void DeepseekModel::BuildStep(std::span<const SequenceChunk> chunks) {
   if (std::none_of(b.decompress.begin(), b.decompress.end(), [](uint8_t d) { return d != 0; })) {
     b.decompress.clear();
   }
+  // V3.2: up to index_topk visible keys every row attends to all of them, so no layer
+  // selects. Decided once per step (every layer sees the same lengths); a recorded region
+  // is keyed by it.
+  sparse_step_ = config_.has_indexer() && b.num_tokens > 0 &&
+                 *std::max_element(b.seq_lens.begin(), b.seq_lens.end()) > config_.index_topk;
 }
 
 bool DeepseekModel::Decompress(const SequenceChunk& chunk) const {
@@ -296,9 +301,7 @@ absl::StatusOr<bool> DeepseekModel::Indexer(int l) {
   be.LayerNorm(k, w.idx_k_norm, w.idx_k_norm_bias, kIndexerNormEps, k, {"idx_k_norm", l});
   be.RopeHalves(cos, sin, k.Cols(0, rope), 1, dim, {"idx_rope_k", l});
   be.WriteIndexKeys(l, k, {"idx_cache_write", l});
-  // Up to index_topk visible keys every row attends to all of them: no selection needed.
-  const int32_t longest = *std::max_element(step_.seq_lens.begin(), step_.seq_lens.end());
-  if (longest <= c.index_topk) return false;
+  if (!sparse_step_) return false;
   // Queries from the low-rank query residual, per-head weights from x.
   const Tensor q = be.Activation(kIdxQ, n, heads * dim), wts = be.Activation(kIdxW, n, heads);
   be.Gemm(qa, w.idx_wq_b, q, {"idx_q", l});
@@ -520,7 +523,7 @@ absl::StatusOr<ForwardOutput> DeepseekModel::Forward(std::span<const SequenceChu
     be.Gemm(normed, lm_head_, out.logits, {"lm_head"});
     return be.TakeError();
   };
-  switch (Replayable(chunks) ? be.BeginGraphRegion() : GraphRegion::kEager) {
+  switch (Replayable(chunks) ? be.BeginGraphRegion(sparse_step_ ? 1 : 0) : GraphRegion::kEager) {
     case GraphRegion::kReplayed:
       break;
     case GraphRegion::kCapturing: {
@@ -542,9 +545,9 @@ absl::StatusOr<ForwardOutput> DeepseekModel::Forward(std::span<const SequenceChu
 }
 
 bool DeepseekModel::Replayable(std::span<const SequenceChunk> chunks) const {
-  // Telemetry reads results back mid-region, V3.2's indexer decides on the host whether a
-  // layer selects, and decompressed chunks are prefill: all eager.
-  if (config_.has_indexer() || !step_.decompress.empty()) return false;
+  // Telemetry reads results back mid-region, and decompressed chunks are prefill: eager.
+  // V3.2's host decision (dense or sparse) is the region's variant.
+  if (!step_.decompress.empty()) return false;
   return std::all_of(chunks.begin(), chunks.end(), [](const SequenceChunk& ch) {
     return ch.tokens.size() <= 1 && !ch.probe_attention && ch.watch_end <= ch.watch_begin;
   });

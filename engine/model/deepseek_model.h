@@ -107,7 +107,7 @@ class DeepseekModel {
   // Whether a chunk attends decompressed this step (see attention_path.h).
   bool Decompress(const SequenceChunk& chunk) const;
   // True when a step's region from the first layer to lm_head may be recorded and
-  // replayed (Backend::BeginGraphRegion): decode rows only, no telemetry, no indexer.
+  // replayed (Backend::BeginGraphRegion): decode rows only, no telemetry.
   bool Replayable(std::span<const SequenceChunk> chunks) const;
   // Projections, cache write, absorbed attention, telemetry probes, W_UV and o_proj:
   // the attention block's output lands in the kTmp activation.
@@ -119,7 +119,7 @@ class DeepseekModel {
   absl::Status AbsorbedAttention(int layer, bool sparse, const Tensor& q, Tensor attn,
                                  std::span<const SequenceChunk> chunks);
   // The V3.2 lightning indexer: writes every new token's indexer key to the cache and,
-  // when some row sees more than index_topk keys, each row's selection (true).
+  // in a sparse step (sparse_step_), each row's selection (true).
   absl::StatusOr<bool> Indexer(int layer);
   // Indexer recall telemetry for the chunks with a watch range (sparse: a selection exists).
   absl::Status RecordIndexerRecall(int layer, std::span<const SequenceChunk> chunks, bool sparse);
@@ -145,6 +145,8 @@ class DeepseekModel {
   std::vector<ChunkAttentionProbe> probes_;
   std::vector<ChunkIndexerRecall> recall_;
   std::vector<float> selection_row_;
+  // V3.2: some row of the step sees more than index_topk keys, so every layer selects.
+  bool sparse_step_ = false;
   int64_t probed_rows_ = 0;
   AttentionPath attention_path_ = DefaultAttentionPath();
 };

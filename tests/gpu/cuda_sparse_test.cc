@@ -14,6 +14,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/backend/cpu/cpu_backend.h"
@@ -169,6 +170,12 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
       {{16, 512, 64, 64, {0, 130}, {1, 70}}, 64, 128, 64, false},
       // One-token sequences and a top-k of one.
       {{1, 32, 2, 4, {0, 9}, {1, 1}}, 2, 16, 1, false},
+      // Decode steps over 64-token blocks: the split-KV kernels gather each row's
+      // selection (tensor cores at DeepSeek's widths and at L 40 + R 8; CUDA cores at
+      // L 32 + R 8), a top-k off the block size, sequences shorter and longer than it.
+      {{16, 512, 64, 64, {0, 130, 63, 300}, {1, 1, 1, 1}}, 64, 128, 100, false},
+      {{4, 40, 8, 64, {200, 5, 64}, {1, 1, 1}}, 8, 16, 65, false},
+      {{2, 32, 8, 64, {129, 20}, {1, 1}}, 4, 16, 64, true},
   };
   std::mt19937 rng(11);
   for (const SparseCase& c : cases) {
@@ -203,7 +210,17 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
     const std::vector<float> q_index = RandomVector(t * c.index_heads * c.index_dim, rng);
     std::vector<float> w_index = RandomVector(t * c.index_heads, rng);
     if (c.equal_keys) std::fill(w_index.begin(), w_index.end(), 1.0f);
-    const std::vector<float> q_attn = RandomVector(t * a.heads * (a.latent + a.rope), rng);
+    std::vector<float> q_attn = RandomVector(t * a.heads * (a.latent + a.rope), rng);
+    // Decode steps with 64-token blocks take the split-KV kernels, which read q in bf16
+    // (made bf16-exact here, so that the CPU sees what they see) and store out in bf16:
+    // 1e-2 absolute + relative, as for dense attention (cuda_backend_test). A wrong key
+    // moves outputs by O(1).
+    const bool split = a.block_size == 64 && std::all_of(a.new_rows.begin(), a.new_rows.end(),
+                                                         [](int r) { return r == 1; });
+    if (split) {
+      for (float& x : q_attn) x = Bf16ToFloat(FloatToBf16(x));
+    }
+    const float tol = split ? 1e-2f : 1e-4f;
 
     const SparseRun on_cpu =
         RunSparse(cpu_be, c, steps, latents, k_pes, keys, q_index, w_index, q_attn, {});
@@ -273,14 +290,16 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
     }
     std::printf("[ sparse ] %lld selection entries differ from the CPU's (near ties)\n",
                 static_cast<long long>(differing));
-    // The attention over one selection: fp32 throughout on both, summation order only.
+    // The attention over one selection: fp32 throughout on both (summation order only)
+    // but for the split-KV kernels' bf16 (above).
     ASSERT_EQ(on_gpu.out.size(), on_cpu.out.size());
     for (size_t i = 0; i < on_cpu.out.size(); ++i) {
-      ASSERT_NEAR(on_gpu.out[i], on_cpu.out[i], 1e-4f + 1e-4f * std::fabs(on_cpu.out[i]))
+      ASSERT_TRUE(std::isfinite(on_gpu.out[i])) << "out " << i;
+      ASSERT_NEAR(on_gpu.out[i], on_cpu.out[i], tol + tol * std::fabs(on_cpu.out[i]))
           << "out " << i;
     }
     for (size_t i = 0; i < on_cpu.lse.size(); ++i) {
-      ASSERT_NEAR(on_gpu.lse[i], on_cpu.lse[i], 1e-4f + 1e-5f * std::fabs(on_cpu.lse[i]))
+      ASSERT_NEAR(on_gpu.lse[i], on_cpu.lse[i], tol + 1e-5f * std::fabs(on_cpu.lse[i]))
           << "lse " << i;
     }
   }
@@ -369,6 +388,89 @@ TEST(CudaSparseModel, TinyV32MatchesCpuAndGoldens) {
         std::pair{&chunked_vs_golden, "chunks of 7 vs goldens"}}) {
     agreement->ExpectWithin(what, 0.40, 0.25, 1.5e-3);
   }
+}
+
+// CUDA graphs on tiny-v32: decode steps recorded and replayed against the same steps run
+// eagerly, alone and batched, while the longest sequence crosses index_topk (16) so that
+// the steps turn from dense to sparse attention within one block-table width. The two
+// kinds issue different operations for the same shape, so they must be recorded apart
+// (the model's region variant); and the indexer's scratch follows the table's width, not
+// the longest sequence, so a sparse recording replays on longer sequences. With 16-token
+// blocks attention takes the generic kernel; with 64-token blocks the split-KV kernels,
+// whose plan BeginStep makes ahead of the region (for a sparse step, over the selected
+// keys). A replay runs the recorded launches on the new step's inputs: the eager logits,
+// up to a different cuBLASLt algorithm on a device (bit for bit on the emulator).
+TEST(CudaSparseModel, GraphReplaysMatchEagerDecodeStepsAcrossTheTopK) {
+  MLA_SKIP_WITHOUT_CUDA();
+  std::unique_ptr<cuda::CudaBackend> gpu = MakeCuda();
+  ASSERT_NE(gpu, nullptr);
+  auto model = DeepseekModel::Load(std::string(MLA_MODELS_DIR) + "/tiny-v32", gpu.get());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const ModelConfig& config = (*model)->config();
+  ASSERT_EQ(config.index_topk, 16);
+  // Prompts of 9, 4 and 7 tokens, 20 decode steps: the longest sees 10..29 keys, so 7
+  // dense steps, then 13 sparse ones, all within one block-table width (4 blocks).
+  const std::vector<int64_t> prompt_lens = {9, 4, 7};
+  const int64_t steps = 20;
+  auto token = [&](size_t seq, int64_t pos) {
+    return static_cast<int32_t>((pos * 7 + static_cast<int64_t>(seq) * 31 + 3) % config.vocab_size);
+  };
+  for (const auto& [block_size, batched] :
+       {std::pair{16, false}, std::pair{16, true}, std::pair{64, false}, std::pair{64, true}}) {
+    SCOPED_TRACE(::testing::Message()
+                 << (batched ? "batched" : "alone") << ", blocks of " << block_size);
+    CacheLayoutConfig lc{CacheDType::kBF16, config.kv_lora_rank, config.qk_rope_head_dim,
+                         block_size, config.num_hidden_layers};
+    lc.index_key_dim = config.index_head_dim;
+    auto layout = CacheLayout::Create(lc);
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    const size_t count = batched ? prompt_lens.size() : 1;
+    std::vector<float> logits[2];
+    for (const bool graphs : {false, true}) {
+      gpu->set_graphs(graphs);
+      const int64_t replays_before = gpu->graph_replays();
+      ASSERT_TRUE(StatusIsOk(gpu->AllocateCache(*layout, 16)));
+      ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
+      BlockPool pool(16);
+      std::vector<BlockTable> tables;
+      tables.reserve(count);
+      std::vector<std::vector<int32_t>> tokens(count);
+      for (size_t i = 0; i < count; ++i) {
+        const int64_t total = prompt_lens[i] + steps;
+        for (int64_t pos = 0; pos < total; ++pos) tokens[i].push_back(token(i, pos));
+        tables.emplace_back(block_size);
+        ASSERT_TRUE(tables.back().Append(total, pool).ok());
+        SequenceChunk prompt{std::span<const int32_t>(tokens[i].data(), prompt_lens[i]), 0,
+                             &tables.back(), false};
+        ASSERT_TRUE((*model)->ForwardToHost({&prompt, 1}).ok());
+      }
+      for (int64_t s = 0; s < steps; ++s) {
+        std::vector<SequenceChunk> chunks;
+        for (size_t i = 0; i < count; ++i) {
+          const int64_t pos = prompt_lens[i] + s;
+          chunks.push_back({std::span<const int32_t>(&tokens[i][pos], 1), pos, &tables[i], false});
+        }
+        auto step = (*model)->ForwardToHost(chunks);
+        ASSERT_TRUE(step.ok()) << step.status();
+        logits[graphs].insert(logits[graphs].end(), step->begin(), step->end());
+      }
+      if (graphs) {
+        // Two keys (dense, sparse), each run eagerly once and recorded once.
+        const int64_t replays = gpu->graph_replays() - replays_before;
+        std::printf("[ tiny-v32 ] blocks of %d, %s: %lld of %lld decode steps replayed\n",
+                    block_size, batched ? "batched" : "alone", static_cast<long long>(replays),
+                    static_cast<long long>(steps));
+        EXPECT_GE(replays, steps - 4);
+      }
+    }
+    gpu->set_graphs(false);
+    ASSERT_EQ(logits[1].size(), logits[0].size());
+    for (size_t i = 0; i < logits[0].size(); ++i) {
+      ASSERT_NEAR(logits[1][i], logits[0][i], 1e-4f * (1.0f + std::fabs(logits[0][i])))
+          << "step " << i / (count * config.vocab_size) << ", logit " << i;
+    }
+  }
+  EXPECT_GT(gpu->graph_captures(), 0);
 }
 
 }  // namespace

@@ -1,9 +1,10 @@
 // The CUDA split-KV MLA decode against the CPU backend's reference (double precision),
 // with FlashMLA's test pattern: NaN in every cache slot no sequence owns, shuffled block
 // tables, zero-length and block-edge lengths, 16 and 128 heads, forced splits; every split
-// kernel and opt-in variant, bf16 and FP8 caches. Built twice: against the CUDA runtime
-// (cuda_mla_decode_test, label gpu) and against the CPU emulator (tests/engine/cuda_emu:
-// cuda_mla_decode_emulated_test, every CI run).
+// kernel and opt-in variant, bf16 and FP8 caches; DeepSeek-V3.2's sparse attention over a
+// selection of each sequence's positions, every position left out NaN. Built twice: against the
+// CUDA runtime (cuda_mla_decode_test, label gpu) and against the CPU emulator
+// (tests/engine/cuda_emu: cuda_mla_decode_emulated_test, every CI run).
 #include "engine/backend/cuda/kernels/mla_decode.h"
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/backend/cpu/mla_attention_reference.h"
@@ -163,8 +165,10 @@ Result CpuReference(const Shape& s, const Problem& pr, const std::vector<bf16_t>
   return r;
 }
 
+// `selected` (with `topk`): every sequence's selection, [batch, topk]; the plan then counts
+// min(topk, len) keys per sequence.
 Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel, bool fp8,
-               MlaDecodePlan* plan) {
+               MlaDecodePlan* plan, const std::vector<int32_t>* selected = nullptr, int topk = 0) {
   MlaDecodePlanOptions options;
   options.num_sms = s.num_sms > 0 ? s.num_sms : testing::NumMultiprocessors();
   options.num_heads = s.heads;
@@ -174,7 +178,11 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
   const absl::StatusOr<int> rows_per_cta = MlaDecodeRowsPerCta(s.latent, s.rope, kernel, fp8);
   EXPECT_TRUE(rows_per_cta.ok()) << rows_per_cta.status();
   options.rows_per_cta = rows_per_cta.value_or(kMlaDecodeRowsPerCta);
-  const absl::Status planned = PlanMlaDecode(s.lens, options, plan);
+  std::vector<int32_t> plan_lens = s.lens;
+  if (selected != nullptr) {
+    for (int32_t& n : plan_lens) n = std::min(n, topk);
+  }
+  const absl::Status planned = PlanMlaDecode(plan_lens, options, plan);
   EXPECT_TRUE(planned.ok()) << planned;
   const int batch = static_cast<int>(s.lens.size());
   const size_t rows = static_cast<size_t>(s.s_q) * s.heads;
@@ -182,6 +190,7 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
   DeviceBuffer cache = fp8 ? Upload(pr.fp8_cache) : Upload(pr.cache);
   DeviceBuffer table = Upload(pr.table);
   DeviceBuffer lens = Upload(s.lens);
+  DeviceBuffer selection = Upload(selected != nullptr ? *selected : std::vector<int32_t>{0});
   DeviceBuffer parts = Upload(plan->parts);
   DeviceBuffer offsets = Upload(plan->split_offsets);
   const size_t slots = std::max(1, plan->num_partial_slots());
@@ -216,6 +225,10 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
   p.partial_lse = partial_lse.as<float>();
   p.out = out.as<bf16_t>();
   p.lse = lse.as<float>();
+  if (selected != nullptr) {
+    p.selected = selection.as<int32_t>();
+    p.topk = topk;
+  }
   const absl::Status launched = LaunchMlaDecode(p, nullptr);
   EXPECT_TRUE(launched.ok()) << launched;
   const absl::Status synced = DeviceSynchronize();
@@ -227,7 +240,8 @@ Result RunCuda(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel k
 }
 
 void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel,
-                         bool fp8, const Result& want);
+                         bool fp8, const Result& want,
+                         const std::vector<int32_t>* selected = nullptr, int topk = 0);
 
 // Every split kernel where it takes the widths (the tensor-core ones round p to bf16 for
 // their second product, 2^-9 of each weight: ExpectKernelMatches allows for it), the
@@ -273,9 +287,10 @@ void ExpectMatches(const Shape& s, uint32_t seed) {
 }
 
 void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDecodeKernel kernel,
-                         bool fp8, const Result& want) {
+                         bool fp8, const Result& want, const std::vector<int32_t>* selected,
+                         int topk) {
   MlaDecodePlan plan;
-  const Result got = RunCuda(s, pr, scale, kernel, fp8, &plan);
+  const Result got = RunCuda(s, pr, scale, kernel, fp8, &plan, selected, topk);
   ASSERT_EQ(got.out.size(), want.out.size());
   ASSERT_EQ(got.lse.size(), want.lse.size());
   SCOPED_TRACE(::testing::Message()
@@ -305,6 +320,95 @@ void ExpectKernelMatches(const Shape& s, const Problem& pr, float scale, MlaDeco
                        std::vector<double>(want.out.begin(), want.out.end())),
             1e-5);
   EXPECT_LT(CosineDiff(lse_got, lse_want), 1e-5);
+}
+
+// DeepSeek-V3.2's sparse attention: each sequence's one query row attends to a random
+// ascending selection of min(topk, len) of its positions. Every position the selection
+// leaves out is NaN in the caches the kernels read (a kernel that reads one fails), and
+// the reference is dense attention over a cache holding only the selected rows, in order.
+// The kernels that gather (CUDA-core, mma, k-split) each run; the 64-row kernel, asked for,
+// must hand the call to the mma kernel (on a plan made for its 64-row tiles).
+void ExpectSparseMatches(const Shape& s, int topk, uint32_t seed) {
+  ASSERT_EQ(s.s_q, 1);
+  const float scale = 0.11472139f;
+  Problem pr = MakeProblem(s, seed);
+  std::mt19937 rng(seed + 1000);
+  const size_t batch = s.lens.size();
+  std::vector<int32_t> selected(batch * topk, -1);
+  Shape gathered_shape = s;
+  Problem g;  // the selected rows of every sequence, in order, from block 0 up
+  g.width = pr.width;
+  g.q = pr.q;
+  for (size_t j = 0; j < batch; ++j) {
+    const int32_t n = s.lens[j], count = std::min(n, topk);
+    std::vector<int32_t> positions(n);
+    std::iota(positions.begin(), positions.end(), 0);
+    std::shuffle(positions.begin(), positions.end(), rng);
+    positions.resize(count);
+    std::sort(positions.begin(), positions.end());
+    std::copy(positions.begin(), positions.end(), selected.begin() + j * topk);
+    gathered_shape.lens[j] = count;
+    const int blocks = (count + kMlaBlockSize - 1) / kMlaBlockSize;
+    g.max_blocks = std::max(g.max_blocks, blocks + 1);
+    g.num_blocks += blocks;
+  }
+  const int32_t spare = g.num_blocks++;
+  const size_t rows = static_cast<size_t>(g.num_blocks) * kMlaBlockSize;
+  const bf16_t nan = FloatToBf16(std::numeric_limits<float>::quiet_NaN());
+  g.cache.assign(rows * g.width, nan);
+  g.fp8_as_bf16 = g.cache;
+  g.table.assign(batch * g.max_blocks, spare);
+  const int64_t fp8_row = CacheRowBytes(CacheDType::kFp8E4M3, s.latent, s.rope);
+  int32_t next = 0;
+  for (size_t j = 0; j < batch; ++j) {
+    const int32_t* table = pr.table.data() + j * pr.max_blocks;
+    auto slot_of = [&](int32_t pos) {
+      return static_cast<size_t>(table[pos / kMlaBlockSize]) * kMlaBlockSize + pos % kMlaBlockSize;
+    };
+    std::vector<bool> kept(static_cast<size_t>(s.lens[j]), false);
+    for (int32_t k = 0; k < gathered_shape.lens[j]; ++k) {
+      if (k % kMlaBlockSize == 0) g.table[j * g.max_blocks + k / kMlaBlockSize] = next++;
+      const int32_t pos = selected[j * topk + k];
+      kept[static_cast<size_t>(pos)] = true;
+      const size_t to = static_cast<size_t>(next - 1) * kMlaBlockSize + k % kMlaBlockSize;
+      std::copy_n(pr.cache.begin() + slot_of(pos) * pr.width, pr.width,
+                  g.cache.begin() + to * g.width);
+      std::copy_n(pr.fp8_as_bf16.begin() + slot_of(pos) * pr.width, pr.width,
+                  g.fp8_as_bf16.begin() + to * g.width);
+    }
+    for (int32_t pos = 0; pos < s.lens[j]; ++pos) {
+      if (kept[static_cast<size_t>(pos)]) continue;
+      std::fill_n(pr.cache.begin() + slot_of(pos) * pr.width, pr.width, nan);
+      std::fill_n(pr.fp8_cache.begin() + slot_of(pos) * fp8_row, fp8_row, kCacheNaNByte);
+    }
+  }
+  for (const bool fp8 : {false, true}) {
+    const Result want = CpuReference(gathered_shape, g, fp8 ? g.fp8_as_bf16 : g.cache, scale);
+    for (const MlaDecodeKernel kernel :
+         {MlaDecodeKernel::kSimt, MlaDecodeKernel::kMma, MlaDecodeKernel::kMmaKSplit,
+          MlaDecodeKernel::kMmaRows64}) {
+      if (kernel != MlaDecodeKernel::kSimt && !MlaDecodeMmaSupports(s.latent, s.rope)) continue;
+      if (kernel == MlaDecodeKernel::kMmaRows64 && !MlaDecodeRingSupports(s.latent, s.rope)) {
+        continue;
+      }
+      SCOPED_TRACE(::testing::Message()
+                   << "sparse, top " << topk << ", kernel " << static_cast<int>(kernel)
+                   << (fp8 ? ", FP8 cache" : ", bf16 cache"));
+      ExpectKernelMatches(s, pr, scale, kernel, fp8, want, &selected, topk);
+    }
+  }
+}
+
+TEST(MlaDecodeCudaTest, SparseSelectionsGatherOnlyTheSelectedKeys) {
+  MLA_SKIP_WITHOUT_CUDA();
+  // A top-k that is not a multiple of the block, sequences shorter than it (every position
+  // selected), at its edges and far longer; the V2-Lite widths and a tiny model's.
+  ExpectSparseMatches({16, 512, 64, 1, {0, 1, 64, 129, 130, 131, 1000}}, 130, 21);
+  ExpectSparseMatches({4, 40, 8, 1, {5, 64, 65, 300}}, 64, 22);
+  ExpectSparseMatches({5, 36, 6, 1, {3, 200}}, 70, 23);
+  // Forced splits: a selection cut into pieces over many parts.
+  ExpectSparseMatches({16, 512, 64, 1, {2000, 300, 7}, 600}, 256, 24);
+  ExpectSparseMatches({128, 512, 64, 1, {700, 90}, 3}, 192, 25);
 }
 
 // The opt-in kernels hand calls they cannot take to the tensor-core kernel, which the

@@ -9,8 +9,10 @@
 #      (128 heads) over batch × context with the default (tensor-core) split kernel, and on
 #      a few shapes its ring, 64-row (mma.sync and wgmma) and k-split variants, the
 #      CUDA-core one, the default planned for one CTA per multiprocessor and the
-#      tensor-core kernels on an FP8 cache (decode_bench_more.txt), and ncu's hardware counters of the default kernel and the
-#      ring variant on one shape (ncu.txt);
+#      tensor-core kernels on an FP8 cache (decode_bench_more.txt), DeepSeek-V3.2's sparse
+#      decode over 2048 gathered keys against as many read densely (decode_bench_sparse.txt),
+#      and ncu's hardware counters of the default kernel and the ring variant on one shape
+#      (ncu.txt);
 #   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
 #      engine on the GPU: decode tokens/s at batch 1 / 16 / 64, prefill tokens/s of a 4K
 #      prompt, and a new engine's first request with and without the start-up warm-up
@@ -197,6 +199,17 @@ if have_time 40 "cuda_mla_decode_bench --kernel=mma_ring / mma_rows64 / mma_wgmm
     fail "cuda_mla_decode_bench comparisons (decode_bench_more.txt)"
   else
     say "ok: cuda_mla_decode_bench comparisons (decode_bench_more.txt)"
+  fi
+fi
+# DeepSeek-V3.2's sparse decode: 2048 selected keys gathered through the block table,
+# against the same number of keys read densely in the same run.
+if have_time 30 "cuda_mla_decode_bench --topk=2048"; then
+  if timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --topk=2048 \
+       --heads=16,128 --batches=1,16,64 --contexts=8192,131072 \
+       >"${out}/decode_bench_sparse.txt" 2>&1; then
+    say "ok: cuda_mla_decode_bench --topk=2048 (decode_bench_sparse.txt)"
+  else
+    fail "cuda_mla_decode_bench --topk=2048 (decode_bench_sparse.txt)"
   fi
 fi
 # Hardware counters for the default tensor-core kernel and its ring variant on one large

@@ -122,8 +122,13 @@ bool CudaBackend::CanSplitKvDecode(int heads) const {
          num_sms_ > 0;
 }
 
-absl::Status CudaBackend::PlanSplitKv(int heads) {
-  if (planned_step_ == step_number_ && planned_heads_ == heads) return absl::OkStatus();
+absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
+  if (planned_step_ == step_number_ && planned_heads_ == heads && planned_topk_ == topk) {
+    return absl::OkStatus();
+  }
+  // A plan made inside a recording would record a copy from host memory that the next
+  // step changes: the region runs eagerly instead (BeginStep plans ahead of it when it can).
+  if (capturing_) AbortCapture();
   const DecodeGridKey key{layout_->latent_dim(), layout_->rope_dim(), CacheFp8()};
   if (decode_grid_key_ != key) {  // Once per cache layout: a device query.
     MLA_ASSIGN_OR_RETURN(decode_ctas_per_sm_,
@@ -139,7 +144,11 @@ absl::Status CudaBackend::PlanSplitKv(int heads) {
   options.rows_per_cta = decode_rows_per_cta_;
   options.max_blocks_per_seq = static_cast<int>(table_width_);
   MlaDecodePlan& plan = decode_plan_;
-  MLA_RETURN_IF_ERROR(PlanMlaDecode(step_->seq_lens, options, &plan));
+  if (topk > 0) {  // A sequence attends to its selection's valid entries.
+    plan_lens_.assign(step_->seq_lens.begin(), step_->seq_lens.end());
+    for (int32_t& n : plan_lens_) n = std::min(n, topk);
+  }
+  MLA_RETURN_IF_ERROR(PlanMlaDecode(topk > 0 ? plan_lens_ : step_->seq_lens, options, &plan));
   const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
   const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
   MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
@@ -162,16 +171,18 @@ absl::Status CudaBackend::PlanSplitKv(int heads) {
   plan_partial_slots_ = plan.num_partial_slots();
   planned_step_ = step_number_;
   planned_heads_ = heads;
+  planned_topk_ = topk;
   return absl::OkStatus();
 }
 
 // q rounds to bf16 for the kernel (its scores are bf16 products with fp32 sums); its bf16
 // output loses nothing downstream, since W_UV's GEMM rounds its input to bf16 anyway.
 absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
-                                        const Tensor& out, const Tensor& lse) {
+                                        const Tensor& out, const Tensor& lse,
+                                        const int32_t* selected, int topk) {
   const int lat = layout_->latent_dim(), rope = layout_->rope_dim();
   const int64_t batch = step_->batch;
-  MLA_RETURN_IF_ERROR(PlanSplitKv(heads));
+  MLA_RETURN_IF_ERROR(PlanSplitKv(heads, topk));
   const size_t rows = static_cast<size_t>(batch) * heads;
   MLA_RETURN_IF_ERROR(Reserve(q_bf16_, rows * (lat + rope) * sizeof(bf16_t)));
   MLA_RETURN_IF_ERROR(Reserve(out_bf16_, rows * lat * sizeof(bf16_t)));
@@ -199,6 +210,8 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
   p.partial_lse = partial_lse_.as<float>();
   p.out = out_bf16_.as<bf16_t>();
   p.lse = static_cast<float*>(lse.data);
+  p.selected = selected;
+  p.topk = topk;
   MLA_RETURN_IF_ERROR(LaunchMlaDecode(p, stream_));
   return LaunchFromBf16(out_bf16_.as<bf16_t>(), F32(out), stream_);
 }
@@ -322,13 +335,15 @@ void CudaBackend::IndexerTopK(int layer, int heads, float scale, float weight_sc
   p.w = static_cast<const float*>(w.data);
   p.selected = static_cast<int32_t*>(selected.data);
   // Scores of a group of rows at a time, so that a long prefill chunk over a long context
-  // needs at most kMaxIndexerScoreBytes of scratch (or one row's worth).
-  const int64_t longest = *std::max_element(step_->seq_lens.begin(), step_->seq_lens.end());
-  p.scores_stride = longest;
+  // needs at most kMaxIndexerScoreBytes of scratch (or one row's worth). A row's scratch
+  // spans the block table's width, not the longest sequence: the launches then bake in
+  // nothing that changes from one decode step to the next, so a CUDA graph replays them
+  // (the score kernel's surplus CTAs see no visible keys and return).
+  const int64_t stride = table_width_ * layout_->block_size();
+  p.scores_stride = stride;
   const int64_t group =
-      std::clamp<int64_t>(kMaxIndexerScoreBytes / std::max<int64_t>(1, longest * 4), 1, rows);
-  if (absl::Status s = Reserve(indexer_scores_, static_cast<size_t>(group * longest * 4));
-      !s.ok()) {
+      std::clamp<int64_t>(kMaxIndexerScoreBytes / std::max<int64_t>(1, stride * 4), 1, rows);
+  if (absl::Status s = Reserve(indexer_scores_, static_cast<size_t>(group * stride * 4)); !s.ok()) {
     return Fail(op, std::move(s));
   }
   p.scores = indexer_scores_.as<float>();
@@ -353,9 +368,18 @@ void CudaBackend::SparseMlaAttention(int layer, int heads, float softmax_scale, 
     return Fail(op, absl::InvalidArgumentError(absl::StrCat(
                         "selected ", Shape(selected), " must be dense kI32 rows, one per q row")));
   }
+  const int topk = static_cast<int>(selected.cols);
+  last_heads_ = heads;
+  last_topk_ = topk;
+  // Decode steps take the split-KV kernels, gathering each row's selected keys (tensor
+  // cores where they take the widths); other steps the generic kernel.
+  if (CanSplitKvDecode(heads)) {
+    return Fail(op, SplitKvDecode(layer, heads, softmax_scale, q, out, lse,
+                                  static_cast<const int32_t*>(selected.data), topk));
+  }
   MlaAttentionF32Params p = GenericAttentionParams(layer, heads, softmax_scale, q, out, lse);
   p.selected = static_cast<const int32_t*>(selected.data);
-  p.topk = static_cast<int>(selected.cols);
+  p.topk = topk;
   Fail(op, LaunchMlaAttentionF32(p, stream_));
 }
 

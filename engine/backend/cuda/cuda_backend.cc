@@ -347,9 +347,14 @@ void CudaBackend::BeginStep(const StepBatch& batch) {
   }
   // The split-KV plan goes up with the step's other inputs, before any region a graph
   // records, for the heads of the last attention (the model's; a first step plans at its
-  // first attention instead).
+  // first attention instead). A V3.2 step whose longest sequence sees more keys than the
+  // last sparse attention's top-k selects (DeepseekModel's rule): its plan counts the
+  // selected keys.
   if (layout_ && last_heads_ > 0 && batch.decompress.empty() && CanSplitKvDecode(last_heads_)) {
-    Fail(op, PlanSplitKv(last_heads_));
+    const bool sparse =
+        layout_->index_key_dim() > 0 && last_topk_ > 0 && batch.batch > 0 &&
+        *std::max_element(batch.seq_lens.begin(), batch.seq_lens.end()) > last_topk_;
+    Fail(op, PlanSplitKv(last_heads_, sparse ? last_topk_ : 0));
   }
 }
 

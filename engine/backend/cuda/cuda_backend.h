@@ -134,7 +134,7 @@ class CudaBackend final : public Backend {
   void Sample(const Tensor& logits, std::span<const RowSampling> rows, std::span<RowSample> out,
               Op op) override;
   absl::Status TakeError() override;
-  GraphRegion BeginGraphRegion() override;
+  GraphRegion BeginGraphRegion(uint32_t variant) override;
   bool EndGraphRegion(bool complete) override;
 
  private:
@@ -146,7 +146,7 @@ class CudaBackend final : public Backend {
     bool operator==(const DecodeGridKey&) const = default;
   };
 
-  StepGraphKey CurrentGraphKey() const;
+  StepGraphKey CurrentGraphKey(uint32_t variant) const;
   // Ends a recording that cannot go on (a buffer must grow, which frees memory the
   // recording points into); the region's remaining operations run eagerly and
   // EndGraphRegion asks for the whole region again.
@@ -154,8 +154,9 @@ class CudaBackend final : public Backend {
   // Destroys the recordings the cache hands back.
   void DestroyGraphs(const std::vector<void*>& execs);
   bool InCapture() const { return capturing_ || capture_aborted_; }
-  // Plans and uploads the split-KV decode of the current step for `heads` (once a step).
-  absl::Status PlanSplitKv(int heads);
+  // Plans and uploads the split-KV decode of the current step for `heads` (once a step);
+  // with `topk` (V3.2's sparse attention) over min(topk, length) selected keys a sequence.
+  absl::Status PlanSplitKv(int heads, int topk = 0);
   CudaBackend(std::string name, std::string description);
 
   // Records the first error (later ones are consequences), prefixed with the operation.
@@ -199,8 +200,10 @@ class CudaBackend final : public Backend {
           copy);
   // The split-KV decode of MlaAttention; false when the step or shapes do not allow it.
   bool CanSplitKvDecode(int heads) const;
+  // `selected` (with topk): SparseMlaAttention's selection, one row per sequence.
   absl::Status SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
-                             const Tensor& out, const Tensor& lse);
+                             const Tensor& out, const Tensor& lse,
+                             const int32_t* selected = nullptr, int topk = 0);
   // DecompressedAttention for one marked sequence of the step, after the checks.
   absl::Status DecompressSequence(int layer, int64_t seq, int heads, int nope, int v,
                                   float softmax_scale, const Tensor& q, const Tensor& kv_b,
@@ -241,7 +244,8 @@ class CudaBackend final : public Backend {
   bool decode_only_ = false;  // Every sequence of the step has one row.
   // The split-KV plan of the step (planned at its first attention, reused by every layer).
   int64_t step_number_ = 0, planned_step_ = -1;
-  int planned_heads_ = 0;
+  int planned_heads_ = 0, planned_topk_ = 0;
+  std::vector<int32_t> plan_lens_;  // a sparse plan's key counts
   int32_t plan_parts_ = 0, plan_partial_slots_ = 0;
   MlaDecodePlan decode_plan_;  // host copy of the plan uploaded for the step
   DeviceBuffer plan_parts_dev_, plan_splits_dev_, q_bf16_, out_bf16_, partial_out_, partial_lse_;
@@ -255,6 +259,7 @@ class CudaBackend final : public Backend {
   bool graphs_on_ = false;
   int64_t generation_ = 0;  // bumped whenever a device buffer moves
   int last_heads_ = 0;      // heads of the last attention, to plan split-KV in BeginStep
+  int last_topk_ = 0;       // top-k of the last sparse attention, likewise (V3.2)
   StepGraphCache graph_cache_;
   bool capturing_ = false, capture_aborted_ = false;
   absl::Status capture_error_;

@@ -3,8 +3,9 @@
 // same key. The region reads only device buffers that BeginStep, Upload and Embed refill
 // every step (tokens, positions' angles, block tables, lengths, slots, the split-KV plan),
 // so a replay computes the new step; what a launch bakes in (row counts, the block table's
-// width, the plan's size) is the key, and a buffer that moves (Reserve growing it, a new
-// cache) outdates every recording (the generation).
+// width, the plan's size, the model's variant: V3.2's dense or sparse attention) is the
+// key, and a buffer that moves (Reserve growing it, a new cache) outdates every recording
+// (the generation).
 //
 // A key is recorded the second time it is seen in a generation: its first, eager run sizes
 // every buffer, so that recording allocates nothing. A recording that fails (an operation
@@ -32,13 +33,15 @@ cudaGraphExec_t Exec(void* handle) { return static_cast<cudaGraphExec_t>(handle)
 
 }  // namespace
 
-StepGraphKey CudaBackend::CurrentGraphKey() const {
+StepGraphKey CudaBackend::CurrentGraphKey(uint32_t variant) const {
   const bool split_kv = planned_step_ == step_number_;
-  return DecodeStepKey(step_->num_tokens, step_->batch, step_->max_blocks,
-                       split_kv ? &decode_plan_ : nullptr, grouped_experts_);
+  StepGraphKey key = DecodeStepKey(step_->num_tokens, step_->batch, step_->max_blocks,
+                                   split_kv ? &decode_plan_ : nullptr, grouped_experts_);
+  key.variant = variant;
+  return key;
 }
 
-GraphRegion CudaBackend::BeginGraphRegion() {
+GraphRegion CudaBackend::BeginGraphRegion(uint32_t variant) {
   if (!graphs_on_ || !error_.ok() || step_ == nullptr || !layout_ || last_heads_ == 0 ||
       !decode_only_) {
     return GraphRegion::kEager;
@@ -51,7 +54,7 @@ GraphRegion CudaBackend::BeginGraphRegion() {
   for (const int64_t slot : step_->slots) {
     if (slot < 0 || slot >= num_slots) return GraphRegion::kEager;  // WriteCache reports it
   }
-  const StepGraphKey key = CurrentGraphKey();
+  const StepGraphKey key = CurrentGraphKey(variant);
   StepGraphCache::Decision d = graph_cache_.Decide(key, generation_);
   DestroyGraphs(d.stale);
   switch (d.action) {

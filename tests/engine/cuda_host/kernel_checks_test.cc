@@ -72,6 +72,27 @@ TEST(MlaDecodeChecksTest, RejectsBadShapes) {
   expect_invalid([](MlaDecodeParams& p) { p.kv_cache = nullptr; }, "cache");
   expect_invalid([](MlaDecodeParams& p) { p.partial_lse = nullptr; }, "partials");
   expect_invalid([](MlaDecodeParams& p) { p.kv_cache = g_bf16 + 1; }, "unaligned cache");
+  // A selection (V3.2's sparse attention) is one query row's, and has entries.
+  expect_invalid(
+      [](MlaDecodeParams& p) {
+        p.selected = g_i32;
+        p.topk = 4;
+        p.q_rows_per_seq = 2;
+      },
+      "selection with s_q 2");
+  expect_invalid(
+      [](MlaDecodeParams& p) {
+        p.selected = g_i32;
+        p.topk = 0;
+      },
+      "selection of no entries");
+}
+
+TEST(MlaDecodeChecksTest, AcceptsASelectionForOneQueryRow) {
+  MlaDecodeParams p = GoodDecode();
+  p.selected = g_i32;
+  p.topk = 2048;
+  EXPECT_TRUE(ValidateMlaDecodeParams(p).ok());
 }
 
 TEST(PointwiseChecksTest, RmsNorm) {

@@ -1,11 +1,13 @@
 // The model's side of Backend::BeginGraphRegion (the seam of CUDA graphs), on the CPU
 // with a backend that delegates to CpuBackend and answers the region calls from a script:
-// which steps offer a region, which operations the model issues for each answer, and that
+// which steps offer a region, which operations the model issues for each answer, that
 // a failed recording's eager re-run (inputs again, then the region) gives the logits of a
-// plain step. The CUDA backend's recording and replay are checked on a GPU
-// (tests/gpu/cuda_backend_test.cc, GraphReplaysMatchEagerDecodeSteps).
+// plain step, and that V3.2's dense and sparse decode steps are different variants. The CUDA
+// backend's recording and replay are checked on a GPU (tests/gpu/cuda_backend_test.cc,
+// GraphReplaysMatchEagerDecodeSteps).
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -13,6 +15,7 @@
 
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/kv_cache/block_pool.h"
+#include "engine/kv_cache/cache_layout.h"
 #include "engine/model/deepseek_model.h"
 
 namespace mla {
@@ -24,10 +27,12 @@ class ScriptedBackend final : public Backend {
   GraphRegion answer = GraphRegion::kEager;  // what BeginGraphRegion returns
   bool rerun = false;                        // what EndGraphRegion returns
   bool fail_in_region = false;               // TakeError fails once inside a region
-  int regions = 0, ends = 0, incomplete_ends = 0, gemms = 0, embeds = 0;
+  int regions = 0, ends = 0, incomplete_ends = 0, gemms = 0, embeds = 0, topks = 0;
+  std::vector<uint32_t> variants;  // every BeginGraphRegion's
 
-  GraphRegion BeginGraphRegion() override {
+  GraphRegion BeginGraphRegion(uint32_t variant) override {
     ++regions;
+    variants.push_back(variant);
     in_region_ = answer == GraphRegion::kCapturing;
     return answer;
   }
@@ -127,6 +132,7 @@ class ScriptedBackend final : public Backend {
   }
   void IndexerTopK(int layer, int heads, float scale, float weight_scale, const Tensor& q,
                    const Tensor& w, Tensor selected, Op op) override {
+    ++topks;
     cpu_.IndexerTopK(layer, heads, scale, weight_scale, q, w, selected, op);
   }
   void SparseMlaAttention(int layer, int heads, float softmax_scale, const Tensor& q,
@@ -260,6 +266,53 @@ TEST_F(GraphRegionTest, AReplayedRegionIssuesNoOperations) {
   // Nothing recomputed the logits: the buffer still holds the previous step's, which a
   // real replay would have overwritten.
   EXPECT_NE(got, want);
+}
+
+// DeepSeek-V3.2: a decode step offers a region too, and says in its variant whether the
+// layers select (some row sees more than index_topk keys) or attend densely: the two
+// issue different operations for steps of the same shape, so a recording of one must
+// never replay for the other. The decision is the step's, made once for all layers, and
+// the logits stay those of a plain backend.
+TEST(GraphRegionV32Test, DenseAndSparseDecodeStepsAreDifferentVariants) {
+  const std::string dir = std::string(MLA_MODELS_DIR) + "/tiny-v32";
+  ScriptedBackend be;
+  cpu::CpuBackend plain_be(1);
+  auto model = DeepseekModel::Load(dir, &be);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto plain = DeepseekModel::Load(dir, &plain_be);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  const ModelConfig& c = (*model)->config();
+  ASSERT_EQ(c.index_topk, 16);
+  CacheLayoutConfig lc{CacheDType::kBF16, c.kv_lora_rank, c.qk_rope_head_dim, 16,
+                       c.num_hidden_layers};
+  lc.index_key_dim = c.index_head_dim;
+  auto layout = CacheLayout::Create(lc);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  ASSERT_TRUE(be.AllocateCache(*layout, 8).ok());
+  ASSERT_TRUE(plain_be.AllocateCache(*layout, 8).ok());
+  BlockPool pool(8);
+  BlockTable table(16);
+  ASSERT_TRUE(table.Append(24, pool).ok());
+  const std::vector<int32_t> prompt = {5, 17, 3, 99, 42, 8, 8, 61, 12, 7, 30, 2};
+  SequenceChunk chunk{prompt, 0, &table, false};
+  ASSERT_TRUE((*model)->ForwardToHost({&chunk, 1}).ok());
+  ASSERT_TRUE((*plain)->ForwardToHost({&chunk, 1}).ok());
+  EXPECT_EQ(be.regions, 0) << "a prefill step";
+  std::vector<uint32_t> want_variants;
+  for (int64_t pos = 12; pos < 24; ++pos) {
+    const int topks = be.topks;
+    const int32_t token = static_cast<int32_t>(pos % 50 + 3);
+    SequenceChunk step{{&token, 1}, pos, &table, false};
+    auto got = (*model)->ForwardToHost({&step, 1});
+    ASSERT_TRUE(got.ok()) << got.status();
+    auto want = (*plain)->ForwardToHost({&step, 1});
+    ASSERT_TRUE(want.ok()) << want.status();
+    EXPECT_EQ(*got, *want) << "position " << pos;
+    const bool sparse = pos + 1 > c.index_topk;
+    want_variants.push_back(sparse ? 1 : 0);
+    EXPECT_EQ(be.topks - topks, sparse ? c.num_hidden_layers : 0) << "position " << pos;
+  }
+  EXPECT_EQ(be.variants, want_variants);
 }
 
 }  // namespace

@@ -31,11 +31,12 @@ struct StepGraphKey {
   int32_t plan_parts = 0;   // the split-KV plan's grid, when it runs
   bool split_kv = false;
   GroupedExperts grouped = GroupedExperts::kAuto;
+  uint32_t variant = 0;  // the model's decisions inside the region (BeginGraphRegion)
   bool operator==(const StepGraphKey&) const = default;
   template <typename H>
   friend H AbslHashValue(H h, const StepGraphKey& k) {
     return H::combine(std::move(h), k.rows, k.batch, k.table_width, k.plan_parts, k.split_kv,
-                      k.grouped);
+                      k.grouped, k.variant);
   }
 };
 

@@ -94,6 +94,10 @@ absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p) {
     return Invalid(k, "num_blocks and max_blocks_per_seq must be >= 0");
   }
   if (!(p.softmax_scale > 0.0f)) return Invalid(k, "softmax_scale must be > 0");
+  if (p.selected != nullptr && (p.q_rows_per_seq != 1 || p.topk < 1)) {
+    return Invalid(k, absl::StrCat("a selection needs q_rows_per_seq = 1 and topk >= 1, got ",
+                                   p.q_rows_per_seq, " and ", p.topk));
+  }
   if (int64_t{p.q_rows_per_seq} * p.num_heads > INT32_MAX / kMlaMaxLatent) {
     return Invalid(k, "too many query rows per sequence");
   }
@@ -168,18 +172,17 @@ absl::Status ValidateLogSumExpParams(const LogSumExpParams& p) {
   constexpr const char* k = "LogSumExp";
   if (p.num_rows < 0 || p.vocab_size < 1) return Invalid(k, "num_rows >= 0, vocab_size >= 1");
   if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
-  return NeedPointers(k, p.num_rows > 0,
-                      {{p.logits, "logits"}, {p.max, "max"}, {p.log_sum, "log_sum"},
-                       {p.inf_count, "inf_count"}});
+  return NeedPointers(
+      k, p.num_rows > 0,
+      {{p.logits, "logits"}, {p.max, "max"}, {p.log_sum, "log_sum"}, {p.inf_count, "inf_count"}});
 }
 
 absl::Status ValidateGatherLogitsParams(const GatherLogitsParams& p) {
   constexpr const char* k = "GatherLogits";
   if (p.num < 0 || p.vocab_size < 1) return Invalid(k, "num >= 0, vocab_size >= 1");
   if (p.logits_stride < p.vocab_size) return Invalid(k, "logits_stride must be >= vocab_size");
-  return NeedPointers(k, p.num > 0,
-                      {{p.logits, "logits"}, {p.rows, "rows"}, {p.tokens, "tokens"},
-                       {p.out, "out"}});
+  return NeedPointers(
+      k, p.num > 0, {{p.logits, "logits"}, {p.rows, "rows"}, {p.tokens, "tokens"}, {p.out, "out"}});
 }
 
 absl::Status ValidateWeightSumParams(const WeightSumParams& p) {

@@ -315,9 +315,11 @@ absl::Status LaunchTensorCoreSplit(MlaDecodeKernel kernel, const MlaDecodeParams
                                    CudaStream stream) {
   // The opt-in kernels copy q and the cache in 16-byte pieces: a call whose pointers are
   // not aligned so (never the backend's, cudaMalloc'd) runs the tensor-core kernel.
+  // So does a selection, which only the kernels walked by WalkPart gather.
   const bool aligned =
       (reinterpret_cast<uintptr_t>(p.q) | reinterpret_cast<uintptr_t>(p.kv_cache)) % 16 == 0;
-  const SplitRun run = aligned ? SplitForCache(kernel, p.kv_lora_rank, p.rope_dim, p.kv_fp8)
+  const SplitRun run = aligned && p.selected == nullptr
+                           ? SplitForCache(kernel, p.kv_lora_rank, p.rope_dim, p.kv_fp8)
                        : kernel == MlaDecodeKernel::kMmaKSplit ? SplitRun::kMmaKSplit
                                                                : SplitRun::kMma;
   switch (run) {

@@ -8,6 +8,13 @@
 //   lse     = log Σ_t exp(score_t)                        (natural log)
 // A row that sees no key (an empty sequence) gets out = 0 and lse = -inf.
 //
+// Sparse attention (DeepSeek-V3.2, `selected`): each sequence's one query row attends to
+// the positions its selection lists instead of 0 .. n − 1: the first min(topk, n) entries
+// of selected[j] (the indexer's, ascending, each below n), each key row gathered through
+// the block table. The plan must then count min(topk, n) keys per sequence. The
+// CUDA-core and the mma kernels (kSimt, kMma, kMmaKSplit) gather; for the others a
+// selection runs kMma.
+//
 // Two kernels: the split kernel runs a [num_head_tiles, num_parts] grid over the plan of
 // host/mla_decode_plan.h. Each CTA takes kMlaDecodeRowsPerCta query rows (s_q × heads
 // folded; 64 for the 64-row kernels, MlaDecodeRowsPerCta) and walks its part's cache blocks with an
@@ -98,6 +105,9 @@ struct MlaDecodeParams {
   float* partial_lse = nullptr;            // [num_partial_slots, s_q · num_heads]
   bf16_t* out = nullptr;                   // [batch, s_q, num_heads, L]
   float* lse = nullptr;                    // [batch, s_q, num_heads]
+  // Sparse attention (above): null, or [batch, topk] positions with s_q = 1.
+  const int32_t* selected = nullptr;
+  int topk = 0;
 };
 
 // Shapes and pointers (the plan's seq_lens checks happen in PlanMlaDecode).

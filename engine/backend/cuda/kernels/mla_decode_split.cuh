@@ -3,7 +3,8 @@
 // rows into shared memory as bf16 pairs, `stride` 32-bit words per row; each kernel picks
 // the stride its reads need to avoid bank conflicts; slots at or past the sequence's length
 // are never read and become zeros, so NaN there cannot leak into p·v), and the lse of a
-// finished piece.
+// finished piece. With a selection (MlaDecodeParams::selected) a "block" is 64 consecutive
+// entries of the row's selection, each key row gathered from wherever its position lives.
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_SPLIT_CUH_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_MLA_DECODE_SPLIT_CUH_
 
@@ -15,6 +16,28 @@
 #include "engine/backend/cuda/kernels/ptx_ops.cuh"
 
 namespace mla::cuda {
+
+// Where the 64 key rows of one step come from: consecutive rows of one cache block, or
+// (gathered) rows at byte offsets from the layer's cache, −1 for a key not to read.
+struct MlaKeyRows {
+  const uint8_t* base;
+  const int64_t* offsets;  // null: consecutive rows from base
+  int64_t row_bytes;
+  // (A key not to read gets base: an aligned address that no copy of it reads from.)
+  __device__ const uint8_t* Row(int key) const {
+    if (offsets == nullptr) return base + key * row_bytes;
+    return offsets[key] >= 0 ? base + offsets[key] : base;
+  }
+  // Whether key `key` of the block starting at `first_key` is read (else zeros).
+  __device__ bool Valid(int key, int first_key, int seq_len) const {
+    return first_key + key < seq_len && (offsets == nullptr || offsets[key] >= 0);
+  }
+  // Every row starts 16-byte aligned.
+  __device__ bool Aligned16() const {
+    return (reinterpret_cast<uintptr_t>(base) & 15) == 0 &&
+           (offsets == nullptr || row_bytes % 16 == 0);
+  }
+};
 
 // Stores 4 words (16 bytes) of a key row in shared memory: one 16-byte store where the
 // row keeps that alignment, four 4-byte ones otherwise (the CUDA-core kernel's odd stride).
@@ -47,20 +70,20 @@ __device__ __forceinline__ uint32_t DequantFp8Pair(uint32_t codes, float scale) 
 // 512, k_pe at 528, blocks from the 16-byte aligned pool), a thread takes 16 codes with one
 // 16-byte load and their group's scale, or 8 k_pe values; otherwise value by value.
 template <int kThreadCount>
-__device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq_len, int latent,
+__device__ void LoadFp8KeyBlock(const MlaKeyRows& src, int first_key, int seq_len, int latent,
                                 int rope, uint32_t* keys, int stride) {
-  const int64_t row_bytes = CacheRowBytesOf(true, latent, rope);
+  const int64_t row_bytes = src.row_bytes;
   const int rope_at = latent + 4 * CacheFp8Groups(latent);
   if (latent % 16 == 0 && rope % 8 == 0 && row_bytes % 16 == 0 && rope_at % 16 == 0 &&
-      (reinterpret_cast<uintptr_t>(block_ptr) & 15) == 0) {
+      src.Aligned16()) {
     const bool wide = stride % 4 == 0 && (reinterpret_cast<uintptr_t>(keys) & 15) == 0;
     const int code_chunks = latent / 16;  // 16 codes → 8 words
     const int chunks = code_chunks + rope / 8;
     for (int i = threadIdx.x; i < kMlaBlockSize * chunks; i += kThreadCount) {
       const int key = i / chunks;
       const int c = i - key * chunks;
-      const bool valid = first_key + key < seq_len;
-      const uint8_t* row = block_ptr + key * row_bytes;
+      const bool valid = src.Valid(key, first_key, seq_len);
+      const uint8_t* row = src.Row(key);
       uint32_t* dst = keys + key * stride;
       if (c < code_chunks) {
         uint4 codes = make_uint4(0, 0, 0, 0);
@@ -93,8 +116,8 @@ __device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq
     const int key = i / words;
     const int w = i - key * words;
     uint32_t word = 0u;
-    if (first_key + key < seq_len) {
-      const CacheRowView row{block_ptr + key * row_bytes, true, latent};
+    if (src.Valid(key, first_key, seq_len)) {
+      const CacheRowView row{src.Row(key), true, latent};
       word = uint32_t{ToBf16Bits(row.At(2 * w))} | (uint32_t{ToBf16Bits(row.At(2 * w + 1))} << 16);
     }
     keys[key * stride + w] = word;
@@ -103,38 +126,40 @@ __device__ void LoadFp8KeyBlock(const uint8_t* block_ptr, int first_key, int seq
 
 // bf16 rows of `width` values.
 template <int kThreadCount>
-__device__ void LoadBf16KeyBlock(const uint16_t* block_ptr, int first_key, int seq_len, int width,
+__device__ void LoadBf16KeyBlock(const MlaKeyRows& src, int first_key, int seq_len, int width,
                                  uint32_t* keys, int stride) {
   // 16-byte copies when every block starts 16-byte aligned (cudaMalloc'd pool, rows a
   // multiple of 8 values). Where the rows in shared memory keep that alignment they are
   // asynchronous: each thread issues all of its block's copies (36 at 576 values and 128
   // threads) before waiting once, so a whole block is in flight instead of a load or a
   // few at a time (the kernels were bound by that latency, docs/BENCHMARKS.md).
-  if (width % 8 == 0 && (reinterpret_cast<uintptr_t>(block_ptr) & 15) == 0) {
+  if (width % 8 == 0 && src.Aligned16()) {
     const int chunks = width / 8;
-    const uint4* src = reinterpret_cast<const uint4*>(block_ptr);
     const bool wide_stores = stride % 4 == 0 && (reinterpret_cast<uintptr_t>(keys) & 15) == 0;
     if (wide_stores) {
       for (int i = threadIdx.x; i < kMlaBlockSize * chunks; i += kThreadCount) {
-        const int key = i / chunks;
-        CopyAsync16(keys + key * stride + (i - key * chunks) * 4, src + i,
-                    first_key + key < seq_len);
+        const int key = i / chunks, c = i - key * chunks;
+        CopyAsync16(keys + key * stride + c * 4, reinterpret_cast<const uint4*>(src.Row(key)) + c,
+                    src.Valid(key, first_key, seq_len));
       }
       WaitCopiesAsync();
       return;
     }
     for (int i = threadIdx.x; i < kMlaBlockSize * chunks; i += kThreadCount) {
-      const int key = i / chunks;
-      const uint4 v = first_key + key < seq_len ? src[i] : make_uint4(0, 0, 0, 0);
-      StoreKeyWords4(keys + key * stride + (i - key * chunks) * 4, v, false);
+      const int key = i / chunks, c = i - key * chunks;
+      const uint4 v = src.Valid(key, first_key, seq_len)
+                          ? reinterpret_cast<const uint4*>(src.Row(key))[c]
+                          : make_uint4(0, 0, 0, 0);
+      StoreKeyWords4(keys + key * stride + c * 4, v, false);
     }
   } else {
     const int words = width / 2;
-    const uint32_t* src = reinterpret_cast<const uint32_t*>(block_ptr);
     for (int i = threadIdx.x; i < kMlaBlockSize * words; i += kThreadCount) {
       const int key = i / words;
       const int w = i - key * words;
-      keys[key * stride + w] = first_key + key < seq_len ? src[i] : 0u;
+      keys[key * stride + w] = src.Valid(key, first_key, seq_len)
+                                   ? reinterpret_cast<const uint32_t*>(src.Row(key))[w]
+                                   : 0u;
     }
   }
 }
@@ -142,14 +167,14 @@ __device__ void LoadBf16KeyBlock(const uint16_t* block_ptr, int first_key, int s
 // The block's keys [first_key, first_key + 64) of a sequence of seq_len tokens, from
 // either cache layout.
 template <int kThreadCount>
-__device__ void LoadMlaKeyBlock(const MlaDecodeParams& p, const uint8_t* block_ptr, int first_key,
+__device__ void LoadMlaKeyBlock(const MlaDecodeParams& p, const MlaKeyRows& src, int first_key,
                                 int seq_len, uint32_t* keys, int stride) {
   if (p.kv_fp8) {
-    LoadFp8KeyBlock<kThreadCount>(block_ptr, first_key, seq_len, p.kv_lora_rank, p.rope_dim, keys,
+    LoadFp8KeyBlock<kThreadCount>(src, first_key, seq_len, p.kv_lora_rank, p.rope_dim, keys,
                                   stride);
   } else {
-    LoadBf16KeyBlock<kThreadCount>(reinterpret_cast<const uint16_t*>(block_ptr), first_key, seq_len,
-                                   p.kv_lora_rank + p.rope_dim, keys, stride);
+    LoadBf16KeyBlock<kThreadCount>(src, first_key, seq_len, p.kv_lora_rank + p.rope_dim, keys,
+                                   stride);
   }
 }
 
@@ -209,15 +234,19 @@ __device__ void FinishPieceLse(const MlaDecodeParams& p, const MlaPieceOutput& o
 // after the block's keys are in), and FinishPiece(seq, split).
 template <int kThreadCount, typename Kernel>
 __device__ void WalkPart(const MlaDecodeParams& p, Kernel& kernel) {
+  static_assert(kThreadCount >= kMlaBlockSize, "one thread per key finds the gathered rows");
+  __shared__ int64_t gathered_s[kMlaBlockSize];  // a selection's block: its rows' offsets
   if (threadIdx.x < kMlaDecodeRowsPerCta) {
     kernel.s.m[threadIdx.x] = -INFINITY;
     kernel.s.l[threadIdx.x] = 0.0f;
   }
   const MlaDecodePart part = p.parts[blockIdx.y];
-  const int64_t block_bytes =
-      int64_t{kMlaBlockSize} * CacheRowBytesOf(p.kv_fp8, p.kv_lora_rank, p.rope_dim);
+  const int64_t row_bytes = CacheRowBytesOf(p.kv_fp8, p.kv_lora_rank, p.rope_dim);
+  const int64_t block_bytes = int64_t{kMlaBlockSize} * row_bytes;
+  const uint8_t* cache = static_cast<const uint8_t*>(p.kv_cache);
   for (int seq = part.begin_seq; seq <= part.end_seq; ++seq) {
-    const int seq_len = p.seq_lens[seq];
+    // With a selection the "sequence" is its valid entries (the plan counted them so).
+    const int seq_len = p.selected == nullptr ? p.seq_lens[seq] : min(p.topk, p.seq_lens[seq]);
     const int blocks = (seq_len + kMlaBlockSize - 1) / kMlaBlockSize;
     const MlaDecodePieceRange range = MlaPieceOf(part, seq, blocks);
     const int block_end = min(range.block_end, blocks);  // Guards against a stale plan.
@@ -226,10 +255,27 @@ __device__ void WalkPart(const MlaDecodeParams& p, Kernel& kernel) {
     kernel.BeginPiece(seq);
     const int32_t* table = p.block_table + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
     for (int b = range.block_begin; b < block_end; ++b) {
-      const uint8_t* block_ptr =
-          static_cast<const uint8_t*>(p.kv_cache) + static_cast<int64_t>(table[b]) * block_bytes;
       __syncthreads();  // Keys and p of the previous block are consumed.
-      LoadMlaKeyBlock<kThreadCount>(p, block_ptr, b * kMlaBlockSize, seq_len, kernel.s.keys,
+      MlaKeyRows src{cache + static_cast<int64_t>(table[b]) * block_bytes, nullptr, row_bytes};
+      if (p.selected != nullptr) {
+        // Entry k of the selection is a position; its row is found through the block
+        // table. A position outside the sequence (a broken selection) is not read.
+        if (threadIdx.x < kMlaBlockSize) {
+          const int k = b * kMlaBlockSize + static_cast<int>(threadIdx.x);
+          int64_t offset = -1;
+          if (k < seq_len) {
+            const int pos = p.selected[int64_t{seq} * p.topk + k];
+            if (pos >= 0 && pos < p.seq_lens[seq]) {
+              offset = (int64_t{table[pos / kMlaBlockSize]} * kMlaBlockSize + pos % kMlaBlockSize) *
+                       row_bytes;
+            }
+          }
+          gathered_s[threadIdx.x] = offset;
+        }
+        __syncthreads();
+        src = {cache, gathered_s, row_bytes};
+      }
+      LoadMlaKeyBlock<kThreadCount>(p, src, b * kMlaBlockSize, seq_len, kernel.s.keys,
                                     kernel.stride);
       __syncthreads();
       kernel.Scores(b * kMlaBlockSize, seq_len);
