@@ -19,6 +19,7 @@
 
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/kernels/indexer.h"
 #include "engine/common/bf16.h"
 #include "engine/kv_cache/block_pool.h"
 #include "engine/model/deepseek_model.h"
@@ -170,6 +171,8 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
       {{16, 512, 64, 64, {0, 130}, {1, 70}}, 64, 128, 64, false},
       // One-token sequences and a top-k of one.
       {{1, 32, 2, 4, {0, 9}, {1, 1}}, 2, 16, 1, false},
+      // Index keys of 24 values: the CUDA-core scores (the others run on tensor cores).
+      {{2, 32, 8, 16, {30, 3}, {3, 20}}, 4, 24, 8, false},
       // Decode steps over 64-token blocks: the split-KV kernels gather each row's
       // selection (tensor cores at DeepSeek's widths and at L 40 + R 8; CUDA cores at
       // L 32 + R 8), a top-k off the block size, sequences shorter and longer than it.
@@ -229,8 +232,12 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
         RunSparse(*gpu, c, steps, latents, k_pes, keys, q_index, w_index, q_attn, on_cpu.selected);
     ASSERT_EQ(on_gpu.selected.size(), on_cpu.selected.size());
 
-    // The selection, row by row, against float64 scores of the bf16 keys. Each key is
-    // found by the cache slot its step row wrote.
+    // The selection, row by row, against float64 scores of the bf16 keys and of q as the
+    // device's scores take it (rounded to bf16 where they run on tensor cores). Each key
+    // is found by the cache slot its step row wrote.
+    cuda::IndexerF32Params kernel_shape;
+    kernel_shape.dim = c.index_dim;
+    const bool bf16_q = cuda::IndexerUsesTensorCores(kernel_shape);
     std::vector<const float*> key_at_slot(static_cast<size_t>(num_blocks * a.block_size));
     for (size_t phase = 0; phase < steps.size(); ++phase) {
       for (size_t t = 0; t < steps[phase].slots.size(); ++t) {
@@ -253,7 +260,8 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
           for (int h = 0; h < c.index_heads; ++h) {
             double dot = 0;
             for (int i = 0; i < c.index_dim; ++i) {
-              dot += double{q_index[(r * c.index_heads + h) * c.index_dim + i]} *
+              const float qi = q_index[(r * c.index_heads + h) * c.index_dim + i];
+              dot += double{bf16_q ? Bf16ToFloat(FloatToBf16(qi)) : qi} *
                      Bf16ToFloat(FloatToBf16(key[i]));
             }
             acc += 0.5 * w_index[r * c.index_heads + h] * std::max(0.25 * dot, 0.0);
@@ -314,7 +322,9 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
 // amx_bf16 kernels, golden_test's Bf16ActivationTest method) puts 54 of the goldens' 255
 // rows above 1 − cosine 1e-2, changes 31 of 217 greedy tokens and has a median row of
 // 5.1–5.4e-4: a router or indexer near-tie flips, and the rows after it attend to other
-// keys. The emulated device measured 73 rows, 39 tokens, median 6.6e-4. So: the rows that
+// keys. The emulated device measured 73 rows, 39 tokens, median 6.6e-4 with the indexer's
+// scores on CUDA cores (fp32 q), 54 rows, 30 tokens, median 5.1e-4 on tensor cores (bf16
+// q, as the model's bf16 indexer in transformers). So: the rows that
 // see at most index_topk keys (dense attention, whatever the selection) within the dense
 // models' bounds (Bf16RowAgreement); all rows within 40% over 1e-2, 25% of greedy tokens
 // changed and a median of 1.5e-3. A wrong selection, key or RoPE pairing moves the sparse

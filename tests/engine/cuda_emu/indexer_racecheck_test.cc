@@ -1,6 +1,7 @@
 // The indexer's kernels (engine/backend/cuda/kernels/indexer.cu) on the emulated device,
-// built with ThreadSanitizer (see CMakeLists.txt): the selection's shared histogram, scan
-// buffer and threshold must be ordered by its barriers, or the race check fails the test.
+// built with ThreadSanitizer (see CMakeLists.txt): the tensor-core scores' shared q, keys
+// and warp sums, and the selection's shared histogram, scan buffer and threshold must be
+// ordered by their barriers, or the race check fails the test.
 // The values are small integers (q, keys and weights) and powers of two (the scales), so
 // that every score is exact whatever the summation order and the device's top-k must equal
 // the CPU backend's bit for bit, ties (frequent with integer scores) to the lower position.
@@ -27,8 +28,11 @@ DeviceBuffer Upload(const std::vector<T>& host) {
   return b.ok() ? std::move(*b) : DeviceBuffer();
 }
 
-TEST(IndexerRacecheck, TopKEqualsTheCpusOnExactScores) {
-  constexpr int kHeads = 4, kDim = 40, kBlock = 16, kTopK = 8;
+// Index keys of kDim values: 40 takes the CUDA-core scores, 32 the tensor-core ones (small
+// integers are exact in bf16, so rounding q there changes nothing).
+void ExpectTopKEqualsTheCpus(const int kDim) {
+  SCOPED_TRACE(::testing::Message() << "index_key_dim " << kDim);
+  constexpr int kHeads = 4, kBlock = 16, kTopK = 8;
   // Sequence 0: 3 decode-like rows at the end of 40 keys; sequence 1: a 7-row prefill
   // (rows seeing fewer keys than top-k, and more); sequence 2: one row over 70 keys.
   const std::vector<int32_t> seq_lens = {40, 7, 70}, q_pos0 = {37, 0, 69};
@@ -99,6 +103,7 @@ TEST(IndexerRacecheck, TopKEqualsTheCpusOnExactScores) {
   p.scores = d_scores.as<float>();
   p.scores_stride = 70;
   p.selected = d_selected.as<int32_t>();
+  EXPECT_EQ(cuda::IndexerUsesTensorCores(p), kDim % 16 == 0);
   // Two groups of rows, as the backend launches when the scratch is short.
   for (const auto& [first, n] : {std::pair<int64_t, int64_t>{0, 6}, {6, rows - 6}}) {
     p.first_row = first;
@@ -112,6 +117,11 @@ TEST(IndexerRacecheck, TopKEqualsTheCpusOnExactScores) {
       ASSERT_EQ(got[r * kTopK + k], want[r * kTopK + k]) << "row " << r << " entry " << k;
     }
   }
+}
+
+TEST(IndexerRacecheck, TopKEqualsTheCpusOnExactScores) {
+  ExpectTopKEqualsTheCpus(40);
+  ExpectTopKEqualsTheCpus(32);
 }
 
 }  // namespace

@@ -5,10 +5,10 @@
 // selected[t] gets the min(topk, visible) best positions in ascending order (ties: the
 // lower position), then -1.
 //
-// Declarations only (plain C++, includable anywhere); the kernels live in indexer.cu and
-// aim at being right first: one warp per key for the scores (heads summed in order, as the
-// CPU does), one CTA per row for the selection (a radix select on the scores' bits, then
-// the selected positions compacted in order).
+// Declarations only (plain C++, includable anywhere); the kernels live in indexer.cu: the
+// scores as tensor-core products per (row, 64 keys) where the widths allow, else one warp
+// per key (heads summed in order, as the CPU does); one CTA per row for the selection (a
+// radix select on the scores' bits, then the selected positions compacted in order).
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_INDEXER_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_INDEXER_H_
 
@@ -22,6 +22,11 @@ namespace mla::cuda {
 
 // q of one row stays in shared memory: heads · dim ≤ this (DeepSeek-V3.2: 64 · 128).
 inline constexpr int kIndexerMaxQ = 8192;
+
+// How the scores are computed: kAuto takes tensor cores (m16n8k16, q rounded to bf16)
+// where index_key_dim is a multiple of 16 (DeepSeek-V3.2: 128), CUDA cores (fp32 q, the
+// CPU's dot products up to their order) otherwise; kSimt always the latter.
+enum class IndexerKernel { kAuto, kSimt };
 
 struct IndexerF32Params {
   int64_t num_rows = 0;  // Rows of this launch: step rows first_row .. first_row + num_rows.
@@ -45,7 +50,11 @@ struct IndexerF32Params {
   float* scores = nullptr;
   int64_t scores_stride = 0;
   int32_t* selected = nullptr;  // [step rows, topk]
+  IndexerKernel kernel = IndexerKernel::kAuto;
 };
+
+// Whether the scores of `p` run on tensor cores (q rounded to bf16).
+bool IndexerUsesTensorCores(const IndexerF32Params& p);
 
 // Scores and selects rows first_row .. first_row + num_rows of the step.
 absl::Status LaunchIndexerTopK(const IndexerF32Params& p, CudaStream stream);
