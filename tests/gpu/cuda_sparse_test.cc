@@ -179,6 +179,9 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
       {{16, 512, 64, 64, {0, 130, 63, 300}, {1, 1, 1, 1}}, 64, 128, 100, false},
       {{4, 40, 8, 64, {200, 5, 64}, {1, 1, 1}}, 8, 16, 65, false},
       {{2, 32, 8, 64, {129, 20}, {1, 1}}, 4, 16, 64, true},
+      // Prefill rows over 64-token blocks: the split-KV kernels again, each query row its
+      // own "sequence" with its own selection and view (MlaDecodeParams::seq_of).
+      {{4, 40, 8, 64, {10, 100}, {70, 3}}, 8, 16, 50, false},
   };
   std::mt19937 rng(11);
   for (const SparseCase& c : cases) {
@@ -214,12 +217,11 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
     std::vector<float> w_index = RandomVector(t * c.index_heads, rng);
     if (c.equal_keys) std::fill(w_index.begin(), w_index.end(), 1.0f);
     std::vector<float> q_attn = RandomVector(t * a.heads * (a.latent + a.rope), rng);
-    // Decode steps with 64-token blocks take the split-KV kernels, which read q in bf16
-    // (made bf16-exact here, so that the CPU sees what they see) and store out in bf16:
-    // 1e-2 absolute + relative, as for dense attention (cuda_backend_test). A wrong key
-    // moves outputs by O(1).
-    const bool split = a.block_size == 64 && std::all_of(a.new_rows.begin(), a.new_rows.end(),
-                                                         [](int r) { return r == 1; });
+    // Steps over 64-token blocks take the split-KV kernels, which read q in bf16 (made
+    // bf16-exact here, so that the CPU sees what they see) and store out in bf16: 1e-2
+    // absolute + relative, as for dense attention (cuda_backend_test). A wrong key moves
+    // outputs by O(1).
+    const bool split = a.block_size == 64;
     if (split) {
       for (float& x : q_attn) x = Bf16ToFloat(FloatToBf16(x));
     }
@@ -343,25 +345,28 @@ TEST(CudaSparseModel, TinyV32MatchesCpuAndGoldens) {
   ASSERT_GT(config.index_topk, 0);
   const std::vector<Golden> goldens = LoadGoldens("tiny-v32.bf16-kv.safetensors");
   ASSERT_FALSE(goldens.empty());
-  CacheLayoutConfig lc{CacheDType::kBF16, config.kv_lora_rank, config.qk_rope_head_dim, 16,
-                       config.num_hidden_layers};
-  lc.index_key_dim = config.index_head_dim;
-  auto layout = CacheLayout::Create(lc);
-  ASSERT_TRUE(layout.ok()) << layout.status();
   const int vocab = config.vocab_size;
   const size_t dense_rows = static_cast<size_t>(config.index_topk);
-  Bf16RowAgreement dense_vs_golden, vs_golden, vs_cpu, chunked_vs_golden;
+  Bf16RowAgreement dense_vs_golden, vs_golden, vs_cpu, chunked_vs_golden, blocks64_vs_golden;
   bool any_sparse = false;
   for (const Golden& g : goldens) {
     const int64_t T = static_cast<int64_t>(g.prompt.size());
     any_sparse = any_sparse || T > config.index_topk;
-    for (const int chunk : {0, 7}) {  // 0: the whole prompt at once
+    // The whole prompt at once (chunk 0) and in chunks of 7 over a cached prefix, with
+    // 16-token blocks (the generic attention kernel), and in chunks of 7 with 64-token
+    // blocks (the split-KV kernels, each prefill row gathering its own selection).
+    for (const auto& [chunk, block_size] : {std::pair{0, 16}, std::pair{7, 16}, std::pair{7, 64}}) {
+      CacheLayoutConfig lc{CacheDType::kBF16, config.kv_lora_rank, config.qk_rope_head_dim,
+                           block_size, config.num_hidden_layers};
+      lc.index_key_dim = config.index_head_dim;
+      auto layout = CacheLayout::Create(lc);
+      ASSERT_TRUE(layout.ok()) << layout.status();
       ASSERT_TRUE(StatusIsOk(gpu->AllocateCache(*layout, 128)));
       ASSERT_TRUE(gpu->PoisonCacheWithNaN().ok());
       ASSERT_TRUE(cpu_be.AllocateCache(*layout, 128).ok());
       cpu_be.latent_cache()->PoisonWithNaN();
       BlockPool pool(128);
-      BlockTable table(16);
+      BlockTable table(block_size);
       ASSERT_TRUE(table.Append(T, pool).ok());
       std::vector<float> on_gpu, on_cpu;
       const int64_t step = chunk == 0 ? T : chunk;
@@ -376,7 +381,7 @@ TEST(CudaSparseModel, TinyV32MatchesCpuAndGoldens) {
         on_cpu.insert(on_cpu.end(), want->begin(), want->end());
       }
       if (chunk != 0) {
-        chunked_vs_golden.Add(on_gpu, g.logits, vocab);
+        (block_size == 64 ? blocks64_vs_golden : chunked_vs_golden).Add(on_gpu, g.logits, vocab);
         continue;
       }
       vs_golden.Add(on_gpu, g.logits, vocab);
@@ -389,13 +394,15 @@ TEST(CudaSparseModel, TinyV32MatchesCpuAndGoldens) {
   ASSERT_TRUE(any_sparse) << "no golden prompt is longer than the indexer's top-k";
   std::printf(
       "[ tiny-v32 ] dense rows vs goldens: %s\n[ tiny-v32 ] vs goldens: %s\n"
-      "[ tiny-v32 ] vs cpu: %s\n[ tiny-v32 ] chunks of 7 vs goldens: %s\n",
+      "[ tiny-v32 ] vs cpu: %s\n[ tiny-v32 ] chunks of 7 vs goldens: %s\n"
+      "[ tiny-v32 ] chunks of 7, 64-token blocks, vs goldens: %s\n",
       dense_vs_golden.Summary().c_str(), vs_golden.Summary().c_str(), vs_cpu.Summary().c_str(),
-      chunked_vs_golden.Summary().c_str());
+      chunked_vs_golden.Summary().c_str(), blocks64_vs_golden.Summary().c_str());
   dense_vs_golden.ExpectWithinBounds("dense rows vs goldens");
   for (const auto& [agreement, what] :
        {std::pair{&vs_golden, "vs goldens"}, std::pair{&vs_cpu, "vs cpu"},
-        std::pair{&chunked_vs_golden, "chunks of 7 vs goldens"}}) {
+        std::pair{&chunked_vs_golden, "chunks of 7 vs goldens"},
+        std::pair{&blocks64_vs_golden, "chunks of 7, 64-token blocks, vs goldens"}}) {
     agreement->ExpectWithin(what, 0.40, 0.25, 1.5e-3);
   }
 }

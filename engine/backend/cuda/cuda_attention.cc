@@ -115,8 +115,10 @@ MlaAttentionF32Params CudaBackend::GenericAttentionParams(int layer, int heads, 
   return p;
 }
 
-bool CudaBackend::CanSplitKvDecode(int heads) const {
-  return split_kv_decode_ && decode_only_ && layout_->block_size() == kMlaBlockSize &&
+bool CudaBackend::CanSplitKvDecode(int heads) const { return decode_only_ && SplitKvTakes(heads); }
+
+bool CudaBackend::SplitKvTakes(int heads) const {
+  return split_kv_decode_ && layout_->block_size() == kMlaBlockSize &&
          layout_->latent_dim() <= kMlaMaxLatent && layout_->latent_dim() % 2 == 0 &&
          layout_->rope_dim() <= kMlaMaxRope && layout_->rope_dim() % 2 == 0 && heads >= 1 &&
          num_sms_ > 0;
@@ -144,8 +146,24 @@ absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
   options.rows_per_cta = decode_rows_per_cta_;
   options.max_blocks_per_seq = static_cast<int>(table_width_);
   MlaDecodePlan& plan = decode_plan_;
-  if (topk > 0) {  // A sequence attends to its selection's valid entries.
-    plan_lens_.assign(step_->seq_lens.begin(), step_->seq_lens.end());
+  if (topk > 0) {
+    // A sequence attends to its selection's valid entries. Outside a decode step every
+    // query row is its own "sequence" (MlaDecodeParams::seq_of), seeing the keys up to
+    // its position: those counts go up for the kernel, the plan takes min(topk, count).
+    if (!decode_only_) {
+      row_lens_.resize(static_cast<size_t>(step_->num_tokens));
+      for (int64_t s = 0; s < step_->batch; ++s) {
+        for (int32_t r = step_->cu_seqlens_q[s]; r < step_->cu_seqlens_q[s + 1]; ++r) {
+          row_lens_[static_cast<size_t>(r)] = step_->q_pos0[s] + (r - step_->cu_seqlens_q[s]) + 1;
+        }
+      }
+      MLA_RETURN_IF_ERROR(Reserve(row_lens_dev_, std::max<size_t>(row_lens_.size() * 4, 8)));
+      MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(row_lens_dev_.data(), row_lens_.data(),
+                                               row_lens_.size() * sizeof(int32_t),
+                                               cudaMemcpyHostToDevice, Raw(stream_)));
+    }
+    const std::vector<int32_t>& lens = decode_only_ ? step_->seq_lens : row_lens_;
+    plan_lens_.assign(lens.begin(), lens.end());
     for (int32_t& n : plan_lens_) n = std::min(n, topk);
   }
   MLA_RETURN_IF_ERROR(PlanMlaDecode(topk > 0 ? plan_lens_ : step_->seq_lens, options, &plan));
@@ -155,8 +173,10 @@ absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
   MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
   // Partial results for the plan's bound, not its count, which changes whenever a sequence
   // crosses a block: buffers that moved would outdate every recorded step.
-  const size_t slots = static_cast<size_t>(
-      std::max<int64_t>(MaxPartialSlots(static_cast<int64_t>(step_->seq_lens.size()), options), 1));
+  const int64_t plan_batch =
+      static_cast<int64_t>(topk > 0 ? plan_lens_.size() : step_->seq_lens.size());
+  const size_t slots =
+      static_cast<size_t>(std::max<int64_t>(MaxPartialSlots(plan_batch, options), 1));
   const size_t lat = static_cast<size_t>(layout_->latent_dim());
   MLA_RETURN_IF_ERROR(Reserve(partial_out_, slots * heads * lat * sizeof(float)));
   MLA_RETURN_IF_ERROR(Reserve(partial_lse_, slots * heads * sizeof(float)));
@@ -181,7 +201,9 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
                                         const Tensor& out, const Tensor& lse,
                                         const int32_t* selected, int topk) {
   const int lat = layout_->latent_dim(), rope = layout_->rope_dim();
-  const int64_t batch = step_->batch;
+  // A sparse prefill's "sequences" are its query rows (PlanSplitKv).
+  const bool rows_apart = selected != nullptr && !decode_only_;
+  const int64_t batch = rows_apart ? step_->num_tokens : step_->batch;
   MLA_RETURN_IF_ERROR(PlanSplitKv(heads, topk));
   const size_t rows = static_cast<size_t>(batch) * heads;
   MLA_RETURN_IF_ERROR(Reserve(q_bf16_, rows * (lat + rope) * sizeof(bf16_t)));
@@ -203,7 +225,8 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
   p.kv_cache = CacheLayer(layer);
   p.kv_fp8 = CacheFp8();
   p.block_table = block_table_.as<int32_t>();
-  p.seq_lens = seq_lens_.as<int32_t>();
+  p.seq_lens = rows_apart ? row_lens_dev_.as<int32_t>() : seq_lens_.as<int32_t>();
+  p.seq_of = rows_apart ? row_seq_dev_.as<int32_t>() : nullptr;
   p.parts = plan_parts_dev_.as<MlaDecodePart>();
   p.split_offsets = plan_splits_dev_.as<int32_t>();
   p.partial_out = partial_out_.as<float>();
@@ -371,9 +394,10 @@ void CudaBackend::SparseMlaAttention(int layer, int heads, float softmax_scale, 
   const int topk = static_cast<int>(selected.cols);
   last_heads_ = heads;
   last_topk_ = topk;
-  // Decode steps take the split-KV kernels, gathering each row's selected keys (tensor
-  // cores where they take the widths); other steps the generic kernel.
-  if (CanSplitKvDecode(heads)) {
+  // The split-KV kernels gather each row's selected keys (tensor cores where they take the
+  // widths), a decode step's rows as its sequences, any other step's rows each on its own;
+  // otherwise (block sizes other than 64, more rows than a grid holds) the generic kernel.
+  if (SplitKvTakes(heads) && step_->decompress.empty() && q.rows <= kMaxSplitKvRows) {
     return Fail(op, SplitKvDecode(layer, heads, softmax_scale, q, out, lse,
                                   static_cast<const int32_t*>(selected.data), topk));
   }

@@ -255,12 +255,17 @@ BackendMemory CudaBackend::Memory() const {
   m.weight_bytes = weight_bytes_;
   m.cache_bytes = static_cast<int64_t>(cache_.bytes());
   for (const DeviceBuffer& b : activations_) m.workspace_bytes += static_cast<int64_t>(b.bytes());
-  for (const DeviceBuffer* b :
-       {&block_table_,     &seq_lens_,    &q_pos0_,       &cu_seqlens_q_, &row_seq_dev_,
-        &slots_,           &tokens_,      &gemm_in_,      &expert_ids_,   &expert_weights_,
-        &counts_,          &offsets_,     &sorted_pairs_, &pair_rows_,    &permuted_,
-        &expert_out_,      &expert_gate_, &expert_up_,    &probe_stats_,  &plan_parts_dev_,
-        &plan_splits_dev_, &q_bf16_,      &out_bf16_,     &partial_out_,  &partial_lse_}) {
+  for (const DeviceBuffer* b : {&block_table_,    &seq_lens_,         &q_pos0_,
+                                &cu_seqlens_q_,   &row_seq_dev_,      &slots_,
+                                &tokens_,         &gemm_in_,          &expert_ids_,
+                                &expert_weights_, &counts_,           &offsets_,
+                                &sorted_pairs_,   &pair_rows_,        &permuted_,
+                                &expert_out_,     &expert_gate_,      &expert_up_,
+                                &probe_stats_,    &plan_parts_dev_,   &plan_splits_dev_,
+                                &q_bf16_,         &out_bf16_,         &partial_out_,
+                                &partial_lse_,    &decompress_dev_,   &decompress_latent_,
+                                &decompress_kv_,  &decompress_state_, &indexer_scores_,
+                                &row_lens_dev_}) {
     m.workspace_bytes += static_cast<int64_t>(b->bytes());
   }
   return m;

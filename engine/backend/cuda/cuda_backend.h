@@ -200,6 +200,10 @@ class CudaBackend final : public Backend {
           copy);
   // The split-KV decode of MlaAttention; false when the step or shapes do not allow it.
   bool CanSplitKvDecode(int heads) const;
+  // Whether the split-KV kernels take the cache and heads (any step; SparseMlaAttention
+  // runs a prefill's rows on them too, at most kMaxSplitKvRows).
+  bool SplitKvTakes(int heads) const;
+  static constexpr int64_t kMaxSplitKvRows = 65535;
   // `selected` (with topk): SparseMlaAttention's selection, one row per sequence.
   absl::Status SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
                              const Tensor& out, const Tensor& lse,
@@ -246,6 +250,8 @@ class CudaBackend final : public Backend {
   int64_t step_number_ = 0, planned_step_ = -1;
   int planned_heads_ = 0, planned_topk_ = 0;
   std::vector<int32_t> plan_lens_;  // a sparse plan's key counts
+  std::vector<int32_t> row_lens_;   // a sparse prefill's keys each row sees
+  DeviceBuffer row_lens_dev_;
   int32_t plan_parts_ = 0, plan_partial_slots_ = 0;
   MlaDecodePlan decode_plan_;  // host copy of the plan uploaded for the step
   DeviceBuffer plan_parts_dev_, plan_splits_dev_, q_bf16_, out_bf16_, partial_out_, partial_lse_;

@@ -98,6 +98,9 @@ absl::Status ValidateMlaDecodeParams(const MlaDecodeParams& p) {
     return Invalid(k, absl::StrCat("a selection needs q_rows_per_seq = 1 and topk >= 1, got ",
                                    p.q_rows_per_seq, " and ", p.topk));
   }
+  if (p.seq_of != nullptr && p.selected == nullptr) {
+    return Invalid(k, "seq_of is for a selection's query rows only");
+  }
   if (int64_t{p.q_rows_per_seq} * p.num_heads > INT32_MAX / kMlaMaxLatent) {
     return Invalid(k, "too many query rows per sequence");
   }

@@ -13,7 +13,9 @@
 // of selected[j] (the indexer's, ascending, each below n), each key row gathered through
 // the block table. The plan must then count min(topk, n) keys per sequence. The
 // CUDA-core and the mma kernels (kSimt, kMma, kMmaKSplit) gather; for the others a
-// selection runs kMma.
+// selection runs kMma. With `seq_of`, the "sequences" of a call are query rows of a
+// prefill (each with its own selection and n = the keys it sees), row j reading the
+// block-table row seq_of[j].
 //
 // Two kernels: the split kernel runs a [num_head_tiles, num_parts] grid over the plan of
 // host/mla_decode_plan.h. Each CTA takes kMlaDecodeRowsPerCta query rows (s_q × heads
@@ -108,6 +110,9 @@ struct MlaDecodeParams {
   // Sparse attention (above): null, or [batch, topk] positions with s_q = 1.
   const int32_t* selected = nullptr;
   int topk = 0;
+  // With a selection: null, or [batch] the block_table row of each sequence j (then
+  // seq_lens[j] is the number of keys j sees, not its table's length).
+  const int32_t* seq_of = nullptr;
 };
 
 // Shapes and pointers (the plan's seq_lens checks happen in PlanMlaDecode).

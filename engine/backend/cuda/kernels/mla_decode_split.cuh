@@ -253,7 +253,9 @@ __device__ void WalkPart(const MlaDecodeParams& p, Kernel& kernel) {
     if (range.block_begin >= block_end) continue;        // Uniform over the CTA.
     __syncthreads();
     kernel.BeginPiece(seq);
-    const int32_t* table = p.block_table + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
+    const int32_t* table =
+        p.block_table +
+        static_cast<int64_t>(p.seq_of == nullptr ? seq : p.seq_of[seq]) * p.max_blocks_per_seq;
     for (int b = range.block_begin; b < block_end; ++b) {
       __syncthreads();  // Keys and p of the previous block are consumed.
       MlaKeyRows src{cache + static_cast<int64_t>(table[b]) * block_bytes, nullptr, row_bytes};
