@@ -102,6 +102,10 @@ inline constexpr int64_t kMaxDecompressedChunkBytes = int64_t{64} << 20;
 // of rows (DeepSeek-V3.2; the group shrinks as contexts grow, down to one row).
 inline constexpr int64_t kMaxIndexerScoreBytes = int64_t{64} << 20;
 
+// The most scratch a device backend's SparseMlaAttention holds for a group of prefill rows
+// on its split-KV kernels (bf16 q and output, partial results; DeepSeek-V3.2).
+inline constexpr int64_t kMaxSparsePrefillBytes = int64_t{64} << 20;
+
 // A device's own memory, for sizing the cache from a fraction of it.
 struct DeviceMemoryStatus {
   int64_t total_bytes = 0;

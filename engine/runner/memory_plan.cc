@@ -178,7 +178,10 @@ absl::StatusOr<int64_t> EstimateWorkspaceBytes(const ModelConfig& c, const Works
   // Decompressed prefill: the up-projected keys of one chunk, and the fp32 softmax state
   // of every row ((m, l) and a v-wide accumulator per head).
   bytes += kMaxDecompressedChunkBytes + 4 * s.max_batch_tokens * heads * (c.v_head_dim + 2);
-  if (c.has_indexer()) bytes += kMaxIndexerScoreBytes;  // The indexer's scores.
+  if (c.has_indexer()) {
+    bytes += kMaxIndexerScoreBytes;   // The indexer's scores.
+    bytes += kMaxSparsePrefillBytes;  // A group of sparse prefill rows on the split kernels.
+  }
   return bytes;
 }
 

@@ -196,6 +196,10 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
     cpu::CpuBackend cpu_be(2);
     std::unique_ptr<cuda::CudaBackend> gpu = MakeCuda();
     ASSERT_NE(gpu, nullptr);
+    // A prefill over 64-token blocks in groups of one row (a launch each), where the whole
+    // tiny-v32 test below takes the default (one group): each group's rows, selections,
+    // lengths and outputs at their offsets.
+    gpu->set_sparse_prefill_bytes(1);
     ASSERT_TRUE(cpu_be.AllocateCache(*layout, num_blocks).ok());
     ASSERT_TRUE(StatusIsOk(gpu->AllocateCache(*layout, num_blocks)));
     cpu_be.latent_cache()->PoisonWithNaN();

@@ -124,13 +124,7 @@ bool CudaBackend::SplitKvTakes(int heads) const {
          num_sms_ > 0;
 }
 
-absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
-  if (planned_step_ == step_number_ && planned_heads_ == heads && planned_topk_ == topk) {
-    return absl::OkStatus();
-  }
-  // A plan made inside a recording would record a copy from host memory that the next
-  // step changes: the region runs eagerly instead (BeginStep plans ahead of it when it can).
-  if (capturing_) AbortCapture();
+absl::StatusOr<MlaDecodePlanOptions> CudaBackend::DecodePlanOptions(int heads) {
   const DecodeGridKey key{layout_->latent_dim(), layout_->rope_dim(), CacheFp8()};
   if (decode_grid_key_ != key) {  // Once per cache layout: a device query.
     MLA_ASSIGN_OR_RETURN(decode_ctas_per_sm_,
@@ -145,25 +139,20 @@ absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
   options.num_heads = heads;
   options.rows_per_cta = decode_rows_per_cta_;
   options.max_blocks_per_seq = static_cast<int>(table_width_);
+  return options;
+}
+
+absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
+  if (planned_step_ == step_number_ && planned_heads_ == heads && planned_topk_ == topk) {
+    return absl::OkStatus();
+  }
+  // A plan made inside a recording would record a copy from host memory that the next
+  // step changes: the region runs eagerly instead (BeginStep plans ahead of it when it can).
+  if (capturing_) AbortCapture();
+  MLA_ASSIGN_OR_RETURN(const MlaDecodePlanOptions options, DecodePlanOptions(heads));
   MlaDecodePlan& plan = decode_plan_;
-  if (topk > 0) {
-    // A sequence attends to its selection's valid entries. Outside a decode step every
-    // query row is its own "sequence" (MlaDecodeParams::seq_of), seeing the keys up to
-    // its position: those counts go up for the kernel, the plan takes min(topk, count).
-    if (!decode_only_) {
-      row_lens_.resize(static_cast<size_t>(step_->num_tokens));
-      for (int64_t s = 0; s < step_->batch; ++s) {
-        for (int32_t r = step_->cu_seqlens_q[s]; r < step_->cu_seqlens_q[s + 1]; ++r) {
-          row_lens_[static_cast<size_t>(r)] = step_->q_pos0[s] + (r - step_->cu_seqlens_q[s]) + 1;
-        }
-      }
-      MLA_RETURN_IF_ERROR(Reserve(row_lens_dev_, std::max<size_t>(row_lens_.size() * 4, 8)));
-      MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(row_lens_dev_.data(), row_lens_.data(),
-                                               row_lens_.size() * sizeof(int32_t),
-                                               cudaMemcpyHostToDevice, Raw(stream_)));
-    }
-    const std::vector<int32_t>& lens = decode_only_ ? step_->seq_lens : row_lens_;
-    plan_lens_.assign(lens.begin(), lens.end());
+  if (topk > 0) {  // A sequence attends to its selection's valid entries.
+    plan_lens_.assign(step_->seq_lens.begin(), step_->seq_lens.end());
     for (int32_t& n : plan_lens_) n = std::min(n, topk);
   }
   MLA_RETURN_IF_ERROR(PlanMlaDecode(topk > 0 ? plan_lens_ : step_->seq_lens, options, &plan));
@@ -173,10 +162,8 @@ absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
   MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
   // Partial results for the plan's bound, not its count, which changes whenever a sequence
   // crosses a block: buffers that moved would outdate every recorded step.
-  const int64_t plan_batch =
-      static_cast<int64_t>(topk > 0 ? plan_lens_.size() : step_->seq_lens.size());
-  const size_t slots =
-      static_cast<size_t>(std::max<int64_t>(MaxPartialSlots(plan_batch, options), 1));
+  const size_t slots = static_cast<size_t>(
+      std::max<int64_t>(MaxPartialSlots(static_cast<int64_t>(step_->seq_lens.size()), options), 1));
   const size_t lat = static_cast<size_t>(layout_->latent_dim());
   MLA_RETURN_IF_ERROR(Reserve(partial_out_, slots * heads * lat * sizeof(float)));
   MLA_RETURN_IF_ERROR(Reserve(partial_lse_, slots * heads * sizeof(float)));
@@ -201,9 +188,7 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
                                         const Tensor& out, const Tensor& lse,
                                         const int32_t* selected, int topk) {
   const int lat = layout_->latent_dim(), rope = layout_->rope_dim();
-  // A sparse prefill's "sequences" are its query rows (PlanSplitKv).
-  const bool rows_apart = selected != nullptr && !decode_only_;
-  const int64_t batch = rows_apart ? step_->num_tokens : step_->batch;
+  const int64_t batch = step_->batch;
   MLA_RETURN_IF_ERROR(PlanSplitKv(heads, topk));
   const size_t rows = static_cast<size_t>(batch) * heads;
   MLA_RETURN_IF_ERROR(Reserve(q_bf16_, rows * (lat + rope) * sizeof(bf16_t)));
@@ -225,8 +210,7 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
   p.kv_cache = CacheLayer(layer);
   p.kv_fp8 = CacheFp8();
   p.block_table = block_table_.as<int32_t>();
-  p.seq_lens = rows_apart ? row_lens_dev_.as<int32_t>() : seq_lens_.as<int32_t>();
-  p.seq_of = rows_apart ? row_seq_dev_.as<int32_t>() : nullptr;
+  p.seq_lens = seq_lens_.as<int32_t>();
   p.parts = plan_parts_dev_.as<MlaDecodePart>();
   p.split_offsets = plan_splits_dev_.as<int32_t>();
   p.partial_out = partial_out_.as<float>();
@@ -237,6 +221,88 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
   p.topk = topk;
   MLA_RETURN_IF_ERROR(LaunchMlaDecode(p, stream_));
   return LaunchFromBf16(out_bf16_.as<bf16_t>(), F32(out), stream_);
+}
+
+// A prefill step's sparse attention on the split-KV kernels: every query row is its own
+// "sequence" (MlaDecodeParams::seq_of names its block-table row; seq_lens, the keys it
+// sees), in groups of rows whose bf16 q and output and partial results fit
+// kMaxSparsePrefillBytes. Each group is planned and its plan uploaded on the stream before
+// its launch (the copies wait for the previous group's kernels, which read the same
+// buffers); a prefill step is never recorded as a graph.
+absl::Status CudaBackend::SparsePrefillSplitKv(int layer, int heads, float softmax_scale,
+                                               const Tensor& q, const Tensor& out,
+                                               const Tensor& lse, const int32_t* selected,
+                                               int topk) {
+  const int lat = layout_->latent_dim(), rope = layout_->rope_dim();
+  const int64_t rows = step_->num_tokens;
+  if (row_lens_step_ != step_number_) {  // Once a step: the keys each row sees.
+    row_lens_.resize(static_cast<size_t>(rows));
+    for (int64_t s = 0; s < step_->batch; ++s) {
+      for (int32_t r = step_->cu_seqlens_q[s]; r < step_->cu_seqlens_q[s + 1]; ++r) {
+        row_lens_[static_cast<size_t>(r)] = step_->q_pos0[s] + (r - step_->cu_seqlens_q[s]) + 1;
+      }
+    }
+    MLA_RETURN_IF_ERROR(Reserve(row_lens_dev_, std::max<size_t>(row_lens_.size() * 4, 8)));
+    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(row_lens_dev_.data(), row_lens_.data(),
+                                             row_lens_.size() * sizeof(int32_t),
+                                             cudaMemcpyHostToDevice, Raw(stream_)));
+    row_lens_step_ = step_number_;
+  }
+  MLA_ASSIGN_OR_RETURN(const MlaDecodePlanOptions options, DecodePlanOptions(heads));
+  const int64_t group = SparsePrefillGroupRows(lat, rope, options, sparse_prefill_bytes_);
+  const int64_t width = lat + rope;
+  MLA_RETURN_IF_ERROR(Reserve(q_bf16_, static_cast<size_t>(group * heads * width * 2)));
+  MLA_RETURN_IF_ERROR(Reserve(out_bf16_, static_cast<size_t>(group * heads * lat * 2)));
+  const size_t slots = static_cast<size_t>(MaxPartialSlots(group, options));
+  MLA_RETURN_IF_ERROR(Reserve(partial_out_, slots * heads * lat * sizeof(float)));
+  MLA_RETURN_IF_ERROR(Reserve(partial_lse_, slots * heads * sizeof(float)));
+  MlaDecodePlan& plan = decode_plan_;
+  planned_step_ = -1;  // The decode plan's buffers now hold a group's plan.
+  for (int64_t first = 0; first < rows; first += group) {
+    const int64_t n = std::min(group, rows - first);
+    plan_lens_.assign(row_lens_.begin() + first, row_lens_.begin() + first + n);
+    for (int32_t& len : plan_lens_) len = std::min(len, topk);
+    MLA_RETURN_IF_ERROR(PlanMlaDecode(plan_lens_, options, &plan));
+    const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
+    const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
+    MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
+    MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
+    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_parts_dev_.data(), plan.parts.data(), parts_bytes,
+                                             cudaMemcpyHostToDevice, Raw(stream_)));
+    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_splits_dev_.data(), plan.split_offsets.data(),
+                                             splits_bytes, cudaMemcpyHostToDevice, Raw(stream_)));
+    const F32Matrix q_rows = F32(q.Rows(first, n)), out_rows = F32(out.Rows(first, n));
+    MLA_RETURN_IF_ERROR(LaunchToBf16(q_rows, q_bf16_.as<bf16_t>(), stream_));
+    MlaDecodeParams p;
+    p.batch = static_cast<int>(n);
+    p.q_rows_per_seq = 1;
+    p.num_heads = heads;
+    p.kv_lora_rank = lat;
+    p.rope_dim = rope;
+    p.block_size = kMlaBlockSize;
+    p.num_blocks = num_blocks_;
+    p.max_blocks_per_seq = static_cast<int>(table_width_);
+    p.softmax_scale = softmax_scale;
+    p.num_parts = plan.num_parts;
+    p.num_partial_slots = plan.num_partial_slots();
+    p.q = q_bf16_.as<bf16_t>();
+    p.kv_cache = CacheLayer(layer);
+    p.kv_fp8 = CacheFp8();
+    p.block_table = block_table_.as<int32_t>();
+    p.seq_lens = row_lens_dev_.as<int32_t>() + first;
+    p.seq_of = row_seq_dev_.as<int32_t>() + first;
+    p.parts = plan_parts_dev_.as<MlaDecodePart>();
+    p.split_offsets = plan_splits_dev_.as<int32_t>();
+    p.partial_out = partial_out_.as<float>();
+    p.partial_lse = partial_lse_.as<float>();
+    p.out = out_bf16_.as<bf16_t>();
+    p.lse = static_cast<float*>(lse.data) + first * heads;
+    p.selected = selected + first * topk;
+    p.topk = topk;
+    MLA_RETURN_IF_ERROR(LaunchMlaDecode(p, stream_));
+    MLA_RETURN_IF_ERROR(LaunchFromBf16(out_bf16_.as<bf16_t>(), out_rows, stream_));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<AttentionSharpness> CudaBackend::ProbeAttention(int layer, int64_t seq,
@@ -397,9 +463,12 @@ void CudaBackend::SparseMlaAttention(int layer, int heads, float softmax_scale, 
   // The split-KV kernels gather each row's selected keys (tensor cores where they take the
   // widths), a decode step's rows as its sequences, any other step's rows each on its own;
   // otherwise (block sizes other than 64, more rows than a grid holds) the generic kernel.
-  if (SplitKvTakes(heads) && step_->decompress.empty() && q.rows <= kMaxSplitKvRows) {
-    return Fail(op, SplitKvDecode(layer, heads, softmax_scale, q, out, lse,
-                                  static_cast<const int32_t*>(selected.data), topk));
+  if (SplitKvTakes(heads) && step_->decompress.empty()) {
+    const auto* sel = static_cast<const int32_t*>(selected.data);
+    return Fail(op,
+                decode_only_
+                    ? SplitKvDecode(layer, heads, softmax_scale, q, out, lse, sel, topk)
+                    : SparsePrefillSplitKv(layer, heads, softmax_scale, q, out, lse, sel, topk));
   }
   MlaAttentionF32Params p = GenericAttentionParams(layer, heads, softmax_scale, q, out, lse);
   p.selected = static_cast<const int32_t*>(selected.data);

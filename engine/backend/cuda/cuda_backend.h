@@ -71,6 +71,9 @@ class CudaBackend final : public Backend {
   // Create); tests turn it on. The counters say how many regions were recorded and
   // replayed.
   void set_graphs(bool on) { graphs_on_ = on; }
+  // Tests: the scratch a group of sparse prefill rows may take (kMaxSparsePrefillBytes), so
+  // that a small one splits a prefill into many groups.
+  void set_sparse_prefill_bytes(int64_t bytes) { sparse_prefill_bytes_ = bytes; }
   int64_t graph_captures() const { return graph_captures_; }
   int64_t graph_replays() const { return graph_replays_; }
   // Steps whose every row is a decode row run the split-KV decode kernel (kernels/
@@ -154,6 +157,8 @@ class CudaBackend final : public Backend {
   // Destroys the recordings the cache hands back.
   void DestroyGraphs(const std::vector<void*>& execs);
   bool InCapture() const { return capturing_ || capture_aborted_; }
+  // The split-KV plan's options for `heads` on the current cache and step.
+  absl::StatusOr<MlaDecodePlanOptions> DecodePlanOptions(int heads);
   // Plans and uploads the split-KV decode of the current step for `heads` (once a step);
   // with `topk` (V3.2's sparse attention) over min(topk, length) selected keys a sequence.
   absl::Status PlanSplitKv(int heads, int topk = 0);
@@ -201,9 +206,11 @@ class CudaBackend final : public Backend {
   // The split-KV decode of MlaAttention; false when the step or shapes do not allow it.
   bool CanSplitKvDecode(int heads) const;
   // Whether the split-KV kernels take the cache and heads (any step; SparseMlaAttention
-  // runs a prefill's rows on them too, at most kMaxSplitKvRows).
+  // runs a prefill's rows on them too).
   bool SplitKvTakes(int heads) const;
-  static constexpr int64_t kMaxSplitKvRows = 65535;
+  absl::Status SparsePrefillSplitKv(int layer, int heads, float softmax_scale, const Tensor& q,
+                                    const Tensor& out, const Tensor& lse, const int32_t* selected,
+                                    int topk);
   // `selected` (with topk): SparseMlaAttention's selection, one row per sequence.
   absl::Status SplitKvDecode(int layer, int heads, float softmax_scale, const Tensor& q,
                              const Tensor& out, const Tensor& lse,
@@ -250,7 +257,9 @@ class CudaBackend final : public Backend {
   int64_t step_number_ = 0, planned_step_ = -1;
   int planned_heads_ = 0, planned_topk_ = 0;
   std::vector<int32_t> plan_lens_;  // a sparse plan's key counts
-  std::vector<int32_t> row_lens_;   // a sparse prefill's keys each row sees
+  std::vector<int32_t> row_lens_;   // a sparse prefill's keys each row sees (for a step)
+  int64_t row_lens_step_ = -1;
+  int64_t sparse_prefill_bytes_ = kMaxSparsePrefillBytes;
   DeviceBuffer row_lens_dev_;
   int32_t plan_parts_ = 0, plan_partial_slots_ = 0;
   MlaDecodePlan decode_plan_;  // host copy of the plan uploaded for the step

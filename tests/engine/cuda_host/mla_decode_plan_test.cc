@@ -180,5 +180,35 @@ TEST(MlaDecodePlanTest, RejectsBadInput) {
   EXPECT_TRUE(PlanMlaDecode({2, 0}, Options(8, 16, 2), &plan).ok());
 }
 
+// A sparse prefill's groups of rows: the largest that fits the budget (bf16 q and output
+// per row, the partial slots MaxPartialSlots bounds), one row at the least.
+TEST(MlaDecodePlanTest, SparsePrefillGroupsFitTheBudget) {
+  constexpr int kLatent = 512, kRope = 64;
+  constexpr int64_t kBudget = int64_t{64} << 20;
+  for (const int heads : {16, 128}) {
+    MlaDecodePlanOptions o;
+    o.num_sms = 264;
+    o.num_heads = heads;
+    o.rows_per_cta = 16;
+    o.max_blocks_per_seq = 2048;
+    auto bytes = [&](int64_t rows) {
+      return rows * heads * (2 * (kLatent + kRope) + 2 * kLatent) +
+             MaxPartialSlots(rows, o) * heads * 4 * (kLatent + 1);
+    };
+    const int64_t g = SparsePrefillGroupRows(kLatent, kRope, o, kBudget);
+    EXPECT_LE(bytes(g), kBudget) << heads;
+    EXPECT_GT(bytes(g + 1), kBudget) << heads;
+  }
+  // DeepSeek-V3's 128 heads: about a hundred rows a launch.
+  MlaDecodePlanOptions v3;
+  v3.num_sms = 264;
+  v3.num_heads = 128;
+  v3.rows_per_cta = 16;
+  v3.max_blocks_per_seq = 2048;
+  EXPECT_GT(SparsePrefillGroupRows(kLatent, kRope, v3, kBudget), 50);
+  // A budget smaller than one row still gives one.
+  EXPECT_EQ(SparsePrefillGroupRows(kLatent, kRope, v3, 1000), 1);
+}
+
 }  // namespace
 }  // namespace mla::cuda

@@ -36,7 +36,8 @@ TEST(MemoryPlanTest, V32WorkspaceCountsTheIndexer) {
     absl::StatusOr<int64_t> sparse = EstimateWorkspaceBytes(v32, {tokens, 64, 132});
     ASSERT_TRUE(dense.ok() && sparse.ok());
     const int64_t per_token = 2 * (64 * 128 + 64 + 128 + 2 * 2048);
-    EXPECT_EQ(*sparse - *dense, kMaxIndexerScoreBytes + tokens * per_token) << tokens;
+    EXPECT_EQ(*sparse - *dense, kMaxIndexerScoreBytes + kMaxSparsePrefillBytes + tokens * per_token)
+        << tokens;
   }
 }
 

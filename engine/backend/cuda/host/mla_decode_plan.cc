@@ -94,6 +94,17 @@ int64_t MaxPartialSlots(int64_t batch, const MlaDecodePlanOptions& o) {
   return std::max<int64_t>(0, batch) + Columns(o, tiles) - 1;
 }
 
+int64_t SparsePrefillGroupRows(int latent, int rope, const MlaDecodePlanOptions& o,
+                               int64_t budget_bytes) {
+  const int64_t heads = std::max(o.num_heads, 1);
+  const int64_t per_row = heads * (2 * int64_t{latent + rope} + 2 * int64_t{latent});
+  const int64_t per_slot = heads * 4 * (int64_t{latent} + 1);
+  // MaxPartialSlots(rows) = rows + (its columns − 1): the columns do not depend on rows.
+  const int64_t extra_slots = MaxPartialSlots(0, o);
+  const int64_t room = budget_bytes - extra_slots * per_slot;
+  return std::max<int64_t>(1, room / (per_row + per_slot));
+}
+
 std::vector<MlaDecodePiece> ListMlaDecodePieces(const MlaDecodePlan& plan,
                                                 absl::Span<const int32_t> seq_lens,
                                                 int block_size) {

@@ -56,6 +56,13 @@ absl::Status PlanMlaDecode(absl::Span<const int32_t> seq_lens, const MlaDecodePl
 // to step, which a recorded CUDA graph requires.
 int64_t MaxPartialSlots(int64_t batch, const MlaDecodePlanOptions& options);
 
+// Query rows of a sparse prefill (DeepSeek-V3.2: each row its own "sequence" with its own
+// selection) that one launch of the split-KV kernels takes so that its bf16 q
+// (heads · (latent + rope)) and bf16 output (heads · latent) per row and its partial
+// results (MaxPartialSlots · heads · (latent + 1) fp32) fit `budget_bytes`; at least 1.
+int64_t SparsePrefillGroupRows(int latent, int rope, const MlaDecodePlanOptions& options,
+                               int64_t budget_bytes);
+
 // One part's share of one sequence, as the kernel reads it from the plan.
 struct MlaDecodePiece {
   int32_t part = 0;
