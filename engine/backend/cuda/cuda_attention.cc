@@ -142,6 +142,47 @@ absl::StatusOr<MlaDecodePlanOptions> CudaBackend::DecodePlanOptions(int heads) {
   return options;
 }
 
+absl::Status CudaBackend::UploadDecodePlan(const MlaDecodePlan& plan) {
+  const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
+  const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
+  MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
+  MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
+  // On the step's stream, like BeginStep's uploads: ordered after the work that may still
+  // read the previous plan, and no device-wide wait (a pageable source is staged before
+  // the call returns; the plan is a member all the same).
+  MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_parts_dev_.data(), plan.parts.data(), parts_bytes,
+                                           cudaMemcpyHostToDevice, Raw(stream_)));
+  MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_splits_dev_.data(), plan.split_offsets.data(),
+                                           splits_bytes, cudaMemcpyHostToDevice, Raw(stream_)));
+  return absl::OkStatus();
+}
+
+MlaDecodeParams CudaBackend::SplitKvParams(int layer, int heads, float softmax_scale, int64_t batch,
+                                           const MlaDecodePlan& plan) {
+  MlaDecodeParams p;
+  p.batch = static_cast<int>(batch);
+  p.q_rows_per_seq = 1;
+  p.num_heads = heads;
+  p.kv_lora_rank = layout_->latent_dim();
+  p.rope_dim = layout_->rope_dim();
+  p.block_size = kMlaBlockSize;
+  p.num_blocks = num_blocks_;
+  p.max_blocks_per_seq = static_cast<int>(table_width_);
+  p.softmax_scale = softmax_scale;
+  p.num_parts = plan.num_parts;
+  p.num_partial_slots = plan.num_partial_slots();
+  p.q = q_bf16_.as<bf16_t>();
+  p.kv_cache = CacheLayer(layer);
+  p.kv_fp8 = CacheFp8();
+  p.block_table = block_table_.as<int32_t>();
+  p.parts = plan_parts_dev_.as<MlaDecodePart>();
+  p.split_offsets = plan_splits_dev_.as<int32_t>();
+  p.partial_out = partial_out_.as<float>();
+  p.partial_lse = partial_lse_.as<float>();
+  p.out = out_bf16_.as<bf16_t>();
+  return p;
+}
+
 absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
   if (planned_step_ == step_number_ && planned_heads_ == heads && planned_topk_ == topk) {
     return absl::OkStatus();
@@ -156,10 +197,6 @@ absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
     for (int32_t& n : plan_lens_) n = std::min(n, topk);
   }
   MLA_RETURN_IF_ERROR(PlanMlaDecode(topk > 0 ? plan_lens_ : step_->seq_lens, options, &plan));
-  const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
-  const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
-  MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
-  MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
   // Partial results for the plan's bound, not its count, which changes whenever a sequence
   // crosses a block: buffers that moved would outdate every recorded step.
   const size_t slots = static_cast<size_t>(
@@ -167,15 +204,7 @@ absl::Status CudaBackend::PlanSplitKv(int heads, int topk) {
   const size_t lat = static_cast<size_t>(layout_->latent_dim());
   MLA_RETURN_IF_ERROR(Reserve(partial_out_, slots * heads * lat * sizeof(float)));
   MLA_RETURN_IF_ERROR(Reserve(partial_lse_, slots * heads * sizeof(float)));
-  // On the step's stream, like BeginStep's uploads: ordered after the work that may still
-  // read the previous plan, and no device-wide wait (a pageable source is staged before
-  // the call returns; the plan is a member all the same).
-  MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_parts_dev_.data(), plan.parts.data(), parts_bytes,
-                                           cudaMemcpyHostToDevice, Raw(stream_)));
-  MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_splits_dev_.data(), plan.split_offsets.data(),
-                                           splits_bytes, cudaMemcpyHostToDevice, Raw(stream_)));
-  plan_parts_ = plan.num_parts;
-  plan_partial_slots_ = plan.num_partial_slots();
+  MLA_RETURN_IF_ERROR(UploadDecodePlan(plan));
   planned_step_ = step_number_;
   planned_heads_ = heads;
   planned_topk_ = topk;
@@ -194,28 +223,8 @@ absl::Status CudaBackend::SplitKvDecode(int layer, int heads, float softmax_scal
   MLA_RETURN_IF_ERROR(Reserve(q_bf16_, rows * (lat + rope) * sizeof(bf16_t)));
   MLA_RETURN_IF_ERROR(Reserve(out_bf16_, rows * lat * sizeof(bf16_t)));
   MLA_RETURN_IF_ERROR(LaunchToBf16(F32(q), q_bf16_.as<bf16_t>(), stream_));
-  MlaDecodeParams p;
-  p.batch = static_cast<int>(batch);
-  p.q_rows_per_seq = 1;
-  p.num_heads = heads;
-  p.kv_lora_rank = lat;
-  p.rope_dim = rope;
-  p.block_size = kMlaBlockSize;
-  p.num_blocks = num_blocks_;
-  p.max_blocks_per_seq = static_cast<int>(table_width_);
-  p.softmax_scale = softmax_scale;
-  p.num_parts = plan_parts_;
-  p.num_partial_slots = plan_partial_slots_;
-  p.q = q_bf16_.as<bf16_t>();
-  p.kv_cache = CacheLayer(layer);
-  p.kv_fp8 = CacheFp8();
-  p.block_table = block_table_.as<int32_t>();
+  MlaDecodeParams p = SplitKvParams(layer, heads, softmax_scale, batch, decode_plan_);
   p.seq_lens = seq_lens_.as<int32_t>();
-  p.parts = plan_parts_dev_.as<MlaDecodePart>();
-  p.split_offsets = plan_splits_dev_.as<int32_t>();
-  p.partial_out = partial_out_.as<float>();
-  p.partial_lse = partial_lse_.as<float>();
-  p.out = out_bf16_.as<bf16_t>();
   p.lse = static_cast<float*>(lse.data);
   p.selected = selected;
   p.topk = topk;
@@ -263,39 +272,12 @@ absl::Status CudaBackend::SparsePrefillSplitKv(int layer, int heads, float softm
     plan_lens_.assign(row_lens_.begin() + first, row_lens_.begin() + first + n);
     for (int32_t& len : plan_lens_) len = std::min(len, topk);
     MLA_RETURN_IF_ERROR(PlanMlaDecode(plan_lens_, options, &plan));
-    const size_t parts_bytes = plan.parts.size() * sizeof(MlaDecodePart);
-    const size_t splits_bytes = plan.split_offsets.size() * sizeof(int32_t);
-    MLA_RETURN_IF_ERROR(Reserve(plan_parts_dev_, std::max<size_t>(parts_bytes, 32)));
-    MLA_RETURN_IF_ERROR(Reserve(plan_splits_dev_, std::max<size_t>(splits_bytes, 4)));
-    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_parts_dev_.data(), plan.parts.data(), parts_bytes,
-                                             cudaMemcpyHostToDevice, Raw(stream_)));
-    MLA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(plan_splits_dev_.data(), plan.split_offsets.data(),
-                                             splits_bytes, cudaMemcpyHostToDevice, Raw(stream_)));
+    MLA_RETURN_IF_ERROR(UploadDecodePlan(plan));
     const F32Matrix q_rows = F32(q.Rows(first, n)), out_rows = F32(out.Rows(first, n));
     MLA_RETURN_IF_ERROR(LaunchToBf16(q_rows, q_bf16_.as<bf16_t>(), stream_));
-    MlaDecodeParams p;
-    p.batch = static_cast<int>(n);
-    p.q_rows_per_seq = 1;
-    p.num_heads = heads;
-    p.kv_lora_rank = lat;
-    p.rope_dim = rope;
-    p.block_size = kMlaBlockSize;
-    p.num_blocks = num_blocks_;
-    p.max_blocks_per_seq = static_cast<int>(table_width_);
-    p.softmax_scale = softmax_scale;
-    p.num_parts = plan.num_parts;
-    p.num_partial_slots = plan.num_partial_slots();
-    p.q = q_bf16_.as<bf16_t>();
-    p.kv_cache = CacheLayer(layer);
-    p.kv_fp8 = CacheFp8();
-    p.block_table = block_table_.as<int32_t>();
+    MlaDecodeParams p = SplitKvParams(layer, heads, softmax_scale, n, plan);
     p.seq_lens = row_lens_dev_.as<int32_t>() + first;
     p.seq_of = row_seq_dev_.as<int32_t>() + first;
-    p.parts = plan_parts_dev_.as<MlaDecodePart>();
-    p.split_offsets = plan_splits_dev_.as<int32_t>();
-    p.partial_out = partial_out_.as<float>();
-    p.partial_lse = partial_lse_.as<float>();
-    p.out = out_bf16_.as<bf16_t>();
     p.lse = static_cast<float*>(lse.data) + first * heads;
     p.selected = selected + first * topk;
     p.topk = topk;

@@ -42,6 +42,7 @@
 #include "engine/backend/cuda/host/moe_plan.h"
 #include "engine/backend/cuda/kernels/cuda_stream.h"
 #include "engine/backend/cuda/kernels/forward_f32.h"
+#include "engine/backend/cuda/kernels/mla_decode.h"
 #include "engine/backend/cuda/kernels/sampling.h"
 
 namespace mla::cuda {
@@ -157,6 +158,13 @@ class CudaBackend final : public Backend {
   // Destroys the recordings the cache hands back.
   void DestroyGraphs(const std::vector<void*>& execs);
   bool InCapture() const { return capturing_ || capture_aborted_; }
+  // Uploads a split-KV plan into the buffers the kernels read it from.
+  absl::Status UploadDecodePlan(const MlaDecodePlan& plan);
+  // The split-KV kernels' parameters for `batch` sequences of one query row under `plan`,
+  // on the backend's buffers (q_bf16_, out_bf16_, the partials); seq_lens and lse are the
+  // caller's.
+  MlaDecodeParams SplitKvParams(int layer, int heads, float softmax_scale, int64_t batch,
+                                const MlaDecodePlan& plan);
   // The split-KV plan's options for `heads` on the current cache and step.
   absl::StatusOr<MlaDecodePlanOptions> DecodePlanOptions(int heads);
   // Plans and uploads the split-KV decode of the current step for `heads` (once a step);
@@ -261,7 +269,6 @@ class CudaBackend final : public Backend {
   int64_t row_lens_step_ = -1;
   int64_t sparse_prefill_bytes_ = kMaxSparsePrefillBytes;
   DeviceBuffer row_lens_dev_;
-  int32_t plan_parts_ = 0, plan_partial_slots_ = 0;
   MlaDecodePlan decode_plan_;  // host copy of the plan uploaded for the step
   DeviceBuffer plan_parts_dev_, plan_splits_dev_, q_bf16_, out_bf16_, partial_out_, partial_lse_;
   // Decompressed attention: one chunk's latents and up-projected keys, the rows' state.
