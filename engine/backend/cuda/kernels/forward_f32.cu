@@ -73,6 +73,10 @@ __device__ double BlockSumDouble(double v) {
   return result;
 }
 
+__device__ float WeightAt(const float* f32, const bf16_t* bf16, int64_t i) {
+  return f32 != nullptr ? f32[i] : Bf16Bits(bf16[i]);
+}
+
 __global__ void RmsNormKernel(RmsNormF32Params p) {
   const int64_t dim = p.x.cols;
   for (int64_t r = blockIdx.x; r < p.x.rows; r += gridDim.x) {
@@ -85,14 +89,9 @@ __global__ void RmsNormKernel(RmsNormF32Params p) {
     sum = BlockSumDouble(sum);  // Also orders every read of x before the writes.
     const float inv = 1.0f / sqrtf(static_cast<float>(sum / dim) + p.eps);
     for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
-      const float w = p.weight_f32 != nullptr ? p.weight_f32[i] : Bf16Bits(p.weight_bf16[i]);
-      out[i] = __fmul_rn(w, __fmul_rn(x[i], inv));
+      out[i] = __fmul_rn(WeightAt(p.weight_f32, p.weight_bf16, i), __fmul_rn(x[i], inv));
     }
   }
-}
-
-__device__ float WeightAt(const float* f32, const bf16_t* bf16, int64_t i) {
-  return f32 != nullptr ? f32[i] : Bf16Bits(bf16[i]);
 }
 
 // The CPU's arithmetic (engine/backend/cpu/pointwise.cc): the mean, then the squared
