@@ -30,7 +30,7 @@ if [[ ! -d "${build}/engine/backend/cuda/CMakeFiles/mla_cuda.dir" ]]; then
   exit 1
 fi
 
-targets=(device_test cuda_mla_decode_test cuda_pointwise_test cuda_gemm_lt_test
+targets=(device_test cuda_mla_decode_test cuda_pointwise_test cuda_gemm_lt_test cuda_indexer_test
          cuda_moe_routing_test cuda_backend_test cuda_sparse_test cuda_engine_test cuda_server_test
          mla-server mla-recall cuda_mla_decode_bench mla_engine_bench)
 echo "gpu_bundle: building ${targets[*]} in ${build}"

@@ -134,7 +134,7 @@ run_test() {
     say "ok: ${label}: ${passed} passed"
   fi
 }
-for t in device_test cuda_pointwise_test cuda_gemm_lt_test cuda_mla_decode_test \
+for t in device_test cuda_pointwise_test cuda_gemm_lt_test cuda_indexer_test cuda_mla_decode_test \
          cuda_moe_routing_test cuda_backend_test cuda_sparse_test cuda_engine_test cuda_server_test; do
   # The decode test runs every split kernel, the opt-in ones never run on a device yet:
   # a tighter limit, so that one that hangs leaves the rest of the budget.

@@ -405,6 +405,8 @@ void CudaBackend::IndexerTopK(int layer, int heads, float scale, float weight_sc
   p.q = static_cast<const float*>(q.data);
   p.w = static_cast<const float*>(w.data);
   p.selected = static_cast<int32_t*>(selected.data);
+  // A step with more rows than sequences holds a prefill chunk, whose rows share keys.
+  p.row_tile = rows > step_->batch ? kIndexerMaxRowTile : 1;
   // Scores of a group of rows at a time, so that a long prefill chunk over a long context
   // needs at most kMaxIndexerScoreBytes of scratch (or one row's worth). A row's scratch
   // spans the block table's width, not the longest sequence: the launches then bake in

@@ -1,7 +1,8 @@
 // The indexer's kernels (engine/backend/cuda/kernels/indexer.cu) on the emulated device,
 // built with ThreadSanitizer (see CMakeLists.txt): the tensor-core scores' shared q, keys
-// and warp sums, and the selection's shared histogram, scan buffer and threshold must be
-// ordered by their barriers, or the race check fails the test.
+// and warp sums (also in row tiles and multi-chunk CTAs), and the selection's shared
+// histogram, threshold and warp counts must be ordered by their barriers, or the race
+// check fails the test.
 // The values are small integers (q, keys and weights) and powers of two (the scales), so
 // that every score is exact whatever the summation order and the device's top-k must equal
 // the CPU backend's bit for bit, ties (frequent with integer scores) to the lower position.
@@ -104,17 +105,25 @@ void ExpectTopKEqualsTheCpus(const int kDim) {
   p.scores_stride = 70;
   p.selected = d_selected.as<int32_t>();
   EXPECT_EQ(cuda::IndexerUsesTensorCores(p), kDim % 16 == 0);
-  // Two groups of rows, as the backend launches when the scratch is short.
-  for (const auto& [first, n] : {std::pair<int64_t, int64_t>{0, 6}, {6, rows - 6}}) {
-    p.first_row = first;
-    p.num_rows = n;
-    ASSERT_TRUE(cuda::LaunchIndexerTopK(p, nullptr).ok());
-  }
-  std::vector<int32_t> got(rows * kTopK);
-  ASSERT_TRUE(d_selected.CopyToHost(got.data(), got.size() * sizeof(int32_t)).ok());
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int k = 0; k < kTopK; ++k) {
-      ASSERT_EQ(got[r * kTopK + k], want[r * kTopK + k]) << "row " << r << " entry " << k;
+  // One row and one chunk per CTA, then (tensor cores) tiles of rows that share key loads,
+  // across sequences, with two chunks per CTA.
+  for (const int tile : {1, 4}) {
+    SCOPED_TRACE(::testing::Message() << "row tile " << tile);
+    p.row_tile = tile;
+    p.key_chunks_per_cta = tile == 1 ? 0 : 2;
+    ASSERT_TRUE(d_selected.Fill(0xff).ok());
+    // Two groups of rows, as the backend launches when the scratch is short.
+    for (const auto& [first, n] : {std::pair<int64_t, int64_t>{0, 6}, {6, rows - 6}}) {
+      p.first_row = first;
+      p.num_rows = n;
+      ASSERT_TRUE(cuda::LaunchIndexerTopK(p, nullptr).ok());
+    }
+    std::vector<int32_t> got(rows * kTopK);
+    ASSERT_TRUE(d_selected.CopyToHost(got.data(), got.size() * sizeof(int32_t)).ok());
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int k = 0; k < kTopK; ++k) {
+        ASSERT_EQ(got[r * kTopK + k], want[r * kTopK + k]) << "row " << r << " entry " << k;
+      }
     }
   }
 }

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -63,6 +64,49 @@ T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = 32) {
   return got;
 }
 
+// Lane l gets lane l − delta's value (its own below delta); 4-byte values.
+template <typename T>
+T __shfl_up_sync(unsigned mask, T value, unsigned delta, int width = 32) {
+  static_assert(sizeof(T) == 4);
+  if (mask != 0xffffffffu || width != 32 || delta > 31) {
+    ::mla::cuda::emu::Fail("__shfl_up_sync with a partial mask or width, or delta over 31");
+  }
+  T got{};
+  ::mla::cuda::emu::CollectiveBytes(
+      32, 0x73687500u + delta, &value, sizeof(T), &got, sizeof(T),
+      [](const void* in, void* out, const void* context) {
+        const int d = static_cast<int>(*static_cast<const unsigned*>(context));
+        for (int lane = 0; lane < 32; ++lane) {
+          std::memcpy(static_cast<unsigned char*>(out) + lane * ::mla::cuda::emu::kMaxOperandBytes,
+                      static_cast<const unsigned char*>(in) +
+                          (lane >= d ? lane - d : lane) * ::mla::cuda::emu::kMaxOperandBytes,
+                      4);
+        }
+      },
+      &delta);
+  return got;
+}
+
+// The lanes holding the same value as this one (itself included).
+inline unsigned __match_any_sync(unsigned mask, unsigned value) {
+  if (mask != 0xffffffffu) ::mla::cuda::emu::Fail("__match_any_sync with a partial mask");
+  return ::mla::cuda::emu::Collective<unsigned, unsigned>(
+      32, 0x6d617463 /* "matc" */, value, [](const void* in, void* out, const void*) {
+        const auto at = [](const void* base, int lane) {
+          return *reinterpret_cast<const unsigned*>(static_cast<const unsigned char*>(base) +
+                                                    lane * ::mla::cuda::emu::kMaxOperandBytes);
+        };
+        for (int lane = 0; lane < 32; ++lane) {
+          unsigned peers = 0;
+          for (int other = 0; other < 32; ++other) {
+            if (at(in, other) == at(in, lane)) peers |= 1u << other;
+          }
+          *reinterpret_cast<unsigned*>(static_cast<unsigned char*>(out) +
+                                       lane * ::mla::cuda::emu::kMaxOperandBytes) = peers;
+        }
+      });
+}
+
 inline int __any_sync(unsigned mask, int predicate) {
   if (mask != 0xffffffffu) ::mla::cuda::emu::Fail("__any_sync with a partial mask");
   return ::mla::cuda::emu::Collective<int, int>(
@@ -107,23 +151,28 @@ inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 
-// Atomics: a fiber runs until it synchronizes, so a read-modify-write is not interrupted.
+// Atomics: relaxed read-modify-writes, as on the device. A fiber runs until it
+// synchronizes, so a plain read-modify-write would not be interrupted either; atomic ones
+// tell the race-checking build that concurrent updates of one address are intended, while
+// a plain access racing with them is still reported.
 template <typename T>
 T atomicAdd(T* address, T value) {
-  const T old = *address;
-  *address = old + value;
-  return old;
+  return std::atomic_ref<T>(*address).fetch_add(value, std::memory_order_relaxed);
 }
 template <typename T>
 T atomicMax(T* address, T value) {
-  const T old = *address;
-  *address = std::max(old, value);
+  std::atomic_ref<T> a(*address);
+  T old = a.load(std::memory_order_relaxed);
+  while (old < value && !a.compare_exchange_weak(old, value, std::memory_order_relaxed)) {
+  }
   return old;
 }
 template <typename T>
 T atomicMin(T* address, T value) {
-  const T old = *address;
-  *address = std::min(old, value);
+  std::atomic_ref<T> a(*address);
+  T old = a.load(std::memory_order_relaxed);
+  while (value < old && !a.compare_exchange_weak(old, value, std::memory_order_relaxed)) {
+  }
   return old;
 }
 

@@ -19,7 +19,8 @@ namespace {
 constexpr int kScoreWarps = 4;
 constexpr int kKeysPerCta = 64;
 constexpr int kMaxDimPerLane = 8;  // index_key_dim ≤ 256
-constexpr int kSelectThreads = 256;
+constexpr int kSelectThreads = 512;
+constexpr int kSelectWarps = kSelectThreads / 32;
 constexpr int64_t kMaxGrid = 65535;
 
 // Keys row `row` of the step (numbered in the whole step) may see.
@@ -72,120 +73,169 @@ __global__ void __launch_bounds__(kScoreWarps * 32) IndexerScoresKernel(IndexerF
   }
 }
 
-// The tensor-core scores (index_key_dim a multiple of 16): per (row, 64-key chunk) one CTA
-// of kScoreWarps warps computes S = Q · Kᵀ, heads × 64 keys, as m16n8k16 products (q
-// rounded to bf16, as the model's indexer runs in bf16 in transformers; the keys are bf16
-// in the cache), the warps taking the 16-head tiles in turn. Each product then goes
-// through the CPU's roundings (scale · dot, relu, times weight_scale · w[h]); a warp sums
-// its heads per key, and the warps' sums are added in warp order.
+// The tensor-core scores (index_key_dim a multiple of 16): one CTA of kScoreWarps warps
+// scores a tile of up to row_tile step rows against chunks_per_cta chunks of 64 keys. Per
+// (row, chunk) it computes S = Q · Kᵀ, heads × 64 keys, as m16n8k16 products (q rounded
+// to bf16, as the model's indexer runs in bf16 in transformers; the keys are bf16 in the
+// cache), the warps taking the 16-head tiles in turn. Each product then goes through the
+// CPU's roundings (scale · dot, relu, times weight_scale · w[h]); a warp sums its heads per
+// key, and the warps' sums are added in warp order.
+//
+// What the tile saves: the rows' q is converted and stored once for all the CTA's chunks
+// (a decode row's 32 KB of fp32 q used to be read for every 16 KB of keys), and the rows of
+// one sequence in the tile (a prefill chunk's) share each chunk's key load.
 struct MmaScoreShared {
-  uint32_t* q;     // [heads rounded up to 16, stride] bf16 pairs
+  uint32_t* q;     // [row_tile, heads rounded up to 16, stride] bf16 pairs
   uint32_t* keys;  // [kKeysPerCta, stride]
-  float* w;        // [heads rounded up to 16]: weight_scale · w[h], 0 for padding
-  float* sums;     // [kScoreWarps, kKeysPerCta]
+  float* w;        // [row_tile, heads rounded up to 16]: weight_scale · w[h], 0 for padding
+  float* sums;     // [row_tile, kScoreWarps, kKeysPerCta]
 };
 
 __host__ __device__ inline int PaddedHeads(int heads) { return (heads + 15) / 16 * 16; }
 
-__host__ __device__ inline size_t MmaScoreSharedBytes(int heads, int dim) {
-  const int stride = MmaRowStrideWords(dim);
-  return sizeof(uint32_t) * size_t(PaddedHeads(heads) + kKeysPerCta) * stride +
-         sizeof(float) * (PaddedHeads(heads) + kScoreWarps * kKeysPerCta);
+__host__ __device__ inline size_t MmaScoreSharedBytes(int heads, int dim, int row_tile) {
+  const size_t stride = MmaRowStrideWords(dim), heads16 = PaddedHeads(heads);
+  return sizeof(uint32_t) * (row_tile * heads16 + kKeysPerCta) * stride +
+         sizeof(float) * row_tile * (heads16 + kScoreWarps * kKeysPerCta);
 }
 
-__global__ void __launch_bounds__(kScoreWarps * 32) IndexerScoresMmaKernel(IndexerF32Params p) {
+// This warp's share of one row's scores for one chunk (keys and the row's q and w in
+// shared memory), stored in sums[warp · kKeysPerCta + key].
+__device__ void MmaRowScores(const IndexerF32Params& p, const uint32_t* q, const float* w,
+                             const uint32_t* keys, float* sums) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int stride = MmaRowStrideWords(p.dim), heads16 = PaddedHeads(p.heads);
   const int words = p.dim / 2;
+  // This warp's sums over its head tiles: lane (g, t) ends with keys 8n + 2t and
+  // 8n + 2t + 1 of every n-tile n (valid in the lanes with g = 0).
+  float key_sum[kKeysPerCta / 8][2] = {};
+  for (int m0 = 16 * warp; m0 < heads16; m0 += 16 * kScoreWarps) {
+    float acc[kKeysPerCta / 8][4] = {};
+    for (int kw = 0; kw < words; kw += 8) {  // k-steps of 16 values
+      const uint32_t* qa = q + m0 * stride;
+      const uint32_t a0 = qa[MmaAWord(lane, 0, stride, kw)];
+      const uint32_t a1 = qa[MmaAWord(lane, 1, stride, kw)];
+      const uint32_t a2 = qa[MmaAWord(lane, 2, stride, kw)];
+      const uint32_t a3 = qa[MmaAWord(lane, 3, stride, kw)];
+#pragma unroll
+      for (int n = 0; n < kKeysPerCta / 8; ++n) {
+        Mma16816(acc[n], a0, a1, a2, a3, keys[MmaBWordOfRows(lane, 0, stride, 8 * n, kw)],
+                 keys[MmaBWordOfRows(lane, 1, stride, 8 * n, kw)]);
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < kKeysPerCta / 8; ++n) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        // Accumulators c and c + 2: heads g and g + 8 of the tile, key 8n + 2t + c.
+        float v = 0.0f;
+#pragma unroll
+        for (int i = c; i < 4; i += 2) {
+          const float x = __fmul_rn(p.scale, acc[n][i]);
+          const float relu = x < 0.0f ? 0.0f : x;  // std::max(x, 0.0f), as the CPU
+          v = __fadd_rn(v, __fmul_rn(w[m0 + PtxCRow(lane, i)], relu));
+        }
+        // The 8 lane groups' heads of this tile (lanes with the same t).
+        for (int offset = 4; offset < 32; offset <<= 1) {
+          v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, offset));
+        }
+        key_sum[n][c] = __fadd_rn(key_sum[n][c], v);
+      }
+    }
+  }
+  if (lane < 4) {
+#pragma unroll
+    for (int n = 0; n < kKeysPerCta / 8; ++n) {
+      sums[warp * kKeysPerCta + 8 * n + 2 * lane] = key_sum[n][0];
+      sums[warp * kKeysPerCta + 8 * n + 2 * lane + 1] = key_sum[n][1];
+    }
+  }
+}
+
+// grid (row tiles, chunk groups). Every branch on a row's view below is the same for the
+// whole CTA (its values come from global memory that no thread writes), so the barriers
+// inside are reached by all threads.
+__global__ void __launch_bounds__(kScoreWarps * 32)
+    IndexerScoresMmaKernel(IndexerF32Params p, int row_tile, int chunks_per_cta) {
+  const int stride = MmaRowStrideWords(p.dim), heads16 = PaddedHeads(p.heads);
+  const int words = p.dim / 2, vecs = p.dim / 8;  // bf16 pairs and 16-byte pieces per row
   unsigned char* base = DynamicSharedMemory();
   MmaScoreShared s;
   s.q = reinterpret_cast<uint32_t*>(base);
-  s.keys = s.q + heads16 * stride;
+  s.keys = s.q + row_tile * heads16 * stride;
   s.w = reinterpret_cast<float*>(s.keys + kKeysPerCta * stride);
-  s.sums = s.w + heads16;
-  for (int64_t r = blockIdx.x; r < p.num_rows; r += gridDim.x) {
-    const int64_t row = p.first_row + r;
-    const int64_t visible = Visible(p, row);
-    const int64_t first = int64_t{blockIdx.y} * kKeysPerCta;
-    if (first >= visible) continue;  // The same for the whole CTA.
-    __syncthreads();                 // The previous row's readers of shared memory are done.
-    const float* q = p.q + row * p.heads * p.dim;
-    for (int i = threadIdx.x; i < heads16 * words; i += blockDim.x) {
-      const int h = i / words, w = i - h * words;
+  s.sums = s.w + row_tile * heads16;
+  const int64_t first0 = int64_t{blockIdx.y} * chunks_per_cta * kKeysPerCta;
+  for (int64_t r0 = int64_t{blockIdx.x} * row_tile; r0 < p.num_rows;
+       r0 += int64_t{gridDim.x} * row_tile) {
+    const int rows = static_cast<int>(min(int64_t{row_tile}, p.num_rows - r0));
+    // A row's sequence and view, read again where needed (L1 hits): arrays of them here
+    // would live in local memory.
+    const auto seq = [&](int t) { return p.row_seq[p.first_row + r0 + t]; };
+    const auto visible = [&](int t) { return Visible(p, p.first_row + r0 + t); };
+    int64_t tile_visible = 0;
+    for (int t = 0; t < rows; ++t) tile_visible = max(tile_visible, visible(t));
+    if (first0 >= tile_visible) continue;
+    // No barrier is needed before the stores below: every reader of q, w and the keys
+    // (MmaRowScores) finished before the barrier that precedes the last sums' reads, and
+    // the sums are next written after the barrier that follows the next key load.
+    for (int i = threadIdx.x; i < rows * heads16 * words; i += blockDim.x) {
+      const int t = i / (heads16 * words), hw = i - t * heads16 * words;
+      const int h = hw / words, w = hw - h * words;
       uint32_t word = 0u;
       if (h < p.heads) {
-        word = uint32_t{ToBf16Bits(q[h * p.dim + 2 * w])} |
-               (uint32_t{ToBf16Bits(q[h * p.dim + 2 * w + 1])} << 16);
+        const float* q = p.q + ((p.first_row + r0 + t) * p.heads + h) * p.dim + 2 * w;
+        word = uint32_t{ToBf16Bits(q[0])} | (uint32_t{ToBf16Bits(q[1])} << 16);
       }
-      s.q[h * stride + w] = word;
+      s.q[(t * heads16 + h) * stride + w] = word;
     }
-    for (int h = threadIdx.x; h < heads16; h += blockDim.x) {
-      s.w[h] = h < p.heads ? __fmul_rn(p.weight_scale, p.w[row * p.heads + h]) : 0.0f;
+    for (int i = threadIdx.x; i < rows * heads16; i += blockDim.x) {
+      const int t = i / heads16, h = i - t * heads16;
+      s.w[i] =
+          h < p.heads ? __fmul_rn(p.weight_scale, p.w[(p.first_row + r0 + t) * p.heads + h]) : 0.0f;
     }
-    const int32_t* blocks = p.block_table + int64_t{p.row_seq[row]} * p.max_blocks;
-    for (int i = threadIdx.x; i < kKeysPerCta * words; i += blockDim.x) {
-      const int k = i / words, w = i - k * words;
-      const int64_t key = first + k;
-      uint32_t word = 0u;  // Keys past the row's view: zeros, never written out.
-      if (key < visible) {
-        const bf16_t* row_ptr =
-            p.keys +
-            (int64_t{blocks[key / p.block_size]} * p.block_size + key % p.block_size) * p.dim;
-        word = reinterpret_cast<const uint32_t*>(row_ptr)[w];
-      }
-      s.keys[k * stride + w] = word;
-    }
-    __syncthreads();
-    // This warp's sums over its head tiles: lane (g, t) ends with keys 8n + 2t and
-    // 8n + 2t + 1 of every n-tile n (valid in the lanes with g = 0).
-    float key_sum[kKeysPerCta / 8][2] = {};
-    for (int m0 = 16 * warp; m0 < heads16; m0 += 16 * kScoreWarps) {
-      float acc[kKeysPerCta / 8][4] = {};
-      for (int kw = 0; kw < words; kw += 8) {  // k-steps of 16 values
-        const uint32_t* qa = s.q + m0 * stride;
-        const uint32_t a0 = qa[MmaAWord(lane, 0, stride, kw)];
-        const uint32_t a1 = qa[MmaAWord(lane, 1, stride, kw)];
-        const uint32_t a2 = qa[MmaAWord(lane, 2, stride, kw)];
-        const uint32_t a3 = qa[MmaAWord(lane, 3, stride, kw)];
-#pragma unroll
-        for (int n = 0; n < kKeysPerCta / 8; ++n) {
-          Mma16816(acc[n], a0, a1, a2, a3, s.keys[MmaBWordOfRows(lane, 0, stride, 8 * n, kw)],
-                   s.keys[MmaBWordOfRows(lane, 1, stride, 8 * n, kw)]);
-        }
-      }
-#pragma unroll
-      for (int n = 0; n < kKeysPerCta / 8; ++n) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          // Accumulators c and c + 2: heads g and g + 8 of the tile, key 8n + 2t + c.
-          float v = 0.0f;
-#pragma unroll
-          for (int i = c; i < 4; i += 2) {
-            const float x = __fmul_rn(p.scale, acc[n][i]);
-            const float relu = x < 0.0f ? 0.0f : x;  // std::max(x, 0.0f), as the CPU
-            v = __fadd_rn(v, __fmul_rn(s.w[m0 + PtxCRow(lane, i)], relu));
+    for (int c = 0; c < chunks_per_cta; ++c) {
+      const int64_t first = first0 + int64_t{c} * kKeysPerCta;
+      if (first >= tile_visible) break;
+      // The tile's rows by sequence (a step's rows come grouped by sequence): one key load
+      // per run of rows of one sequence.
+      for (int i = 0; i < rows;) {
+        int j = i;
+        int64_t run_visible = 0;
+        for (; j < rows && seq(j) == seq(i); ++j) run_visible = max(run_visible, visible(j));
+        if (first < run_visible) {
+          const int32_t* blocks = p.block_table + int64_t{seq(i)} * p.max_blocks;
+          for (int v = threadIdx.x; v < kKeysPerCta * vecs; v += blockDim.x) {
+            const int k = v / vecs, piece = v - k * vecs;
+            const int64_t key = first + k;
+            uint4 value = make_uint4(0u, 0u, 0u, 0u);  // Past the run's view: never written out.
+            if (key < run_visible) {
+              const bf16_t* row_ptr =
+                  p.keys +
+                  (int64_t{blocks[key / p.block_size]} * p.block_size + key % p.block_size) * p.dim;
+              value = reinterpret_cast<const uint4*>(row_ptr)[piece];
+            }
+            reinterpret_cast<uint4*>(s.keys + k * stride)[piece] = value;
           }
-          // The 8 lane groups' heads of this tile (lanes with the same t).
-          for (int offset = 4; offset < 32; offset <<= 1) {
-            v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, offset));
+          __syncthreads();
+          for (int t = i; t < j; ++t) {
+            if (first >= visible(t)) continue;
+            MmaRowScores(p, s.q + t * heads16 * stride, s.w + t * heads16, s.keys,
+                         s.sums + t * kScoreWarps * kKeysPerCta);
           }
-          key_sum[n][c] = __fadd_rn(key_sum[n][c], v);
+          __syncthreads();
+          for (int e = threadIdx.x; e < (j - i) * kKeysPerCta; e += blockDim.x) {
+            const int t = i + e / kKeysPerCta, k = e % kKeysPerCta;
+            if (first + k >= visible(t)) continue;
+            const float* sums = s.sums + t * kScoreWarps * kKeysPerCta;
+            float total = 0.0f;
+            for (int w = 0; w < kScoreWarps; ++w)
+              total = __fadd_rn(total, sums[w * kKeysPerCta + k]);
+            p.scores[(r0 + t) * p.scores_stride + first + k] = total;
+          }
         }
+        i = j;
       }
-    }
-    if (lane < 4) {
-#pragma unroll
-      for (int n = 0; n < kKeysPerCta / 8; ++n) {
-        s.sums[warp * kKeysPerCta + 8 * n + 2 * lane] = key_sum[n][0];
-        s.sums[warp * kKeysPerCta + 8 * n + 2 * lane + 1] = key_sum[n][1];
-      }
-    }
-    __syncthreads();
-    for (int k = threadIdx.x; k < kKeysPerCta; k += blockDim.x) {
-      if (first + k >= visible) continue;
-      float total = 0.0f;
-      for (int w = 0; w < kScoreWarps; ++w) total = __fadd_rn(total, s.sums[w * kKeysPerCta + k]);
-      p.scores[r * p.scores_stride + first + k] = total;
     }
   }
 }
@@ -199,32 +249,60 @@ __device__ uint32_t OrderedBits(float f) {
   return (u & 0x80000000u) != 0u ? ~u : (u | 0x80000000u);
 }
 
-// Exclusive prefix sum of v over the CTA; *total gets the sum of all. Every thread calls it.
-__device__ int BlockExclusiveScan(int v, int* buf, int* total) {
-  const int tid = threadIdx.x;
-  buf[tid] = v;
-  __syncthreads();
-  for (int offset = 1; offset < static_cast<int>(blockDim.x); offset <<= 1) {
-    const int add = tid >= offset ? buf[tid - offset] : 0;
-    __syncthreads();
-    buf[tid] += add;
-    __syncthreads();
+__device__ uint32_t LanesBelow(int lane) { return (1u << lane) - 1u; }
+
+// The selection's shared state.
+struct SelectShared {
+  unsigned hist[256];
+  int warp_above[kSelectWarps], warp_equal[kSelectWarps];
+  uint32_t prefix;  // The threshold's bits found so far (under `mask`).
+  int remaining;    // Keys still to take among those matching the prefix.
+  int done;         // The prefix's keys are exactly the ones still needed.
+};
+
+// Warp 0 finds the histogram's bin (from the top) that holds the remaining-th largest key
+// and narrows the prefix to it. Each lane owns 8 bins, lane 0 the highest.
+__device__ void NarrowPrefix(SelectShared& sh, int shift) {
+  const int lane = threadIdx.x & 31;
+  unsigned count[8], total = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    count[j] = sh.hist[255 - (8 * lane + j)];
+    total += count[j];
   }
-  const int inclusive = buf[tid];
-  *total = buf[blockDim.x - 1];
-  __syncthreads();  // Every thread has read buf before the next scan writes it.
-  return inclusive - v;
+  unsigned inclusive = total;  // Keys in this lane's bins and every higher one.
+  for (int offset = 1; offset < 32; offset <<= 1) {
+    const unsigned v = __shfl_up_sync(0xffffffffu, inclusive, offset);
+    if (lane >= offset) inclusive += v;
+  }
+  const unsigned before = inclusive - total;
+  const unsigned remaining = static_cast<unsigned>(sh.remaining);
+  __syncwarp();  // Every lane has read `remaining` before one writes it.
+  if (before < remaining && remaining <= inclusive) {
+    unsigned left = remaining - before;
+    for (int j = 0; j < 8; ++j) {
+      if (count[j] >= left) {
+        sh.prefix |= static_cast<uint32_t>(255 - (8 * lane + j)) << shift;
+        sh.remaining = static_cast<int>(left);
+        sh.done = count[j] == left ? 1 : 0;
+        break;
+      }
+      left -= count[j];
+    }
+  }
 }
 
-// One CTA per row. With more visible keys than topk: the topk-th largest score's bits by
-// a radix select (8 bits a pass, from the top), then one pass in position order keeping
-// every key above it and, of the keys equal to it, the lowest positions still needed.
+// One CTA per row. With more visible keys than topk: the bits of the topk-th largest score
+// by a radix select (8 bits a pass, from the top; it stops early once a digit's keys are
+// exactly the ones still needed), then the keys above that threshold and, of those equal
+// to it, the lowest positions still needed, in position order. The compaction gives each
+// warp a contiguous segment of the row: a pass counts each warp's keys, one barrier, and a
+// second pass writes them at the warp's offset (ballots order the lanes), where a scan per
+// 256 keys used to take 36 barriers.
 __global__ void __launch_bounds__(kSelectThreads) IndexerSelectKernel(IndexerF32Params p) {
-  __shared__ unsigned hist[256];
-  __shared__ int scan_buf[kSelectThreads];
-  __shared__ uint32_t prefix_s;
-  __shared__ int remaining_s;
-  const int tid = threadIdx.x;
+  __shared__ SelectShared sh;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int warps = static_cast<int>(blockDim.x) >> 5;
   for (int64_t r = blockIdx.x; r < p.num_rows; r += gridDim.x) {
     const int64_t row = p.first_row + r;
     const int64_t n = Visible(p, row);
@@ -237,53 +315,112 @@ __global__ void __launch_bounds__(kSelectThreads) IndexerSelectKernel(IndexerF32
     const float* scores = p.scores + r * p.scores_stride;
     __syncthreads();  // The previous row is done with the shared state.
     if (tid == 0) {
-      prefix_s = 0u;
-      remaining_s = p.topk;
+      sh.prefix = 0u;
+      sh.remaining = p.topk;
+      sh.done = 0;
     }
     uint32_t mask = 0u;
     for (int shift = 24; shift >= 0; shift -= 8) {
-      for (int i = tid; i < 256; i += blockDim.x) hist[i] = 0u;
+      for (int i = tid; i < 256; i += blockDim.x) sh.hist[i] = 0u;
       __syncthreads();
-      const uint32_t prefix = prefix_s;
-      for (int64_t s = tid; s < n; s += blockDim.x) {
-        const uint32_t u = OrderedBits(scores[s]);
-        if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 0xffu], 1u);
+      const uint32_t prefix = sh.prefix;
+      for (int64_t base = 0; base < n; base += blockDim.x) {  // The same trips for all lanes.
+        const int64_t s = base + tid;
+        const uint32_t u = s < n ? OrderedBits(scores[s]) : 0u;
+        const bool in = s < n && (u & mask) == prefix;
+        // Lanes with the same digit add once (a digit past 255 for lanes out of the count).
+        const unsigned digit = in ? (u >> shift) & 0xffu : 256u + static_cast<unsigned>(lane);
+        const unsigned peers = __match_any_sync(0xffffffffu, digit);
+        if (in && (peers & LanesBelow(lane)) == 0u)
+          atomicAdd(&sh.hist[digit], static_cast<unsigned>(__popc(peers)));
       }
       __syncthreads();
-      if (tid == 0) {
-        int remaining = remaining_s;
-        for (int b = 255; b >= 0; --b) {
-          if (static_cast<int>(hist[b]) >= remaining) {
-            prefix_s = prefix | (static_cast<uint32_t>(b) << shift);
-            break;
-          }
-          remaining -= static_cast<int>(hist[b]);
-        }
-        remaining_s = remaining;
-      }
+      if (warp == 0) NarrowPrefix(sh, shift);
       __syncthreads();
       mask |= 0xffu << shift;
+      if (sh.done != 0) break;
     }
-    const uint32_t threshold = prefix_s;
-    const int equal_needed = remaining_s;  // Keys equal to the threshold to keep, lowest first.
-    int taken = 0, equal_seen = 0;
-    for (int64_t chunk = 0; chunk < n; chunk += blockDim.x) {
-      const int64_t s = chunk + tid;
-      const uint32_t u = s < n ? OrderedBits(scores[s]) : 0u;
-      const bool equal = s < n && u == threshold;
-      int equal_total = 0, take_total = 0;
-      const int equal_rank = equal_seen + BlockExclusiveScan(equal ? 1 : 0, scan_buf, &equal_total);
-      const bool take = s < n && (u > threshold || (equal && equal_rank < equal_needed));
-      const int at = taken + BlockExclusiveScan(take ? 1 : 0, scan_buf, &take_total);
-      if (take) out[at] = static_cast<int32_t>(s);
-      taken += take_total;
-      equal_seen += equal_total;
+    const uint32_t threshold = sh.prefix;
+    const int equal_needed = sh.remaining;  // Keys matching the threshold to keep, lowest first.
+    const int64_t segment = (n + 32 * warps - 1) / (32 * warps) * 32;
+    const int64_t begin = min(n, warp * segment), end = min(n, begin + segment);
+    int above = 0, equal = 0;
+    for (int64_t base = begin; base < end; base += 32) {
+      const int64_t s = base + lane;
+      const uint32_t u = s < end ? OrderedBits(scores[s]) & mask : 0u;
+      above += __popc(__ballot_sync(0xffffffffu, s < end && u > threshold));
+      equal += __popc(__ballot_sync(0xffffffffu, s < end && u == threshold));
+    }
+    if (lane == 0) {
+      sh.warp_above[warp] = above;
+      sh.warp_equal[warp] = equal;
+    }
+    __syncthreads();
+    int at = 0, equal_rank = 0;  // This warp's first output and first equal key's rank.
+    for (int v = 0; v < warp; ++v) {
+      at += sh.warp_above[v] + min(max(equal_needed - equal_rank, 0), sh.warp_equal[v]);
+      equal_rank += sh.warp_equal[v];
+    }
+    for (int64_t base = begin; base < end; base += 32) {
+      const int64_t s = base + lane;
+      const uint32_t u = s < end ? OrderedBits(scores[s]) & mask : 0u;
+      const bool is_equal = s < end && u == threshold;
+      const unsigned equals = __ballot_sync(0xffffffffu, is_equal);
+      const bool take = (s < end && u > threshold) ||
+                        (is_equal && equal_rank + __popc(equals & LanesBelow(lane)) < equal_needed);
+      const unsigned takes = __ballot_sync(0xffffffffu, take);
+      if (take) out[at + __popc(takes & LanesBelow(lane))] = static_cast<int32_t>(s);
+      at += __popc(takes);
+      equal_rank += __popc(equals);
     }
   }
 }
 
 absl::Status Invalid(const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("IndexerTopK: ", what));
+}
+
+absl::Status CheckShape(const IndexerF32Params& p) {
+  if (p.num_rows < 0 || p.first_row < 0 || p.heads < 1 || p.dim < 1 ||
+      p.dim > 32 * kMaxDimPerLane || int64_t{p.heads} * p.dim > kIndexerMaxQ || p.block_size < 1 ||
+      p.max_blocks < 0 || p.topk < 1 || p.scores_stride < 0 || p.row_tile < 1 ||
+      p.row_tile > kIndexerMaxRowTile || p.key_chunks_per_cta < 0) {
+    return Invalid(absl::StrCat("shape outside the kernel's limits (", p.heads, " heads of ", p.dim,
+                                ", top ", p.topk, ", row tile ", p.row_tile, ")"));
+  }
+  if (p.num_rows > 0 && (p.q_pos0 == nullptr || p.cu_seqlens_q == nullptr || p.row_seq == nullptr ||
+                         p.scores == nullptr || p.selected == nullptr)) {
+    return Invalid("null pointer");
+  }
+  return absl::OkStatus();
+}
+
+// Key chunks per tensor-core CTA: one while the grid is small (a CTA per chunk keeps the
+// device busy), up to 4 as it grows past 1,024 CTAs (a decode row over 128K keys: 2), so
+// that the tile's q is converted once per 128 or 256 keys rather than per 64.
+int ChunksPerCta(int64_t row_tiles, int64_t chunks) {
+  return static_cast<int>(std::clamp<int64_t>(row_tiles * chunks / 1024, 1, 4));
+}
+
+absl::Status LaunchScores(const IndexerF32Params& p, CudaStream stream) {
+  const int64_t chunks = (p.scores_stride + kKeysPerCta - 1) / kKeysPerCta;
+  if (chunks > kMaxGrid) return Invalid("too many keys for one row");
+  if (chunks == 0) return absl::OkStatus();
+  if (!IndexerUsesTensorCores(p)) {
+    const dim3 grid(static_cast<unsigned>(std::min(p.num_rows, kMaxGrid)),
+                    static_cast<unsigned>(chunks));
+    return LaunchKernel("IndexerScores", IndexerScoresKernel, grid, kScoreWarps * 32, 0, stream, p);
+  }
+  const int64_t tiles = (p.num_rows + p.row_tile - 1) / p.row_tile;
+  const int per_cta = static_cast<int>(std::min<int64_t>(
+      p.key_chunks_per_cta > 0 ? p.key_chunks_per_cta : ChunksPerCta(tiles, chunks), chunks));
+  const dim3 grid(static_cast<unsigned>(std::min(tiles, kMaxGrid)),
+                  static_cast<unsigned>((chunks + per_cta - 1) / per_cta));
+  const size_t smem = MmaScoreSharedBytes(p.heads, p.dim, p.row_tile);
+  const void* kernel = reinterpret_cast<const void*>(&IndexerScoresMmaKernel);
+  if (absl::Status s = AllowDynamicSharedBytes(kernel, smem); !s.ok()) return s;
+  return LaunchKernel("IndexerScoresMma", IndexerScoresMmaKernel, grid, kScoreWarps * 32, smem,
+                      stream, p, p.row_tile, per_cta);
 }
 
 }  // namespace
@@ -293,38 +430,19 @@ bool IndexerUsesTensorCores(const IndexerF32Params& p) {
 }
 
 absl::Status LaunchIndexerTopK(const IndexerF32Params& p, CudaStream stream) {
-  if (p.num_rows < 0 || p.first_row < 0 || p.heads < 1 || p.dim < 1 ||
-      p.dim > 32 * kMaxDimPerLane || int64_t{p.heads} * p.dim > kIndexerMaxQ || p.block_size < 1 ||
-      p.max_blocks < 0 || p.topk < 1 || p.scores_stride < 0) {
-    return Invalid(absl::StrCat("shape outside the kernel's limits (", p.heads, " heads of ", p.dim,
-                                ", top ", p.topk, ")"));
-  }
+  if (absl::Status s = CheckShape(p); !s.ok()) return s;
   if (p.num_rows == 0) return absl::OkStatus();
-  if (p.keys == nullptr || p.block_table == nullptr || p.q_pos0 == nullptr ||
-      p.cu_seqlens_q == nullptr || p.row_seq == nullptr || p.q == nullptr || p.w == nullptr ||
-      p.scores == nullptr || p.selected == nullptr) {
+  if (p.keys == nullptr || p.block_table == nullptr || p.q == nullptr || p.w == nullptr) {
     return Invalid("null pointer");
   }
-  const int64_t chunks = (p.scores_stride + kKeysPerCta - 1) / kKeysPerCta;
-  if (chunks > kMaxGrid) return Invalid("too many keys for one row");
+  if (absl::Status s = LaunchScores(p, stream); !s.ok()) return s;
+  return LaunchIndexerSelect(p, stream);
+}
+
+absl::Status LaunchIndexerSelect(const IndexerF32Params& p, CudaStream stream) {
+  if (absl::Status s = CheckShape(p); !s.ok()) return s;
+  if (p.num_rows == 0) return absl::OkStatus();
   const unsigned rows = static_cast<unsigned>(std::min(p.num_rows, kMaxGrid));
-  if (chunks > 0) {
-    const dim3 grid(rows, static_cast<unsigned>(chunks));
-    if (IndexerUsesTensorCores(p)) {
-      const size_t smem = MmaScoreSharedBytes(p.heads, p.dim);
-      const void* kernel = reinterpret_cast<const void*>(&IndexerScoresMmaKernel);
-      if (absl::Status s = AllowDynamicSharedBytes(kernel, smem); !s.ok()) return s;
-      if (absl::Status s = LaunchKernel("IndexerScoresMma", IndexerScoresMmaKernel, grid,
-                                        kScoreWarps * 32, smem, stream, p);
-          !s.ok()) {
-        return s;
-      }
-    } else if (absl::Status s = LaunchKernel("IndexerScores", IndexerScoresKernel, grid,
-                                             kScoreWarps * 32, 0, stream, p);
-               !s.ok()) {
-      return s;
-    }
-  }
   return LaunchKernel("IndexerSelect", IndexerSelectKernel, dim3(rows), kSelectThreads, 0, stream,
                       p);
 }

@@ -6,9 +6,10 @@
 // lower position), then -1.
 //
 // Declarations only (plain C++, includable anywhere); the kernels live in indexer.cu: the
-// scores as tensor-core products per (row, 64 keys) where the widths allow, else one warp
-// per key (heads summed in order, as the CPU does); one CTA per row for the selection (a
-// radix select on the scores' bits, then the selected positions compacted in order).
+// scores as tensor-core products per (tile of rows, chunks of 64 keys) where the widths
+// allow, else one warp per key (heads summed in order, as the CPU does); one CTA per row
+// for the selection (a radix select on the scores' bits, then the selected positions
+// compacted in order, each warp a contiguous segment).
 #ifndef MLA_ENGINE_BACKEND_CUDA_KERNELS_INDEXER_H_
 #define MLA_ENGINE_BACKEND_CUDA_KERNELS_INDEXER_H_
 
@@ -22,6 +23,9 @@ namespace mla::cuda {
 
 // q of one row stays in shared memory: heads · dim ≤ this (DeepSeek-V3.2: 64 · 128).
 inline constexpr int kIndexerMaxQ = 8192;
+
+// The most step rows one tensor-core CTA scores together (IndexerF32Params::row_tile).
+inline constexpr int kIndexerMaxRowTile = 4;
 
 // How the scores are computed: kAuto takes tensor cores (m16n8k16, q rounded to bf16)
 // where index_key_dim is a multiple of 16 (DeepSeek-V3.2: 128), CUDA cores (fp32 q, the
@@ -51,6 +55,13 @@ struct IndexerF32Params {
   int64_t scores_stride = 0;
   int32_t* selected = nullptr;  // [step rows, topk]
   IndexerKernel kernel = IndexerKernel::kAuto;
+  // Step rows one tensor-core CTA scores together (1..kIndexerMaxRowTile): the rows of one
+  // sequence in a tile share each key load, so a prefill chunk reads its keys a quarter as
+  // often at 4; decode rows (each its own sequence) gain nothing and take 1.
+  int row_tile = 1;
+  // 64-key chunks one tensor-core CTA scores (its tile's q converted once for all); 0 lets
+  // the launch choose (one while the grid is small, up to 4 as it grows).
+  int key_chunks_per_cta = 0;
 };
 
 // Whether the scores of `p` run on tensor cores (q rounded to bf16).
@@ -58,6 +69,11 @@ bool IndexerUsesTensorCores(const IndexerF32Params& p);
 
 // Scores and selects rows first_row .. first_row + num_rows of the step.
 absl::Status LaunchIndexerTopK(const IndexerF32Params& p, CudaStream stream);
+
+// The selection alone, from scores the caller wrote (row r of the launch at
+// scores + r · scores_stride, its first Visible(row) entries read): for tests of the
+// selection on chosen scores. keys, block_table, q and w are not read.
+absl::Status LaunchIndexerSelect(const IndexerF32Params& p, CudaStream stream);
 
 }  // namespace mla::cuda
 
