@@ -37,8 +37,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
+#include "bench/cuda_bench_util.h"
 #include "common/status_macros.h"
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/cuda_device.h"
@@ -80,27 +79,6 @@ double BytesPerToken() {
 }
 constexpr double kFlopsPerHeadToken = 2.0 * kWidth + 2.0 * kLatent;
 constexpr float kScale = 0.13523378f;  // V3's softmax scale
-
-std::vector<int> ParseList(const std::string& text) {
-  std::vector<int> out;
-  for (absl::string_view piece : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    int v = 0;
-    if (absl::SimpleAtoi(piece, &v) && v > 0) out.push_back(v);
-  }
-  return out;
-}
-
-// Peak bandwidth from the memory clock (kHz) and bus width (bits), double data rate.
-double DeviceHbmGbps(int device) {
-  int clock_khz = 0;
-  int bus_bits = 0;
-  if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device) != cudaSuccess) {
-    cudaGetLastError();
-    return 0.0;
-  }
-  return 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
-}
 
 MlaDecodeKernel Kernel() {
   const std::string k = absl::GetFlag(FLAGS_kernel);
@@ -196,7 +174,6 @@ absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Sha
   p.num_partial_slots = plan.num_partial_slots();
   p.q = q.as<bf16_t>();
   p.kv_cache = pool.cache.data();
-  p.block_table = d_table.as<int32_t>();  // copy 0; call i reads copy i % copies
   p.seq_lens = d_lens.as<int32_t>();
   p.parts = d_parts.as<MlaDecodePart>();
   p.split_offsets = d_offsets.as<int32_t>();
@@ -209,30 +186,15 @@ absl::StatusOr<std::pair<double, int64_t>> TimeShape(const Pool& pool, const Sha
     p.topk = topk;
   }
   int64_t call = 0;
-  auto launch = [&]() -> absl::Status {
-    p.block_table = d_table.as<int32_t>() + (call++ % copies) * shape_blocks;
-    return LaunchMlaDecode(p, nullptr);
-  };
-  for (int i = 0; i < 2; ++i) MLA_RETURN_IF_ERROR(launch());  // Warm-up.
-  MLA_RETURN_IF_ERROR(DeviceSynchronize());
-  cudaEvent_t start;
-  cudaEvent_t stop;
-  MLA_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  MLA_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-  int iters = 1;
-  float ms = 0.0f;
-  while (true) {
-    MLA_CUDA_RETURN_IF_ERROR(cudaEventRecord(start));
-    for (int i = 0; i < iters; ++i) MLA_RETURN_IF_ERROR(launch());
-    MLA_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop));
-    MLA_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-    MLA_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
-    if (ms >= min_ms || iters >= 1024) break;
-    iters *= 2;
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return std::make_pair(static_cast<double>(ms) / iters, copies);
+  MLA_ASSIGN_OR_RETURN(const double ms, bench::TimeLaunches(
+                                            [&]() -> absl::Status {
+                                              // Call i reads copy i % copies.
+                                              p.block_table = d_table.as<int32_t>() +
+                                                              (call++ % copies) * shape_blocks;
+                                              return LaunchMlaDecode(p, nullptr);
+                                            },
+                                            min_ms));
+  return std::make_pair(ms, copies);
 }
 
 absl::Status Run() {
@@ -240,9 +202,9 @@ absl::Status Run() {
   if (devices.empty()) return absl::UnavailableError("no CUDA device is visible");
   const CudaDeviceProps& dev = devices.front();
   MLA_CUDA_RETURN_IF_ERROR(cudaSetDevice(dev.ordinal));
-  const std::vector<int> batches = ParseList(absl::GetFlag(FLAGS_batches));
-  const std::vector<int> contexts = ParseList(absl::GetFlag(FLAGS_contexts));
-  const std::vector<int> heads = ParseList(absl::GetFlag(FLAGS_heads));
+  const std::vector<int> batches = bench::ParseList(absl::GetFlag(FLAGS_batches));
+  const std::vector<int> contexts = bench::ParseList(absl::GetFlag(FLAGS_contexts));
+  const std::vector<int> heads = bench::ParseList(absl::GetFlag(FLAGS_heads));
   if (batches.empty() || contexts.empty() || heads.empty()) {
     return absl::InvalidArgumentError("--batches, --contexts and --heads need positive values");
   }
@@ -254,7 +216,7 @@ absl::Status Run() {
         kernel);
   }
   double hbm = absl::GetFlag(FLAGS_hbm_gbps);
-  if (hbm <= 0) hbm = DeviceHbmGbps(dev.ordinal);
+  if (hbm <= 0) hbm = bench::DeviceHbmGbps(dev.ordinal);
   const int max_batch = *std::max_element(batches.begin(), batches.end());
   const int max_context = *std::max_element(contexts.begin(), contexts.end());
   Pool pool;
@@ -329,18 +291,5 @@ absl::Status Run() {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  // No device (or no driver) is not a failure of the benchmark: say so and stop.
-  const absl::StatusOr<std::vector<mla::cuda::CudaDeviceProps>> devices =
-      mla::cuda::ListCudaDevices();
-  if (!devices.ok() || devices->empty()) {
-    std::printf("cuda_mla_decode_bench: no usable CUDA device (%s); nothing measured.\n",
-                devices.ok() ? "none visible" : std::string(devices.status().message()).c_str());
-    return 0;
-  }
-  const absl::Status status = mla::cuda::Run();
-  if (!status.ok()) {
-    std::fprintf(stderr, "cuda_mla_decode_bench: %s\n", std::string(status.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return mla::cuda::bench::BenchMain("cuda_mla_decode_bench", mla::cuda::Run);
 }

@@ -32,7 +32,7 @@ fi
 
 targets=(device_test cuda_mla_decode_test cuda_pointwise_test cuda_gemm_lt_test cuda_indexer_test
          cuda_moe_routing_test cuda_backend_test cuda_sparse_test cuda_engine_test cuda_server_test
-         mla-server mla-recall cuda_mla_decode_bench mla_engine_bench)
+         mla-server mla-recall cuda_mla_decode_bench cuda_indexer_bench mla_engine_bench)
 echo "gpu_bundle: building ${targets[*]} in ${build}"
 cmake --build "${build}" -j"$(nproc)" --target "${targets[@]}" >/dev/null
 

@@ -9,10 +9,11 @@
 #      (128 heads) over batch × context with the default (tensor-core) split kernel, and on
 #      a few shapes its ring, 64-row (mma.sync and wgmma) and k-split variants, the
 #      CUDA-core one, the default planned for one CTA per multiprocessor and the
-#      tensor-core kernels on an FP8 cache (decode_bench_more.txt), DeepSeek-V3.2's sparse
-#      decode over 2048 gathered keys against as many read densely (decode_bench_sparse.txt),
-#      and ncu's hardware counters of the default kernel and the ring variant on one shape
-#      (ncu.txt);
+#      tensor-core kernels on an FP8 cache, with ncu's hardware counters of the default
+#      kernel and the ring variant on one shape at its end (decode_bench_more.txt);
+#      DeepSeek-V3.2: sparse decode over 2048 gathered keys against as many read densely,
+#      then cuda_indexer_bench, the lightning indexer's decode GB/s, its selection's share
+#      and its prefill row tiles (v32_bench.txt);
 #   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
 #      engine on the GPU: decode tokens/s at batch 1 / 16 / 64, prefill tokens/s of a 4K
 #      prompt, and a new engine's first request with and without the start-up warm-up
@@ -27,11 +28,11 @@
 #
 #   tests/gpu/run_on_device.sh [BUNDLE_DIR]      # default build/gpu-dist
 #
-# Results go to $OUT (default BUNDLE_DIR/out), at most 8 files: summary.txt (one line per step, pass/fail counts, the verdict), nvidia-smi.txt,
-# gpu_tests.log, decode_bench.txt, decode_bench_more.txt,
-# ncu.txt (hardware counters of two tensor-core split kernels, where ncu can read them),
-# engine_bench.txt (the bench model's log at its end) and recall.txt. Exit status 0 only
-# when every step passed.
+# Results go to $OUT (default BUNDLE_DIR/out), 8 files (the most the device tool brings
+# back): summary.txt (one line per step, pass/fail counts, the verdict), nvidia-smi.txt,
+# gpu_tests.log, decode_bench.txt, decode_bench_more.txt (ncu's counters at its end, where
+# ncu can read them), v32_bench.txt, engine_bench.txt (the bench model's log at its end)
+# and recall.txt. Exit status 0 only when every step passed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bundle="${1:-build/gpu-dist}"
@@ -202,14 +203,23 @@ if have_time 40 "cuda_mla_decode_bench --kernel=mma_ring / mma_rows64 / mma_wgmm
   fi
 fi
 # DeepSeek-V3.2's sparse decode: 2048 selected keys gathered through the block table,
-# against the same number of keys read densely in the same run.
+# against the same number of keys read densely in the same run; then its indexer.
 if have_time 30 "cuda_mla_decode_bench --topk=2048"; then
   if timeout "$(limit 60)" "${build_rel}/bench/cuda_mla_decode_bench" --topk=2048 \
        --heads=16,128 --batches=1,16,64 --contexts=8192,131072 \
-       >"${out}/decode_bench_sparse.txt" 2>&1; then
-    say "ok: cuda_mla_decode_bench --topk=2048 (decode_bench_sparse.txt)"
+       >"${out}/v32_bench.txt" 2>&1; then
+    say "ok: cuda_mla_decode_bench --topk=2048 (v32_bench.txt)"
   else
-    fail "cuda_mla_decode_bench --topk=2048 (decode_bench_sparse.txt)"
+    fail "cuda_mla_decode_bench --topk=2048 (v32_bench.txt)"
+  fi
+fi
+if have_time 30 "cuda_indexer_bench"; then
+  echo "## cuda_indexer_bench" >>"${out}/v32_bench.txt"
+  if timeout "$(limit 60)" "${build_rel}/bench/cuda_indexer_bench" --batches=1,16,64 \
+       --contexts=8192,131072 --prefill_rows=512 --min_ms=10 >>"${out}/v32_bench.txt" 2>&1; then
+    say "ok: cuda_indexer_bench (v32_bench.txt)"
+  else
+    fail "cuda_indexer_bench (v32_bench.txt)"
   fi
 fi
 # Hardware counters for the default tensor-core kernel and its ring variant on one large
@@ -226,8 +236,8 @@ if command -v ncu >/dev/null 2>&1 && ((deadline - SECONDS >= 60)); then
       "${build_rel}/bench/cuda_mla_decode_bench" --kernel=${k} --batches=64 \
       --contexts=32768 --heads=16 --min_ms=1 --rotate=false 2>&1
     echo "rc $?"
-  done >"${out}/ncu.txt"
-  say "note: ncu on the tensor-core split kernel and its ring variant (ncu.txt)"
+  done >>"${out}/decode_bench_more.txt"
+  say "note: ncu on the tensor-core split kernel and its ring variant (decode_bench_more.txt)"
 fi
 
 # --- 4. The whole model on the GPU --------------------------------------------------------
