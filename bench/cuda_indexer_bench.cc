@@ -2,7 +2,9 @@
 // at the model's widths (64 heads of 128, top 2,048), one layer's call:
 // - decode: `batch` rows, each its own sequence over `context` keys (bf16, 256 bytes a
 //   key): µs per call, GB/s of keys read against peak HBM, and the selection's time alone
-//   (LaunchIndexerSelect on the same scores) with its share of the call;
+//   (LaunchIndexerSelect on the same scores) with its share of the call, split into
+//   segments where the rule splits (IndexerSelectSegments) and with one CTA per row, in
+//   the same run;
 // - prefill (--prefill_rows=N, 0 to skip): a chunk of N rows at the end of one context,
 //   timed with one row per CTA and with tiles of kIndexerMaxRowTile rows in the same run:
 //   TFLOP/s of the scores (2 · heads · dim per row and visible key) and the tiles'
@@ -62,7 +64,7 @@ std::vector<float> RandomFloats(int64_t n, uint32_t seed, float lo, float hi) {
 // One shape's device data: `copies` disjoint copies of `seqs` sequences' keys.
 struct Setup {
   int64_t copies = 1, table_blocks = 0;  // table_blocks: one copy's block-table entries
-  DeviceBuffer keys, table, q_pos0, cu_seqlens_q, row_seq, q, w, scores, selected;
+  DeviceBuffer keys, table, q_pos0, cu_seqlens_q, row_seq, q, w, scores, selected, scratch;
   IndexerF32Params p;
 };
 
@@ -110,6 +112,10 @@ absl::StatusOr<Setup> MakeSetup(int seqs, int context, int rows_per_seq, int64_t
   MLA_ASSIGN_OR_RETURN(
       st.selected, DeviceBuffer::Allocate(static_cast<size_t>(rows * absl::GetFlag(FLAGS_topk)) *
                                           sizeof(int32_t)));
+  const int64_t scratch_bytes = IndexerSelectScratchBytes(rows, stride, absl::GetFlag(FLAGS_topk));
+  if (scratch_bytes > 0) {
+    MLA_ASSIGN_OR_RETURN(st.scratch, DeviceBuffer::Allocate(static_cast<size_t>(scratch_bytes)));
+  }
   IndexerF32Params& p = st.p;
   p.num_rows = rows;
   p.heads = heads;
@@ -129,14 +135,19 @@ absl::StatusOr<Setup> MakeSetup(int seqs, int context, int rows_per_seq, int64_t
   p.scores = st.scores.as<float>();
   p.scores_stride = stride;
   p.selected = st.selected.as<int32_t>();
+  p.select_scratch = st.scratch.data();
   return st;
 }
 
+enum class Timed { kWhole, kSelect, kSelectUnsplit };
+
 // Milliseconds per call of the whole indexer (scores and selection) on `st`, calls cycling
-// through its copies; with select_only, of the selection alone.
-absl::StatusOr<double> Time(Setup& st, int row_tile, bool select_only) {
+// through its copies, or of the selection alone (split where the rule splits, or not).
+absl::StatusOr<double> Time(Setup& st, int row_tile, Timed what) {
   IndexerF32Params p = st.p;
   p.row_tile = row_tile;
+  if (what == Timed::kSelectUnsplit) p.select_scratch = nullptr;
+  const bool select_only = what != Timed::kWhole;
   const int32_t* table = st.table.as<int32_t>();
   int64_t call = 0;
   return bench::TimeLaunches(
@@ -172,19 +183,23 @@ absl::Status Run() {
       "top %d, %d-token blocks\n",
       dev.name.c_str(), dev.multiprocessors, hbm, l2_bytes / 1e6, heads, dim,
       IndexerUsesTensorCores(shape) ? "tensor cores" : "CUDA cores", topk, kBlock);
-  std::printf("decode: one row per sequence\n%6s %8s %10s %10s %10s %7s %10s %8s %7s\n", "batch",
-              "context", "keys MB", "us/call", "key GB/s", "%HBM", "select us", "select%",
-              "copies");
+  std::printf(
+      "decode: one row per sequence (select: as the call runs it, in segments where it "
+      "splits; unsplit: one CTA per row)\n%6s %8s %10s %10s %10s %7s %10s %8s %9s %11s %7s\n",
+      "batch", "context", "keys MB", "us/call", "key GB/s", "%HBM", "select us", "select%",
+      "segments", "unsplit us", "copies");
   for (int c : contexts) {
     for (int b : batches) {
       MLA_ASSIGN_OR_RETURN(Setup st, MakeSetup(b, c, 1, l2_bytes));
-      MLA_ASSIGN_OR_RETURN(const double ms, Time(st, 1, false));
-      MLA_ASSIGN_OR_RETURN(const double select_ms, Time(st, 1, true));
+      MLA_ASSIGN_OR_RETURN(const double ms, Time(st, 1, Timed::kWhole));
+      MLA_ASSIGN_OR_RETURN(const double select_ms, Time(st, 1, Timed::kSelect));
+      MLA_ASSIGN_OR_RETURN(const double unsplit_ms, Time(st, 1, Timed::kSelectUnsplit));
       const double key_mb = static_cast<double>(b) * c * dim * 2 / 1e6;
       const double gbps = key_mb / 1e3 / (ms * 1e-3);
-      std::printf("%6d %8d %10.1f %10.1f %10.1f %6.1f%% %10.1f %7.1f%% %7lld\n", b, c, key_mb,
-                  ms * 1e3, gbps, hbm > 0 ? 100.0 * gbps / hbm : 0.0, select_ms * 1e3,
-                  100.0 * select_ms / ms, static_cast<long long>(st.copies));
+      std::printf("%6d %8d %10.1f %10.1f %10.1f %6.1f%% %10.1f %7.1f%% %9d %11.1f %7lld\n", b, c,
+                  key_mb, ms * 1e3, gbps, hbm > 0 ? 100.0 * gbps / hbm : 0.0, select_ms * 1e3,
+                  100.0 * select_ms / ms, IndexerSelectSegments(b, st.p.scores_stride, topk),
+                  unsplit_ms * 1e3, static_cast<long long>(st.copies));
       std::fflush(stdout);
     }
   }
@@ -197,9 +212,9 @@ absl::Status Run() {
   for (int c : contexts) {
     if (c < prefill_rows) continue;
     MLA_ASSIGN_OR_RETURN(Setup st, MakeSetup(1, c, prefill_rows, l2_bytes));
-    MLA_ASSIGN_OR_RETURN(const double one_ms, Time(st, 1, false));
-    MLA_ASSIGN_OR_RETURN(const double tile_ms, Time(st, kIndexerMaxRowTile, false));
-    MLA_ASSIGN_OR_RETURN(const double select_ms, Time(st, 1, true));
+    MLA_ASSIGN_OR_RETURN(const double one_ms, Time(st, 1, Timed::kWhole));
+    MLA_ASSIGN_OR_RETURN(const double tile_ms, Time(st, kIndexerMaxRowTile, Timed::kWhole));
+    MLA_ASSIGN_OR_RETURN(const double select_ms, Time(st, 1, Timed::kSelect));
     // Row i of the chunk sees c − prefill_rows + i + 1 keys.
     const double keys_seen = static_cast<double>(prefill_rows) * (c - prefill_rows) +
                              static_cast<double>(prefill_rows) * (prefill_rows + 1) / 2;

@@ -99,7 +99,8 @@ struct RowSample {
 inline constexpr int64_t kMaxDecompressedChunkBytes = int64_t{64} << 20;
 
 // The most scratch a device backend's IndexerTopK holds for the indexer's scores of a group
-// of rows (DeepSeek-V3.2; the group shrinks as contexts grow, down to one row).
+// of rows and their top-k candidates (DeepSeek-V3.2; the group shrinks as contexts grow,
+// down to one row).
 inline constexpr int64_t kMaxIndexerScoreBytes = int64_t{64} << 20;
 
 // The most scratch a device backend's SparseMlaAttention holds for a group of prefill rows

@@ -179,7 +179,7 @@ absl::StatusOr<int64_t> EstimateWorkspaceBytes(const ModelConfig& c, const Works
   // of every row ((m, l) and a v-wide accumulator per head).
   bytes += kMaxDecompressedChunkBytes + 4 * s.max_batch_tokens * heads * (c.v_head_dim + 2);
   if (c.has_indexer()) {
-    bytes += kMaxIndexerScoreBytes;   // The indexer's scores.
+    bytes += kMaxIndexerScoreBytes;   // The indexer's scores and top-k candidates.
     bytes += kMaxSparsePrefillBytes;  // A group of sparse prefill rows on the split kernels.
   }
   return bytes;

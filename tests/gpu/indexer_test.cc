@@ -75,6 +75,9 @@ std::vector<SelectRow> SelectRows(int topk) {
   rows.push_back({"topk + 1 keys", topk + 1, Uniform(topk + 1, 1, -1.0f, 1.0f)});
   rows.push_back({"random", 3 * topk + 37, Uniform(3 * topk + 37, 2, -4.0f, 4.0f)});
   rows.push_back({"long and random", 5000, Uniform(5000, 3, 0.0f, 1.0f)});
+  // Long enough that even top 2,048 splits (IndexerSelectSegments).
+  rows.push_back({"longer, positive and tied", 20000, Uniform(20000, 8, 0.0f, 1.0f)});
+  for (size_t i = 0; i < rows.back().scores.size(); i += 5) rows.back().scores[i] = 0.75f;
   {
     std::mt19937 rng(4);
     std::uniform_int_distribution<int> few(0, 3);
@@ -156,18 +159,45 @@ TEST(IndexerCudaTest, SelectionEqualsAHostSortOnChosenScores) {
     p.scores = d_scores.as<float>();
     p.scores_stride = stride;
     p.selected = d_selected.as<int32_t>();
-    MLA_ASSERT_OK(LaunchIndexerSelect(p, nullptr));
-    MLA_ASSERT_OK(DeviceSynchronize());
-    const std::vector<int32_t> got = Download<int32_t>(d_selected);
-    for (int64_t i = 0; i < kSkipped * topk; ++i) ASSERT_EQ(got[i], 7777) << "entry " << i;
-    for (int64_t r = 0; r < num_rows; ++r) {
-      const std::vector<int32_t> want = HostTopK(rows[r].scores, topk);
-      for (int k = 0; k < topk; ++k) {
-        ASSERT_EQ(got[(kSkipped + r) * topk + k], want[k])
-            << rows[r].what << " (" << rows[r].n << " keys), entry " << k;
+    // One CTA per row, then split into segments whose candidates are merged. Every scratch
+    // byte 0x7f: an entry never written reads as present (position 0x7f7f7f7f) with a
+    // huge score (3.4e38), so neither a candidate left unwritten nor an absent one counted
+    // goes unnoticed.
+    const int segments = IndexerSelectSegments(num_rows, stride, topk);
+    ASSERT_GT(segments, 1);
+    DeviceBuffer scratch =
+        testing::Zeros(static_cast<size_t>(IndexerSelectScratchBytes(num_rows, stride, topk)));
+    MLA_ASSERT_OK(scratch.Fill(0x7f));
+    for (const bool split : {false, true}) {
+      SCOPED_TRACE(split ? ::testing::Message() << segments << " segments a row"
+                         : ::testing::Message() << "one CTA a row");
+      p.select_scratch = split ? scratch.data() : nullptr;
+      MLA_ASSERT_OK(d_selected.Fill(0xff));
+      MLA_ASSERT_OK(LaunchIndexerSelect(p, nullptr));
+      MLA_ASSERT_OK(DeviceSynchronize());
+      const std::vector<int32_t> got = Download<int32_t>(d_selected);
+      for (int64_t i = 0; i < kSkipped * topk; ++i) ASSERT_EQ(got[i], -1) << "entry " << i;
+      for (int64_t r = 0; r < num_rows; ++r) {
+        const std::vector<int32_t> want = HostTopK(rows[r].scores, topk);
+        for (int k = 0; k < topk; ++k) {
+          ASSERT_EQ(got[(kSkipped + r) * topk + k], want[k])
+              << rows[r].what << " (" << rows[r].n << " keys), entry " << k;
+        }
       }
     }
   }
+}
+
+TEST(IndexerCudaTest, SplitSelectionRule) {
+  // Few rows over many keys split; many rows, or rows seeing under 8 · topk keys, do not.
+  EXPECT_EQ(IndexerSelectSegments(1, 131072, 2048), 16);
+  EXPECT_EQ(IndexerSelectSegments(64, 131072, 2048), 16);
+  EXPECT_EQ(IndexerSelectSegments(kIndexerSplitSelectMaxRows + 1, 131072, 2048), 1);
+  EXPECT_EQ(IndexerSelectSegments(1, 8 * 2048 - 1, 2048), 1);
+  EXPECT_EQ(IndexerSelectSegments(1, 8 * 2048, 2048), 2);
+  EXPECT_EQ(IndexerSelectSegments(1, 1 << 30, 2048), kIndexerMaxSelectSegments);
+  EXPECT_EQ(IndexerSelectScratchBytes(3, 131072, 2048), 3 * 16 * 2048 * 8);
+  EXPECT_EQ(IndexerSelectScratchBytes(300, 131072, 2048), 0);
 }
 
 // A step of three sequences: a 9-row prefill chunk over a 100-key prefix, one decode row

@@ -408,18 +408,27 @@ void CudaBackend::IndexerTopK(int layer, int heads, float scale, float weight_sc
   // A step with more rows than sequences holds a prefill chunk, whose rows share keys.
   p.row_tile = rows > step_->batch ? kIndexerMaxRowTile : 1;
   // Scores of a group of rows at a time, so that a long prefill chunk over a long context
-  // needs at most kMaxIndexerScoreBytes of scratch (or one row's worth). A row's scratch
-  // spans the block table's width, not the longest sequence: the launches then bake in
-  // nothing that changes from one decode step to the next, so a CUDA graph replays them
-  // (the score kernel's surplus CTAs see no visible keys and return).
+  // needs at most kMaxIndexerScoreBytes of scratch (or one row's worth), the split
+  // selection's candidates (few rows) included. A row's scratch spans the block table's width, not
+  // the longest sequence: the launches then bake in nothing that changes from one decode step to
+  // the next, so a CUDA graph replays them (the score kernel's surplus CTAs see no visible keys and
+  // return).
   const int64_t stride = table_width_ * layout_->block_size();
   p.scores_stride = stride;
+  const int64_t row_bytes = stride * 4 + IndexerSelectScratchBytes(1, stride, p.topk);
   const int64_t group =
-      std::clamp<int64_t>(kMaxIndexerScoreBytes / std::max<int64_t>(1, stride * 4), 1, rows);
-  if (absl::Status s = Reserve(indexer_scores_, static_cast<size_t>(group * stride * 4)); !s.ok()) {
+      std::clamp<int64_t>(kMaxIndexerScoreBytes / std::max<int64_t>(1, row_bytes), 1, rows);
+  const int64_t score_bytes = group * stride * 4;
+  // The most candidates a launch of at most `group` rows keeps (only launches of at most
+  // kIndexerSplitSelectMaxRows rows split, the last group's too).
+  const int64_t select_bytes =
+      IndexerSelectScratchBytes(std::min(group, kIndexerSplitSelectMaxRows), stride, p.topk);
+  if (absl::Status s = Reserve(indexer_scores_, static_cast<size_t>(score_bytes + select_bytes));
+      !s.ok()) {
     return Fail(op, std::move(s));
   }
   p.scores = indexer_scores_.as<float>();
+  p.select_scratch = static_cast<unsigned char*>(indexer_scores_.data()) + score_bytes;
   for (int64_t first = 0; first < rows; first += group) {
     p.first_row = first;
     p.num_rows = std::min(group, rows - first);

@@ -292,87 +292,182 @@ __device__ void NarrowPrefix(SelectShared& sh, int shift) {
   }
 }
 
-// One CTA per row. With more visible keys than topk: the bits of the topk-th largest score
-// by a radix select (8 bits a pass, from the top; it stops early once a digit's keys are
-// exactly the ones still needed), then the keys above that threshold and, of those equal
-// to it, the lowest positions still needed, in position order. The compaction gives each
-// warp a contiguous segment of the row: a pass counts each warp's keys, one barrier, and a
+// A list the selection reads: entry i (0 ≤ i < m) has score scores[i] and position
+// positions[i], or base + i when positions is null; an entry with a negative position is
+// absent. Present entries' positions ascend with i.
+struct SelectList {
+  const float* scores;
+  const int32_t* positions;
+  int64_t base, m;
+  __device__ bool Present(int64_t i) const {
+    return i < m && (positions == nullptr || positions[i] >= 0);
+  }
+  __device__ int32_t Position(int64_t i) const {
+    return positions != nullptr ? positions[i] : static_cast<int32_t>(base + i);
+  }
+};
+
+// Positions base .. base + m − 1 (m ≤ k), then -1, into out[0, k); their scores into
+// out_scores when given: a list the selection keeps whole.
+__device__ void KeepAll(const float* scores, int64_t base, int64_t m, int k, int32_t* out,
+                        float* out_scores) {
+  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) {
+    out[i] = i < m ? static_cast<int32_t>(base + i) : -1;
+    if (out_scores != nullptr && i < m) out_scores[i] = scores[i];
+  }
+}
+
+// The CTA keeps the k best present entries of `list` (ties: the lower index; at least k
+// must be present) and writes their positions in ascending order to out[0, k), their
+// scores to out_scores when given. The bits of the k-th largest score come from a radix
+// select (8 bits a pass, from the top; it stops early once a digit's entries are exactly
+// the ones still needed), then the entries above that threshold and, of those equal to
+// it, the lowest indices still needed are compacted in order. Each warp compacts a
+// contiguous segment of the list: a pass counts each warp's entries, one barrier, and a
 // second pass writes them at the warp's offset (ballots order the lanes), where a scan per
-// 256 keys used to take 36 barriers.
-__global__ void __launch_bounds__(kSelectThreads) IndexerSelectKernel(IndexerF32Params p) {
-  __shared__ SelectShared sh;
+// 256 entries used to take 36 barriers.
+__device__ void SelectTopK(SelectShared& sh, const SelectList& list, int k, int32_t* out,
+                           float* out_scores) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int warps = static_cast<int>(blockDim.x) >> 5;
-  for (int64_t r = blockIdx.x; r < p.num_rows; r += gridDim.x) {
-    const int64_t row = p.first_row + r;
-    const int64_t n = Visible(p, row);
-    int32_t* out = p.selected + row * p.topk;
-    if (n <= p.topk) {
-      for (int64_t i = tid; i < p.topk; i += blockDim.x)
-        out[i] = i < n ? static_cast<int32_t>(i) : -1;
-      continue;
-    }
-    const float* scores = p.scores + r * p.scores_stride;
-    __syncthreads();  // The previous row is done with the shared state.
-    if (tid == 0) {
-      sh.prefix = 0u;
-      sh.remaining = p.topk;
-      sh.done = 0;
-    }
-    uint32_t mask = 0u;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      for (int i = tid; i < 256; i += blockDim.x) sh.hist[i] = 0u;
-      __syncthreads();
-      const uint32_t prefix = sh.prefix;
-      for (int64_t base = 0; base < n; base += blockDim.x) {  // The same trips for all lanes.
-        const int64_t s = base + tid;
-        const uint32_t u = s < n ? OrderedBits(scores[s]) : 0u;
-        const bool in = s < n && (u & mask) == prefix;
-        // Lanes with the same digit add once (a digit past 255 for lanes out of the count).
-        const unsigned digit = in ? (u >> shift) & 0xffu : 256u + static_cast<unsigned>(lane);
-        const unsigned peers = __match_any_sync(0xffffffffu, digit);
-        if (in && (peers & LanesBelow(lane)) == 0u)
-          atomicAdd(&sh.hist[digit], static_cast<unsigned>(__popc(peers)));
+  const int64_t m = list.m;
+  __syncthreads();  // The previous list is done with the shared state.
+  if (tid == 0) {
+    sh.prefix = 0u;
+    sh.remaining = k;
+    sh.done = 0;
+  }
+  uint32_t mask = 0u;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = tid; i < 256; i += blockDim.x) sh.hist[i] = 0u;
+    __syncthreads();
+    const uint32_t prefix = sh.prefix;
+    for (int64_t base = 0; base < m; base += blockDim.x) {  // The same trips for all lanes.
+      const int64_t i = base + tid;
+      const bool present = list.Present(i);
+      const uint32_t u = present ? OrderedBits(list.scores[i]) : 0u;
+      const bool in = present && (u & mask) == prefix;
+      // Lanes with the same digit add once (a digit past 255 for lanes out of the count).
+      const unsigned digit = in ? (u >> shift) & 0xffu : 256u + static_cast<unsigned>(lane);
+      const unsigned peers = __match_any_sync(0xffffffffu, digit);
+      if (in && (peers & LanesBelow(lane)) == 0u) {
+        atomicAdd(&sh.hist[digit], static_cast<unsigned>(__popc(peers)));
       }
-      __syncthreads();
-      if (warp == 0) NarrowPrefix(sh, shift);
-      __syncthreads();
-      mask |= 0xffu << shift;
-      if (sh.done != 0) break;
-    }
-    const uint32_t threshold = sh.prefix;
-    const int equal_needed = sh.remaining;  // Keys matching the threshold to keep, lowest first.
-    const int64_t segment = (n + 32 * warps - 1) / (32 * warps) * 32;
-    const int64_t begin = min(n, warp * segment), end = min(n, begin + segment);
-    int above = 0, equal = 0;
-    for (int64_t base = begin; base < end; base += 32) {
-      const int64_t s = base + lane;
-      const uint32_t u = s < end ? OrderedBits(scores[s]) & mask : 0u;
-      above += __popc(__ballot_sync(0xffffffffu, s < end && u > threshold));
-      equal += __popc(__ballot_sync(0xffffffffu, s < end && u == threshold));
-    }
-    if (lane == 0) {
-      sh.warp_above[warp] = above;
-      sh.warp_equal[warp] = equal;
     }
     __syncthreads();
-    int at = 0, equal_rank = 0;  // This warp's first output and first equal key's rank.
-    for (int v = 0; v < warp; ++v) {
-      at += sh.warp_above[v] + min(max(equal_needed - equal_rank, 0), sh.warp_equal[v]);
-      equal_rank += sh.warp_equal[v];
+    if (warp == 0) NarrowPrefix(sh, shift);
+    __syncthreads();
+    mask |= 0xffu << shift;
+    if (sh.done != 0) break;
+  }
+  const uint32_t threshold = sh.prefix;
+  const int equal_needed = sh.remaining;  // Entries matching the threshold to keep, lowest first.
+  const int64_t segment = (m + 32 * warps - 1) / (32 * warps) * 32;
+  const int64_t begin = min(m, warp * segment), end = min(m, begin + segment);
+  int above = 0, equal = 0;
+  for (int64_t base = begin; base < end; base += 32) {
+    const int64_t i = base + lane;
+    const bool present = i < end && list.Present(i);
+    const uint32_t u = present ? OrderedBits(list.scores[i]) & mask : 0u;
+    above += __popc(__ballot_sync(0xffffffffu, present && u > threshold));
+    equal += __popc(__ballot_sync(0xffffffffu, present && u == threshold));
+  }
+  if (lane == 0) {
+    sh.warp_above[warp] = above;
+    sh.warp_equal[warp] = equal;
+  }
+  __syncthreads();
+  int at = 0, equal_rank = 0;  // This warp's first output and first equal entry's rank.
+  for (int v = 0; v < warp; ++v) {
+    at += sh.warp_above[v] + min(max(equal_needed - equal_rank, 0), sh.warp_equal[v]);
+    equal_rank += sh.warp_equal[v];
+  }
+  for (int64_t base = begin; base < end; base += 32) {
+    const int64_t i = base + lane;
+    const bool present = i < end && list.Present(i);
+    const float score = present ? list.scores[i] : 0.0f;
+    const uint32_t u = present ? OrderedBits(score) & mask : 0u;
+    const bool is_equal = present && u == threshold;
+    const unsigned equals = __ballot_sync(0xffffffffu, is_equal);
+    const bool take = (present && u > threshold) ||
+                      (is_equal && equal_rank + __popc(equals & LanesBelow(lane)) < equal_needed);
+    const unsigned takes = __ballot_sync(0xffffffffu, take);
+    if (take) {
+      const int to = at + __popc(takes & LanesBelow(lane));
+      out[to] = list.Position(i);
+      if (out_scores != nullptr) out_scores[to] = score;
     }
-    for (int64_t base = begin; base < end; base += 32) {
-      const int64_t s = base + lane;
-      const uint32_t u = s < end ? OrderedBits(scores[s]) & mask : 0u;
-      const bool is_equal = s < end && u == threshold;
-      const unsigned equals = __ballot_sync(0xffffffffu, is_equal);
-      const bool take = (s < end && u > threshold) ||
-                        (is_equal && equal_rank + __popc(equals & LanesBelow(lane)) < equal_needed);
-      const unsigned takes = __ballot_sync(0xffffffffu, take);
-      if (take) out[at + __popc(takes & LanesBelow(lane))] = static_cast<int32_t>(s);
-      at += __popc(takes);
-      equal_rank += __popc(equals);
+    at += __popc(takes);
+    equal_rank += __popc(equals);
+  }
+}
+
+// One CTA per row: the row's visible keys' scores, whole.
+__global__ void __launch_bounds__(kSelectThreads) IndexerSelectKernel(IndexerF32Params p) {
+  __shared__ SelectShared sh;
+  for (int64_t r = blockIdx.x; r < p.num_rows; r += gridDim.x) {
+    const int64_t n = Visible(p, p.first_row + r);
+    int32_t* out = p.selected + (p.first_row + r) * p.topk;
+    if (n <= p.topk) {
+      KeepAll(nullptr, 0, n, p.topk, out, nullptr);
+      continue;
     }
+    SelectTopK(sh, {p.scores + r * p.scores_stride, nullptr, 0, n}, p.topk, out, nullptr);
+  }
+}
+
+// The split selection, for steps of few rows over many keys, where one CTA per row would
+// leave most of the device idle: grid (rows, segments), each CTA keeping the top-k of one
+// segment of seg_len keys (its scores and positions into the scratch), then one CTA per
+// row keeping the top-k of the segments' candidates. Exact: an entry of the row's top-k
+// is beaten by fewer than k keys of the row, so by fewer than k of its segment, and the
+// candidates keep the row's position order (segments in order, each ascending).
+struct SelectScratch {
+  float* scores;       // [num_rows, segments · topk]
+  int32_t* positions;  // [num_rows, segments · topk]; -1: no candidate
+};
+
+__device__ SelectScratch ScratchOf(const IndexerF32Params& p, int segments) {
+  const int64_t entries = p.num_rows * segments * int64_t{p.topk};
+  float* scores = static_cast<float*>(p.select_scratch);
+  return {scores, reinterpret_cast<int32_t*>(scores + entries)};
+}
+
+__global__ void __launch_bounds__(kSelectThreads)
+    IndexerSelectSegmentsKernel(IndexerF32Params p, int segments, int64_t seg_len) {
+  __shared__ SelectShared sh;
+  const SelectScratch scratch = ScratchOf(p, segments);
+  const int64_t begin = int64_t{blockIdx.y} * seg_len;
+  for (int64_t r = blockIdx.x; r < p.num_rows; r += gridDim.x) {
+    const int64_t n = Visible(p, p.first_row + r);
+    if (n <= p.topk) continue;  // The merge keeps the row whole.
+    const int64_t len = min(seg_len, max(int64_t{0}, n - begin));
+    const int64_t at = (r * segments + blockIdx.y) * int64_t{p.topk};
+    const float* scores = p.scores + r * p.scores_stride + begin;
+    if (len <= p.topk) {
+      KeepAll(scores, begin, len, p.topk, scratch.positions + at, scratch.scores + at);
+      continue;
+    }
+    SelectTopK(sh, {scores, nullptr, begin, len}, p.topk, scratch.positions + at,
+               scratch.scores + at);
+  }
+}
+
+__global__ void __launch_bounds__(kSelectThreads)
+    IndexerSelectMergeKernel(IndexerF32Params p, int segments) {
+  __shared__ SelectShared sh;
+  const SelectScratch scratch = ScratchOf(p, segments);
+  const int64_t m = int64_t{segments} * p.topk;
+  for (int64_t r = blockIdx.x; r < p.num_rows; r += gridDim.x) {
+    const int64_t n = Visible(p, p.first_row + r);
+    int32_t* out = p.selected + (p.first_row + r) * p.topk;
+    if (n <= p.topk) {
+      KeepAll(nullptr, 0, n, p.topk, out, nullptr);
+      continue;
+    }
+    // At least topk candidates: every segment keeps min(topk, its keys), which add up to
+    // at least min(topk, n).
+    SelectTopK(sh, {scratch.scores + r * m, scratch.positions + r * m, 0, m}, p.topk, out, nullptr);
   }
 }
 
@@ -443,8 +538,32 @@ absl::Status LaunchIndexerSelect(const IndexerF32Params& p, CudaStream stream) {
   if (absl::Status s = CheckShape(p); !s.ok()) return s;
   if (p.num_rows == 0) return absl::OkStatus();
   const unsigned rows = static_cast<unsigned>(std::min(p.num_rows, kMaxGrid));
-  return LaunchKernel("IndexerSelect", IndexerSelectKernel, dim3(rows), kSelectThreads, 0, stream,
-                      p);
+  const int segments = IndexerSelectSegments(p.num_rows, p.scores_stride, p.topk);
+  if (segments == 1 || p.select_scratch == nullptr) {
+    return LaunchKernel("IndexerSelect", IndexerSelectKernel, dim3(rows), kSelectThreads, 0, stream,
+                        p);
+  }
+  const int64_t seg_len = (p.scores_stride + segments - 1) / segments;
+  if (absl::Status s = LaunchKernel("IndexerSelectSegments", IndexerSelectSegmentsKernel,
+                                    dim3(rows, static_cast<unsigned>(segments)), kSelectThreads, 0,
+                                    stream, p, segments, seg_len);
+      !s.ok()) {
+    return s;
+  }
+  return LaunchKernel("IndexerSelectMerge", IndexerSelectMergeKernel, dim3(rows), kSelectThreads, 0,
+                      stream, p, segments);
+}
+
+int IndexerSelectSegments(int64_t num_rows, int64_t scores_stride, int topk) {
+  if (num_rows > kIndexerSplitSelectMaxRows || topk < 1) return 1;
+  return static_cast<int>(
+      std::clamp<int64_t>(scores_stride / (int64_t{4} * topk), 1, kIndexerMaxSelectSegments));
+}
+
+int64_t IndexerSelectScratchBytes(int64_t num_rows, int64_t scores_stride, int topk) {
+  const int segments = IndexerSelectSegments(num_rows, scores_stride, topk);
+  if (segments == 1) return 0;
+  return num_rows * segments * int64_t{topk} * (sizeof(float) + sizeof(int32_t));
 }
 
 }  // namespace mla::cuda

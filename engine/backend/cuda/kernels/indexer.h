@@ -62,7 +62,23 @@ struct IndexerF32Params {
   // 64-key chunks one tensor-core CTA scores (its tile's q converted once for all); 0 lets
   // the launch choose (one while the grid is small, up to 4 as it grows).
   int key_chunks_per_cta = 0;
+  // Scratch of IndexerSelectScratchBytes(num_rows, scores_stride, topk) for the split
+  // selection (few rows over many keys); null, or a launch the rule does not split, selects
+  // with one CTA per row.
+  void* select_scratch = nullptr;
 };
+
+// The split selection: a launch of at most this many rows whose rows may see at least
+// 8 · topk keys splits each row's selection into segments of at least 4 · topk keys (at
+// most kIndexerMaxSelectSegments), each kept to its top-k by its own CTA, then merges the
+// candidates in one CTA per row: a decode row over 128K keys with top 2,048 runs on 16
+// multiprocessors and the last CTA reads a quarter of the scores. Larger launches keep
+// the device busy with one CTA per row and take no scratch.
+inline constexpr int64_t kIndexerSplitSelectMaxRows = 128;
+inline constexpr int kIndexerMaxSelectSegments = 32;
+int IndexerSelectSegments(int64_t num_rows, int64_t scores_stride, int topk);
+// Bytes of IndexerF32Params::select_scratch a launch needs (0: it selects unsplit).
+int64_t IndexerSelectScratchBytes(int64_t num_rows, int64_t scores_stride, int topk);
 
 // Whether the scores of `p` run on tensor cores (q rounded to bf16).
 bool IndexerUsesTensorCores(const IndexerF32Params& p);
