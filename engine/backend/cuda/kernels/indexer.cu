@@ -402,20 +402,6 @@ __device__ void SelectTopK(SelectShared& sh, const SelectList& list, int k, int3
   }
 }
 
-// One CTA per row: the row's visible keys' scores, whole.
-__global__ void __launch_bounds__(kSelectThreads) IndexerSelectKernel(IndexerF32Params p) {
-  __shared__ SelectShared sh;
-  for (int64_t r = blockIdx.x; r < p.num_rows; r += gridDim.x) {
-    const int64_t n = Visible(p, p.first_row + r);
-    int32_t* out = p.selected + (p.first_row + r) * p.topk;
-    if (n <= p.topk) {
-      KeepAll(nullptr, 0, n, p.topk, out, nullptr);
-      continue;
-    }
-    SelectTopK(sh, {p.scores + r * p.scores_stride, nullptr, 0, n}, p.topk, out, nullptr);
-  }
-}
-
 // The split selection, for steps of few rows over many keys, where one CTA per row would
 // leave most of the device idle: grid (rows, segments), each CTA keeping the top-k of one
 // segment of seg_len keys (its scores and positions into the scratch), then one CTA per
@@ -453,8 +439,10 @@ __global__ void __launch_bounds__(kSelectThreads)
   }
 }
 
+// One CTA per row: the row's visible keys' scores whole (segments == 1), or the split
+// selection's candidates.
 __global__ void __launch_bounds__(kSelectThreads)
-    IndexerSelectMergeKernel(IndexerF32Params p, int segments) {
+    IndexerSelectKernel(IndexerF32Params p, int segments) {
   __shared__ SelectShared sh;
   const SelectScratch scratch = ScratchOf(p, segments);
   const int64_t m = int64_t{segments} * p.topk;
@@ -463,11 +451,14 @@ __global__ void __launch_bounds__(kSelectThreads)
     int32_t* out = p.selected + (p.first_row + r) * p.topk;
     if (n <= p.topk) {
       KeepAll(nullptr, 0, n, p.topk, out, nullptr);
-      continue;
+    } else if (segments == 1) {
+      SelectTopK(sh, {p.scores + r * p.scores_stride, nullptr, 0, n}, p.topk, out, nullptr);
+    } else {
+      // At least topk candidates: every segment keeps min(topk, its keys), which add up to
+      // at least min(topk, n).
+      SelectTopK(sh, {scratch.scores + r * m, scratch.positions + r * m, 0, m}, p.topk, out,
+                 nullptr);
     }
-    // At least topk candidates: every segment keeps min(topk, its keys), which add up to
-    // at least min(topk, n).
-    SelectTopK(sh, {scratch.scores + r * m, scratch.positions + r * m, 0, m}, p.topk, out, nullptr);
   }
 }
 
@@ -541,7 +532,7 @@ absl::Status LaunchIndexerSelect(const IndexerF32Params& p, CudaStream stream) {
   const int segments = IndexerSelectSegments(p.num_rows, p.scores_stride, p.topk);
   if (segments == 1 || p.select_scratch == nullptr) {
     return LaunchKernel("IndexerSelect", IndexerSelectKernel, dim3(rows), kSelectThreads, 0, stream,
-                        p);
+                        p, 1);
   }
   const int64_t seg_len = (p.scores_stride + segments - 1) / segments;
   if (absl::Status s = LaunchKernel("IndexerSelectSegments", IndexerSelectSegmentsKernel,
@@ -550,7 +541,7 @@ absl::Status LaunchIndexerSelect(const IndexerF32Params& p, CudaStream stream) {
       !s.ok()) {
     return s;
   }
-  return LaunchKernel("IndexerSelectMerge", IndexerSelectMergeKernel, dim3(rows), kSelectThreads, 0,
+  return LaunchKernel("IndexerSelectMerge", IndexerSelectKernel, dim3(rows), kSelectThreads, 0,
                       stream, p, segments);
 }
 
