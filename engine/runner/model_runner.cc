@@ -5,7 +5,6 @@
 #include <optional>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/backend/backend_factory.h"
 #include "engine/common/log.h"
@@ -72,12 +71,6 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const RunnerOpt
   lc.block_size = options.block_size;
   lc.num_layers = config.num_hidden_layers;
   lc.index_key_dim = config.index_head_dim;  // V3.2: the indexer keys, 0 otherwise.
-  if (config.has_indexer() && options.cache_dtype != CacheDType::kBF16) {
-    // Refused here rather than at the first long context: the sparse kernel reads bf16.
-    return absl::UnimplementedError(absl::StrCat(
-        "DeepSeek-V3.2 sparse attention needs a bf16 latent cache (--kv_cache_dtype=bf16), not ",
-        CacheDTypeName(options.cache_dtype)));
-  }
   MLA_ASSIGN_OR_RETURN(CacheLayout layout, CacheLayout::Create(lc));
   MLA_ASSIGN_OR_RETURN(int32_t blocks, CacheBlocks(options, config, layout, *backend));
   MLA_RETURN_IF_ERROR(backend->AllocateCache(layout, blocks));

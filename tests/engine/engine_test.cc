@@ -105,7 +105,8 @@ TEST_F(EngineTest, BatchedWithChunkedPrefillMatchesReference) {
   std::vector<std::unique_ptr<Collector>> collectors;
   for (const Golden& g : goldens_) {
     collectors.push_back(std::make_unique<Collector>());
-    ASSERT_TRUE(engine_->Submit(Greedy(g.prompt, g.greedy.size()), collectors.back()->Callback()).ok());
+    ASSERT_TRUE(
+        engine_->Submit(Greedy(g.prompt, g.greedy.size()), collectors.back()->Callback()).ok());
   }
   for (size_t i = 0; i < goldens_.size(); ++i) {
     collectors[i]->Wait();
@@ -630,6 +631,28 @@ TEST_F(DsaEngineTest, PrefixCacheHitsReuseTheIndexerKeys) {
     EXPECT_EQ(c.Wait().cached_prompt_tokens, cached);
     EXPECT_EQ(c.tokens(), g.greedy) << "cached " << cached;
   }
+}
+
+// An FP8 latent cache with sparse attention (the indexer keys stay bf16): the same bytes
+// hold 84 bytes a token and layer where bf16 takes 112 (tiny-v32: latent 32 + 4-byte
+// scale + k_pe 8 in bf16, indexer key 16 in bf16), and the long prompt, cut into sparse
+// chunks, is served. Its logits' drift is checked in dsa_golden_test.
+TEST_F(DsaEngineTest, Fp8CacheHoldsMoreTokensAndServesSparseChunks) {
+  int64_t blocks[2] = {0, 0};
+  for (const CacheDType dtype : {CacheDType::kBF16, CacheDType::kFp8E4M3}) {
+    MakeEngine(/*max_batch_tokens=*/32, /*cache_bytes=*/1 << 20, dtype);
+    const bool fp8 = dtype == CacheDType::kFp8E4M3;
+    blocks[fp8] = engine_->GetLoad().cache.blocks_total;
+    Collector c;
+    ASSERT_TRUE(engine_->Submit(Greedy(goldens_.back().prompt, 8), c.Callback()).ok());
+    c.Wait();
+    EXPECT_EQ(c.tokens().size(), 8u) << CacheDTypeName(dtype);
+    if (!fp8) {
+      EXPECT_EQ(c.tokens(), goldens_.back().greedy);
+    }
+  }
+  EXPECT_EQ(blocks[0], (1 << 20) / (16 * 3 * 112));
+  EXPECT_EQ(blocks[1], (1 << 20) / (16 * 3 * 84));
 }
 
 TEST_F(DsaEngineTest, IndexerWatchReportsEveryLayerOnce) {

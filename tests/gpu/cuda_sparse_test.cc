@@ -99,6 +99,7 @@ struct SparseCase {
   AttnCase attn;
   int index_heads, index_dim, topk;
   bool equal_keys;  // Every indexer key the same: all scores tie, the lowest positions win.
+  CacheDType dtype = CacheDType::kBF16;  // The latent cache's (the indexer keys stay bf16).
 };
 
 struct SparseRun {
@@ -182,14 +183,21 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
       // Prefill rows over 64-token blocks: the split-KV kernels again, each query row its
       // own "sequence" with its own selection and view (MlaDecodeParams::seq_of).
       {{4, 40, 8, 64, {10, 100}, {70, 3}}, 8, 16, 50, false},
+      // An FP8 latent cache (DeepSeek's layout; 136 latent values: a partial scale group):
+      // the generic kernel (16-token blocks) and the split-KV kernels (64), decode and
+      // prefill rows.
+      {{4, 136, 8, 16, {0, 40, 100}, {20, 1, 3}}, 8, 16, 16, false, CacheDType::kFp8E4M3},
+      {{16, 512, 64, 64, {0, 130, 300}, {1, 1, 1}}, 64, 128, 100, false, CacheDType::kFp8E4M3},
+      {{4, 136, 8, 64, {10, 100}, {70, 3}}, 8, 16, 50, false, CacheDType::kFp8E4M3},
   };
   std::mt19937 rng(11);
   for (const SparseCase& c : cases) {
     const AttnCase& a = c.attn;
-    SCOPED_TRACE(::testing::Message() << "index heads " << c.index_heads << " dim " << c.index_dim
-                                      << " topk " << c.topk << " L " << a.latent);
+    SCOPED_TRACE(::testing::Message()
+                 << "index heads " << c.index_heads << " dim " << c.index_dim << " topk " << c.topk
+                 << " L " << a.latent << " " << CacheDTypeName(c.dtype) << " cache");
     const int num_blocks = 64;
-    CacheLayoutConfig lc{CacheDType::kBF16, a.latent, a.rope, a.block_size, 1};
+    CacheLayoutConfig lc{c.dtype, a.latent, a.rope, a.block_size, 1};
     lc.index_key_dim = c.index_dim;
     auto layout = CacheLayout::Create(lc);
     ASSERT_TRUE(layout.ok()) << layout.status();
@@ -223,13 +231,14 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
     std::vector<float> q_attn = RandomVector(t * a.heads * (a.latent + a.rope), rng);
     // Steps over 64-token blocks take the split-KV kernels, which read q in bf16 (made
     // bf16-exact here, so that the CPU sees what they see) and store out in bf16: 1e-2
-    // absolute + relative, as for dense attention (cuda_backend_test). A wrong key moves
-    // outputs by O(1).
+    // absolute + relative, as for dense attention (cuda_backend_test); from an FP8 cache
+    // they round each dequantized key to bf16 where the CPU keeps fp32: 3e-2, dense
+    // attention's bound for that (derived there). A wrong key moves outputs by O(1).
     const bool split = a.block_size == 64;
     if (split) {
       for (float& x : q_attn) x = Bf16ToFloat(FloatToBf16(x));
     }
-    const float tol = split ? 1e-2f : 1e-4f;
+    const float tol = !split ? 1e-4f : c.dtype == CacheDType::kFp8E4M3 ? 3e-2f : 1e-2f;
 
     const SparseRun on_cpu =
         RunSparse(cpu_be, c, steps, latents, k_pes, keys, q_index, w_index, q_attn, {});

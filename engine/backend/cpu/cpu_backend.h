@@ -19,7 +19,9 @@
 
 namespace mla::cpu {
 
-class CpuBackend final : public Backend {
+// Not final: tests derive from it to observe or steer one operation of a real forward
+// (dsa_golden_test replays IndexerTopK selections).
+class CpuBackend : public Backend {
  public:
   // threads: the pool's threads, the caller included; 0 = all cores.
   explicit CpuBackend(int threads);

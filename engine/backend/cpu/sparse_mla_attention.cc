@@ -6,15 +6,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cpu/gemm.h"
+#include "engine/kv_cache/cache_row.h"
 
 namespace mla::cpu {
 namespace {
 
-// The bf16 cache row of position `pos` (ValidateSparseMlaParams refuses other layouts).
-const bf16_t* KeyAt(const MlaAttentionParams& p, int64_t j, int64_t pos) {
+// The key of sequence j's position `pos` as every kernel sees it (bf16 values, or FP8
+// codes times their scale; DecodeCacheRow) into dst [kv_lora_rank + rope_dim].
+void KeyAt(const MlaAttentionParams& p, int64_t j, int64_t pos, float* dst) {
   const int32_t id = p.block_table[j * p.max_blocks_per_seq + pos / p.block_size];
-  return static_cast<const bf16_t*>(p.kv_cache) +
-         (int64_t{id} * p.block_size + pos % p.block_size) * (p.kv_lora_rank + p.rope_dim);
+  const int64_t row_bytes = CacheRowBytes(p.kv_dtype, p.kv_lora_rank, p.rope_dim);
+  const uint8_t* row = static_cast<const uint8_t*>(p.kv_cache) +
+                       (int64_t{id} * p.block_size + pos % p.block_size) * row_bytes;
+  DecodeCacheRow(p.kv_dtype, p.kv_lora_rank, p.rope_dim, row, dst, dst + p.kv_lora_rank);
 }
 
 // The row's selected positions (the -1 padding cut off).
@@ -33,11 +37,7 @@ void SparseRow(const SparseMlaParams& sp, int64_t j, int64_t row, ThreadPool* po
   ws.keys.resize(static_cast<size_t>(n * width));
   ws.latent_t.resize(static_cast<size_t>(lat * n));
   ws.scores.resize(static_cast<size_t>(heads * n));
-  for (int64_t s = 0; s < n; ++s) {
-    const bf16_t* k = KeyAt(p, j, sel[s]);
-    float* dst = ws.keys.data() + s * width;
-    for (int64_t d = 0; d < width; ++d) dst[d] = Bf16ToFloat(k[d]);
-  }
+  for (int64_t s = 0; s < n; ++s) KeyAt(p, j, sel[s], ws.keys.data() + s * width);
   // The latent transposed in tiles of 16 keys, so that each write fills a cache line
   // (a plain column-by-column transpose writes one float per line and dominated the time).
   constexpr int64_t kTile = 16;
@@ -73,11 +73,6 @@ void SparseRow(const SparseMlaParams& sp, int64_t j, int64_t row, ThreadPool* po
 absl::Status ValidateSparseMlaParams(const SparseMlaParams& sp) {
   if (absl::Status s = ValidateMlaAttentionParams(sp.mla); !s.ok()) return s;
   const MlaAttentionParams& p = sp.mla;
-  if (p.kv_dtype != CacheDType::kBF16) {
-    return absl::UnimplementedError(absl::StrCat("SparseMlaAttention: a ",
-                                                 CacheDTypeName(p.kv_dtype),
-                                                 " latent cache is not supported yet (bf16 only)"));
-  }
   if (sp.topk < 1) return absl::InvalidArgumentError("SparseMlaAttention: topk must be >= 1");
   if (p.batch > 0 && p.cu_seqlens_q[p.batch] > 0 && sp.selected == nullptr) {
     return absl::InvalidArgumentError("SparseMlaAttention: null selection");
@@ -123,14 +118,16 @@ absl::Status SparseMlaAttentionReference(const SparseMlaParams& sp) {
   for (int64_t j = 0; j < p.batch; ++j) {
     for (int64_t row = p.cu_seqlens_q[j]; row < p.cu_seqlens_q[j + 1]; ++row) {
       const std::span<const int32_t> sel = Selection(sp, row);
+      std::vector<float> keys(sel.size() * static_cast<size_t>(width));
+      for (size_t i = 0; i < sel.size(); ++i) KeyAt(p, j, sel[i], keys.data() + i * width);
       for (int64_t h = 0; h < p.num_heads; ++h) {
         const float* q = p.q + (row * p.num_heads + h) * width;
         std::vector<double> scores;
         double max_score = -INFINITY;
-        for (const int32_t pos : sel) {
-          const bf16_t* k = KeyAt(p, j, pos);
+        for (size_t i = 0; i < sel.size(); ++i) {
+          const float* k = keys.data() + i * width;
           double s = 0;
-          for (int64_t d = 0; d < width; ++d) s += double{q[d]} * Bf16ToFloat(k[d]);
+          for (int64_t d = 0; d < width; ++d) s += double{q[d]} * k[d];
           scores.push_back(s * p.softmax_scale);
           max_score = std::max(max_score, scores.back());
         }
@@ -139,8 +136,8 @@ absl::Status SparseMlaAttentionReference(const SparseMlaParams& sp) {
         for (size_t i = 0; i < sel.size(); ++i) {
           const double w = std::exp(scores[i] - max_score);
           sum += w;
-          const bf16_t* k = KeyAt(p, j, sel[i]);
-          for (int64_t d = 0; d < lat; ++d) acc[d] += w * Bf16ToFloat(k[d]);
+          const float* k = keys.data() + i * width;
+          for (int64_t d = 0; d < lat; ++d) acc[d] += w * k[d];
         }
         float* out = p.out + (row * p.num_heads + h) * lat;
         for (int64_t d = 0; d < lat; ++d) out[d] = static_cast<float>(acc[d] / sum);

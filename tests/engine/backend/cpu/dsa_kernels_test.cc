@@ -1,8 +1,8 @@
 // The DeepSeek-V3.2 sparse attention kernels (indexer.h, sparse_mla_attention.h) against
 // their plain double-precision definitions: random inputs, odd head counts and widths,
 // blocks of 1, 7 and 16 tokens, shuffled block tables, sequences of 1 token and across
-// block boundaries, decode rows and prefill chunks, and NaN in every cache slot a sequence
-// does not own, so that a read past a row's visible keys shows.
+// block boundaries, decode rows and prefill chunks, bf16 and FP8 latent caches, and NaN in
+// every cache slot a sequence does not own, so that a read past a row's visible keys shows.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,6 +16,7 @@
 #include "engine/backend/cpu/indexer.h"
 #include "engine/backend/cpu/mla_attention_reference.h"
 #include "engine/backend/cpu/sparse_mla_attention.h"
+#include "engine/kv_cache/cache_row.h"
 
 namespace mla::cpu {
 namespace {
@@ -194,9 +195,26 @@ struct SparseProblem {
       }
     }
   }
+  // The same cache in DeepSeek's FP8 layout: every row the bf16 cache holds, encoded
+  // (codes and a scale per 128 latent values, k_pe in bf16); the NaN rows stay NaN.
+  void UseFp8() {
+    const int64_t rope = pb.width - latent;
+    const int64_t row_bytes = CacheRowBytes(CacheDType::kFp8E4M3, latent, rope);
+    const int64_t slots = int64_t{pb.num_blocks} * pb.block_size;
+    fp8_cache.assign(static_cast<size_t>(slots * row_bytes), kCacheNaNByte);
+    std::vector<float> row(static_cast<size_t>(pb.width));
+    for (int64_t slot = 0; slot < slots; ++slot) {
+      const bf16_t* src = pb.cache.data() + slot * pb.width;
+      if (std::isnan(Bf16ToFloat(src[0]))) continue;
+      for (int d = 0; d < pb.width; ++d) row[d] = Bf16ToFloat(src[d]);
+      EncodeCacheRow(CacheDType::kFp8E4M3, latent, rope, row.data(), row.data() + latent,
+                     fp8_cache.data() + slot * row_bytes);
+    }
+  }
   SparseMlaParams Params() {
     SparseMlaParams p;
     MlaAttentionParams& m = p.mla;
+    const bool fp8 = !fp8_cache.empty();
     m = {pb.batch(),
          heads,
          latent,
@@ -205,8 +223,8 @@ struct SparseProblem {
          pb.num_blocks,
          pb.max_blocks,
          1.0f / std::sqrt(float(pb.width)),
-         CacheDType::kBF16,
-         pb.cache.data(),
+         fp8 ? CacheDType::kFp8E4M3 : CacheDType::kBF16,
+         fp8 ? static_cast<const void*>(fp8_cache.data()) : pb.cache.data(),
          pb.table.data(),
          pb.seq_lens.data(),
          pb.q_pos0.data(),
@@ -223,6 +241,7 @@ struct SparseProblem {
   int heads, latent, topk;
   std::vector<float> q, out, lse;
   std::vector<int32_t> selected;
+  std::vector<uint8_t> fp8_cache;  // Non-empty: Params() reads it (UseFp8).
 };
 
 void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, double tol) {
@@ -235,18 +254,24 @@ void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, 
 
 TEST(SparseMlaAttentionTest, MatchesReferenceOnRandomSelections) {
   ThreadPool pool(2);
-  for (const int heads : {1, 3, 16}) {
-    for (const int block_size : {1, 7, 16}) {
-      for (size_t b = 0; b < kBatches.size(); ++b) {
-        SparseProblem pr(kBatches[b], heads, 40, 8, block_size, 6, 11 + heads + block_size);
-        pr.SelectRandom();
-        ASSERT_TRUE(SparseMlaAttentionReference(pr.Params()).ok());
-        const std::vector<float> want_out = pr.out, want_lse = pr.lse;
-        std::fill(pr.out.begin(), pr.out.end(), kNaN);
-        SparseMlaWorkspace ws;
-        ASSERT_TRUE(SparseMlaAttention(pr.Params(), &pool, &ws).ok());
-        ExpectClose(pr.out, want_out, 2e-5);
-        ExpectClose(pr.lse, want_lse, 2e-5);
+  for (const bool fp8 : {false, true}) {
+    SCOPED_TRACE(fp8 ? "FP8 cache" : "bf16 cache");
+    for (const int heads : {1, 3, 16}) {
+      for (const int block_size : {1, 7, 16}) {
+        for (size_t b = 0; b < kBatches.size(); ++b) {
+          // Latent 136: two FP8 scale groups, the second partial.
+          SparseProblem pr(kBatches[b], heads, fp8 ? 136 : 40, 8, block_size, 6,
+                           11 + heads + block_size);
+          if (fp8) pr.UseFp8();
+          pr.SelectRandom();
+          ASSERT_TRUE(SparseMlaAttentionReference(pr.Params()).ok());
+          const std::vector<float> want_out = pr.out, want_lse = pr.lse;
+          std::fill(pr.out.begin(), pr.out.end(), kNaN);
+          SparseMlaWorkspace ws;
+          ASSERT_TRUE(SparseMlaAttention(pr.Params(), &pool, &ws).ok());
+          ExpectClose(pr.out, want_out, 2e-5);
+          ExpectClose(pr.lse, want_lse, 2e-5);
+        }
       }
     }
   }
@@ -254,15 +279,31 @@ TEST(SparseMlaAttentionTest, MatchesReferenceOnRandomSelections) {
 
 // Selecting every visible key is dense MLA: the sparse kernel against MlaAttention's
 // own reference.
+// With an FP8 cache both dequantize the same codes (the dense reference as every dense
+// kernel does), and the outputs differ from the bf16 cache's: the FP8 rows are read.
 TEST(SparseMlaAttentionTest, SelectingEveryKeyIsDenseMla) {
   for (size_t b = 0; b < kBatches.size(); ++b) {
-    SparseProblem pr(kBatches[b], 4, 32, 8, 16, 128, 3 + static_cast<uint32_t>(b));
-    pr.SelectRandom();  // topk 128 exceeds every visible count: all keys.
-    ASSERT_TRUE(SparseMlaAttention(pr.Params(), nullptr, nullptr).ok());
-    const std::vector<float> out = pr.out, lse = pr.lse;
-    ASSERT_TRUE(MlaAttentionReference(pr.Params().mla).ok());
-    ExpectClose(out, pr.out, 2e-5);
-    ExpectClose(lse, pr.lse, 2e-5);
+    std::vector<float> bf16_out;
+    for (const bool fp8 : {false, true}) {
+      SCOPED_TRACE(fp8 ? "FP8 cache" : "bf16 cache");
+      SparseProblem pr(kBatches[b], 4, 160, 8, 16, 128, 3 + static_cast<uint32_t>(b));
+      if (fp8) pr.UseFp8();
+      pr.SelectRandom();  // topk 128 exceeds every visible count: all keys.
+      ASSERT_TRUE(SparseMlaAttention(pr.Params(), nullptr, nullptr).ok());
+      const std::vector<float> out = pr.out, lse = pr.lse;
+      ASSERT_TRUE(MlaAttentionReference(pr.Params().mla).ok());
+      ExpectClose(out, pr.out, 2e-5);
+      ExpectClose(lse, pr.lse, 2e-5);
+      if (!fp8) {
+        bf16_out = out;
+        continue;
+      }
+      double max_diff = 0;
+      for (size_t i = 0; i < out.size(); ++i) {
+        max_diff = std::max(max_diff, double{std::fabs(out[i] - bf16_out[i])});
+      }
+      EXPECT_GT(max_diff, 1e-3) << "the FP8 cache's codes were not what was read";
+    }
   }
 }
 
