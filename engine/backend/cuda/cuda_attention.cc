@@ -409,10 +409,10 @@ void CudaBackend::IndexerTopK(int layer, int heads, float scale, float weight_sc
   p.row_tile = rows > step_->batch ? kIndexerMaxRowTile : 1;
   // Scores of a group of rows at a time, so that a long prefill chunk over a long context
   // needs at most kMaxIndexerScoreBytes of scratch (or one row's worth), the split
-  // selection's candidates (few rows) included. A row's scratch spans the block table's width, not
-  // the longest sequence: the launches then bake in nothing that changes from one decode step to
-  // the next, so a CUDA graph replays them (the score kernel's surplus CTAs see no visible keys and
-  // return).
+  // selection's candidates (few rows) included. A row's scratch spans the block table's
+  // width, not the longest sequence: the launches then bake in nothing that changes from
+  // one decode step to the next, so a CUDA graph replays them (the score kernel's surplus
+  // CTAs see no visible keys and return).
   const int64_t stride = table_width_ * layout_->block_size();
   p.scores_stride = stride;
   const int64_t row_bytes = stride * 4 + IndexerSelectScratchBytes(1, stride, p.topk);

@@ -156,7 +156,8 @@ __device__ void MmaRowScores(const IndexerF32Params& p, const uint32_t* q, const
 // whole CTA (its values come from global memory that no thread writes), so the barriers
 // inside are reached by all threads.
 __global__ void __launch_bounds__(kScoreWarps * 32)
-    IndexerScoresMmaKernel(IndexerF32Params p, int row_tile, int chunks_per_cta) {
+    IndexerScoresMmaKernel(IndexerF32Params p, int chunks_per_cta) {
+  const int row_tile = p.row_tile;
   const int stride = MmaRowStrideWords(p.dim), heads16 = PaddedHeads(p.heads);
   const int words = p.dim / 2, vecs = p.dim / 8;  // bf16 pairs and 16-byte pieces per row
   unsigned char* base = DynamicSharedMemory();
@@ -444,7 +445,6 @@ __global__ void __launch_bounds__(kSelectThreads)
 __global__ void __launch_bounds__(kSelectThreads)
     IndexerSelectKernel(IndexerF32Params p, int segments) {
   __shared__ SelectShared sh;
-  const SelectScratch scratch = ScratchOf(p, segments);
   const int64_t m = int64_t{segments} * p.topk;
   for (int64_t r = blockIdx.x; r < p.num_rows; r += gridDim.x) {
     const int64_t n = Visible(p, p.first_row + r);
@@ -456,6 +456,7 @@ __global__ void __launch_bounds__(kSelectThreads)
     } else {
       // At least topk candidates: every segment keeps min(topk, its keys), which add up to
       // at least min(topk, n).
+      const SelectScratch scratch = ScratchOf(p, segments);
       SelectTopK(sh, {scratch.scores + r * m, scratch.positions + r * m, 0, m}, p.topk, out,
                  nullptr);
     }
@@ -506,7 +507,7 @@ absl::Status LaunchScores(const IndexerF32Params& p, CudaStream stream) {
   const void* kernel = reinterpret_cast<const void*>(&IndexerScoresMmaKernel);
   if (absl::Status s = AllowDynamicSharedBytes(kernel, smem); !s.ok()) return s;
   return LaunchKernel("IndexerScoresMma", IndexerScoresMmaKernel, grid, kScoreWarps * 32, smem,
-                      stream, p, p.row_tile, per_cta);
+                      stream, p, per_cta);
 }
 
 }  // namespace
