@@ -1,10 +1,10 @@
 // DeepSeek-V3.2's lightning indexer on the device (engine/backend/cuda/kernels/indexer.h)
 // at the model's widths (64 heads of 128, top 2,048), one layer's call:
 // - decode: `batch` rows, each its own sequence over `context` keys (bf16, 256 bytes a
-//   key): µs per call, GB/s of keys read against peak HBM, and the selection's time alone
-//   (LaunchIndexerSelect on the same scores) with its share of the call, split into
-//   segments where the rule splits (IndexerSelectSegments) and with one CTA per row, in
-//   the same run;
+//   key; with --key_dtype=fp8, e4m3 codes and a scale, 132 bytes): µs per call, GB/s of
+//   keys read against peak HBM, and the selection's time alone (LaunchIndexerSelect on the
+//   same scores) with its share of the call, split into segments where the rule splits
+//   (IndexerSelectSegments) and with one CTA per row, in the same run;
 // - prefill (--prefill_rows=N, 0 to skip): a chunk of N rows at the end of one context,
 //   timed with one row per CTA and with tiles of kIndexerMaxRowTile rows in the same run:
 //   TFLOP/s of the scores (2 · heads · dim per row and visible key) and the tiles'
@@ -16,7 +16,7 @@
 //
 // Usage: cuda_indexer_bench [--batches=1,16,64] [--contexts=4096,32768,131072]
 //        [--prefill_rows=512] [--heads=64] [--dim=128] [--topk=2048] [--min_ms=20]
-//        [--hbm_gbps=0 (0: from the device)]
+//        [--hbm_gbps=0 (0: from the device)] [--key_dtype=bf16|fp8]
 // Exits 0 with a message when no CUDA device is usable.
 #include <cuda_runtime.h>
 
@@ -36,6 +36,7 @@
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/kernels/indexer.h"
 #include "engine/common/bf16.h"
+#include "engine/kv_cache/index_key_row.h"
 
 ABSL_FLAG(std::string, batches, "1,16,64", "Decode batch sizes (rows, one per sequence)");
 ABSL_FLAG(std::string, contexts, "4096,32768,131072", "Context lengths (keys a row sees)");
@@ -45,6 +46,9 @@ ABSL_FLAG(int, dim, 128, "index_head_dim (DeepSeek-V3.2: 128)");
 ABSL_FLAG(int, topk, 2048, "index_topk (DeepSeek-V3.2: 2,048)");
 ABSL_FLAG(double, min_ms, 20.0, "Time each shape for at least this long");
 ABSL_FLAG(double, hbm_gbps, 0.0, "Peak HBM bandwidth in GB/s (0: ask the device)");
+ABSL_FLAG(std::string, key_dtype, "bf16",
+          "How the keys are cached: bf16, or fp8 (codes and a scale per key, "
+          "--indexer_key_dtype=fp8)");
 
 namespace mla::cuda {
 namespace {
@@ -69,26 +73,32 @@ struct Setup {
 };
 
 // `seqs` sequences of `context` keys each; `rows_per_seq` rows per sequence at its end.
-absl::StatusOr<Setup> MakeSetup(int seqs, int context, int rows_per_seq, int64_t l2_bytes) {
+absl::StatusOr<Setup> MakeSetup(int seqs, int context, int rows_per_seq, int64_t l2_bytes,
+                                bool fp8) {
   const int heads = absl::GetFlag(FLAGS_heads), dim = absl::GetFlag(FLAGS_dim);
   Setup st;
   const int64_t blocks_per_seq = (context + kBlock - 1) / kBlock;
   st.table_blocks = int64_t{seqs} * blocks_per_seq;
-  const int64_t key_bytes = int64_t{dim} * 2;
+  const int64_t key_bytes = fp8 ? dim + 4 : int64_t{dim} * 2;
   const int64_t shape_bytes = st.table_blocks * kBlock * key_bytes;
   st.copies = std::clamp<int64_t>(2 * l2_bytes / shape_bytes + 1, 1,
                                   std::max<int64_t>(1, kMaxKeyBytes / shape_bytes));
   const int64_t num_keys = st.copies * st.table_blocks * kBlock;
   MLA_ASSIGN_OR_RETURN(st.keys, DeviceBuffer::Allocate(static_cast<size_t>(num_keys * key_bytes)));
-  {  // A random pattern of keys, repeated by doubling copies on the device.
+  {  // A random pattern of whole blocks of keys, repeated by doubling copies on the device.
     const int64_t pattern = std::min(kPatternKeys, num_keys);
     const std::vector<float> f = RandomFloats(pattern * dim, 1, -1.0f, 1.0f);
-    std::vector<bf16_t> b(f.size());
-    for (size_t i = 0; i < f.size(); ++i) b[i] = FloatToBf16(f[i]);
-    MLA_RETURN_IF_ERROR(st.keys.CopyFromHost(b.data(), b.size() * sizeof(bf16_t)));
+    std::vector<uint8_t> b(static_cast<size_t>(pattern * key_bytes));
+    const CacheDType dtype = fp8 ? CacheDType::kFp8E4M3 : CacheDType::kBF16;
+    for (int64_t k = 0; k < pattern; ++k) {
+      EncodeIndexKey(dtype, dim, kBlock, f.data() + k * dim,
+                     b.data() + k / kBlock * kBlock * key_bytes, k % kBlock);
+    }
+    MLA_RETURN_IF_ERROR(st.keys.CopyFromHost(b.data(), b.size()));
+    uint8_t* keys = st.keys.as<uint8_t>();
     for (int64_t done = pattern; done < num_keys; done *= 2) {
       const int64_t n = std::min(done, num_keys - done);
-      MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(st.keys.as<bf16_t>() + done * dim, st.keys.as<bf16_t>(),
+      MLA_CUDA_RETURN_IF_ERROR(cudaMemcpy(keys + done * key_bytes, keys,
                                           static_cast<size_t>(n * key_bytes),
                                           cudaMemcpyDeviceToDevice));
     }
@@ -125,7 +135,8 @@ absl::StatusOr<Setup> MakeSetup(int seqs, int context, int rows_per_seq, int64_t
   p.topk = absl::GetFlag(FLAGS_topk);
   p.scale = 1.0f / 11.3137085f;  // 1/√128
   p.weight_scale = 0.125f;       // 1/√64
-  p.keys = st.keys.as<bf16_t>();
+  p.keys = st.keys.data();
+  p.keys_fp8 = fp8;
   p.block_table = st.table.as<int32_t>();
   p.q_pos0 = st.q_pos0.as<int32_t>();
   p.cu_seqlens_q = st.cu_seqlens_q.as<int32_t>();
@@ -167,6 +178,12 @@ absl::Status Run() {
   const int prefill_rows = absl::GetFlag(FLAGS_prefill_rows);
   const int heads = absl::GetFlag(FLAGS_heads), dim = absl::GetFlag(FLAGS_dim);
   const int topk = absl::GetFlag(FLAGS_topk);
+  const std::string key_dtype = absl::GetFlag(FLAGS_key_dtype);
+  if (key_dtype != "bf16" && key_dtype != "fp8") {
+    return absl::InvalidArgumentError("--key_dtype must be bf16 or fp8");
+  }
+  const bool fp8 = key_dtype == "fp8";
+  const int64_t key_bytes = fp8 ? dim + 4 : int64_t{dim} * 2;
   if (batches.empty() || contexts.empty() || prefill_rows < 0 || heads < 1 || dim < 1 || topk < 1) {
     return absl::InvalidArgumentError(
         "--batches and --contexts need positive values; --heads, --dim and --topk must be "
@@ -178,11 +195,14 @@ absl::Status Run() {
   MLA_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev.ordinal));
   IndexerF32Params shape;
   shape.dim = dim;
+  shape.block_size = kBlock;
+  shape.keys_fp8 = fp8;
   std::printf(
       "device: %s, %d SMs, peak HBM %.0f GB/s, L2 %.0f MB; indexer %d heads of %d (%s), "
-      "top %d, %d-token blocks\n",
+      "%s keys (%lld bytes each), top %d, %d-token blocks\n",
       dev.name.c_str(), dev.multiprocessors, hbm, l2_bytes / 1e6, heads, dim,
-      IndexerUsesTensorCores(shape) ? "tensor cores" : "CUDA cores", topk, kBlock);
+      IndexerUsesTensorCores(shape) ? "tensor cores" : "CUDA cores", key_dtype.c_str(),
+      static_cast<long long>(key_bytes), topk, kBlock);
   std::printf(
       "decode: one row per sequence (select: as the call runs it, in segments where it "
       "splits; unsplit: one CTA per row)\n%6s %8s %10s %10s %10s %7s %10s %8s %9s %11s %7s\n",
@@ -190,11 +210,11 @@ absl::Status Run() {
       "segments", "unsplit us", "copies");
   for (int c : contexts) {
     for (int b : batches) {
-      MLA_ASSIGN_OR_RETURN(Setup st, MakeSetup(b, c, 1, l2_bytes));
+      MLA_ASSIGN_OR_RETURN(Setup st, MakeSetup(b, c, 1, l2_bytes, fp8));
       MLA_ASSIGN_OR_RETURN(const double ms, Time(st, 1, Timed::kWhole));
       MLA_ASSIGN_OR_RETURN(const double select_ms, Time(st, 1, Timed::kSelect));
       MLA_ASSIGN_OR_RETURN(const double unsplit_ms, Time(st, 1, Timed::kSelectUnsplit));
-      const double key_mb = static_cast<double>(b) * c * dim * 2 / 1e6;
+      const double key_mb = static_cast<double>(b) * c * key_bytes / 1e6;
       const double gbps = key_mb / 1e3 / (ms * 1e-3);
       std::printf("%6d %8d %10.1f %10.1f %10.1f %6.1f%% %10.1f %7.1f%% %9d %11.1f %7lld\n", b, c,
                   key_mb, ms * 1e3, gbps, hbm > 0 ? 100.0 * gbps / hbm : 0.0, select_ms * 1e3,
@@ -211,7 +231,7 @@ absl::Status Run() {
       "tile speed", "select us");
   for (int c : contexts) {
     if (c < prefill_rows) continue;
-    MLA_ASSIGN_OR_RETURN(Setup st, MakeSetup(1, c, prefill_rows, l2_bytes));
+    MLA_ASSIGN_OR_RETURN(Setup st, MakeSetup(1, c, prefill_rows, l2_bytes, fp8));
     MLA_ASSIGN_OR_RETURN(const double one_ms, Time(st, 1, Timed::kWhole));
     MLA_ASSIGN_OR_RETURN(const double tile_ms, Time(st, kIndexerMaxRowTile, Timed::kWhole));
     MLA_ASSIGN_OR_RETURN(const double select_ms, Time(st, 1, Timed::kSelect));

@@ -7,7 +7,9 @@
 // 64 heads x 128 (bf16 keys, 256 bytes per token), one query row, 64-token blocks. The
 // indexer reads 256 bytes and does 64·128·2 FLOPs per cached token; the sparse attention
 // touches topk keys whatever the context, so it stays flat past topk while the indexer
-// grows linearly. The cache is random; timing does not depend on the values.
+// grows linearly. The cache is random; timing does not depend on the values. The last
+// column is the indexer again over the same keys stored in FP8 (codes and a scale per key,
+// 132 bytes per token: --indexer_key_dtype=fp8), in the same run.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -23,6 +25,7 @@
 #include "engine/backend/cpu/mla_attention.h"
 #include "engine/backend/cpu/sparse_mla_attention.h"
 #include "engine/backend/cpu/thread_pool.h"
+#include "engine/kv_cache/index_key_row.h"
 
 namespace mla::bench {
 namespace {
@@ -114,14 +117,26 @@ void Run(int context, int topk, int reps, cpu::ThreadPool& pool) {
                         iq.data(),
                         iw.data(),
                         selected.data()};
+  // The same keys as FP8 indexer keys.
+  std::vector<uint8_t> fp8_keys(static_cast<size_t>(blocks) * kBlock * (kIndexDim + 4));
+  std::vector<float> key(kIndexDim);
+  for (int64_t slot = 0; slot < int64_t{blocks} * kBlock; ++slot) {
+    for (int i = 0; i < kIndexDim; ++i) key[i] = Bf16ToFloat(keys[slot * kIndexDim + i]);
+    EncodeIndexKey(CacheDType::kFp8E4M3, kIndexDim, kBlock, key.data(),
+                   fp8_keys.data() + slot / kBlock * kBlock * (kIndexDim + 4), slot % kBlock);
+  }
+  cpu::IndexerParams ip8 = ip;
+  ip8.key_cache = fp8_keys.data();
+  ip8.key_dtype = CacheDType::kFp8E4M3;
   cpu::MlaAttentionWorkspace ws;
   cpu::SparseMlaWorkspace sws;
   const double dense = BestMs(reps, [&] { Check(cpu::MlaAttention(p, &pool, &ws)); });
   const double indexer = BestMs(reps, [&] { Check(cpu::IndexerTopK(ip, &pool)); });
   const cpu::SparseMlaParams sp{p, topk, selected.data()};
   const double sparse = BestMs(reps, [&] { Check(cpu::SparseMlaAttention(sp, &pool, &sws)); });
-  std::printf("%8d %12.3f %12.3f %12.3f %12.3f %8.2fx\n", context, dense, indexer, sparse,
-              indexer + sparse, dense / (indexer + sparse));
+  const double indexer_fp8 = BestMs(reps, [&] { Check(cpu::IndexerTopK(ip8, &pool)); });
+  std::printf("%8d %12.3f %12.3f %12.3f %12.3f %8.2fx %12.3f\n", context, dense, indexer, sparse,
+              indexer + sparse, dense / (indexer + sparse), indexer_fp8);
 }
 
 }  // namespace
@@ -153,8 +168,8 @@ int main(int argc, char** argv) {
   mla::cpu::ThreadPool pool(threads);
   std::printf("one decode row, one layer, %d threads, topk %d, best of %d (ms)\n",
               pool.num_threads(), topk, reps);
-  std::printf("%8s %12s %12s %12s %12s %9s\n", "context", "dense_mla", "indexer", "sparse_mla",
-              "dsa_total", "speedup");
+  std::printf("%8s %12s %12s %12s %12s %9s %12s\n", "context", "dense_mla", "indexer", "sparse_mla",
+              "dsa_total", "speedup", "indexer_fp8");
   for (const int c : contexts) mla::bench::Run(c, topk, reps, pool);
   return 0;
 }

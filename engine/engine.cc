@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "engine/common/log.h"
 #include "common/status_macros.h"
+#include "engine/common/log.h"
 #include "engine/sampling/sampler.h"
 #include "engine/scheduler/sequence.h"
 
@@ -53,6 +53,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   ro.kv_cache_bytes = options.kv_cache_bytes;
   ro.block_size = options.block_size;
   ro.cache_dtype = options.cache_dtype;
+  ro.index_key_dtype = options.index_key_dtype;
   ro.device_memory_fraction = options.device_memory_fraction;
   ro.device_cache_cap_bytes = options.device_cache_cap_bytes;
   ro.max_batch_tokens = options.max_batch_tokens;
@@ -75,29 +76,35 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   const CacheLayout& layout = runner->cache_layout();
   EngineInfo info;
   info.config = c;
-  info.model_name =
-      std::filesystem::path(options.model_dir).lexically_normal().filename().string();
+  info.model_name = std::filesystem::path(options.model_dir).lexically_normal().filename().string();
   if (info.model_name.empty()) {
-    info.model_name = std::filesystem::path(options.model_dir).lexically_normal()
-                          .parent_path().filename().string();
+    info.model_name = std::filesystem::path(options.model_dir)
+                          .lexically_normal()
+                          .parent_path()
+                          .filename()
+                          .string();
   }
   info.device = runner->device();
   info.weight_dtype = WeightDtypeName(runner->weights());
   info.weight_bytes = runner->weight_bytes();
   info.cache_dtype = CacheDTypeName(layout.dtype());
+  if (layout.index_key_dim() > 0) info.index_key_dtype = CacheDTypeName(layout.index_dtype());
   info.kv_block_size = layout.block_size();
   info.kv_num_blocks = runner->num_cache_blocks();
   info.kv_bytes_per_token = layout.bytes_per_token();
-  info.mha_bytes_per_token = EquivalentMhaBytesPerToken(
-      {c.num_hidden_layers, c.num_attention_heads, c.qk_nope_head_dim, c.qk_rope_head_dim,
-       c.v_head_dim, 2});
+  info.mha_bytes_per_token =
+      EquivalentMhaBytesPerToken({c.num_hidden_layers, c.num_attention_heads, c.qk_nope_head_dim,
+                                  c.qk_rope_head_dim, c.v_head_dim, 2});
   info.max_context = std::min<int64_t>(c.max_position_embeddings,
                                        int64_t{info.kv_num_blocks} * layout.block_size());
   LogInfo("KV cache: ", info.kv_num_blocks, " blocks of ", layout.block_size(), " tokens, ",
-          layout.bytes_per_token(), " bytes/token (MHA would need ", info.mha_bytes_per_token,
-          "), ", (int64_t{info.kv_num_blocks} * layout.bytes_per_block()) >> 20, " MiB");
-  auto engine =
-      std::unique_ptr<Engine>(new Engine(options, std::move(runner), std::move(info)));
+          layout.bytes_per_token(), " bytes/token",
+          layout.index_key_dim() > 0
+              ? absl::StrCat(" with ", CacheDTypeName(layout.index_dtype()), " indexer keys")
+              : std::string(),
+          " (MHA would need ", info.mha_bytes_per_token, "), ",
+          (int64_t{info.kv_num_blocks} * layout.bytes_per_block()) >> 20, " MiB");
+  auto engine = std::unique_ptr<Engine>(new Engine(options, std::move(runner), std::move(info)));
   engine->tokenizer_ = std::move(tokenizer);
   return engine;
 }
@@ -188,15 +195,16 @@ absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCall
   MLA_RETURN_IF_ERROR(Validate(request));
   const int64_t prompt = static_cast<int64_t>(request.prompt.size());
   const int64_t room = info_.max_context - prompt;
-  const int64_t max_new = request.max_tokens == 0 ? room : std::min<int64_t>(request.max_tokens, room);
+  const int64_t max_new =
+      request.max_tokens == 0 ? room : std::min<int64_t>(request.max_tokens, room);
   absl::MutexLock lock(&mu_);
   if (stop_) return absl::UnavailableError("the engine is shutting down");
   bool assigned = false;
   const int waiting = static_cast<int>(live_.size()) - load_.running;
   if (waiting >= options_.max_waiting) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the waiting queue is full (", waiting, " requests, --max_waiting=",
-        options_.max_waiting, "); retry later"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the waiting queue is full (", waiting,
+                     " requests, --max_waiting=", options_.max_waiting, "); retry later"));
   }
   while (request.request_id.empty() || live_.contains(request.request_id)) {
     if (!request.request_id.empty() && !assigned) break;  // A caller's duplicate: refused below.

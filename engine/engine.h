@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -32,22 +33,25 @@ struct EngineOptions {
   // On a GPU: the share of its memory for weights, workspace and cache (RunnerOptions).
   double device_memory_fraction = 0.0;
   int64_t device_cache_cap_bytes = 0;  // > 0: caps that cache (RunnerOptions).
-  int block_size = 64;                        // Tokens per cache block.
+  int block_size = 64;                 // Tokens per cache block.
   // The latent cache's element layout: bf16, or DeepSeek's FP8 layout (656 instead of
   // 1,152 bytes per token and layer; accuracy cost measured in docs/LONG_CONTEXT.md).
   CacheDType cache_dtype = CacheDType::kBF16;
-  int64_t max_batch_tokens = 512;             // Tokens per forward step (prefill chunking).
-  int max_running = 64;                       // Sequences in a step.
-  int max_waiting = 1024;                     // Queued requests before RESOURCE_EXHAUSTED.
-  bool enable_prefix_caching = true;          // Share cached prompt prefixes (per cache_salt).
-  int64_t starvation_steps = 256;             // Steps after which a waiting request jumps the queue.
-  int threads = 0;                            // CPU threads; 0 = all cores.
+  // DeepSeek-V3.2's indexer keys: bf16, or FP8 with a scale per key (132 instead of 256
+  // bytes per token and layer); unset follows cache_dtype.
+  std::optional<CacheDType> index_key_dtype;
+  int64_t max_batch_tokens = 512;     // Tokens per forward step (prefill chunking).
+  int max_running = 64;               // Sequences in a step.
+  int max_waiting = 1024;             // Queued requests before RESOURCE_EXHAUSTED.
+  bool enable_prefix_caching = true;  // Share cached prompt prefixes (per cache_salt).
+  int64_t starvation_steps = 256;     // Steps after which a waiting request jumps the queue.
+  int threads = 0;                    // CPU threads; 0 = all cores.
   // Run a throwaway prefill step of max_batch_tokens rows and a step of up to max_running
   // sequences at start-up (ModelRunner::Warmup), so that the first request does not pay
   // for buffers and first calls. Off by default: on the CPU it costs more start-up than
   // it saves (docs/BENCHMARKS.md, "Start-up warm-up"); the server turns it on for CUDA.
   bool warmup = false;
-  std::string device = "cpu";                 // The runner's backend: cpu or cuda.
+  std::string device = "cpu";  // The runner's backend: cpu or cuda.
   // Attention-sharpness telemetry: every N-th engine step (0 = off) probes the rows that
   // produce a token of up to attention_probe_max_rows sequences, reported to the observer.
   // Requests asking for attention_stats are probed at every token whatever this says.
@@ -65,7 +69,7 @@ struct EngineOptions {
 struct EngineLoad {
   int32_t running = 0;
   int32_t waiting = 0;
-  CacheStats cache;  // Blocks, bytes, prefix-cache counters, evictions, preemptions.
+  CacheStats cache;             // Blocks, bytes, prefix-cache counters, evictions, preemptions.
   int64_t workspace_bytes = 0;  // Activation buffers the forward pass holds.
   int64_t attention_probed_rows = 0;  // Rows probed by attention telemetry so far.
   DiskTierStats disk;                 // Disk tier figures (all zero when it is off).
@@ -106,7 +110,7 @@ class Engine {
  private:
   // Which sequence a sampled or scored logits row of a step belongs to.
   struct RowOwner {
-    size_t chunk;            // Index in the step's batch.
+    size_t chunk;             // Index in the step's batch.
     int64_t prompt_pos = -1;  // >= 0: a prompt-logprob row scoring this prompt position.
   };
 
@@ -146,8 +150,8 @@ class Engine {
   std::unique_ptr<ModelRunner> runner_;  // The model on its device, with the cache storage.
   EngineInfo info_;
   std::unique_ptr<const Tokenizer> tokenizer_;  // Set once in Create; may be null.
-  BlockManager blocks_;  // Loop thread only.
-  Scheduler scheduler_;  // Loop thread only.
+  BlockManager blocks_;                         // Loop thread only.
+  Scheduler scheduler_;                         // Loop thread only.
 
   mutable absl::Mutex mu_;
   // Submitted but not yet handed to the scheduler (Submit runs on gRPC threads).
@@ -164,8 +168,8 @@ class Engine {
   bool idle_ ABSL_GUARDED_BY(mu_) = true;  // The scheduler holds no sequence.
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   EngineLoad load_ ABSL_GUARDED_BY(mu_);  // Published after every step.
-  int64_t steps_ = 0;  // Loop thread only.
-  std::unique_ptr<DiskTier> disk_tier_;  // Null when off. Used by the loop thread.
+  int64_t steps_ = 0;                     // Loop thread only.
+  std::unique_ptr<DiskTier> disk_tier_;   // Null when off. Used by the loop thread.
   std::atomic<int64_t> disk_hit_tokens_{0};
   std::vector<BlockManager::CommittedBlock> committed_;  // Loop thread scratch.
   std::thread loop_;

@@ -15,7 +15,8 @@ struct EngineInfo {
   std::string device = "cpu";  // "cpu" or "cuda:N (name)".
   std::string weight_dtype;    // "bf16" or "f32".
   std::string cache_dtype = "bf16";
-  int kv_block_size = 0;       // Tokens per cache block.
+  std::string index_key_dtype;  // DeepSeek-V3.2's indexer keys; empty for other models.
+  int kv_block_size = 0;        // Tokens per cache block.
   int64_t kv_num_blocks = 0;
   int64_t kv_bytes_per_token = 0;   // Latent cache, all layers.
   int64_t mha_bytes_per_token = 0;  // The equivalent plain multi-head K/V cache.

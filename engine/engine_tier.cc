@@ -18,9 +18,13 @@ namespace {
 // weight files (name, size and the first MiB, which holds a safetensors file's header of
 // names, shapes and offsets and the first tensors) and the cache layout.
 std::string ModelFingerprint(const std::string& model_dir, const CacheLayout& layout) {
-  std::string print = absl::StrCat("layout ", CacheDTypeName(layout.dtype()), " ",
-                                   layout.latent_dim(), " ", layout.rope_dim(), " ",
-                                   layout.block_size(), " ", layout.num_layers(), "\n");
+  std::string print =
+      absl::StrCat("layout ", CacheDTypeName(layout.dtype()), " ", layout.latent_dim(), " ",
+                   layout.rope_dim(), " ", layout.block_size(), " ", layout.num_layers(), "\n");
+  if (layout.index_key_dim() > 0) {  // V3.2: the indexer keys ride in every block.
+    absl::StrAppend(&print, "index ", CacheDTypeName(layout.index_dtype()), " ",
+                    layout.index_key_dim(), "\n");
+  }
   std::vector<std::filesystem::path> files;
   std::error_code error;
   for (const auto& e : std::filesystem::directory_iterator(model_dir, error)) {

@@ -25,6 +25,7 @@ void FillModelInfo(const EngineInfo& info, const TextSupport& text, v1::ModelInf
   out->set_kv_block_size(info.kv_block_size);
   out->set_kv_num_blocks(info.kv_num_blocks);
   out->set_kv_cache_dtype(info.cache_dtype);
+  out->set_indexer_key_dtype(info.index_key_dtype);
   out->set_kv_bytes_per_token(info.kv_bytes_per_token);
   out->set_mha_bytes_per_token(info.mha_bytes_per_token);
   out->set_n_routed_experts(c.n_routed_experts);
@@ -57,11 +58,16 @@ void FillLogprobs(const TokenLogprobs& in, v1::TokenLogprob* out) {
 
 v1::FinishReason ToProto(FinishReason r) {
   switch (r) {
-    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kStopSequence: return v1::FINISH_REASON_STOP_SEQUENCE;
-    case FinishReason::kAbort: return v1::FINISH_REASON_ABORT;
-    case FinishReason::kNone: break;
+    case FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStopSequence:
+      return v1::FINISH_REASON_STOP_SEQUENCE;
+    case FinishReason::kAbort:
+      return v1::FINISH_REASON_ABORT;
+    case FinishReason::kNone:
+      break;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }

@@ -67,6 +67,10 @@ ABSL_FLAG(std::string, kv_cache_dtype, "bf16",
           "Latent KV cache element layout: bf16 (1,152 bytes per token and layer for "
           "DeepSeek) or fp8 (DeepSeek's layout: e4m3 latent with a scale per 128 values, "
           "bf16 RoPE key; 656 bytes, so about 1.75x the tokens per GiB, at an accuracy cost)");
+ABSL_FLAG(std::string, indexer_key_dtype, "auto",
+          "DeepSeek-V3.2 only: how the lightning indexer's keys are cached: bf16 (256 bytes "
+          "per token and layer) or fp8 (e4m3 with a scale per key: 132 bytes); auto = as "
+          "--kv_cache_dtype");
 ABSL_FLAG(std::string, kv_disk_dir, "",
           "Disk tier of the prefix cache: full prefix blocks are kept as files here (written "
           "in the background) and loaded instead of recomputed after eviction or a restart; "
@@ -242,6 +246,15 @@ int Run() {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("--kv_cache_dtype: ", cache_dtype.status().message())));
   }
+  std::optional<CacheDType> index_key_dtype;
+  if (const std::string name = absl::GetFlag(FLAGS_indexer_key_dtype); name != "auto") {
+    const absl::StatusOr<CacheDType> parsed = ParseCacheDType(name);
+    if (!parsed.ok()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--indexer_key_dtype: ", parsed.status().message(), " (or auto)")));
+    }
+    index_key_dtype = *parsed;
+  }
   if (!(absl::GetFlag(FLAGS_kv_disk_gib) > 0)) {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("--kv_disk_gib must be positive, got ", absl::GetFlag(FLAGS_kv_disk_gib))));
@@ -322,6 +335,7 @@ int Run() {
   options.kv_cache_bytes = kv_cache_mib.value_or(kDefaultKvCacheMib) << 20;
   options.block_size = absl::GetFlag(FLAGS_block_size);
   options.cache_dtype = *cache_dtype;
+  options.index_key_dtype = index_key_dtype;
   options.kv_disk_dir = absl::GetFlag(FLAGS_kv_disk_dir);
   options.kv_disk_bytes = static_cast<int64_t>(absl::GetFlag(FLAGS_kv_disk_gib) * (1 << 30));
   options.device_memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
@@ -355,14 +369,15 @@ int Run() {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  LogInfo("received signal ", sig, ", draining (up to --drain_timeout_s=",
-          absl::GetFlag(FLAGS_drain_timeout_s), "; a second signal stops at once)");
+  LogInfo("received signal ", sig,
+          ", draining (up to --drain_timeout_s=", absl::GetFlag(FLAGS_drain_timeout_s),
+          "; a second signal stops at once)");
   ready = false;
   health->SetServingStatus(false);
   service.SetDraining();
   api.SetDraining();
-  const bool forced = !Drain(*shared_engine, service, signals,
-                             absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
+  const bool forced =
+      !Drain(*shared_engine, service, signals, absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
   // Calls still open now are cancelled, which aborts their requests in the engine.
   server->Shutdown(std::chrono::system_clock::now() +
                    (forced ? std::chrono::milliseconds(0) : std::chrono::milliseconds(500)));

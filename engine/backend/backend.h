@@ -239,13 +239,15 @@ class Backend {
   virtual void RopeHalves(const Tensor& cos, const Tensor& sin, Tensor x, int heads,
                           int64_t head_stride, Op op) = 0;
   // Stores the step's indexer keys [T, index_key_dim] into cache `layer`'s indexer
-  // component at the step's slots (bf16), like WriteCache for the latent.
+  // component at the step's slots (in the layout's index_dtype: engine/kv_cache/
+  // index_key_row.h), like WriteCache for the latent.
   virtual void WriteIndexKeys(int layer, const Tensor& keys, Op op) = 0;
   // The lightning indexer and its top-k, per step row t (causal: the row at position p
   // sees keys 0..p of its sequence):
   //   I[t, s] = Σ_h (weight_scale · w[t, h]) · relu(scale · q[t, h]·k_s)      (fp32)
   // q [T, heads · index_key_dim], w [T, heads]; selected [T, topk] (dtype kI32) gets the
   // min(topk, p + 1) best positions in ascending order (ties: the lower position), then -1.
+  // With FP8 keys k_s is the dequantized key (its scale applied after the weighted sum).
   virtual void IndexerTopK(int layer, int heads, float scale, float weight_scale, const Tensor& q,
                            const Tensor& w, Tensor selected, Op op) = 0;
   // MlaAttention restricted to each row's selected positions (selected as IndexerTopK

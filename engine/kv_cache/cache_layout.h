@@ -9,10 +9,12 @@
 // consecutive tokens of one sequence in every layer.
 //
 // DeepSeek-V3.2 adds a second component: the lightning indexer's key per token and layer
-// (index_key_dim bf16 values), stored beside the latent in its own per-layer
-// [num_blocks, block_size, index_key_dim] array under the same block ids and slots, so
-// that prefix caching, preemption and block accounting treat it as part of the block
-// while the latent slot layout (and every kernel reading it) stays as it is.
+// (index_key_dim values), stored beside the latent in its own per-layer array of blocks
+// under the same block ids and slots, so that prefix caching, preemption and block
+// accounting treat it as part of the block while the latent slot layout (and every kernel
+// reading it) stays as it is. One block of it (index_key_row.h):
+//   kBF16:    [block_size × index_key_dim bf16]                          2 · dim bytes a token
+//   kFp8E4M3: [block_size × index_key_dim e4m3][block_size × fp32 scale]  dim + 4 bytes a token
 #ifndef MLA_ENGINE_KV_CACHE_CACHE_LAYOUT_H_
 #define MLA_ENGINE_KV_CACHE_CACHE_LAYOUT_H_
 
@@ -50,8 +52,9 @@ struct CacheLayoutConfig {
   int latent_dim = 0;                  // L = kv_lora_rank (512 for DeepSeek).
   int rope_dim = 0;                    // R = qk_rope_head_dim (64 for DeepSeek).
   int block_size = kDefaultBlockSize;  // Tokens per block.
-  int num_layers = 0;  // Layers that own a cache (V3: 61; the MTP layer is not counted).
-  int index_key_dim = 0;  // V3.2 indexer key width (index_head_dim, bf16); 0 = none.
+  int num_layers = 0;     // Layers that own a cache (V3: 61; the MTP layer is not counted).
+  int index_key_dim = 0;  // V3.2 indexer key width (index_head_dim); 0 = none.
+  CacheDType index_dtype = CacheDType::kBF16;  // How the indexer keys are stored.
 };
 
 class CacheLayout {
@@ -66,6 +69,7 @@ class CacheLayout {
   int num_layers() const { return config_.num_layers; }
   const CacheLayoutConfig& config() const { return config_; }
   int index_key_dim() const { return config_.index_key_dim; }
+  CacheDType index_dtype() const { return config_.index_dtype; }
 
   // Byte offsets inside one token's slot. scale_bytes() is 0 for kBF16, where
   // scale_offset() == rope_offset().
@@ -77,11 +81,18 @@ class CacheLayout {
   // Sizes. "token" = one token in one layer unless the name says otherwise. The
   // per-layer sizes are the latent slot's; the all-layer sizes include the indexer keys.
   int64_t bytes_per_token_per_layer() const { return token_bytes_; }
-  int64_t index_bytes_per_token_per_layer() const { return int64_t{config_.index_key_dim} * 2; }
+  int64_t index_bytes_per_token_per_layer() const {
+    if (config_.index_key_dim == 0) return 0;
+    return config_.index_dtype == CacheDType::kBF16 ? int64_t{config_.index_key_dim} * 2
+                                                    : int64_t{config_.index_key_dim} + 4;
+  }
   int64_t bytes_per_token() const {
     return (token_bytes_ + index_bytes_per_token_per_layer()) * config_.num_layers;
   }
   int64_t bytes_per_block_per_layer() const { return token_bytes_ * config_.block_size; }
+  int64_t index_bytes_per_block_per_layer() const {
+    return index_bytes_per_token_per_layer() * config_.block_size;
+  }
   int64_t bytes_per_block() const { return bytes_per_token() * config_.block_size; }
 
   // Blocks needed to hold `num_tokens` tokens (ceil; 0 for 0).

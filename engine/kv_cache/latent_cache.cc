@@ -44,8 +44,8 @@ LatentCache::LatentCache(const CacheLayout& layout, int32_t num_blocks)
   layers_.reserve(layout.num_layers());
   for (int l = 0; l < layout.num_layers(); ++l) layers_.emplace_back(layer_bytes);
   if (layout.index_key_dim() == 0) return;
-  const size_t index_bytes = static_cast<size_t>(num_blocks) * layout.block_size() *
-                             static_cast<size_t>(layout.index_bytes_per_token_per_layer());
+  const size_t index_bytes = static_cast<size_t>(num_blocks) *
+                             static_cast<size_t>(layout.index_bytes_per_block_per_layer());
   index_layers_.reserve(layout.num_layers());
   for (int l = 0; l < layout.num_layers(); ++l) index_layers_.emplace_back(index_bytes);
 }

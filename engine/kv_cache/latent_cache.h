@@ -52,15 +52,15 @@ class LatentCache {
   // k_pe at element + L of each row.
   bf16_t* LayerData(int layer) { return layers_[layer].as<bf16_t>(); }
   const bf16_t* LayerData(int layer) const { return layers_[layer].as<bf16_t>(); }
-  // The V3.2 indexer keys of layer `layer`: bf16 [num_blocks, block_size, index_key_dim],
-  // same slots as LayerData. Null when layout().index_key_dim() == 0.
-  bf16_t* IndexKeyData(int layer) {
-    return index_layers_.empty() ? nullptr : index_layers_[layer].as<bf16_t>();
+  // The V3.2 indexer keys of layer `layer`: [num_blocks] regions of
+  // layout().index_bytes_per_block_per_layer() bytes, same block ids as LayerBytes, each
+  // laid out as index_key_row.h says. Null when layout().index_key_dim() == 0.
+  uint8_t* IndexKeyBytes(int layer) {
+    return index_layers_.empty() ? nullptr : index_layers_[layer].as<uint8_t>();
   }
-  const bf16_t* IndexKeyData(int layer) const {
-    return index_layers_.empty() ? nullptr : index_layers_[layer].as<bf16_t>();
+  const uint8_t* IndexKeyBytes(int layer) const {
+    return index_layers_.empty() ? nullptr : index_layers_[layer].as<uint8_t>();
   }
-
   // Stores tokens first_pos .. first_pos + n - 1 of the sequence in `table`, encoding
   // fp32 into the layout (EncodeCacheRow: bf16 round to nearest even, or fp8 groups). latent: [n,
   // L] with row stride latent_stride; k_pe: [n, R] with row stride k_pe_stride (in floats). The

@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const RunnerOpt
   lc.block_size = options.block_size;
   lc.num_layers = config.num_hidden_layers;
   lc.index_key_dim = config.index_head_dim;  // V3.2: the indexer keys, 0 otherwise.
+  lc.index_dtype = options.index_key_dtype.value_or(options.cache_dtype);
   MLA_ASSIGN_OR_RETURN(CacheLayout layout, CacheLayout::Create(lc));
   MLA_ASSIGN_OR_RETURN(int32_t blocks, CacheBlocks(options, config, layout, *backend));
   MLA_RETURN_IF_ERROR(backend->AllocateCache(layout, blocks));

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,8 +22,8 @@ namespace mla {
 
 struct RunnerOptions {
   std::string model_dir;
-  std::string device = "cpu";  // See engine/backend/backend_factory.h.
-  int threads = 0;             // CPU threads; 0 = all cores.
+  std::string device = "cpu";                 // See engine/backend/backend_factory.h.
+  int threads = 0;                            // CPU threads; 0 = all cores.
   int64_t kv_cache_bytes = int64_t{1} << 30;  // Latent cache budget, all layers.
   // On a device with its own memory (the GPU), > 0 sizes the cache instead from this
   // fraction of the device's memory (engine/runner/memory_plan.h), after the weights and
@@ -35,6 +36,8 @@ struct RunnerOptions {
   int64_t max_batch_seqs = 64;
   int block_size = kDefaultBlockSize;
   CacheDType cache_dtype = CacheDType::kBF16;
+  // DeepSeek-V3.2's indexer keys: unset follows cache_dtype (index_key_row.h: FP8 keys).
+  std::optional<CacheDType> index_key_dtype;
 };
 
 // One step as the engine hands it over: the chunks of every scheduled sequence and the
@@ -50,7 +53,7 @@ struct StepOutput {
   std::vector<RowSample> samples;  // One per StepInput::rows entry.
   std::vector<ChunkAttentionProbe> probes;
   std::vector<ChunkIndexerRecall> indexer_recall;  // V3.2 chunks with a watch range.
-  std::vector<float> hidden;  // [logits rows, hidden] when return_hidden.
+  std::vector<float> hidden;                       // [logits rows, hidden] when return_hidden.
 };
 
 class ModelRunner {

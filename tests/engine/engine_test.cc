@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -57,9 +58,11 @@ std::vector<Golden> LoadGoldens(const std::string& model = "tiny-v2-lite") {
 class EngineTest : public ::testing::Test {
  protected:
   void MakeEngine(int64_t max_batch_tokens = 512, int64_t cache_bytes = 8 << 20,
-                  CacheDType cache_dtype = CacheDType::kBF16, bool warmup = false) {
+                  CacheDType cache_dtype = CacheDType::kBF16, bool warmup = false,
+                  std::optional<CacheDType> index_key_dtype = std::nullopt) {
     EngineOptions o;
     o.warmup = warmup;
+    o.index_key_dtype = index_key_dtype;
     o.model_dir = std::string(MLA_MODELS_DIR) + "/" + model_;
     o.kv_cache_bytes = cache_bytes;
     o.cache_dtype = cache_dtype;
@@ -637,22 +640,36 @@ TEST_F(DsaEngineTest, PrefixCacheHitsReuseTheIndexerKeys) {
 // hold 84 bytes a token and layer where bf16 takes 112 (tiny-v32: latent 32 + 4-byte
 // scale + k_pe 8 in bf16, indexer key 16 in bf16), and the long prompt, cut into sparse
 // chunks, is served. Its logits' drift is checked in dsa_golden_test.
+// Per token and layer tiny-v32 caches a latent of 32 + 8 values and an indexer key of 16:
+// 80 + 32 bytes in bf16; 52 + 32 with an FP8 latent; 52 + 20 with FP8 keys too (the
+// default with an FP8 latent).
 TEST_F(DsaEngineTest, Fp8CacheHoldsMoreTokensAndServesSparseChunks) {
-  int64_t blocks[2] = {0, 0};
-  for (const CacheDType dtype : {CacheDType::kBF16, CacheDType::kFp8E4M3}) {
-    MakeEngine(/*max_batch_tokens=*/32, /*cache_bytes=*/1 << 20, dtype);
-    const bool fp8 = dtype == CacheDType::kFp8E4M3;
-    blocks[fp8] = engine_->GetLoad().cache.blocks_total;
+  struct Run {
+    CacheDType latent;
+    std::optional<CacheDType> index;  // Unset: follows the latent.
+    const char* want_index;
+    int64_t bytes_per_layer;
+  };
+  for (const Run& run : {Run{CacheDType::kBF16, std::nullopt, "bf16", 112},
+                         Run{CacheDType::kFp8E4M3, CacheDType::kBF16, "bf16", 84},
+                         Run{CacheDType::kFp8E4M3, std::nullopt, "fp8_e4m3", 72},
+                         Run{CacheDType::kBF16, CacheDType::kFp8E4M3, "fp8_e4m3", 100}}) {
+    SCOPED_TRACE(::testing::Message()
+                 << CacheDTypeName(run.latent) << " latent, " << run.want_index << " keys");
+    MakeEngine(/*max_batch_tokens=*/32, /*cache_bytes=*/1 << 20, run.latent, false, run.index);
+    EXPECT_EQ(engine_->info().index_key_dtype, run.want_index);
+    EXPECT_EQ(engine_->info().kv_bytes_per_token, 3 * run.bytes_per_layer);
+    EXPECT_EQ(engine_->GetLoad().cache.blocks_total, (1 << 20) / (16 * 3 * run.bytes_per_layer));
+    // The 150-token prompt in 32-token chunks: sparse from the first chunk past index_topk.
     Collector c;
     ASSERT_TRUE(engine_->Submit(Greedy(goldens_.back().prompt, 8), c.Callback()).ok());
     c.Wait();
-    EXPECT_EQ(c.tokens().size(), 8u) << CacheDTypeName(dtype);
-    if (!fp8) {
+    EXPECT_EQ(c.tokens().size(), 8u);
+    if (run.latent == CacheDType::kBF16 && !run.index.has_value()) {
       EXPECT_EQ(c.tokens(), goldens_.back().greedy);
     }
+    EXPECT_EQ(engine_->GetLoad().cache.blocks_used, 0);
   }
-  EXPECT_EQ(blocks[0], (1 << 20) / (16 * 3 * 112));
-  EXPECT_EQ(blocks[1], (1 << 20) / (16 * 3 * 84));
 }
 
 TEST_F(DsaEngineTest, IndexerWatchReportsEveryLayerOnce) {

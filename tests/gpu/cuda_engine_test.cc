@@ -247,6 +247,8 @@ void ServeSparseModel(CacheDType cache_dtype) {
   ASSERT_NE(engine, nullptr);
   const int64_t topk = engine->info().config.index_topk;
   ASSERT_GT(topk, 0);
+  // The indexer keys follow the latent's dtype unless told otherwise.
+  EXPECT_EQ(engine->info().index_key_dtype, CacheDTypeName(cache_dtype));
   std::vector<GenerationRequest> requests;
   for (const Golden& g : goldens) {
     requests.push_back(Greedy(g.prompt, static_cast<int>(g.greedy.size())));
@@ -279,7 +281,8 @@ TEST(CudaEngineTest, SparseAttentionModelServesBatchedAndFromThePrefixCache) {
   ServeSparseModel(CacheDType::kBF16);
 }
 
-// The same over an FP8 latent cache: the sparse kernels gather and dequantize FP8 rows.
+// The same over an FP8 latent cache and FP8 indexer keys: the sparse kernels gather and
+// dequantize FP8 rows, the indexer scores FP8 codes and scales their sums.
 TEST(CudaEngineTest, SparseAttentionModelServesFromAnFp8Cache) {
   MLA_SKIP_WITHOUT_CUDA();
   ServeSparseModel(CacheDType::kFp8E4M3);

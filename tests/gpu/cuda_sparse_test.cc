@@ -22,6 +22,7 @@
 #include "engine/backend/cuda/kernels/indexer.h"
 #include "engine/common/bf16.h"
 #include "engine/kv_cache/block_pool.h"
+#include "engine/kv_cache/index_key_row.h"
 #include "engine/model/deepseek_model.h"
 #include "tests/engine/model/golden_util.h"
 #include "tests/gpu/cuda_backend_test_util.h"
@@ -99,8 +100,18 @@ struct SparseCase {
   AttnCase attn;
   int index_heads, index_dim, topk;
   bool equal_keys;  // Every indexer key the same: all scores tie, the lowest positions win.
-  CacheDType dtype = CacheDType::kBF16;  // The latent cache's (the indexer keys stay bf16).
+  CacheDType dtype = CacheDType::kBF16;        // The latent cache's.
+  CacheDType index_dtype = CacheDType::kBF16;  // The indexer keys'.
 };
+
+// An indexer key as the cache gives it back: bf16-rounded, or FP8 codes times their scale.
+std::vector<float> StoredKey(CacheDType dtype, const float* key, int dim) {
+  std::vector<uint8_t> slot(static_cast<size_t>(2 * dim + 4));
+  std::vector<float> out(static_cast<size_t>(dim));
+  EncodeIndexKey(dtype, dim, 1, key, slot.data(), 0);
+  DecodeIndexKey(dtype, dim, 1, slot.data(), 0, out.data());
+  return out;
+}
 
 struct SparseRun {
   std::vector<int32_t> selected;
@@ -161,6 +172,7 @@ SparseRun RunSparse(Backend& be, const SparseCase& c, const std::vector<StepBatc
 
 TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
   MLA_SKIP_WITHOUT_CUDA();
+  constexpr CacheDType kBf16 = CacheDType::kBF16, kFp8 = CacheDType::kFp8E4M3;
   const std::vector<SparseCase> cases = {
       // Decode and prefill rows at and off block boundaries; rows that see fewer keys than
       // topk (all selected) and more.
@@ -189,16 +201,27 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
       {{4, 136, 8, 16, {0, 40, 100}, {20, 1, 3}}, 8, 16, 16, false, CacheDType::kFp8E4M3},
       {{16, 512, 64, 64, {0, 130, 300}, {1, 1, 1}}, 64, 128, 100, false, CacheDType::kFp8E4M3},
       {{4, 136, 8, 64, {10, 100}, {70, 3}}, 8, 16, 50, false, CacheDType::kFp8E4M3},
+      // FP8 indexer keys (codes, then a scale per key in each block): the tensor-core
+      // scores (keys of 16 and 128 values in blocks of 16 and 64; DeepSeek-V3.2's widths
+      // with an FP8 latent too), the CUDA-core ones (24 values; and blocks of 7, whose
+      // regions leave the codes unaligned for 8-byte loads), every score tied.
+      {{4, 32, 8, 16, {0, 15, 40, 100}, {20, 1, 1, 3}}, 8, 16, 16, false, kBf16, kFp8},
+      {{16, 512, 64, 64, {0, 130, 63, 300}, {1, 1, 1, 1}}, 64, 128, 100, false, kFp8, kFp8},
+      {{2, 32, 8, 16, {30, 3}, {3, 20}}, 4, 24, 8, false, kBf16, kFp8},
+      {{2, 32, 8, 7, {30, 3}, {3, 20}}, 4, 16, 8, false, kBf16, kFp8},
+      {{2, 32, 8, 16, {50}, {2}}, 8, 16, 16, true, kBf16, kFp8},
   };
   std::mt19937 rng(11);
   for (const SparseCase& c : cases) {
     const AttnCase& a = c.attn;
     SCOPED_TRACE(::testing::Message()
                  << "index heads " << c.index_heads << " dim " << c.index_dim << " topk " << c.topk
-                 << " L " << a.latent << " " << CacheDTypeName(c.dtype) << " cache");
+                 << " L " << a.latent << " " << CacheDTypeName(c.dtype) << " cache, "
+                 << CacheDTypeName(c.index_dtype) << " keys");
     const int num_blocks = 64;
     CacheLayoutConfig lc{c.dtype, a.latent, a.rope, a.block_size, 1};
     lc.index_key_dim = c.index_dim;
+    lc.index_dtype = c.index_dtype;
     auto layout = CacheLayout::Create(lc);
     ASSERT_TRUE(layout.ok()) << layout.status();
     cpu::CpuBackend cpu_be(2);
@@ -247,17 +270,36 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
         RunSparse(*gpu, c, steps, latents, k_pes, keys, q_index, w_index, q_attn, on_cpu.selected);
     ASSERT_EQ(on_gpu.selected.size(), on_cpu.selected.size());
 
-    // The selection, row by row, against float64 scores of the bf16 keys and of q as the
-    // device's scores take it (rounded to bf16 where they run on tensor cores). Each key
-    // is found by the cache slot its step row wrote.
+    // Both backends hold the same bytes in every block: latents and indexer keys encoded
+    // bit for bit alike (FP8 codes and scales included), the unwritten slots NaN on both.
+    {
+      std::vector<uint8_t> on_host(static_cast<size_t>(layout->bytes_per_block()));
+      std::vector<uint8_t> on_device(on_host.size());
+      for (int32_t block = 0; block < num_blocks; ++block) {
+        ASSERT_TRUE(StatusIsOk(cpu_be.ReadCacheBlock(block, on_host)));
+        ASSERT_TRUE(StatusIsOk(gpu->ReadCacheBlock(block, on_device)));
+        ASSERT_TRUE(on_host == on_device) << "block " << block << " differs";
+      }
+    }
+
+    // The selection, row by row, against float64 scores of the keys as the cache holds
+    // them and of q as the device's scores take it (rounded to bf16 where they run on
+    // tensor cores). Each key is found by the cache slot its step row wrote.
     cuda::IndexerF32Params kernel_shape;
     kernel_shape.dim = c.index_dim;
+    kernel_shape.block_size = a.block_size;
+    kernel_shape.keys_fp8 = c.index_dtype == CacheDType::kFp8E4M3;
     const bool bf16_q = cuda::IndexerUsesTensorCores(kernel_shape);
-    std::vector<const float*> key_at_slot(static_cast<size_t>(num_blocks * a.block_size));
+    if (c.index_dim % 16 == 0) {
+      // Keys of 16-multiple widths run on tensor cores unless FP8 codes in odd blocks
+      // would be unaligned.
+      EXPECT_EQ(bf16_q, !(kernel_shape.keys_fp8 && a.block_size % 2 != 0));
+    }
+    std::vector<std::vector<float>> key_at_slot(static_cast<size_t>(num_blocks * a.block_size));
     for (size_t phase = 0; phase < steps.size(); ++phase) {
       for (size_t t = 0; t < steps[phase].slots.size(); ++t) {
         key_at_slot[static_cast<size_t>(steps[phase].slots[t])] =
-            keys[phase].data() + t * c.index_dim;
+            StoredKey(c.index_dtype, keys[phase].data() + t * c.index_dim, c.index_dim);
       }
     }
     const StepBatch& step = steps[1];
@@ -268,16 +310,15 @@ TEST(CudaSparseOps, IndexerTopKAndSparseAttentionMatchCpu) {
         const int64_t visible = step.q_pos0[s] + (r - step.cu_seqlens_q[s]) + 1;
         std::vector<double> score(static_cast<size_t>(visible));
         for (int64_t pos = 0; pos < visible; ++pos) {
-          const float* key = key_at_slot[static_cast<size_t>(
+          const std::vector<float>& key = key_at_slot[static_cast<size_t>(
               int64_t{table[pos / a.block_size]} * a.block_size + pos % a.block_size)];
-          ASSERT_NE(key, nullptr) << "row " << r << " position " << pos;
+          ASSERT_FALSE(key.empty()) << "row " << r << " position " << pos;
           double acc = 0;
           for (int h = 0; h < c.index_heads; ++h) {
             double dot = 0;
             for (int i = 0; i < c.index_dim; ++i) {
               const float qi = q_index[(r * c.index_heads + h) * c.index_dim + i];
-              dot += double{bf16_q ? Bf16ToFloat(FloatToBf16(qi)) : qi} *
-                     Bf16ToFloat(FloatToBf16(key[i]));
+              dot += double{bf16_q ? Bf16ToFloat(FloatToBf16(qi)) : qi} * key[i];
             }
             acc += 0.5 * w_index[r * c.index_heads + h] * std::max(0.25 * dot, 0.0);
           }

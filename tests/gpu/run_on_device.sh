@@ -13,7 +13,7 @@
 #      kernel and the ring variant on one shape at its end (decode_bench_more.txt);
 #      DeepSeek-V3.2: sparse decode over 2048 gathered keys against as many read densely,
 #      then cuda_indexer_bench, the lightning indexer's decode GB/s, its selection's share
-#      and its prefill row tiles (v32_bench.txt);
+#      and its prefill row tiles, with bf16 keys and then FP8 ones (v32_bench.txt);
 #   4. a V2-Lite-shaped random model (2 layers, tools/make_bench_models.sh) served by the
 #      engine on the GPU: decode tokens/s at batch 1 / 16 / 64, prefill tokens/s of a 4K
 #      prompt, and a new engine's first request with and without the start-up warm-up
@@ -220,6 +220,16 @@ if have_time 30 "cuda_indexer_bench"; then
     say "ok: cuda_indexer_bench (v32_bench.txt)"
   else
     fail "cuda_indexer_bench (v32_bench.txt)"
+  fi
+fi
+if have_time 20 "cuda_indexer_bench --key_dtype=fp8"; then
+  echo "## cuda_indexer_bench --key_dtype=fp8" >>"${out}/v32_bench.txt"
+  if timeout "$(limit 40)" "${build_rel}/bench/cuda_indexer_bench" --key_dtype=fp8 \
+       --batches=1,64 --contexts=131072 --prefill_rows=512 --min_ms=10 \
+       >>"${out}/v32_bench.txt" 2>&1; then
+    say "ok: cuda_indexer_bench --key_dtype=fp8 (v32_bench.txt)"
+  else
+    fail "cuda_indexer_bench --key_dtype=fp8 (v32_bench.txt)"
   fi
 fi
 # Hardware counters for the default tensor-core kernel and its ring variant on one large

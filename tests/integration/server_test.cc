@@ -340,6 +340,7 @@ TEST(ServerIntegrationTest, InvalidConfigNamesTheField) {
 TEST(ServerIntegrationTest, BadCacheFlagsNameTheFlag) {
   const std::pair<std::string, std::string> cases[] = {
       {"--kv_cache_dtype=int4", "--kv_cache_dtype"},
+      {"--indexer_key_dtype=int8", "--indexer_key_dtype"},
       {"--kv_cache_mib=0", "--kv_cache_mib must be in [1, 2^40], got 0"},
       {"--kv_cache_mib=-3", "--kv_cache_mib must be in [1, 2^40], got -3"},
       {"--gpu_memory_fraction=1.5", "--gpu_memory_fraction must be in [0, 1]"},
@@ -370,6 +371,7 @@ TEST(ServerIntegrationTest, Fp8CacheIsReportedAndServes) {
   auto info = client->GetModelInfo();
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->kv_cache_dtype(), "fp8_e4m3");
+  EXPECT_EQ(info->indexer_key_dtype(), "");  // A model without DeepSeek-V3.2's indexer.
   // One fp32 scale for the 32 latent values, which stay one byte each; k_pe in bf16.
   const int64_t per_layer = config->kv_lora_rank + 4 + 2 * config->qk_rope_head_dim;
   EXPECT_EQ(info->kv_bytes_per_token(), config->num_hidden_layers * per_layer);

@@ -13,6 +13,7 @@
 #include "engine/backend/cpu/pointwise.h"
 #include "engine/backend/host_sampling.h"
 #include "engine/kv_cache/cache_row.h"
+#include "engine/kv_cache/index_key_row.h"
 
 namespace mla::cpu {
 namespace {
@@ -101,9 +102,7 @@ absl::Status CpuBackend::ReadCacheBlock(int32_t block, std::span<uint8_t> bytes)
   const int64_t per_index = IndexBytesPerBlock();
   uint8_t* index = bytes.data() + layers * per_layer;
   for (int l = 0; l < layers && per_index > 0; ++l) {
-    std::memcpy(index + l * per_index,
-                reinterpret_cast<const uint8_t*>(cache_->IndexKeyData(l)) + block * per_index,
-                per_index);
+    std::memcpy(index + l * per_index, cache_->IndexKeyBytes(l) + block * per_index, per_index);
   }
   return absl::OkStatus();
 }
@@ -118,15 +117,13 @@ absl::Status CpuBackend::WriteCacheBlock(int32_t block, std::span<const uint8_t>
   const int64_t per_index = IndexBytesPerBlock();
   const uint8_t* index = bytes.data() + layers * per_layer;
   for (int l = 0; l < layers && per_index > 0; ++l) {
-    std::memcpy(reinterpret_cast<uint8_t*>(cache_->IndexKeyData(l)) + block * per_index,
-                index + l * per_index, per_index);
+    std::memcpy(cache_->IndexKeyBytes(l) + block * per_index, index + l * per_index, per_index);
   }
   return absl::OkStatus();
 }
 
 int64_t CpuBackend::IndexBytesPerBlock() const {
-  const CacheLayout& layout = cache_->layout();
-  return layout.index_bytes_per_token_per_layer() * layout.block_size();
+  return cache_->layout().index_bytes_per_block_per_layer();
 }
 
 Tensor CpuBackend::Activation(int slot, int64_t rows, int64_t cols) {
@@ -417,11 +414,14 @@ void CpuBackend::WriteIndexKeys(int layer, const Tensor& keys, Op op) {
         absl::StrCat(op.name, ": keys ", Shape(keys), " for a cache with indexer keys of ", dim)));
   }
   if (absl::Status s = CheckSlots(keys.rows, op); !s.ok()) return Fail(std::move(s));
-  bf16_t* base = cache_->IndexKeyData(layer);
+  const CacheLayout& layout = cache_->layout();
+  uint8_t* base = cache_->IndexKeyBytes(layer);
+  const int64_t block_size = layout.block_size();
   for (int64_t t = 0; t < keys.rows; ++t) {
-    bf16_t* dst = base + step_->slots[t] * dim;
-    const float* src = F32(keys) + t * keys.stride;
-    for (int64_t i = 0; i < dim; ++i) dst[i] = FloatToBf16(src[i]);
+    const int64_t slot = step_->slots[t];
+    EncodeIndexKey(layout.index_dtype(), dim, block_size, F32(keys) + t * keys.stride,
+                   base + slot / block_size * layout.index_bytes_per_block_per_layer(),
+                   slot % block_size);
   }
 }
 
@@ -447,7 +447,8 @@ void CpuBackend::IndexerTopK(int layer, int heads, float scale, float weight_sca
   p.topk = selected.cols;
   p.scale = scale;
   p.weight_scale = weight_scale;
-  p.key_cache = cache_->IndexKeyData(layer);
+  p.key_cache = cache_->IndexKeyBytes(layer);
+  p.key_dtype = layout.index_dtype();
   p.block_table = step_->block_table.data();
   p.seq_lens = step_->seq_lens.data();
   p.q_pos0 = step_->q_pos0.data();

@@ -1,10 +1,13 @@
 #include "engine/backend/cpu/indexer.h"
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cpu/gemm.h"
+#include "engine/kv_cache/index_key_row.h"
 
 namespace mla::cpu {
 namespace {
@@ -20,14 +23,48 @@ int64_t Visible(const IndexerParams& p, int64_t j, int64_t row) {
   return p.q_pos0[j] + (row - p.cu_seqlens_q[j]) + 1;
 }
 
-// Scores of keys [b · block_size, end) of block-table entry b into scores (indexed by
-// position). head_scores: [num_heads, block_size] scratch. The block's keys are contiguous
-// bf16 rows, so one small GEMM gives every head's dot products at once.
-void ScoreBlock(const IndexerParams& p, int64_t j, int64_t row, int64_t b, int64_t end,
-                float* head_scores, float* scores) {
-  const int64_t first = b * p.block_size, n = end - first, d = p.head_dim;
+// Per-thread scratch of the scores.
+struct ScoreScratch {
+  std::vector<float> head_scores;  // [num_heads, block_size]
+  std::vector<bf16_t> keys;        // One block's FP8 codes as bf16 [block_size, head_dim]
+};
+
+// e4m3 code → bf16 bits: exact, as bf16 has e4m3's exponent range and more mantissa.
+const std::array<bf16_t, 256>& Fp8ToBf16Table() {
+  static const std::array<bf16_t, 256> table = [] {
+    std::array<bf16_t, 256> t;
+    for (int c = 0; c < 256; ++c) t[c] = FloatToBf16(Fp8E4M3ToFloat(static_cast<uint8_t>(c)));
+    return t;
+  }();
+  return table;
+}
+
+int64_t BlockRegionBytes(const IndexerParams& p) {
+  return p.block_size * (p.key_dtype == CacheDType::kBF16 ? 2 * p.head_dim : p.head_dim + 4);
+}
+
+const uint8_t* BlockRegion(const IndexerParams& p, int64_t j, int64_t b) {
   const int32_t id = p.block_table[j * p.max_blocks_per_seq + b];
-  const MatrixView keys{p.key_cache + int64_t{id} * p.block_size * d, DType::kBF16, n, d, d};
+  return static_cast<const uint8_t*>(p.key_cache) + int64_t{id} * BlockRegionBytes(p);
+}
+
+// Scores of keys [b · block_size, end) of block-table entry b into scores (indexed by
+// position). The block's keys are contiguous rows (FP8 codes widened to bf16 first, which
+// is exact), so one small GEMM gives every head's dot products at once.
+void ScoreBlock(const IndexerParams& p, int64_t j, int64_t row, int64_t b, int64_t end,
+                ScoreScratch& scratch, float* scores) {
+  const int64_t first = b * p.block_size, n = end - first, d = p.head_dim;
+  const uint8_t* region = BlockRegion(p, j, b);
+  const bool fp8 = p.key_dtype == CacheDType::kFp8E4M3;
+  const void* key_rows = region;
+  if (fp8) {
+    const std::array<bf16_t, 256>& table = Fp8ToBf16Table();
+    scratch.keys.resize(static_cast<size_t>(n * d));
+    for (int64_t i = 0; i < n * d; ++i) scratch.keys[i] = table[region[i]];
+    key_rows = scratch.keys.data();
+  }
+  float* head_scores = scratch.head_scores.data();
+  const MatrixView keys{key_rows, DType::kBF16, n, d, d};
   Gemm(p.q + row * p.num_heads * d, d, p.num_heads, keys, head_scores, p.block_size, nullptr);
   const float* w = p.weights + row * p.num_heads;
   for (int64_t s = 0; s < n; ++s) {
@@ -35,17 +72,22 @@ void ScoreBlock(const IndexerParams& p, int64_t j, int64_t row, int64_t b, int64
     for (int64_t h = 0; h < p.num_heads; ++h) {
       acc += (p.weight_scale * w[h]) * std::max(p.scale * head_scores[h * p.block_size + s], 0.0f);
     }
+    if (fp8) {
+      float key_scale;
+      std::memcpy(&key_scale, region + IndexKeyScaleOffset(d, p.block_size, s), sizeof(float));
+      acc *= key_scale;
+    }
     scores[first + s] = acc;
   }
 }
 
 // Scores of one row over blocks [b0, b1) of its visible keys.
 void ScoreBlocks(const IndexerParams& p, int64_t j, int64_t row, int64_t b0, int64_t b1,
-                 std::vector<float>& head_scores, float* scores) {
+                 ScoreScratch& scratch, float* scores) {
   const int64_t visible = Visible(p, j, row);
-  head_scores.resize(static_cast<size_t>(p.num_heads * p.block_size));
+  scratch.head_scores.resize(static_cast<size_t>(p.num_heads * p.block_size));
   for (int64_t b = b0; b < b1; ++b) {
-    ScoreBlock(p, j, row, b, std::min(visible, (b + 1) * p.block_size), head_scores.data(), scores);
+    ScoreBlock(p, j, row, b, std::min(visible, (b + 1) * p.block_size), scratch, scores);
   }
 }
 
@@ -87,22 +129,38 @@ absl::Status ValidateIndexerParams(const IndexerParams& p) {
 
 std::vector<float> IndexerRowScores(const IndexerParams& p, int64_t j, int64_t row) {
   std::vector<float> scores(static_cast<size_t>(Visible(p, j, row)));
-  std::vector<float> head_scores;
-  ScoreBlocks(p, j, row, 0, BlocksOf(p, Visible(p, j, row)), head_scores, scores.data());
+  ScoreScratch scratch;
+  ScoreBlocks(p, j, row, 0, BlocksOf(p, Visible(p, j, row)), scratch, scores.data());
   return scores;
 }
 
 std::vector<double> IndexerRowScoresReference(const IndexerParams& p, int64_t j, int64_t row) {
   const int64_t visible = Visible(p, j, row), d = p.head_dim;
   std::vector<double> scores(static_cast<size_t>(visible));
+  std::vector<double> k(static_cast<size_t>(d));
+  std::vector<float> code_values(static_cast<size_t>(d));
   for (int64_t s = 0; s < visible; ++s) {
-    const int32_t id = p.block_table[j * p.max_blocks_per_seq + s / p.block_size];
-    const bf16_t* k = p.key_cache + (int64_t{id} * p.block_size + s % p.block_size) * d;
+    // The key's exact values: an FP8 code times its scale in double (DecodeIndexKey's
+    // float product would round each).
+    const uint8_t* region = BlockRegion(p, j, s / p.block_size);
+    const int64_t offset = s % p.block_size;
+    double key_scale = 1.0;
+    if (p.key_dtype == CacheDType::kFp8E4M3) {
+      float f;
+      std::memcpy(&f, region + IndexKeyScaleOffset(d, p.block_size, offset), sizeof(f));
+      key_scale = f;
+      for (int64_t i = 0; i < d; ++i) {
+        code_values[i] = Fp8E4M3ToFloat(region[IndexKeyValuesOffset(p.key_dtype, d, offset) + i]);
+      }
+    } else {
+      DecodeIndexKey(p.key_dtype, d, p.block_size, region, offset, code_values.data());
+    }
+    for (int64_t i = 0; i < d; ++i) k[i] = code_values[i] * key_scale;
     double acc = 0;
     for (int64_t h = 0; h < p.num_heads; ++h) {
       const float* q = p.q + (row * p.num_heads + h) * d;
       double dot = 0;
-      for (int64_t i = 0; i < d; ++i) dot += double{q[i]} * Bf16ToFloat(k[i]);
+      for (int64_t i = 0; i < d; ++i) dot += q[i] * k[i];
       acc += double{p.weight_scale} * p.weights[row * p.num_heads + h] *
              std::max(double{p.scale} * dot, 0.0);
     }
@@ -142,11 +200,12 @@ absl::Status IndexerTopK(const IndexerParams& p, ThreadPool* pool) {
   if (rows >= 2 * threads || pool == nullptr) {
     // Many rows (prefill): one row per work item, scored and selected on its thread.
     auto run = [&](int64_t r0, int64_t r1) {
-      std::vector<float> scores, head_scores;
+      std::vector<float> scores;
+      ScoreScratch scratch;
       for (int64_t row = r0; row < r1; ++row) {
         const int64_t j = row_seq(row), visible = Visible(p, j, row);
         scores.resize(static_cast<size_t>(visible));
-        ScoreBlocks(p, j, row, 0, BlocksOf(p, visible), head_scores, scores.data());
+        ScoreBlocks(p, j, row, 0, BlocksOf(p, visible), scratch, scores.data());
         SelectTopK(scores, p.topk, p.selected + row * p.topk);
       }
     };
@@ -162,8 +221,8 @@ absl::Status IndexerTopK(const IndexerParams& p, ThreadPool* pool) {
     const int64_t j = row_seq(row), visible = Visible(p, j, row);
     scores.resize(static_cast<size_t>(visible));
     pool->ParallelFor(BlocksOf(p, visible), [&](int64_t b0, int64_t b1) {
-      std::vector<float> head_scores;
-      ScoreBlocks(p, j, row, b0, b1, head_scores, scores.data());
+      ScoreScratch scratch;
+      ScoreBlocks(p, j, row, b0, b1, scratch, scores.data());
     });
     SelectTopK(scores, p.topk, p.selected + row * p.topk);
   }

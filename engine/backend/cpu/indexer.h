@@ -2,13 +2,17 @@
 // row may see, then the top-k positions that sparse attention (sparse_mla_attention.h)
 // restricts MLA to.
 //
-// The indexer keeps one small key per token (index_head_dim values, bf16) in its own paged
-// array beside the latent: [num_blocks, block_size, head_dim], same block ids and slots.
+// The indexer keeps one small key per token (index_head_dim values, bf16 or FP8 with a
+// scale per key: engine/kv_cache/index_key_row.h) in its own paged array beside the
+// latent, same block ids and slots.
 // For query row t of sequence j (position q_pos0[j] + i, causal: keys 0..position):
 //   I[t, s] = Σ_h (weight_scale · w[t, h]) · relu(scale · q[t, h]·k_s)
-// in fp32, as transformers' DeepseekV32Indexer computes it (its Hadamard rotation and fp8
-// quantization are left out there too: the rotation preserves dot products). The row keeps
-// the min(topk, position + 1) best keys; ties go to the lower position.
+// in fp32, as transformers' DeepseekV32Indexer computes it with bf16 keys (its Hadamard
+// rotation and fp8 quantization are left out there too: the rotation preserves dot
+// products). FP8 keys hold codes c and a scale σ per key; the row then scores
+//   I[t, s] = σ_s · Σ_h (weight_scale · w[t, h]) · relu(scale · q[t, h]·c_s)
+// (the dequantized keys' scores, as σ_s > 0). The row keeps the min(topk, position + 1)
+// best keys; ties go to the lower position.
 #ifndef MLA_ENGINE_BACKEND_CPU_INDEXER_H_
 #define MLA_ENGINE_BACKEND_CPU_INDEXER_H_
 
@@ -19,6 +23,7 @@
 #include "absl/status/status.h"
 #include "engine/backend/cpu/thread_pool.h"
 #include "engine/common/bf16.h"
+#include "engine/kv_cache/cache_layout.h"
 
 namespace mla::cpu {
 
@@ -33,7 +38,8 @@ struct IndexerParams {
   float scale = 0.0f;              // index_head_dim^-0.5
   float weight_scale = 0.0f;       // index_n_heads^-0.5
 
-  const bf16_t* key_cache = nullptr;      // [num_blocks, block_size, head_dim]
+  // [num_blocks] block regions of block_size keys in key_dtype's layout (index_key_row.h).
+  const void* key_cache = nullptr;
   const int32_t* block_table = nullptr;   // [batch, max_blocks_per_seq]
   const int32_t* seq_lens = nullptr;      // [batch] keys valid
   const int32_t* q_pos0 = nullptr;        // [batch] position of the first query row
@@ -41,6 +47,7 @@ struct IndexerParams {
   const float* q = nullptr;               // [total_q, num_heads, head_dim]
   const float* weights = nullptr;         // [total_q, num_heads]
   int32_t* selected = nullptr;            // [total_q, topk]: positions ascending, then -1
+  CacheDType key_dtype = CacheDType::kBF16;
 };
 
 // Checks shapes, pointers, row offsets, causal limits and block ids (INVALID_ARGUMENT

@@ -370,7 +370,9 @@ void CudaBackend::WriteIndexKeys(int layer, const Tensor& keys, Op op) {
                         " indexer values per token and ", step_->slots.size(), " step rows")));
   }
   if (absl::Status s = CheckStepSlots(); !s.ok()) return Fail(op, std::move(s));
-  Fail(op, LaunchIndexKeyWriteF32(F32(keys), slots_.as<int64_t>(), IndexKeyLayer(layer), stream_));
+  Fail(op, LaunchIndexKeyWriteF32(F32(keys), slots_.as<int64_t>(), IndexKeyLayer(layer),
+                                  layout_->index_dtype() == CacheDType::kFp8E4M3,
+                                  layout_->block_size(), stream_));
 }
 
 void CudaBackend::IndexerTopK(int layer, int heads, float scale, float weight_scale,
@@ -398,6 +400,7 @@ void CudaBackend::IndexerTopK(int layer, int heads, float scale, float weight_sc
   p.scale = scale;
   p.weight_scale = weight_scale;
   p.keys = IndexKeyLayer(layer);
+  p.keys_fp8 = layout_->index_dtype() == CacheDType::kFp8E4M3;
   p.block_table = block_table_.as<int32_t>();
   p.q_pos0 = q_pos0_.as<int32_t>();
   p.cu_seqlens_q = cu_seqlens_q_.as<int32_t>();

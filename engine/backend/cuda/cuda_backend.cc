@@ -132,12 +132,11 @@ void* CudaBackend::CacheLayer(int layer) const {
   return cache_.as<unsigned char>() + layer * per_layer;
 }
 
-bf16_t* CudaBackend::IndexKeyLayer(int layer) const {
+void* CudaBackend::IndexKeyLayer(int layer) const {
   const int64_t latents =
       int64_t{num_blocks_} * layout_->bytes_per_block_per_layer() * layout_->num_layers();
-  const int64_t per_layer =
-      int64_t{num_blocks_} * layout_->block_size() * layout_->index_bytes_per_token_per_layer();
-  return reinterpret_cast<bf16_t*>(cache_.as<unsigned char>() + latents + layer * per_layer);
+  const int64_t per_layer = int64_t{num_blocks_} * layout_->index_bytes_per_block_per_layer();
+  return cache_.as<unsigned char>() + latents + layer * per_layer;
 }
 
 // --- Memory ---------------------------------------------------------------------------
@@ -206,7 +205,7 @@ absl::Status CudaBackend::ForEachLayerOfBlock(
     MLA_RETURN_IF_ERROR(copy(l * per_block, l * per_layer + int64_t{block} * per_block, per_block));
   }
   // V3.2: every layer's indexer keys of the block follow the latents, on both sides.
-  const int64_t per_index = layout_->block_size() * layout_->index_bytes_per_token_per_layer();
+  const int64_t per_index = layout_->index_bytes_per_block_per_layer();
   const int64_t index_base = layers * per_layer;
   for (int l = 0; l < layers && per_index > 0; ++l) {
     MLA_RETURN_IF_ERROR(copy(layers * per_block + l * per_index,

@@ -192,9 +192,10 @@ class CudaBackend final : public Backend {
                                                const Tensor& lse) const;
   // The base of layer `layer` in the cache: rows of the layout's bytes per token and layer.
   void* CacheLayer(int layer) const;
-  // DeepSeek-V3.2: layer `layer`'s indexer keys, [num_blocks · block_size, index_key_dim]
-  // bf16, after every layer's latents (the host's block order, CpuBackend::ReadCacheBlock).
-  bf16_t* IndexKeyLayer(int layer) const;
+  // DeepSeek-V3.2: layer `layer`'s indexer keys, [num_blocks] block regions in the layout
+  // of engine/kv_cache/index_key_row.h, after every layer's latents (the host's block
+  // order, CpuBackend::ReadCacheBlock).
+  void* IndexKeyLayer(int layer) const;
   bool CacheFp8() const { return layout_ && layout_->dtype() == CacheDType::kFp8E4M3; }
   // MoeExperts' expert GEMMs from the permuted rows into expert_out: one grouped launch per
   // matrix kind, or one GEMM triple per used expert after downloading the offsets.

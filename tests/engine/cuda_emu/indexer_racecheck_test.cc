@@ -1,6 +1,6 @@
 // The indexer's kernels (engine/backend/cuda/kernels/indexer.cu) on the emulated device,
-// built with ThreadSanitizer (see CMakeLists.txt): the tensor-core scores' shared q, keys
-// and warp sums (also in row tiles and multi-chunk CTAs), and the selection's shared
+// built with ThreadSanitizer (see CMakeLists.txt): the tensor-core scores' shared q, keys,
+// warp sums and FP8 key scales (also in row tiles and multi-chunk CTAs), and the selection's shared
 // histogram, threshold and warp counts must be ordered by their barriers, or the race
 // check fails the test.
 // The values are small integers (q, keys and weights) and powers of two (the scales), so
@@ -16,6 +16,7 @@
 #include "engine/backend/cuda/device_buffer.h"
 #include "engine/backend/cuda/kernels/indexer.h"
 #include "engine/common/bf16.h"
+#include "engine/kv_cache/index_key_row.h"
 
 namespace mla {
 namespace {
@@ -30,9 +31,11 @@ DeviceBuffer Upload(const std::vector<T>& host) {
 }
 
 // Index keys of kDim values: 40 takes the CUDA-core scores, 32 the tensor-core ones (small
-// integers are exact in bf16, so rounding q there changes nothing).
-void ExpectTopKEqualsTheCpus(const int kDim) {
-  SCOPED_TRACE(::testing::Message() << "index_key_dim " << kDim);
+// integers are exact in bf16, so rounding q there changes nothing). FP8 keys: the codes of
+// −3..3 over a scale of 3/448 are integers (0, ±144, ±288, ±448), so their dot products are
+// exact too, and each score's one multiply by its key's scale rounds alike on both.
+void ExpectTopKEqualsTheCpus(const int kDim, bool fp8 = false) {
+  SCOPED_TRACE(::testing::Message() << "index_key_dim " << kDim << (fp8 ? ", fp8 keys" : ""));
   constexpr int kHeads = 4, kBlock = 16, kTopK = 8;
   // Sequence 0: 3 decode-like rows at the end of 40 keys; sequence 1: a 7-row prefill
   // (rows seeing fewer keys than top-k, and more); sequence 2: one row over 70 keys.
@@ -56,6 +59,14 @@ void ExpectTopKEqualsTheCpus(const int kDim) {
   std::uniform_int_distribution<int> small(-3, 3);
   std::vector<bf16_t> keys(num_blocks * kBlock * kDim);
   for (bf16_t& k : keys) k = FloatToBf16(static_cast<float>(small(rng)));
+  // The same keys as FP8 (index_key_row.h): block regions of codes, then scales.
+  std::vector<uint8_t> fp8_keys(num_blocks * kBlock * (kDim + 4));
+  std::vector<float> key(kDim);
+  for (int64_t slot = 0; slot < num_blocks * kBlock; ++slot) {
+    for (int i = 0; i < kDim; ++i) key[i] = Bf16ToFloat(keys[slot * kDim + i]);
+    EncodeIndexKey(CacheDType::kFp8E4M3, kDim, kBlock, key.data(),
+                   fp8_keys.data() + slot / kBlock * kBlock * (kDim + 4), slot % kBlock);
+  }
   std::vector<float> q(rows * kHeads * kDim), w(rows * kHeads);
   for (float& x : q) x = static_cast<float>(small(rng));
   for (float& x : w) x = static_cast<float>(small(rng));
@@ -70,7 +81,8 @@ void ExpectTopKEqualsTheCpus(const int kDim) {
   host.topk = kTopK;
   host.scale = 0.25f;
   host.weight_scale = 0.5f;
-  host.key_cache = keys.data();
+  host.key_cache = fp8 ? static_cast<const void*>(fp8_keys.data()) : keys.data();
+  host.key_dtype = fp8 ? CacheDType::kFp8E4M3 : CacheDType::kBF16;
   host.block_table = table.data();
   host.seq_lens = seq_lens.data();
   host.q_pos0 = q_pos0.data();
@@ -81,7 +93,8 @@ void ExpectTopKEqualsTheCpus(const int kDim) {
   host.selected = want.data();
   ASSERT_TRUE(cpu::IndexerTopK(host, nullptr).ok());
 
-  DeviceBuffer d_keys = Upload(keys), d_table = Upload(table), d_pos0 = Upload(q_pos0);
+  DeviceBuffer d_keys = fp8 ? Upload(fp8_keys) : Upload(keys), d_table = Upload(table),
+               d_pos0 = Upload(q_pos0);
   DeviceBuffer d_cu = Upload(cu_seqlens_q), d_row_seq = Upload(row_seq), d_q = Upload(q);
   DeviceBuffer d_w = Upload(w);
   DeviceBuffer d_scores = Upload(std::vector<float>(rows * 70, 0.0f));
@@ -94,7 +107,8 @@ void ExpectTopKEqualsTheCpus(const int kDim) {
   p.topk = kTopK;
   p.scale = host.scale;
   p.weight_scale = host.weight_scale;
-  p.keys = d_keys.as<bf16_t>();
+  p.keys = d_keys.data();
+  p.keys_fp8 = fp8;
   p.block_table = d_table.as<int32_t>();
   p.q_pos0 = d_pos0.as<int32_t>();
   p.cu_seqlens_q = d_cu.as<int32_t>();
@@ -131,6 +145,11 @@ void ExpectTopKEqualsTheCpus(const int kDim) {
 TEST(IndexerRacecheck, TopKEqualsTheCpusOnExactScores) {
   ExpectTopKEqualsTheCpus(40);
   ExpectTopKEqualsTheCpus(32);
+}
+
+TEST(IndexerRacecheck, Fp8KeysTopKEqualsTheCpusOnExactScores) {
+  ExpectTopKEqualsTheCpus(40, /*fp8=*/true);
+  ExpectTopKEqualsTheCpus(32, /*fp8=*/true);
 }
 
 }  // namespace

@@ -44,6 +44,38 @@ TEST(CacheLayoutTest, Fp8LayoutIs656BytesPerTokenAndLayer) {
   EXPECT_EQ(*LatentCache::BlocksForBudget(bf16, budget), budget / (64 * 61 * 1152));
 }
 
+// DeepSeek-V3.2 (128-value indexer keys): the keys' bytes per token and layer are
+// 256 in bf16 and 132 in FP8 (codes and one fp32 scale), and the latent slot is unchanged.
+TEST(CacheLayoutTest, V32IndexKeyBytesByDtype) {
+  struct Want {
+    CacheDType latent, index;
+    int64_t per_layer;  // Latent slot + indexer key.
+  };
+  for (const Want& w : {Want{CacheDType::kBF16, CacheDType::kBF16, 1152 + 256},
+                        Want{CacheDType::kFp8E4M3, CacheDType::kBF16, 656 + 256},
+                        Want{CacheDType::kFp8E4M3, CacheDType::kFp8E4M3, 656 + 132},
+                        Want{CacheDType::kBF16, CacheDType::kFp8E4M3, 1152 + 132}}) {
+    CacheLayoutConfig config = V3Config(w.latent);
+    config.index_key_dim = 128;
+    config.index_dtype = w.index;
+    absl::StatusOr<CacheLayout> layout = CacheLayout::Create(config);
+    ASSERT_TRUE(layout.ok()) << layout.status();
+    EXPECT_EQ(layout->bytes_per_token_per_layer() + layout->index_bytes_per_token_per_layer(),
+              w.per_layer);
+    EXPECT_EQ(layout->index_bytes_per_block_per_layer(),
+              64 * layout->index_bytes_per_token_per_layer());
+    EXPECT_EQ(layout->bytes_per_token(), 61 * w.per_layer);
+    EXPECT_EQ(layout->bytes_per_block(), 64 * 61 * w.per_layer);
+    absl::StatusOr<LatentCache> cache = LatentCache::CreateWithBlocks(*layout, 3);
+    ASSERT_TRUE(cache.ok()) << cache.status();
+    EXPECT_EQ(cache->bytes(), static_cast<size_t>(3 * layout->bytes_per_block()));
+  }
+  // Without indexer keys the index dtype costs nothing.
+  CacheLayoutConfig config = V3Config();
+  config.index_dtype = CacheDType::kFp8E4M3;
+  EXPECT_EQ(CacheLayout::Create(config)->index_bytes_per_token_per_layer(), 0);
+}
+
 TEST(CacheLayoutTest, RejectsBadShapes) {
   CacheLayoutConfig c = V3Config();
   c.block_size = 0;

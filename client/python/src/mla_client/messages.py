@@ -168,6 +168,7 @@ class ModelInfo:
     n_shared_experts: int
     has_tokenizer: bool  # Text prompts, stop strings, tokenize/detokenize and chunk text work.
     has_chat_template: bool  # `messages` prompts work.
+    indexer_key_dtype: str  # DeepSeek-V3.2's cached indexer keys; "" for other models.
 
     @classmethod
     def from_proto(cls, m: inference_pb2.ModelInfo) -> "ModelInfo":

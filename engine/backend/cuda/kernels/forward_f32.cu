@@ -179,6 +179,21 @@ __global__ void IndexKeyWriteKernel(F32Matrix keys, const int64_t* slots, uint16
   }
 }
 
+// FP8 keys: a warp per key, quantized in one group (index_key_row.h), codes at the slot's
+// place in its block region and the scale after the block's codes.
+__global__ void IndexKeyWriteFp8Kernel(F32Matrix keys, const int64_t* slots, uint8_t* cache,
+                                       int block_size) {
+  const int warps = static_cast<int>(blockDim.x) / 32;
+  const int64_t dim = keys.cols;
+  for (int64_t t = int64_t{blockIdx.x} * warps + threadIdx.x / 32; t < keys.rows;
+       t += int64_t{gridDim.x} * warps) {
+    const int64_t block = slots[t] / block_size, offset = slots[t] % block_size;
+    uint8_t* region = cache + block * block_size * (dim + 4);
+    QuantizeFp8GroupWarp(keys.data + t * keys.stride, static_cast<int>(dim), region + offset * dim,
+                         region + block_size * dim + 4 * offset);
+  }
+}
+
 __global__ void FromBf16Kernel(const uint16_t* x, F32Matrix out) {
   for (int64_t r = blockIdx.x; r < out.rows; r += gridDim.x) {
     for (int64_t i = threadIdx.x; i < out.cols; i += blockDim.x) {
@@ -468,13 +483,18 @@ absl::Status LaunchCacheWriteF32(const CacheWriteF32Params& p, CudaStream stream
                       stream, p);
 }
 
-absl::Status LaunchIndexKeyWriteF32(const F32Matrix& keys, const int64_t* slots, bf16_t* cache,
-                                    CudaStream stream) {
-  if (!Valid(keys)) return Invalid("IndexKeyWriteF32", "bad shape");
+absl::Status LaunchIndexKeyWriteF32(const F32Matrix& keys, const int64_t* slots, void* cache,
+                                    bool fp8, int block_size, CudaStream stream) {
+  if (!Valid(keys) || (fp8 && block_size < 1)) return Invalid("IndexKeyWriteF32", "bad shape");
   if (Empty(keys)) return absl::OkStatus();
   if (slots == nullptr || cache == nullptr) return Invalid("IndexKeyWriteF32", "null pointer");
+  if (fp8) {
+    return LaunchKernel("IndexKeyWriteFp8", IndexKeyWriteFp8Kernel,
+                        GridFor((keys.rows + kThreads / 32 - 1) / (kThreads / 32)), kThreads, 0,
+                        stream, keys, slots, static_cast<uint8_t*>(cache), block_size);
+  }
   return LaunchKernel("IndexKeyWriteF32", IndexKeyWriteKernel, GridFor(keys.rows), kThreads, 0,
-                      stream, keys, slots, reinterpret_cast<uint16_t*>(cache));
+                      stream, keys, slots, static_cast<uint16_t*>(cache));
 }
 
 absl::Status LaunchMlaAttentionF32(const MlaAttentionF32Params& p, CudaStream stream) {

@@ -103,10 +103,12 @@ struct CacheWriteF32Params {
 };
 absl::Status LaunchCacheWriteF32(const CacheWriteF32Params& p, CudaStream stream);
 
-// Writes step rows of DeepSeek-V3.2 indexer keys into one layer's key array as bf16 (row
-// slots[t] of [slots, keys.cols]); the caller checks the slots on the host first.
-absl::Status LaunchIndexKeyWriteF32(const F32Matrix& keys, const int64_t* slots, bf16_t* cache,
-                                    CudaStream stream);
+// Writes step rows of DeepSeek-V3.2 indexer keys into one layer's key array at slots[t],
+// in the layout of engine/kv_cache/index_key_row.h: bf16 rows, or with `fp8` each key's
+// e4m3 codes and scale in its block's region of block_size keys, bit for bit the host's
+// EncodeIndexKey. The caller checks the slots on the host first.
+absl::Status LaunchIndexKeyWriteF32(const F32Matrix& keys, const int64_t* slots, void* cache,
+                                    bool fp8, int block_size, CudaStream stream);
 
 // Absorbed MLA over the paged bf16 cache for every query row of a step, decode rows and
 // prefill chunks alike (the function of engine/backend/cpu/mla_attention.h): row r belongs

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/kernels/cache_row.cuh"
 #include "engine/backend/cuda/kernels/device_utils.cuh"
 #include "engine/backend/cuda/kernels/indexer.h"
 #include "engine/backend/cuda/kernels/launch.cuh"
@@ -22,6 +23,27 @@ constexpr int kMaxDimPerLane = 8;  // index_key_dim ≤ 256
 constexpr int kSelectThreads = 512;
 constexpr int kSelectWarps = kSelectThreads / 32;
 constexpr int64_t kMaxGrid = 65535;
+
+// Bytes of one block's key region (index_key_row.h).
+__host__ __device__ int64_t KeyRegionBytes(const IndexerF32Params& p) {
+  return int64_t{p.block_size} * (p.keys_fp8 ? p.dim + 4 : 2 * p.dim);
+}
+
+// Key `key` of a sequence whose block-table row is `blocks`: its values (bf16 or e4m3) and,
+// for FP8, its scale.
+__device__ __forceinline__ const uint8_t* KeyValues(const IndexerF32Params& p,
+                                                    const int32_t* blocks, int64_t key) {
+  const uint8_t* region =
+      static_cast<const uint8_t*>(p.keys) + int64_t{blocks[key / p.block_size]} * KeyRegionBytes(p);
+  return region + (key % p.block_size) * p.dim * (p.keys_fp8 ? 1 : 2);
+}
+__device__ __forceinline__ float KeyScale(const IndexerF32Params& p, const int32_t* blocks,
+                                          int64_t key) {
+  const uint8_t* region =
+      static_cast<const uint8_t*>(p.keys) + int64_t{blocks[key / p.block_size]} * KeyRegionBytes(p);
+  // Byte loads: a region of an odd width and block size starts at any byte.
+  return LoadF32Bytes(region + int64_t{p.block_size} * p.dim + 4 * (key % p.block_size));
+}
 
 // Keys row `row` of the step (numbered in the whole step) may see.
 __device__ int64_t Visible(const IndexerF32Params& p, int64_t row) {
@@ -48,13 +70,14 @@ __global__ void __launch_bounds__(kScoreWarps * 32) IndexerScoresKernel(IndexerF
     const float* w = p.w + row * p.heads;
     const int64_t last = min(visible, first + kKeysPerCta);
     for (int64_t k = first + warp; k < last; k += kScoreWarps) {
-      const bf16_t* key =
-          p.keys + (int64_t{blocks[k / p.block_size]} * p.block_size + k % p.block_size) * p.dim;
+      const uint8_t* key = KeyValues(p, blocks, k);
       float kv[kMaxDimPerLane];
 #pragma unroll
       for (int j = 0; j < kMaxDimPerLane; ++j) {
         const int i = lane + 32 * j;
-        kv[j] = i < p.dim ? Bf16Bits(key[i]) : 0.0f;
+        kv[j] = i >= p.dim   ? 0.0f
+                : p.keys_fp8 ? Fp8E4M3Value(key[i])
+                             : Bf16Bits(reinterpret_cast<const uint16_t*>(key)[i]);
       }
       float acc = 0.0f;
       for (int h = 0; h < p.heads; ++h) {
@@ -68,6 +91,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32) IndexerScoresKernel(IndexerF
         const float relu = x < 0.0f ? 0.0f : x;  // std::max(x, 0.0f): keeps −0 and NaN
         acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(p.weight_scale, w[h]), relu));
       }
+      if (p.keys_fp8) acc = __fmul_rn(acc, KeyScale(p, blocks, k));
       if (lane == 0) p.scores[r * p.scores_stride + k] = acc;
     }
   }
@@ -77,9 +101,10 @@ __global__ void __launch_bounds__(kScoreWarps * 32) IndexerScoresKernel(IndexerF
 // scores a tile of up to row_tile step rows against chunks_per_cta chunks of 64 keys. Per
 // (row, chunk) it computes S = Q · Kᵀ, heads × 64 keys, as m16n8k16 products (q rounded
 // to bf16, as the model's indexer runs in bf16 in transformers; the keys are bf16 in the
-// cache), the warps taking the 16-head tiles in turn. Each product then goes through the
-// CPU's roundings (scale · dot, relu, times weight_scale · w[h]); a warp sums its heads per
-// key, and the warps' sums are added in warp order.
+// cache, or FP8 codes widened to bf16 as they are loaded), the warps taking the 16-head
+// tiles in turn. Each product then goes through the CPU's roundings (scale · dot, relu,
+// times weight_scale · w[h]); a warp sums its heads per key, and the warps' sums are added
+// in warp order (then multiplied by an FP8 key's scale).
 //
 // What the tile saves: the rows' q is converted and stored once for all the CTA's chunks
 // (a decode row's 32 KB of fp32 q used to be read for every 16 KB of keys), and the rows of
@@ -89,14 +114,29 @@ struct MmaScoreShared {
   uint32_t* keys;  // [kKeysPerCta, stride]
   float* w;        // [row_tile, heads rounded up to 16]: weight_scale · w[h], 0 for padding
   float* sums;     // [row_tile, kScoreWarps, kKeysPerCta]
+  // [2, kKeysPerCta]: the FP8 scales of the keys loaded, in two buffers taken in turn: a
+  // load's scales are read after its barriers, and the load after next (which reuses the
+  // buffer) comes after the next load's barriers, by which every reader is done.
+  float* scales;
 };
+
+// Eight e4m3 codes as eight bf16 values (exact: bf16 spans e4m3's range with more bits).
+__device__ __forceinline__ uint32_t Fp8PairToBf16(uint32_t word, int shift) {
+  const uint32_t lo = ToBf16Bits(Fp8E4M3Value(static_cast<uint8_t>(word >> shift)));
+  const uint32_t hi = ToBf16Bits(Fp8E4M3Value(static_cast<uint8_t>(word >> (shift + 8))));
+  return lo | (hi << 16);
+}
+__device__ __forceinline__ uint4 Fp8CodesToBf16(uint2 codes) {
+  return make_uint4(Fp8PairToBf16(codes.x, 0), Fp8PairToBf16(codes.x, 16),
+                    Fp8PairToBf16(codes.y, 0), Fp8PairToBf16(codes.y, 16));
+}
 
 __host__ __device__ inline int PaddedHeads(int heads) { return (heads + 15) / 16 * 16; }
 
 __host__ __device__ inline size_t MmaScoreSharedBytes(int heads, int dim, int row_tile) {
   const size_t stride = MmaRowStrideWords(dim), heads16 = PaddedHeads(heads);
   return sizeof(uint32_t) * (row_tile * heads16 + kKeysPerCta) * stride +
-         sizeof(float) * row_tile * (heads16 + kScoreWarps * kKeysPerCta);
+         sizeof(float) * (row_tile * (heads16 + kScoreWarps * kKeysPerCta) + 2 * kKeysPerCta);
 }
 
 // This warp's share of one row's scores for one chunk (keys and the row's q and w in
@@ -152,21 +192,61 @@ __device__ void MmaRowScores(const IndexerF32Params& p, const uint32_t* q, const
   }
 }
 
+// Keys first .. first + 63 of a sequence (block-table row `blocks`) into shared memory as
+// bf16 rows of `MmaRowStrideWords(dim)` words, zeros past `visible` (never written out):
+// 16-byte pieces of bf16 keys, or 8-byte pieces of FP8 codes widened to bf16. A template
+// per dtype keeps each loop's registers its own.
+template <bool kFp8>
+__device__ __forceinline__ void LoadKeyChunk(const IndexerF32Params& p, const int32_t* blocks,
+                                             int64_t first, int64_t visible, uint32_t* keys,
+                                             float* scales) {
+  const int stride = MmaRowStrideWords(p.dim), vecs = p.dim / 8;
+  const int key_bytes = kFp8 ? p.dim : 2 * p.dim;
+  const int64_t region_bytes = int64_t{p.block_size} * (kFp8 ? p.dim + 4 : 2 * p.dim);
+  const uint8_t* base = static_cast<const uint8_t*>(p.keys);
+  for (int v = threadIdx.x; v < kKeysPerCta * vecs; v += blockDim.x) {
+    const int k = v / vecs, piece = v - k * vecs;
+    const int64_t key = first + k;
+    uint4 value = make_uint4(0u, 0u, 0u, 0u);
+    if (key < visible) {
+      const uint8_t* row = base + int64_t{blocks[key / p.block_size]} * region_bytes +
+                           (key % p.block_size) * key_bytes;
+      value = kFp8 ? Fp8CodesToBf16(reinterpret_cast<const uint2*>(row)[piece])
+                   : reinterpret_cast<const uint4*>(row)[piece];
+    }
+    reinterpret_cast<uint4*>(keys + k * stride)[piece] = value;
+  }
+  if constexpr (kFp8) {
+    // The scales follow the block's codes (4-byte aligned where the codes are 8-byte aligned).
+    for (int k = threadIdx.x; k < kKeysPerCta; k += blockDim.x) {
+      const int64_t key = first + k;
+      scales[k] = key < visible ? *reinterpret_cast<const float*>(
+                                      base + int64_t{blocks[key / p.block_size]} * region_bytes +
+                                      int64_t{p.block_size} * p.dim + 4 * (key % p.block_size))
+                                : 0.0f;
+    }
+  }
+}
+
 // grid (row tiles, chunk groups). Every branch on a row's view below is the same for the
 // whole CTA (its values come from global memory that no thread writes), so the barriers
-// inside are reached by all threads.
+// inside are reached by all threads. One instantiation per key dtype: ptxas spills when
+// both loads and the FP8 scale share one body.
+template <bool kFp8>
 __global__ void __launch_bounds__(kScoreWarps * 32)
     IndexerScoresMmaKernel(IndexerF32Params p, int chunks_per_cta) {
   const int row_tile = p.row_tile;
   const int stride = MmaRowStrideWords(p.dim), heads16 = PaddedHeads(p.heads);
-  const int words = p.dim / 2, vecs = p.dim / 8;  // bf16 pairs and 16-byte pieces per row
+  const int words = p.dim / 2;  // bf16 pairs per row
   unsigned char* base = DynamicSharedMemory();
   MmaScoreShared s;
   s.q = reinterpret_cast<uint32_t*>(base);
   s.keys = s.q + row_tile * heads16 * stride;
   s.w = reinterpret_cast<float*>(s.keys + kKeysPerCta * stride);
   s.sums = s.w + row_tile * heads16;
+  s.scales = s.sums + row_tile * kScoreWarps * kKeysPerCta;
   const int64_t first0 = int64_t{blockIdx.y} * chunks_per_cta * kKeysPerCta;
+  int loads = 0;  // Key loads so far: the scales' buffer.
   for (int64_t r0 = int64_t{blockIdx.x} * row_tile; r0 < p.num_rows;
        r0 += int64_t{gridDim.x} * row_tile) {
     const int rows = static_cast<int>(min(int64_t{row_tile}, p.num_rows - r0));
@@ -206,18 +286,8 @@ __global__ void __launch_bounds__(kScoreWarps * 32)
         for (; j < rows && seq(j) == seq(i); ++j) run_visible = max(run_visible, visible(j));
         if (first < run_visible) {
           const int32_t* blocks = p.block_table + int64_t{seq(i)} * p.max_blocks;
-          for (int v = threadIdx.x; v < kKeysPerCta * vecs; v += blockDim.x) {
-            const int k = v / vecs, piece = v - k * vecs;
-            const int64_t key = first + k;
-            uint4 value = make_uint4(0u, 0u, 0u, 0u);  // Past the run's view: never written out.
-            if (key < run_visible) {
-              const bf16_t* row_ptr =
-                  p.keys +
-                  (int64_t{blocks[key / p.block_size]} * p.block_size + key % p.block_size) * p.dim;
-              value = reinterpret_cast<const uint4*>(row_ptr)[piece];
-            }
-            reinterpret_cast<uint4*>(s.keys + k * stride)[piece] = value;
-          }
+          float* scales = s.scales + (loads++ & 1) * kKeysPerCta;
+          LoadKeyChunk<kFp8>(p, blocks, first, run_visible, s.keys, scales);
           __syncthreads();
           for (int t = i; t < j; ++t) {
             if (first >= visible(t)) continue;
@@ -232,6 +302,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32)
             float total = 0.0f;
             for (int w = 0; w < kScoreWarps; ++w)
               total = __fadd_rn(total, sums[w * kKeysPerCta + k]);
+            if (kFp8) total = __fmul_rn(total, scales[k]);
             p.scores[(r0 + t) * p.scores_stride + first + k] = total;
           }
         }
@@ -504,16 +575,25 @@ absl::Status LaunchScores(const IndexerF32Params& p, CudaStream stream) {
   const dim3 grid(static_cast<unsigned>(std::min(tiles, kMaxGrid)),
                   static_cast<unsigned>((chunks + per_cta - 1) / per_cta));
   const size_t smem = MmaScoreSharedBytes(p.heads, p.dim, p.row_tile);
-  const void* kernel = reinterpret_cast<const void*>(&IndexerScoresMmaKernel);
-  if (absl::Status s = AllowDynamicSharedBytes(kernel, smem); !s.ok()) return s;
-  return LaunchKernel("IndexerScoresMma", IndexerScoresMmaKernel, grid, kScoreWarps * 32, smem,
-                      stream, p, per_cta);
+  const auto launch = [&](auto kernel) -> absl::Status {
+    if (absl::Status s = AllowDynamicSharedBytes(reinterpret_cast<const void*>(kernel), smem);
+        !s.ok()) {
+      return s;
+    }
+    return LaunchKernel("IndexerScoresMma", kernel, grid, kScoreWarps * 32, smem, stream, p,
+                        per_cta);
+  };
+  return p.keys_fp8 ? launch(&IndexerScoresMmaKernel<true>)
+                    : launch(&IndexerScoresMmaKernel<false>);
 }
 
 }  // namespace
 
 bool IndexerUsesTensorCores(const IndexerF32Params& p) {
-  return p.kernel != IndexerKernel::kSimt && p.dim % 16 == 0;
+  const uintptr_t base = reinterpret_cast<uintptr_t>(p.keys);
+  const int64_t align = p.keys_fp8 ? 8 : 16;
+  return p.kernel != IndexerKernel::kSimt && p.dim % 16 == 0 && base % align == 0 &&
+         KeyRegionBytes(p) % align == 0;
 }
 
 absl::Status LaunchIndexerTopK(const IndexerF32Params& p, CudaStream stream) {

@@ -28,7 +28,8 @@ inline constexpr int kIndexerMaxQ = 8192;
 inline constexpr int kIndexerMaxRowTile = 4;
 
 // How the scores are computed: kAuto takes tensor cores (m16n8k16, q rounded to bf16)
-// where index_key_dim is a multiple of 16 (DeepSeek-V3.2: 128), CUDA cores (fp32 q, the
+// where index_key_dim is a multiple of 16 (DeepSeek-V3.2: 128) and the keys are aligned
+// (IndexerUsesTensorCores), CUDA cores (fp32 q, the
 // CPU's dot products up to their order) otherwise; kSimt always the latter.
 enum class IndexerKernel { kAuto, kSimt };
 
@@ -42,7 +43,12 @@ struct IndexerF32Params {
   int topk = 0;
   float scale = 0.0f;
   float weight_scale = 0.0f;
-  const bf16_t* keys = nullptr;           // One layer: [num_blocks · block_size, dim]
+  // One layer's keys: [num_blocks] block regions in the layout of
+  // engine/kv_cache/index_key_row.h: bf16 [block_size, dim], or with keys_fp8 e4m3 codes
+  // [block_size, dim] then fp32 scales [block_size] (each key's weighted sum is multiplied
+  // by its scale, as on the CPU).
+  const void* keys = nullptr;
+  bool keys_fp8 = false;
   const int32_t* block_table = nullptr;   // [batch, max_blocks]
   const int32_t* q_pos0 = nullptr;        // [batch]
   const int32_t* cu_seqlens_q = nullptr;  // [batch + 1]
@@ -80,7 +86,9 @@ int IndexerSelectSegments(int64_t num_rows, int64_t scores_stride, int topk);
 // Bytes of IndexerF32Params::select_scratch a launch needs (0: it selects unsplit).
 int64_t IndexerSelectScratchBytes(int64_t num_rows, int64_t scores_stride, int topk);
 
-// Whether the scores of `p` run on tensor cores (q rounded to bf16).
+// Whether the scores of `p` run on tensor cores (q rounded to bf16): dim a multiple of 16
+// and every key aligned for the kernel's vector loads (16 bytes for bf16, 8 for FP8 codes:
+// an even block_size).
 bool IndexerUsesTensorCores(const IndexerF32Params& p);
 
 // Scores and selects rows first_row .. first_row + num_rows of the step.

@@ -186,29 +186,36 @@ TEST(CpuBackendTest, CacheBlockCopiesMoveOneBlockOfEveryLayer) {
 }
 
 // DeepSeek-V3.2: the indexer keys travel with their block (after every layer's latent),
-// so a block restored from the disk tier has its indexer keys too.
+// so a block restored from the disk tier has its indexer keys too, bf16 or FP8 (codes and
+// scales).
 TEST(CpuBackendTest, CacheBlockCopiesCarryTheIndexerKeys) {
-  CpuBackend be(1);
-  CacheLayoutConfig config{CacheDType::kBF16, 32, 8, 4, 3};
-  config.index_key_dim = 6;
-  const CacheLayout layout = *CacheLayout::Create(config);
-  ASSERT_TRUE(be.AllocateCache(layout, 5).ok());
-  be.latent_cache()->PoisonWithNaN();
-  std::vector<uint8_t> in(static_cast<size_t>(layout.bytes_per_block()));
-  ASSERT_EQ(in.size(), 3u * 4 * ((32 + 8) * 2 + 6 * 2));
-  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint8_t>(i * 5 + 3);
-  ASSERT_TRUE(be.WriteCacheBlock(1, in).ok());
-  std::vector<uint8_t> out(in.size());
-  ASSERT_TRUE(be.ReadCacheBlock(1, out).ok());
-  EXPECT_EQ(out, in);
-  const int64_t latent_part = 3 * layout.bytes_per_block_per_layer(), per_index = 4 * 6 * 2;
-  for (int l = 0; l < 3; ++l) {
-    const uint8_t* keys = reinterpret_cast<const uint8_t*>(be.latent_cache()->IndexKeyData(l));
-    EXPECT_EQ(std::vector<uint8_t>(keys + per_index, keys + 2 * per_index),
-              std::vector<uint8_t>(in.begin() + latent_part + l * per_index,
-                                   in.begin() + latent_part + (l + 1) * per_index))
-        << "layer " << l;
-    EXPECT_EQ(keys[0], 0xff) << "block 0's keys changed in layer " << l;
+  for (const CacheDType index_dtype : {CacheDType::kBF16, CacheDType::kFp8E4M3}) {
+    SCOPED_TRACE(CacheDTypeName(index_dtype));
+    CpuBackend be(1);
+    CacheLayoutConfig config{CacheDType::kBF16, 32, 8, 4, 3};
+    config.index_key_dim = 6;
+    config.index_dtype = index_dtype;
+    const CacheLayout layout = *CacheLayout::Create(config);
+    ASSERT_TRUE(be.AllocateCache(layout, 5).ok());
+    be.latent_cache()->PoisonWithNaN();
+    const int64_t per_index = index_dtype == CacheDType::kBF16 ? 4 * 6 * 2 : 4 * (6 + 4);
+    std::vector<uint8_t> in(static_cast<size_t>(layout.bytes_per_block()));
+    ASSERT_EQ(in.size(), 3u * (4 * (32 + 8) * 2 + per_index));
+    for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint8_t>(i * 5 + 3);
+    ASSERT_TRUE(be.WriteCacheBlock(1, in).ok());
+    std::vector<uint8_t> out(in.size());
+    ASSERT_TRUE(be.ReadCacheBlock(1, out).ok());
+    EXPECT_EQ(out, in);
+    const int64_t latent_part = 3 * layout.bytes_per_block_per_layer();
+    for (int l = 0; l < 3; ++l) {
+      const uint8_t* keys = be.latent_cache()->IndexKeyBytes(l);
+      EXPECT_EQ(std::vector<uint8_t>(keys + per_index, keys + 2 * per_index),
+                std::vector<uint8_t>(in.begin() + latent_part + l * per_index,
+                                     in.begin() + latent_part + (l + 1) * per_index))
+          << "layer " << l;
+      EXPECT_EQ(keys[per_index - 1], 0xff) << "block 0's keys changed in layer " << l;
+      EXPECT_EQ(keys[2 * per_index], 0xff) << "block 2's keys changed in layer " << l;
+    }
   }
 }
 

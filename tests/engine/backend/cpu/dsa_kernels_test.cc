@@ -1,7 +1,8 @@
 // The DeepSeek-V3.2 sparse attention kernels (indexer.h, sparse_mla_attention.h) against
 // their plain double-precision definitions: random inputs, odd head counts and widths,
 // blocks of 1, 7 and 16 tokens, shuffled block tables, sequences of 1 token and across
-// block boundaries, decode rows and prefill chunks, bf16 and FP8 latent caches, and NaN in
+// block boundaries, decode rows and prefill chunks, bf16 and FP8 latent caches and indexer
+// keys, and NaN in
 // every cache slot a sequence does not own, so that a read past a row's visible keys shows.
 #include <gtest/gtest.h>
 
@@ -17,6 +18,7 @@
 #include "engine/backend/cpu/mla_attention_reference.h"
 #include "engine/backend/cpu/sparse_mla_attention.h"
 #include "engine/kv_cache/cache_row.h"
+#include "engine/kv_cache/index_key_row.h"
 
 namespace mla::cpu {
 namespace {
@@ -92,11 +94,31 @@ struct IndexerCase {
 
 class IndexerTest : public ::testing::TestWithParam<IndexerCase> {};
 
+// The batch's keys as FP8 indexer keys (index_key_row.h): each block's codes, then its
+// scales; the slots no sequence owns stay NaN (codes and scales).
+std::vector<uint8_t> Fp8IndexKeys(const PagedBatch& pb) {
+  const int64_t region = int64_t{pb.block_size} * (pb.width + 4);
+  std::vector<uint8_t> out(static_cast<size_t>(pb.num_blocks * region), kCacheNaNByte);
+  std::vector<float> key(static_cast<size_t>(pb.width));
+  for (int64_t slot = 0; slot < int64_t{pb.num_blocks} * pb.block_size; ++slot) {
+    const bf16_t* src = pb.cache.data() + slot * pb.width;
+    if (std::isnan(Bf16ToFloat(src[0]))) continue;
+    for (int d = 0; d < pb.width; ++d) key[d] = Bf16ToFloat(src[d]);
+    EncodeIndexKey(CacheDType::kFp8E4M3, pb.width, pb.block_size, key.data(),
+                   out.data() + slot / pb.block_size * region, slot % pb.block_size);
+  }
+  return out;
+}
+
 TEST_P(IndexerTest, ScoresAndSelectionMatchReference) {
   const IndexerCase k = GetParam();
   ThreadPool pool(2);
-  for (size_t b = 0; b < kBatches.size(); ++b) {
-    PagedBatch pb(kBatches[b], k.block_size, k.dim, 7 + static_cast<uint32_t>(b));
+  for (size_t b = 0; b < 2 * kBatches.size(); ++b) {
+    // Each batch with bf16 keys, then with FP8 keys (codes and a scale per key).
+    const bool fp8 = b >= kBatches.size();
+    SCOPED_TRACE(fp8 ? "fp8 keys" : "bf16 keys");
+    PagedBatch pb(kBatches[b % kBatches.size()], k.block_size, k.dim, 7 + static_cast<uint32_t>(b));
+    const std::vector<uint8_t> fp8_keys = fp8 ? Fp8IndexKeys(pb) : std::vector<uint8_t>();
     const std::vector<float> q = pb.Random(pb.rows() * k.heads * k.dim, 2.0f);
     const std::vector<float> w = pb.Random(pb.rows() * k.heads, 1.0f);
     std::vector<int32_t> selected(static_cast<size_t>(pb.rows() * k.topk), -7);
@@ -117,6 +139,10 @@ TEST_P(IndexerTest, ScoresAndSelectionMatchReference) {
                     q.data(),
                     w.data(),
                     selected.data()};
+    if (fp8) {
+      p.key_cache = fp8_keys.data();
+      p.key_dtype = CacheDType::kFp8E4M3;
+    }
     for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
       ASSERT_TRUE(IndexerTopK(p, tp).ok());
       for (int64_t j = 0; j < pb.batch(); ++j) {
@@ -124,7 +150,15 @@ TEST_P(IndexerTest, ScoresAndSelectionMatchReference) {
           const std::vector<float> got = IndexerRowScores(p, j, row);
           const std::vector<double> want = IndexerRowScoresReference(p, j, row);
           ASSERT_EQ(got.size(), static_cast<size_t>(pb.Visible(j, row)));
-          double scale = 1e-3;
+          // fp32 rounding scales with the terms' magnitudes, not with a cancelled sum:
+          // |keys| ≤ 1 here, so Σ_h |w_h| · scale · Σ_i |q_hi| bounds every term.
+          double terms = 0;
+          for (int h = 0; h < k.heads; ++h) {
+            double q_abs = 0;
+            for (int i = 0; i < k.dim; ++i) q_abs += std::fabs(q[(row * k.heads + h) * k.dim + i]);
+            terms += std::fabs(p.weight_scale * w[row * k.heads + h]) * p.scale * q_abs;
+          }
+          double scale = std::max(1e-3, 0.01 * terms);
           for (double v : want) scale = std::max(scale, std::fabs(v));
           for (size_t s = 0; s < got.size(); ++s) {
             ASSERT_NEAR(got[s], want[s], 2e-6 * scale) << "batch " << b << " row " << row;
