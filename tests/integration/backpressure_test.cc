@@ -118,9 +118,11 @@ TEST_F(BackpressureTest, FullWaitingQueueRefusesWithRetryHint) {
   grpc::ClientContext refused_ctx;
   // The third request must reach the server after the second is queued, or the two swap
   // roles (the third waits behind the running one until its deadline). On a loaded
-  // machine that can take seconds: wait for it, and say so if it never happens.
+  // machine that can take seconds (once more than 20 s, with both cores busy with emulated
+  // device tests and the running request at a tenth of its usual speed): wait up to 60 s,
+  // while the running request (150k tokens) still runs, and say so if it never happens.
   bool queued = false;
-  for (int i = 0; i < 1000 && !queued; ++i) {
+  for (int i = 0; i < 3000 && !queued; ++i) {
     auto load = client_->GetLoad();
     queued = load.ok() && load->num_requests_waiting() >= 1;
     if (!queued) std::this_thread::sleep_for(std::chrono::milliseconds(20));
