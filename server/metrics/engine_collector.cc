@@ -102,11 +102,10 @@ void AppendDiskTierFamilies(const EngineLoad& load, std::vector<MetricFamily>& o
 
 void AppendInfoFamilies(const EngineInfo& info, const EngineLoad& load,
                         std::vector<MetricFamily>& out) {
-  MetricFamily memory =
-      Gauge("mla_memory_bytes",
-            "Memory held by kind and device (bytes); kinds: kv_cache, weights, workspace",
-            static_cast<double>(load.cache.bytes_total),
-            {{"kind", "kv_cache"}, {"device", info.device}});
+  MetricFamily memory = Gauge(
+      "mla_memory_bytes",
+      "Memory held by kind and device (bytes); kinds: kv_cache, weights, workspace",
+      static_cast<double>(load.cache.bytes_total), {{"kind", "kv_cache"}, {"device", info.device}});
   for (const auto& [kind, bytes] : {std::pair<const char*, int64_t>{"weights", info.weight_bytes},
                                     {"workspace", load.workspace_bytes}}) {
     MetricPoint point;
@@ -115,10 +114,15 @@ void AppendInfoFamilies(const EngineInfo& info, const EngineLoad& load,
     memory.points.push_back(std::move(point));
   }
   out.push_back(std::move(memory));
-  out.push_back(Gauge("mla_cache_config_info", "KV cache configuration (value 1)", 1,
-                      {{"block_size", absl::StrCat(info.kv_block_size)},
-                       {"num_blocks", absl::StrCat(info.kv_num_blocks)},
-                       {"cache_dtype", info.cache_dtype}}));
+  Labels cache_config = {{"block_size", absl::StrCat(info.kv_block_size)},
+                         {"num_blocks", absl::StrCat(info.kv_num_blocks)},
+                         {"cache_dtype", info.cache_dtype}};
+  // DeepSeek-V3.2 only: how its indexer keys are cached (--indexer_key_dtype).
+  if (!info.index_key_dtype.empty()) {
+    cache_config.push_back({"index_key_dtype", info.index_key_dtype});
+  }
+  out.push_back(
+      Gauge("mla_cache_config_info", "KV cache configuration (value 1)", 1, cache_config));
   out.push_back(Gauge("mla_model_info", "The served model (value 1)", 1,
                       {{"model", info.model_name},
                        {"architecture", info.config.architecture},

@@ -46,6 +46,22 @@ TEST(EngineFamiliesTest, DiskTierFigures) {
   EXPECT_EQ(at("mla_kv_disk_tier_evictions_total"), 7);
 }
 
+// A DeepSeek-V3.2 model's cache configuration also names its indexer keys' dtype; other
+// models' has no such label (above).
+TEST(EngineFamiliesTest, CacheConfigNamesTheIndexerKeysDtypeForV32) {
+  EngineInfo info;
+  info.cache_dtype = "fp8_e4m3";
+  info.index_key_dtype = "fp8_e4m3";
+  info.kv_block_size = 64;
+  info.kv_num_blocks = 7;
+  std::vector<MetricFamily> families;
+  AppendEngineFamilies(info, EngineLoad(), families);
+  const testing::Exposition e = Parse(families);
+  EXPECT_TRUE(e.samples.contains(
+      "mla_cache_config_info{block_size=\"64\",num_blocks=\"7\",cache_dtype=\"fp8_e4m3\","
+      "index_key_dtype=\"fp8_e4m3\"}"));
+}
+
 TEST(EngineFamiliesTest, CacheGaugesCountersInfoAndVllmAliases) {
   EngineInfo info;
   info.model_name = "m \"x\"";
