@@ -88,7 +88,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& opti
   info.weight_dtype = WeightDtypeName(runner->weights());
   info.weight_bytes = runner->weight_bytes();
   info.cache_dtype = CacheDTypeName(layout.dtype());
-  if (layout.index_key_dim() > 0) info.index_key_dtype = CacheDTypeName(layout.index_dtype());
+  if (layout.index_key_dim() > 0) {
+    info.index_key_dtype = CacheDTypeName(layout.index_dtype());
+  } else if (options.index_key_dtype.has_value()) {
+    LogWarning("--indexer_key_dtype has no effect: ", c.architecture,
+               " has no DeepSeek-V3.2 lightning indexer");
+  }
   info.kv_block_size = layout.block_size();
   info.kv_num_blocks = runner->num_cache_blocks();
   info.kv_bytes_per_token = layout.bytes_per_token();

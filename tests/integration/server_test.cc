@@ -357,10 +357,12 @@ TEST(ServerIntegrationTest, BadCacheFlagsNameTheFlag) {
 }
 
 // An fp8 cache: ModelInfo and GetLoad say so, with the layout's bytes per token, and the
-// same budget holds more blocks than bf16 does.
+// same budget holds more blocks than bf16 does. --indexer_key_dtype on a model without
+// DeepSeek-V3.2's indexer is logged as having no effect.
 TEST(ServerIntegrationTest, Fp8CacheIsReportedAndServes) {
-  auto server = ServerProcess::Start(
-      {"--model_dir=" + kModel, "--device=cpu", "--kv_cache_dtype=fp8", "--kv_cache_mib=4"});
+  auto server =
+      ServerProcess::Start({"--model_dir=" + kModel, "--device=cpu", "--kv_cache_dtype=fp8",
+                            "--kv_cache_mib=4", "--indexer_key_dtype=fp8"});
   ASSERT_TRUE(server.ok()) << server.status();
   ClientOptions options;
   options.target = (*server)->target();
@@ -372,6 +374,7 @@ TEST(ServerIntegrationTest, Fp8CacheIsReportedAndServes) {
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->kv_cache_dtype(), "fp8_e4m3");
   EXPECT_EQ(info->indexer_key_dtype(), "");  // A model without DeepSeek-V3.2's indexer.
+  EXPECT_THAT((*server)->Log(), HasSubstr("--indexer_key_dtype has no effect"));
   // One fp32 scale for the 32 latent values, which stay one byte each; k_pe in bf16.
   const int64_t per_layer = config->kv_lora_rank + 4 + 2 * config->qk_rope_head_dim;
   EXPECT_EQ(info->kv_bytes_per_token(), config->num_hidden_layers * per_layer);
