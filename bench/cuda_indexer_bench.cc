@@ -79,7 +79,7 @@ absl::StatusOr<Setup> MakeSetup(int seqs, int context, int rows_per_seq, int64_t
   Setup st;
   const int64_t blocks_per_seq = (context + kBlock - 1) / kBlock;
   st.table_blocks = int64_t{seqs} * blocks_per_seq;
-  const int64_t key_bytes = fp8 ? dim + 4 : int64_t{dim} * 2;
+  const int64_t key_bytes = IndexKeyBytes(fp8 ? CacheDType::kFp8E4M3 : CacheDType::kBF16, dim);
   const int64_t shape_bytes = st.table_blocks * kBlock * key_bytes;
   st.copies = std::clamp<int64_t>(2 * l2_bytes / shape_bytes + 1, 1,
                                   std::max<int64_t>(1, kMaxKeyBytes / shape_bytes));
@@ -90,10 +90,7 @@ absl::StatusOr<Setup> MakeSetup(int seqs, int context, int rows_per_seq, int64_t
     const std::vector<float> f = RandomFloats(pattern * dim, 1, -1.0f, 1.0f);
     std::vector<uint8_t> b(static_cast<size_t>(pattern * key_bytes));
     const CacheDType dtype = fp8 ? CacheDType::kFp8E4M3 : CacheDType::kBF16;
-    for (int64_t k = 0; k < pattern; ++k) {
-      EncodeIndexKey(dtype, dim, kBlock, f.data() + k * dim,
-                     b.data() + k / kBlock * kBlock * key_bytes, k % kBlock);
-    }
+    EncodeIndexKeys(dtype, dim, kBlock, f.data(), pattern, b.data());
     MLA_RETURN_IF_ERROR(st.keys.CopyFromHost(b.data(), b.size()));
     uint8_t* keys = st.keys.as<uint8_t>();
     for (int64_t done = pattern; done < num_keys; done *= 2) {
@@ -183,7 +180,7 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--key_dtype must be bf16 or fp8");
   }
   const bool fp8 = key_dtype == "fp8";
-  const int64_t key_bytes = fp8 ? dim + 4 : int64_t{dim} * 2;
+  const int64_t key_bytes = IndexKeyBytes(fp8 ? CacheDType::kFp8E4M3 : CacheDType::kBF16, dim);
   if (batches.empty() || contexts.empty() || prefill_rows < 0 || heads < 1 || dim < 1 || topk < 1) {
     return absl::InvalidArgumentError(
         "--batches and --contexts need positive values; --heads, --dim and --topk must be "

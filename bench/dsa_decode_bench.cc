@@ -118,13 +118,12 @@ void Run(int context, int topk, int reps, cpu::ThreadPool& pool) {
                         iw.data(),
                         selected.data()};
   // The same keys as FP8 indexer keys.
-  std::vector<uint8_t> fp8_keys(static_cast<size_t>(blocks) * kBlock * (kIndexDim + 4));
-  std::vector<float> key(kIndexDim);
-  for (int64_t slot = 0; slot < int64_t{blocks} * kBlock; ++slot) {
-    for (int i = 0; i < kIndexDim; ++i) key[i] = Bf16ToFloat(keys[slot * kIndexDim + i]);
-    EncodeIndexKey(CacheDType::kFp8E4M3, kIndexDim, kBlock, key.data(),
-                   fp8_keys.data() + slot / kBlock * kBlock * (kIndexDim + 4), slot % kBlock);
-  }
+  const int64_t slots = int64_t{blocks} * kBlock;
+  std::vector<float> keys_f32(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) keys_f32[i] = Bf16ToFloat(keys[i]);
+  std::vector<uint8_t> fp8_keys(
+      static_cast<size_t>(slots * IndexKeyBytes(CacheDType::kFp8E4M3, kIndexDim)));
+  EncodeIndexKeys(CacheDType::kFp8E4M3, kIndexDim, kBlock, keys_f32.data(), slots, fp8_keys.data());
   cpu::IndexerParams ip8 = ip;
   ip8.key_cache = fp8_keys.data();
   ip8.key_dtype = CacheDType::kFp8E4M3;

@@ -46,6 +46,11 @@ inline constexpr int kFp8ScaleGroup = 128;
 inline constexpr int64_t Fp8ScaleGroups(int64_t latent_dim) {
   return (latent_dim + kFp8ScaleGroup - 1) / kFp8ScaleGroup;
 }
+// Bytes of one V3.2 indexer key of `dim` values (index_key_row.h): bf16 values, or e4m3
+// codes and one fp32 scale.
+inline constexpr int64_t IndexKeyBytes(CacheDType dtype, int64_t dim) {
+  return dtype == CacheDType::kBF16 ? 2 * dim : dim + 4;
+}
 
 struct CacheLayoutConfig {
   CacheDType dtype = CacheDType::kBF16;
@@ -82,9 +87,8 @@ class CacheLayout {
   // per-layer sizes are the latent slot's; the all-layer sizes include the indexer keys.
   int64_t bytes_per_token_per_layer() const { return token_bytes_; }
   int64_t index_bytes_per_token_per_layer() const {
-    if (config_.index_key_dim == 0) return 0;
-    return config_.index_dtype == CacheDType::kBF16 ? int64_t{config_.index_key_dim} * 2
-                                                    : int64_t{config_.index_key_dim} + 4;
+    return config_.index_key_dim == 0 ? 0
+                                      : IndexKeyBytes(config_.index_dtype, config_.index_key_dim);
   }
   int64_t bytes_per_token() const {
     return (token_bytes_ + index_bytes_per_token_per_layer()) * config_.num_layers;

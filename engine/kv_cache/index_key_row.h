@@ -40,6 +40,14 @@ inline int64_t IndexKeyScaleOffset(int64_t dim, int64_t block_size, int64_t offs
 // Encodes one key (dim fp32 values) into slot `offset` of a block region `block`.
 void EncodeIndexKey(CacheDType dtype, int64_t dim, int64_t block_size, const float* key,
                     uint8_t* block, int64_t offset);
+// Keys 0 .. n − 1 ([n, dim] fp32) into consecutive slots of consecutive block regions
+// (slot s in region s / block_size): a whole array of keys, for benches and tests.
+void EncodeIndexKeys(CacheDType dtype, int64_t dim, int64_t block_size, const float* keys,
+                     int64_t n, uint8_t* regions);
+// The slot's stored values (bf16 values, or the e4m3 codes' values) into `values`, and its
+// scale as the result (1 for bf16): the key is values × scale.
+float ReadIndexKey(CacheDType dtype, int64_t dim, int64_t block_size, const uint8_t* block,
+                   int64_t offset, float* values);
 // The values every kernel sees for that slot (dequantized for FP8).
 void DecodeIndexKey(CacheDType dtype, int64_t dim, int64_t block_size, const uint8_t* block,
                     int64_t offset, float* key);

@@ -40,7 +40,7 @@ const std::array<bf16_t, 256>& Fp8ToBf16Table() {
 }
 
 int64_t BlockRegionBytes(const IndexerParams& p) {
-  return p.block_size * (p.key_dtype == CacheDType::kBF16 ? 2 * p.head_dim : p.head_dim + 4);
+  return p.block_size * IndexKeyBytes(p.key_dtype, p.head_dim);
 }
 
 const uint8_t* BlockRegion(const IndexerParams& p, int64_t j, int64_t b) {
@@ -138,24 +138,14 @@ std::vector<double> IndexerRowScoresReference(const IndexerParams& p, int64_t j,
   const int64_t visible = Visible(p, j, row), d = p.head_dim;
   std::vector<double> scores(static_cast<size_t>(visible));
   std::vector<double> k(static_cast<size_t>(d));
-  std::vector<float> code_values(static_cast<size_t>(d));
+  std::vector<float> stored(static_cast<size_t>(d));
   for (int64_t s = 0; s < visible; ++s) {
-    // The key's exact values: an FP8 code times its scale in double (DecodeIndexKey's
+    // The key's exact values: stored values times the scale in double (DecodeIndexKey's
     // float product would round each).
-    const uint8_t* region = BlockRegion(p, j, s / p.block_size);
-    const int64_t offset = s % p.block_size;
-    double key_scale = 1.0;
-    if (p.key_dtype == CacheDType::kFp8E4M3) {
-      float f;
-      std::memcpy(&f, region + IndexKeyScaleOffset(d, p.block_size, offset), sizeof(f));
-      key_scale = f;
-      for (int64_t i = 0; i < d; ++i) {
-        code_values[i] = Fp8E4M3ToFloat(region[IndexKeyValuesOffset(p.key_dtype, d, offset) + i]);
-      }
-    } else {
-      DecodeIndexKey(p.key_dtype, d, p.block_size, region, offset, code_values.data());
-    }
-    for (int64_t i = 0; i < d; ++i) k[i] = code_values[i] * key_scale;
+    const double key_scale =
+        ReadIndexKey(p.key_dtype, d, p.block_size, BlockRegion(p, j, s / p.block_size),
+                     s % p.block_size, stored.data());
+    for (int64_t i = 0; i < d; ++i) k[i] = stored[i] * key_scale;
     double acc = 0;
     for (int64_t h = 0; h < p.num_heads; ++h) {
       const float* q = p.q + (row * p.num_heads + h) * d;

@@ -60,13 +60,11 @@ void ExpectTopKEqualsTheCpus(const int kDim, bool fp8 = false) {
   std::vector<bf16_t> keys(num_blocks * kBlock * kDim);
   for (bf16_t& k : keys) k = FloatToBf16(static_cast<float>(small(rng)));
   // The same keys as FP8 (index_key_row.h): block regions of codes, then scales.
-  std::vector<uint8_t> fp8_keys(num_blocks * kBlock * (kDim + 4));
-  std::vector<float> key(kDim);
-  for (int64_t slot = 0; slot < num_blocks * kBlock; ++slot) {
-    for (int i = 0; i < kDim; ++i) key[i] = Bf16ToFloat(keys[slot * kDim + i]);
-    EncodeIndexKey(CacheDType::kFp8E4M3, kDim, kBlock, key.data(),
-                   fp8_keys.data() + slot / kBlock * kBlock * (kDim + 4), slot % kBlock);
-  }
+  std::vector<float> keys_f32(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) keys_f32[i] = Bf16ToFloat(keys[i]);
+  std::vector<uint8_t> fp8_keys(num_blocks * kBlock * IndexKeyBytes(CacheDType::kFp8E4M3, kDim));
+  EncodeIndexKeys(CacheDType::kFp8E4M3, kDim, kBlock, keys_f32.data(), num_blocks * kBlock,
+                  fp8_keys.data());
   std::vector<float> q(rows * kHeads * kDim), w(rows * kHeads);
   for (float& x : q) x = static_cast<float>(small(rng));
   for (float& x : w) x = static_cast<float>(small(rng));
