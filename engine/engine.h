@@ -144,7 +144,13 @@ class Engine {
   // Ends a sequence: streams its last output (`out` plus finish data), frees its blocks.
   void Finish(Sequence& seq, FinishReason reason, std::string error = "",
               GenerationOutput out = GenerationOutput());
-  void PublishLoad();
+  // Publishes the scheduler's running and waiting counts to load_. Submit counts the
+  // waiting requests as the live ones less the running ones, so they go out as soon as a
+  // batch is scheduled, before its tokens: a request submitted in answer to another's
+  // first token would otherwise find that one counted as waiting and be refused with a
+  // queue that has room.
+  void PublishQueueCounts();
+  void PublishQueueCountsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const EngineOptions options_;
   std::unique_ptr<ModelRunner> runner_;  // The model on its device, with the cache storage.
@@ -156,7 +162,6 @@ class Engine {
   mutable absl::Mutex mu_;
   // Submitted but not yet handed to the scheduler (Submit runs on gRPC threads).
   std::deque<std::unique_ptr<Sequence>> incoming_ ABSL_GUARDED_BY(mu_);
-  // id -> the reason to finish it with at the next step boundary (kNone: not aborted).
   // Live requests by id: the submission's serial and the abort asked for (kNone: none).
   struct Live {
     uint64_t serial = 0;
@@ -167,7 +172,7 @@ class Engine {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool idle_ ABSL_GUARDED_BY(mu_) = true;  // The scheduler holds no sequence.
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  EngineLoad load_ ABSL_GUARDED_BY(mu_);  // Published after every step.
+  EngineLoad load_ ABSL_GUARDED_BY(mu_);  // Published during and after every step.
   int64_t steps_ = 0;                     // Loop thread only.
   std::unique_ptr<DiskTier> disk_tier_;   // Null when off. Used by the loop thread.
   std::atomic<int64_t> disk_hit_tokens_{0};

@@ -61,11 +61,22 @@ void Engine::ApplyAborts() {
   }
 }
 
+void Engine::PublishQueueCounts() {
+  absl::MutexLock lock(&mu_);
+  PublishQueueCountsLocked();
+}
+
+void Engine::PublishQueueCountsLocked() {
+  load_.running = scheduler_.num_running();
+  load_.waiting = scheduler_.num_waiting() + static_cast<int32_t>(incoming_.size());
+}
+
 void Engine::Step() {
   const absl::Time start = absl::Now();
   TakeIncoming();
   ApplyAborts();
   std::vector<ScheduledChunk> batch = scheduler_.Schedule();
+  PublishQueueCounts();
   StepStats step;
   for (const ScheduledChunk& c : batch) {
     (c.seq->prefilling() ? step.prefill_tokens : step.decode_tokens) += c.num_tokens;
@@ -92,8 +103,7 @@ void Engine::Step() {
     options_.observer->OnStep(step);
   }
   absl::MutexLock lock(&mu_);
-  load_.running = scheduler_.num_running();
-  load_.waiting = scheduler_.num_waiting() + static_cast<int32_t>(incoming_.size());
+  PublishQueueCountsLocked();
   load_.cache = CacheStatsNow();
   load_.workspace_bytes = runner_->workspace_bytes();
   load_.attention_probed_rows = runner_->probed_rows();
@@ -108,8 +118,8 @@ void Engine::Step() {
 StepInput Engine::MakeStepInput(const std::vector<ScheduledChunk>& batch,
                                 std::vector<RowOwner>& owners) {
   // Telemetry off costs this one comparison per step.
-  const bool sampled = options_.attention_probe_every > 0 &&
-                       steps_++ % options_.attention_probe_every == 0;
+  const bool sampled =
+      options_.attention_probe_every > 0 && steps_++ % options_.attention_probe_every == 0;
   int sampled_rows = 0;
   StepInput input;
   int64_t row = 0;  // First logits row of the current chunk.
@@ -236,8 +246,7 @@ void Engine::EmitToken(Sequence& seq, const RowSample& sample) {
   seq.on_output(std::move(out));
 }
 
-void Engine::Finish(Sequence& seq, FinishReason reason, std::string error,
-                    GenerationOutput out) {
+void Engine::Finish(Sequence& seq, FinishReason reason, std::string error, GenerationOutput out) {
   if (seq.done) return;
   seq.done = true;
   const absl::Time now = absl::Now();

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <thread>
 
@@ -69,6 +70,7 @@ class EngineTest : public ::testing::Test {
     o.block_size = 16;
     o.max_batch_tokens = max_batch_tokens;
     o.threads = 2;
+    if (customize_) customize_(o);
     auto e = Engine::Create(o);
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);
@@ -84,6 +86,7 @@ class EngineTest : public ::testing::Test {
   }
 
   std::string model_ = "tiny-v2-lite";
+  std::function<void(EngineOptions&)> customize_;  // Applied last by MakeEngine.
   std::unique_ptr<Engine> engine_;
   std::vector<Golden> goldens_ = LoadGoldens();
 };
@@ -204,6 +207,52 @@ TEST_F(EngineTest, RequestLargerThanTheCacheIsRefused) {
   absl::Status s = engine_->Submit(Greedy({1, 2, 3}, 100), c.Callback()).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(s.message(), HasSubstr("64 tokens"));
+}
+
+// With one running slot and one waiting place, a request submitted the moment another's
+// first token arrives (a client answering a stream it sees start) finds that one running,
+// not waiting: it queues, and only the request after it is refused. The callback runs on
+// the engine's loop thread within the step that produced the token.
+TEST_F(EngineTest, RequestSubmittedOnAnotherFirstTokenQueuesBehindIt) {
+  customize_ = [](EngineOptions& o) {
+    o.max_running = 1;
+    o.max_waiting = 1;
+  };
+  MakeEngine();
+  Collector running, queued, refused;
+  absl::Mutex mu;
+  bool submitted = false;
+  absl::Status second;
+  absl::StatusOr<std::string> third;
+  OutputCallback forward = running.Callback();
+  auto on_output = [&](GenerationOutput o) {
+    const bool first = !o.tokens.empty();
+    forward(std::move(o));
+    absl::MutexLock lock(&mu);
+    if (!first || submitted) return;
+    submitted = true;
+    second = engine_->Submit(Greedy(goldens_[1].prompt, 4), queued.Callback()).status();
+    third = engine_->Submit(Greedy(goldens_[2].prompt, 4), refused.Callback());
+  };
+  auto id = engine_->Submit(Greedy(goldens_[3].prompt, 2000), on_output);
+  ASSERT_TRUE(id.ok()) << id.status();
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&submitted));
+    EXPECT_TRUE(second.ok()) << second;
+    EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+    EXPECT_THAT(third.status().message(), HasSubstr("--max_waiting=1"));
+  }
+  if (third.ok()) {
+    engine_->Abort(*third);
+    refused.Wait();
+  }
+  EXPECT_TRUE(engine_->Abort(*id));
+  EXPECT_EQ(running.Wait().reason, FinishReason::kAbort);
+  if (second.ok()) {
+    EXPECT_EQ(queued.Wait().reason, FinishReason::kLength);
+    EXPECT_EQ(queued.tokens().size(), 4u);
+  }
 }
 
 TEST_F(EngineTest, DuplicateLiveIdIsRefused) {

@@ -96,11 +96,9 @@ TEST_F(BackpressureTest, FullWaitingQueueRefusesWithRetryHint) {
   // is long (150k tokens: seconds even on a fast machine) and the unread bound is above it
   // (it would otherwise be aborted as a stalled reader, letting the second one run).
   Start({"--max_running=1", "--max_waiting=1", "--max_unread_tokens=1000000"});
-  // One connection per stream. The running stream's unread tokens fill its connection's
-  // HTTP/2 flow-control window; with the second stream on the same connection, its
-  // request sometimes never reached the server within 20 s on a loaded machine (2 of 12
-  // runs with both cores busy; 0 of 14 with separate connections). Channels with
-  // distinct arguments do not share a connection.
+  // One connection per stream, so that the running stream's unread tokens (which fill its
+  // HTTP/2 flow-control window) have no say in the others. Channels with distinct
+  // arguments do not share a connection.
   auto new_stub = [&](int index) {
     grpc::ChannelArguments args;
     args.SetInt("mla.test_connection", index);
@@ -118,9 +116,11 @@ TEST_F(BackpressureTest, FullWaitingQueueRefusesWithRetryHint) {
   grpc::ClientContext refused_ctx;
   // The third request must reach the server after the second is queued, or the two swap
   // roles (the third waits behind the running one until its deadline). On a loaded
-  // machine that can take seconds (once more than 20 s, with both cores busy with emulated
-  // device tests and the running request at a tenth of its usual speed): wait up to 60 s,
-  // while the running request (150k tokens) still runs, and say so if it never happens.
+  // machine that can take a while: wait up to 60 s, while the running request (150k
+  // tokens) still runs. The second is sent the moment the first's stream starts, within
+  // the engine step that made its first token: the engine once counted the running
+  // request as waiting until that step ended and refused the second (1 run in 8 with both
+  // cores busy; EngineTest.RequestSubmittedOnAnotherFirstTokenQueuesBehindIt).
   bool queued = false;
   for (int i = 0; i < 3000 && !queued; ++i) {
     auto load = client_->GetLoad();
