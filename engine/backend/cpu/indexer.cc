@@ -66,18 +66,26 @@ void ScoreBlock(const IndexerParams& p, int64_t j, int64_t row, int64_t b, int64
   float* head_scores = scratch.head_scores.data();
   const MatrixView keys{key_rows, DType::kBF16, n, d, d};
   Gemm(p.q + row * p.num_heads * d, d, p.num_heads, keys, head_scores, p.block_size, nullptr);
+  // Heads outer, keys inner: the inner loop runs along a head's contiguous scores (it
+  // vectorizes; keys outer read them with a stride of block_size and cost the indexer
+  // more than its GEMM). Each key still sums its heads in order 0..H-1, as before.
   const float* w = p.weights + row * p.num_heads;
-  for (int64_t s = 0; s < n; ++s) {
-    float acc = 0.0f;
-    for (int64_t h = 0; h < p.num_heads; ++h) {
-      acc += (p.weight_scale * w[h]) * std::max(p.scale * head_scores[h * p.block_size + s], 0.0f);
-    }
-    if (fp8) {
+  const float scale = p.scale;
+  float* __restrict acc = scores + first;
+  std::fill(acc, acc + n, 0.0f);
+  for (int64_t h = 0; h < p.num_heads; ++h) {
+    const float wh = p.weight_scale * w[h];
+    const float* __restrict hs = head_scores + h * p.block_size;
+    for (int64_t s = 0; s < n; ++s) acc[s] += wh * std::max(scale * hs[s], 0.0f);
+  }
+  if (fp8) {
+    // Scales may be unaligned (odd widths and block sizes): read through memcpy.
+    const uint8_t* key_scales = region + IndexKeyScaleOffset(d, p.block_size, 0);
+    for (int64_t s = 0; s < n; ++s) {
       float key_scale;
-      std::memcpy(&key_scale, region + IndexKeyScaleOffset(d, p.block_size, s), sizeof(float));
-      acc *= key_scale;
+      std::memcpy(&key_scale, key_scales + s * sizeof(float), sizeof(float));
+      acc[s] *= key_scale;
     }
-    scores[first + s] = acc;
   }
 }
 
