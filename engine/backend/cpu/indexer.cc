@@ -66,9 +66,9 @@ void ScoreBlock(const IndexerParams& p, int64_t j, int64_t row, int64_t b, int64
   float* head_scores = scratch.head_scores.data();
   const MatrixView keys{key_rows, DType::kBF16, n, d, d};
   Gemm(p.q + row * p.num_heads * d, d, p.num_heads, keys, head_scores, p.block_size, nullptr);
-  // Heads outer, keys inner: the inner loop runs along a head's contiguous scores (it
-  // vectorizes; keys outer read them with a stride of block_size and cost the indexer
-  // more than its GEMM). Each key still sums its heads in order 0..H-1, as before.
+  // Heads outer, keys inner: the inner loop runs along a head's contiguous scores and
+  // vectorizes (keys outer read them with a stride of block_size, scalar). Each key sums
+  // its heads in order 0..H-1 either way: the same bits.
   const float* w = p.weights + row * p.num_heads;
   const float scale = p.scale;
   float* __restrict acc = scores + first;
