@@ -45,6 +45,12 @@ ABSL_FLAG(int, top_k, 0, "generate: top-k (0 = off)");
 ABSL_FLAG(double, top_p, 1.0, "generate: top-p in (0, 1]");
 ABSL_FLAG(double, min_p, 0.0, "generate: min-p in [0, 1]");
 ABSL_FLAG(int64_t, seed, -1, "generate: sampling seed (-1 = server's choice)");
+ABSL_FLAG(double, presence_penalty, 0.0, "generate: presence penalty in [-2, 2]");
+ABSL_FLAG(double, frequency_penalty, 0.0, "generate: frequency penalty in [-2, 2]");
+ABSL_FLAG(double, repetition_penalty, 1.0, "generate: repetition penalty > 0 (1 = off)");
+ABSL_FLAG(int, min_tokens, 0, "generate: tokens before EOS or a stop token may end it");
+ABSL_FLAG(std::vector<std::string>, logit_bias, {},
+          "generate: comma-separated id:bias pairs, e.g. 5:-100,9:2.5");
 ABSL_FLAG(int, logprobs, 0, "generate: top logprobs per generated token");
 ABSL_FLAG(bool, ignore_eos, false, "generate: keep generating past end-of-sequence");
 ABSL_FLAG(std::string, request_id, "", "generate: request id (server assigns one if empty)");
@@ -64,8 +70,8 @@ absl::Status AddChatMessages(const std::vector<char*>& args, v1::ChatMessages* c
     const absl::string_view arg = args[i];
     const size_t colon = arg.find(':');
     if (colon == absl::string_view::npos || colon == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--chat: argument '", std::string(arg), "' is not ROLE:CONTENT"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--chat: argument '", std::string(arg), "' is not ROLE:CONTENT"));
     }
     v1::ChatMessage* m = chat->add_messages();
     m->set_role(std::string(arg.substr(0, colon)));
@@ -108,6 +114,21 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const std::vector<char*
   s->set_top_p(static_cast<float>(absl::GetFlag(FLAGS_top_p)));
   s->set_min_p(static_cast<float>(absl::GetFlag(FLAGS_min_p)));
   s->set_ignore_eos(absl::GetFlag(FLAGS_ignore_eos));
+  s->set_presence_penalty(static_cast<float>(absl::GetFlag(FLAGS_presence_penalty)));
+  s->set_frequency_penalty(static_cast<float>(absl::GetFlag(FLAGS_frequency_penalty)));
+  s->set_repetition_penalty(static_cast<float>(absl::GetFlag(FLAGS_repetition_penalty)));
+  s->set_min_tokens(absl::GetFlag(FLAGS_min_tokens));
+  for (const std::string& pair : absl::GetFlag(FLAGS_logit_bias)) {
+    const std::vector<std::string> parts = absl::StrSplit(pair, ':');
+    int32_t id = 0;
+    float bias = 0.0f;
+    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &id) ||
+        !absl::SimpleAtof(parts[1], &bias)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--logit_bias: \"", pair, "\" is not id:bias"));
+    }
+    (*s->mutable_logit_bias())[id] = bias;
+  }
   if (absl::GetFlag(FLAGS_seed) >= 0) {
     s->set_seed(static_cast<uint64_t>(absl::GetFlag(FLAGS_seed)));
     s->set_has_seed(true);
@@ -118,11 +139,16 @@ absl::StatusOr<v1::GenerateRequest> BuildGenerateRequest(const std::vector<char*
 
 const char* FinishName(v1::FinishReason r) {
   switch (r) {
-    case v1::FINISH_REASON_STOP: return "stop";
-    case v1::FINISH_REASON_LENGTH: return "length";
-    case v1::FINISH_REASON_STOP_SEQUENCE: return "stop_sequence";
-    case v1::FINISH_REASON_ABORT: return "abort";
-    default: return "unspecified";
+    case v1::FINISH_REASON_STOP:
+      return "stop";
+    case v1::FINISH_REASON_LENGTH:
+      return "length";
+    case v1::FINISH_REASON_STOP_SEQUENCE:
+      return "stop_sequence";
+    case v1::FINISH_REASON_ABORT:
+      return "abort";
+    default:
+      return "unspecified";
   }
 }
 
@@ -145,10 +171,9 @@ int RunGenerate(MlaClient& client, const std::vector<char*>& args) {
       const std::string stop =
           f.stop_sequence().empty() ? "" : absl::StrCat(" stop=\"", f.stop_sequence(), "\"");
       std::printf("[finish=%s%s prompt=%d cached=%d completion=%d ttft=%.3fs total=%.3fs]\n",
-                  FinishName(f.reason()), stop.c_str(),
-                  f.usage().prompt_tokens(), f.usage().cached_prompt_tokens(),
-                  f.usage().completion_tokens(), f.timings().time_to_first_token_seconds(),
-                  f.timings().total_seconds());
+                  FinishName(f.reason()), stop.c_str(), f.usage().prompt_tokens(),
+                  f.usage().cached_prompt_tokens(), f.usage().completion_tokens(),
+                  f.timings().time_to_first_token_seconds(), f.timings().total_seconds());
     }
     return true;
   });

@@ -192,6 +192,16 @@ absl::Status Engine::Validate(const GenerationRequest& r) const {
           absl::StrCat("sampling.stop_token_ids: ", t, " is outside the vocabulary"));
     }
   }
+  if (r.max_tokens > 0 && r.sampling.min_tokens > r.max_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.min_tokens: ", r.sampling.min_tokens,
+                                                   " is above max_tokens (", r.max_tokens, ")"));
+  }
+  for (const auto& [t, bias] : r.sampling.logit_bias) {
+    if (t >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sampling.logit_bias: token ", t, " is outside the vocabulary [0, ", c.vocab_size, ")"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -224,6 +234,14 @@ absl::StatusOr<std::string> Engine::Submit(GenerationRequest request, OutputCall
   auto seq = std::make_unique<Sequence>(std::move(request), std::move(on_output),
                                         info_.kv_block_size, absl::Now());
   seq->max_total = prompt + max_new;
+  if (seq->request.sampling.min_tokens > 0) {
+    std::vector<int32_t> stops = seq->request.stop_token_ids;
+    if (!seq->request.ignore_eos) {
+      stops.insert(stops.end(), info_.config.eos_token_ids.begin(),
+                   info_.config.eos_token_ids.end());
+    }
+    seq->history.SetStopTokens(std::move(stops));
+  }
   seq->serial = ++next_serial_;
   if (serial != nullptr) *serial = seq->serial;
   const std::string id = seq->request.request_id;

@@ -165,6 +165,7 @@ StepInput Engine::MakeStepInput(const std::vector<ScheduledChunk>& batch,
       r.row = row + rows - 1;
       r.params = &seq.request.sampling;
       r.rng = &seq.rng;
+      r.history = &seq.history;
       r.top_logprobs = seq.request.logprobs > 0 ? seq.request.logprobs : -1;
       input.rows.push_back(r);
       owners.push_back({i, -1});
@@ -224,6 +225,7 @@ void Engine::EmitToken(Sequence& seq, const RowSample& sample) {
   }
   seq.last_token = now;
   seq.tokens.push_back(token);
+  if (seq.request.sampling.adjusts_logits()) seq.history.AddOutput(token);
   GenerationOutput out;
   out.request_id = seq.request.request_id;
   out.serial = seq.serial;

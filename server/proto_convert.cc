@@ -1,5 +1,7 @@
 #include "server/proto_convert.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -138,6 +140,13 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   r.sampling.top_p = s.top_p() == 0.0f ? 1.0f : s.top_p();
   r.sampling.min_p = s.min_p();
   r.sampling.seed = s.seed();
+  r.sampling.presence_penalty = s.presence_penalty();
+  r.sampling.frequency_penalty = s.frequency_penalty();
+  r.sampling.repetition_penalty = s.repetition_penalty() == 0.0f ? 1.0f : s.repetition_penalty();
+  // Sorted by id: the map's order is unspecified, and the request should not depend on it.
+  r.sampling.logit_bias.assign(s.logit_bias().begin(), s.logit_bias().end());
+  std::sort(r.sampling.logit_bias.begin(), r.sampling.logit_bias.end());
+  r.sampling.min_tokens = s.min_tokens();
   r.has_seed = s.has_seed();
   if (s.max_tokens() < 0) return Invalid("sampling.max_tokens", "must be >= 0");
   r.max_tokens = s.max_tokens();

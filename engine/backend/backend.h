@@ -31,6 +31,7 @@
 #include "engine/common/attention_sharpness.h"
 #include "engine/common/tensor.h"
 #include "engine/kv_cache/cache_layout.h"
+#include "engine/sampling/logit_adjustments.h"
 #include "engine/sampling/logprobs.h"
 #include "engine/sampling/rng.h"
 #include "engine/sampling/sampling_params.h"
@@ -84,6 +85,9 @@ struct RowSampling {
   Rng* rng = nullptr;
   int32_t score_token = -1;  // >= 0: no sampling, report this token's logprob.
   int top_logprobs = -1;     // >= 0: report the chosen/scored token's logprob and top-N.
+  // The sequence's tokens so far, for params->adjusts_logits() (logit_adjustments.h);
+  // then required.
+  const TokenHistory* history = nullptr;
 };
 
 struct RowSample {

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "engine/sampling/logit_adjustments.h"
 #include "engine/sampling/logprobs.h"
 #include "engine/sampling/sampler.h"
 
@@ -11,7 +12,20 @@ void SampleHostRow(std::span<const float> logits, const RowSampling& r, RowSampl
   if (r.score_token >= 0) {
     out.token = r.score_token;
   } else {
-    absl::StatusOr<int32_t> token = Sample(logits, *r.params, *r.rng);
+    std::span<const float> row = logits;
+    if (r.params->adjusts_logits()) {
+      if (r.history == nullptr) {
+        out.status =
+            absl::InvalidArgumentError("sampling: penalties and logit_bias need the history");
+        return;
+      }
+      // The adjusted copy is sampled; the logprobs below stay the model's.
+      thread_local std::vector<float> adjusted;
+      adjusted.assign(logits.begin(), logits.end());
+      ApplyLogitAdjustments(*r.params, *r.history, adjusted);
+      row = adjusted;
+    }
+    absl::StatusOr<int32_t> token = Sample(row, *r.params, *r.rng);
     if (!token.ok()) {
       out.status = token.status();
       return;

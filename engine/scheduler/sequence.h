@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "engine/kv_cache/block_table.h"
 #include "engine/request.h"
+#include "engine/sampling/logit_adjustments.h"
 #include "engine/sampling/rng.h"
 
 namespace mla {
@@ -20,7 +21,9 @@ struct Sequence {
         table(block_size),
         rng(request.sampling.seed),
         tokens(request.prompt),
-        arrival(now) {}
+        arrival(now) {
+    if (request.sampling.adjusts_logits()) history.SetPrompt(request.prompt);
+  }
 
   uint64_t serial = 0;  // Engine::Submit's serial of this submission.
 
@@ -37,23 +40,25 @@ struct Sequence {
   BlockTable table;
   Rng rng;
   std::vector<int32_t> tokens;  // Prompt then generated tokens.
-  int64_t num_computed = 0;     // Tokens whose latents are in the cache.
-  int64_t max_total = 0;        // prompt + max_tokens (capped by the context).
+  // What the request's penalties look at; filled only when it has some.
+  TokenHistory history;
+  int64_t num_computed = 0;          // Tokens whose latents are in the cache.
+  int64_t max_total = 0;             // prompt + max_tokens (capped by the context).
   int64_t cached_prompt_tokens = 0;  // Served from the prefix cache at first admission.
 
   // Scheduling state.
-  uint64_t arrival_order = 0;    // Submission order: FIFO within a priority.
-  uint64_t admitted_order = 0;   // Last admission: the most recent is preempted first.
-  int64_t waited_steps = 0;      // Steps spent waiting since (re)queued.
-  int preemptions = 0;           // Times this sequence gave its blocks back.
-  int64_t chunk = 0;             // Tokens scheduled in the current step.
+  uint64_t arrival_order = 0;   // Submission order: FIFO within a priority.
+  uint64_t admitted_order = 0;  // Last admission: the most recent is preempted first.
+  int64_t waited_steps = 0;     // Steps spent waiting since (re)queued.
+  int preemptions = 0;          // Times this sequence gave its blocks back.
+  int64_t chunk = 0;            // Tokens scheduled in the current step.
   bool admitted_once = false;
 
   // Output state.
   bool first_output_sent = false;
-  bool done = false;                           // Finished; dropped after the step.
-  int64_t prompt_logprobs_upto = 0;            // Prompt positions already scored.
-  std::vector<TokenLogprobs> prompt_logprobs;  // Collected over prefill chunks.
+  bool done = false;                                // Finished; dropped after the step.
+  int64_t prompt_logprobs_upto = 0;                 // Prompt positions already scored.
+  std::vector<TokenLogprobs> prompt_logprobs;       // Collected over prefill chunks.
   std::vector<AttentionSharpness> attention_stats;  // When the request asked for them.
   std::vector<LayerIndexerRecall> indexer_recall;   // When the request set a watch.
 

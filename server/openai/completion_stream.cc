@@ -42,14 +42,8 @@ bool IsBusy(const absl::Status& status, const Engine& engine, const GenerationRe
 }  // namespace
 
 CompletionStream::CompletionStream(const Context& context, OpenAiRequest request,
-                                   http::HttpResponder responder,
-                                   std::unique_ptr<TextStream> text_stream)
-    : context_(context),
-      request_(std::move(request)),
-      responder_(std::move(responder)),
-      text_stream_(std::move(text_stream)),
-      encoder_(request_, context.text->tokenizer(), NewId(request_.endpoint),
-               absl::ToUnixSeconds(absl::Now())) {}
+                                   http::HttpResponder responder)
+    : context_(context), request_(std::move(request)), responder_(std::move(responder)) {}
 
 void CompletionStream::Start(const Context& context, OpenAiRequest request,
                              http::HttpResponder responder) {
@@ -58,111 +52,172 @@ void CompletionStream::Start(const Context& context, OpenAiRequest request,
   if (!converted.ok())
     return Reply(context, responder, FromStatus(converted.status(), request.endpoint));
   const http::HttpHeaders retry = {{"Retry-After", std::to_string(context.retry_after_s)}};
-  if (!context.streams->TryEnter(context.max_streams)) {
-    return Reply(
-        context, responder,
-        ApiError{429,
-                 absl::StrCat("the server is at its limit of ", context.max_streams,
-                              " concurrent requests; retry in ", context.retry_after_s, " s"),
-                 "rate_limit_error", "", ""},
-        retry);
-  }
-  std::unique_ptr<TextStream> text_stream;
-  if (const Tokenizer* tokenizer = context.text->tokenizer(); tokenizer != nullptr) {
-    const auto& stops = request.generate.sampling().stop();
-    text_stream = std::make_unique<TextStream>(
-        tokenizer, std::vector<std::string>(stops.begin(), stops.end()));
+  // A slot per choice: each is an engine request, as a gRPC stream is.
+  const int n = request.n;
+  for (int taken = 0; taken < n; ++taken) {
+    if (context.streams->TryEnter(context.max_streams)) continue;
+    for (int i = 0; i < taken; ++i) context.streams->Leave("");
+    return Reply(context, responder,
+                 ApiError{429,
+                          absl::StrCat("the server is at its limit of ", context.max_streams,
+                                       " concurrent requests (a request of n choices takes n); "
+                                       "retry in ",
+                                       context.retry_after_s, " s"),
+                          "rate_limit_error", "", ""},
+                 retry);
   }
   const Endpoint endpoint = request.endpoint;
   const bool streamed = request.stream;
-  auto stream = std::make_shared<CompletionStream>(context, std::move(request), responder,
-                                                   std::move(text_stream));
-  // Held across Submit so that the first output waits until the stream has its id.
+  auto stream = std::make_shared<CompletionStream>(context, std::move(request), responder);
+  // Held across Submit so that the first outputs wait until the stream has their ids.
   absl::MutexLock lock(&stream->mu_);
-  converted->api = "openai";
-  converted->request_id = stream->encoder_.id();
-  stream->prompt_ = converted->prompt;
-  const GenerationRequest copy_for_errors = *converted;
-  uint64_t serial = 0;
-  absl::StatusOr<std::string> id = context.engine->Submit(
-      std::move(*converted),
-      [stream](GenerationOutput output) { stream->OnOutput(std::move(output)); }, &serial);
-  if (!id.ok()) {
-    context.streams->Leave("");
-    stream->done_ = true;
-    if (IsBusy(id.status(), *context.engine, copy_for_errors)) {
-      return Reply(context, responder, FromStatus(id.status(), endpoint), retry);
+  const std::string id = NewId(endpoint);
+  const int64_t created = absl::ToUnixSeconds(absl::Now());
+  const Tokenizer* tokenizer = context.text->tokenizer();
+  const auto& stops = stream->request_.generate.sampling().stop();
+  for (int i = 0; i < n; ++i) {
+    Choice c;
+    c.encoder = std::make_unique<ResponseEncoder>(stream->request_, tokenizer, id, created, i);
+    if (tokenizer != nullptr) {
+      c.text_stream = std::make_unique<TextStream>(
+          tokenizer, std::vector<std::string>(stops.begin(), stops.end()));
     }
-    ApiError error = FromStatus(id.status(), endpoint);
-    if (error.status == 429) error.status = 400;  // Never fits: retrying cannot help.
-    error.type = "invalid_request_error";
-    return Reply(context, responder, error);
+    stream->choices_.push_back(std::move(c));
   }
-  stream->request_id_ = *id;
-  stream->serial_ = serial;
-  context.streams->AddRequest(*id);
+  stream->unfinished_ = n;
+  converted->api = "openai";
+  stream->prompt_ = converted->prompt;
+  for (int i = 0; i < n; ++i) {
+    GenerationRequest r = *converted;
+    // The response's id names the engine request too (logs, Abort); choices add "-i".
+    r.request_id = n == 1 ? id : absl::StrCat(id, "-", i);
+    if (r.has_seed) r.sampling.seed += static_cast<uint64_t>(i);
+    uint64_t serial = 0;
+    absl::StatusOr<std::string> submitted = context.engine->Submit(
+        r,
+        [stream, i](GenerationOutput output) {
+          stream->OnOutput(static_cast<size_t>(i), std::move(output));
+        },
+        &serial);
+    if (!submitted.ok()) {
+      // The choices not submitted give their slots back now; those submitted end as
+      // aborted, and give theirs back as they end.
+      for (int j = i; j < n; ++j) context.streams->Leave("");
+      stream->choices_.resize(static_cast<size_t>(i));
+      stream->done_ = true;
+      stream->AbortUnfinished();
+      if (IsBusy(submitted.status(), *context.engine, r)) {
+        return Reply(context, responder, FromStatus(submitted.status(), endpoint), retry);
+      }
+      ApiError error = FromStatus(submitted.status(), endpoint);
+      if (error.status == 429) error.status = 400;  // Never fits: retrying cannot help.
+      error.type = "invalid_request_error";
+      return Reply(context, responder, error);
+    }
+    Choice& c = stream->choices_[static_cast<size_t>(i)];
+    c.request_id = *submitted;
+    c.serial = serial;
+    context.streams->AddRequest(*submitted);
+  }
   if (streamed) {
     responder.StartStream(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
     if (context.on_status) context.on_status(200);
   }
-  responder.OnDisconnect([engine = context.engine, id = *id, serial] {
-    engine->Abort(id, FinishReason::kAbort, serial);
+  std::vector<std::pair<std::string, uint64_t>> submissions;
+  for (const Choice& c : stream->choices_) submissions.emplace_back(c.request_id, c.serial);
+  responder.OnDisconnect([engine = context.engine, submissions] {
+    for (const auto& [request_id, serial] : submissions) {
+      engine->Abort(request_id, FinishReason::kAbort, serial);
+    }
   });
 }
 
-void CompletionStream::OnOutput(GenerationOutput output) {
+void CompletionStream::OnOutput(size_t index, GenerationOutput output) {
   absl::MutexLock lock(&mu_);
+  Choice& c = choices_[index];
   std::string text;
-  if (text_stream_ != nullptr) {
+  if (c.text_stream != nullptr) {
     bool abort = false;
-    text = text_stream_->Apply(output, &abort);
+    text = c.text_stream->Apply(output, &abort);
     // As in GenerateReactor: the stop lands before the next step, so no token is
     // generated past it, and the engine reports a stop_sequence, not an abort.
-    if (abort) context_.engine->Abort(request_id_, FinishReason::kStopSequence, serial_);
+    if (abort) context_.engine->Abort(c.request_id, FinishReason::kStopSequence, c.serial);
   }
-  if (first_output_) {
-    first_output_ = false;
-    if (request_.echo) encoder_.AddPrompt(prompt_, output.prompt_logprobs);
+  if (c.first_output) {
+    c.first_output = false;
+    if (request_.echo) c.encoder->AddPrompt(prompt_, output.prompt_logprobs);
   }
-  encoder_.AddTokens(output.tokens, output.logprobs, text);
+  c.encoder->AddTokens(output.tokens, output.logprobs, text);
+  if (output.finished) {
+    c.finished = true;
+    --unfinished_;
+    usage_.prompt_tokens = output.prompt_tokens;
+    usage_.completion_tokens += output.completion_tokens;
+    if (index == 0) usage_.cached_tokens = output.cached_prompt_tokens;
+  }
   if (!done_) {
     if (output.finished) {
-      Finish(output);
-    } else if (request_.stream && !SendChunk(nullptr)) {
+      EndChoice(c, output);
+    } else if (request_.stream && !SendChunk(c, nullptr)) {
       // The client is gone or too far behind: the work stops now.
-      context_.engine->Abort(request_id_, FinishReason::kAbort, serial_);
       done_ = true;
+      AbortUnfinished();
     }
   }
-  if (output.finished) context_.streams->Leave(request_id_);
+  if (output.finished) context_.streams->Leave(c.request_id);
 }
 
-bool CompletionStream::SendChunk(const char* finish_reason) {
-  const std::string chunk = encoder_.TakeChunk(finish_reason);
+bool CompletionStream::SendChunk(Choice& c, const char* finish_reason) {
+  const std::string chunk = c.encoder->TakeChunk(finish_reason);
   return chunk.empty() || responder_.Send(SseEvent(chunk));
 }
 
-void CompletionStream::Finish(const GenerationOutput& output) {
-  done_ = true;
+void CompletionStream::AbortUnfinished() {
+  for (const Choice& c : choices_) {
+    if (!c.finished) context_.engine->Abort(c.request_id, FinishReason::kAbort, c.serial);
+  }
+}
+
+void CompletionStream::EndChoice(Choice& c, const GenerationOutput& output) {
   if (!output.error.empty()) {
+    done_ = true;
+    AbortUnfinished();
     return Fail(ApiError{500, output.error, "server_error", "", ""});
   }
   if (output.reason == FinishReason::kAbort) {
+    done_ = true;
+    AbortUnfinished();
     return Fail(ApiError{503,
                          "the request was aborted before it finished (the server is "
                          "shutting down, or the client stopped reading)",
                          "server_error", "", ""});
   }
-  const Usage usage{output.prompt_tokens, output.completion_tokens, output.cached_prompt_tokens};
-  const char* reason = FinishReasonName(output.reason);
+  c.finish_reason = FinishReasonName(output.reason);
+  if (request_.stream && !SendChunk(c, c.finish_reason)) {
+    done_ = true;
+    AbortUnfinished();
+    return;
+  }
+  if (unfinished_ == 0) AnswerWhole();
+}
+
+void CompletionStream::AnswerWhole() {
+  done_ = true;
   if (!request_.stream) {
-    responder_.Respond(
-        http::HttpResponse{200, std::string(kJson), encoder_.Whole(reason, usage), {}});
+    std::vector<const ResponseEncoder*> encoders;
+    std::vector<const char*> reasons;
+    for (const Choice& c : choices_) {
+      encoders.push_back(c.encoder.get());
+      reasons.push_back(c.finish_reason);
+    }
+    responder_.Respond(http::HttpResponse{
+        200, std::string(kJson), ResponseEncoder::WholeOfChoices(encoders, reasons, usage_), {}});
     if (context_.on_status) context_.on_status(200);
     return;
   }
-  SendChunk(reason);
-  if (request_.include_usage) responder_.Send(SseEvent(encoder_.UsageChunk(usage)));
+  if (request_.include_usage) {
+    responder_.Send(SseEvent(choices_.front().encoder->UsageChunk(usage_)));
+  }
   responder_.Send(kSseDone);
   responder_.End();
 }

@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace mla::openai {
@@ -34,9 +35,9 @@ const absl::flat_hash_set<std::string>& CommonFields() {
   static const auto* fields = new absl::flat_hash_set<std::string>{
       "model", "stream", "stream_options", "max_tokens", "temperature", "top_p", "top_k", "min_p",
       "seed", "stop", "ignore_eos", "n", "priority", "cache_salt", "user", "metadata", "store",
-      "service_tier",
+      "service_tier", "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias",
+      "min_tokens",
       // Accepted at the values that change nothing only (see Neutral below).
-      "presence_penalty", "frequency_penalty", "repetition_penalty", "logit_bias", "min_tokens",
       "best_of"};
   return *fields;
 }
@@ -57,17 +58,7 @@ Error Neutral(const std::string& key, const Json& v) {
   auto refuse = [&](absl::string_view why) {
     return Bad(key, absl::StrCat("is not supported by this server (", why, ")"));
   };
-  if (key == "presence_penalty" || key == "frequency_penalty") {
-    if (!v.is_number() || v.get<double>() != 0.0) return refuse("only 0 is accepted");
-  } else if (key == "repetition_penalty") {
-    if (!v.is_number() || v.get<double>() != 1.0) return refuse("only 1 is accepted");
-  } else if (key == "logit_bias") {
-    if (!v.is_object() || !v.empty()) return refuse("only an empty map is accepted");
-  } else if (key == "min_tokens") {
-    if (!v.is_number_integer() || v.get<int64_t>() != 0) return refuse("only 0 is accepted");
-  } else if (key == "n") {
-    if (!v.is_number_integer() || v.get<int64_t>() != 1) return refuse("only n = 1 is accepted");
-  } else if (key == "best_of") {
+  if (key == "best_of") {
     if (!v.is_number_integer() || v.get<int64_t>() != 1) return refuse("only 1 is accepted");
   } else if (key == "suffix") {
     if (!v.is_string() || !v.get<std::string>().empty()) return refuse("insertion");
@@ -166,6 +157,46 @@ Error ParseStop(const Body& body, v1::SamplingParams* s) {
   return std::nullopt;
 }
 
+// Penalties and logit bias in OpenAI's ranges (vLLM's for repetition_penalty and
+// min_tokens); the engine checks the ids against the vocabulary, the number of entries
+// and min_tokens against max_tokens.
+Error ParsePenalties(const Body& body, v1::SamplingParams* s) {
+  float presence = 0.0f, frequency = 0.0f, repetition = 1.0f;
+  MLA_RETURN_IF_API_ERROR(body.Number("presence_penalty", -2, 2, false, &presence));
+  MLA_RETURN_IF_API_ERROR(body.Number("frequency_penalty", -2, 2, false, &frequency));
+  MLA_RETURN_IF_API_ERROR(
+      body.Number("repetition_penalty", 0, std::numeric_limits<float>::max(), true, &repetition));
+  s->set_presence_penalty(presence);
+  s->set_frequency_penalty(frequency);
+  s->set_repetition_penalty(repetition);
+  std::optional<int64_t> min_tokens;
+  MLA_RETURN_IF_API_ERROR(
+      body.Int("min_tokens", 0, std::numeric_limits<int32_t>::max(), &min_tokens));
+  if (min_tokens) s->set_min_tokens(static_cast<int32_t>(*min_tokens));
+  const Json* bias = body.Get("logit_bias");
+  if (bias == nullptr) return std::nullopt;
+  if (!bias->is_object()) return Bad("logit_bias", "must be an object of token ids to biases");
+  for (const auto& [key, value] : bias->items()) {
+    int64_t id = -1;
+    if (!absl::SimpleAtoi(key, &id) || id < 0 || id > std::numeric_limits<int32_t>::max()) {
+      return Bad("logit_bias", absl::StrCat("key \"", key, "\" is not a token id"));
+    }
+    if (!value.is_number()) {
+      return Bad("logit_bias", absl::StrCat("the bias of token ", id, " must be a number"));
+    }
+    const double b = value.get<double>();
+    if (!(b >= -100.0 && b <= 100.0)) {
+      return Bad("logit_bias", absl::StrCat("the bias of token ", id, " must be in [-100, 100]"));
+    }
+    auto& biases = *s->mutable_logit_bias();
+    if (biases.contains(static_cast<int32_t>(id))) {
+      return Bad("logit_bias", absl::StrCat("token ", id, " appears more than once"));
+    }
+    biases[static_cast<int32_t>(id)] = static_cast<float>(b);
+  }
+  return std::nullopt;
+}
+
 Error ParseSampling(const Body& body, Endpoint endpoint, OpenAiRequest* out) {
   v1::SamplingParams* s = out->generate.mutable_sampling();
   float temperature = 1.0f;  // OpenAI's default; 0 is greedy.
@@ -201,6 +232,7 @@ Error ParseSampling(const Body& body, Endpoint endpoint, OpenAiRequest* out) {
   MLA_RETURN_IF_API_ERROR(body.Bool("ignore_eos", &ignore_eos));
   s->set_ignore_eos(ignore_eos);
   MLA_RETURN_IF_API_ERROR(ParseStop(body, s));
+  MLA_RETURN_IF_API_ERROR(ParsePenalties(body, s));
   MLA_RETURN_IF_API_ERROR(
       body.Int("priority", std::numeric_limits<int32_t>::min(), kMaxInt, &priority));
   if (priority) out->generate.set_priority(static_cast<int32_t>(*priority));
@@ -358,6 +390,9 @@ std::optional<ApiError> ParseRequest(Endpoint endpoint, absl::string_view text,
   }
   MLA_RETURN_IF_API_ERROR(ParseStreamFlags(body, out));
   MLA_RETURN_IF_API_ERROR(ParseSampling(body, endpoint, out));
+  std::optional<int64_t> n;
+  MLA_RETURN_IF_API_ERROR(body.Int("n", 1, kMaxChoices, &n));
+  out->n = static_cast<int>(n.value_or(1));
   return endpoint == Endpoint::kCompletions ? ParseCompletionFields(body, out)
                                             : ParseChatFields(body, out);
 }

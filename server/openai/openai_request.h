@@ -4,9 +4,9 @@
 // admission path and one set of limits.
 //
 // Every field OpenAI's clients send is either honoured or refused with 400 naming it:
-// a field that would change the result and is not supported (n > 1, penalties, logit
-// bias, tools, ...) is never silently ignored. Fields that change nothing (user,
-// metadata, a penalty of 0) are accepted. Unknown fields are refused, as OpenAI does.
+// a field that would change the result and is not supported (best_of > 1, suffix, tools,
+// ...) is never silently ignored. Fields that change nothing (user, metadata) are
+// accepted. Unknown fields are refused, as OpenAI does.
 #ifndef MLA_SERVER_OPENAI_OPENAI_REQUEST_H_
 #define MLA_SERVER_OPENAI_OPENAI_REQUEST_H_
 
@@ -20,6 +20,9 @@
 namespace mla::openai {
 
 enum class Endpoint { kCompletions, kChat };
+
+// The most choices (`n`) one request may ask for.
+inline constexpr int kMaxChoices = 16;
 
 // An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 struct ApiError {
@@ -44,6 +47,9 @@ struct OpenAiRequest {
   int logprobs = -1;
   // The prompt as the client gave it (a string), echoed back as is; empty for token ids.
   std::string prompt_text;
+  // Choices (1..kMaxChoices): each its own engine request on the same prompt; with a
+  // seed, choice i samples with seed + i.
+  int n = 1;
 };
 
 // Parses and checks a request body. `served_model` is the only model name accepted

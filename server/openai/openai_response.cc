@@ -58,7 +58,7 @@ const char* FinishReasonName(FinishReason reason) {
 }
 
 ResponseEncoder::ResponseEncoder(const OpenAiRequest& request, const Tokenizer* tokenizer,
-                                 std::string id, int64_t created)
+                                 std::string id, int64_t created, int index)
     : endpoint_(request.endpoint),
       want_logprobs_(request.logprobs >= 0),
       top_n_(std::max(0, request.logprobs)),
@@ -66,6 +66,7 @@ ResponseEncoder::ResponseEncoder(const OpenAiRequest& request, const Tokenizer* 
       tokenizer_(tokenizer),
       id_(std::move(id)),
       created_(created),
+      index_(index),
       pending_logprobs_(EmptyLogprobs()),
       all_logprobs_(EmptyLogprobs()) {
   if (tokenizer_ != nullptr) {
@@ -163,7 +164,7 @@ Json ResponseEncoder::Envelope(bool chunk) const {
 
 Json ResponseEncoder::Choice(const std::string& text, const Json& logprobs,
                              const char* finish_reason, bool chunk) const {
-  Json choice{{"index", 0},
+  Json choice{{"index", index_},
               {"logprobs", want_logprobs_ ? logprobs : Json(nullptr)},
               {"finish_reason", finish_reason == nullptr ? Json(nullptr) : Json(finish_reason)}};
   if (endpoint_ == Endpoint::kCompletions) {
@@ -201,8 +202,19 @@ std::string ResponseEncoder::UsageChunk(const Usage& usage) const {
 }
 
 std::string ResponseEncoder::Whole(const char* finish_reason, const Usage& usage) const {
-  Json j = Envelope(false);
-  j["choices"] = Json::array({Choice(all_text_, all_logprobs_, finish_reason, false)});
+  const ResponseEncoder* self = this;
+  return WholeOfChoices({&self, 1}, {&finish_reason, 1}, usage);
+}
+
+std::string ResponseEncoder::WholeOfChoices(absl::Span<const ResponseEncoder* const> choices,
+                                            absl::Span<const char* const> finish_reasons,
+                                            const Usage& usage) {
+  Json j = choices.front()->Envelope(false);
+  j["choices"] = Json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ResponseEncoder& c = *choices[i];
+    j["choices"].push_back(c.Choice(c.all_text_, c.all_logprobs_, finish_reasons[i], false));
+  }
   j["usage"] = UsageJson(usage);
   return Dump(j);
 }

@@ -41,8 +41,9 @@ struct Usage {
 class ResponseEncoder {
  public:
   // `tokenizer` may be null (token strings are then "token_id:N"); it must outlive this.
+  // `index`: the choice this encoder writes (of a request's n).
   ResponseEncoder(const OpenAiRequest& request, const Tokenizer* tokenizer, std::string id,
-                  int64_t created);
+                  int64_t created, int index = 0);
 
   const std::string& id() const { return id_; }
 
@@ -60,6 +61,12 @@ class ResponseEncoder {
   std::string UsageChunk(const Usage& usage) const;
   // Not streaming: the whole object.
   std::string Whole(const char* finish_reason, const Usage& usage) const;
+  // Not streaming, n choices: the whole object with one choice per encoder (their own
+  // indices, in this order), the envelope of the first. `finish_reasons` has one entry
+  // per encoder.
+  static std::string WholeOfChoices(absl::Span<const ResponseEncoder* const> choices,
+                                    absl::Span<const char* const> finish_reasons,
+                                    const Usage& usage);
 
  private:
   nlohmann::json Envelope(bool chunk) const;
@@ -77,6 +84,7 @@ class ResponseEncoder {
   const Tokenizer* tokenizer_;
   const std::string id_;
   const int64_t created_;
+  const int index_;
   // Offsets: the text returned so far, measured as a detokenizer emits it.
   std::unique_ptr<StreamingDetokenizer> offsets_;
   size_t text_length_ = 0;

@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -194,6 +196,13 @@ TEST_F(EngineTest, RejectsInvalidRequestsNamingTheField) {
   r = Greedy({1, 2}, 4);
   r.sampling.top_p = std::nanf("");
   EXPECT_EQ(code_and_message(r).code(), absl::StatusCode::kInvalidArgument);
+  r = Greedy({1, 2}, 4);
+  r.sampling.logit_bias = {{3, 1.0f}, {512, 1.0f}};  // tiny-v2-lite's vocabulary: 512.
+  EXPECT_THAT(code_and_message(r).message(),
+              HasSubstr("sampling.logit_bias: token 512 is outside the vocabulary [0, 512)"));
+  r = Greedy({1, 2}, 4);
+  r.sampling.repetition_penalty = 0.0f;
+  EXPECT_THAT(code_and_message(r).message(), HasSubstr("sampling.repetition_penalty"));
   // Longer than the model's context: INVALID_ARGUMENT with the numbers.
   s = code_and_message(Greedy({1, 2}, 200000));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -253,6 +262,131 @@ TEST_F(EngineTest, RequestSubmittedOnAnotherFirstTokenQueuesBehindIt) {
     EXPECT_EQ(queued.Wait().reason, FinishReason::kLength);
     EXPECT_EQ(queued.tokens().size(), 4u);
   }
+}
+
+// Frequency and presence penalties end to end: every greedy token is the argmax of the
+// model's logprobs (reported unpenalized) less the penalties its earlier tokens earned.
+// The top 20 logprobs decide a step when the best penalized candidate beats the 20th
+// logprob (a token outside them has at most that, and penalties only lower it).
+TEST_F(EngineTest, PenaltiesSteerGreedyDecodingByTheTokensGeneratedSoFar) {
+  MakeEngine();
+  const int kTokens = 48;
+  GenerationRequest r = Greedy(goldens_[2].prompt, kTokens);
+  r.logprobs = 20;
+  r.sampling.frequency_penalty = 0.6f;
+  r.sampling.presence_penalty = 0.5f;
+  Collector penalized, plain;
+  ASSERT_TRUE(engine_->Submit(r, penalized.Callback()).ok());
+  r.sampling.frequency_penalty = r.sampling.presence_penalty = 0.0f;
+  ASSERT_TRUE(engine_->Submit(r, plain.Callback()).ok());
+  penalized.Wait();
+  plain.Wait();
+  const std::vector<int32_t> tokens = penalized.tokens();
+  const std::vector<TokenLogprobs> logprobs = penalized.logprobs();
+  ASSERT_EQ(tokens.size(), static_cast<size_t>(kTokens));
+  ASSERT_EQ(logprobs.size(), tokens.size());
+  std::map<int32_t, int> counts;
+  int decided = 0;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::vector<TokenLogprob>& top = logprobs[i].top;
+    ASSERT_EQ(top.size(), 20u);
+    float floor = top[0].logprob;
+    int32_t best = -1;
+    float best_value = -std::numeric_limits<float>::infinity(), second = best_value;
+    for (const TokenLogprob& c : top) {
+      floor = std::min(floor, c.logprob);
+      const int n = counts.count(c.token_id) ? counts[c.token_id] : 0;
+      const float value = c.logprob - (n > 0 ? 0.6f * n + 0.5f : 0.0f);
+      if (value > best_value) {
+        second = best_value;
+        best_value = value;
+        best = c.token_id;
+      } else {
+        second = std::max(second, value);
+      }
+    }
+    // Rounding of the logprobs could only matter within a hair of a tie.
+    if (best_value > floor + 1e-4f && best_value > second + 1e-4f) {
+      ++decided;
+      EXPECT_EQ(tokens[i], best) << "step " << i;
+    }
+    ++counts[tokens[i]];
+  }
+  EXPECT_GE(decided, kTokens * 3 / 4);
+  // The penalties changed the output, and the plain run is the model's greedy one.
+  const std::vector<int32_t> unpenalized = plain.tokens();
+  EXPECT_NE(tokens, unpenalized);
+  const std::vector<int32_t>& greedy = goldens_[2].greedy;
+  const size_t n = std::min(greedy.size(), unpenalized.size());
+  EXPECT_EQ(std::vector<int32_t>(unpenalized.begin(), unpenalized.begin() + n),
+            std::vector<int32_t>(greedy.begin(), greedy.begin() + n));
+}
+
+// A large logit bias decides greedy decoding, and a repetition penalty lets a biased
+// token win only until it has been used, after which the next-best one takes over.
+TEST_F(EngineTest, LogitBiasAndRepetitionPenaltyShapeTheOutput) {
+  MakeEngine();
+  GenerationRequest r = Greedy(goldens_[1].prompt, 6);
+  r.sampling.logit_bias = {{17, 100.0f}};
+  Collector forced;
+  ASSERT_TRUE(engine_->Submit(r, forced.Callback()).ok());
+  forced.Wait();
+  EXPECT_EQ(forced.tokens(), std::vector<int32_t>(6, 17));
+  // Sampled (seeded) too: the bias leaves the other tokens e^-100 of the mass.
+  r.sampling.temperature = 1.0f;
+  r.sampling.seed = 3;
+  Collector sampled;
+  ASSERT_TRUE(engine_->Submit(r, sampled.Callback()).ok());
+  sampled.Wait();
+  EXPECT_EQ(sampled.tokens(), std::vector<int32_t>(6, 17));
+  // A repetition penalty of 1e4 divides the biased logit (~100) to ~0.01 once token 17 is
+  // in the output; a second biased token (bias 50) then wins, and after it has been used
+  // too, neither wins again over the tokens the model itself ranks first.
+  r.sampling.temperature = 0.0f;
+  r.sampling.logit_bias = {{17, 100.0f}, {23, 50.0f}};
+  r.sampling.repetition_penalty = 1e4f;
+  Collector penalized;
+  ASSERT_TRUE(engine_->Submit(r, penalized.Callback()).ok());
+  penalized.Wait();
+  const std::vector<int32_t> tokens = penalized.tokens();
+  ASSERT_EQ(tokens.size(), 6u);
+  EXPECT_EQ(tokens[0], 17);
+  EXPECT_EQ(tokens[1], 23);
+  for (size_t i = 2; i < tokens.size(); ++i) {
+    EXPECT_NE(tokens[i], 17);
+    EXPECT_NE(tokens[i], 23);
+  }
+}
+
+// min_tokens holds back the stop tokens: the token greedy decoding picks first, made a
+// stop token, ends the request at once without it and only after min_tokens with it.
+TEST_F(EngineTest, MinTokensHoldsBackTheStopTokens) {
+  MakeEngine();
+  const Golden& g = goldens_[2];
+  GenerationRequest r = Greedy(g.prompt, 12);
+  r.stop_token_ids = {g.greedy[0]};
+  Collector plain;
+  ASSERT_TRUE(engine_->Submit(r, plain.Callback()).ok());
+  EXPECT_EQ(plain.Wait().reason, FinishReason::kStop);
+  EXPECT_EQ(plain.tokens(), std::vector<int32_t>{g.greedy[0]});
+  r.sampling.min_tokens = 4;
+  Collector held;
+  ASSERT_TRUE(engine_->Submit(r, held.Callback()).ok());
+  const GenerationOutput end = held.Wait();
+  const std::vector<int32_t> tokens = held.tokens();
+  ASSERT_GE(tokens.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_NE(tokens[i], g.greedy[0]) << i;
+  if (end.reason == FinishReason::kStop) {
+    EXPECT_GT(tokens.size(), 4u);
+    EXPECT_EQ(tokens.back(), g.greedy[0]);
+  } else {
+    EXPECT_EQ(end.reason, FinishReason::kLength);
+    EXPECT_EQ(tokens.size(), 12u);
+  }
+  r.sampling.min_tokens = 13;
+  Collector refused;
+  const absl::Status s = engine_->Submit(r, refused.Callback()).status();
+  EXPECT_THAT(s.message(), HasSubstr("sampling.min_tokens: 13 is above max_tokens (12)"));
 }
 
 TEST_F(EngineTest, DuplicateLiveIdIsRefused) {

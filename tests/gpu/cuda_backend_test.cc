@@ -481,10 +481,11 @@ TEST(CudaBackendAttention, DecompressedMatchesCpu) {
 // size). Logprobs (greedy, top-k and scored rows) come from the device's statistics and
 // candidates: the same top ids, values within 1e-5 (the sums' order differs); rows whose
 // max is not finite (all NaN, +inf) go to the host with their own rules. Each row has
-// its own seeded generator.
+// its own seeded generator. Rows with penalties or a logit bias go to the host, which
+// adjusts a copy of the row and reports the model's logprobs.
 TEST(CudaBackendSampling, MatchesCpuOnEveryKindOfRow) {
   MLA_SKIP_WITHOUT_CUDA();
-  const int64_t rows = 15, vocab = 1003;
+  const int64_t rows = 17, vocab = 1003;
   std::mt19937 rng(5);
   std::vector<float> logits = RandomVector(static_cast<size_t>(rows * vocab), rng);
   auto row = [&](int r) { return logits.data() + r * vocab; };
@@ -509,6 +510,18 @@ TEST(CudaBackendSampling, MatchesCpuOnEveryKindOfRow) {
   top_p.top_p = 0.8f;
   k_vocab.temperature = 1.0f;
   k_vocab.top_k = static_cast<int32_t>(vocab);
+  SamplingParams greedy_penalized = greedy, k50_penalized = k50;
+  greedy_penalized.presence_penalty = 1.5f;
+  greedy_penalized.logit_bias = {{11, 2.0f}, {600, -100.0f}};
+  k50_penalized.repetition_penalty = 1.3f;
+  k50_penalized.frequency_penalty = 0.5f;
+  TokenHistory history;
+  history.SetPrompt(std::vector<int32_t>{3, 11, 600, 999});
+  for (int32_t t : {5, 5, 11, 42}) history.AddOutput(t);
+  // Row 15's best token is in the output: its presence penalty (8 − 1.5) hands greedy
+  // decoding to the second best (7), which is not.
+  row(15)[5] = 8.0f;
+  row(15)[7] = 7.0f;
   cpu::CpuBackend cpu_be(1);
   std::unique_ptr<CudaBackend> gpu = MakeCuda();
   ASSERT_NE(gpu, nullptr);
@@ -518,14 +531,23 @@ TEST(CudaBackendSampling, MatchesCpuOnEveryKindOfRow) {
     for (uint64_t seed = 0; seed < static_cast<uint64_t>(rows); ++seed)
       gens.emplace_back(77 + seed);
     const std::vector<RowSampling> want = {
-        {0, &greedy, &gens[0], -1, -1},  {1, &greedy, &gens[1], -1, 3},
-        {2, &greedy, &gens[2], -1, 2},   {3, &k50, &gens[3], -1, -1},
-        {4, nullptr, nullptr, 17, 0},    {5, &greedy, &gens[5], -1, -1},
-        {6, &k1, &gens[6], -1, -1},      {7, &k256, &gens[7], -1, -1},
-        {8, &k50, &gens[8], -1, -1},     {9, &k50, &gens[9], -1, -1},
-        {10, &top_p, &gens[10], -1, -1}, {11, &k_vocab, &gens[11], -1, -1},
-        {12, &greedy, &gens[12], -1, 3}, {13, &k50, &gens[13], -1, 5},
+        {0, &greedy, &gens[0], -1, -1},
+        {1, &greedy, &gens[1], -1, 3},
+        {2, &greedy, &gens[2], -1, 2},
+        {3, &k50, &gens[3], -1, -1},
+        {4, nullptr, nullptr, 17, 0},
+        {5, &greedy, &gens[5], -1, -1},
+        {6, &k1, &gens[6], -1, -1},
+        {7, &k256, &gens[7], -1, -1},
+        {8, &k50, &gens[8], -1, -1},
+        {9, &k50, &gens[9], -1, -1},
+        {10, &top_p, &gens[10], -1, -1},
+        {11, &k_vocab, &gens[11], -1, -1},
+        {12, &greedy, &gens[12], -1, 3},
+        {13, &k50, &gens[13], -1, 5},
         {14, nullptr, nullptr, 100, 4},
+        {15, &greedy_penalized, &gens[15], -1, 3, &history},
+        {16, &k50_penalized, &gens[16], -1, -1, &history},
     };
     const Tensor t = be->Activation(0, rows, vocab);
     be->Upload(logits, t, {"up"});
@@ -537,6 +559,9 @@ TEST(CudaBackendSampling, MatchesCpuOnEveryKindOfRow) {
   const std::vector<RowSample>& dev = results[1];
   EXPECT_FALSE(dev[2].status.ok());
   EXPECT_EQ(dev[5].token, 300);
+  EXPECT_EQ(dev[15].token, 7);
+  ASSERT_FALSE(dev[15].logprobs.top.empty());
+  EXPECT_EQ(dev[15].logprobs.top[0].token_id, 5);  // The model's logprobs, unpenalized.
   for (size_t i = 0; i < cpu.size(); ++i) {
     SCOPED_TRACE(::testing::Message() << "row " << i);
     EXPECT_EQ(dev[i].status, cpu[i].status);

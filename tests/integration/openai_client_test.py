@@ -228,6 +228,25 @@ class OpenAiClientTest(unittest.TestCase):
         self.assertEqual(sample(7), first)
         self.assertTrue(any(sample(s) != first for s in (8, 9, 10)), "the seed is ignored")
 
+    def test_several_choices_and_penalties(self) -> None:
+        whole = self.client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": PROMPT}], max_tokens=8,
+            temperature=1.2, seed=5, n=3, presence_penalty=0.5, frequency_penalty=0.5,
+            logit_bias={"120": -100}, extra_body={"ignore_eos": True})
+        self.assertEqual([c.index for c in whole.choices], [0, 1, 2])
+        self.assertEqual(whole.usage.completion_tokens, 24)
+        texts = [c.message.content for c in whole.choices]
+        self.assertTrue(all("x" not in t for t in texts), texts)  # 120 is "x": banned.
+        chunks = list(self.client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": PROMPT}], max_tokens=8,
+            temperature=1.2, seed=5, n=3, presence_penalty=0.5, frequency_penalty=0.5,
+            logit_bias={"120": -100}, stream=True, extra_body={"ignore_eos": True}))
+        streamed = ["", "", ""]
+        for chunk in chunks:
+            for choice in chunk.choices:
+                streamed[choice.index] += choice.delta.content or ""
+        self.assertEqual(streamed, texts)
+
     def test_repeated_prompt_reports_cached_tokens(self) -> None:
         prompt = "x" * 200 + PROMPT  # Over three 64-token blocks.
         self.client.completions.create(model=MODEL, prompt=prompt, max_tokens=1)
@@ -239,8 +258,8 @@ class OpenAiClientTest(unittest.TestCase):
         with self.assertRaises(openai.NotFoundError) as ctx:
             self.client.completions.create(model="gpt-4", prompt="x")
         self.assertEqual(ctx.exception.code, "model_not_found")
-        cases = [({"temperature": 3}, "temperature"), ({"n": 2}, "n"),
-                 ({"top_p": 0}, "top_p"), ({"presence_penalty": 1.0}, "presence_penalty"),
+        cases = [({"temperature": 3}, "temperature"), ({"n": 17}, "n"),
+                 ({"top_p": 0}, "top_p"), ({"presence_penalty": 3.0}, "presence_penalty"),
                  ({"extra_body": {"frobnicate": 1}}, "frobnicate"),
                  ({"max_tokens": 9000}, "prompt")]
         for kwargs, param in cases:

@@ -143,6 +143,17 @@ class OpenAiHttpTest : public ::testing::Test {
     FAIL() << "never " << running << " running and " << waiting << " waiting";
   }
 
+  // The text a gRPC Generate of `request` streams.
+  std::string GrpcText(const v1::GenerateRequest& request) {
+    std::string text;
+    const absl::Status s = client_->Generate(request, [&](const v1::GenerateResponse& m) {
+      text += m.text();
+      return true;
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    return text;
+  }
+
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<MlaClient> client_;
   int http_port_ = 0;
@@ -156,14 +167,7 @@ TEST_F(OpenAiHttpTest, SameGreedyTextAsGrpcForTextAndChat) {
   grpc_request.set_text("The pass key is 12345. The pass key is ");
   grpc_request.mutable_sampling()->set_max_tokens(12);
   grpc_request.mutable_sampling()->set_ignore_eos(true);
-  std::string grpc_text;
-  ASSERT_TRUE(client_
-                  ->Generate(grpc_request,
-                             [&](const v1::GenerateResponse& m) {
-                               grpc_text += m.text();
-                               return true;
-                             })
-                  .ok());
+  const std::string grpc_text = GrpcText(grpc_request);
   absl::StatusOr<testing::HttpResult> r =
       Post(http_port_, "/v1/completions", Completion(12, false));
   ASSERT_TRUE(r.ok()) << r.status();
@@ -179,14 +183,7 @@ TEST_F(OpenAiHttpTest, SameGreedyTextAsGrpcForTextAndChat) {
   m->set_content("What is the value of key ABCD? The value of key ABCD is ");
   chat.mutable_messages()->set_add_generation_prompt(true);
   chat.mutable_sampling()->set_max_tokens(6);
-  std::string grpc_chat;
-  ASSERT_TRUE(client_
-                  ->Generate(chat,
-                             [&](const v1::GenerateResponse& msg) {
-                               grpc_chat += msg.text();
-                               return true;
-                             })
-                  .ok());
+  const std::string grpc_chat = GrpcText(chat);
   r = Post(http_port_, "/v1/chat/completions",
            Json{{"model", kModelName},
                 {"messages", {{{"role", "user"}, {"content", m->content()}}}},
@@ -195,6 +192,123 @@ TEST_F(OpenAiHttpTest, SameGreedyTextAsGrpcForTextAndChat) {
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(Json::parse(r->body)["choices"][0]["message"]["content"], grpc_chat);
+  ExpectIdle();
+}
+
+// Penalties and logit bias reach the engine as over gRPC: the same text for the same
+// settings, and a bias on a token outside the vocabulary is a 400 naming the field.
+TEST_F(OpenAiHttpTest, PenaltiesAndLogitBiasGiveTheGrpcText) {
+  Start({});
+  v1::GenerateRequest grpc_request;
+  grpc_request.set_text("The pass key is 12345. The pass key is ");
+  v1::SamplingParams* s = grpc_request.mutable_sampling();
+  s->set_max_tokens(10);
+  s->set_ignore_eos(true);
+  s->set_presence_penalty(1.0f);
+  s->set_frequency_penalty(0.5f);
+  s->set_repetition_penalty(1.3f);
+  (*s->mutable_logit_bias())[9] = 5.0f;
+  const std::string grpc_text = GrpcText(grpc_request);
+  Json body = Completion(10, false);
+  body["presence_penalty"] = 1.0;
+  body["frequency_penalty"] = 0.5;
+  body["repetition_penalty"] = 1.3;
+  body["logit_bias"] = Json{{"9", 5}};
+  absl::StatusOr<testing::HttpResult> r = Post(http_port_, "/v1/completions", body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Json::parse(r->body)["choices"][0]["text"], grpc_text);
+  // Without the penalties the text is the plain greedy one, which they changed.
+  r = Post(http_port_, "/v1/completions", Completion(10, false));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NE(Json::parse(r->body)["choices"][0]["text"], grpc_text);
+  body["logit_bias"] = Json{{"99999999", 5}};
+  r = Post(http_port_, "/v1/completions", body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 400) << r->body;
+  const Json error = Json::parse(r->body)["error"];
+  EXPECT_EQ(error["param"], "logit_bias");
+  EXPECT_THAT(error["message"].get<std::string>(), HasSubstr("outside the vocabulary"));
+  ExpectIdle();
+}
+
+// The JSON payloads of a streamed body's events before [DONE] (each event is written as
+// one HTTP chunk, so none is split).
+std::vector<Json> StreamedEvents(const std::string& body) {
+  std::vector<Json> events;
+  for (size_t at = body.find("data: "); at != std::string::npos; at = body.find("data: ", at + 1)) {
+    const size_t end = body.find("\n\n", at);
+    const std::string payload = body.substr(at + 6, end - at - 6);
+    if (payload == "[DONE]") break;
+    events.push_back(Json::parse(payload));
+  }
+  return events;
+}
+
+// n choices, each its own engine request on the prompt: n choices in order with usage
+// summing their tokens; with a seed they sample apart and the same request gives the
+// same choices; streamed, every chunk names its choice and each choice ends once with its
+// reason; greedy choices are all the greedy text; n beyond the stream cap is refused.
+TEST_F(OpenAiHttpTest, SeveralChoicesRunAsSeveralEngineRequests) {
+  Start({"--max_concurrent_streams=4"});
+  Json body = Completion(8, false);
+  body["n"] = 3;
+  body["temperature"] = 1.0;
+  body["seed"] = 11;
+  auto texts_of = [](const Json& response) {
+    std::vector<std::string> texts;
+    for (size_t i = 0; i < response["choices"].size(); ++i) {
+      EXPECT_EQ(response["choices"][i]["index"], i);
+      EXPECT_EQ(response["choices"][i]["finish_reason"], "length");
+      texts.push_back(response["choices"][i]["text"]);
+    }
+    return texts;
+  };
+  absl::StatusOr<testing::HttpResult> r = Post(http_port_, "/v1/completions", body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->status, 200) << r->body;
+  const Json whole = Json::parse(r->body);
+  const std::vector<std::string> texts = texts_of(whole);
+  ASSERT_EQ(texts.size(), 3u);
+  EXPECT_EQ(whole["usage"]["completion_tokens"], 24);
+  EXPECT_FALSE(texts[0] == texts[1] && texts[1] == texts[2]);
+  r = Post(http_port_, "/v1/completions", body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(texts_of(Json::parse(r->body)), texts);  // Seeded: the same choices.
+  // Streamed: the same choices, chunk by chunk.
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  r = Post(http_port_, "/v1/completions", body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->status, 200) << r->body;
+  std::vector<std::string> streamed(3);
+  std::vector<int> endings(3, 0);
+  const std::vector<Json> events = StreamedEvents(r->body);
+  ASSERT_FALSE(events.empty());
+  for (const Json& e : events) {
+    if (e["choices"].empty()) continue;  // The usage chunk.
+    const int index = e["choices"][0]["index"];
+    ASSERT_TRUE(index >= 0 && index < 3) << e.dump();
+    streamed[index] += e["choices"][0]["text"].get<std::string>();
+    if (!e["choices"][0]["finish_reason"].is_null()) ++endings[index];
+  }
+  EXPECT_EQ(streamed, texts);
+  EXPECT_EQ(endings, std::vector<int>(3, 1));
+  EXPECT_EQ(events.back()["usage"]["completion_tokens"], 24);
+  // Greedy: every choice is the one greedy text.
+  r = Post(http_port_, "/v1/completions", Completion(8, false));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string greedy = Json::parse(r->body)["choices"][0]["text"];
+  Json greedy_body = Completion(8, false);
+  greedy_body["n"] = 2;
+  r = Post(http_port_, "/v1/completions", greedy_body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(texts_of(Json::parse(r->body)), (std::vector<std::string>{greedy, greedy}));
+  // Five choices need five of the four stream slots.
+  greedy_body["n"] = 5;
+  r = Post(http_port_, "/v1/completions", greedy_body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 429) << r->body;
   ExpectIdle();
 }
 

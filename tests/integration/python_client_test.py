@@ -207,6 +207,23 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(len(first), 16)
         self.assertEqual(sample(7), first)
 
+    def test_logit_bias_and_penalties_reach_the_server(self) -> None:
+        from mla_client import MlaError
+        forced = [t for c in self.client.generate([9, 10], max_tokens=5, ignore_eos=True,
+                                                  logit_bias={33: 100.0})
+                  for t in c.token_ids]
+        self.assertEqual(forced, [33] * 5)
+        # A repetition penalty of 1e4 takes the biased token's win away once it is used.
+        once = [t for c in self.client.generate([9, 10], max_tokens=5, ignore_eos=True,
+                                                logit_bias={33: 100.0}, repetition_penalty=1e4)
+                for t in c.token_ids]
+        self.assertEqual(once[0], 33)
+        self.assertNotIn(33, once[1:])
+        with self.assertRaises(MlaError) as ctx:
+            list(self.client.generate([9, 10], max_tokens=2, presence_penalty=3.0))
+        self.assertIn("presence_penalty", str(ctx.exception))
+        self.assert_idle()
+
     def test_breaking_out_cancels_the_request(self) -> None:
         received = 0
         for chunk in self.client.generate([1, 2, 3], max_tokens=20000, ignore_eos=True):

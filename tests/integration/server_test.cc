@@ -140,6 +140,21 @@ TEST_F(GenerateOverGrpcTest, StreamsGreedyTokensThenFinish) {
                              })
                   .ok());
   EXPECT_EQ(again, tokens);
+  // A logit bias over gRPC decides greedy decoding; repetition_penalty 0 means unset.
+  (*r.mutable_sampling()->mutable_logit_bias())[9] = 100.0f;
+  r.mutable_sampling()->set_repetition_penalty(0.0f);
+  std::vector<int> biased;
+  ASSERT_TRUE(client_
+                  ->Generate(r,
+                             [&](const v1::GenerateResponse& m) {
+                               biased.insert(biased.end(), m.token_ids().begin(),
+                                             m.token_ids().end());
+                               // Logprobs stay the model's: 9's is not near 0.
+                               for (const auto& lp : m.logprobs()) EXPECT_LT(lp.logprob(), -0.5f);
+                               return true;
+                             })
+                  .ok());
+  EXPECT_EQ(biased, std::vector<int>(12, 9));
   EXPECT_EQ(BlocksUsed(), 0);
 }
 
@@ -162,6 +177,13 @@ TEST_F(GenerateOverGrpcTest, InvalidRequestsGetInvalidArgumentNamingTheField) {
   watch.mutable_indexer_watch()->set_end(3);
   EXPECT_EQ(call(watch).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(call(watch).message(), HasSubstr("indexer_watch"));
+  v1::GenerateRequest biased = Request({1, 2}, 4);
+  (*biased.mutable_sampling()->mutable_logit_bias())[100000] = 1.0f;
+  EXPECT_EQ(call(biased).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(call(biased).message(), HasSubstr("sampling.logit_bias: token 100000"));
+  v1::GenerateRequest penalized = Request({1, 2}, 4);
+  penalized.mutable_sampling()->set_frequency_penalty(-3.0f);
+  EXPECT_THAT(call(penalized).message(), HasSubstr("sampling.frequency_penalty"));
   v1::GenerateRequest text;
   text.set_text("hello");
   EXPECT_EQ(call(text).code(), absl::StatusCode::kFailedPrecondition);

@@ -11,9 +11,9 @@
 //     draws with the request's u (Draw) and only the id comes back. A prefix that reaches
 //     past the candidates (a flat row with top-p near 1) sends the row to the host path;
 //   - scored (prompt logprobs): the token is given, its logit gathered on the device;
-//   - host: anything else (top_k above kDeviceTopKMax and below the vocabulary, more than
-//     kDeviceTopKMax logprobs, a row without a finite max) downloads its row for the CPU
-//     backend's sampler (host_sampling.h).
+//   - host: anything else (penalties or logit bias, top_k above kDeviceTopKMax and below
+//     the vocabulary, more than kDeviceTopKMax logprobs, a row without a finite max)
+//     downloads its row for the CPU backend's sampler (host_sampling.h).
 // Every non-greedy row takes one rng.NextDouble(), as the host sampler does, so a
 // request's stream does not depend on the path its rows took.
 // Logprobs on the device paths come from the device too: the row's max, log-sum-exp
@@ -55,6 +55,8 @@ Path PathOf(const RowSampling& r, int64_t vocab) {
   if (r.top_logprobs > kDeviceTopKMax) return Path::kHost;
   if (r.score_token >= 0) return r.top_logprobs >= 0 ? Path::kScore : Path::kHost;
   if (r.params == nullptr) return Path::kHost;
+  // Penalties and logit bias change the row itself: the host adjusts a copy of it.
+  if (r.params->adjusts_logits()) return Path::kHost;
   if (r.params->greedy()) return Path::kGreedy;
   const int32_t k = r.params->top_k;
   // The host sampler's rule: top-k applies only below the vocabulary size.

@@ -35,8 +35,9 @@ TEST(OpenAiRequestTest, CompletionFieldsMapOntoTheSharedRequest) {
       ParseOk(Endpoint::kCompletions,
               R"({"model": "demo", "prompt": "hello", "max_tokens": 7, "temperature": 0.5,
           "top_p": 0.9, "top_k": 40, "min_p": 0.05, "seed": -3, "stop": ["a", "bc"],
-          "ignore_eos": true, "n": 1, "priority": 5, "cache_salt": "s", "echo": true,
-          "logprobs": 2, "user": "u", "presence_penalty": 0, "logit_bias": {},
+          "ignore_eos": true, "n": 3, "priority": 5, "cache_salt": "s", "echo": true,
+          "logprobs": 2, "user": "u", "presence_penalty": -0.5, "frequency_penalty": 1.5,
+          "repetition_penalty": 1.2, "logit_bias": {"7": -100, "12": 2.5}, "min_tokens": 3,
           "stream": true, "stream_options": {"include_usage": true}})");
   const v1::GenerateRequest& g = r.generate;
   EXPECT_EQ(g.text(), "hello");
@@ -50,6 +51,14 @@ TEST(OpenAiRequestTest, CompletionFieldsMapOntoTheSharedRequest) {
   EXPECT_EQ(g.sampling().seed(), static_cast<uint64_t>(int64_t{-3}));
   EXPECT_THAT(g.sampling().stop(), ElementsAre("a", "bc"));
   EXPECT_TRUE(g.sampling().ignore_eos());
+  EXPECT_FLOAT_EQ(g.sampling().presence_penalty(), -0.5f);
+  EXPECT_FLOAT_EQ(g.sampling().frequency_penalty(), 1.5f);
+  EXPECT_FLOAT_EQ(g.sampling().repetition_penalty(), 1.2f);
+  ASSERT_EQ(g.sampling().logit_bias().size(), 2u);
+  EXPECT_FLOAT_EQ(g.sampling().logit_bias().at(7), -100.0f);
+  EXPECT_FLOAT_EQ(g.sampling().logit_bias().at(12), 2.5f);
+  EXPECT_EQ(g.sampling().min_tokens(), 3);
+  EXPECT_EQ(r.n, 3);
   EXPECT_EQ(g.priority(), 5);
   EXPECT_EQ(g.cache_salt(), "s");
   EXPECT_EQ(g.logprobs(), 2);
@@ -68,6 +77,11 @@ TEST(OpenAiRequestTest, DefaultsFollowOpenAi) {
   EXPECT_FALSE(r.generate.sampling().has_seed());
   EXPECT_EQ(r.logprobs, -1);
   EXPECT_FALSE(r.generate.has_prompt_logprobs());
+  EXPECT_EQ(r.generate.sampling().presence_penalty(), 0.0f);  // Penalties off.
+  EXPECT_EQ(r.generate.sampling().frequency_penalty(), 0.0f);
+  EXPECT_EQ(r.generate.sampling().repetition_penalty(), 1.0f);
+  EXPECT_TRUE(r.generate.sampling().logit_bias().empty());
+  EXPECT_EQ(r.n, 1);
   // null is absent; one prompt in a list is that prompt; top_k -1 is off.
   r = ParseOk(Endpoint::kCompletions,
               R"({"model": "demo", "prompt": [[4, 5]], "seed": null, "top_k": -1,
@@ -131,12 +145,28 @@ TEST(OpenAiRequestTest, ErrorsNameTheField) {
       {c, R"({"model": "demo", "prompt": "x", "max_tokens": 1.5})", 400, "max_tokens",
        "must be an integer"},
       {c, R"({"model": "demo", "prompt": "x", "logprobs": 21})", 400, "logprobs", "[0, 20]"},
-      {c, R"({"model": "demo", "prompt": "x", "n": 2})", 400, "n", "only n = 1"},
+      {c, R"({"model": "demo", "prompt": "x", "n": 17})", 400, "n", "must be in [1, 16]"},
+      {c, R"({"model": "demo", "prompt": "x", "n": 0})", 400, "n", "must be in [1, 16]"},
       {c, R"({"model": "demo", "prompt": "x", "best_of": 3})", 400, "best_of", "only 1"},
-      {c, R"({"model": "demo", "prompt": "x", "presence_penalty": 0.5})", 400, "presence_penalty",
-       "not supported"},
-      {c, R"({"model": "demo", "prompt": "x", "logit_bias": {"5": 1}})", 400, "logit_bias",
-       "not supported"},
+      {c, R"({"model": "demo", "prompt": "x", "presence_penalty": 2.5})", 400, "presence_penalty",
+       "[-2, 2]"},
+      {c, R"({"model": "demo", "prompt": "x", "frequency_penalty": "a"})", 400, "frequency_penalty",
+       "must be a number"},
+      {c, R"({"model": "demo", "prompt": "x", "repetition_penalty": 0})", 400, "repetition_penalty",
+       "(0, "},
+      {c, R"({"model": "demo", "prompt": "x", "logit_bias": [5]})", 400, "logit_bias",
+       "must be an object"},
+      {c, R"({"model": "demo", "prompt": "x", "logit_bias": {"x5": 1}})", 400, "logit_bias",
+       "is not a token id"},
+      {c, R"({"model": "demo", "prompt": "x", "logit_bias": {"-1": 1}})", 400, "logit_bias",
+       "is not a token id"},
+      {c, R"({"model": "demo", "prompt": "x", "logit_bias": {"5": "up"}})", 400, "logit_bias",
+       "must be a number"},
+      {c, R"({"model": "demo", "prompt": "x", "logit_bias": {"5": 101}})", 400, "logit_bias",
+       "[-100, 100]"},
+      {c, R"({"model": "demo", "prompt": "x", "logit_bias": {"5": 1, "05": 2}})", 400, "logit_bias",
+       "more than once"},
+      {c, R"({"model": "demo", "prompt": "x", "min_tokens": -1})", 400, "min_tokens", "[0, "},
       {c, R"({"model": "demo", "prompt": "x", "suffix": "y"})", 400, "suffix", "insertion"},
       {c, R"({"model": "demo", "prompt": "x", "frobnicate": true})", 400, "frobnicate",
        "unknown field"},

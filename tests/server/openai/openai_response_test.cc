@@ -136,5 +136,32 @@ TEST(OpenAiResponseTest, WithoutLogprobsOrTokenizer) {
   EXPECT_THAT(ids.id(), StartsWith("cmpl-"));
 }
 
+// n choices: each encoder writes its own index in chunks, and the whole object lists the
+// choices in order with their own texts and finish reasons, one envelope and one usage.
+TEST(OpenAiResponseTest, SeveralChoicesKeepTheirIndices) {
+  std::unique_ptr<Tokenizer> tokenizer = DemoTokenizer();
+  ASSERT_NE(tokenizer, nullptr);
+  const OpenAiRequest request = Request(Endpoint::kCompletions, -1);
+  ResponseEncoder first(request, tokenizer.get(), "cmpl-9", 5, 0);
+  ResponseEncoder second(request, tokenizer.get(), "cmpl-9", 5, 1);
+  first.AddTokens({'a'}, {}, "a");
+  second.AddTokens({'b', 'c'}, {}, "bc");
+  EXPECT_EQ(Json::parse(second.TakeChunk(nullptr))["choices"][0]["index"], 1);
+  EXPECT_EQ(Json::parse(first.TakeChunk("stop"))["choices"][0]["index"], 0);
+  const ResponseEncoder* encoders[] = {&first, &second};
+  const char* reasons[] = {"stop", "length"};
+  const Json whole =
+      Json::parse(ResponseEncoder::WholeOfChoices(encoders, reasons, Usage{3, 3, 1}));
+  EXPECT_EQ(whole["id"], "cmpl-9");
+  ASSERT_EQ(whole["choices"].size(), 2u);
+  EXPECT_EQ(whole["choices"][0]["index"], 0);
+  EXPECT_EQ(whole["choices"][0]["text"], "a");
+  EXPECT_EQ(whole["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(whole["choices"][1]["index"], 1);
+  EXPECT_EQ(whole["choices"][1]["text"], "bc");
+  EXPECT_EQ(whole["choices"][1]["finish_reason"], "length");
+  EXPECT_EQ(whole["usage"]["total_tokens"], 6);
+}
+
 }  // namespace
 }  // namespace mla::openai

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type, TypeVar,
-                    Union)
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type,
+                    TypeVar, Union)
 
 import grpc
 
@@ -83,6 +83,11 @@ class Client:
         stop: Sequence[str] = (),
         stop_token_ids: Sequence[int] = (),
         ignore_eos: bool = False,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        repetition_penalty: float = 1.0,
+        logit_bias: Optional[Mapping[int, float]] = None,
+        min_tokens: int = 0,
         logprobs: int = 0,
         prompt_logprobs: Optional[int] = None,
         priority: int = 0,
@@ -96,7 +101,11 @@ class Client:
         Exactly one of prompt_ids, text (needs a tokenizer) or messages (needs a chat
         template) is the prompt. max_tokens None means up to the model's context;
         temperature 0 is greedy; top_k 0 and top_p None disable those filters; seed makes
-        sampling repeatable; stop strings need a tokenizer. request_id (unique among live
+        sampling repeatable; stop strings need a tokenizer. presence_penalty and
+        frequency_penalty ([-2, 2]), repetition_penalty (> 0, 1 = off) and logit_bias
+        ({token id: bias in [-100, 100]}) adjust the logits before sampling, as OpenAI's
+        and vLLM's do; reported logprobs stay the model's. min_tokens holds back the stop
+        token ids and end-of-sequence until that many tokens were generated. request_id (unique among live
         requests) lets another client abort() the request; the server assigns one when
         None. indexer_watch (begin, end) asks a DeepSeek-V3.2 server which of those prompt
         token positions its sparse-attention indexer selected for the first generated
@@ -132,6 +141,12 @@ class Client:
         sampling.stop.extend(stop)
         sampling.stop_token_ids.extend(stop_token_ids)
         sampling.ignore_eos = ignore_eos
+        sampling.presence_penalty = presence_penalty
+        sampling.frequency_penalty = frequency_penalty
+        sampling.repetition_penalty = repetition_penalty
+        for token, bias in (logit_bias or {}).items():
+            sampling.logit_bias[token] = bias
+        sampling.min_tokens = min_tokens
         call = self._inference.Generate(
             request, timeout=self._timeout if timeout is None else timeout,
             metadata=self._metadata)
