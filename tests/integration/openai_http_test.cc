@@ -312,6 +312,30 @@ TEST_F(OpenAiHttpTest, SeveralChoicesRunAsSeveralEngineRequests) {
   ExpectIdle();
 }
 
+// A request whose n choices the waiting queue cannot all hold is refused whole, as one
+// request would be (429 with Retry-After), and the choices already submitted are aborted:
+// nothing stays behind, and the next request runs.
+TEST_F(OpenAiHttpTest, ChoicesBeyondTheWaitingQueueRefuseTheWholeRequest) {
+  Start({"--max_running=1", "--max_waiting=1"});
+  Json body = Completion(2000, false);
+  body["n"] = 3;
+  absl::StatusOr<testing::HttpResult> r = Post(http_port_, "/v1/completions", body);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 429) << r->body;
+  EXPECT_EQ(r->headers["retry-after"], "1");
+  EXPECT_THAT(r->body, HasSubstr("waiting queue is full"));
+  // The aborted choices hold their places until the engine's next step ends them: the
+  // next request is admitted once it has (a choice left behind would refuse it forever).
+  for (int i = 0; i < 250; ++i) {
+    r = Post(http_port_, "/v1/completions", Completion(4, false));
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (r->status != 429) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(r->status, 200) << r->body;
+  ExpectIdle();
+}
+
 TEST_F(OpenAiHttpTest, DisconnectMidStreamAbortsAndFreesEveryBlock) {
   Start({});
   const int fd = OpenStream(http_port_, Completion(4000, true));
