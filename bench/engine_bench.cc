@@ -23,7 +23,7 @@
 #include "engine/engine.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-v2-lite", "Model directory");
-ABSL_FLAG(std::string, mode, "batch", "batch, prefix, first or telemetry");
+ABSL_FLAG(std::string, mode, "batch", "batch, prefix, shared, first or telemetry");
 ABSL_FLAG(std::string, batches, "1,4,16,64", "batch: batch sizes");
 ABSL_FLAG(int, prompt_len, 128, "batch: prompt tokens per request; prefix: prompt tokens");
 ABSL_FLAG(int, decode_tokens, 32, "batch: tokens generated per request");
@@ -105,9 +105,11 @@ double DecodeThroughput(Engine& engine, int batch, uint64_t seed) {
     if (!status.ok()) std::exit(1);
   }
   absl::MutexLock lock(&run.mu);
-  run.mu.Await(absl::Condition(+[](int* p) { return *p == 0; }, &run.pending));
+  run.mu.Await(absl::Condition(
+      +[](int* p) { return *p == 0; }, &run.pending));
   const double window = absl::ToDoubleSeconds(run.end - run.last_first_token);
-  std::fprintf(stderr, "  batch %d done in %.2f s\n", batch, absl::ToDoubleSeconds(run.end - start));
+  std::fprintf(stderr, "  batch %d done in %.2f s\n", batch,
+               absl::ToDoubleSeconds(run.end - start));
   // Tokens counted after the last first token include some from sequences that were
   // already decoding; the window is what the whole batch decodes together.
   return window > 0 ? run.tokens_after_mark / window : 0.0;
@@ -139,18 +141,22 @@ double Ttft(Engine& engine, const std::vector<int32_t>& prompt, const std::strin
   r.sampling.temperature = 0.0f;
   r.max_tokens = 1;
   r.cache_salt = salt;
-  if (!engine.Submit(std::move(r), [&run](GenerationOutput o) {
-        absl::MutexLock lock(&run.mu);
-        if (o.finished) {
-          run.ttft = o.time_to_first_token_seconds;
-          run.cached = o.cached_prompt_tokens;
-          run.pending = 0;
-        }
-      }).ok()) {
+  if (!engine
+           .Submit(std::move(r),
+                   [&run](GenerationOutput o) {
+                     absl::MutexLock lock(&run.mu);
+                     if (o.finished) {
+                       run.ttft = o.time_to_first_token_seconds;
+                       run.cached = o.cached_prompt_tokens;
+                       run.pending = 0;
+                     }
+                   })
+           .ok()) {
     std::exit(1);
   }
   absl::MutexLock lock(&run.mu);
-  run.mu.Await(absl::Condition(+[](int* p) { return *p == 0; }, &run.pending));
+  run.mu.Await(absl::Condition(
+      +[](int* p) { return *p == 0; }, &run.pending));
   *cached = run.cached;
   return run.ttft;
 }
@@ -174,6 +180,53 @@ void PrefixMode() {
               static_cast<double>(prompt.size()) / std::min(cold, other), prompt.size());
 }
 
+// B requests with one prompt submitted at once (an OpenAI request's n choices, a system
+// prompt many clients send together), one token each: seconds until the last one ends
+// and the prompt tokens all of them took from the prefix cache, per batch size (a new
+// prompt each, so that nothing is cached before).
+void SharedMode() {
+  std::unique_ptr<Engine> engine = MakeEngine();
+  const int n = absl::GetFlag(FLAGS_prompt_len), vocab = engine->info().config.vocab_size;
+  int cached = 0;
+  Ttft(*engine, RandomPrompt(n, vocab, 1), "warm-up", &cached);  // Untimed.
+  std::printf(
+      "| requests | seconds until all end | cached prompt tokens | seconds per request |\n"
+      "|---:|---:|---:|---:|\n");
+  uint64_t seed = 100;
+  for (absl::string_view b : absl::StrSplit(absl::GetFlag(FLAGS_batches), ',')) {
+    int batch = 0;
+    if (!absl::SimpleAtoi(b, &batch) || batch < 1) continue;
+    const std::vector<int32_t> prompt = RandomPrompt(n, vocab, seed++);
+    Run run;
+    run.pending = batch;
+    const absl::Time start = absl::Now();
+    for (int i = 0; i < batch; ++i) {
+      GenerationRequest r;
+      r.prompt = prompt;
+      r.sampling.temperature = 0.0f;
+      r.max_tokens = 1;
+      if (!engine
+               ->Submit(std::move(r),
+                        [&run](GenerationOutput o) {
+                          if (!o.finished) return;
+                          absl::MutexLock lock(&run.mu);
+                          run.cached += o.cached_prompt_tokens;
+                          run.end = std::max(run.end, absl::Now());
+                          --run.pending;
+                        })
+               .ok()) {
+        std::exit(1);
+      }
+    }
+    absl::MutexLock lock(&run.mu);
+    run.mu.Await(absl::Condition(
+        +[](int* p) { return *p == 0; }, &run.pending));
+    const double seconds = absl::ToDoubleSeconds(run.end - start);
+    std::printf("| %d | %.3f | %d | %.3f |\n", batch, seconds, run.cached, seconds / batch);
+    std::fflush(stdout);
+  }
+}
+
 // The first request a new engine serves, against the second (another prompt of the same
 // length): what the first user pays for buffers and first calls, with --engine_warmup
 // on or off.
@@ -185,10 +238,10 @@ void FirstMode() {
   int cached = 0;
   const double first = Ttft(*engine, RandomPrompt(n, vocab, 1), "first", &cached);
   const double second = Ttft(*engine, RandomPrompt(n, vocab, 2), "second", &cached);
-  std::printf("| warm-up | engine start s | first TTFT s | second TTFT s | first / second |\n"
-              "|---|---:|---:|---:|---:|\n| %s | %.3f | %.4f | %.4f | %.2fx |\n",
-              absl::GetFlag(FLAGS_engine_warmup) ? "on" : "off", created, first, second,
-              first / second);
+  std::printf(
+      "| warm-up | engine start s | first TTFT s | second TTFT s | first / second |\n"
+      "|---|---:|---:|---:|---:|\n| %s | %.3f | %.4f | %.4f | %.2fx |\n",
+      absl::GetFlag(FLAGS_engine_warmup) ? "on" : "off", created, first, second, first / second);
 }
 
 // Decode throughput with attention telemetry at several sampling rates, against the first
@@ -228,6 +281,8 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_mode) == "prefix") {
     mla::PrefixMode();
+  } else if (absl::GetFlag(FLAGS_mode) == "shared") {
+    mla::SharedMode();
   } else if (absl::GetFlag(FLAGS_mode) == "first") {
     mla::FirstMode();
   } else if (absl::GetFlag(FLAGS_mode) == "telemetry") {
