@@ -16,18 +16,47 @@ void Scheduler::Add(std::unique_ptr<Sequence> seq) {
   waiting_.push_back(std::move(seq));
 }
 
-size_t Scheduler::NextWaiting() const {
+std::optional<size_t> Scheduler::NextWaiting(const std::vector<const Sequence*>& skip) const {
   // Effective order: starving first, then protected (thrash guard), then priority, then
   // arrival. Preempted sequences keep their arrival order and so come back early.
   auto key = [this](const Sequence& s) {
     return std::make_tuple(s.waited_steps >= config_.starvation_steps, Protected(s),
                            s.request.priority, -static_cast<int64_t>(s.arrival_order));
   };
-  size_t best = 0;
-  for (size_t i = 1; i < waiting_.size(); ++i) {
-    if (key(*waiting_[i]) > key(*waiting_[best])) best = i;
+  std::optional<size_t> best;
+  for (size_t i = 0; i < waiting_.size(); ++i) {
+    if (std::find(skip.begin(), skip.end(), waiting_[i].get()) != skip.end()) continue;
+    if (!best || key(*waiting_[i]) > key(*waiting_[*best])) best = i;
   }
   return best;
+}
+
+bool Scheduler::AwaitsSharedPrefill(Sequence& seq) const {
+  const int64_t block = blocks_->block_size();
+  // Prompt logprobs take no cache hits; the last token is always computed.
+  if (!blocks_->prefix_caching_enabled() || seq.request.prompt_logprobs >= 0 ||
+      seq.num_tokens() <= block) {
+    return false;
+  }
+  for (const auto& r : running_) {
+    // Only a prefill still short of a block it shares is worth waiting for: decoding
+    // sequences (nearly all of them) cost nothing here.
+    if (r->request.cache_salt != seq.request.cache_salt || !r->prefilling()) continue;
+    const int64_t need = (r->num_computed / block + 1) * block;
+    if (need > std::min(r->num_tokens(), seq.num_tokens() - 1)) continue;
+    Sequence::PrefixProbe& probe = seq.prefix_probe;
+    // Serial 0 (a sequence the engine did not submit) never memoizes.
+    if (probe.serial != r->serial || r->serial == 0) probe = {r->serial, 0, false};
+    if (!probe.ended && probe.equal < need) {
+      const auto end = seq.tokens.begin() + need;
+      const auto first =
+          std::mismatch(seq.tokens.begin() + probe.equal, end, r->tokens.begin() + probe.equal);
+      probe.equal = first.first - seq.tokens.begin();
+      probe.ended = first.first != end;
+    }
+    if (probe.equal >= need) return true;
+  }
+  return false;
 }
 
 size_t Scheduler::PickVictim() const {
@@ -68,8 +97,7 @@ void Scheduler::Preempt(size_t index, std::vector<ScheduledChunk>& batch, int64_
   waiting_.push_back(std::move(seq));
 }
 
-bool Scheduler::ReserveDecode(Sequence* seq, std::vector<ScheduledChunk>& batch,
-                              int64_t& budget) {
+bool Scheduler::ReserveDecode(Sequence* seq, std::vector<ScheduledChunk>& batch, int64_t& budget) {
   while (seq->table.num_tokens() < seq->num_tokens()) {
     if (blocks_->Append(seq->table, seq->num_tokens() - seq->table.num_tokens()).ok()) break;
     const size_t victim = PickVictim();
@@ -81,10 +109,17 @@ bool Scheduler::ReserveDecode(Sequence* seq, std::vector<ScheduledChunk>& batch,
 }
 
 void Scheduler::AdmitWaiting(std::vector<ScheduledChunk>& batch, int64_t& budget) {
+  std::vector<const Sequence*> deferred;  // Waiting for a running prefill this step.
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int>(running_.size()) < config_.max_running) {
-    const size_t index = NextWaiting();
+    const std::optional<size_t> next = NextWaiting(deferred);
+    if (!next) break;
+    const size_t index = *next;
     Sequence& seq = *waiting_[index];
+    if (AwaitsSharedPrefill(seq)) {
+      deferred.push_back(&seq);
+      continue;
+    }
     const std::string& salt = seq.request.cache_salt;
     // Strict order: when the best candidate does not fit, nobody behind it jumps ahead,
     // so a long request is never starved by a stream of short ones.

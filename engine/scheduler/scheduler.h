@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,8 +62,14 @@ class Scheduler {
   bool Protected(const Sequence& s) const {
     return s.preemptions >= config_.protect_after_preemptions;
   }
-  // Index of the waiting sequence to admit next.
-  size_t NextWaiting() const;
+  // Index of the waiting sequence to admit next, of those not in `skip` (none if all are).
+  std::optional<size_t> NextWaiting(const std::vector<const Sequence*>& skip) const;
+  // A waiting sequence whose prompt shares at least one full block with a running
+  // sequence that has not computed that shared part yet waits for it: admitted once those
+  // blocks are in the prefix cache, it computes only the rest instead of the whole prompt
+  // alongside (the choices of one OpenAI request, a system prompt many clients send at
+  // once). The running one is scheduled ahead of admissions, so the wait is its prefill.
+  bool AwaitsSharedPrefill(Sequence& seq) const;
   // Index of the running sequence to preempt: lowest priority, then most recently
   // admitted; protected sequences only when nothing else is left.
   size_t PickVictim() const;

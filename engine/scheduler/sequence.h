@@ -53,6 +53,14 @@ struct Sequence {
   int preemptions = 0;          // Times this sequence gave its blocks back.
   int64_t chunk = 0;            // Tokens scheduled in the current step.
   bool admitted_once = false;
+  // Scheduler::AwaitsSharedPrefill's memo, so that a long wait compares each token once:
+  // tokens [0, equal) equal those of the running sequence with this serial (and the next
+  // one differs when `ended`).
+  struct PrefixProbe {
+    uint64_t serial = 0;
+    int64_t equal = 0;
+    bool ended = false;
+  } prefix_probe;
 
   // Output state.
   bool first_output_sent = false;

@@ -501,6 +501,40 @@ TEST_F(EngineTest, RepeatedPrefixIsServedFromTheCache) {
   EXPECT_GT(stats.blocks_cached_free, 0);
 }
 
+// Requests with one prompt submitted together (an OpenAI request's n choices) compute it
+// once: the first prefills it, the others wait for its blocks and take them from the
+// prefix cache, every one with the goldens' tokens.
+TEST_F(EngineTest, PromptSubmittedSeveralTimesAtOnceIsComputedOnce) {
+  MakeEngine();
+  const Golden& g = goldens_[3];  // 150 tokens: 9 full blocks of 16 can be shared.
+  // Submitted from another request's output callback, on the loop thread within a step,
+  // so that all three reach the scheduler in the same step.
+  Collector first, c0, c1, c2;
+  Collector* collectors[] = {&c0, &c1, &c2};
+  absl::Mutex mu;
+  bool submitted = false;
+  OutputCallback forward = first.Callback();
+  auto on_output = [&](GenerationOutput o) {
+    forward(std::move(o));
+    absl::MutexLock lock(&mu);
+    if (submitted) return;
+    submitted = true;
+    for (Collector* c : collectors) {
+      EXPECT_TRUE(engine_->Submit(Greedy(g.prompt, g.greedy.size()), c->Callback()).ok());
+    }
+  };
+  ASSERT_TRUE(engine_->Submit(Greedy(goldens_[1].prompt, 2), on_output).ok());
+  first.Wait();
+  std::vector<int> cached;
+  for (Collector* c : collectors) {
+    cached.push_back(c->Wait().cached_prompt_tokens);
+    EXPECT_EQ(c->tokens(), g.greedy);
+  }
+  std::sort(cached.begin(), cached.end());
+  EXPECT_EQ(cached, (std::vector<int>{0, 144, 144}));
+  EXPECT_EQ(engine_->GetLoad().cache.prefix_hits, 2 * 144);
+}
+
 // The fp8 cache changes the numbers (golden_test bounds by how much), not the serving:
 // a prefix-cache hit, chunked prefill and preemption with recompute give the tokens a
 // whole prefill over an fp8 cache gives, and the engine reports the layout it runs.

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <numeric>
 
@@ -16,20 +17,26 @@ constexpr int kBlockSize = 4;
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  void Make(int32_t num_blocks, SchedulerConfig config) {
+  void Make(int32_t num_blocks, SchedulerConfig config, bool prefix_caching = false) {
+    prefix_caching_ = prefix_caching;
     blocks_ = std::make_unique<BlockManager>(
-        BlockManagerConfig{num_blocks, kBlockSize, 1, /*enable_prefix_caching=*/false});
+        BlockManagerConfig{num_blocks, kBlockSize, 1, prefix_caching});
     scheduler_ = std::make_unique<Scheduler>(config, blocks_.get());
   }
 
-  Sequence* Add(const std::string& id, int prompt_len, int max_new, int priority = 0) {
+  // `first_token`: where the prompt's run of consecutive ids starts (by default a range
+  // of its own per sequence, so that prompts share nothing).
+  Sequence* Add(const std::string& id, int prompt_len, int max_new, int priority = 0,
+                int first_token = -1, const std::string& salt = "") {
     GenerationRequest r;
     r.request_id = id;
     r.prompt.resize(prompt_len);
-    std::iota(r.prompt.begin(), r.prompt.end(), 100 * static_cast<int>(by_id_.size()));
+    std::iota(r.prompt.begin(), r.prompt.end(),
+              first_token >= 0 ? first_token : 100 * static_cast<int>(by_id_.size()));
     r.priority = priority;
-    auto seq = std::make_unique<Sequence>(std::move(r), [](GenerationOutput) {}, kBlockSize,
-                                          absl::Now());
+    r.cache_salt = salt;
+    auto seq = std::make_unique<Sequence>(
+        std::move(r), [](GenerationOutput) {}, kBlockSize, absl::Now());
     seq->max_total = prompt_len + max_new;
     Sequence* raw = seq.get();
     by_id_[id] = raw;
@@ -44,6 +51,10 @@ class SchedulerTest : public ::testing::Test {
       Sequence& s = *c.seq;
       EXPECT_GE(s.table.capacity(), s.num_computed + c.num_tokens) << s.request.request_id;
       s.num_computed += c.num_tokens;
+      // As the engine does: full computed blocks join the prefix cache.
+      if (prefix_caching_) {
+        blocks_->CommitFullBlocks(s.table, s.tokens, s.num_computed, s.request.cache_salt, nullptr);
+      }
       if (s.uncomputed() == 0) {
         s.tokens.push_back(7);
         ++generated_[s.request.request_id];
@@ -66,6 +77,7 @@ class SchedulerTest : public ::testing::Test {
     return n;
   }
 
+  bool prefix_caching_ = false;
   std::unique_ptr<BlockManager> blocks_;
   std::unique_ptr<Scheduler> scheduler_;
   std::map<std::string, Sequence*> by_id_;
@@ -163,6 +175,49 @@ TEST_F(SchedulerTest, ExtractReleasesBlocks) {
   EXPECT_EQ(scheduler_->Extract("y"), nullptr);
   EXPECT_EQ(blocks_->stats().blocks_used, 0);
   EXPECT_TRUE(scheduler_->empty());
+}
+
+// A prompt that shares full blocks with a running prefill waits for them and then finds
+// them in the prefix cache; prompts that share less than a block, another salt's, or
+// nothing run at once, and a deferred one holds back nobody behind it.
+TEST_F(SchedulerTest, SharedPrefixWaitsForTheRunningPrefillThenHitsTheCache) {
+  SchedulerConfig config;
+  config.max_batch_tokens = 64;
+  Make(64, config, /*prefix_caching=*/true);
+  Sequence* a = Add("a", 10, 3, 0, /*first_token=*/1);
+  Sequence* b = Add("b", 10, 3, 0, 1);                 // Same prompt: 2 full blocks shared.
+  Sequence* other = Add("other", 10, 3, 0, 500);       // Shares nothing.
+  Sequence* salted = Add("salted", 10, 3, 0, 1, "s");  // Same tokens, another salt.
+  Sequence* short_one = Add("short", 3, 3, 0, 1);      // Under one block.
+  std::vector<ScheduledChunk> batch = Step();
+  auto in = [&](const std::vector<ScheduledChunk>& bt, const Sequence* s) {
+    return std::any_of(bt.begin(), bt.end(), [&](const auto& c) { return c.seq == s; });
+  };
+  EXPECT_TRUE(in(batch, a));
+  EXPECT_FALSE(in(batch, b));  // Deferred, and nobody behind it held back:
+  EXPECT_TRUE(in(batch, other));
+  EXPECT_TRUE(in(batch, salted));
+  EXPECT_TRUE(in(batch, short_one));
+  batch = Step();
+  ASSERT_TRUE(in(batch, b));
+  EXPECT_EQ(b->cached_prompt_tokens, 8);  // Two blocks from the cache: 2 tokens computed.
+  for (const auto& c : batch) {
+    if (c.seq == b) {
+      EXPECT_EQ(c.num_tokens, 2);
+    }
+  }
+  EXPECT_EQ(a->cached_prompt_tokens, 0);
+  EXPECT_EQ(salted->cached_prompt_tokens, 0);
+}
+
+// Without the prefix cache there is nothing to wait for: the same prompts run together.
+TEST_F(SchedulerTest, WithoutThePrefixCacheSharedPromptsRunTogether) {
+  SchedulerConfig config;
+  config.max_batch_tokens = 64;
+  Make(64, config, /*prefix_caching=*/false);
+  Add("a", 10, 3, 0, 1);
+  Add("b", 10, 3, 0, 1);
+  EXPECT_EQ(Step().size(), 2u);
 }
 
 }  // namespace
