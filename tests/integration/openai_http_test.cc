@@ -361,6 +361,17 @@ TEST_F(OpenAiHttpTest, DisconnectMidStreamAbortsAndFreesEveryBlock) {
               HasSubstr("mla_http_requests_total{path=\"/v1/completions\",code=\"200\"} 1"));
 }
 
+// A client that hangs up on a request of n choices aborts every one of them.
+TEST_F(OpenAiHttpTest, DisconnectAbortsEveryChoice) {
+  Start({});
+  Json body = Completion(4000, true);
+  body["n"] = 3;
+  const int fd = OpenStream(http_port_, body);
+  WaitForLoad(3, 0);
+  close(fd);
+  ExpectIdle();
+}
+
 TEST_F(OpenAiHttpTest, BackpressureAndDrainAnswerWithRetryAfter) {
   Start({"--max_running=1", "--max_waiting=1", "--drain_timeout_s=30"});
   const int running = OpenStream(http_port_, Completion(4000, true));
