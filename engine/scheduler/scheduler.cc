@@ -16,7 +16,7 @@ void Scheduler::Add(std::unique_ptr<Sequence> seq) {
   waiting_.push_back(std::move(seq));
 }
 
-std::optional<size_t> Scheduler::NextWaiting(const std::vector<const Sequence*>& skip) const {
+std::optional<size_t> Scheduler::NextWaiting() const {
   // Effective order: starving first, then protected (thrash guard), then priority, then
   // arrival. Preempted sequences keep their arrival order and so come back early.
   auto key = [this](const Sequence& s) {
@@ -25,7 +25,7 @@ std::optional<size_t> Scheduler::NextWaiting(const std::vector<const Sequence*>&
   };
   std::optional<size_t> best;
   for (size_t i = 0; i < waiting_.size(); ++i) {
-    if (std::find(skip.begin(), skip.end(), waiting_[i].get()) != skip.end()) continue;
+    if (waiting_[i]->passed_over_step == steps_) continue;
     if (!best || key(*waiting_[i]) > key(*waiting_[*best])) best = i;
   }
   return best;
@@ -109,15 +109,18 @@ bool Scheduler::ReserveDecode(Sequence* seq, std::vector<ScheduledChunk>& batch,
 }
 
 void Scheduler::AdmitWaiting(std::vector<ScheduledChunk>& batch, int64_t& budget) {
-  std::vector<const Sequence*> deferred;  // Waiting for a running prefill this step.
+  // Passed over at most max_running times a step, as many as it may admit: each pass
+  // scans the queue, so a crowd of copies of one prompt costs no more than admissions.
+  int passes = 0;
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int>(running_.size()) < config_.max_running) {
-    const std::optional<size_t> next = NextWaiting(deferred);
+    const std::optional<size_t> next = NextWaiting();
     if (!next) break;
     const size_t index = *next;
     Sequence& seq = *waiting_[index];
     if (AwaitsSharedPrefill(seq)) {
-      deferred.push_back(&seq);
+      seq.passed_over_step = steps_;
+      if (++passes >= config_.max_running) break;
       continue;
     }
     const std::string& salt = seq.request.cache_salt;
@@ -149,6 +152,7 @@ void Scheduler::AdmitWaiting(std::vector<ScheduledChunk>& batch, int64_t& budget
 }
 
 std::vector<ScheduledChunk> Scheduler::Schedule() {
+  ++steps_;
   for (auto& seq : waiting_) ++seq->waited_steps;
   std::vector<ScheduledChunk> batch;
   int64_t budget = config_.max_batch_tokens;

@@ -62,8 +62,9 @@ class Scheduler {
   bool Protected(const Sequence& s) const {
     return s.preemptions >= config_.protect_after_preemptions;
   }
-  // Index of the waiting sequence to admit next, of those not in `skip` (none if all are).
-  std::optional<size_t> NextWaiting(const std::vector<const Sequence*>& skip) const;
+  // Index of the waiting sequence to admit next, of those not passed over this step
+  // (none if all were).
+  std::optional<size_t> NextWaiting() const;
   // A waiting sequence whose prompt shares at least one full block with a running
   // sequence that has not computed that shared part yet waits for it: admitted once those
   // blocks are in the prefix cache, it computes only the rest instead of the whole prompt
@@ -85,6 +86,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Sequence>> running_;
   uint64_t next_arrival_ = 0;
   uint64_t next_admission_ = 0;
+  uint64_t steps_ = 0;  // Schedule calls: stamps Sequence::passed_over_step.
   int64_t num_preemptions_ = 0;
 };
 

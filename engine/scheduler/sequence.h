@@ -53,6 +53,7 @@ struct Sequence {
   int preemptions = 0;          // Times this sequence gave its blocks back.
   int64_t chunk = 0;            // Tokens scheduled in the current step.
   bool admitted_once = false;
+  uint64_t passed_over_step = 0;  // Scheduler step that deferred its admission (0: none).
   // Scheduler::AwaitsSharedPrefill's memo, so that a long wait compares each token once:
   // tokens [0, equal) equal those of the running sequence with this serial (and the next
   // one differs when `ended`).

@@ -210,6 +210,26 @@ TEST_F(SchedulerTest, SharedPrefixWaitsForTheRunningPrefillThenHitsTheCache) {
   EXPECT_EQ(salted->cached_prompt_tokens, 0);
 }
 
+// Passes are capped at max_running a step: with two places, copies of one prompt still
+// wait for the first one's blocks and take them from the cache, and the prompt queued
+// behind them runs too; everyone finishes.
+TEST_F(SchedulerTest, PassesOverACrowdOfCopiesAtMostMaxRunningTimesAStep) {
+  SchedulerConfig config;
+  config.max_batch_tokens = 64;
+  config.max_running = 2;
+  Make(64, config, /*prefix_caching=*/true);
+  for (const char* id : {"a", "b", "c", "d"}) Add(id, 10, 2, 0, 1);
+  Add("other", 10, 2, 0, 500);
+  // "a" alone first: b and c are passed over, which uses up the step's two passes.
+  EXPECT_EQ(Step().size(), 1u);
+  std::vector<ScheduledChunk> second = Step();
+  ASSERT_EQ(second.size(), 2u);  // a's decode and b, from the cache.
+  EXPECT_EQ(second[1].seq->request.request_id, "b");
+  EXPECT_EQ(second[1].seq->cached_prompt_tokens, 8);
+  for (int step = 0; step < 40 && finished_.size() < 5; ++step) Step();
+  EXPECT_EQ(finished_.size(), 5u);
+}
+
 // Without the prefix cache there is nothing to wait for: the same prompts run together.
 TEST_F(SchedulerTest, WithoutThePrefixCacheSharedPromptsRunTogether) {
   SchedulerConfig config;
